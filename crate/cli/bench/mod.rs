@@ -1,0 +1,136 @@
+//! `parle bench kernels`: time per dispatch and achieved bandwidth, per kernel and shape.
+//! One file per kernel family lists its cases at the real model's shapes.
+
+mod attention;
+mod conv;
+mod elementwise;
+mod embed;
+mod linear;
+mod norm;
+mod rope;
+mod rvq;
+mod sampling;
+mod softmax;
+
+use std::time::Instant;
+
+use anyhow::Result;
+use clap::Subcommand;
+use parle::gpu::{BufferUsage, Context, GpuBuffer, GpuResult, Recorder};
+
+#[derive(Subcommand)]
+pub enum What {
+    /// Every kernel at the real model's shapes.
+    Kernels {
+        /// Dispatches per timed submit.
+        #[arg(long, default_value_t = 50)]
+        reps: u32,
+        /// Only families whose name contains this.
+        #[arg(long)]
+        only: Option<String>,
+    },
+}
+
+pub fn run(ctx: &Context, what: What) -> Result<()> {
+    match what {
+        What::Kernels { reps, only } => kernels(ctx, reps, only.as_deref()),
+    }
+}
+
+/// One benchmark row: a closure that records one dispatch (or a short fixed sequence), and the
+/// bytes it reads and writes (for GB/s).
+pub struct Case {
+    pub name: String,
+    pub bytes: u64,
+    pub record: Box<dyn Fn(&mut Recorder) -> GpuResult<()>>,
+}
+
+impl Case {
+    pub fn new(
+        name: impl Into<String>,
+        bytes: u64,
+        record: impl Fn(&mut Recorder) -> GpuResult<()> + 'static,
+    ) -> Self {
+        Self {
+            name: name.into(),
+            bytes,
+            record: Box::new(record),
+        }
+    }
+}
+
+/// A zero-filled f32 storage buffer of `floats` elements.
+pub fn buf(ctx: &Context, label: &str, floats: usize) -> Result<GpuBuffer> {
+    Ok(ctx.create_buffer(label, floats as u64 * 4, BufferUsage::Storage)?)
+}
+
+fn time_case(ctx: &Context, case: &Case, reps: u32) -> Result<f64> {
+    // Warm up: compiles the pipeline and fills the bind-group cache.
+    let mut rec = Recorder::new(ctx, "bench warmup");
+    (case.record)(&mut rec)?;
+    rec.submit()?;
+    ctx.wait_idle()?;
+    let mut best = f64::INFINITY;
+    for _ in 0..3 {
+        let mut rec = Recorder::new(ctx, "bench");
+        for _ in 0..reps {
+            (case.record)(&mut rec)?;
+        }
+        let t0 = Instant::now();
+        rec.submit()?;
+        ctx.wait_idle()?;
+        best = best.min(t0.elapsed().as_secs_f64() / reps as f64);
+    }
+    ctx.check()?;
+    Ok(best)
+}
+
+type Family = (&'static str, fn(&Context) -> Result<Vec<Case>>);
+const FAMILIES: &[Family] = &[
+    ("elementwise", elementwise::cases),
+    ("linear", linear::cases),
+    ("norm", norm::cases),
+    ("rope", rope::cases),
+    ("attention", attention::cases),
+    ("softmax", softmax::cases),
+    ("conv", conv::cases),
+    ("embed", embed::cases),
+    ("rvq", rvq::cases),
+    ("sampling", sampling::cases),
+];
+
+fn kernels(ctx: &Context, reps: u32, only: Option<&str>) -> Result<()> {
+    let caps = ctx.caps();
+    println!(
+        "adapter: {} ({}, {})  f16: {}  subgroups: {}  reps/submit: {reps}",
+        caps.adapter_name,
+        caps.backend,
+        if caps.is_software {
+            "software"
+        } else {
+            "hardware"
+        },
+        caps.f16,
+        caps.subgroups
+    );
+    println!(
+        "{:<12} {:<58} {:>12} {:>10}",
+        "family", "kernel / shape", "µs/dispatch", "GB/s"
+    );
+    for (family, make) in FAMILIES {
+        if only.is_some_and(|o| !family.contains(o)) {
+            continue;
+        }
+        for case in make(ctx)? {
+            let t = time_case(ctx, &case, reps)?;
+            println!(
+                "{:<12} {:<58} {:>12.2} {:>10.2}",
+                family,
+                case.name,
+                t * 1e6,
+                case.bytes as f64 / t / 1e9
+            );
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,52 @@
+//! The `parle` command line: `parle info`, `parle bench kernels`, …
+
+mod bench;
+
+use clap::{Parser, Subcommand};
+use parle::gpu::{Context, Options};
+
+#[derive(Parser)]
+#[command(name = "parle", version, about = "Kyutai's Mimi and Moshi on WebGPU")]
+struct Cli {
+    /// Never use shader-f16 (also PARLE_FORCE_F32=1).
+    #[arg(long, global = true)]
+    force_f32: bool,
+    /// Never use subgroup operations (also PARLE_NO_SUBGROUPS=1).
+    #[arg(long, global = true)]
+    no_subgroups: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Print the GPU adapter parle finds and its capabilities.
+    Info,
+    /// Benchmarks that print numbers.
+    Bench {
+        #[command(subcommand)]
+        what: bench::What,
+    },
+}
+
+fn main() {
+    let cli = Cli::parse();
+    if let Err(e) = run(cli) {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    let mut opts = Options::from_env();
+    opts.force_f32 |= cli.force_f32;
+    opts.no_subgroups |= cli.no_subgroups;
+    let ctx = pollster::block_on(Context::new(&opts))?;
+    match cli.command {
+        Command::Info => {
+            println!("{}", ctx.caps().report());
+            Ok(())
+        }
+        Command::Bench { what } => bench::run(&ctx, what),
+    }
+}

@@ -1,0 +1,27 @@
+//! GPU runtime: device acquisition and capabilities, buffers from a static plan, WGSL kernel
+//! assembly with per-backend preludes, cached pipelines and bind groups, a frame recorder that
+//! puts many dispatches into one command encoder and one submit, and readback.
+
+mod buffer;
+mod context;
+mod error;
+mod kernel;
+mod readback;
+mod recorder;
+mod wgsl;
+
+pub use buffer::{BufferPlan, BufferUsage, GpuBuffer, View};
+pub use context::{Capabilities, Context, Options};
+pub use error::GpuError;
+pub use kernel::{Binding, Kernel, Pipeline, Variant};
+pub use readback::FrameReadback;
+pub use recorder::{Recorder, PARAM_SLOT_BYTES};
+pub use wgsl::{preprocess, wgsl_contains};
+
+/// Result type of the GPU layer.
+pub type GpuResult<T> = Result<T, GpuError>;
+
+/// Number of workgroups needed to cover `n` items with groups of `group` items.
+pub const fn div_ceil(n: u32, group: u32) -> u32 {
+    n.div_ceil(group)
+}

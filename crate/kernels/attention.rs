@@ -1,0 +1,1 @@
+//! KV-cache append and causal attention over a ring KV cache (not written yet).

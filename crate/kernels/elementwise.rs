@@ -1,0 +1,205 @@
+//! Pointwise activations and residual adds (`shaders/elementwise.wgsl`).
+//!
+//! Layouts and dispatch: flat f32 arrays, one invocation per output element, workgroups of 256,
+//! grid from [`super::grid_1d`].
+
+use bytemuck::{Pod, Zeroable};
+
+use crate::gpu::{wgsl_contains, Binding, GpuResult, Kernel, Recorder, Variant, View};
+
+const SRC: &str = include_str!("../../shaders/elementwise.wgsl");
+/// Invocations per workgroup; must match `@workgroup_size` in the WGSL.
+pub const WG: u32 = 256;
+const _: () = assert!(wgsl_contains(SRC, "@compute @workgroup_size(256)\nfn elu("));
+const _: () = assert!(wgsl_contains(
+    SRC,
+    "@compute @workgroup_size(256)\nfn gelu_erf("
+));
+const _: () = assert!(wgsl_contains(
+    SRC,
+    "@compute @workgroup_size(256)\nfn silu_gate("
+));
+const _: () = assert!(wgsl_contains(
+    SRC,
+    "@compute @workgroup_size(256)\nfn residual_add("
+));
+const _: () = assert!(wgsl_contains(SRC, ") * 256u + lid.x"));
+const _: () = assert!(wgsl_contains(SRC, "@binding(3) var<uniform> p: Params"));
+
+const BINDINGS: &[Binding] = &[Binding::Read, Binding::Read, Binding::ReadWrite];
+static ELU: Kernel = Kernel {
+    name: "elu",
+    source: SRC,
+    entry: "elu",
+    bindings: BINDINGS,
+};
+static GELU: Kernel = Kernel {
+    name: "gelu_erf",
+    source: SRC,
+    entry: "gelu_erf",
+    bindings: BINDINGS,
+};
+static SILU_GATE: Kernel = Kernel {
+    name: "silu_gate",
+    source: SRC,
+    entry: "silu_gate",
+    bindings: BINDINGS,
+};
+static RESIDUAL: Kernel = Kernel {
+    name: "residual_add",
+    source: SRC,
+    entry: "residual_add",
+    bindings: BINDINGS,
+};
+
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable, Default)]
+struct Params {
+    n: u32,
+    hidden: u32,
+    channels: u32,
+    channel_stride: u32,
+    use_scale: u32,
+    _pad: [u32; 3],
+}
+crate::assert_params_fit!(Params);
+
+fn launch(rec: &mut Recorder, k: &'static Kernel, views: [View; 3], p: Params) -> GpuResult<()> {
+    let groups = super::grid_1d(
+        p.n.div_ceil(WG),
+        rec.ctx().caps().max_workgroups_per_dimension,
+    );
+    rec.launch(k, &Variant::none(), &views, &p, groups)
+}
+
+/// `y = ELU(x)` (alpha 1) over `n` elements. `y` may not alias `x`.
+pub fn elu(rec: &mut Recorder, x: View, y: View, n: u32) -> GpuResult<()> {
+    launch(
+        rec,
+        &ELU,
+        [x, x, y],
+        Params {
+            n,
+            ..Default::default()
+        },
+    )
+}
+
+/// `y = GELU(x)` with the exact erf form, over `n` elements.
+pub fn gelu_erf(rec: &mut Recorder, x: View, y: View, n: u32) -> GpuResult<()> {
+    launch(
+        rec,
+        &GELU,
+        [x, x, y],
+        Params {
+            n,
+            ..Default::default()
+        },
+    )
+}
+
+/// `u` is `[rows, 2H]`; `y[r, j] = silu(u[r, j]) * u[r, H + j]`, `y` is `[rows, H]`.
+pub fn silu_gate(rec: &mut Recorder, u: View, y: View, rows: u32, hidden: u32) -> GpuResult<()> {
+    launch(
+        rec,
+        &SILU_GATE,
+        [u, u, y],
+        Params {
+            n: rows * hidden,
+            hidden,
+            ..Default::default()
+        },
+    )
+}
+
+/// `y += scale ⊙ r` (or `y += r` when `scale` is `None`) over `n` elements, in place.
+/// The channel of element `i` is `(i / channel_stride) % channels`: use `channel_stride = 1`
+/// for `[T, C]` layouts and `channel_stride = T` for `[C, T]` layouts.
+pub fn residual_add(
+    rec: &mut Recorder,
+    r: View,
+    scale: Option<View>,
+    y: View,
+    n: u32,
+    channels: u32,
+    channel_stride: u32,
+) -> GpuResult<()> {
+    let p = Params {
+        n,
+        channels: channels.max(1),
+        channel_stride: channel_stride.max(1),
+        use_scale: scale.is_some() as u32,
+        ..Default::default()
+    };
+    launch(rec, &RESIDUAL, [r, scale.unwrap_or(r), y], p)
+}
+
+/// Plain Rust references for the tests.
+pub mod reference {
+    pub fn elu(x: &[f32]) -> Vec<f32> {
+        x.iter()
+            .map(|&v| if v > 0.0 { v } else { v.exp() - 1.0 })
+            .collect()
+    }
+    pub fn erf(x: f64) -> f64 {
+        // Abramowitz–Stegun 7.1.26 is too coarse; use a series / continued fraction in f64.
+        let z = x.abs();
+        let r = if z < 3.0 {
+            // Maclaurin series: erf z = 2/sqrt(pi) Σ (-1)^n z^(2n+1) / (n! (2n+1))
+            let mut sum: f64 = 0.0;
+            let mut term: f64 = z;
+            let mut n = 0.0;
+            while term.abs() > 1e-17 * sum.abs().max(1e-300) || n < 3.0 {
+                sum += term / (2.0 * n + 1.0);
+                n += 1.0;
+                term *= -z * z / n;
+                if n > 200.0 {
+                    break;
+                }
+            }
+            sum * 2.0 / std::f64::consts::PI.sqrt()
+        } else {
+            // Continued fraction for erfc at large z.
+            let mut f = 0.0;
+            for k in (1..60).rev() {
+                f = (k as f64 / 2.0) / (z + f);
+            }
+            1.0 - (-z * z).exp() / std::f64::consts::PI.sqrt() / (z + f)
+        };
+        if x < 0.0 {
+            -r
+        } else {
+            r
+        }
+    }
+    pub fn gelu_erf(x: &[f32]) -> Vec<f32> {
+        x.iter()
+            .map(|&v| (0.5 * v as f64 * (1.0 + erf(v as f64 / std::f64::consts::SQRT_2))) as f32)
+            .collect()
+    }
+    pub fn silu_gate(u: &[f32], rows: usize, hidden: usize) -> Vec<f32> {
+        let mut y = vec![0.0; rows * hidden];
+        for r in 0..rows {
+            for j in 0..hidden {
+                let g = u[r * 2 * hidden + j];
+                let v = u[r * 2 * hidden + hidden + j];
+                y[r * hidden + j] = g / (1.0 + (-g).exp()) * v;
+            }
+        }
+        y
+    }
+    pub fn residual_add(
+        y: &mut [f32],
+        r: &[f32],
+        scale: Option<&[f32]>,
+        channels: usize,
+        channel_stride: usize,
+    ) {
+        for i in 0..y.len() {
+            let s = scale
+                .map(|s| s[(i / channel_stride) % channels])
+                .unwrap_or(1.0);
+            y[i] += s * r[i];
+        }
+    }
+}

@@ -1,0 +1,1 @@
+//! Embedding gather and sum over streams (not written yet).

@@ -1,0 +1,1 @@
+//! RMSNorm and LayerNorm (not written yet).

@@ -1,0 +1,1 @@
+//! Interleaved rotary position embedding (not written yet).

@@ -1,0 +1,1 @@
+//! RVQ nearest-codebook search (not written yet).

@@ -1,0 +1,1 @@
+//! Temperature / top-k / greedy sampling on the GPU (not written yet).

@@ -1,0 +1,10 @@
+//! parle: Kyutai's Mimi codec and Moshi speech-to-speech LM on WebGPU.
+//!
+//! Layers (dependencies point down only): `web` (wasm exports) → `kernels` (launchers for the
+//! WGSL kernels in `shaders/`) → `gpu` (device, buffers, pipelines, recorder, readback).
+
+pub mod gpu;
+pub mod kernels;
+
+#[cfg(target_arch = "wasm32")]
+pub mod web;

@@ -1,0 +1,29 @@
+//! Kernel test cases, one module per kernel family; each exports `CASES`.
+pub mod attention;
+pub mod conv;
+pub mod elementwise;
+pub mod embed;
+pub mod linear;
+pub mod norm;
+pub mod rope;
+pub mod rvq;
+pub mod sampling;
+pub mod softmax;
+
+use crate::common::CaseFn;
+
+/// Every family with its cases, in the order they run.
+pub fn all() -> Vec<(&'static str, &'static [(&'static str, CaseFn)])> {
+    vec![
+        ("elementwise", elementwise::CASES),
+        ("linear", linear::CASES),
+        ("norm", norm::CASES),
+        ("rope", rope::CASES),
+        ("attention", attention::CASES),
+        ("softmax", softmax::CASES),
+        ("conv", conv::CASES),
+        ("embed", embed::CASES),
+        ("rvq", rvq::CASES),
+        ("sampling", sampling::CASES),
+    ]
+}
