@@ -444,7 +444,7 @@ impl Context {
 
     /// Write bytes into a buffer (queued before the next submit). Pads to 4 bytes.
     pub fn write(&self, buf: &GpuBuffer, offset: u64, bytes: &[u8]) {
-        if bytes.len() % 4 == 0 {
+        if bytes.len().is_multiple_of(4) {
             self.queue.write_buffer(buf.raw(), offset, bytes);
         } else {
             let mut padded = bytes.to_vec();

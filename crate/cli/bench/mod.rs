@@ -39,10 +39,13 @@ pub fn run(ctx: &Context, what: What) -> Result<()> {
 
 /// One benchmark row: a closure that records one dispatch (or a short fixed sequence), and the
 /// bytes it reads and writes (for GB/s).
+/// Records one benchmark step.
+pub type RecordFn = Box<dyn Fn(&mut Recorder) -> GpuResult<()>>;
+
 pub struct Case {
     pub name: String,
     pub bytes: u64,
-    pub record: Box<dyn Fn(&mut Recorder) -> GpuResult<()>>,
+    pub record: RecordFn,
 }
 
 impl Case {
