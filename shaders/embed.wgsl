@@ -6,7 +6,8 @@
 //   a stream contributes nothing (a zero vector) when id_s is outside
 //   [first_id, first_id + n_rows): this covers the "zero" token 0xFFFFFFFF (-1 as i32) and lets one
 //   big table be split by rows over several buffers (one launch per buffer, accumulating).
-//   Streams are summed in order s = 0, 1, … in f32, then added to out (accumulate) or stored.
+//   Streams are summed in f32 by a fixed tree (slots s and s + 8, then s + 4, …), then added to
+//   out (accumulate) or stored.
 //
 // Layouts:
 //   table  [rows_total, dim] row-major, several tables concatenated along rows (one buffer);
@@ -19,9 +20,11 @@
 //   1 tokens: array<u32>, read
 //   2 out:    array<f32>, read_write
 //   3 p:      Params (uniform, dynamic offset)
-// Dispatch: @workgroup_size(256); invocation w (= wid.x * 256 + lid.x) handles one table word of a
-// row: F32 -> out[w] (w < dim), BF16 -> out[2w], out[2w+1] (w < dim / 2).
-// Grid x = ceil(words / 256) with words = dim (F32) or dim / 2 (BF16).
+// Dispatch: @workgroup_size(256) = 16 stream slots x 16 table words; invocation l of workgroup g
+// loads word w = 16 g + l % 16 of stream l / 16's row (all rows of a launch are read in
+// parallel), then a shared-memory tree sums the 16 slots. A word is one f32 element (F32) or
+// two bf16 elements, out[2w] and out[2w+1] (BF16). Grid x = ceil(words / 16) with words = dim
+// (F32) or dim / 2 (BF16). The first n_streams invocations first read the token ids.
 
 struct Params {
     dim: u32,       // elements per row
@@ -37,26 +40,45 @@ struct Params {
 @group(0) @binding(2) var<storage, read_write> out: array<f32>;
 @group(0) @binding(3) var<uniform> p: Params;
 
+var<workgroup> rel_ids: array<u32, 16>;
+var<workgroup> part: array<vec2<f32>, 256>;
+
 @compute @workgroup_size(256)
 fn embed_sum(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
-    let w = wid.x * 256u + lid.x;
+    let l = lid.x;
+    if (l < p.n_streams) {
+        let st = p.streams[l];
+        rel_ids[l] = tokens[st.x] - st.z; // wraps to a huge value below first_id (and for -1)
+    }
+    workgroupBarrier();
+    let s = l / 16u;               // stream slot
+    let w = wid.x * 16u + l % 16u; // table word
     let bf16 = (p.flags & 2u) != 0u;
     let words = select(p.dim, p.dim / 2u, bf16);
-    if (w >= words) { return; }
-    var acc = vec2<f32>(0.0, 0.0);
-    for (var s = 0u; s < p.n_streams; s++) {
+    var v = vec2<f32>(0.0, 0.0);
+    if (s < p.n_streams && w < words) {
         let st = p.streams[s];
-        let rel = tokens[st.x] - st.z; // wraps to a huge value below first_id (and for -1)
+        let rel = rel_ids[s];
         if (rel < st.w) {
             let row = st.y + rel;
             if (bf16) {
-                let v = table[row * (p.dim / 2u) + w];
-                acc += vec2<f32>(bitcast<f32>(v << 16u), bitcast<f32>(v & 0xffff0000u));
+                let u = table[row * (p.dim / 2u) + w];
+                v = vec2<f32>(bitcast<f32>(u << 16u), bitcast<f32>(u & 0xffff0000u));
             } else {
-                acc.x += bitcast<f32>(table[row * p.dim + w]);
+                v.x = bitcast<f32>(table[row * p.dim + w]);
             }
         }
     }
+    part[l] = v;
+    workgroupBarrier();
+    for (var off = 128u; off >= 16u; off >>= 1u) {
+        if (l < off) {
+            part[l] = part[l] + part[l + off];
+        }
+        workgroupBarrier();
+    }
+    if (l >= 16u || w >= words) { return; }
+    var acc = part[l];
     let accumulate = (p.flags & 1u) != 0u;
     if (bf16) {
         let o = 2u * w;

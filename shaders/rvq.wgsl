@@ -5,27 +5,34 @@
 //   cb       codebooks [levels, bins, dc] row-major (bound as vec4: dc % 4 == 0, dc <= 1024)
 //   x        encoder input, element (t, d) at x[p.io_offset + t * p.io_t_stride + d * p.io_d_stride]
 //            ([T, dc] time-major: t_stride dc, d_stride 1; Mimi's [dc, T]: t_stride 1, d_stride T)
-//   residual [T, dc] scratch; after the last level it holds x - Σ_l E_l[code_l]
-//   dist     [T, bins] scratch: squared distances of the current level
+//   residual [2, T, dc] scratch, ping-pong: r_l (the residual entering level l, l >= 1) lives in
+//            slot l % 2; after the encode, slot 0 holds the final residual x - Σ_l E_l[code_l]
+//   parts    [2, T, G] vec2<u32> scratch, G = ceil(bins / 16): per group of 16 codebook rows the
+//            (f32 bits of the smallest distance, its row), ping-pong by level parity
 //   codes    u32, code (l, t) at codes[p.code_offset + l * p.code_l_stride + t * p.code_t_stride]
 //            (the [n_levels, T] layout: l_stride T, t_stride 1)
 //   out      decoder output, element (t, d) at out[p.io_offset + t * p.io_t_stride + d * p.io_d_stride]
 //
-// Encode, per level l (two launches, in order): r = x at level 0, else residual.
-//   rvq_dist   dist[t, j] = Σ_d (r[t, d] - E_l[j, d])²   computed directly (no ||E||² - 2 r·E
-//              expansion, so there is no cancellation, and every row goes through the very same
-//              operations in the same order: identical rows give bit-identical distances).
-//              @workgroup_size(256): 16 bins x 16 lanes; lane i accumulates the vec4 columns
-//              i, i + 16, … of its bin, then a fixed shared-memory tree adds the 16 partials.
-//              Grid [ceil(bins / 16), T, 1].
-//   rvq_argmin code = argmin_j dist[t, j], ties (equal f32 distances) -> lowest j; NaN distances
-//              are never chosen (all-NaN -> 0). Writes codes(l, t) and residual[t] = r[t] - E_l[code].
-//              @workgroup_size(256), one workgroup per frame: grid [T, 1, 1].
+// Encode: launches rvq_level for l = 0 .. L-1, then rvq_finish (L + 1 launches in all).
+//   rvq_level (level l), @workgroup_size(256), grid [G, T, 1], workgroup g handles rows 16g..16g+15:
+//     1. (l > 0) argmin over parts[(l-1) % 2, t, :] -> code c of level l-1 (every workgroup
+//        redoes this small reduction, so no separate launch is needed); r_l = r_{l-1} - E_{l-1}[c]
+//        into shared memory; workgroup 0 also writes code (l-1, t) and residual slot l % 2.
+//        (l = 0) r_0 = x.
+//     2. dist(j) = Σ_d (r_l[d] - E_l[j, d])², 16 lanes per row (lane i takes the vec4 columns
+//        i, i + 16, …, a fixed shared-memory tree adds the 16 partials), then the smallest of the
+//        16 (lowest row on ties) -> parts[l % 2, t, g].
+//   rvq_finish, @workgroup_size(256), grid [T, 1, 1]: argmin of the last level from its parts,
+//     writes its code and the final residual (slot 0).
+//   Distances are computed directly, not as ||E||² - 2 r·E (no cancellation), and every row goes
+//   through the same operations in the same order, so identical rows give bit-identical
+//   distances; (distance, row) is compared lexicographically everywhere, so exact ties resolve to
+//   the lowest row. NaN distances never win (all-NaN -> row 0).
 // Bindings (encode, group 0):
 //   0 x:        array<f32>, read
 //   1 cb:       array<vec4<f32>>, read
 //   2 residual: array<f32>, read_write
-//   3 dist:     array<f32>, read_write
+//   3 parts:    array<vec2<u32>>, read_write
 //   4 codes:    array<u32>, read_write
 //   5 p:        Params (uniform, dynamic offset)
 //
@@ -78,93 +85,158 @@ fn rvq_decode(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_i
 @group(0) @binding(0) var<storage, read> x: array<f32>;
 @group(0) @binding(1) var<storage, read> cb: array<vec4<f32>>;
 @group(0) @binding(2) var<storage, read_write> residual: array<f32>;
-@group(0) @binding(3) var<storage, read_write> dist: array<f32>;
+@group(0) @binding(3) var<storage, read_write> parts: array<vec2<u32>>;
 @group(0) @binding(4) var<storage, read_write> codes: array<u32>;
 @group(0) @binding(5) var<uniform> p: Params;
 
-var<workgroup> rs: array<vec4<f32>, 256>;
-var<workgroup> part: array<f32, 256>;
-var<workgroup> part_i: array<u32, 256>;
+const NONE: u32 = 0xffffffffu;
 
-// The residual entering level p.level, element (t, d).
-fn r_at(t: u32, d: u32) -> f32 {
-    if (p.level == 0u) {
+var<workgroup> rs: array<vec4<f32>, 256>;
+var<workgroup> red_d: array<f32, 256>;
+var<workgroup> red_i: array<u32, 256>;
+
+fn groups() -> u32 {
+    return (p.bins + 15u) / 16u;
+}
+
+// (distance, row) lexicographic order; NONE (no candidate) loses. Callers drop NaN distances.
+fn less(od: f32, oi: u32, md: f32, mi: u32) -> bool {
+    if (oi == NONE) { return false; }
+    if (mi == NONE) { return true; }
+    return od < md || (od == md && oi < mi);
+}
+
+fn is_nan(bits: u32) -> bool {
+    return (bits & 0x7fffffffu) > 0x7f800000u;
+}
+
+// Argmin over parts[slot, t, :] -> the code (every thread gets it). Uniform control flow only.
+fn argmin_parts(slot: u32, t: u32, l: u32) -> u32 {
+    let g = groups();
+    let base = (slot * p.t + t) * g;
+    var bd = 0.0;
+    var bi = NONE;
+    for (var i = l; i < g; i += 256u) {
+        let v = parts[base + i];
+        let d = bitcast<f32>(v.x);
+        if (!is_nan(v.x) && less(d, v.y, bd, bi)) {
+            bd = d;
+            bi = v.y;
+        }
+    }
+    red_d[l] = bd;
+    red_i[l] = bi;
+    workgroupBarrier();
+    for (var off = 128u; off > 0u; off >>= 1u) {
+        if (l < off && less(red_d[l + off], red_i[l + off], red_d[l], red_i[l])) {
+            red_d[l] = red_d[l + off];
+            red_i[l] = red_i[l + off];
+        }
+        workgroupBarrier();
+    }
+    let c = workgroupUniformLoad(&red_i[0]);
+    return select(c, 0u, c == NONE);
+}
+
+// Residual entering level `level` (>= 1 uses the ping-pong slot), element (t, d).
+fn r_in(level: u32, t: u32, d: u32) -> f32 {
+    if (level == 0u) {
         return x[p.io_offset + t * p.io_t_stride + d * p.io_d_stride];
     }
-    return residual[t * p.dc + d];
+    return residual[((level % 2u) * p.t + t) * p.dc + d];
+}
+
+fn cb_at(level: u32, row: u32, d: u32) -> f32 {
+    return cb[(level * p.bins + row) * (p.dc / 4u) + d / 4u][d % 4u];
 }
 
 @compute @workgroup_size(256)
-fn rvq_dist(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+fn rvq_level(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+    let l = lid.x;
     let t = wid.y;
+    let level = p.level;
     let dv = p.dc / 4u;
-    for (var i = lid.x; i < dv; i += 256u) {
-        let d = 4u * i;
-        rs[i] = vec4<f32>(r_at(t, d), r_at(t, d + 1u), r_at(t, d + 2u), r_at(t, d + 3u));
-    }
-    workgroupBarrier();
-    let j = wid.x * 16u + lid.x / 16u;
-    let lane = lid.x % 16u;
-    var acc = 0.0;
-    if (j < p.bins) {
-        let base = (p.level * p.bins + j) * dv;
-        for (var i = lane; i < dv; i += 16u) {
-            let e = rs[i] - cb[base + i];
-            acc += dot(e, e);
+    let j = wid.x * 16u + l / 16u;
+    let lane = l % 16u;
+    // Start the loads of this workgroup's codebook rows before the residual is known
+    // (the first 4 vec4 per lane cover dc <= 256).
+    let base = (level * p.bins + min(j, p.bins - 1u)) * dv;
+    let e0 = cb[base + min(lane, dv - 1u)];
+    let e1 = cb[base + min(lane + 16u, dv - 1u)];
+    let e2 = cb[base + min(lane + 32u, dv - 1u)];
+    let e3 = cb[base + min(lane + 48u, dv - 1u)];
+
+    if (level == 0u) {
+        for (var i = l; i < dv; i += 256u) {
+            let d = 4u * i;
+            rs[i] = vec4<f32>(r_in(0u, t, d), r_in(0u, t, d + 1u), r_in(0u, t, d + 2u), r_in(0u, t, d + 3u));
+        }
+    } else {
+        let prev = level - 1u;
+        let c = argmin_parts(prev % 2u, t, l);
+        for (var i = l; i < dv; i += 256u) {
+            let d = 4u * i;
+            let r = vec4<f32>(r_in(prev, t, d), r_in(prev, t, d + 1u), r_in(prev, t, d + 2u), r_in(prev, t, d + 3u));
+            let v = r - cb[(prev * p.bins + c) * dv + i];
+            rs[i] = v;
+            if (wid.x == 0u) {
+                let o = ((level % 2u) * p.t + t) * p.dc + d;
+                residual[o] = v.x;
+                residual[o + 1u] = v.y;
+                residual[o + 2u] = v.z;
+                residual[o + 3u] = v.w;
+            }
+        }
+        if (wid.x == 0u && l == 0u) {
+            codes[p.code_offset + prev * p.code_l_stride + t * p.code_t_stride] = c;
         }
     }
-    part[lid.x] = acc;
+    workgroupBarrier();
+
+    var acc = 0.0;
+    if (lane < dv) { let e = rs[lane] - e0; acc += dot(e, e); }
+    if (lane + 16u < dv) { let e = rs[lane + 16u] - e1; acc += dot(e, e); }
+    if (lane + 32u < dv) { let e = rs[lane + 32u] - e2; acc += dot(e, e); }
+    if (lane + 48u < dv) { let e = rs[lane + 48u] - e3; acc += dot(e, e); }
+    for (var i = lane + 64u; i < dv; i += 16u) {
+        let e = rs[i] - cb[base + i];
+        acc += dot(e, e);
+    }
+    red_d[l] = acc;
     workgroupBarrier();
     for (var off = 8u; off > 0u; off >>= 1u) {
         if (lane < off) {
-            part[lid.x] = part[lid.x] + part[lid.x + off];
+            red_d[l] = red_d[l] + red_d[l + off];
         }
         workgroupBarrier();
     }
-    if (lane == 0u && j < p.bins) {
-        dist[t * p.bins + j] = part[lid.x];
+    if (l == 0u) {
+        var bd = 0.0;
+        var bi = NONE;
+        for (var b = 0u; b < 16u; b++) {
+            let row = wid.x * 16u + b;
+            let d = red_d[b * 16u];
+            if (row < p.bins && !is_nan(bitcast<u32>(d)) && less(d, row, bd, bi)) {
+                bd = d;
+                bi = row;
+            }
+        }
+        parts[((level % 2u) * p.t + t) * groups() + wid.x] = vec2<u32>(bitcast<u32>(bd), bi);
     }
 }
 
 @compute @workgroup_size(256)
-fn rvq_argmin(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+fn rvq_finish(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
     let t = wid.x;
-    let none = 0xffffffffu;
-    var bd = bitcast<f32>(0x7f800000u); // +inf
-    var bi = none;
-    for (var j = lid.x; j < p.bins; j += 256u) {
-        let d = dist[t * p.bins + j];
-        // j grows, so a strict < keeps the lowest index among equal distances; NaN never wins.
-        if (d < bd || (d == bd && bi == none)) {
-            bd = d;
-            bi = j;
-        }
-    }
-    part[lid.x] = bd;
-    part_i[lid.x] = bi;
-    workgroupBarrier();
-    for (var off = 128u; off > 0u; off >>= 1u) {
-        if (lid.x < off) {
-            let od = part[lid.x + off];
-            let oi = part_i[lid.x + off];
-            let md = part[lid.x];
-            let mi = part_i[lid.x];
-            // (distance, index) lexicographic minimum; `none` (no candidate) loses to anything.
-            if (oi != none && (mi == none || od < md || (od == md && oi < mi))) {
-                part[lid.x] = od;
-                part_i[lid.x] = oi;
-            }
-        }
-        workgroupBarrier();
-    }
-    var c = part_i[0];
-    if (c == none) { c = 0u; }
+    let last = p.level;
+    let c = argmin_parts(last % 2u, t, lid.x);
     if (lid.x == 0u) {
-        codes[p.code_offset + p.level * p.code_l_stride + t * p.code_t_stride] = c;
+        codes[p.code_offset + last * p.code_l_stride + t * p.code_t_stride] = c;
     }
-    let row = (p.level * p.bins + c) * (p.dc / 4u);
+    // Slot 0 gets the final residual (in place when the last level's input is slot 0 itself:
+    // each element is read and written by the same invocation).
     for (var d = lid.x; d < p.dc; d += 256u) {
-        residual[t * p.dc + d] = r_at(t, d) - cb[row + d / 4u][d % 4u];
+        residual[t * p.dc + d] = r_in(last, t, d) - cb_at(last, c, d);
     }
 }
 //#endif

@@ -10,7 +10,7 @@
 //   1 tokens: array<u32>, read_write
 //   2 p:      Params (uniform, dynamic offset)
 // Dispatch: @workgroup_size(256), one workgroup per row; row = wid.y * nwg.x + wid.x (2-D grid
-// beyond 65535 rows).
+// beyond 65535 rows). Each thread reads elements l, l + 256, … of the row, 8 loads per loop trip.
 //
 // Modes:
 //   greedy (p.greedy = 1, temperature 0): argmax, ties -> lowest index.
@@ -47,7 +47,9 @@ struct Params {
 @group(0) @binding(1) var<storage, read_write> tokens: array<u32>;
 @group(0) @binding(2) var<uniform> p: Params;
 
-var<workgroup> hist: array<atomic<u32>, 256>;
+// Radix histograms, replicated 8 times (copy = lane % 8) so that the many equal digits of the
+// first passes (logits share their top exponent bits) do not all hit one shared-memory word.
+var<workgroup> hist: array<atomic<u32>, 2048>;
 var<workgroup> scan: array<u32, 256>;
 var<workgroup> red_s: array<f32, 256>;
 var<workgroup> red_k: array<u32, 256>;
@@ -57,6 +59,16 @@ var<workgroup> sel_remaining: u32;
 var<workgroup> sel_count: u32;
 
 const NONE: u32 = 0xffffffffu;
+// Elements per thread per loop trip: 8 independent loads issued back to back (indices
+// i0 + 256 j, j < 8) before any of them is used, so that one thread keeps 8 loads in flight.
+const STEP: u32 = 2048u; // 256 * 8
+
+var<private> row_base: u32;
+
+// Logit i of this row, clamped into the row (callers ignore i >= n).
+fn ld(i: u32) -> f32 {
+    return logits[row_base + min(i, p.n - 1u)];
+}
 
 // Order-preserving u32 key of a float: a < b  <=>  okey(a) < okey(b); NaN -> 0 (below -inf),
 // -0.0 -> the key of +0.0.
@@ -96,25 +108,64 @@ fn exp_noise(i: u32, counter: u32) -> f32 {
     return 2.0 * z * (1.0 + z2 * (1.0 / 3.0 + z2 * (1.0 / 5.0 + z2 * (1.0 / 7.0 + z2 * (1.0 / 9.0 + z2 * (1.0 / 11.0))))));
 }
 
-// Reduce (score, key, index) pairs held in red_* to slot 0: larger score wins, then larger key
-// (greedy uses the key as its score), then the lower index; NONE loses to anything.
+// (score, key, index) ordering: larger score, then larger key, then lower index; NONE loses.
+fn better(os: f32, ok: u32, oi: u32, ms: f32, mk: u32, mi: u32) -> bool {
+    if (oi == NONE) { return false; }
+    if (mi == NONE) { return true; }
+    return os > ms || (os == ms && (ok > mk || (ok == mk && oi < mi)));
+}
+
+// Reduce the (score, key, index) triples held in red_* to slot 0.
 fn reduce_best(l: u32) {
     for (var off = 128u; off > 0u; off >>= 1u) {
-        if (l < off) {
-            let os = red_s[l + off];
-            let ok = red_k[l + off];
-            let oi = red_i[l + off];
-            let ms = red_s[l];
-            let mk = red_k[l];
-            let mi = red_i[l];
-            let better = os > ms || (os == ms && (ok > mk || (ok == mk && oi < mi)));
-            if (oi != NONE && (mi == NONE || better)) {
-                red_s[l] = os;
-                red_k[l] = ok;
-                red_i[l] = oi;
-            }
+        if (l < off && better(red_s[l + off], red_k[l + off], red_i[l + off], red_s[l], red_k[l], red_i[l])) {
+            red_s[l] = red_s[l + off];
+            red_k[l] = red_k[l + off];
+            red_i[l] = red_i[l + off];
         }
         workgroupBarrier();
+    }
+}
+
+struct Row8 {
+    x0: f32, x1: f32, x2: f32, x3: f32, x4: f32, x5: f32, x6: f32, x7: f32,
+}
+
+fn load8(i0: u32) -> Row8 {
+    return Row8(ld(i0), ld(i0 + 256u), ld(i0 + 512u), ld(i0 + 768u),
+                ld(i0 + 1024u), ld(i0 + 1280u), ld(i0 + 1536u), ld(i0 + 1792u));
+}
+
+fn greedy_step(bk: ptr<function, u32>, bi: ptr<function, u32>, i: u32, x: f32) {
+    let k = okey(x);
+    if (i < p.n && better(0.0, k, i, 0.0, *bk, *bi)) {
+        *bk = k;
+        *bi = i;
+    }
+}
+
+// Count element i in the histogram copy `copy` if it matches the prefix found so far.
+fn hist_step(i: u32, x: f32, radix_round: u32, pk: u32, mk: u32, pi: u32, mi: u32, copy: u32) {
+    if (i >= p.n) { return; }
+    let k = okey(x);
+    let shift = 24u - 8u * (radix_round & 3u);
+    if (radix_round < 4u) {
+        if ((k & mk) == pk) { atomicAdd(&hist[copy + ((k >> shift) & 255u)], 1u); }
+    } else {
+        let ni = ~i;
+        if (k == pk && (ni & mi) == pi) { atomicAdd(&hist[copy + ((ni >> shift) & 255u)], 1u); }
+    }
+}
+
+fn gumbel_step(bs: ptr<function, f32>, bi: ptr<function, u32>, i: u32, x: f32, pk: u32, pi: u32, counter: u32) {
+    let k = okey(x);
+    // k == 0 is NaN: never a candidate, so scores are never NaN.
+    if (i < p.n && k != 0u && (k > pk || (k == pk && ~i >= pi))) {
+        let s = x * p.inv_temp - log(exp_noise(i, counter));
+        if (better(s, 0u, i, *bs, 0u, *bi)) {
+            *bs = s;
+            *bi = i;
+        }
     }
 }
 
@@ -123,18 +174,22 @@ fn sample(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: v
     let row = wid.y * nwg.x + wid.x;
     if (row >= p.rows) { return; }
     let l = lid3.x;
-    let base = p.logits_offset + row * p.row_stride;
+    row_base = p.logits_offset + row * p.row_stride;
     let n = p.n;
 
     if (p.greedy != 0u) {
         var bk = 0u;
         var bi = NONE;
-        for (var i = l; i < n; i += 256u) {
-            let k = okey(logits[base + i]);
-            if (bi == NONE || k > bk) { // i grows: strict > keeps the lowest index
-                bk = k;
-                bi = i;
-            }
+        for (var i0 = l; i0 < n; i0 += STEP) {
+            let r = load8(i0);
+            greedy_step(&bk, &bi, i0, r.x0);
+            greedy_step(&bk, &bi, i0 + 256u, r.x1);
+            greedy_step(&bk, &bi, i0 + 512u, r.x2);
+            greedy_step(&bk, &bi, i0 + 768u, r.x3);
+            greedy_step(&bk, &bi, i0 + 1024u, r.x4);
+            greedy_step(&bk, &bi, i0 + 1280u, r.x5);
+            greedy_step(&bk, &bi, i0 + 1536u, r.x6);
+            greedy_step(&bk, &bi, i0 + 1792u, r.x7);
         }
         red_s[l] = 0.0;
         red_k[l] = bk;
@@ -145,29 +200,33 @@ fn sample(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: v
         return;
     }
 
-    // Radix select of the k-th largest composite key (okey(logit), ~i), 8 bits per pass.
+    // Radix select of the k-th largest composite key (okey(logit), ~i), 8 bits per radix_round.
     var pk = 0u;   // key prefix found so far (unresolved low bits zero)
-    var pi = 0u;   // ~index prefix (passes 4..7)
+    var pi = 0u;   // ~index prefix (rounds 4..7)
     var mk = 0u;   // mask of resolved key bits
     var mi = 0u;   // mask of resolved ~index bits
     var remaining = p.top_k;
+    let copy = (l % 8u) * 256u;
     if (p.top_k != 0u && p.top_k < n) {
-        for (var round = 0u; round < 8u; round++) {
-            atomicStore(&hist[l], 0u);
+        for (var radix_round = 0u; radix_round < 8u; radix_round++) {
+            for (var c = 0u; c < 8u; c++) { atomicStore(&hist[c * 256u + l], 0u); }
             workgroupBarrier();
-            let shift = 24u - 8u * (round & 3u);
-            let on_key = round < 4u;
-            for (var i = l; i < n; i += 256u) {
-                let k = okey(logits[base + i]);
-                let ni = ~i;
-                if (on_key) {
-                    if ((k & mk) == pk) { atomicAdd(&hist[(k >> shift) & 255u], 1u); }
-                } else {
-                    if (k == pk && (ni & mi) == pi) { atomicAdd(&hist[(ni >> shift) & 255u], 1u); }
-                }
+            let shift = 24u - 8u * (radix_round & 3u);
+            let on_key = radix_round < 4u;
+            for (var i0 = l; i0 < n; i0 += STEP) {
+                let r = load8(i0);
+                hist_step(i0, r.x0, radix_round, pk, mk, pi, mi, copy);
+                hist_step(i0 + 256u, r.x1, radix_round, pk, mk, pi, mi, copy);
+                hist_step(i0 + 512u, r.x2, radix_round, pk, mk, pi, mi, copy);
+                hist_step(i0 + 768u, r.x3, radix_round, pk, mk, pi, mi, copy);
+                hist_step(i0 + 1024u, r.x4, radix_round, pk, mk, pi, mi, copy);
+                hist_step(i0 + 1280u, r.x5, radix_round, pk, mk, pi, mi, copy);
+                hist_step(i0 + 1536u, r.x6, radix_round, pk, mk, pi, mi, copy);
+                hist_step(i0 + 1792u, r.x7, radix_round, pk, mk, pi, mi, copy);
             }
             workgroupBarrier();
-            let c = atomicLoad(&hist[l]);
+            var c = 0u;
+            for (var h = 0u; h < 8u; h++) { c += atomicLoad(&hist[h * 256u + l]); }
             scan[l] = c;
             workgroupBarrier();
             // Inclusive suffix sums: scan[b] = Σ_{b' >= b} count[b'].
@@ -204,17 +263,16 @@ fn sample(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: v
     let counter = p.counter + row;
     var bs = 0.0;
     var bi = NONE;
-    for (var i = l; i < n; i += 256u) {
-        let x = logits[base + i];
-        let k = okey(x);
-        // k == 0 is NaN: never a candidate, so scores are never NaN.
-        if (k != 0u && (k > pk || (k == pk && ~i >= pi))) {
-            let s = x * p.inv_temp - log(exp_noise(i, counter));
-            if (bi == NONE || s > bs) { // i grows: strict > keeps the lowest index
-                bs = s;
-                bi = i;
-            }
-        }
+    for (var i0 = l; i0 < n; i0 += STEP) {
+        let r = load8(i0);
+        gumbel_step(&bs, &bi, i0, r.x0, pk, pi, counter);
+        gumbel_step(&bs, &bi, i0 + 256u, r.x1, pk, pi, counter);
+        gumbel_step(&bs, &bi, i0 + 512u, r.x2, pk, pi, counter);
+        gumbel_step(&bs, &bi, i0 + 768u, r.x3, pk, pi, counter);
+        gumbel_step(&bs, &bi, i0 + 1024u, r.x4, pk, pi, counter);
+        gumbel_step(&bs, &bi, i0 + 1280u, r.x5, pk, pi, counter);
+        gumbel_step(&bs, &bi, i0 + 1536u, r.x6, pk, pi, counter);
+        gumbel_step(&bs, &bi, i0 + 1792u, r.x7, pk, pi, counter);
     }
     red_s[l] = bs;
     red_k[l] = 0u;

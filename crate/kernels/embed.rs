@@ -12,10 +12,11 @@
 //! Tables that live in different buffers (or one table too big for one binding, split by rows with
 //! `first_id`) are summed by one call per buffer with `accumulate = true` after the first.
 //!
-//! Dispatch: workgroups of 256 invocations, one invocation per table word of a row (`dim` words
-//! for f32, `dim / 2` for bf16), grid `[ceil(words / 256), 1, 1]`. At most
-//! [`MAX_STREAMS_PER_LAUNCH`] streams go into one launch; [`embed_sum`] splits longer lists into
-//! several accumulating launches.
+//! Dispatch: workgroups of 256 invocations = 16 stream slots × 16 table words (a word is one f32
+//! or two bf16), so that every row of a launch is loaded in parallel, then summed by a fixed
+//! shared-memory tree; grid `[ceil(words / 16), 1, 1]` with `words = dim` (f32) or `dim / 2`
+//! (bf16). At most [`MAX_STREAMS_PER_LAUNCH`] streams go into one launch; [`embed_sum`] splits
+//! longer lists into several accumulating launches.
 
 use bytemuck::{Pod, Zeroable};
 
@@ -28,7 +29,9 @@ const _: () = assert!(wgsl_contains(
     SRC,
     "@compute @workgroup_size(256)\nfn embed_sum("
 ));
-const _: () = assert!(wgsl_contains(SRC, "let w = wid.x * 256u + lid.x;"));
+/// Table words handled by one workgroup.
+pub const WORDS_PER_GROUP: u32 = 16;
+const _: () = assert!(wgsl_contains(SRC, "let w = wid.x * 16u + l % 16u;"));
 const _: () = assert!(wgsl_contains(SRC, "streams: array<vec4<u32>, 15>,"));
 const _: () = assert!(wgsl_contains(SRC, "@binding(3) var<uniform> p: Params"));
 
@@ -98,7 +101,7 @@ const _: () = assert!(std::mem::size_of::<Params>() == 256);
 
 /// `out[d] (= or += when accumulate) Σ_s table[row_s(tokens[s.token]), d]` for `d < dim`.
 ///
-/// Streams are summed in the order given (f32). With no streams and `accumulate = false`, `out`
+/// Streams are summed in f32 (a fixed tree order). With no streams and `accumulate = false`, `out`
 /// is zeroed. More than [`MAX_STREAMS_PER_LAUNCH`] streams take several launches.
 #[allow(clippy::too_many_arguments)]
 pub fn embed_sum(
@@ -154,7 +157,13 @@ pub fn embed_sum(
         TableFormat::F32 => dim,
         TableFormat::Bf16 => dim / 2,
     };
-    let groups = [words.div_ceil(WG), 1, 1];
+    let max_groups = rec.ctx().caps().max_workgroups_per_dimension;
+    if words.div_ceil(WORDS_PER_GROUP) > max_groups {
+        return Err(bad(format!(
+            "dim {dim} needs more than {max_groups} workgroups"
+        )));
+    }
+    let groups = [words.div_ceil(WORDS_PER_GROUP), 1, 1];
     let bf16_flag = if format == TableFormat::Bf16 { 2 } else { 0 };
     let mut first = true;
     let chunks: Vec<&[Stream]> = if streams.is_empty() {
@@ -173,7 +182,13 @@ pub fn embed_sum(
         for (d, s) in p.streams.iter_mut().zip(chunk) {
             *d = [s.token, s.row_offset, s.first_id, s.rows];
         }
-        rec.launch(&EMBED_SUM, &Variant::none(), &[table, tokens, out], &p, groups)?;
+        rec.launch(
+            &EMBED_SUM,
+            &Variant::none(),
+            &[table, tokens, out],
+            &p,
+            groups,
+        )?;
         first = false;
     }
     Ok(())

@@ -7,21 +7,25 @@
 //! Layouts: codebooks `[levels, bins, dim]` f32 row-major (`dim % 4 == 0`, `dim ≤ 1024`);
 //! `x` / `out` element `(t, d)` at `offset + t·t_stride + d·d_stride` ([`IoLayout`]: `[T, dim]`
 //! or Mimi's `[dim, T]`); codes u32, `(l, t)` at `offset + l·level_stride + t·t_stride`
-//! ([`CodesLayout`], `[levels, T]` by default); scratch `residual [T, dim]` and `dist [T, bins]` f32.
+//! ([`CodesLayout`], `[levels, T]` by default); scratch `residual` f32 `[2, T, dim]` (ping-pong;
+//! after the encode its first `[T, dim]` holds the final residual `x − Σ_l E_l[code_l]`) and
+//! `parts` `[2, T, ceil(bins / 16)]` pairs of u32 (per group of 16 rows: smallest distance, row).
 //!
-//! Dispatch (encode, per level, two launches):
-//! - `rvq_dist`: workgroups of 256 = 16 bins × 16 lanes, grid `[ceil(bins / 16), T, 1]`; the
-//!   squared distance is computed directly as `Σ_d (r_d − E_d)²` in f32 (see below);
-//! - `rvq_argmin`: one workgroup of 256 per frame, grid `[T, 1, 1]`: argmin over the distances,
-//!   writes the code and the new residual.
+//! Dispatch (encode, `levels + 1` launches): `rvq_level` for each level, workgroups of 256 =
+//! 16 codebook rows × 16 lanes, grid `[ceil(bins / 16), T, 1]`: every workgroup first finishes the
+//! previous level (argmin over its `ceil(bins / 16)` group minima, `r ← r − E[code]`; workgroup 0
+//! stores the code and the residual), then computes its 16 squared distances and their minimum;
+//! `rvq_finish`, one workgroup of 256 per frame, finishes the last level. Redoing the small
+//! argmin in every workgroup replaces a separate argmin launch per level (2·levels launches).
 //!
-//! Why direct distances rather than `||E||² − 2 r·E` with precomputed norms (what the Rust
-//! reference does): the expansion cancels catastrophically when `r` is close to a codebook row
-//! and its rounding depends on the norm table, so near ties can resolve differently from the f64
-//! reference; the direct form is as cheap here (one FMA-ish op per element either way, the kernel
-//! is bound by reading the codebook), is accurate to a few ulps of the distance, and every row is
+//! Why direct distances `Σ_d (r_d − E_d)²` rather than `||E||² − 2 r·E` with precomputed norms
+//! (what the Rust reference implementation does): the expansion cancels catastrophically when `r`
+//! is close to a codebook row and its rounding depends on the norm table, so near ties can
+//! resolve differently from the f64 reference; the direct form costs the same here (the kernel is
+//! bound by reading the codebook), is accurate to a few ulps of the distance, and every row is
 //! reduced by the same instruction sequence in the same order, so duplicate rows give
-//! bit-identical distances and the argmin's `(distance, index)` ordering returns the lowest index.
+//! bit-identical distances, and `(distance, row)` is compared lexicographically in every
+//! reduction, so exact ties return the lowest row.
 //!
 //! Decode: `rvq_decode`, one invocation per `(t, d)`, workgroups of 256, grid
 //! `[ceil(dim / 256), T, 1]`; levels summed in order in f32; a code `≥ bins` (e.g. `0xFFFFFFFF`)
@@ -34,21 +38,27 @@ use crate::gpu::{wgsl_contains, Binding, GpuError, GpuResult, Kernel, Recorder, 
 const SRC: &str = include_str!("../../shaders/rvq.wgsl");
 /// Invocations per workgroup of every RVQ kernel; must match `@workgroup_size` in the WGSL.
 pub const WG: u32 = 256;
-/// Codebook rows handled by one `rvq_dist` workgroup (16 lanes each).
+/// Codebook rows handled by one `rvq_level` workgroup (16 lanes each).
 pub const BINS_PER_GROUP: u32 = 16;
 /// Largest codebook dimension (the residual is staged in 256 vec4 of shared memory).
 pub const MAX_DIM: u32 = 1024;
-const _: () = assert!(wgsl_contains(SRC, "@compute @workgroup_size(256)\nfn rvq_dist("));
 const _: () = assert!(wgsl_contains(
     SRC,
-    "@compute @workgroup_size(256)\nfn rvq_argmin("
+    "@compute @workgroup_size(256)\nfn rvq_level("
+));
+const _: () = assert!(wgsl_contains(
+    SRC,
+    "@compute @workgroup_size(256)\nfn rvq_finish("
 ));
 const _: () = assert!(wgsl_contains(
     SRC,
     "@compute @workgroup_size(256)\nfn rvq_decode("
 ));
-const _: () = assert!(wgsl_contains(SRC, "let j = wid.x * 16u + lid.x / 16u;"));
-const _: () = assert!(wgsl_contains(SRC, "var<workgroup> rs: array<vec4<f32>, 256>;"));
+const _: () = assert!(wgsl_contains(SRC, "let j = wid.x * 16u + l / 16u;"));
+const _: () = assert!(wgsl_contains(
+    SRC,
+    "var<workgroup> rs: array<vec4<f32>, 256>;"
+));
 const _: () = assert!(wgsl_contains(SRC, "@binding(5) var<uniform> p: Params"));
 const _: () = assert!(wgsl_contains(SRC, "@binding(3) var<uniform> p: Params"));
 
@@ -59,16 +69,16 @@ const ENCODE_BINDINGS: &[Binding] = &[
     Binding::ReadWrite,
     Binding::ReadWrite,
 ];
-static DIST: Kernel = Kernel {
-    name: "rvq_dist",
+static LEVEL: Kernel = Kernel {
+    name: "rvq_level",
     source: SRC,
-    entry: "rvq_dist",
+    entry: "rvq_level",
     bindings: ENCODE_BINDINGS,
 };
-static ARGMIN: Kernel = Kernel {
-    name: "rvq_argmin",
+static FINISH: Kernel = Kernel {
+    name: "rvq_finish",
     source: SRC,
-    entry: "rvq_argmin",
+    entry: "rvq_finish",
     bindings: ENCODE_BINDINGS,
 };
 static DECODE: Kernel = Kernel {
@@ -170,14 +180,14 @@ pub struct Codebooks<'a> {
     pub dim: u32,
 }
 
-/// Bytes of the `residual` scratch for `t` frames.
+/// Bytes of the `residual` scratch (`[2, t, dim]` f32) for `t` frames.
 pub fn residual_bytes(t: u32, dim: u32) -> u64 {
-    t as u64 * dim as u64 * 4
+    2 * t as u64 * dim as u64 * 4
 }
 
-/// Bytes of the `dist` scratch for `t` frames.
-pub fn dist_bytes(t: u32, bins: u32) -> u64 {
-    t as u64 * bins as u64 * 4
+/// Bytes of the `parts` scratch (`[2, t, ceil(bins / 16)]` u32 pairs) for `t` frames.
+pub fn parts_bytes(t: u32, bins: u32) -> u64 {
+    2 * t as u64 * bins.div_ceil(BINS_PER_GROUP) as u64 * 8
 }
 
 fn check_codebooks(
@@ -220,10 +230,11 @@ fn check_codebooks(
 }
 
 /// Encode `t` frames of `x` with the first `levels` codebooks: writes `levels × t` codes and
-/// leaves the final residual `x − Σ_l E_l[code_l]` in `residual` (`[t, dim]`).
+/// leaves the final residual `x − Σ_l E_l[code_l]` in the first `t · dim` floats of `residual`.
 ///
-/// `residual` and `dist` are scratch of at least [`residual_bytes`] and [`dist_bytes`]; they may
-/// not alias `x` or `codes`. Records `2 · levels` launches.
+/// `residual` and `parts` are scratch of at least [`residual_bytes`] and [`parts_bytes`]; `x`
+/// and the codebooks may not share a buffer with them or with `codes` (a buffer bound read-only
+/// and writable in one launch is invalid). Records `levels + 1` launches.
 #[allow(clippy::too_many_arguments)]
 pub fn encode(
     rec: &mut Recorder,
@@ -235,14 +246,14 @@ pub fn encode(
     codes: View,
     codes_layout: CodesLayout,
     residual: View,
-    dist: View,
+    parts: View,
 ) -> GpuResult<()> {
     let bad = |message: String| GpuError::Launch {
-        kernel: DIST.name,
+        kernel: LEVEL.name,
         message,
     };
     let max_groups = rec.ctx().caps().max_workgroups_per_dimension;
-    check_codebooks(DIST.name, codebooks, levels, t, max_groups)?;
+    check_codebooks(LEVEL.name, codebooks, levels, t, max_groups)?;
     let (dim, bins) = (codebooks.dim, codebooks.bins);
     if (x_layout.last(t, dim) + 1) * 4 > x.size {
         return Err(bad(format!(
@@ -256,13 +267,13 @@ pub fn encode(
             codes.size
         )));
     }
-    if residual.size < residual_bytes(t, dim) || dist.size < dist_bytes(t, bins) {
+    if residual.size < residual_bytes(t, dim) || parts.size < parts_bytes(t, bins) {
         return Err(bad(format!(
-            "scratch too small: residual {} of {} bytes, dist {} of {} bytes",
+            "scratch too small: residual {} of {} bytes, parts {} of {} bytes",
             residual.size,
             residual_bytes(t, dim),
-            dist.size,
-            dist_bytes(t, bins)
+            parts.size,
+            parts_bytes(t, bins)
         )));
     }
     let mut p = Params {
@@ -277,20 +288,20 @@ pub fn encode(
         code_t_stride: codes_layout.t_stride,
         ..Default::default()
     };
-    let views = [x, codebooks.view, residual, dist, codes];
+    let views = [x, codebooks.view, residual, parts, codes];
     let v = Variant::none();
+    let groups = bins.div_ceil(BINS_PER_GROUP);
+    if groups > max_groups {
+        return Err(bad(format!(
+            "{bins} bins need more than {max_groups} workgroups"
+        )));
+    }
     for level in 0..levels {
         p.level = level;
-        rec.launch(
-            &DIST,
-            &v,
-            &views,
-            &p,
-            [bins.div_ceil(BINS_PER_GROUP), t, 1],
-        )?;
-        rec.launch(&ARGMIN, &v, &views, &p, [t, 1, 1])?;
+        rec.launch(&LEVEL, &v, &views, &p, [groups, t, 1])?;
     }
-    Ok(())
+    p.level = levels - 1;
+    rec.launch(&FINISH, &v, &views, &p, [t, 1, 1])
 }
 
 /// Decode: `out(t, d) = Σ_{l < levels} E_l[code(l, t), d]` for `t` frames. One launch.

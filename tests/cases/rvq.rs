@@ -15,13 +15,7 @@ cases!(
 
 /// Codebooks `[levels, bins, dim]` with level scales shrinking like a trained RVQ's, and `t`
 /// frames `[t, dim]` built from planted codes plus noise.
-fn model(
-    rng: &mut Rng,
-    levels: usize,
-    bins: usize,
-    dim: usize,
-    t: usize,
-) -> (Vec<f32>, Vec<f32>) {
+fn model(rng: &mut Rng, levels: usize, bins: usize, dim: usize, t: usize) -> (Vec<f32>, Vec<f32>) {
     let mut cb = Vec::with_capacity(levels * bins * dim);
     for l in 0..levels {
         cb.extend(rng.vec(bins * dim, 0.8f32.powi(l as i32)));
@@ -74,7 +68,10 @@ fn check_codes(
                     dist(w)
                 ));
             }
-            for (rv, &e) in r.iter_mut().zip(&book[w as usize * dim..(w as usize + 1) * dim]) {
+            for (rv, &e) in r
+                .iter_mut()
+                .zip(&book[w as usize * dim..(w as usize + 1) * dim])
+            {
                 *rv -= e as f64;
             }
         }
@@ -105,7 +102,7 @@ async fn mimi_split_rvq_t1(ctx: &Context, size: Size) -> CaseResult {
     );
     let codes = gpu(ctx.upload("codes", &vec![u32::MAX; 8 * t]))?;
     let residual = zeros(ctx, "residual", rvq::residual_bytes(t as u32, dim as u32))?;
-    let dist = zeros(ctx, "dist", rvq::dist_bytes(t as u32, bins as u32))?;
+    let parts = zeros(ctx, "parts", rvq::parts_bytes(t as u32, bins as u32))?;
     let q_first = zeros(ctx, "q first", (t * dim * 4) as u64)?;
     let q_rest = zeros(ctx, "q rest", (t * dim * 4) as u64)?;
     let first = Codebooks {
@@ -133,7 +130,7 @@ async fn mimi_split_rvq_t1(ctx: &Context, size: Size) -> CaseResult {
         codes.view(),
         layout,
         residual.view(),
-        dist.view(),
+        parts.view(),
     ))?;
     gpu(rvq::encode(
         &mut rec,
@@ -145,7 +142,7 @@ async fn mimi_split_rvq_t1(ctx: &Context, size: Size) -> CaseResult {
         codes.view(),
         layout.skip_levels(1),
         residual.view(),
-        dist.view(),
+        parts.view(),
     ))?;
     gpu(rvq::decode(
         &mut rec,
@@ -171,8 +168,26 @@ async fn mimi_split_rvq_t1(ctx: &Context, size: Size) -> CaseResult {
     let got = gpu(ctx.read_u32(&codes).await)?;
     let want_first = reference::encode(&x, t, dim, &cb_first, bins, 1);
     let want_rest = reference::encode(&x, t, dim, &cb_rest, bins, 7);
-    check_codes("semantic", &got[..t], &want_first, &x, t, dim, &cb_first, bins)?;
-    check_codes("acoustic", &got[t..], &want_rest, &x, t, dim, &cb_rest, bins)?;
+    check_codes(
+        "semantic",
+        &got[..t],
+        &want_first,
+        &x,
+        t,
+        dim,
+        &cb_first,
+        bins,
+    )?;
+    check_codes(
+        "acoustic",
+        &got[t..],
+        &want_rest,
+        &x,
+        t,
+        dim,
+        &cb_rest,
+        bins,
+    )?;
 
     let q = gpu(ctx.read_f32(&q_first).await)?;
     let want = reference::decode(&want_first, t, dim, &cb_first, bins, 1);
@@ -181,7 +196,7 @@ async fn mimi_split_rvq_t1(ctx: &Context, size: Size) -> CaseResult {
     let want = reference::decode(&want_rest, t, dim, &cb_rest, bins, 7);
     assert_close("decode acoustic", &q, &want, 1e-6, 1e-5)?;
     // The acoustic encode ran last: its residual is x − quantized.
-    let res = gpu(ctx.read_f32(&residual).await)?;
+    let res = gpu(ctx.read_f32(&residual).await)?[..t * dim].to_vec();
     let want_res: Vec<f32> = x.iter().zip(&want).map(|(&a, &b)| a - b).collect();
     assert_close("final residual", &res, &want_res, 1e-5, 1e-5)
 }
@@ -215,7 +230,7 @@ async fn channel_major_t3_strided_codes(ctx: &Context, size: Size) -> CaseResult
         &vec![u32::MAX; code_off as usize + t * (levels + 2)],
     ))?;
     let residual = zeros(ctx, "residual", rvq::residual_bytes(t as u32, dim as u32))?;
-    let dist = zeros(ctx, "dist", rvq::dist_bytes(t as u32, bins as u32))?;
+    let parts = zeros(ctx, "parts", rvq::parts_bytes(t as u32, bins as u32))?;
     let book = Codebooks {
         view: cbb.view(),
         levels: levels as u32,
@@ -238,7 +253,7 @@ async fn channel_major_t3_strided_codes(ctx: &Context, size: Size) -> CaseResult
         codes.view(),
         layout,
         residual.view(),
-        dist.view(),
+        parts.view(),
     ))?;
     gpu(rvq::decode(
         &mut rec,
@@ -327,7 +342,7 @@ async fn exact_ties_lowest_index(ctx: &Context, size: Size) -> CaseResult {
     let (xb, cbb) = (gpu(ctx.upload("x", &x))?, gpu(ctx.upload("cb", &cb))?);
     let codes = zeros(ctx, "codes", (levels * t * 4) as u64)?;
     let residual = zeros(ctx, "residual", rvq::residual_bytes(t as u32, dim as u32))?;
-    let dist = zeros(ctx, "dist", rvq::dist_bytes(t as u32, bins as u32))?;
+    let parts = zeros(ctx, "parts", rvq::parts_bytes(t as u32, bins as u32))?;
     let book = Codebooks {
         view: cbb.view(),
         levels: levels as u32,
@@ -345,7 +360,7 @@ async fn exact_ties_lowest_index(ctx: &Context, size: Size) -> CaseResult {
         codes.view(),
         CodesLayout::levels_major(t as u32),
         residual.view(),
-        dist.view(),
+        parts.view(),
     ))?;
     gpu(rec.submit())?;
     let got = gpu(ctx.read_u32(&codes).await)?;
@@ -368,7 +383,7 @@ async fn levels_32_small(ctx: &Context, _size: Size) -> CaseResult {
     let (xb, cbb) = (gpu(ctx.upload("x", &x))?, gpu(ctx.upload("cb", &cb))?);
     let codes = zeros(ctx, "codes", (levels * t * 4) as u64)?;
     let residual = zeros(ctx, "residual", rvq::residual_bytes(t as u32, dim as u32))?;
-    let dist = zeros(ctx, "dist", rvq::dist_bytes(t as u32, bins as u32))?;
+    let parts = zeros(ctx, "parts", rvq::parts_bytes(t as u32, bins as u32))?;
     let qb = zeros(ctx, "q", (t * dim * 4) as u64)?;
     let book = Codebooks {
         view: cbb.view(),
@@ -389,7 +404,7 @@ async fn levels_32_small(ctx: &Context, _size: Size) -> CaseResult {
         codes.view(),
         layout,
         residual.view(),
-        dist.view(),
+        parts.view(),
     ))?;
     gpu(rvq::decode(
         &mut rec,
@@ -416,7 +431,10 @@ async fn decode_out_of_range_codes(ctx: &Context, _size: Size) -> CaseResult {
     let mut rng = Rng::new(35);
     let cb = rng.vec(levels * bins * dim, 1.0);
     let codes = vec![3u32, 9, u32::MAX, 0, 10, 5, 2, 2];
-    let (cbb, kb) = (gpu(ctx.upload("cb", &cb))?, gpu(ctx.upload("codes", &codes))?);
+    let (cbb, kb) = (
+        gpu(ctx.upload("cb", &cb))?,
+        gpu(ctx.upload("codes", &codes))?,
+    );
     let qb = zeros(ctx, "q", (t * dim * 4) as u64)?;
     let book = Codebooks {
         view: cbb.view(),
@@ -445,8 +463,8 @@ async fn bad_arguments(ctx: &Context, _size: Size) -> CaseResult {
     let cbb = zeros(ctx, "cb", 2 * 8 * 16 * 4)?; // [2, 8, 16]
     let x = zeros(ctx, "x", 2 * 16 * 4)?;
     let codes = zeros(ctx, "codes", 4 * 4)?;
-    let res = zeros(ctx, "res", 2 * 16 * 4)?;
-    let dist = zeros(ctx, "dist", 2 * 8 * 4)?;
+    let res = zeros(ctx, "res", rvq::residual_bytes(2, 16))?;
+    let parts = zeros(ctx, "parts", rvq::parts_bytes(2, 16))?;
     let book = |levels: u32, bins: u32, dim: u32| Codebooks {
         view: cbb.view(),
         levels,
@@ -465,7 +483,7 @@ async fn bad_arguments(ctx: &Context, _size: Size) -> CaseResult {
             codes.view(),
             CodesLayout::levels_major(t),
             res.view(),
-            dist.view(),
+            parts.view(),
         )
     };
     let checks = [
@@ -474,7 +492,7 @@ async fn bad_arguments(ctx: &Context, _size: Size) -> CaseResult {
         ("codebooks past the view", enc(book(3, 8, 16), 1, 1)),
         ("x too small", enc(book(2, 8, 16), 1, 3)),
         ("zero frames", enc(book(2, 8, 16), 1, 0)),
-        ("dist scratch too small", enc(book(1, 16, 16), 1, 2)),
+        ("parts scratch too small", enc(book(1, 17, 12), 1, 2)),
     ];
     for (what, r) in checks {
         if r.is_ok() {
