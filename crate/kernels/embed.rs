@@ -121,7 +121,7 @@ pub fn embed_sum(
     if dim == 0 {
         return Err(bad("dim is 0".into()));
     }
-    if format == TableFormat::Bf16 && dim % 2 != 0 {
+    if format == TableFormat::Bf16 && !dim.is_multiple_of(2) {
         return Err(bad(format!("bf16 tables need an even dim, got {dim}")));
     }
     if out.size < dim as u64 * 4 {

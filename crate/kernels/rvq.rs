@@ -198,7 +198,7 @@ fn check_codebooks(
     max_groups: u32,
 ) -> GpuResult<()> {
     let bad = |message: String| GpuError::Launch { kernel, message };
-    if cb.dim == 0 || cb.dim % 4 != 0 || cb.dim > MAX_DIM {
+    if cb.dim == 0 || !cb.dim.is_multiple_of(4) || cb.dim > MAX_DIM {
         return Err(bad(format!(
             "codebook dim {} must be a positive multiple of 4, at most {MAX_DIM}",
             cb.dim

@@ -57,11 +57,11 @@ async fn moshi_17_streams_bf16(ctx: &Context, size: Size) -> CaseResult {
     let mut rng = Rng::new(11);
     let mut tokens: Vec<u32> = (0..ring_base + 3 * 17).map(|_| rng.below(7)).collect();
     let mut stream_token = Vec::new();
-    for s in 0..n_streams {
+    for (s, &rows) in table_rows.iter().enumerate() {
         let delay = if s == 0 || s == 1 || s == 9 { 0 } else { 1 };
         let idx = ring_base + (2 - delay) * 17 + s as u32;
         stream_token.push(idx);
-        tokens[idx as usize] = rng.below(table_rows[s]);
+        tokens[idx as usize] = rng.below(rows);
     }
     tokens[stream_token[0] as usize] = text_rows - 1; // text BOS (32000): last row of the text table
     tokens[stream_token[1] as usize] = audio_rows - 1; // audio BOS (2048): last row

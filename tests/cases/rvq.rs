@@ -33,6 +33,7 @@ fn model(rng: &mut Rng, levels: usize, bins: usize, dim: usize, t: usize) -> (Ve
 }
 
 /// Compare codes; on a mismatch report both candidates' f64 distances at that step.
+#[allow(clippy::too_many_arguments)]
 fn check_codes(
     what: &str,
     got: &[u32],

@@ -20,7 +20,7 @@ pub fn cases(ctx: &Context) -> Result<Vec<Case>> {
         v.push(Case::new(
             format!(
                 "encode {levels}x{bins}x{dim} T={t} ({} launches)",
-                2 * levels
+                levels + 1
             ),
             book_bytes + (t * dim * 4 * 3 * levels) as u64,
             move |r| {
