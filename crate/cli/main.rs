@@ -1,10 +1,17 @@
 //! The `parle` command line: `parle info`, `parle bench kernels`, …
+//!
+//! Native only: on wasm32 (built when `cargo test --target wasm32-unknown-unknown` builds the
+//! package's binaries) it is an empty stub.
 
+#[cfg(not(target_arch = "wasm32"))]
 mod bench;
 
+#[cfg(not(target_arch = "wasm32"))]
 use clap::{Parser, Subcommand};
+#[cfg(not(target_arch = "wasm32"))]
 use parle::gpu::{Context, Options};
 
+#[cfg(not(target_arch = "wasm32"))]
 #[derive(Parser)]
 #[command(name = "parle", version, about = "Kyutai's Mimi and Moshi on WebGPU")]
 struct Cli {
@@ -18,6 +25,7 @@ struct Cli {
     command: Command,
 }
 
+#[cfg(not(target_arch = "wasm32"))]
 #[derive(Subcommand)]
 enum Command {
     /// Print the GPU adapter parle finds and its capabilities.
@@ -29,6 +37,7 @@ enum Command {
     },
 }
 
+#[cfg(not(target_arch = "wasm32"))]
 fn main() {
     let cli = Cli::parse();
     if let Err(e) = run(cli) {
@@ -37,6 +46,7 @@ fn main() {
     }
 }
 
+#[cfg(not(target_arch = "wasm32"))]
 fn run(cli: Cli) -> anyhow::Result<()> {
     let mut opts = Options::from_env();
     opts.force_f32 |= cli.force_f32;
@@ -50,3 +60,6 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Bench { what } => bench::run(&ctx, what),
     }
 }
+
+#[cfg(target_arch = "wasm32")]
+fn main() {}
