@@ -1,1 +1,420 @@
-//! RVQ nearest-codebook search (not written yet).
+//! Residual vector quantization for Mimi (`shaders/rvq.wgsl`, spec §1.8).
+//!
+//! Encode, for each frame `t` and each level `l` in order:
+//! `code(l, t) = argmin_j ||r_t − E_l[j]||²` (ties → lowest `j`), then `r_t ← r_t − E_l[code]`,
+//! starting from `r_t = x_t`. Decode: `out_t = Σ_l E_l[code(l, t)]`.
+//!
+//! Layouts: codebooks `[levels, bins, dim]` f32 row-major (`dim % 4 == 0`, `dim ≤ 1024`);
+//! `x` / `out` element `(t, d)` at `offset + t·t_stride + d·d_stride` ([`IoLayout`]: `[T, dim]`
+//! or Mimi's `[dim, T]`); codes u32, `(l, t)` at `offset + l·level_stride + t·t_stride`
+//! ([`CodesLayout`], `[levels, T]` by default); scratch `residual [T, dim]` and `dist [T, bins]` f32.
+//!
+//! Dispatch (encode, per level, two launches):
+//! - `rvq_dist`: workgroups of 256 = 16 bins × 16 lanes, grid `[ceil(bins / 16), T, 1]`; the
+//!   squared distance is computed directly as `Σ_d (r_d − E_d)²` in f32 (see below);
+//! - `rvq_argmin`: one workgroup of 256 per frame, grid `[T, 1, 1]`: argmin over the distances,
+//!   writes the code and the new residual.
+//!
+//! Why direct distances rather than `||E||² − 2 r·E` with precomputed norms (what the Rust
+//! reference does): the expansion cancels catastrophically when `r` is close to a codebook row
+//! and its rounding depends on the norm table, so near ties can resolve differently from the f64
+//! reference; the direct form is as cheap here (one FMA-ish op per element either way, the kernel
+//! is bound by reading the codebook), is accurate to a few ulps of the distance, and every row is
+//! reduced by the same instruction sequence in the same order, so duplicate rows give
+//! bit-identical distances and the argmin's `(distance, index)` ordering returns the lowest index.
+//!
+//! Decode: `rvq_decode`, one invocation per `(t, d)`, workgroups of 256, grid
+//! `[ceil(dim / 256), T, 1]`; levels summed in order in f32; a code `≥ bins` (e.g. `0xFFFFFFFF`)
+//! adds zero.
+
+use bytemuck::{Pod, Zeroable};
+
+use crate::gpu::{wgsl_contains, Binding, GpuError, GpuResult, Kernel, Recorder, Variant, View};
+
+const SRC: &str = include_str!("../../shaders/rvq.wgsl");
+/// Invocations per workgroup of every RVQ kernel; must match `@workgroup_size` in the WGSL.
+pub const WG: u32 = 256;
+/// Codebook rows handled by one `rvq_dist` workgroup (16 lanes each).
+pub const BINS_PER_GROUP: u32 = 16;
+/// Largest codebook dimension (the residual is staged in 256 vec4 of shared memory).
+pub const MAX_DIM: u32 = 1024;
+const _: () = assert!(wgsl_contains(SRC, "@compute @workgroup_size(256)\nfn rvq_dist("));
+const _: () = assert!(wgsl_contains(
+    SRC,
+    "@compute @workgroup_size(256)\nfn rvq_argmin("
+));
+const _: () = assert!(wgsl_contains(
+    SRC,
+    "@compute @workgroup_size(256)\nfn rvq_decode("
+));
+const _: () = assert!(wgsl_contains(SRC, "let j = wid.x * 16u + lid.x / 16u;"));
+const _: () = assert!(wgsl_contains(SRC, "var<workgroup> rs: array<vec4<f32>, 256>;"));
+const _: () = assert!(wgsl_contains(SRC, "@binding(5) var<uniform> p: Params"));
+const _: () = assert!(wgsl_contains(SRC, "@binding(3) var<uniform> p: Params"));
+
+const ENCODE_BINDINGS: &[Binding] = &[
+    Binding::Read,
+    Binding::Read,
+    Binding::ReadWrite,
+    Binding::ReadWrite,
+    Binding::ReadWrite,
+];
+static DIST: Kernel = Kernel {
+    name: "rvq_dist",
+    source: SRC,
+    entry: "rvq_dist",
+    bindings: ENCODE_BINDINGS,
+};
+static ARGMIN: Kernel = Kernel {
+    name: "rvq_argmin",
+    source: SRC,
+    entry: "rvq_argmin",
+    bindings: ENCODE_BINDINGS,
+};
+static DECODE: Kernel = Kernel {
+    name: "rvq_decode",
+    source: SRC,
+    entry: "rvq_decode",
+    bindings: &[Binding::Read, Binding::Read, Binding::ReadWrite],
+};
+
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable, Default)]
+struct Params {
+    t: u32,
+    dc: u32,
+    bins: u32,
+    level: u32,
+    levels: u32,
+    io_offset: u32,
+    io_t_stride: u32,
+    io_d_stride: u32,
+    code_offset: u32,
+    code_l_stride: u32,
+    code_t_stride: u32,
+    _pad: u32,
+}
+crate::assert_params_fit!(Params);
+
+/// Where element `(t, d)` of an encoder input / decoder output lives: `offset + t·t_stride + d·d_stride`
+/// (in f32 elements of the bound view).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IoLayout {
+    pub offset: u32,
+    pub t_stride: u32,
+    pub d_stride: u32,
+}
+
+impl IoLayout {
+    /// `[T, dim]`, frames outermost.
+    pub fn time_major(dim: u32) -> Self {
+        Self {
+            offset: 0,
+            t_stride: dim,
+            d_stride: 1,
+        }
+    }
+    /// `[dim, T]`, Mimi's conv layout.
+    pub fn channel_major(t: u32) -> Self {
+        Self {
+            offset: 0,
+            t_stride: 1,
+            d_stride: t,
+        }
+    }
+    fn last(&self, t: u32, dim: u32) -> u64 {
+        self.offset as u64
+            + (t as u64 - 1) * self.t_stride as u64
+            + (dim as u64 - 1) * self.d_stride as u64
+    }
+}
+
+/// Where code `(l, t)` lives: `offset + l·level_stride + t·t_stride` (u32 elements of the view).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CodesLayout {
+    pub offset: u32,
+    pub level_stride: u32,
+    pub t_stride: u32,
+}
+
+impl CodesLayout {
+    /// `[levels, T]` starting at element `offset`.
+    pub fn levels_major(t: u32) -> Self {
+        Self {
+            offset: 0,
+            level_stride: t,
+            t_stride: 1,
+        }
+    }
+    /// The same layout starting `levels` levels further (to place a second RVQ's codes after the
+    /// first's, as Mimi's split RVQ does).
+    pub fn skip_levels(self, levels: u32) -> Self {
+        Self {
+            offset: self.offset + levels * self.level_stride,
+            ..self
+        }
+    }
+    fn last(&self, levels: u32, t: u32) -> u64 {
+        self.offset as u64
+            + (levels as u64 - 1) * self.level_stride as u64
+            + (t as u64 - 1) * self.t_stride as u64
+    }
+}
+
+/// A stack of codebooks `[levels, bins, dim]` (f32) in one view.
+#[derive(Debug, Clone, Copy)]
+pub struct Codebooks<'a> {
+    pub view: View<'a>,
+    pub levels: u32,
+    pub bins: u32,
+    pub dim: u32,
+}
+
+/// Bytes of the `residual` scratch for `t` frames.
+pub fn residual_bytes(t: u32, dim: u32) -> u64 {
+    t as u64 * dim as u64 * 4
+}
+
+/// Bytes of the `dist` scratch for `t` frames.
+pub fn dist_bytes(t: u32, bins: u32) -> u64 {
+    t as u64 * bins as u64 * 4
+}
+
+fn check_codebooks(
+    kernel: &'static str,
+    cb: &Codebooks,
+    levels: u32,
+    t: u32,
+    max_groups: u32,
+) -> GpuResult<()> {
+    let bad = |message: String| GpuError::Launch { kernel, message };
+    if cb.dim == 0 || cb.dim % 4 != 0 || cb.dim > MAX_DIM {
+        return Err(bad(format!(
+            "codebook dim {} must be a positive multiple of 4, at most {MAX_DIM}",
+            cb.dim
+        )));
+    }
+    if cb.bins == 0 || levels == 0 || t == 0 {
+        return Err(bad(format!(
+            "empty shape: bins {}, levels {levels}, frames {t}",
+            cb.bins
+        )));
+    }
+    if levels > cb.levels {
+        return Err(bad(format!(
+            "{levels} levels asked, the codebooks have {}",
+            cb.levels
+        )));
+    }
+    let need = cb.levels as u64 * cb.bins as u64 * cb.dim as u64 * 4;
+    if cb.view.size < need {
+        return Err(bad(format!(
+            "codebook view holds {} bytes, [{}, {}, {}] f32 needs {need}",
+            cb.view.size, cb.levels, cb.bins, cb.dim
+        )));
+    }
+    if t > max_groups {
+        return Err(bad(format!("{t} frames exceed {max_groups} workgroups")));
+    }
+    Ok(())
+}
+
+/// Encode `t` frames of `x` with the first `levels` codebooks: writes `levels × t` codes and
+/// leaves the final residual `x − Σ_l E_l[code_l]` in `residual` (`[t, dim]`).
+///
+/// `residual` and `dist` are scratch of at least [`residual_bytes`] and [`dist_bytes`]; they may
+/// not alias `x` or `codes`. Records `2 · levels` launches.
+#[allow(clippy::too_many_arguments)]
+pub fn encode(
+    rec: &mut Recorder,
+    x: View,
+    x_layout: IoLayout,
+    t: u32,
+    codebooks: &Codebooks,
+    levels: u32,
+    codes: View,
+    codes_layout: CodesLayout,
+    residual: View,
+    dist: View,
+) -> GpuResult<()> {
+    let bad = |message: String| GpuError::Launch {
+        kernel: DIST.name,
+        message,
+    };
+    let max_groups = rec.ctx().caps().max_workgroups_per_dimension;
+    check_codebooks(DIST.name, codebooks, levels, t, max_groups)?;
+    let (dim, bins) = (codebooks.dim, codebooks.bins);
+    if (x_layout.last(t, dim) + 1) * 4 > x.size {
+        return Err(bad(format!(
+            "x view ({} bytes) is too small for {t} frames of {dim} with {x_layout:?}",
+            x.size
+        )));
+    }
+    if (codes_layout.last(levels, t) + 1) * 4 > codes.size {
+        return Err(bad(format!(
+            "codes view ({} bytes) is too small for {levels} levels × {t} frames with {codes_layout:?}",
+            codes.size
+        )));
+    }
+    if residual.size < residual_bytes(t, dim) || dist.size < dist_bytes(t, bins) {
+        return Err(bad(format!(
+            "scratch too small: residual {} of {} bytes, dist {} of {} bytes",
+            residual.size,
+            residual_bytes(t, dim),
+            dist.size,
+            dist_bytes(t, bins)
+        )));
+    }
+    let mut p = Params {
+        t,
+        dc: dim,
+        bins,
+        io_offset: x_layout.offset,
+        io_t_stride: x_layout.t_stride,
+        io_d_stride: x_layout.d_stride,
+        code_offset: codes_layout.offset,
+        code_l_stride: codes_layout.level_stride,
+        code_t_stride: codes_layout.t_stride,
+        ..Default::default()
+    };
+    let views = [x, codebooks.view, residual, dist, codes];
+    let v = Variant::none();
+    for level in 0..levels {
+        p.level = level;
+        rec.launch(
+            &DIST,
+            &v,
+            &views,
+            &p,
+            [bins.div_ceil(BINS_PER_GROUP), t, 1],
+        )?;
+        rec.launch(&ARGMIN, &v, &views, &p, [t, 1, 1])?;
+    }
+    Ok(())
+}
+
+/// Decode: `out(t, d) = Σ_{l < levels} E_l[code(l, t), d]` for `t` frames. One launch.
+#[allow(clippy::too_many_arguments)]
+pub fn decode(
+    rec: &mut Recorder,
+    codebooks: &Codebooks,
+    levels: u32,
+    codes: View,
+    codes_layout: CodesLayout,
+    t: u32,
+    out: View,
+    out_layout: IoLayout,
+) -> GpuResult<()> {
+    let bad = |message: String| GpuError::Launch {
+        kernel: DECODE.name,
+        message,
+    };
+    let max_groups = rec.ctx().caps().max_workgroups_per_dimension;
+    check_codebooks(DECODE.name, codebooks, levels, t, max_groups)?;
+    let dim = codebooks.dim;
+    if (codes_layout.last(levels, t) + 1) * 4 > codes.size {
+        return Err(bad(format!(
+            "codes view ({} bytes) is too small for {levels} levels × {t} frames with {codes_layout:?}",
+            codes.size
+        )));
+    }
+    if (out_layout.last(t, dim) + 1) * 4 > out.size {
+        return Err(bad(format!(
+            "out view ({} bytes) is too small for {t} frames of {dim} with {out_layout:?}",
+            out.size
+        )));
+    }
+    let p = Params {
+        t,
+        dc: dim,
+        bins: codebooks.bins,
+        levels,
+        io_offset: out_layout.offset,
+        io_t_stride: out_layout.t_stride,
+        io_d_stride: out_layout.d_stride,
+        code_offset: codes_layout.offset,
+        code_l_stride: codes_layout.level_stride,
+        code_t_stride: codes_layout.t_stride,
+        ..Default::default()
+    };
+    rec.launch(
+        &DECODE,
+        &Variant::none().define("DECODE"),
+        &[codebooks.view, codes, out],
+        &p,
+        [dim.div_ceil(WG), t, 1],
+    )
+}
+
+/// Plain Rust references for the tests (f64 arithmetic).
+pub mod reference {
+    /// Codes `[levels, t]` for `x` given as `[t, dim]`; codebooks `[≥ levels, bins, dim]`.
+    /// Direct squared distances in f64, ties → lowest index, residual kept in f64.
+    pub fn encode(
+        x: &[f32],
+        t: usize,
+        dim: usize,
+        codebooks: &[f32],
+        bins: usize,
+        levels: usize,
+    ) -> Vec<u32> {
+        let mut codes = vec![0u32; levels * t];
+        for ti in 0..t {
+            let mut r: Vec<f64> = x[ti * dim..(ti + 1) * dim]
+                .iter()
+                .map(|&v| v as f64)
+                .collect();
+            for l in 0..levels {
+                let (best, _) = nearest(&r, &codebooks[l * bins * dim..(l + 1) * bins * dim], dim);
+                codes[l * t + ti] = best as u32;
+                let e = &codebooks[(l * bins + best) * dim..(l * bins + best + 1) * dim];
+                for (rv, &ev) in r.iter_mut().zip(e) {
+                    *rv -= ev as f64;
+                }
+            }
+        }
+        codes
+    }
+
+    /// (index, squared distance) of the row of `book` (`[bins, dim]`) nearest to `r`; lowest
+    /// index on ties.
+    pub fn nearest(r: &[f64], book: &[f32], dim: usize) -> (usize, f64) {
+        let mut best = (0usize, f64::INFINITY);
+        for (j, row) in book.chunks_exact(dim).enumerate() {
+            let d: f64 = r
+                .iter()
+                .zip(row)
+                .map(|(&a, &b)| (a - b as f64) * (a - b as f64))
+                .sum();
+            if d < best.1 {
+                best = (j, d);
+            }
+        }
+        best
+    }
+
+    /// `[t, dim]`: `Σ_l E_l[codes[l, t]]`; codes `≥ bins` add zero.
+    pub fn decode(
+        codes: &[u32],
+        t: usize,
+        dim: usize,
+        codebooks: &[f32],
+        bins: usize,
+        levels: usize,
+    ) -> Vec<f32> {
+        let mut out = vec![0f32; t * dim];
+        for ti in 0..t {
+            for d in 0..dim {
+                let mut acc = 0f64;
+                for l in 0..levels {
+                    let c = codes[l * t + ti] as usize;
+                    if c < bins {
+                        acc += codebooks[(l * bins + c) * dim + d] as f64;
+                    }
+                }
+                out[ti * dim + d] = acc as f32;
+            }
+        }
+        out
+    }
+}

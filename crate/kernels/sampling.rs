@@ -1,1 +1,298 @@
-//! Temperature / top-k / greedy sampling on the GPU (not written yet).
+//! Greedy / temperature + top-k sampling on the GPU (`shaders/sampling.wgsl`, spec §3.3).
+//!
+//! One token per logits row is drawn and written into a u32 token buffer, which the next kernels
+//! (e.g. [`super::embed::embed_sum`]) read directly: ids never visit the CPU.
+//!
+//! Semantics:
+//! - `temperature <= 0`: greedy argmax, ties → lowest index.
+//! - otherwise: a draw from `softmax(logits / τ)` restricted to the top-k ids (`top_k = 0` or
+//!   `top_k ≥ n`: no truncation). The top-k set has exactly `min(k, n)` members: ties at the
+//!   k-th largest value go to the lowest indices (so `top_k = 1` is greedy). The draw is the
+//!   Gumbel-max / exponential race `argmax_i logit_i/τ − ln E_i`, `E_i = −ln U_i ~ Exp(1)`, with
+//!   `U_i` from the counter-based hash `pcg4d(i, counter + row, stream, seed)`: reproducible from
+//!   `(seed, counter, stream)`, independent across counters and streams. Bit-exact agreement with
+//!   PyTorch's draws is impossible (different RNG); [`reference::sample`] reproduces these draws.
+//! - NaN logits are never drawn (all-NaN rows: greedy writes 0, sampling writes `0xFFFFFFFF`).
+//!
+//! Layouts: logits f32, row `r` element `i` at `logits_offset + r·row_stride + i` of the view
+//! (`row_stride = 0` draws the same row with counters `counter + r`); row `r` writes
+//! `tokens[out_index + r]`.
+//!
+//! Dispatch: one workgroup of 256 invocations per row, grid from [`super::grid_1d`]. In one
+//! workgroup: a radix select of the k-th largest (ordered float key, !index) 8 bits per pass
+//! (at most 8 passes over the row, usually 3–4, stopping when the k-th element's bin is taken
+//! whole), then one Gumbel-max pass and a shared-memory argmax.
+
+use bytemuck::{Pod, Zeroable};
+
+use crate::gpu::{wgsl_contains, Binding, GpuError, GpuResult, Kernel, Recorder, Variant, View};
+
+const SRC: &str = include_str!("../../shaders/sampling.wgsl");
+/// Invocations per workgroup; must match `@workgroup_size` in the WGSL.
+pub const WG: u32 = 256;
+const _: () = assert!(wgsl_contains(SRC, "@compute @workgroup_size(256)\nfn sample("));
+const _: () = assert!(wgsl_contains(SRC, "i += 256u"));
+const _: () = assert!(wgsl_contains(SRC, "var<workgroup> hist: array<atomic<u32>, 256>;"));
+const _: () = assert!(wgsl_contains(SRC, "@binding(2) var<uniform> p: Params"));
+
+static SAMPLE: Kernel = Kernel {
+    name: "sample",
+    source: SRC,
+    entry: "sample",
+    bindings: &[Binding::Read, Binding::ReadWrite],
+};
+
+/// How to draw.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SampleConfig {
+    /// τ; `<= 0` means greedy.
+    pub temperature: f32,
+    /// Keep the k most likely ids; 0 (or ≥ n) keeps all.
+    pub top_k: u32,
+    pub seed: u32,
+    /// Advances every draw (the caller passes the frame index); row `r` of a launch uses
+    /// `counter + r`.
+    pub counter: u32,
+    /// Separates sampling sites that share a counter (text, each audio codebook, …).
+    pub stream: u32,
+}
+
+impl SampleConfig {
+    pub fn greedy() -> Self {
+        Self {
+            temperature: 0.0,
+            top_k: 0,
+            seed: 0,
+            counter: 0,
+            stream: 0,
+        }
+    }
+    pub fn top_k(temperature: f32, top_k: u32, seed: u32, counter: u32, stream: u32) -> Self {
+        Self {
+            temperature,
+            top_k,
+            seed,
+            counter,
+            stream,
+        }
+    }
+    pub fn is_greedy(&self) -> bool {
+        self.temperature <= 0.0
+    }
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable, Default)]
+struct Params {
+    n: u32,
+    logits_offset: u32,
+    row_stride: u32,
+    rows: u32,
+    out_index: u32,
+    top_k: u32,
+    greedy: u32,
+    seed: u32,
+    counter: u32,
+    stream: u32,
+    inv_temp: f32,
+    _pad: u32,
+}
+crate::assert_params_fit!(Params);
+
+/// Draw one token from the `n` logits at element `logits_offset` of `logits` into
+/// `tokens[out_index]`.
+pub fn sample(
+    rec: &mut Recorder,
+    logits: View,
+    logits_offset: u32,
+    n: u32,
+    cfg: &SampleConfig,
+    tokens: View,
+    out_index: u32,
+) -> GpuResult<()> {
+    sample_rows(rec, logits, logits_offset, n, 0, 1, cfg, tokens, out_index)
+}
+
+/// Draw one token per row for `rows` rows: row `r` reads `n` logits at
+/// `logits_offset + r·row_stride`, uses counter `cfg.counter + r`, and writes
+/// `tokens[out_index + r]`.
+#[allow(clippy::too_many_arguments)]
+pub fn sample_rows(
+    rec: &mut Recorder,
+    logits: View,
+    logits_offset: u32,
+    n: u32,
+    row_stride: u32,
+    rows: u32,
+    cfg: &SampleConfig,
+    tokens: View,
+    out_index: u32,
+) -> GpuResult<()> {
+    let bad = |message: String| GpuError::Launch {
+        kernel: SAMPLE.name,
+        message,
+    };
+    if n == 0 || rows == 0 {
+        return Err(bad(format!("empty shape: n {n}, rows {rows}")));
+    }
+    let greedy = cfg.is_greedy();
+    if !greedy && !cfg.temperature.is_finite() {
+        return Err(bad(format!(
+            "temperature {} is not finite",
+            cfg.temperature
+        )));
+    }
+    let last = logits_offset as u64 + (rows as u64 - 1) * row_stride as u64 + n as u64;
+    if last * 4 > logits.size {
+        return Err(bad(format!(
+            "logits view ({} bytes) is too small for {rows} rows of {n} at offset {logits_offset}, stride {row_stride}",
+            logits.size
+        )));
+    }
+    if (out_index as u64 + rows as u64) * 4 > tokens.size {
+        return Err(bad(format!(
+            "tokens view ({} bytes) is too small for {rows} ids at index {out_index}",
+            tokens.size
+        )));
+    }
+    let p = Params {
+        n,
+        logits_offset,
+        row_stride,
+        rows,
+        out_index,
+        top_k: if cfg.top_k >= n { 0 } else { cfg.top_k },
+        greedy: greedy as u32,
+        seed: cfg.seed,
+        counter: cfg.counter,
+        stream: cfg.stream,
+        inv_temp: if greedy { 0.0 } else { 1.0 / cfg.temperature },
+        _pad: 0,
+    };
+    let groups = super::grid_1d(rows, rec.ctx().caps().max_workgroups_per_dimension);
+    rec.launch(&SAMPLE, &Variant::none(), &[logits, tokens], &p, groups)
+}
+
+/// Plain Rust references for the tests: the same draws as the GPU, computed in f64.
+pub mod reference {
+    use super::SampleConfig;
+
+    /// Order-preserving key of a float (NaN lowest, −0 = +0), as the shader's `okey`.
+    pub fn okey(x: f32) -> u32 {
+        let b = x.to_bits();
+        let a = b & 0x7fff_ffff;
+        if a > 0x7f80_0000 {
+            0
+        } else if a == 0 {
+            0x8000_0000
+        } else if b >> 31 != 0 {
+            !b
+        } else {
+            b | 0x8000_0000
+        }
+    }
+
+    pub fn pcg4d(v: [u32; 4]) -> [u32; 4] {
+        let mut v = v.map(|x| x.wrapping_mul(1664525).wrapping_add(1013904223));
+        let round = |v: &mut [u32; 4]| {
+            v[0] = v[0].wrapping_add(v[1].wrapping_mul(v[3]));
+            v[1] = v[1].wrapping_add(v[2].wrapping_mul(v[0]));
+            v[2] = v[2].wrapping_add(v[0].wrapping_mul(v[1]));
+            v[3] = v[3].wrapping_add(v[1].wrapping_mul(v[2]));
+        };
+        round(&mut v);
+        v = v.map(|x| x ^ (x >> 16));
+        round(&mut v);
+        v
+    }
+
+    /// The uniform `U_i ∈ (0, 1)` of element `i` for a draw with this counter.
+    pub fn uniform(i: u32, counter: u32, stream: u32, seed: u32) -> f64 {
+        let h = pcg4d([i, counter, stream, seed])[0];
+        ((h >> 9) as f64 + 0.5) / 8388608.0
+    }
+
+    /// Argmax, ties → lowest index, NaN lowest.
+    pub fn argmax(logits: &[f32]) -> u32 {
+        let mut best = 0usize;
+        for (i, &x) in logits.iter().enumerate() {
+            if okey(x) > okey(logits[best]) {
+                best = i;
+            }
+        }
+        best as u32
+    }
+
+    /// Membership of the top-k set: exactly `min(k, n)` ids, ties at the k-th value → lowest
+    /// indices (k = 0: all).
+    pub fn top_k_set(logits: &[f32], k: usize) -> Vec<bool> {
+        let n = logits.len();
+        if k == 0 || k >= n {
+            return vec![true; n];
+        }
+        let mut order: Vec<usize> = (0..n).collect();
+        order.sort_by(|&a, &b| okey(logits[b]).cmp(&okey(logits[a])).then(a.cmp(&b)));
+        let mut set = vec![false; n];
+        for &i in &order[..k] {
+            set[i] = true;
+        }
+        set
+    }
+
+    /// Gumbel scores `logit/τ − ln(−ln U_i)` of the top-k members (None outside the set or NaN).
+    pub fn scores(logits: &[f32], cfg: &SampleConfig, row: u32) -> Vec<Option<f64>> {
+        let set = top_k_set(logits, cfg.top_k as usize);
+        let inv_t = 1.0 / cfg.temperature as f64;
+        let counter = cfg.counter.wrapping_add(row);
+        logits
+            .iter()
+            .enumerate()
+            .map(|(i, &x)| {
+                (set[i] && !x.is_nan()).then(|| {
+                    let u = uniform(i as u32, counter, cfg.stream, cfg.seed);
+                    x as f64 * inv_t - (-u.ln()).ln()
+                })
+            })
+            .collect()
+    }
+
+    /// The id the GPU draws for row `row` of a launch (counter `cfg.counter + row`).
+    pub fn sample(logits: &[f32], cfg: &SampleConfig, row: u32) -> u32 {
+        if cfg.is_greedy() {
+            return argmax(logits);
+        }
+        let mut best: Option<(usize, f64)> = None;
+        for (i, s) in scores(logits, cfg, row).into_iter().enumerate() {
+            if let Some(s) = s {
+                if best.is_none_or(|(_, b)| s > b) {
+                    best = Some((i, s));
+                }
+            }
+        }
+        best.map(|(i, _)| i as u32).unwrap_or(u32::MAX)
+    }
+
+    /// `softmax(logits/τ)` restricted to the top-k set, normalised (zero outside), in f64.
+    pub fn distribution(logits: &[f32], temperature: f32, k: usize) -> Vec<f64> {
+        let set = top_k_set(logits, k);
+        let m = logits
+            .iter()
+            .zip(&set)
+            .filter(|(_, &s)| s)
+            .map(|(&x, _)| x as f64)
+            .fold(f64::NEG_INFINITY, f64::max);
+        let w: Vec<f64> = logits
+            .iter()
+            .zip(&set)
+            .map(|(&x, &s)| {
+                if s {
+                    ((x as f64 - m) / temperature as f64).exp()
+                } else {
+                    0.0
+                }
+            })
+            .collect();
+        let z: f64 = w.iter().sum();
+        w.into_iter().map(|v| v / z).collect()
+    }
+}
