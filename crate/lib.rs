@@ -3,8 +3,12 @@
 //! Layers (dependencies point down only): `web` (wasm exports) → `kernels` (launchers for the
 //! WGSL kernels in `shaders/`) → `gpu` (device, buffers, pipelines, recorder, readback).
 
+#[cfg(not(target_arch = "wasm32"))]
+pub mod audio;
 pub mod gpu;
 pub mod kernels;
+pub mod mimi;
+pub mod weights;
 
 #[cfg(target_arch = "wasm32")]
 pub mod web;
