@@ -12,3 +12,14 @@ pub mod weights;
 
 #[cfg(target_arch = "wasm32")]
 pub mod web;
+
+/// Any error of the engine, each naming its cause.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Gpu(#[from] gpu::GpuError),
+    #[error(transparent)]
+    Weights(#[from] weights::WeightsError),
+}
+
+pub type Result<T> = std::result::Result<T, Error>;

@@ -1,7 +1,12 @@
 //! Checkpoint readers: they turn a published file into `(name, dtype, shape, byte range)` entries
 //! so that each tensor can be streamed into its GPU buffer on its own, never the whole file.
 
+#[cfg(not(target_arch = "wasm32"))]
+mod loader;
 mod safetensors;
+
+#[cfg(not(target_arch = "wasm32"))]
+pub use loader::SafetensorsFile;
 
 pub use safetensors::{to_f32, DType, SafetensorsHeader, TensorEntry};
 
