@@ -62,7 +62,7 @@ impl Transformer {
         let head_dim = (d / cfg.num_heads) as u32;
         // A ring of context + t − 1 slots keeps the exact window `0 ≤ pq − pk < context` for every
         // query of a call, so streaming equals whole-utterance processing (spec §1.6).
-        let attn = AttnConfig::new(heads, head_dim, cfg.context as u32 + t - 1, cfg.context as u32).with_f32_cache();
+        let attn = AttnConfig::new(heads, head_dim, cfg.context as u32 + t - 1, cfg.context as u32);
         let rope = Rope::new(ctx, head_dim, cfg.max_period as f32)?;
         let mut layers = Vec::new();
         for l in 0..cfg.num_layers {
