@@ -5,6 +5,8 @@
 
 #[cfg(not(target_arch = "wasm32"))]
 mod bench;
+#[cfg(not(target_arch = "wasm32"))]
+mod mimi;
 
 #[cfg(not(target_arch = "wasm32"))]
 use clap::{Parser, Subcommand};
@@ -35,6 +37,11 @@ enum Command {
         #[command(subcommand)]
         what: bench::What,
     },
+    /// Mimi codec: encode, decode, roundtrip.
+    Mimi {
+        #[command(subcommand)]
+        cmd: mimi::MimiCmd,
+    },
 }
 
 #[cfg(not(target_arch = "wasm32"))]
@@ -58,6 +65,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Bench { what } => bench::run(&ctx, what),
+        Command::Mimi { cmd } => mimi::run(&ctx, cmd),
     }
 }
 

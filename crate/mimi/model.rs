@@ -30,9 +30,6 @@ impl ConvLayer {
         let b = if bias { Some(f.upload_f32(ctx, &format!("{name}.bias"), &[conv.c_out as usize])?) } else { None };
         Ok(Self { w, b, state: Conv1dState::new(ctx, name, conv)?, t_in })
     }
-    fn t_out(&self) -> u32 {
-        self.t_in / self.state.conv().stride
-    }
     fn run(&mut self, rec: &mut Recorder, x: View, y: View, elu_input: bool, accumulate: bool) -> crate::Result<()> {
         let opts = ConvOpts { elu_input, accumulate, ..Default::default() };
         conv::conv1d(rec, &mut self.state, x, self.w.view(), self.b.as_ref().map(|b| b.view()), y, self.t_in, opts)?;
