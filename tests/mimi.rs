@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use parle::gpu::{Context, Options};
 use parle::mimi::Mimi;
-use parle::weights::SafetensorsFile;
+use parle::weights::{SafetensorsFile, TensorSource};
 
 fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/mimi").join(name)

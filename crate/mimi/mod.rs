@@ -2,11 +2,17 @@
 //! resampling and the split RVQ, on the GPU kernels.
 
 pub mod config;
-#[cfg(not(target_arch = "wasm32"))]
 mod model;
-#[cfg(not(target_arch = "wasm32"))]
 mod transformer;
 
 pub use config::MimiConfig;
-#[cfg(not(target_arch = "wasm32"))]
 pub use model::Mimi;
+
+use crate::gpu::{Context, GpuBuffer};
+use crate::weights::TensorSource;
+
+/// Fetch one tensor from the source and upload it to its own GPU buffer.
+pub(crate) fn upload(ctx: &Context, f: &dyn TensorSource, name: &str, shape: &[usize]) -> crate::Result<GpuBuffer> {
+    let v = f.f32(name, shape)?;
+    Ok(ctx.upload(name, &v)?)
+}

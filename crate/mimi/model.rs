@@ -8,10 +8,13 @@ use crate::gpu::{BufferUsage, Context, GpuBuffer, GpuError, Recorder, View};
 use crate::kernels::conv::{self, Conv1d, Conv1dState, ConvOpts, ConvTr1d, ConvTr1dState, PadMode};
 use crate::kernels::elementwise;
 use crate::kernels::rvq::{self, CodesLayout, Codebooks, IoLayout};
-use crate::weights::{SafetensorsFile, WeightsError};
+use crate::weights::{TensorSource, WeightsError};
+#[cfg(not(target_arch = "wasm32"))]
+use crate::weights::SafetensorsFile;
 
 use super::config::MimiConfig;
 use super::transformer::Transformer;
+use super::upload;
 
 /// A conv layer with its weights, its streaming state and its output buffer.
 struct ConvLayer {
@@ -24,10 +27,10 @@ struct ConvLayer {
 
 impl ConvLayer {
     #[allow(clippy::too_many_arguments)]
-    fn load(ctx: &Context, f: &SafetensorsFile, name: &str, conv: Conv1d, bias: bool, t_in: u32) -> crate::Result<Self> {
+    fn load(ctx: &Context, f: &dyn TensorSource, name: &str, conv: Conv1d, bias: bool, t_in: u32) -> crate::Result<Self> {
         let shape = [conv.c_out as usize, (conv.c_in / conv.groups) as usize, conv.kernel as usize];
-        let w = f.upload_f32(ctx, &format!("{name}.weight"), &shape)?;
-        let b = if bias { Some(f.upload_f32(ctx, &format!("{name}.bias"), &[conv.c_out as usize])?) } else { None };
+        let w = upload(ctx, f, &format!("{name}.weight"), &shape)?;
+        let b = if bias { Some(upload(ctx, f, &format!("{name}.bias"), &[conv.c_out as usize])?) } else { None };
         Ok(Self { w, b, state: Conv1dState::new(ctx, name, conv)?, t_in })
     }
     fn run(&mut self, rec: &mut Recorder, x: View, y: View, elu_input: bool, accumulate: bool) -> crate::Result<()> {
@@ -45,10 +48,10 @@ struct ConvTrLayer {
 }
 
 impl ConvTrLayer {
-    fn load(ctx: &Context, f: &SafetensorsFile, name: &str, conv: ConvTr1d, bias: bool, t_in: u32) -> crate::Result<Self> {
+    fn load(ctx: &Context, f: &dyn TensorSource, name: &str, conv: ConvTr1d, bias: bool, t_in: u32) -> crate::Result<Self> {
         let shape = [conv.c_in as usize, (conv.c_out / conv.groups) as usize, conv.kernel as usize];
-        let w = f.upload_f32(ctx, &format!("{name}.weight"), &shape)?;
-        let b = if bias { Some(f.upload_f32(ctx, &format!("{name}.bias"), &[conv.c_out as usize])?) } else { None };
+        let w = upload(ctx, f, &format!("{name}.weight"), &shape)?;
+        let b = if bias { Some(upload(ctx, f, &format!("{name}.bias"), &[conv.c_out as usize])?) } else { None };
         Ok(Self { w, b, state: ConvTr1dState::new(ctx, name, conv)?, t_in })
     }
     fn run(&mut self, rec: &mut Recorder, x: View, y: View, elu_input: bool) -> crate::Result<()> {
@@ -66,7 +69,7 @@ struct ResBlock {
 }
 
 impl ResBlock {
-    fn load(ctx: &Context, f: &SafetensorsFile, name: &str, c: u32, cfg: &MimiConfig, t: u32) -> crate::Result<Self> {
+    fn load(ctx: &Context, f: &dyn TensorSource, name: &str, c: u32, cfg: &MimiConfig, t: u32) -> crate::Result<Self> {
         let hidden = c / cfg.seanet.compress as u32;
         let k = cfg.seanet.residual_kernel_size as u32;
         Ok(Self {
@@ -150,7 +153,7 @@ fn fbuf(ctx: &Context, label: &str, floats: u32) -> crate::Result<GpuBuffer> {
     Ok(ctx.create_buffer(label, floats as u64 * 4, BufferUsage::Storage)?)
 }
 
-fn load_codebooks(ctx: &Context, f: &SafetensorsFile, rvq: &str, levels: u32, bins: usize, dim: usize) -> crate::Result<GpuBuffer> {
+fn load_codebooks(ctx: &Context, f: &dyn TensorSource, rvq: &str, levels: u32, bins: usize, dim: usize) -> crate::Result<GpuBuffer> {
     let mut all = Vec::with_capacity(levels as usize * bins * dim);
     for l in 0..levels {
         let p = format!("quantizer.{rvq}.vq.layers.{l}._codebook");
@@ -165,6 +168,7 @@ fn load_codebooks(ctx: &Context, f: &SafetensorsFile, rvq: &str, levels: u32, bi
 }
 
 impl Mimi {
+    #[cfg(not(target_arch = "wasm32"))]
     /// Load a model directory: `config.json` (optional, `"mimi"` key) and the weights file
     /// (`model.safetensors`, or the published `tokenizer-e351c8d8-checkpoint125.safetensors`).
     pub fn load_dir(ctx: &Context, dir: &Path, n_q: Option<usize>) -> crate::Result<Self> {
@@ -181,7 +185,7 @@ impl Mimi {
     }
 
     /// Build the model from a config and an open checkpoint, streaming each tensor to the GPU.
-    pub fn load(ctx: &Context, cfg: MimiConfig, f: &SafetensorsFile, n_q: Option<usize>) -> crate::Result<Self> {
+    pub fn load(ctx: &Context, cfg: MimiConfig, f: &dyn TensorSource, n_q: Option<usize>) -> crate::Result<Self> {
         cfg.validate()?;
         let n_q = n_q.unwrap_or(cfg.quantizer.n_q);
         if n_q < 2 || n_q > cfg.quantizer.n_q {

@@ -8,9 +8,10 @@ use crate::kernels::elementwise;
 use crate::kernels::linear::{self, HostLinear, LinearWeights};
 use crate::kernels::norm;
 use crate::kernels::rope::{Rope, RopeLayout};
-use crate::weights::SafetensorsFile;
+use crate::weights::TensorSource;
 
 use super::config::TransformerConfig;
+use super::upload;
 
 const LN_EPS: f32 = 1e-5;
 
@@ -48,14 +49,14 @@ pub struct Transformer {
     pos: u32,
 }
 
-fn linear_f32(ctx: &Context, f: &SafetensorsFile, name: &str, rows: usize, k: usize) -> crate::Result<LinearWeights> {
+fn linear_f32(ctx: &Context, f: &dyn TensorSource, name: &str, rows: usize, k: usize) -> crate::Result<LinearWeights> {
     let w = f.f32(name, &[rows, k])?;
     Ok(HostLinear::from_f32(&w, rows as u32, k as u32)?.upload(ctx, name)?)
 }
 
 impl Transformer {
     /// Load `{prefix}.transformer.layers.{l}.*` for a call size of `t` rows per step.
-    pub fn load(ctx: &Context, f: &SafetensorsFile, prefix: &str, cfg: &TransformerConfig, t: u32) -> crate::Result<Self> {
+    pub fn load(ctx: &Context, f: &dyn TensorSource, prefix: &str, cfg: &TransformerConfig, t: u32) -> crate::Result<Self> {
         let d = cfg.d_model;
         let ff = cfg.dim_feedforward;
         let heads = cfg.num_heads as u32;
@@ -67,7 +68,7 @@ impl Transformer {
         let mut layers = Vec::new();
         for l in 0..cfg.num_layers {
             let p = format!("{prefix}.transformer.layers.{l}");
-            let vec = |n: &str| -> crate::Result<GpuBuffer> { f.upload_f32(ctx, &format!("{p}.{n}"), &[d]) };
+            let vec = |n: &str| -> crate::Result<GpuBuffer> { upload(ctx, f, &format!("{p}.{n}"), &[d]) };
             layers.push(Layer {
                 norm1: (vec("norm1.weight")?, vec("norm1.bias")?),
                 norm2: (vec("norm2.weight")?, vec("norm2.bias")?),

@@ -5,8 +5,7 @@ use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
 use std::path::Path;
 
-use super::{to_f32, SafetensorsHeader, WeightsError};
-use crate::gpu::{Context, GpuBuffer};
+use super::{to_f32, SafetensorsHeader, TensorSource, WeightsError};
 
 /// An open safetensors checkpoint.
 pub struct SafetensorsFile {
@@ -32,8 +31,11 @@ impl SafetensorsFile {
         Ok(buf)
     }
 
+}
+
+impl TensorSource for SafetensorsFile {
     /// One tensor as f32 (from F32, F16 or BF16), after checking its shape.
-    pub fn f32(&self, name: &str, shape: &[usize]) -> Result<Vec<f32>, WeightsError> {
+    fn f32(&self, name: &str, shape: &[usize]) -> Result<Vec<f32>, WeightsError> {
         let dtype = self.header.expect(name, shape)?.dtype;
         let bytes = self.bytes(name, shape)?;
         to_f32(dtype, &bytes).ok_or_else(|| WeightsError::DType {
@@ -44,9 +46,4 @@ impl SafetensorsFile {
         })
     }
 
-    /// One tensor converted to f32 and uploaded to its own GPU buffer.
-    pub fn upload_f32(&self, ctx: &Context, name: &str, shape: &[usize]) -> crate::Result<GpuBuffer> {
-        let v = self.f32(name, shape)?;
-        Ok(ctx.upload(name, &v)?)
-    }
 }

@@ -3,7 +3,10 @@
 
 #[cfg(not(target_arch = "wasm32"))]
 mod loader;
+mod memory;
 mod safetensors;
+
+pub use memory::{MemorySafetensors, RandomWeights};
 
 #[cfg(not(target_arch = "wasm32"))]
 pub use loader::SafetensorsFile;
@@ -48,4 +51,12 @@ pub enum WeightsError {
     Io { file: String, message: String },
     #[error("config: {0}")]
     Config(String),
+}
+
+/// Anything that yields named f32 tensors of a checked shape: a file on disk, bytes in memory,
+/// or generated random weights (benchmarks). Model loaders take `&dyn TensorSource` and upload
+/// each tensor as it comes.
+pub trait TensorSource {
+    /// The tensor `name` converted to f32, after checking its shape.
+    fn f32(&self, name: &str, shape: &[usize]) -> Result<Vec<f32>, WeightsError>;
 }
