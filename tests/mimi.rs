@@ -9,12 +9,19 @@ use parle::mimi::Mimi;
 use parle::weights::{SafetensorsFile, TensorSource};
 
 fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/mimi").join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/mimi")
+        .join(name)
 }
 
 fn context() -> Context {
     let ctx = pollster::block_on(Context::new(&Options::from_env())).expect("no GPU adapter");
-    println!("adapter: {} (f16 {}, subgroups {})", ctx.caps().adapter_name, ctx.caps().f16, ctx.caps().subgroups);
+    println!(
+        "adapter: {} (f16 {}, subgroups {})",
+        ctx.caps().adapter_name,
+        ctx.caps().f16,
+        ctx.caps().subgroups
+    );
     ctx
 }
 
@@ -24,7 +31,9 @@ struct Reference {
 
 impl Reference {
     fn open(name: &str) -> Self {
-        Self { f: SafetensorsFile::open(&fixture(name).join("reference.safetensors")).unwrap() }
+        Self {
+            f: SafetensorsFile::open(&fixture(name).join("reference.safetensors")).unwrap(),
+        }
     }
     fn shape(&self, name: &str) -> Vec<usize> {
         self.f.header.tensors[name].shape.clone()
@@ -35,13 +44,19 @@ impl Reference {
     fn codes(&self, name: &str) -> (Vec<u32>, usize, usize) {
         let shape = self.shape(name);
         let bytes = self.f.bytes(name, &shape).unwrap();
-        let v: Vec<u32> = bytes.chunks_exact(8).map(|c| i64::from_le_bytes(c.try_into().unwrap()) as u32).collect();
+        let v: Vec<u32> = bytes
+            .chunks_exact(8)
+            .map(|c| i64::from_le_bytes(c.try_into().unwrap()) as u32)
+            .collect();
         (v, shape[1], shape[2])
     }
 }
 
 fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
-    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max)
 }
 
 /// Encode the reference audio frame by frame; compare codes (excusing only provable near ties)
@@ -61,7 +76,8 @@ fn golden(name: &str) {
     let mut worst_latent = 0f32;
     let mut latent_scale = 0f32;
     for f in 0..t {
-        let codes = pollster::block_on(mimi.encode_frame(&ctx, &audio[f * frame..(f + 1) * frame])).unwrap();
+        let codes = pollster::block_on(mimi.encode_frame(&ctx, &audio[f * frame..(f + 1) * frame]))
+            .unwrap();
         let lat = pollster::block_on(mimi.debug_read(&ctx, "latent")).unwrap();
         for c in 0..d {
             worst_latent = worst_latent.max((lat[c] - latent_ref[c * t + f]).abs());
@@ -77,8 +93,14 @@ fn golden(name: &str) {
         }
     }
     println!("{name}: {t} frames × {n_q} codebooks, {mismatches} near-tie code mismatches, latent max |err| {worst_latent:.2e} (max |latent| {latent_scale:.2e})");
-    assert!(worst_latent <= 1e-4 * latent_scale.max(1.0), "{name}: latent error {worst_latent}");
-    assert!(mismatches * 20 <= t, "{name}: too many near-tie mismatches ({mismatches})");
+    assert!(
+        worst_latent <= 1e-4 * latent_scale.max(1.0),
+        "{name}: latent error {worst_latent}"
+    );
+    assert!(
+        mismatches * 20 <= t,
+        "{name}: too many near-tie mismatches ({mismatches})"
+    );
 
     // Decode the reference codes frame by frame: streaming must equal the whole-utterance decode.
     let want_audio = r.f32("decoded");
@@ -89,9 +111,15 @@ fn golden(name: &str) {
     }
     let err = max_abs_diff(&got, &want_audio);
     let peak = want_audio.iter().fold(0f32, |m, v| m.max(v.abs()));
-    println!("{name}: decoded {} samples, max |err| {err:.2e} (peak {peak:.3})", got.len());
+    println!(
+        "{name}: decoded {} samples, max |err| {err:.2e} (peak {peak:.3})",
+        got.len()
+    );
     assert_eq!(got.len(), want_audio.len());
-    assert!(err <= 1e-4, "{name}: decoded audio max abs error {err:.3e} > 1e-4");
+    assert!(
+        err <= 1e-4,
+        "{name}: decoded audio max abs error {err:.3e} > 1e-4"
+    );
 
     // A reset starts a new stream: encoding the first frames again gives the same codes.
     mimi.reset();

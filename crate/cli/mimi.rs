@@ -48,25 +48,58 @@ pub enum MimiCmd {
 
 pub fn run(ctx: &Context, cmd: MimiCmd) -> Result<()> {
     match cmd {
-        MimiCmd::Encode { model, input, output, codebooks } => {
+        MimiCmd::Encode {
+            model,
+            input,
+            output,
+            codebooks,
+        } => {
             let mut mimi = load(ctx, &model, codebooks)?;
             let codes = encode(ctx, &mut mimi, &input)?;
             write_codes(&output, &codes, mimi.num_codebooks())?;
-            println!("{}: {} frames × {} codebooks → {}", input.display(), codes.len(), mimi.num_codebooks(), output.display());
+            println!(
+                "{}: {} frames × {} codebooks → {}",
+                input.display(),
+                codes.len(),
+                mimi.num_codebooks(),
+                output.display()
+            );
         }
-        MimiCmd::Decode { model, input, output } => {
+        MimiCmd::Decode {
+            model,
+            input,
+            output,
+        } => {
             let (codes, n_q) = read_codes(&input)?;
             let mut mimi = load(ctx, &model, Some(n_q))?;
             let pcm = decode(ctx, &mut mimi, &codes)?;
             audio::write_wav_mono(&output, &pcm, mimi.cfg.sample_rate as u32)?;
-            println!("{}: {} frames → {} samples at 24 kHz → {}", input.display(), codes.len(), pcm.len(), output.display());
+            println!(
+                "{}: {} frames → {} samples at 24 kHz → {}",
+                input.display(),
+                codes.len(),
+                pcm.len(),
+                output.display()
+            );
         }
-        MimiCmd::Roundtrip { model, input, output, codebooks } => {
+        MimiCmd::Roundtrip {
+            model,
+            input,
+            output,
+            codebooks,
+        } => {
             let mut mimi = load(ctx, &model, codebooks)?;
             let codes = encode(ctx, &mut mimi, &input)?;
             let pcm = decode(ctx, &mut mimi, &codes)?;
             audio::write_wav_mono(&output, &pcm, mimi.cfg.sample_rate as u32)?;
-            println!("{}: {} frames × {} codebooks → {} samples → {}", input.display(), codes.len(), mimi.num_codebooks(), pcm.len(), output.display());
+            println!(
+                "{}: {} frames × {} codebooks → {} samples → {}",
+                input.display(),
+                codes.len(),
+                mimi.num_codebooks(),
+                pcm.len(),
+                output.display()
+            );
         }
     }
     Ok(())
@@ -76,12 +109,16 @@ fn load(ctx: &Context, dir: &Path, codebooks: Option<usize>) -> Result<Mimi> {
     if !dir.is_dir() {
         bail!("model directory {} does not exist", dir.display());
     }
-    Mimi::load_dir(ctx, dir, codebooks).with_context(|| format!("loading Mimi from {}", dir.display()))
+    Mimi::load_dir(ctx, dir, codebooks)
+        .with_context(|| format!("loading Mimi from {}", dir.display()))
 }
 
 fn bar(n: usize, what: &str) -> ProgressBar {
     let pb = ProgressBar::new(n as u64);
-    pb.set_style(ProgressStyle::with_template(&format!("{what} {{bar:40}} {{pos}}/{{len}} frames")).expect("valid template"));
+    pb.set_style(
+        ProgressStyle::with_template(&format!("{what} {{bar:40}} {{pos}}/{{len}} frames"))
+            .expect("valid template"),
+    );
     pb
 }
 
@@ -123,7 +160,10 @@ fn write_codes(path: &Path, frames: &[Vec<u32>], n_q: usize) -> Result<()> {
             data.extend_from_slice(&(f[l] as i64).to_le_bytes());
         }
     }
-    let header = format!(r#"{{"codes":{{"dtype":"I64","shape":[1,{n_q},{t}],"data_offsets":[0,{}]}}}}"#, data.len());
+    let header = format!(
+        r#"{{"codes":{{"dtype":"I64","shape":[1,{n_q},{t}],"data_offsets":[0,{}]}}}}"#,
+        data.len()
+    );
     let mut header = header.into_bytes();
     while (8 + header.len()) % 8 != 0 {
         header.push(b' ');
@@ -145,19 +185,37 @@ fn read_codes(path: &Path) -> Result<(Vec<Vec<u32>>, usize)> {
         .clone();
     let (n_q, t) = match e.shape.as_slice() {
         [1, n, t] | [n, t] => (*n, *t),
-        s => bail!("{}: 'codes' has shape {s:?}, expected [1, N, T]", path.display()),
+        s => bail!(
+            "{}: 'codes' has shape {s:?}, expected [1, N, T]",
+            path.display()
+        ),
     };
     let bytes = f.bytes("codes", &e.shape)?;
     use parle::weights::DType;
     let vals: Vec<i64> = match e.dtype {
-        DType::I64 => bytes.chunks_exact(8).map(|c| i64::from_le_bytes(c.try_into().expect("8"))).collect(),
-        DType::I32 => bytes.chunks_exact(4).map(|c| i32::from_le_bytes(c.try_into().expect("4")) as i64).collect(),
-        DType::U32 => bytes.chunks_exact(4).map(|c| u32::from_le_bytes(c.try_into().expect("4")) as i64).collect(),
-        d => bail!("{}: 'codes' has dtype {}, expected an integer type", path.display(), d.name()),
+        DType::I64 => bytes
+            .chunks_exact(8)
+            .map(|c| i64::from_le_bytes(c.try_into().expect("8")))
+            .collect(),
+        DType::I32 => bytes
+            .chunks_exact(4)
+            .map(|c| i32::from_le_bytes(c.try_into().expect("4")) as i64)
+            .collect(),
+        DType::U32 => bytes
+            .chunks_exact(4)
+            .map(|c| u32::from_le_bytes(c.try_into().expect("4")) as i64)
+            .collect(),
+        d => bail!(
+            "{}: 'codes' has dtype {}, expected an integer type",
+            path.display(),
+            d.name()
+        ),
     };
     if let Some(bad) = vals.iter().find(|&&v| v < 0) {
         bail!("{}: negative code {bad}", path.display());
     }
-    let frames = (0..t).map(|f| (0..n_q).map(|l| vals[l * t + f] as u32).collect()).collect();
+    let frames = (0..t)
+        .map(|f| (0..n_q).map(|l| vals[l * t + f] as u32).collect())
+        .collect();
     Ok((frames, n_q))
 }

@@ -185,6 +185,7 @@ pub struct Context {
     lost: Arc<Mutex<Option<String>>>,
     /// Uniform buffer holding one 256-byte parameter slot per kernel launch of a frame.
     pub(crate) param_arena: GpuBuffer,
+    allocated: std::cell::Cell<u64>,
 }
 
 impl Context {
@@ -376,6 +377,7 @@ impl Context {
             arena_bytes,
         );
         Ok(Self {
+            allocated: std::cell::Cell::new(arena_bytes),
             param_arena,
             device,
             queue,
@@ -461,7 +463,13 @@ impl Context {
                 bytes,
             });
         }
+        self.allocated.set(self.allocated.get() + size);
         Ok(GpuBuffer::from_raw(buffer, label, size))
+    }
+
+    /// Bytes of GPU buffers created on this context so far (the static plan's footprint).
+    pub fn allocated_bytes(&self) -> u64 {
+        self.allocated.get()
     }
 
     /// Allocate a buffer and fill it with `data`.

@@ -173,7 +173,13 @@ pub fn embed_sum(
         for (d, s) in p.streams.iter_mut().zip(chunk) {
             *d = [s.token, s.row_offset, s.first_id, s.rows];
         }
-        rec.launch(&EMBED_SUM, &Variant::none(), &[table, tokens, out], &p, groups)?;
+        rec.launch(
+            &EMBED_SUM,
+            &Variant::none(),
+            &[table, tokens, out],
+            &p,
+            groups,
+        )?;
         first = false;
     }
     Ok(())

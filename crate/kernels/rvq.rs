@@ -38,7 +38,10 @@ pub const WG: u32 = 256;
 pub const BINS_PER_GROUP: u32 = 16;
 /// Largest codebook dimension (the residual is staged in 256 vec4 of shared memory).
 pub const MAX_DIM: u32 = 1024;
-const _: () = assert!(wgsl_contains(SRC, "@compute @workgroup_size(256)\nfn rvq_dist("));
+const _: () = assert!(wgsl_contains(
+    SRC,
+    "@compute @workgroup_size(256)\nfn rvq_dist("
+));
 const _: () = assert!(wgsl_contains(
     SRC,
     "@compute @workgroup_size(256)\nfn rvq_argmin("
@@ -48,7 +51,10 @@ const _: () = assert!(wgsl_contains(
     "@compute @workgroup_size(256)\nfn rvq_decode("
 ));
 const _: () = assert!(wgsl_contains(SRC, "let j = wid.x * 16u + lid.x / 16u;"));
-const _: () = assert!(wgsl_contains(SRC, "var<workgroup> rs: array<vec4<f32>, 256>;"));
+const _: () = assert!(wgsl_contains(
+    SRC,
+    "var<workgroup> rs: array<vec4<f32>, 256>;"
+));
 const _: () = assert!(wgsl_contains(SRC, "@binding(5) var<uniform> p: Params"));
 const _: () = assert!(wgsl_contains(SRC, "@binding(3) var<uniform> p: Params"));
 
@@ -281,13 +287,7 @@ pub fn encode(
     let v = Variant::none();
     for level in 0..levels {
         p.level = level;
-        rec.launch(
-            &DIST,
-            &v,
-            &views,
-            &p,
-            [bins.div_ceil(BINS_PER_GROUP), t, 1],
-        )?;
+        rec.launch(&DIST, &v, &views, &p, [bins.div_ceil(BINS_PER_GROUP), t, 1])?;
         rec.launch(&ARGMIN, &v, &views, &p, [t, 1, 1])?;
     }
     Ok(())

@@ -30,9 +30,15 @@ use crate::gpu::{wgsl_contains, Binding, GpuError, GpuResult, Kernel, Recorder, 
 const SRC: &str = include_str!("../../shaders/sampling.wgsl");
 /// Invocations per workgroup; must match `@workgroup_size` in the WGSL.
 pub const WG: u32 = 256;
-const _: () = assert!(wgsl_contains(SRC, "@compute @workgroup_size(256)\nfn sample("));
+const _: () = assert!(wgsl_contains(
+    SRC,
+    "@compute @workgroup_size(256)\nfn sample("
+));
 const _: () = assert!(wgsl_contains(SRC, "i += 256u"));
-const _: () = assert!(wgsl_contains(SRC, "var<workgroup> hist: array<atomic<u32>, 256>;"));
+const _: () = assert!(wgsl_contains(
+    SRC,
+    "var<workgroup> hist: array<atomic<u32>, 256>;"
+));
 const _: () = assert!(wgsl_contains(SRC, "@binding(2) var<uniform> p: Params"));
 
 static SAMPLE: Kernel = Kernel {

@@ -12,7 +12,12 @@ use crate::gpu::{Context, GpuBuffer};
 use crate::weights::TensorSource;
 
 /// Fetch one tensor from the source and upload it to its own GPU buffer.
-pub(crate) fn upload(ctx: &Context, f: &dyn TensorSource, name: &str, shape: &[usize]) -> crate::Result<GpuBuffer> {
+pub(crate) fn upload(
+    ctx: &Context,
+    f: &dyn TensorSource,
+    name: &str,
+    shape: &[usize],
+) -> crate::Result<GpuBuffer> {
     let v = f.f32(name, shape)?;
     Ok(ctx.upload(name, &v)?)
 }

@@ -16,21 +16,29 @@ pub struct SafetensorsFile {
 impl SafetensorsFile {
     pub fn open(path: &Path) -> Result<Self, WeightsError> {
         let header = SafetensorsHeader::read_file(path)?;
-        let file = File::open(path).map_err(|e| WeightsError::Io { file: header.file.clone(), message: e.to_string() })?;
-        Ok(Self { header, file: std::cell::RefCell::new(file) })
+        let file = File::open(path).map_err(|e| WeightsError::Io {
+            file: header.file.clone(),
+            message: e.to_string(),
+        })?;
+        Ok(Self {
+            header,
+            file: std::cell::RefCell::new(file),
+        })
     }
 
     /// The raw bytes of one tensor, after checking its shape.
     pub fn bytes(&self, name: &str, shape: &[usize]) -> Result<Vec<u8>, WeightsError> {
         let e = self.header.expect(name, shape)?;
-        let io = |err: std::io::Error| WeightsError::Io { file: self.header.file.clone(), message: format!("reading '{name}': {err}") };
+        let io = |err: std::io::Error| WeightsError::Io {
+            file: self.header.file.clone(),
+            message: format!("reading '{name}': {err}"),
+        };
         let mut f = self.file.borrow_mut();
         f.seek(SeekFrom::Start(e.start)).map_err(io)?;
         let mut buf = vec![0u8; (e.end - e.start) as usize];
         f.read_exact(&mut buf).map_err(io)?;
         Ok(buf)
     }
-
 }
 
 impl TensorSource for SafetensorsFile {
@@ -45,5 +53,4 @@ impl TensorSource for SafetensorsFile {
             expected: "F32, F16 or BF16".into(),
         })
     }
-
 }

@@ -14,7 +14,10 @@ impl MemorySafetensors {
         let n = SafetensorsHeader::header_len(name, &bytes)?;
         let end = 8 + n as usize;
         if end > bytes.len() {
-            return Err(WeightsError::NotSafetensors { file: name.into(), why: format!("header of {n} bytes does not fit in {} bytes", bytes.len()) });
+            return Err(WeightsError::NotSafetensors {
+                file: name.into(),
+                why: format!("header of {n} bytes does not fit in {} bytes", bytes.len()),
+            });
         }
         let header = SafetensorsHeader::parse(name, &bytes[8..end], bytes.len() as u64)?;
         Ok(Self { header, bytes })

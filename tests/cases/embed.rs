@@ -160,10 +160,7 @@ async fn f32_many_streams_accumulate(ctx: &Context, size: Size) -> CaseResult {
         .collect();
     // Stream 20's table split at id 17: two descriptors over the same rows, each covering half.
     let s20 = streams[20];
-    streams[20] = Stream {
-        rows: 17,
-        ..s20
-    };
+    streams[20] = Stream { rows: 17, ..s20 };
     streams.push(Stream {
         token: s20.token,
         row_offset: s20.row_offset + 17,
@@ -219,13 +216,7 @@ async fn f32_many_streams_accumulate(ctx: &Context, size: Size) -> CaseResult {
     ))?;
     gpu(rec.submit())?;
     let got = gpu(ctx.read_f32(&ob).await)?;
-    let want = reference::embed_sum(
-        reference::Table::F32(&table),
-        dim,
-        &tokens,
-        &streams,
-        None,
-    );
+    let want = reference::embed_sum(reference::Table::F32(&table), dim, &tokens, &streams, None);
     assert_close("embed f32 store", &got, &want, 1e-5, 1e-5)
 }
 

@@ -15,13 +15,7 @@ cases!(
 
 /// Codebooks `[levels, bins, dim]` with level scales shrinking like a trained RVQ's, and `t`
 /// frames `[t, dim]` built from planted codes plus noise.
-fn model(
-    rng: &mut Rng,
-    levels: usize,
-    bins: usize,
-    dim: usize,
-    t: usize,
-) -> (Vec<f32>, Vec<f32>) {
+fn model(rng: &mut Rng, levels: usize, bins: usize, dim: usize, t: usize) -> (Vec<f32>, Vec<f32>) {
     let mut cb = Vec::with_capacity(levels * bins * dim);
     for l in 0..levels {
         cb.extend(rng.vec(bins * dim, 0.8f32.powi(l as i32)));
@@ -74,7 +68,10 @@ fn check_codes(
                     dist(w)
                 ));
             }
-            for (rv, &e) in r.iter_mut().zip(&book[w as usize * dim..(w as usize + 1) * dim]) {
+            for (rv, &e) in r
+                .iter_mut()
+                .zip(&book[w as usize * dim..(w as usize + 1) * dim])
+            {
                 *rv -= e as f64;
             }
         }
@@ -171,8 +168,26 @@ async fn mimi_split_rvq_t1(ctx: &Context, size: Size) -> CaseResult {
     let got = gpu(ctx.read_u32(&codes).await)?;
     let want_first = reference::encode(&x, t, dim, &cb_first, bins, 1);
     let want_rest = reference::encode(&x, t, dim, &cb_rest, bins, 7);
-    check_codes("semantic", &got[..t], &want_first, &x, t, dim, &cb_first, bins)?;
-    check_codes("acoustic", &got[t..], &want_rest, &x, t, dim, &cb_rest, bins)?;
+    check_codes(
+        "semantic",
+        &got[..t],
+        &want_first,
+        &x,
+        t,
+        dim,
+        &cb_first,
+        bins,
+    )?;
+    check_codes(
+        "acoustic",
+        &got[t..],
+        &want_rest,
+        &x,
+        t,
+        dim,
+        &cb_rest,
+        bins,
+    )?;
 
     let q = gpu(ctx.read_f32(&q_first).await)?;
     let want = reference::decode(&want_first, t, dim, &cb_first, bins, 1);
@@ -416,7 +431,10 @@ async fn decode_out_of_range_codes(ctx: &Context, _size: Size) -> CaseResult {
     let mut rng = Rng::new(35);
     let cb = rng.vec(levels * bins * dim, 1.0);
     let codes = vec![3u32, 9, u32::MAX, 0, 10, 5, 2, 2];
-    let (cbb, kb) = (gpu(ctx.upload("cb", &cb))?, gpu(ctx.upload("codes", &codes))?);
+    let (cbb, kb) = (
+        gpu(ctx.upload("cb", &cb))?,
+        gpu(ctx.upload("codes", &codes))?,
+    );
     let qb = zeros(ctx, "q", (t * dim * 4) as u64)?;
     let book = Codebooks {
         view: cbb.view(),

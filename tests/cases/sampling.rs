@@ -95,7 +95,9 @@ async fn greedy_planted_ties(ctx: &Context, size: Size) -> CaseResult {
     };
     let mut rng = Rng::new(41);
     let rows = 5;
-    let mut l: Vec<f32> = (0..rows).flat_map(|_| logits_row(&mut rng, n, 3.0)).collect();
+    let mut l: Vec<f32> = (0..rows)
+        .flat_map(|_| logits_row(&mut rng, n, 3.0))
+        .collect();
     // Row 0: the maximum at n-1, 7 and n/2: 7 wins.
     for i in [n - 1, 7, n / 2] {
         l[i] = 20.0;
@@ -124,7 +126,9 @@ async fn greedy_planted_ties(ctx: &Context, size: Size) -> CaseResult {
         .collect();
     let planted = [7, 0, n as u32 - 2, 0, n as u32 - 3];
     if want != planted {
-        return Err(format!("test setup: reference {want:?}, planted {planted:?}"));
+        return Err(format!(
+            "test setup: reference {want:?}, planted {planted:?}"
+        ));
     }
     if got != want {
         return Err(format!("greedy: got {got:?}, want {want:?}"));
@@ -139,7 +143,9 @@ async fn top_k_1_is_greedy(ctx: &Context, size: Size) -> CaseResult {
     };
     let mut rng = Rng::new(42);
     let rows = 4;
-    let mut l: Vec<f32> = (0..rows).flat_map(|_| logits_row(&mut rng, n, 2.0)).collect();
+    let mut l: Vec<f32> = (0..rows)
+        .flat_map(|_| logits_row(&mut rng, n, 2.0))
+        .collect();
     // Ties for the maximum in rows 0 and 1 (even across a 256-wide stride), none in 2, -inf row 3.
     for i in [1000 % n, 300, 44] {
         l[i] = 9.0;
@@ -167,7 +173,11 @@ async fn top_k_1_is_greedy(ctx: &Context, size: Size) -> CaseResult {
 async fn top_k_members_and_reference(ctx: &Context, size: Size) -> CaseResult {
     let cases: &[(usize, u32, f32, usize)] = match size {
         Size::Small => &[(2048, 250, 0.8, 64), (1000, 25, 0.7, 64)],
-        Size::Full => &[(2048, 250, 0.8, 400), (32000, 25, 0.7, 200), (32000, 500, 1.3, 50)],
+        Size::Full => &[
+            (2048, 250, 0.8, 400),
+            (32000, 25, 0.7, 200),
+            (32000, 500, 1.3, 50),
+        ],
     };
     let mut rng = Rng::new(43);
     for &(n, k, temp, draws) in cases {
@@ -207,7 +217,11 @@ async fn exact_k_with_ties_at_threshold(ctx: &Context, _size: Size) -> CaseResul
     for i in winners {
         l[i] = 3.0 + i as f32 * 1e-4;
     }
-    for (k, temp) in [(10u32, 50.0f32), (200, 50.0), (4 + tied.len() as u32 - 1, 50.0)] {
+    for (k, temp) in [
+        (10u32, 50.0f32),
+        (200, 50.0),
+        (4 + tied.len() as u32 - 1, 50.0),
+    ] {
         let cfg = SampleConfig::top_k(temp, k, 9, 0, 1);
         let draws = 512;
         let got = draw(ctx, &l, n, 0, draws, &cfg).await?;
@@ -223,7 +237,10 @@ async fn exact_k_with_ties_at_threshold(ctx: &Context, _size: Size) -> CaseResul
         match max_tied {
             None => return Err(format!("{what}: no tied id drawn in {draws} draws")),
             Some(m) if m as usize > *allowed.last().unwrap() => {
-                return Err(format!("{what}: drew tied id {m} beyond the lowest {}", allowed.len()))
+                return Err(format!(
+                    "{what}: drew tied id {m} beyond the lowest {}",
+                    allowed.len()
+                ))
             }
             _ => {}
         }
@@ -334,12 +351,21 @@ async fn reproducible_from_seed_and_counter(ctx: &Context, _size: Size) -> CaseR
     distinct.sort();
     distinct.dedup();
     if distinct.len() < rows / 4 {
-        return Err(format!("different counters: only {} distinct ids", distinct.len()));
+        return Err(format!(
+            "different counters: only {} distinct ids",
+            distinct.len()
+        ));
     }
     for (what, cfg) in [
         ("seed", SampleConfig { seed: 78, ..base }),
         ("stream", SampleConfig { stream: 3, ..base }),
-        ("counter", SampleConfig { counter: 10_000, ..base }),
+        (
+            "counter",
+            SampleConfig {
+                counter: 10_000,
+                ..base
+            },
+        ),
     ] {
         let c = draw(ctx, &l, n, 0, rows, &cfg).await?;
         if same(&a, &c) > rows / 4 {
@@ -428,7 +454,11 @@ async fn sample_then_embed_on_gpu(ctx: &Context, _size: Size) -> CaseResult {
     let got = gpu(ctx.read_f32(&out).await)?;
     let ids = [
         17u32,
-        reference::sample(&logits[text_vocab..text_vocab + audio_vocab], &audio_cfg(1), 0),
+        reference::sample(
+            &logits[text_vocab..text_vocab + audio_vocab],
+            &audio_cfg(1),
+            0,
+        ),
         reference::sample(&logits[text_vocab + audio_vocab..], &audio_cfg(2), 0),
     ];
     let ids4 = [ids[0], ids[1], ids[2], 0];
