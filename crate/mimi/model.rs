@@ -2,6 +2,7 @@
 //! or decodes one frame of codes into 1920 samples. All conv, conv-transpose and KV state stays
 //! on the GPU between calls; `reset()` starts a new stream.
 
+#[cfg(not(target_arch = "wasm32"))]
 use std::path::Path;
 
 use crate::gpu::{BufferUsage, Context, FrameReadback, GpuBuffer, GpuError, Recorder, View};
