@@ -9,16 +9,24 @@ export PATH="$HOME/.cargo/bin:$PATH"
 export DEBIAN_FRONTEND=noninteractive
 what="${1:-all}"
 
-packages=(ca-certificates gcc libc6-dev libvulkan1 mesa-vulkan-drivers nodejs npm)
-[ "$what" = main ] || packages+=(chromium chromium-driver)
+# Each need is checked by what it provides, not by package name (Node, say, may come from
+# NodeSource with npm inside, where Debian's `npm` package cannot be installed).
 missing=()
-for p in "${packages[@]}"; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
-done
+need() { # need CHECK-COMMAND PACKAGE...
+  if ! eval "$1" >/dev/null 2>&1; then shift; missing+=("$@"); fi
+}
+need "command -v cc" gcc libc6-dev
+need "ls /usr/share/vulkan/icd.d/lvp_icd*.json" mesa-vulkan-drivers libvulkan1
+need "command -v node" nodejs
+need "command -v npm" npm
+if [ "$what" != main ]; then
+  need "command -v chromium" chromium
+  need "command -v chromedriver" chromium-driver
+fi
 if [ ${#missing[@]} -gt 0 ]; then
   echo "installing: ${missing[*]}"
   apt-get update -qq
-  apt-get install -y -qq --no-install-recommends "${missing[@]}"
+  apt-get install -y -qq --no-install-recommends ca-certificates "${missing[@]}"
 fi
 [ "$what" = main ] && exit 0
 
