@@ -1,9 +1,11 @@
-// linear.wgsl: y[m, n] = Σ_k x[m, k] · W[row_offset + n, k] (+ bias[n]) for small M (gemv / thin gemm),
-// one kernel body for every weight format, the format picked by a define.
+// linear.wgsl: y[m, y_col + n] = Σ_k x[m, k] · W[row_offset + n, k] (+ bias[y_col + n]), n < p.n, for
+// small M (gemv / thin gemm), one kernel body for every weight format, the format picked by a define.
+// (y_col / y_stride let a weight split into several buffers write one output; usually y_col = 0 and
+// y_stride = p.n.)
 //
 // Layouts (all row-major, little-endian u32 words):
-//   x    [M, K] f32 (row stride K).            y [M, N] f32 (row stride N).       bias [N] f32.
-//   W    [rows, K] in the format's GPU layout; the kernel reads rows row_offset .. row_offset + N - 1
+//   x    [M, K] f32 (row stride K).     y [M, y_stride] f32.     bias [y_stride] f32.
+//   W    [rows, K] in the format's GPU layout; the kernel reads rows row_offset .. row_offset + p.n - 1
 //        (a row block of a stacked weight, without copying). Row r's codes start at u32 word
 //        r · K · bits / 32, so a row is a run of 16-byte chunks (K is a multiple of the chunk width E):
 //   W_F32     w: K f32 per row (E = 4: one vec4<f32>).                                  (no s)
@@ -25,7 +27,7 @@
 //   1 s:    array<u32>, read           (scales: Q8_0 f16 pairs, affine bf16 scale|bias; unused otherwise)
 //   2 x:    array<vec4<f32>>, read     (activations [M, K]; K is a multiple of 4)
 //   3 bias: array<f32>, read           (read only when p.has_bias != 0)
-//   4 y:    array<f32>, read_write     (output [M, N]; must not alias x)
+//   4 y:    array<f32>, read_write     (output [M, y_stride]; a different buffer from x and bias)
 //   5 p:    Params (uniform, dynamic offset)
 // Dispatch: @workgroup_size(64). A workgroup computes R = 4 consecutive output rows n0 .. n0+3 for MT
 // consecutive batch rows (MT = 1, 2, 4 or 8 by define MT2/MT4/MT8): the row tile is
@@ -42,8 +44,11 @@ struct Params {
     row_offset: u32,  // first weight row read
     chunks: u32,      // K / E
     group_shift: u32, // affine: group size = 32 << group_shift
-    has_bias: u32,    // 1 = add bias[n]
-    _pad: u32,
+    has_bias: u32,    // 1 = add bias[y_col + n]
+    y_stride: u32,    // row stride of y (the N of the whole call)
+    y_col: u32,       // first output column this dispatch writes
+    _pad0: u32,
+    _pad1: u32,
 }
 
 @group(0) @binding(0) var<storage, read> w: array<vec4<u32>>;
@@ -288,10 +293,11 @@ fn linear(
         let n = n0 + r;
         let m = m0 + i;
         if (n < p.n && m < p.m) {
+            let col = p.y_col + n;
             if (p.has_bias != 0u) {
-                t += bias[n];
+                t += bias[col];
             }
-            y[m * p.n + n] = t;
+            y[m * p.y_stride + col] = t;
         }
     }
 }
