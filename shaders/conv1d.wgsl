@@ -148,6 +148,19 @@ fn conv1d_direct(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups)
 var<workgroup> red: array<f32, 2048>;
 var<workgroup> red2: array<f32, 256>;
 
+// acc[tt] += wv · win[ci, (t0 + tt)·S + k·d] for the reduction index r = cl·K + k, tt < nt.
+fn rows_acc(acc: ptr<function, array<f32, 8>>, r: u32, wv: f32, ci0: u32, t0: u32, nt: u32) {
+    let cl = r / p.k;
+    let k = r - cl * p.k;
+    let ci = ci0 + cl;
+    let base = t0 * p.stride + k * p.dilation;
+    for (var tt = 0u; tt < 8u; tt++) {
+        if (tt < nt) {
+            (*acc)[tt] += wv * win(ci, base + tt * p.stride);
+        }
+    }
+}
+
 @compute @workgroup_size(256)
 fn conv1d_rows(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
     let g = wid.y * nwg.x + wid.x;
@@ -165,17 +178,20 @@ fn conv1d_rows(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) n
     for (var t0 = 0u; t0 < p.t_out; t0 += 8u) {
         let nt = min(8u, p.t_out - t0);
         var acc = array<f32, 8>(0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0);
-        for (var r = lane; r < r_len; r += 64u) {
-            let wv = w[wrow + r];
-            let cl = r / p.k;
-            let k = r - cl * p.k;
-            let ci = ci0 + cl;
-            let base = t0 * p.stride + k * p.dilation;
-            for (var tt = 0u; tt < 8u; tt++) {
-                if (tt < nt) {
-                    acc[tt] += wv * win(ci, base + tt * p.stride);
-                }
-            }
+        // Four independent weight loads per step keep more memory requests in flight.
+        var r = lane;
+        for (; r + 192u < r_len; r += 256u) {
+            let w0 = w[wrow + r];
+            let w1 = w[wrow + r + 64u];
+            let w2 = w[wrow + r + 128u];
+            let w3 = w[wrow + r + 192u];
+            rows_acc(&acc, r, w0, ci0, t0, nt);
+            rows_acc(&acc, r + 64u, w1, ci0, t0, nt);
+            rows_acc(&acc, r + 128u, w2, ci0, t0, nt);
+            rows_acc(&acc, r + 192u, w3, ci0, t0, nt);
+        }
+        for (; r < r_len; r += 64u) {
+            rows_acc(&acc, r, w[wrow + r], ci0, t0, nt);
         }
         for (var tt = 0u; tt < 8u; tt++) {
             red[tt * 256u + lid.x] = acc[tt];

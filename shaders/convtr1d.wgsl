@@ -126,6 +126,15 @@ var<workgroup> red: array<f32, 2048>;
 // zc[t · n_cols + col]: the reduced column products for every input time of the call.
 var<workgroup> zc: array<f32, 2048>;
 
+// acc[tt] += wv · x[ci, t0 + tt] for tt < nt.
+fn cols_acc(acc: ptr<function, array<f32, 8>>, ci: u32, wv: f32, t0: u32, nt: u32) {
+    for (var tt = 0u; tt < 8u; tt++) {
+        if (tt < nt) {
+            (*acc)[tt] += wv * xin(ci, t0 + tt);
+        }
+    }
+}
+
 @compute @workgroup_size(256)
 fn convtr_cols(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
     let g = wid.y * nwg.x + wid.x;
@@ -142,14 +151,22 @@ fn convtr_cols(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) n
                 let k = m % p.k;
                 let grp = co / p.cout_g;
                 let co_l = co - grp * p.cout_g;
-                for (var cl = slice; cl < p.cin_g; cl += 8u) {
-                    let ci = grp * p.cin_g + cl;
-                    let wv = w[(ci * p.cout_g + co_l) * p.k + k];
-                    for (var tt = 0u; tt < 8u; tt++) {
-                        if (tt < nt) {
-                            acc[tt] += wv * xin(ci, t0 + tt);
-                        }
-                    }
+                let wcol = co_l * p.k + k;
+                let ci0 = grp * p.cin_g;
+                // Four independent weight loads per step keep more memory requests in flight.
+                var cl = slice;
+                for (; cl + 24u < p.cin_g; cl += 32u) {
+                    let w0 = w[(ci0 + cl) * p.cout_g * p.k + wcol];
+                    let w1 = w[(ci0 + cl + 8u) * p.cout_g * p.k + wcol];
+                    let w2 = w[(ci0 + cl + 16u) * p.cout_g * p.k + wcol];
+                    let w3 = w[(ci0 + cl + 24u) * p.cout_g * p.k + wcol];
+                    cols_acc(&acc, ci0 + cl, w0, t0, nt);
+                    cols_acc(&acc, ci0 + cl + 8u, w1, t0, nt);
+                    cols_acc(&acc, ci0 + cl + 16u, w2, t0, nt);
+                    cols_acc(&acc, ci0 + cl + 24u, w3, t0, nt);
+                }
+                for (; cl < p.cin_g; cl += 8u) {
+                    cols_acc(&acc, ci0 + cl, w[(ci0 + cl) * p.cout_g * p.k + wcol], t0, nt);
                 }
             }
             for (var tt = 0u; tt < 8u; tt++) {

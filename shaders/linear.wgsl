@@ -1,9 +1,11 @@
-// linear.wgsl: y[m, n] = Σ_k x[m, k] · W[row_offset + n, k] (+ bias[n]) for small M (gemv / thin gemm),
-// one kernel body for every weight format, the format picked by a define.
+// linear.wgsl: y[m, y_col + n] = Σ_k x[m, k] · W[row_offset + n, k] (+ bias[y_col + n]), n < p.n, for
+// small M (gemv / thin gemm), one kernel body for every weight format, the format picked by a define.
+// (y_col / y_stride let a weight split into several buffers write one output; usually y_col = 0 and
+// y_stride = p.n.)
 //
 // Layouts (all row-major, little-endian u32 words):
-//   x    [M, K] f32 (row stride K).            y [M, N] f32 (row stride N).       bias [N] f32.
-//   W    [rows, K] in the format's GPU layout; the kernel reads rows row_offset .. row_offset + N - 1
+//   x    [M, K] f32 (row stride K).     y [M, y_stride] f32.     bias [y_stride] f32.
+//   W    [rows, K] in the format's GPU layout; the kernel reads rows row_offset .. row_offset + p.n - 1
 //        (a row block of a stacked weight, without copying). Row r's codes start at u32 word
 //        r · K · bits / 32, so a row is a run of 16-byte chunks (K is a multiple of the chunk width E):
 //   W_F32     w: K f32 per row (E = 4: one vec4<f32>).                                  (no s)
@@ -25,7 +27,7 @@
 //   1 s:    array<u32>, read           (scales: Q8_0 f16 pairs, affine bf16 scale|bias; unused otherwise)
 //   2 x:    array<vec4<f32>>, read     (activations [M, K]; K is a multiple of 4)
 //   3 bias: array<f32>, read           (read only when p.has_bias != 0)
-//   4 y:    array<f32>, read_write     (output [M, N]; must not alias x)
+//   4 y:    array<f32>, read_write     (output [M, y_stride]; a different buffer from x and bias)
 //   5 p:    Params (uniform, dynamic offset)
 // Dispatch: @workgroup_size(64). A workgroup computes R = 4 consecutive output rows n0 .. n0+3 for MT
 // consecutive batch rows (MT = 1, 2, 4 or 8 by define MT2/MT4/MT8): the row tile is
@@ -42,8 +44,11 @@ struct Params {
     row_offset: u32,  // first weight row read
     chunks: u32,      // K / E
     group_shift: u32, // affine: group size = 32 << group_shift
-    has_bias: u32,    // 1 = add bias[n]
-    _pad: u32,
+    has_bias: u32,    // 1 = add bias[y_col + n]
+    y_stride: u32,    // row stride of y (the N of the whole call)
+    y_col: u32,       // first output column this dispatch writes
+    _pad0: u32,
+    _pad1: u32,
 }
 
 @group(0) @binding(0) var<storage, read> w: array<vec4<u32>>;
@@ -78,22 +83,37 @@ fn bf16_lo(v: vec4<u32>) -> vec4<f32> {
 fn bf16_hi(v: vec4<u32>) -> vec4<f32> {
     return bitcast<vec4<f32>>(v & vec4<u32>(0xffff0000u));
 }
-// Four signed bytes of a word, byte j -> component j.
-fn i8x4(v: u32) -> vec4<f32> {
-    return vec4<f32>(bitcast<vec4<i32>>(vec4<u32>(v) << vec4<u32>(24u, 16u, 8u, 0u)) >> vec4<u32>(24u));
-}
-// Four unsigned bytes of a word, byte j -> component j.
+// Codes become floats without int->float conversions (quarter rate on many GPUs): a code placed in
+// the mantissa of 2^23 (0x4B000000) reads as 2^23 + code, and the subtraction is exact. Codes stay
+// at their bit position, so component j of a word's lane carries a power-of-two factor
+// (16^j for nibbles, 256^j for bytes) that the x values were divided by beforehand (exact: powers
+// of two), which saves the shifts.
+const MAGIC: u32 = 0x4B000000u;
+const TWO23: f32 = 8388608.0;
+const X4: vec4<f32> = vec4<f32>(1.0, 0.0625, 0.00390625, 0.000244140625); // 16^-j
+const X8: vec4<f32> = vec4<f32>(1.0, 0.00390625, 1.0, 0.00390625);       // 256^-(j mod 2)
+// Bytes of a word as (b0, 256·b1, b2, 256·b3), unsigned.
 fn u8x4(v: u32) -> vec4<f32> {
-    return vec4<f32>((vec4<u32>(v) >> vec4<u32>(0u, 8u, 16u, 24u)) & vec4<u32>(0xffu));
+    let h = v >> 16u;
+    let f = bitcast<vec4<f32>>((vec4<u32>(v, v, h, h) & vec4<u32>(0xffu, 0xff00u, 0xffu, 0xff00u)) | vec4<u32>(MAGIC));
+    return f - vec4<f32>(TWO23);
 }
-// Nibbles 0..3 (lo) and 4..7 (hi) of a word.
+// Signed bytes (two's complement) as (q0, 256·q1, q2, 256·q3): flip the sign bits to get q + 128.
+fn i8x4(v: u32) -> vec4<f32> {
+    let u = v ^ 0x80808080u;
+    let h = u >> 16u;
+    let f = bitcast<vec4<f32>>((vec4<u32>(u, u, h, h) & vec4<u32>(0xffu, 0xff00u, 0xffu, 0xff00u)) | vec4<u32>(MAGIC));
+    return f - vec4<f32>(TWO23 + 128.0, TWO23 + 32768.0, TWO23 + 128.0, TWO23 + 32768.0);
+}
+// Nibbles 0..3 (lo) and 4..7 (hi) of a word as (n0, 16·n1, 256·n2, 4096·n3).
 fn u4x4_lo(v: u32) -> vec4<f32> {
-    return vec4<f32>((vec4<u32>(v) >> vec4<u32>(0u, 4u, 8u, 12u)) & vec4<u32>(0xfu));
+    let f = bitcast<vec4<f32>>((vec4<u32>(v) & vec4<u32>(0xfu, 0xf0u, 0xf00u, 0xf000u)) | vec4<u32>(MAGIC));
+    return f - vec4<f32>(TWO23);
 }
 fn u4x4_hi(v: u32) -> vec4<f32> {
-    return vec4<f32>((vec4<u32>(v) >> vec4<u32>(16u, 20u, 24u, 28u)) & vec4<u32>(0xfu));
+    return u4x4_lo(v >> 16u);
 }
-// Σ over a 32-element chunk of 8-bit codes (two vec4<u32>) times x (eight vec4<f32>).
+// Σ over a 32-element chunk of 8-bit codes (two vec4<u32>) times x (eight vec4<f32>, prescaled by X8).
 fn dot8_signed(a: vec4<u32>, b: vec4<u32>, xc: array<vec4<f32>, 8>) -> f32 {
     return dot(i8x4(a.x), xc[0]) + dot(i8x4(a.y), xc[1]) + dot(i8x4(a.z), xc[2]) + dot(i8x4(a.w), xc[3])
          + dot(i8x4(b.x), xc[4]) + dot(i8x4(b.y), xc[5]) + dot(i8x4(b.z), xc[6]) + dot(i8x4(b.w), xc[7]);
@@ -102,6 +122,7 @@ fn dot8_unsigned(a: vec4<u32>, b: vec4<u32>, xc: array<vec4<f32>, 8>) -> f32 {
     return dot(u8x4(a.x), xc[0]) + dot(u8x4(a.y), xc[1]) + dot(u8x4(a.z), xc[2]) + dot(u8x4(a.w), xc[3])
          + dot(u8x4(b.x), xc[4]) + dot(u8x4(b.y), xc[5]) + dot(u8x4(b.z), xc[6]) + dot(u8x4(b.w), xc[7]);
 }
+// Σ over a 32-element chunk of nibbles (one vec4<u32>) times x (prescaled by X4).
 fn dot4_unsigned(a: vec4<u32>, xc: array<vec4<f32>, 8>) -> f32 {
     return dot(u4x4_lo(a.x), xc[0]) + dot(u4x4_hi(a.x), xc[1]) + dot(u4x4_lo(a.y), xc[2]) + dot(u4x4_hi(a.y), xc[3])
          + dot(u4x4_lo(a.z), xc[4]) + dot(u4x4_hi(a.z), xc[5]) + dot(u4x4_lo(a.w), xc[6]) + dot(u4x4_hi(a.w), xc[7]);
@@ -185,7 +206,7 @@ fn linear(
         for (var i = 0u; i < MT; i++) {
             var xc: array<vec4<f32>, 8>;
             for (var j = 0u; j < 8u; j++) {
-                xc[j] = x[xb[i] + 8u * c + j];
+                xc[j] = x[xb[i] + 8u * c + j] * X8;
             }
             acc[i] += d * vec4<f32>(
                 dot8_signed(qa[0], qb[0], xc), dot8_signed(qa[1], qb[1], xc),
@@ -213,8 +234,9 @@ fn linear(
             var xc: array<vec4<f32>, 8>;
             var xs = vec4<f32>(0.0);
             for (var j = 0u; j < 8u; j++) {
-                xc[j] = x[xb[i] + 8u * c + j];
-                xs += xc[j];
+                let xv = x[xb[i] + 8u * c + j];
+                xs += xv;
+                xc[j] = xv * X8;
             }
             let xsum = xs.x + xs.y + xs.z + xs.w;
             acc[i] += sc * vec4<f32>(
@@ -240,8 +262,9 @@ fn linear(
             var xc: array<vec4<f32>, 8>;
             var xs = vec4<f32>(0.0);
             for (var j = 0u; j < 8u; j++) {
-                xc[j] = x[xb[i] + 8u * c + j];
-                xs += xc[j];
+                let xv = x[xb[i] + 8u * c + j];
+                xs += xv;
+                xc[j] = xv * X4;
             }
             let xsum = xs.x + xs.y + xs.z + xs.w;
             acc[i] += sc * vec4<f32>(
@@ -288,10 +311,11 @@ fn linear(
         let n = n0 + r;
         let m = m0 + i;
         if (n < p.n && m < p.m) {
+            let col = p.y_col + n;
             if (p.has_bias != 0u) {
-                t += bias[n];
+                t += bias[col];
             }
-            y[m * p.n + n] = t;
+            y[m * p.y_stride + col] = t;
         }
     }
 }

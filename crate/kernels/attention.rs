@@ -158,6 +158,9 @@ pub struct AttnConfig {
     /// Keys with `0 ≤ pq − pk < window` are visible (the model's `context`).
     pub window: u32,
     pub qkv: QkvLayout,
+    /// Workgroups the split path aims for when a scratch buffer is given
+    /// ([`SPLIT_TARGET_GROUPS`] by default; 0 or 1 never splits).
+    pub split_groups: u32,
 }
 
 impl AttnConfig {
@@ -169,6 +172,7 @@ impl AttnConfig {
             capacity,
             window,
             qkv: QkvLayout::fused(heads, head_dim),
+            split_groups: SPLIT_TARGET_GROUPS,
         }
     }
 
@@ -185,7 +189,7 @@ impl AttnConfig {
     /// `max_t` queries per call (a smaller scratch just splits less).
     pub fn scratch_bytes(&self, max_t: u32) -> u64 {
         let pairs = self.heads as u64 * max_t.max(1) as u64;
-        (SPLIT_TARGET_GROUPS as u64 + pairs) * (self.head_dim as u64 + 2) * 4
+        (self.split_groups as u64 + pairs) * (self.head_dim as u64 + 2) * 4
     }
 
     fn check(&self, kernel: &'static str, t: u32, pos0: u32) -> GpuResult<()> {
@@ -322,7 +326,9 @@ impl AttnConfig {
         let mut splits = 1u32;
         if let Some(s) = &scratch {
             let fit = s.size / ((self.head_dim as u64 + 2) * 4 * pairs.max(1) as u64);
-            splits = SPLIT_TARGET_GROUPS
+            splits = self
+                .split_groups
+                .max(1)
                 .div_ceil(pairs.max(1))
                 .min(chunks)
                 .min(fit.min(u32::MAX as u64) as u32);

@@ -29,8 +29,9 @@
 //!
 //! **Dispatch geometry** (workgroups of 256; linear group index via [`super::grid_1d`]):
 //! * `conv1d_direct` ([`ConvAlgo::Direct`]): one invocation per output time and `COT` output
-//!   channels (`COT` = 4 when it divides `C_out/G`, else 1); a workgroup is 64 times × `4·COT`
-//!   channels; `ceil(T_out/64) · ceil(C_out/(4·COT))` groups.
+//!   channels (`COT` = 4 when it divides `C_out/G` and still gives ≥ 128 workgroups or the
+//!   device is a software rasterizer, else 1); a workgroup is 64 times × `4·COT` channels;
+//!   `ceil(T_out/64) · ceil(C_out/(4·COT))` groups.
 //! * `conv1d_rows` ([`ConvAlgo::Reduce`]): a workgroup computes 4 output channels, 64 lanes per
 //!   channel striding over the contiguous weight row (`C_in/G · K`), 8 output times per pass,
 //!   shared-memory reduction; `ceil(C_out/4)` groups. Chosen by [`ConvAlgo::Auto`] for
@@ -97,6 +98,9 @@ const _: () = assert!(wgsl_contains(SRCT, "@binding(6) var<uniform> p: Params"))
 
 /// Output times per `conv1d_direct` workgroup.
 const DIRECT_TILE_T: u32 = 64;
+/// `conv1d_direct` computes 4 output channels per invocation only when that still makes this
+/// many workgroups (or on a software rasterizer, where parallelism is low anyway).
+const DIRECT_MIN_GROUPS: u32 = 128;
 /// Output channels per `conv1d_rows` workgroup.
 const ROWS_PER_WG: u32 = 4;
 /// `convtr_cols`: weight columns per pass and the shared `zc` capacity (floats).
@@ -295,7 +299,7 @@ impl Conv1d {
         if self.stride == 0 || self.dilation == 0 || self.groups == 0 {
             return bad(format!("stride, dilation and groups must be ≥ 1: {self:?}"));
         }
-        if self.c_in % self.groups != 0 || self.c_out % self.groups != 0 {
+        if !self.c_in.is_multiple_of(self.groups) || !self.c_out.is_multiple_of(self.groups) {
             return bad(format!("groups must divide c_in and c_out: {self:?}"));
         }
         if self.k_eff() < self.stride {
@@ -353,7 +357,7 @@ impl ConvTr1d {
         if self.stride == 0 || self.groups == 0 {
             return bad(format!("stride and groups must be ≥ 1: {self:?}"));
         }
-        if self.c_in % self.groups != 0 || self.c_out % self.groups != 0 {
+        if !self.c_in.is_multiple_of(self.groups) || !self.c_out.is_multiple_of(self.groups) {
             return bad(format!("groups must divide c_in and c_out: {self:?}"));
         }
         if self.kernel < self.stride {
@@ -571,7 +575,7 @@ pub fn conv1d(
 ) -> GpuResult<()> {
     let c = state.conv;
     let name = "conv1d";
-    if t == 0 || t % c.stride != 0 {
+    if t == 0 || !t.is_multiple_of(c.stride) {
         return Err(launch_err(
             name,
             format!(
@@ -604,8 +608,16 @@ pub fn conv1d(
         ConvAlgo::Auto => ConvAlgo::Direct,
         a => a,
     };
-    let cot: u32 = if cout_g % 4 == 0 { 4 } else { 1 };
     let tiles_t = t_out.div_ceil(DIRECT_TILE_T);
+    // 4 output channels per invocation reuse each input sample 4 times, but make 4 times fewer
+    // workgroups: on a GPU, keep at least DIRECT_MIN_GROUPS of them.
+    let cot: u32 = if cout_g % 4 == 0
+        && (rec.ctx().caps().is_software || tiles_t * c.c_out.div_ceil(16) >= DIRECT_MIN_GROUPS)
+    {
+        4
+    } else {
+        1
+    };
     let main_groups = match algo {
         ConvAlgo::Reduce => c.c_out.div_ceil(ROWS_PER_WG),
         _ => tiles_t * c.c_out.div_ceil(4 * cot),

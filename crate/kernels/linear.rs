@@ -75,7 +75,9 @@ struct Params {
     chunks: u32,
     group_shift: u32,
     has_bias: u32,
-    _pad: u32,
+    y_stride: u32,
+    y_col: u32,
+    _pad: [u32; 2],
 }
 crate::assert_params_fit!(Params);
 
@@ -148,7 +150,7 @@ impl WeightFormat {
             Self::Affine { group, .. } => *group,
             _ => self.chunk(),
         };
-        if k == 0 || k % q != 0 {
+        if k == 0 || !k.is_multiple_of(q) {
             return Err(err(format!(
                 "{} weights need K to be a positive multiple of {q}, got {k}",
                 self.name()
@@ -330,9 +332,9 @@ impl HostLinear {
                     .collect();
                 Self::from_bf16_bytes(&b, rows, k)
             }
-            WeightFormat::Q8_0 => Self::from_q8_0_blocks(&quant::q8_0_quantize(w, k), rows, k),
+            WeightFormat::Q8_0 => Self::from_q8_0_blocks(&quant::q8_0_quantize(w, k)?, rows, k),
             WeightFormat::Affine { bits, group } => {
-                Self::from_mlx(&quant::mlx_quantize(w, k, bits, group), rows, k)
+                Self::from_mlx(&quant::mlx_quantize(w, k, bits, group)?, rows, k)
             }
         }
     }
@@ -376,15 +378,55 @@ impl HostLinear {
         }
     }
 
-    /// Upload both streams and wrap them as [`LinearWeights`].
+    /// Upload both streams and wrap them as [`LinearWeights`]. A weight larger than the device's
+    /// storage-binding limit is split into row ranges (multiples of 4 rows), one buffer set each.
     pub fn upload(&self, ctx: &Context, label: &str) -> GpuResult<LinearWeights> {
-        let data = ctx.upload(&format!("{label} w"), &self.data)?;
-        let scales = if self.scales.is_empty() {
-            None
-        } else {
-            Some(ctx.upload(&format!("{label} s"), &self.scales)?)
-        };
-        LinearWeights::new(self.format, self.rows, self.k, data, scales)
+        let max = ctx.caps().max_storage_binding;
+        let per_row = (4 * self.format.data_words(1, self.k))
+            .max(4 * self.format.scale_words(4, self.k).div_ceil(4));
+        self.upload_split(ctx, label, (max / per_row).min(u32::MAX as u64) as u32)
+    }
+
+    /// [`HostLinear::upload`] with at most `max_rows` rows per part (rounded down to a multiple
+    /// of 4, at least 4).
+    pub fn upload_split(
+        &self,
+        ctx: &Context,
+        label: &str,
+        max_rows: u32,
+    ) -> GpuResult<LinearWeights> {
+        let max_rows = (max_rows / 4 * 4).max(4);
+        let (dw, sw) = (
+            self.format.data_words(1, self.k) as usize,
+            self.format.scale_words(4, self.k) as usize / 4,
+        );
+        let mut parts = Vec::new();
+        let mut r0 = 0u32;
+        while r0 < self.rows {
+            let rows = max_rows.min(self.rows - r0);
+            let tag = if rows == self.rows {
+                String::new()
+            } else {
+                format!(" rows {r0}..{}", r0 + rows)
+            };
+            let (a, b) = (r0 as usize, (r0 + rows) as usize);
+            let data = ctx.upload(&format!("{label} w{tag}"), &self.data[a * dw..b * dw])?;
+            let scales = if self.scales.is_empty() {
+                None
+            } else {
+                // Q8_0 packs two block scales per word: parts start on an even block (4 rows).
+                let s = if self.format == WeightFormat::Q8_0 {
+                    let nb = self.k as usize / 32;
+                    &self.scales[a * nb / 2..(b * nb).div_ceil(2)]
+                } else {
+                    &self.scales[a * sw..b * sw]
+                };
+                Some(ctx.upload(&format!("{label} s{tag}"), s)?)
+            };
+            parts.push((rows, data, scales));
+            r0 += rows;
+        }
+        LinearWeights::from_parts(self.format, self.k, parts)
     }
 }
 
@@ -419,12 +461,14 @@ pub struct MlxAffine {
 pub mod quant {
     use half::{bf16, f16};
 
-    use super::MlxAffine;
+    use super::{MlxAffine, WeightFormat};
+    use crate::gpu::GpuResult;
 
     /// ggml `quantize_row_q8_0_ref` on rows of `k` weights: per 32 weights, `d = max|w| / 127`,
     /// `q = round(w / d)` (half away from zero), stored as f16 `d` + 32 int8 (34 bytes).
-    pub fn q8_0_quantize(w: &[f32], k: u32) -> Vec<u8> {
-        assert!(k % 32 == 0 && w.len() % k as usize == 0);
+    pub fn q8_0_quantize(w: &[f32], k: u32) -> GpuResult<Vec<u8>> {
+        WeightFormat::Q8_0.check_k(k)?;
+        rows_of(w, k)?;
         let mut out = Vec::with_capacity(w.len() / 32 * 34);
         for blk in w.chunks_exact(32) {
             let amax = blk.iter().fold(0.0f32, |a, &v| a.max(v.abs()));
@@ -433,7 +477,7 @@ pub mod quant {
             out.extend_from_slice(&f16::from_f32(d).to_bits().to_le_bytes());
             out.extend(blk.iter().map(|&v| (v * id).round() as i8 as u8));
         }
-        out
+        Ok(out)
     }
 
     /// Dequantize published Q8_0 blocks: `w = f16 d · q`.
@@ -450,8 +494,9 @@ pub mod quant {
     /// MLX `affine_quantize` on rows of `k` weights: per group, the scale spans `[min, max]` over
     /// `2^bits − 1` steps with the sign and edge chosen so that the larger-magnitude end is exact
     /// and zero stays representable; `q = round((w − β) / s)` clamped; `s`, `β` stored as bf16.
-    pub fn mlx_quantize(w: &[f32], k: u32, bits: u32, group: u32) -> MlxAffine {
-        assert!(k % group == 0 && w.len() % k as usize == 0 && matches!(bits, 4 | 8));
+    pub fn mlx_quantize(w: &[f32], k: u32, bits: u32, group: u32) -> GpuResult<MlxAffine> {
+        WeightFormat::Affine { bits, group }.check_k(k)?;
+        rows_of(w, k)?;
         let n_bins = ((1u32 << bits) - 1) as f32;
         let per_word = 32 / bits as usize;
         let mut codes = Vec::with_capacity(w.len());
@@ -489,13 +534,23 @@ pub mod quant {
                     .fold(0u32, |a, (j, &q)| a | q << (bits as usize * j))
             })
             .collect();
-        MlxAffine {
+        Ok(MlxAffine {
             bits,
             group,
             weight,
             scales,
             biases,
+        })
+    }
+
+    fn rows_of(w: &[f32], k: u32) -> GpuResult<()> {
+        if !w.len().is_multiple_of(k as usize) {
+            return Err(super::err(format!(
+                "{} weights are not whole rows of {k}",
+                w.len()
+            )));
         }
+        Ok(())
     }
 
     /// Dequantize published MLX affine tensors (`mx.dequantize`): `w = s·q + β`.
@@ -515,9 +570,21 @@ pub mod quant {
     }
 }
 
-/// A linear layer's weight on the GPU: format, shape, and the buffers of its streams. Cheap to
-/// clone (buffers are shared handles). `n` rows starting at `row_offset` of a `[total_rows, k]`
-/// tensor are used.
+/// One row range of a weight that lives in its own buffers (weights larger than the GPU's
+/// storage-binding limit are split by rows).
+#[derive(Debug, Clone)]
+struct Part {
+    /// First row of the tensor held by this part.
+    first_row: u32,
+    rows: u32,
+    data: GpuBuffer,
+    scales: Option<GpuBuffer>,
+}
+
+/// A linear layer's weight on the GPU: format, shape, and the buffers of its streams (one set,
+/// or several row ranges when the weight exceeds the storage-binding limit). Cheap to clone
+/// (buffers are shared handles). Rows `row_offset .. row_offset + n` of the `[total_rows, k]`
+/// tensor are used (see [`LinearWeights::rows`]).
 #[derive(Debug, Clone)]
 pub struct LinearWeights {
     format: WeightFormat,
@@ -525,8 +592,7 @@ pub struct LinearWeights {
     row_offset: u32,
     n: u32,
     k: u32,
-    data: GpuBuffer,
-    scales: Option<GpuBuffer>,
+    parts: std::sync::Arc<Vec<Part>>,
 }
 
 impl LinearWeights {
@@ -539,39 +605,66 @@ impl LinearWeights {
         data: GpuBuffer,
         scales: Option<GpuBuffer>,
     ) -> GpuResult<Self> {
+        Self::from_parts(format, k, vec![(rows, data, scales)])
+    }
+
+    /// A weight stored as consecutive row ranges `(rows, data, scales)`, each in `format`'s GPU
+    /// layout in its own buffers (the first range holds rows `0 .. rows₀`, the next the following
+    /// rows, …). For Q8_0 every range but the last must have an even number of rows times K/32
+    /// blocks (so that scale pairs are not split); [`HostLinear::upload`] splits this way.
+    pub fn from_parts(
+        format: WeightFormat,
+        k: u32,
+        parts: Vec<(u32, GpuBuffer, Option<GpuBuffer>)>,
+    ) -> GpuResult<Self> {
         format.check_k(k)?;
-        if rows == 0 {
-            return Err(err("a weight needs at least one row"));
-        }
-        let need = 4 * format.data_words(rows, k);
-        if data.size() < need {
-            return Err(err(format!(
-                "{} weight [{rows}, {k}] needs {need} bytes, buffer '{}' has {}",
-                format.name(),
-                data.label(),
-                data.size()
-            )));
-        }
-        let sneed = 4 * format.scale_words(rows, k);
-        match (&scales, sneed) {
-            (None, 0) => {}
-            (Some(s), n) if n > 0 && s.size() >= n => {}
-            (s, n) => {
-                return Err(err(format!(
-                    "{} weight [{rows}, {k}] needs a scale buffer of {n} bytes, got {:?}",
-                    format.name(),
-                    s.as_ref().map(|b| b.size())
-                )))
+        let mut out = Vec::with_capacity(parts.len());
+        let mut first_row = 0u32;
+        for (rows, data, scales) in parts {
+            if rows == 0 {
+                return Err(err("a weight part needs at least one row"));
             }
+            let need = 4 * format.data_words(rows, k);
+            if data.size() < need {
+                return Err(err(format!(
+                    "{} weight [{rows}, {k}] needs {need} bytes, buffer '{}' has {}",
+                    format.name(),
+                    data.label(),
+                    data.size()
+                )));
+            }
+            let sneed = 4 * format.scale_words(rows, k);
+            match (&scales, sneed) {
+                (None, 0) => {}
+                (Some(s), n) if n > 0 && s.size() >= n => {}
+                (s, n) => {
+                    return Err(err(format!(
+                        "{} weight [{rows}, {k}] needs a scale buffer of {n} bytes, got {:?}",
+                        format.name(),
+                        s.as_ref().map(|b| b.size())
+                    )))
+                }
+            }
+            out.push(Part {
+                first_row,
+                rows,
+                data,
+                scales,
+            });
+            first_row = first_row
+                .checked_add(rows)
+                .ok_or_else(|| err("too many rows"))?;
+        }
+        if out.is_empty() {
+            return Err(err("a weight needs at least one part"));
         }
         Ok(Self {
             format,
-            total_rows: rows,
+            total_rows: first_row,
             row_offset: 0,
-            n: rows,
+            n: first_row,
             k,
-            data,
-            scales,
+            parts: std::sync::Arc::new(out),
         })
     }
 
@@ -610,15 +703,20 @@ impl LinearWeights {
     pub fn total_rows(&self) -> u32 {
         self.total_rows
     }
-    /// Bytes of weight data one dispatch reads (for bandwidth figures).
+    /// Number of buffer sets (dispatches of a full-weight [`linear`]).
+    pub fn part_count(&self) -> usize {
+        self.parts.len()
+    }
+    /// Bytes of weight data one [`linear`] call reads (for bandwidth figures).
     pub fn bytes(&self) -> u64 {
         self.format.gpu_bytes(self.n, self.k)
     }
 }
 
 /// `y[m, n] = Σ_k x[m, k] · W[n, k] (+ bias[n])` for `m` batch rows: `x` `[m, K]`, `y` `[m, N]`,
-/// `bias` `[N]` (indexed by the output row, not offset by a row block), all f32. `y` must not
-/// alias `x` or `bias`. `m == 0` records nothing.
+/// `bias` `[N]` (indexed by the output row, not offset by a row block), all f32. `y` must be a
+/// different buffer from `x` and `bias`. `m == 0` records nothing. One dispatch per weight part
+/// that the selected rows touch (one, unless the weight exceeds the storage-binding limit).
 pub fn linear(
     rec: &mut Recorder,
     w: &LinearWeights,
@@ -647,22 +745,20 @@ pub fn linear(
         need(b, "bias", n as u64)?;
     }
     let caps = rec.ctx().caps();
-    for b in std::iter::once(&w.data).chain(w.scales.iter()) {
-        if b.size() > caps.max_storage_binding {
-            return Err(err(format!(
-                "weight buffer '{}' ({} bytes) exceeds this GPU's storage binding limit {}",
-                b.label(),
-                b.size(),
-                caps.max_storage_binding
-            )));
-        }
-    }
+    let max_groups = caps.max_workgroups_per_dimension;
+    let max_binding = caps.max_storage_binding;
     let mt = match m {
         1 => 1,
         2 => 2,
         3 | 4 => 4,
         _ => MAX_BATCH_TILE,
     };
+    let batch_tiles = m.div_ceil(mt);
+    if batch_tiles > max_groups {
+        return Err(err(format!(
+            "M = {m} needs {batch_tiles} batch tiles, more than {max_groups}"
+        )));
+    }
     let mut variant = Variant::none().define(w.format.define());
     match mt {
         2 => variant = variant.define("MT2"),
@@ -670,33 +766,51 @@ pub fn linear(
         8 => variant = variant.define("MT8"),
         _ => {}
     }
-    let mut groups = super::grid_1d(
-        n.div_ceil(ROWS_PER_GROUP),
-        caps.max_workgroups_per_dimension,
-    );
-    groups[2] = m.div_ceil(mt);
-    let p = Params {
-        n,
-        k,
-        m,
-        row_offset: w.row_offset,
-        chunks: k / w.format.chunk(),
-        group_shift: match w.format {
-            WeightFormat::Affine { group: 64, .. } => 1,
-            _ => 0,
-        },
-        has_bias: bias.is_some() as u32,
-        _pad: 0,
-    };
-    let data = w.data.view();
-    let scales = w.scales.as_ref().map(|s| s.view()).unwrap_or(data);
-    rec.launch(
-        &KERNEL,
-        &variant,
-        &[data, scales, x, bias.unwrap_or(x), y],
-        &p,
-        groups,
-    )
+    let (lo, hi) = (w.row_offset, w.row_offset + n);
+    for part in w.parts.iter() {
+        let (a, b) = (lo.max(part.first_row), hi.min(part.first_row + part.rows));
+        if a >= b {
+            continue;
+        }
+        for buf in std::iter::once(&part.data).chain(part.scales.iter()) {
+            if buf.size() > max_binding {
+                return Err(err(format!(
+                    "weight buffer '{}' ({} bytes) exceeds this GPU's storage binding limit of {} bytes: split the weight into parts",
+                    buf.label(),
+                    buf.size(),
+                    max_binding
+                )));
+            }
+        }
+        let rows = b - a;
+        let mut groups = super::grid_1d(rows.div_ceil(ROWS_PER_GROUP), max_groups);
+        groups[2] = batch_tiles;
+        let p = Params {
+            n: rows,
+            k,
+            m,
+            row_offset: a - part.first_row,
+            chunks: k / w.format.chunk(),
+            group_shift: match w.format {
+                WeightFormat::Affine { group: 64, .. } => 1,
+                _ => 0,
+            },
+            has_bias: bias.is_some() as u32,
+            y_stride: n,
+            y_col: a - lo,
+            _pad: [0; 2],
+        };
+        let data = part.data.view();
+        let scales = part.scales.as_ref().map(|s| s.view()).unwrap_or(data);
+        rec.launch(
+            &KERNEL,
+            &variant,
+            &[data, scales, x, bias.unwrap_or(x), y],
+            &p,
+            groups,
+        )?;
+    }
+    Ok(())
 }
 
 /// Plain Rust references for the tests.

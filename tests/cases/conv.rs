@@ -229,7 +229,7 @@ async fn conv1d_downsample_s8(ctx: &Context, size: Size) -> CaseResult {
     // encoder.model.12: 512 → 1024, K = 16, S = 8, 16 samples (2 outputs) per 80 ms frame.
     let (c, chunks, algos): (_, &[u32], &[ConvAlgo]) = match size {
         Size::Small => (
-            Conv1d::new(8, 4, 16).stride(8),
+            Conv1d::new(16, 4, 16).stride(8),
             &[16, 16, 8, 16, 16],
             &ALGOS,
         ),
@@ -628,7 +628,7 @@ async fn convtr_both(
 async fn convtr_up_s8(ctx: &Context, size: Size) -> CaseResult {
     // decoder.model.2: 1024 → 512, K = 16, S = 8, 2 inputs per frame, ELU before.
     let (c, algos): (_, &[ConvAlgo]) = match size {
-        Size::Small => (ConvTr1d::new(16, 8, 16, 8), &ALGOS),
+        Size::Small => (ConvTr1d::new(40, 8, 16, 8), &ALGOS),
         Size::Full => (ConvTr1d::new(1024, 512, 16, 8), &[ConvAlgo::Auto]),
     };
     let elu = ConvOpts {

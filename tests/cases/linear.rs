@@ -18,6 +18,7 @@ cases!(
     affine_other_groups,
     odd_k_and_n,
     row_block_and_bias,
+    split_weights,
     batch_tiles,
     q4_big,
     published_layouts,
@@ -62,12 +63,12 @@ fn make_weight(
             (gpu(HostLinear::from_bf16_bytes(&bytes, rows, k))?, deq)
         }
         WeightFormat::Q8_0 => {
-            let blocks = quant::q8_0_quantize(&w, k);
+            let blocks = gpu(quant::q8_0_quantize(&w, k))?;
             let deq = quant::q8_0_dequantize(&blocks);
             (gpu(HostLinear::from_q8_0_blocks(&blocks, rows, k))?, deq)
         }
         WeightFormat::Affine { bits, group } => {
-            let q = quant::mlx_quantize(&w, k, bits, group);
+            let q = gpu(quant::mlx_quantize(&w, k, bits, group))?;
             let deq = quant::mlx_dequantize(&q);
             let wb: Vec<u8> = bytemuck::cast_slice(&q.weight).to_vec();
             let sb: Vec<u8> = bytemuck::cast_slice(&q.scales).to_vec();
@@ -117,7 +118,7 @@ fn compare(what: &str, got: &[f32], want: &[f32], absum: &[f32]) -> CaseResult {
     for i in 0..want.len() {
         let tol = 1e-6 + 1e-5 * want[i].abs() + 4.0 * f32::EPSILON * absum[i];
         let err = (got[i] - want[i]).abs();
-        if !(err <= tol) && worst.is_none_or(|(_, e)| err / tol > e) {
+        if (err > tol || err.is_nan()) && worst.is_none_or(|(_, e)| err / tol > e) {
             worst = Some((i, err / tol));
         }
     }
@@ -324,6 +325,52 @@ async fn row_block_and_bias(ctx: &Context, size: Size) -> CaseResult {
     run(ctx, c).await
 }
 
+/// A weight split into several buffers (as for weights over the storage-binding limit): the full
+/// weight, and a row block that spans three parts, with a bias and M = 3.
+async fn split_weights(ctx: &Context, _size: Size) -> CaseResult {
+    let (k, rows) = (96u32, 30u32);
+    for f in [WeightFormat::Q8_0, WeightFormat::Bf16, Q4] {
+        let k = if f == Q4 { 128 } else { k };
+        let (host, deq) = make_weight(f, rows, k, 77)?;
+        let w = gpu(host.upload_split(ctx, "w", 10))?; // parts of 8 rows: 8, 8, 8, 6
+        if w.part_count() != 4 {
+            return Err(format!("{} parts, want 4", w.part_count()));
+        }
+        let (m, ku) = (3usize, k as usize);
+        let mut rng = Rng::new(5);
+        let x = rng.vec(m * ku, 1.0);
+        let bias = rng.vec(rows as usize, 1.0);
+        let xb = gpu(ctx.upload("x", &x))?;
+        let bb = gpu(ctx.upload("bias", &bias))?;
+        for (start, count) in [(0u32, rows), (5, 20), (17, 3)] {
+            let (s, c) = (start as usize, count as usize);
+            let wsel = &deq[s * ku..(s + c) * ku];
+            let want = reference::linear(&x, wsel, Some(&bias[..c]), m, c, ku);
+            let absum = reference::abs_linear(&x, wsel, m, c, ku);
+            let yb = gpu(ctx.upload("y", &vec![f32::NAN; m * c]))?;
+            let mut rec = Recorder::new(ctx, "test");
+            let ws = gpu(w.rows(start, count))?;
+            gpu(linear::linear(
+                &mut rec,
+                &ws,
+                xb.view(),
+                yb.view(),
+                m as u32,
+                Some(bb.view()),
+            ))?;
+            gpu(rec.submit())?;
+            let got = gpu(ctx.read_f32(&yb).await)?;
+            compare(
+                &format!("{} split, rows {start}..{}", f.name(), start + count),
+                &got,
+                &want,
+                &absum,
+            )?;
+        }
+    }
+    Ok(())
+}
+
 /// Batch tiles: M = 5..16 (tile of 8; several tiles, the last partial).
 async fn batch_tiles(ctx: &Context, size: Size) -> CaseResult {
     let (k, n) = match size {
@@ -426,7 +473,7 @@ async fn published_layouts(_ctx: &Context, _size: Size) -> CaseResult {
     }
     // The quantizers reproduce their own grid exactly.
     let w: Vec<f32> = (0..64).map(|i| (i as f32 - 20.0) / 8.0).collect();
-    let deq = quant::q8_0_dequantize(&quant::q8_0_quantize(&w, 64));
+    let deq = quant::q8_0_dequantize(&gpu(quant::q8_0_quantize(&w, 64))?);
     let amax = 44.0f32 / 8.0;
     if w.iter()
         .zip(&deq)
@@ -434,7 +481,7 @@ async fn published_layouts(_ctx: &Context, _size: Size) -> CaseResult {
     {
         return Err("q8_0 quantization error beyond half a step".into());
     }
-    let deq = quant::mlx_dequantize(&quant::mlx_quantize(&w, 64, 4, 32));
+    let deq = quant::mlx_dequantize(&gpu(quant::mlx_quantize(&w, 64, 4, 32))?);
     if w.iter().zip(&deq).any(|(a, b)| (a - b).abs() > 0.3) {
         return Err(format!("mlx q4 quantization too coarse: {deq:?}"));
     }
