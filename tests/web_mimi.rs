@@ -19,16 +19,25 @@ fn log(s: &str) {
 
 #[wasm_bindgen_test]
 async fn mimi_golden_in_browser() {
-    let ctx = Context::new(&Options::default()).await.expect("no WebGPU adapter in this browser");
-    log(&format!("mimi in browser on '{}' ({})", ctx.caps().adapter_name, ctx.caps().backend));
+    let ctx = Context::new(&Options::default())
+        .await
+        .expect("no WebGPU adapter in this browser");
+    log(&format!(
+        "mimi in browser on '{}' ({})",
+        ctx.caps().adapter_name,
+        ctx.caps().backend
+    ));
     let cfg = MimiConfig::from_json(CONFIG).unwrap();
     let model = MemorySafetensors::new("tiny_b/model.safetensors", MODEL.to_vec()).unwrap();
-    let reference = MemorySafetensors::new("tiny_b/reference.safetensors", REFERENCE.to_vec()).unwrap();
+    let reference =
+        MemorySafetensors::new("tiny_b/reference.safetensors", REFERENCE.to_vec()).unwrap();
     let mut mimi = Mimi::load(&ctx, cfg, &model, None).unwrap();
     let shape = |n: &str| reference.header.tensors[n].shape.clone();
     let audio = reference.f32("audio", &shape("audio")).unwrap();
     let decoded = reference.f32("decoded", &shape("decoded")).unwrap();
-    let margins = reference.f32("code_margins", &shape("code_margins")).unwrap();
+    let margins = reference
+        .f32("code_margins", &shape("code_margins"))
+        .unwrap();
     let cs = shape("codes");
     let (n_q, t) = (cs[1], cs[2]);
     let want: Vec<u32> = reference
@@ -40,10 +49,18 @@ async fn mimi_golden_in_browser() {
     let frame = mimi.frame_size();
     let mut mismatches = 0;
     for f in 0..t {
-        let codes = mimi.encode_frame(&ctx, &audio[f * frame..(f + 1) * frame]).await.unwrap();
+        let codes = mimi
+            .encode_frame(&ctx, &audio[f * frame..(f + 1) * frame])
+            .await
+            .unwrap();
         if let Some(l) = (0..n_q).find(|&l| codes[l] != want[l * t + f]) {
             let m = margins[l * t + f];
-            assert!(m < 1e-4, "frame {f} level {l}: code {} != {} (margin {m:.2e})", codes[l], want[l * t + f]);
+            assert!(
+                m < 1e-4,
+                "frame {f} level {l}: code {} != {} (margin {m:.2e})",
+                codes[l],
+                want[l * t + f]
+            );
             mismatches += 1;
         }
     }
