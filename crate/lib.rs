@@ -3,8 +3,23 @@
 //! Layers (dependencies point down only): `web` (wasm exports) → `kernels` (launchers for the
 //! WGSL kernels in `shaders/`) → `gpu` (device, buffers, pipelines, recorder, readback).
 
+#[cfg(not(target_arch = "wasm32"))]
+pub mod audio;
 pub mod gpu;
 pub mod kernels;
+pub mod mimi;
+pub mod weights;
 
 #[cfg(target_arch = "wasm32")]
 pub mod web;
+
+/// Any error of the engine, each naming its cause.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Gpu(#[from] gpu::GpuError),
+    #[error(transparent)]
+    Weights(#[from] weights::WeightsError),
+}
+
+pub type Result<T> = std::result::Result<T, Error>;

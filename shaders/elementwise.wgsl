@@ -16,6 +16,7 @@
 //   residual_add: y[i] += (p.use_scale != 0 ? b[channel(i)] : 1) * a[i]
 //                 channel(i) = (i / p.channel_stride) % p.channels  (channel_stride 1: [T, C] layout;
 //                 channel_stride T: [C, T] layout)
+//   transpose:    a = [rows = p.channels, cols = p.hidden] row-major, y = [cols, rows]: y[c * rows + r] = a[r * cols + c]
 
 struct Params {
     n: u32,              // number of output elements
@@ -83,4 +84,16 @@ fn residual_add(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) 
         s = b[(i / p.channel_stride) % p.channels];
     }
     y[i] = y[i] + s * a[i];
+}
+
+@compute @workgroup_size(256)
+fn transpose(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+    let i = linear_index(wid, nwg, lid);
+    if (i >= p.n) { return; }
+    // i indexes the output [cols, rows].
+    let rows = p.channels;
+    let cols = p.hidden;
+    let c = i / rows;
+    let r = i % rows;
+    y[i] = a[r * cols + c];
 }

@@ -1,10 +1,19 @@
 //! The `parle` command line: `parle info`, `parle bench kernels`, …
+//!
+//! Native only: on wasm32 (built when `cargo test --target wasm32-unknown-unknown` builds the
+//! package's binaries) it is an empty stub.
 
+#[cfg(not(target_arch = "wasm32"))]
 mod bench;
+#[cfg(not(target_arch = "wasm32"))]
+mod mimi;
 
+#[cfg(not(target_arch = "wasm32"))]
 use clap::{Parser, Subcommand};
+#[cfg(not(target_arch = "wasm32"))]
 use parle::gpu::{Context, Options};
 
+#[cfg(not(target_arch = "wasm32"))]
 #[derive(Parser)]
 #[command(name = "parle", version, about = "Kyutai's Mimi and Moshi on WebGPU")]
 struct Cli {
@@ -18,6 +27,7 @@ struct Cli {
     command: Command,
 }
 
+#[cfg(not(target_arch = "wasm32"))]
 #[derive(Subcommand)]
 enum Command {
     /// Print the GPU adapter parle finds and its capabilities.
@@ -27,8 +37,14 @@ enum Command {
         #[command(subcommand)]
         what: bench::What,
     },
+    /// Mimi codec: encode, decode, roundtrip.
+    Mimi {
+        #[command(subcommand)]
+        cmd: mimi::MimiCmd,
+    },
 }
 
+#[cfg(not(target_arch = "wasm32"))]
 fn main() {
     let cli = Cli::parse();
     if let Err(e) = run(cli) {
@@ -37,6 +53,7 @@ fn main() {
     }
 }
 
+#[cfg(not(target_arch = "wasm32"))]
 fn run(cli: Cli) -> anyhow::Result<()> {
     let mut opts = Options::from_env();
     opts.force_f32 |= cli.force_f32;
@@ -48,5 +65,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Bench { what } => bench::run(&ctx, what),
+        Command::Mimi { cmd } => mimi::run(&ctx, cmd),
     }
 }
+
+#[cfg(target_arch = "wasm32")]
+fn main() {}

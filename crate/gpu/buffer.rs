@@ -28,6 +28,8 @@ struct Inner {
 pub struct GpuBuffer(Arc<Inner>);
 
 impl GpuBuffer {
+    // On the web wgpu handles are neither Send nor Sync; buffers stay on their context's thread.
+    #[cfg_attr(target_arch = "wasm32", allow(clippy::arc_with_non_send_sync))]
     pub(crate) fn from_raw(buffer: wgpu::Buffer, label: &str, size: u64) -> Self {
         Self(Arc::new(Inner {
             id: NEXT_BUFFER_ID.fetch_add(1, Ordering::Relaxed),

@@ -136,6 +136,34 @@ fn on_off(on: bool, available: bool) -> String {
     }
 }
 
+/// wgpu's web backend names the adapter from `GPUAdapterInfo.description`, which Chrome leaves
+/// empty; fall back to its vendor, architecture and device (SwiftShader: "google swiftshader").
+#[cfg(target_arch = "wasm32")]
+fn with_web_adapter_name(mut info: wgpu::AdapterInfo, device: &wgpu::Device) -> wgpu::AdapterInfo {
+    use wasm_bindgen::JsValue;
+    if !info.name.is_empty() {
+        return info;
+    }
+    let Some(dev) = device.as_webgpu() else {
+        return info;
+    };
+    let get = |obj: &JsValue, key: &str| {
+        js_sys::Reflect::get(obj, &JsValue::from_str(key)).unwrap_or(JsValue::UNDEFINED)
+    };
+    let adapter_info = get(dev.as_ref(), "adapterInfo");
+    let parts: Vec<String> = ["vendor", "architecture", "device"]
+        .iter()
+        .filter_map(|k| get(&adapter_info, k).as_string())
+        .filter(|s| !s.is_empty())
+        .collect();
+    info.name = if parts.is_empty() {
+        "unnamed browser adapter".into()
+    } else {
+        parts.join(" ")
+    };
+    info
+}
+
 /// The least a device must offer for parle's kernels.
 pub const MIN_STORAGE_BUFFERS_PER_STAGE: u32 = 8;
 pub const MIN_INVOCATIONS_PER_WORKGROUP: u32 = 256;
@@ -157,6 +185,7 @@ pub struct Context {
     lost: Arc<Mutex<Option<String>>>,
     /// Uniform buffer holding one 256-byte parameter slot per kernel launch of a frame.
     pub(crate) param_arena: GpuBuffer,
+    allocated: std::cell::Cell<u64>,
 }
 
 impl Context {
@@ -298,6 +327,8 @@ impl Context {
                 *l = Some(format!("{reason:?}: {msg}"));
             }
         });
+        #[cfg(target_arch = "wasm32")]
+        let info = with_web_adapter_name(info, &device);
         let lim = device.limits();
         let is_software = info.device_type == wgpu::DeviceType::Cpu
             || ["llvmpipe", "lavapipe", "swiftshader", "warp", "software"]
@@ -346,6 +377,7 @@ impl Context {
             arena_bytes,
         );
         Ok(Self {
+            allocated: std::cell::Cell::new(arena_bytes),
             param_arena,
             device,
             queue,
@@ -431,7 +463,13 @@ impl Context {
                 bytes,
             });
         }
+        self.allocated.set(self.allocated.get() + size);
         Ok(GpuBuffer::from_raw(buffer, label, size))
+    }
+
+    /// Bytes of GPU buffers created on this context so far (the static plan's footprint).
+    pub fn allocated_bytes(&self) -> u64 {
+        self.allocated.get()
     }
 
     /// Allocate a buffer and fill it with `data`.

@@ -1,1 +1,423 @@
-//! KV-cache append and causal attention over a ring KV cache (not written yet).
+//! Ring KV-cache append and causal sliding-window attention (`shaders/attention.wgsl`).
+//!
+//! Layouts (element counts; `HD = heads·head_dim`):
+//! * `qkv`: row-major `[T, row_stride]` f32, row `t` = new position `pos0 + t`, holding q, k and v
+//!   (`HD` each, head `h` at columns `[h·Dh, (h+1)·Dh)`) at the offsets of [`QkvLayout`] — the
+//!   fused `in_proj` output by default ([`QkvLayout::fused`]).
+//! * `cache`: `[2, capacity, HD]`, K slots then V slots; position `pos` lives in slot
+//!   `pos % capacity`. Elements are f16 when the device runs shader-f16 (`ctx.caps().f16`), f32
+//!   otherwise: allocate [`kv_cache_bytes`] bytes (zero-filling is not needed).
+//! * `out`: row-major `[T, HD]` f32.
+//! * `scratch` (optional): f32 partial results for split key ranges, [`AttnConfig::scratch_bytes`].
+//!
+//! Semantics: the query at `pq = pos0 + t` attends to the keys at positions
+//! `pk ∈ [max(0, pq + 1 − window, pos0 + T − capacity), pq]`: `0 ≤ pq − pk < window`, causal inside
+//! the `T` new rows, and only positions the ring still holds (with `capacity = window` and `T > 1`
+//! the first queries lose their oldest keys, as PyTorch's `RingKVCache`; `capacity ≥ window + T − 1`
+//! gives the exact window). Scores `q·k/√Dh`, softmax in f32 (max subtracted), `out = Σ p·v`.
+//!
+//! Dispatch: [`AttnConfig::kv_append`] — 256-invocation workgroups, one invocation per two
+//! elements of the `T` new K and V rows. [`AttnConfig::attention`] — one 256-invocation
+//! workgroup per (split, head, query); keys go in chunks of 256 with an online softmax (one
+//! invocation scores one key, then the workgroup accumulates `p·v` as key groups × 8-dim lanes).
+//! When few (head, query) pairs meet many keys (Moshi's one query per step, 32 heads, 3000
+//! keys) and a scratch buffer is given, the key range is split over several workgroups and a
+//! second dispatch (`attention_combine`, one workgroup per (head, query)) merges the parts.
+
+use bytemuck::{Pod, Zeroable};
+
+use crate::gpu::{
+    wgsl_contains, Binding, Context, GpuError, GpuResult, Kernel, Recorder, Variant, View,
+};
+
+const SRC: &str = include_str!("../../shaders/attention.wgsl");
+/// Invocations per workgroup of every entry point; also the keys per chunk.
+pub const WG: u32 = 256;
+const _: () = assert!(wgsl_contains(
+    SRC,
+    "@compute @workgroup_size(256)\nfn kv_append("
+));
+const _: () = assert!(wgsl_contains(
+    SRC,
+    "@compute @workgroup_size(256)\nfn attention("
+));
+const _: () = assert!(wgsl_contains(
+    SRC,
+    "@compute @workgroup_size(256)\nfn attention_combine("
+));
+const _: () = assert!(wgsl_contains(SRC, "const WG: u32 = 256u;"));
+const _: () = assert!(wgsl_contains(
+    SRC,
+    "var<workgroup> qs: array<vec4<f32>, 64>;"
+));
+const _: () = assert!(wgsl_contains(SRC, "@binding(2) var<uniform> p: Params"));
+const _: () = assert!(wgsl_contains(SRC, "@binding(3) var<uniform> p: Params"));
+const _: () = assert!(wgsl_contains(SRC, "@binding(4) var<uniform> p: Params"));
+
+/// The largest head dimension (q lives in 64 vec4 of shared memory).
+pub const MAX_HEAD_DIM: u32 = 256;
+/// Workgroups the split path aims for (several per multiprocessor on big GPUs).
+pub const SPLIT_TARGET_GROUPS: u32 = 256;
+
+static KV_APPEND: Kernel = Kernel {
+    name: "kv_append",
+    source: SRC,
+    entry: "kv_append",
+    bindings: &[Binding::Read, Binding::ReadWrite],
+};
+static ATTENTION: Kernel = Kernel {
+    name: "attention",
+    source: SRC,
+    entry: "attention",
+    bindings: &[Binding::Read, Binding::Read, Binding::ReadWrite],
+};
+static ATTENTION_SPLIT: Kernel = Kernel {
+    name: "attention_split",
+    source: SRC,
+    entry: "attention",
+    bindings: &[
+        Binding::Read,
+        Binding::Read,
+        Binding::ReadWrite,
+        Binding::ReadWrite,
+    ],
+};
+static COMBINE: Kernel = Kernel {
+    name: "attention_combine",
+    source: SRC,
+    entry: "attention_combine",
+    bindings: &[Binding::Read, Binding::ReadWrite],
+};
+
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable, Default)]
+struct Params {
+    t: u32,
+    heads: u32,
+    head_dim: u32,
+    hd: u32,
+    row_stride: u32,
+    q_offset: u32,
+    k_offset: u32,
+    v_offset: u32,
+    pos0: u32,
+    capacity: u32,
+    window: u32,
+    splits: u32,
+    chunks_per_split: u32,
+    scale: f32,
+    _pad: [u32; 2],
+}
+crate::assert_params_fit!(Params);
+
+/// Bytes of one cache element on this device: 2 (f16) with shader-f16, else 4.
+pub fn kv_elem_bytes(ctx: &Context) -> u64 {
+    if ctx.caps().f16 {
+        2
+    } else {
+        4
+    }
+}
+
+/// Bytes of a ring KV cache (K and V) of `capacity` positions × `heads` × `head_dim`.
+pub fn kv_cache_bytes(ctx: &Context, capacity: u32, heads: u32, head_dim: u32) -> u64 {
+    2 * capacity as u64 * heads as u64 * head_dim as u64 * kv_elem_bytes(ctx)
+}
+
+/// Where q, k and v sit in each row of the `qkv` buffer (f32 elements).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct QkvLayout {
+    pub row_stride: u32,
+    pub q_offset: u32,
+    pub k_offset: u32,
+    pub v_offset: u32,
+}
+
+impl QkvLayout {
+    /// The fused `in_proj` output: row = `[q (H·Dh), k (H·Dh), v (H·Dh)]`.
+    pub fn fused(heads: u32, head_dim: u32) -> Self {
+        let hd = heads * head_dim;
+        Self {
+            row_stride: 3 * hd,
+            q_offset: 0,
+            k_offset: hd,
+            v_offset: 2 * hd,
+        }
+    }
+}
+
+/// One attention layer's geometry: heads, head dimension, ring capacity, window and the `qkv`
+/// row layout. Mimi: 8 × 64, window 250; Moshi: 32 × 128, window 3000; depformer: 16 × 64,
+/// capacity 8 (positions = codebook step, reset each frame).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AttnConfig {
+    pub heads: u32,
+    pub head_dim: u32,
+    /// Ring slots (positions the cache holds).
+    pub capacity: u32,
+    /// Keys with `0 ≤ pq − pk < window` are visible (the model's `context`).
+    pub window: u32,
+    pub qkv: QkvLayout,
+    /// Workgroups the split path aims for when a scratch buffer is given
+    /// ([`SPLIT_TARGET_GROUPS`] by default; 0 or 1 never splits).
+    pub split_groups: u32,
+}
+
+impl AttnConfig {
+    /// A layer fed by the fused `in_proj` output.
+    pub fn new(heads: u32, head_dim: u32, capacity: u32, window: u32) -> Self {
+        Self {
+            heads,
+            head_dim,
+            capacity,
+            window,
+            qkv: QkvLayout::fused(heads, head_dim),
+            split_groups: SPLIT_TARGET_GROUPS,
+        }
+    }
+
+    fn hd(&self) -> u64 {
+        self.heads as u64 * self.head_dim as u64
+    }
+
+    /// Bytes of this layer's KV cache on `ctx` (see [`kv_cache_bytes`]).
+    pub fn cache_bytes(&self, ctx: &Context) -> u64 {
+        kv_cache_bytes(ctx, self.capacity, self.heads, self.head_dim)
+    }
+
+    /// Scratch bytes that let [`AttnConfig::attention`] split long key ranges for up to
+    /// `max_t` queries per call (a smaller scratch just splits less).
+    pub fn scratch_bytes(&self, max_t: u32) -> u64 {
+        let pairs = self.heads as u64 * max_t.max(1) as u64;
+        (self.split_groups as u64 + pairs) * (self.head_dim as u64 + 2) * 4
+    }
+
+    fn check(&self, kernel: &'static str, t: u32, pos0: u32) -> GpuResult<()> {
+        let bad = |message: String| GpuError::Launch { kernel, message };
+        let (dh, hd) = (self.head_dim, self.hd());
+        if dh == 0 || dh % 8 != 0 || dh > MAX_HEAD_DIM || self.heads == 0 {
+            return Err(bad(format!(
+                "head_dim {dh} must be a multiple of 8 in 8..={MAX_HEAD_DIM}, heads {} ≥ 1",
+                self.heads
+            )));
+        }
+        if self.capacity < t.max(1) || self.window == 0 {
+            return Err(bad(format!(
+                "capacity {} must hold the {t} new rows and window {} must be ≥ 1",
+                self.capacity, self.window
+            )));
+        }
+        let q = &self.qkv;
+        for (name, off) in [("q", q.q_offset), ("k", q.k_offset), ("v", q.v_offset)] {
+            if off as u64 + hd > q.row_stride as u64 {
+                return Err(bad(format!(
+                    "{name} at offset {off} + {hd} exceeds the qkv row stride {}",
+                    q.row_stride
+                )));
+            }
+        }
+        if 2 * self.capacity as u64 * hd > u32::MAX as u64
+            || pos0 as u64 + t as u64 > u32::MAX as u64 / 2
+            || t > 65535
+            || self.heads > 65535
+        {
+            return Err(bad(format!(
+                "sizes out of range (t {t}, pos0 {pos0}, capacity {}, heads {})",
+                self.capacity, self.heads
+            )));
+        }
+        Ok(())
+    }
+
+    fn params(&self, t: u32, pos0: u32) -> Params {
+        Params {
+            t,
+            heads: self.heads,
+            head_dim: self.head_dim,
+            hd: self.hd() as u32,
+            row_stride: self.qkv.row_stride,
+            q_offset: self.qkv.q_offset,
+            k_offset: self.qkv.k_offset,
+            v_offset: self.qkv.v_offset,
+            pos0,
+            capacity: self.capacity,
+            window: self.window,
+            splits: 1,
+            chunks_per_split: 1,
+            scale: 1.0 / (self.head_dim as f32).sqrt(),
+            _pad: [0; 2],
+        }
+    }
+
+    fn need(kernel: &'static str, name: &str, v: &View, bytes: u64) -> GpuResult<()> {
+        if v.size < bytes {
+            return Err(GpuError::Launch {
+                kernel,
+                message: format!("{name} has {} bytes, needs {bytes}", v.size),
+            });
+        }
+        Ok(())
+    }
+
+    /// Write k and v of the `t` rows of `qkv` (positions `pos0..pos0+t`) into their ring slots.
+    pub fn kv_append(
+        &self,
+        rec: &mut Recorder,
+        qkv: View,
+        cache: View,
+        t: u32,
+        pos0: u32,
+    ) -> GpuResult<()> {
+        self.check(KV_APPEND.name, t, pos0)?;
+        let ctx = rec.ctx();
+        Self::need(KV_APPEND.name, "cache", &cache, self.cache_bytes(ctx))?;
+        Self::need(
+            KV_APPEND.name,
+            "qkv",
+            &qkv,
+            t as u64 * self.qkv.row_stride as u64 * 4,
+        )?;
+        let p = self.params(t, pos0);
+        let groups = super::grid_1d(
+            (t as u64 * self.hd()).div_ceil(WG as u64) as u32,
+            ctx.caps().max_workgroups_per_dimension,
+        );
+        rec.launch(
+            &KV_APPEND,
+            &Variant::none().define("KV_APPEND"),
+            &[qkv, cache],
+            &p,
+            groups,
+        )
+    }
+
+    /// Attention of the `t` query rows of `qkv` (positions `pos0..pos0+t`) over the ring
+    /// `cache`, which must already hold their own keys ([`AttnConfig::kv_append`] first).
+    /// `out` is `[t, heads·head_dim]`. With `scratch`, long key ranges are split over more
+    /// workgroups (two dispatches); `None` always uses one dispatch.
+    #[allow(clippy::too_many_arguments)]
+    pub fn attention(
+        &self,
+        rec: &mut Recorder,
+        qkv: View,
+        cache: View,
+        out: View,
+        scratch: Option<View>,
+        t: u32,
+        pos0: u32,
+    ) -> GpuResult<()> {
+        self.check(ATTENTION.name, t, pos0)?;
+        let ctx = rec.ctx();
+        Self::need(ATTENTION.name, "cache", &cache, self.cache_bytes(ctx))?;
+        Self::need(
+            ATTENTION.name,
+            "qkv",
+            &qkv,
+            t as u64 * self.qkv.row_stride as u64 * 4,
+        )?;
+        Self::need(ATTENTION.name, "out", &out, t as u64 * self.hd() * 4)?;
+        let mut p = self.params(t, pos0);
+        // Most keys any query sees, in chunks of WG.
+        let max_keys = (self.window as u64)
+            .min(self.capacity as u64)
+            .min(pos0 as u64 + t as u64);
+        let chunks = max_keys.div_ceil(WG as u64).max(1) as u32;
+        let pairs = self.heads * t;
+        let mut splits = 1u32;
+        if let Some(s) = &scratch {
+            let fit = s.size / ((self.head_dim as u64 + 2) * 4 * pairs.max(1) as u64);
+            splits = self
+                .split_groups
+                .max(1)
+                .div_ceil(pairs.max(1))
+                .min(chunks)
+                .min(fit.min(u32::MAX as u64) as u32);
+        }
+        if splits <= 1 {
+            p.chunks_per_split = chunks;
+            return rec.launch(
+                &ATTENTION,
+                &Variant::none().define("ATTEND"),
+                &[qkv, cache, out],
+                &p,
+                [1, self.heads, t],
+            );
+        }
+        let cps = chunks.div_ceil(splits);
+        splits = chunks.div_ceil(cps);
+        p.splits = splits;
+        p.chunks_per_split = cps;
+        let scratch = scratch.expect("splits > 1 only with scratch");
+        rec.launch(
+            &ATTENTION_SPLIT,
+            &Variant::none().define("ATTEND").define("SPLIT"),
+            &[qkv, cache, out, scratch],
+            &p,
+            [splits, self.heads, t],
+        )?;
+        rec.launch(
+            &COMBINE,
+            &Variant::none().define("COMBINE"),
+            &[scratch, out],
+            &p,
+            [self.heads, t, 1],
+        )
+    }
+}
+
+/// Plain Rust reference (f64) for the tests: keys and values by absolute position, no ring.
+pub mod reference {
+    use super::AttnConfig;
+
+    /// `k_hist[pos]`, `v_hist[pos]`: the `[H·Dh]` key/value rows of every position so far (up to
+    /// `pos0 + t`), `q`: `[t, H·Dh]`. Returns `[t, H·Dh]`.
+    pub fn attention(
+        cfg: &AttnConfig,
+        q: &[f32],
+        k_hist: &[Vec<f32>],
+        v_hist: &[Vec<f32>],
+        t: usize,
+        pos0: usize,
+    ) -> Vec<f32> {
+        let (h_n, dh) = (cfg.heads as usize, cfg.head_dim as usize);
+        let hd = h_n * dh;
+        let end = pos0 + t;
+        let scale = 1.0 / (dh as f64).sqrt();
+        let mut out = vec![0f32; t * hd];
+        for ti in 0..t {
+            let pq = pos0 + ti;
+            let lo = (pq + 1)
+                .saturating_sub(cfg.window as usize)
+                .max(end.saturating_sub(cfg.capacity as usize));
+            for h in 0..h_n {
+                let qv = &q[ti * hd + h * dh..ti * hd + h * dh + dh];
+                let scores: Vec<f64> = (lo..=pq)
+                    .map(|pk| {
+                        let kv = &k_hist[pk][h * dh..h * dh + dh];
+                        qv.iter()
+                            .zip(kv)
+                            .map(|(&a, &b)| a as f64 * b as f64)
+                            .sum::<f64>()
+                            * scale
+                    })
+                    .collect();
+                let m = scores.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+                let e: Vec<f64> = scores.iter().map(|s| (s - m).exp()).collect();
+                let sum: f64 = e.iter().sum();
+                for d in 0..dh {
+                    let o: f64 = (lo..=pq)
+                        .zip(&e)
+                        .map(|(pk, w)| w * v_hist[pk][h * dh + d] as f64)
+                        .sum();
+                    out[ti * hd + h * dh + d] = (o / sum) as f32;
+                }
+            }
+        }
+        out
+    }
+
+    /// Round to f16 and back (what an f16 KV cache stores).
+    pub fn round_f16(x: &[f32]) -> Vec<f32> {
+        x.iter().map(|&v| half::f16::from_f32(v).to_f32()).collect()
+    }
+}

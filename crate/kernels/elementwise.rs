@@ -23,6 +23,10 @@ const _: () = assert!(wgsl_contains(
     SRC,
     "@compute @workgroup_size(256)\nfn residual_add("
 ));
+const _: () = assert!(wgsl_contains(
+    SRC,
+    "@compute @workgroup_size(256)\nfn transpose("
+));
 const _: () = assert!(wgsl_contains(SRC, ") * 256u + lid.x"));
 const _: () = assert!(wgsl_contains(SRC, "@binding(3) var<uniform> p: Params"));
 
@@ -43,6 +47,12 @@ static SILU_GATE: Kernel = Kernel {
     name: "silu_gate",
     source: SRC,
     entry: "silu_gate",
+    bindings: BINDINGS,
+};
+static TRANSPOSE: Kernel = Kernel {
+    name: "transpose",
+    source: SRC,
+    entry: "transpose",
     bindings: BINDINGS,
 };
 static RESIDUAL: Kernel = Kernel {
@@ -134,6 +144,22 @@ pub fn residual_add(
     launch(rec, &RESIDUAL, [r, scale.unwrap_or(r), y], p)
 }
 
+/// `x` is `[rows, cols]` row-major; `y = xᵀ` is `[cols, rows]`. Converts between the codec's
+/// channel-major `[C, T]` and the transformer's `[T, C]`.
+pub fn transpose(rec: &mut Recorder, x: View, y: View, rows: u32, cols: u32) -> GpuResult<()> {
+    launch(
+        rec,
+        &TRANSPOSE,
+        [x, x, y],
+        Params {
+            n: rows * cols,
+            hidden: cols,
+            channels: rows,
+            ..Default::default()
+        },
+    )
+}
+
 /// Plain Rust references for the tests.
 pub mod reference {
     pub fn elu(x: &[f32]) -> Vec<f32> {
@@ -184,6 +210,15 @@ pub mod reference {
                 let g = u[r * 2 * hidden + j];
                 let v = u[r * 2 * hidden + hidden + j];
                 y[r * hidden + j] = g / (1.0 + (-g).exp()) * v;
+            }
+        }
+        y
+    }
+    pub fn transpose(x: &[f32], rows: usize, cols: usize) -> Vec<f32> {
+        let mut y = vec![0.0; rows * cols];
+        for r in 0..rows {
+            for c in 0..cols {
+                y[c * rows + r] = x[r * cols + c];
             }
         }
         y

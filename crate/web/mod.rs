@@ -1,24 +1,117 @@
-//! wasm-bindgen exports for the page and its worker.
+//! wasm-bindgen exports for the page's worker (`web/worker.js`).
+//!
+//! The worker owns one GPU context, opened on first use and reopened when the options change.
+//! Every export rejects with a message that names the cause (no WebGPU, no adapter, device too
+//! small, shader rejected, …), which the page shows as is.
+
+use std::cell::RefCell;
+use std::rc::Rc;
 
 use wasm_bindgen::prelude::*;
 
-use crate::gpu::{Context, Options};
+use crate::gpu::{Context, GpuError, Options, Recorder};
+use crate::kernels::elementwise;
 
 #[wasm_bindgen(start)]
 pub fn start() {
     console_error_panic_hook::set_once();
 }
 
-/// Open the GPU and describe it. Rejects with a message naming the cause when WebGPU is missing.
-#[wasm_bindgen(js_name = gpuInfo)]
-pub async fn gpu_info(force_f32: bool, no_subgroups: bool) -> Result<String, JsError> {
+/// The crate version, for the page's footer and bug reports.
+#[wasm_bindgen]
+pub fn version() -> String {
+    env!("CARGO_PKG_VERSION").into()
+}
+
+/// `(force_f32, no_subgroups)`: the options a context was opened with.
+type OptionsKey = (bool, bool);
+
+thread_local! {
+    /// The worker's context and the options it was opened with.
+    static GPU: RefCell<Option<(OptionsKey, Rc<Context>)>> = const { RefCell::new(None) };
+}
+
+fn js_err(e: GpuError) -> JsError {
+    JsError::new(&e.to_string())
+}
+
+/// The worker's context for these options, opening (or reopening) it if needed.
+async fn context(force_f32: bool, no_subgroups: bool) -> Result<Rc<Context>, JsError> {
+    let key = (force_f32, no_subgroups);
+    let cached = GPU.with(|g| {
+        g.borrow()
+            .as_ref()
+            .filter(|(k, _)| *k == key)
+            .map(|(_, c)| c.clone())
+    });
+    if let Some(ctx) = cached {
+        if ctx.check().is_ok() {
+            return Ok(ctx);
+        }
+    }
     let opts = Options {
         force_f32,
         no_subgroups,
         ..Default::default()
     };
-    let ctx = Context::new(&opts)
-        .await
-        .map_err(|e| JsError::new(&e.to_string()))?;
-    Ok(ctx.caps().report())
+    let ctx = Rc::new(Context::new(&opts).await.map_err(js_err)?);
+    GPU.with(|g| *g.borrow_mut() = Some((key, ctx.clone())));
+    Ok(ctx)
+}
+
+/// Open the GPU and describe it (the same report as `parle info`). Rejects with a message
+/// naming the cause when WebGPU or a usable adapter is missing.
+#[wasm_bindgen(js_name = gpuInfo)]
+pub async fn gpu_info(force_f32: bool, no_subgroups: bool) -> Result<String, JsError> {
+    Ok(context(force_f32, no_subgroups).await?.caps().report())
+}
+
+/// Run one kernel (exact-erf GELU over an odd-sized array) on the GPU, compare it with the CPU
+/// reference and return a one-line summary. Rejects when the browser's shader compiler refuses
+/// the kernel or the result is wrong.
+#[wasm_bindgen(js_name = gpuSelfTest)]
+pub async fn gpu_self_test(force_f32: bool, no_subgroups: bool) -> Result<String, JsError> {
+    const N: usize = 65_537;
+    const TOL: f32 = 1e-5;
+    let ctx = context(force_f32, no_subgroups).await?;
+    // Deterministic inputs in [-6, 6): GELU's interesting range, both tails included.
+    let x: Vec<f32> = (0..N)
+        .map(|i| ((i as u64 * 2_654_435_761) % 1_000_003) as f32 / 1_000_003.0 * 12.0 - 6.0)
+        .collect();
+    let t0 = js_sys::Date::now();
+    let xb = ctx.upload("self-test x", &x).map_err(js_err)?;
+    let yb = ctx.upload("self-test y", &vec![0f32; N]).map_err(js_err)?;
+    let mut rec = Recorder::new(&ctx, "self-test");
+    elementwise::gelu_erf(&mut rec, xb.view(), yb.view(), N as u32).map_err(js_err)?;
+    rec.submit().map_err(js_err)?;
+    let got = ctx.read_f32(&yb).await.map_err(js_err)?;
+    let ms = js_sys::Date::now() - t0;
+    let want = elementwise::reference::gelu_erf(&x);
+    // Relative error per element; a NaN counts as infinitely wrong.
+    let err = |i: usize| {
+        let e = (got[i] - want[i]).abs() / (1.0 + want[i].abs());
+        if e.is_nan() {
+            f32::INFINITY
+        } else {
+            e
+        }
+    };
+    let at = (0..N.min(got.len()))
+        .max_by(|&a, &b| err(a).total_cmp(&err(b)))
+        .unwrap_or(0);
+    let worst = if got.len() < N {
+        f32::INFINITY
+    } else {
+        err(at)
+    };
+    if worst > TOL {
+        return Err(JsError::new(&format!(
+            "GPU self-test failed: gelu_erf({}) gave {} where the CPU gives {} (error {worst:.2e} > {TOL:.0e})",
+            x[at], got.get(at).copied().unwrap_or(f32::NAN), want[at]
+        )));
+    }
+    Ok(format!(
+        "gelu_erf on {N} values matches the CPU reference (max error {worst:.1e}); \
+         upload + kernel + readback took {ms:.0} ms"
+    ))
 }

@@ -9,7 +9,8 @@ cases!(
     gelu_erf,
     silu_gate,
     residual_add_scaled,
-    residual_add_plain
+    residual_add_plain,
+    transpose
 );
 
 fn n_for(size: Size) -> usize {
@@ -136,4 +137,31 @@ async fn residual_add_plain(ctx: &Context, size: Size) -> CaseResult {
     reference::residual_add(&mut want, &r, None, 1, 1);
     reference::residual_add(&mut want, &r, None, 1, 1);
     assert_close("residual_add x2", &got, &want, 1e-6, 1e-6)
+}
+
+async fn transpose(ctx: &Context, size: Size) -> CaseResult {
+    let (rows, cols) = match size {
+        Size::Small => (5, 7),
+        Size::Full => (512, 3),
+    };
+    let x = Rng::new(6).vec(rows * cols, 1.0);
+    let xb = gpu(ctx.upload("x", &x))?;
+    let yb = gpu(ctx.upload("y", &vec![0f32; rows * cols]))?;
+    let mut rec = Recorder::new(ctx, "test");
+    gpu(elementwise::transpose(
+        &mut rec,
+        xb.view(),
+        yb.view(),
+        rows as u32,
+        cols as u32,
+    ))?;
+    gpu(rec.submit())?;
+    let got = gpu(ctx.read_f32(&yb).await)?;
+    assert_close(
+        "transpose",
+        &got,
+        &reference::transpose(&x, rows, cols),
+        0.0,
+        0.0,
+    )
 }

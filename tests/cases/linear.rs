@@ -1,11 +1,535 @@
-use parle::gpu::Context;
+//! `linear` against an f64 CPU matmul on the host-dequantized weights, for every weight format.
+//! The published layouts are built first (bf16 bytes, ggml Q8_0 blocks, MLX u32 codes + bf16
+//! scales/biases), dequantized on the host *from the published layout*, and converted to the GPU
+//! layout with the same helpers the model loader uses, so a packing bug fails the comparison.
+
+use parle::gpu::{Context, Recorder};
+use parle::kernels::linear::{self, quant, reference, HostLinear, WeightFormat};
 
 use crate::cases;
-use crate::common::{CaseResult, Size};
+use crate::common::{gpu, CaseResult, Rng, Size};
 
-cases!();
+cases!(
+    f32_shapes,
+    bf16_shapes,
+    q8_0_shapes,
+    q4_shapes,
+    q8_affine_shapes,
+    affine_other_groups,
+    odd_k_and_n,
+    row_block_and_bias,
+    split_weights,
+    batch_tiles,
+    q4_big,
+    published_layouts,
+    bad_arguments,
+);
 
-#[allow(dead_code)]
-async fn _unused(_ctx: &Context, _size: Size) -> CaseResult {
+const Q4: WeightFormat = WeightFormat::MLX_Q4;
+const Q8: WeightFormat = WeightFormat::MLX_Q8;
+
+/// Build a `[rows, k]` weight in `format` via its published layout. Returns the GPU-layout host
+/// weight and the dequantized f32 weights (from the published layout).
+fn make_weight(
+    format: WeightFormat,
+    rows: u32,
+    k: u32,
+    seed: u64,
+) -> Result<(HostLinear, Vec<f32>), String> {
+    let mut rng = Rng::new(seed);
+    // A little structure: per-row magnitudes differ, and a few large outliers.
+    let mut w = Vec::with_capacity(rows as usize * k as usize);
+    for r in 0..rows {
+        let scale = 0.25 + (r % 7) as f32 * 0.25;
+        for _ in 0..k {
+            w.push(rng.uniform() * scale);
+        }
+    }
+    for _ in 0..(w.len() / 997).max(1) {
+        let i = rng.below(w.len() as u32) as usize;
+        w[i] *= 6.0;
+    }
+    let (host, deq) = match format {
+        WeightFormat::F32 => (gpu(HostLinear::from_f32(&w, rows, k))?, w.clone()),
+        WeightFormat::Bf16 => {
+            let bytes: Vec<u8> = w
+                .iter()
+                .flat_map(|&v| half::bf16::from_f32(v).to_bits().to_le_bytes())
+                .collect();
+            let deq = bytes
+                .chunks_exact(2)
+                .map(|c| half::bf16::from_bits(u16::from_le_bytes([c[0], c[1]])).to_f32())
+                .collect();
+            (gpu(HostLinear::from_bf16_bytes(&bytes, rows, k))?, deq)
+        }
+        WeightFormat::Q8_0 => {
+            let blocks = gpu(quant::q8_0_quantize(&w, k))?;
+            let deq = quant::q8_0_dequantize(&blocks);
+            (gpu(HostLinear::from_q8_0_blocks(&blocks, rows, k))?, deq)
+        }
+        WeightFormat::Affine { bits, group } => {
+            let q = gpu(quant::mlx_quantize(&w, k, bits, group))?;
+            let deq = quant::mlx_dequantize(&q);
+            let wb: Vec<u8> = bytemuck::cast_slice(&q.weight).to_vec();
+            let sb: Vec<u8> = bytemuck::cast_slice(&q.scales).to_vec();
+            let bb: Vec<u8> = bytemuck::cast_slice(&q.biases).to_vec();
+            (
+                gpu(HostLinear::from_mlx_bytes(
+                    &wb, &sb, &bb, rows, k, bits, group,
+                ))?,
+                deq,
+            )
+        }
+    };
+    // The quantized weights must still resemble the originals (catches a degenerate quantizer):
+    // max |w − deq| relative to max |w|.
+    let amax = w.iter().fold(0.0f32, |a, v| a.max(v.abs()));
+    let worst = w
+        .iter()
+        .zip(&deq)
+        .fold(0.0f32, |a, (x, y)| a.max((x - y).abs()))
+        / amax;
+    let limit = match format {
+        WeightFormat::F32 => 0.0,
+        WeightFormat::Bf16 => 0.004,
+        WeightFormat::Q8_0 | WeightFormat::Affine { bits: 8, .. } => 0.01,
+        WeightFormat::Affine { .. } => 0.15,
+    };
+    if worst > limit {
+        return Err(format!(
+            "{} quantization error too large: {worst} > {limit} of max |w|",
+            format.name()
+        ));
+    }
+    Ok((host, deq))
+}
+
+/// Compare with a per-output tolerance: `atol + 1e-5·|want| + 4·eps·Σ_k|x·w|` (accumulation order
+/// differs from the reference). A wrong code changes an output by ~|s·x| ≫ that.
+fn compare(what: &str, got: &[f32], want: &[f32], absum: &[f32]) -> CaseResult {
+    if got.len() < want.len() {
+        return Err(format!(
+            "{what}: got {} values, want {}",
+            got.len(),
+            want.len()
+        ));
+    }
+    let mut worst: Option<(usize, f32)> = None;
+    for i in 0..want.len() {
+        let tol = 1e-6 + 1e-5 * want[i].abs() + 4.0 * f32::EPSILON * absum[i];
+        let err = (got[i] - want[i]).abs();
+        if (err > tol || err.is_nan()) && worst.is_none_or(|(_, e)| err / tol > e) {
+            worst = Some((i, err / tol));
+        }
+    }
+    match worst {
+        None => Ok(()),
+        Some((i, r)) => Err(format!(
+            "{what}: element {i} is {}, want {} (error {:.1}× the tolerance)",
+            got[i], want[i], r
+        )),
+    }
+}
+
+struct Case {
+    format: WeightFormat,
+    n: u32,
+    k: u32,
+    m: u32,
+    /// Rows of the stored tensor (≥ row_offset + n).
+    total_rows: u32,
+    row_offset: u32,
+    bias: bool,
+    seed: u64,
+}
+
+impl Case {
+    fn new(format: WeightFormat, k: u32, n: u32, m: u32) -> Self {
+        Self {
+            format,
+            n,
+            k,
+            m,
+            total_rows: n,
+            row_offset: 0,
+            bias: false,
+            seed: (k as u64) << 32 ^ (n as u64) << 8 ^ m as u64,
+        }
+    }
+}
+
+async fn run(ctx: &Context, c: Case) -> CaseResult {
+    let what = format!(
+        "{} {}→{} M={}{}{}",
+        c.format.name(),
+        c.k,
+        c.n,
+        c.m,
+        if c.row_offset > 0 || c.total_rows != c.n {
+            format!(
+                " rows {}..{} of {}",
+                c.row_offset,
+                c.row_offset + c.n,
+                c.total_rows
+            )
+        } else {
+            String::new()
+        },
+        if c.bias { " +bias" } else { "" }
+    );
+    let (host, deq) = make_weight(c.format, c.total_rows, c.k, c.seed)?;
+    let (m, n, k) = (c.m as usize, c.n as usize, c.k as usize);
+    let mut rng = Rng::new(c.seed ^ 0xabc);
+    let x = rng.vec(m * k, 1.0);
+    let bias = c.bias.then(|| rng.vec(n, 2.0));
+    let wsel = &deq[c.row_offset as usize * k..(c.row_offset as usize + n) * k];
+    let want = reference::linear(&x, wsel, bias.as_deref(), m, n, k);
+    let absum = reference::abs_linear(&x, wsel, m, n, k);
+
+    let full = gpu(host.upload(ctx, "w"))?;
+    let w = if c.row_offset > 0 || c.total_rows != c.n {
+        gpu(full.rows(c.row_offset, c.n))?
+    } else {
+        full
+    };
+    let xb = gpu(ctx.upload("x", &x))?;
+    // Poison the output so unwritten elements show.
+    let yb = gpu(ctx.upload("y", &vec![f32::NAN; m * n]))?;
+    let bb = match &bias {
+        Some(b) => Some(gpu(ctx.upload("bias", b))?),
+        None => None,
+    };
+    let mut rec = Recorder::new(ctx, "test");
+    gpu(linear::linear(
+        &mut rec,
+        &w,
+        xb.view(),
+        yb.view(),
+        c.m,
+        bb.as_ref().map(|b| b.view()),
+    ))?;
+    gpu(rec.submit())?;
+    let got = gpu(ctx.read_f32(&yb).await)?;
+    compare(&what, &got, &want, &absum)
+}
+
+/// The shared shape list of one format.
+async fn shapes(ctx: &Context, size: Size, f: WeightFormat) -> CaseResult {
+    let list: &[(u32, u32, u32)] = match size {
+        Size::Small => &[(64, 96, 1), (64, 96, 2)],
+        Size::Full => &[
+            (1024, 2048, 1),
+            (1024, 2048, 3),
+            (512, 1536, 2),
+            (64, 96, 1),
+        ],
+    };
+    for &(k, n, m) in list {
+        run(ctx, Case::new(f, k, n, m)).await?;
+    }
+    Ok(())
+}
+
+async fn f32_shapes(ctx: &Context, size: Size) -> CaseResult {
+    shapes(ctx, size, WeightFormat::F32).await
+}
+async fn bf16_shapes(ctx: &Context, size: Size) -> CaseResult {
+    shapes(ctx, size, WeightFormat::Bf16).await
+}
+async fn q8_0_shapes(ctx: &Context, size: Size) -> CaseResult {
+    shapes(ctx, size, WeightFormat::Q8_0).await
+}
+async fn q4_shapes(ctx: &Context, size: Size) -> CaseResult {
+    shapes(ctx, size, Q4).await
+}
+async fn q8_affine_shapes(ctx: &Context, size: Size) -> CaseResult {
+    shapes(ctx, size, Q8).await
+}
+
+/// Affine q4 with group 64 and q8 with group 32 (group and bits are independent parameters).
+async fn affine_other_groups(ctx: &Context, size: Size) -> CaseResult {
+    let (k, n) = match size {
+        Size::Small => (128, 40),
+        Size::Full => (1024, 520),
+    };
+    for f in [
+        WeightFormat::Affine { bits: 4, group: 64 },
+        WeightFormat::Affine { bits: 8, group: 32 },
+    ] {
+        run(ctx, Case::new(f, k, n, 1)).await?;
+        run(ctx, Case::new(f, k, n, 2)).await?;
+    }
+    Ok(())
+}
+
+/// The depformer FFN's K = 2816 (not a power of two), and N not a multiple of the 4 rows per
+/// workgroup, in every format.
+async fn odd_k_and_n(ctx: &Context, size: Size) -> CaseResult {
+    let (k, n) = match size {
+        Size::Small => (2816, 7),
+        Size::Full => (2816, 1027),
+    };
+    for f in [
+        WeightFormat::F32,
+        WeightFormat::Bf16,
+        WeightFormat::Q8_0,
+        Q4,
+        Q8,
+    ] {
+        let mut c = Case::new(f, k, n, 1);
+        c.bias = true;
+        run(ctx, c).await?;
+    }
+    // Tiny N (fewer rows than one workgroup) and the smallest K of each format.
+    for (f, k) in [
+        (WeightFormat::F32, 4),
+        (WeightFormat::Bf16, 8),
+        (WeightFormat::Q8_0, 32),
+        (Q4, 32),
+        (Q8, 64),
+    ] {
+        run(ctx, Case::new(f, k, 1, 1)).await?;
+        run(ctx, Case::new(f, k, 6, 3)).await?;
+    }
+    Ok(())
+}
+
+/// A row block of a stacked weight (the depformer's per-step in_proj), with a bias.
+async fn row_block_and_bias(ctx: &Context, size: Size) -> CaseResult {
+    let (k, n, blocks) = match size {
+        Size::Small => (64, 24, 3),
+        Size::Full => (1024, 3072, 3),
+    };
+    for f in [
+        WeightFormat::Bf16,
+        WeightFormat::Q8_0,
+        Q4,
+        Q8,
+        WeightFormat::F32,
+    ] {
+        for (blk, m) in [(1u32, 1u32), (blocks - 1, 2)] {
+            let mut c = Case::new(f, k, n, m);
+            c.total_rows = n * blocks;
+            c.row_offset = n * blk;
+            c.bias = blk == 1;
+            run(ctx, c).await?;
+            if size == Size::Full && f != WeightFormat::Bf16 {
+                break; // lavapipe time: the full block sweep for bf16 only
+            }
+        }
+    }
+    // An odd row block (not a multiple of 4 rows) with an odd count.
+    let mut c = Case::new(Q4, 64, 13, 2);
+    c.total_rows = 40;
+    c.row_offset = 21;
+    run(ctx, c).await
+}
+
+/// A weight split into several buffers (as for weights over the storage-binding limit): the full
+/// weight, and a row block that spans three parts, with a bias and M = 3.
+async fn split_weights(ctx: &Context, _size: Size) -> CaseResult {
+    let (k, rows) = (96u32, 30u32);
+    for f in [WeightFormat::Q8_0, WeightFormat::Bf16, Q4] {
+        let k = if f == Q4 { 128 } else { k };
+        let (host, deq) = make_weight(f, rows, k, 77)?;
+        let w = gpu(host.upload_split(ctx, "w", 10))?; // parts of 8 rows: 8, 8, 8, 6
+        if w.part_count() != 4 {
+            return Err(format!("{} parts, want 4", w.part_count()));
+        }
+        let (m, ku) = (3usize, k as usize);
+        let mut rng = Rng::new(5);
+        let x = rng.vec(m * ku, 1.0);
+        let bias = rng.vec(rows as usize, 1.0);
+        let xb = gpu(ctx.upload("x", &x))?;
+        let bb = gpu(ctx.upload("bias", &bias))?;
+        for (start, count) in [(0u32, rows), (5, 20), (17, 3)] {
+            let (s, c) = (start as usize, count as usize);
+            let wsel = &deq[s * ku..(s + c) * ku];
+            let want = reference::linear(&x, wsel, Some(&bias[..c]), m, c, ku);
+            let absum = reference::abs_linear(&x, wsel, m, c, ku);
+            let yb = gpu(ctx.upload("y", &vec![f32::NAN; m * c]))?;
+            let mut rec = Recorder::new(ctx, "test");
+            let ws = gpu(w.rows(start, count))?;
+            gpu(linear::linear(
+                &mut rec,
+                &ws,
+                xb.view(),
+                yb.view(),
+                m as u32,
+                Some(bb.view()),
+            ))?;
+            gpu(rec.submit())?;
+            let got = gpu(ctx.read_f32(&yb).await)?;
+            compare(
+                &format!("{} split, rows {start}..{}", f.name(), start + count),
+                &got,
+                &want,
+                &absum,
+            )?;
+        }
+    }
+    Ok(())
+}
+
+/// Batch tiles: M = 5..16 (tile of 8; several tiles, the last partial).
+async fn batch_tiles(ctx: &Context, size: Size) -> CaseResult {
+    let (k, n) = match size {
+        Size::Small => (64, 36),
+        Size::Full => (512, 300),
+    };
+    for (f, m) in [
+        (WeightFormat::Bf16, 5),
+        (WeightFormat::F32, 8),
+        (Q4, 11),
+        (WeightFormat::Q8_0, 16),
+        (Q8, 19),
+    ] {
+        run(ctx, Case::new(f, k, n, m)).await?;
+    }
+    Ok(())
+}
+
+/// The LM's FFN in-projection shape, 4096 → 11264, in q4 (one large case; lavapipe is slow).
+async fn q4_big(ctx: &Context, size: Size) -> CaseResult {
+    let (k, n) = match size {
+        Size::Small => (256, 128),
+        Size::Full => (4096, 11264),
+    };
+    run(ctx, Case::new(Q4, k, n, 1)).await
+}
+
+/// The published → GPU conversions, bit for bit, on hand-made data.
+async fn published_layouts(_ctx: &Context, _size: Size) -> CaseResult {
+    // bf16: elements 2i / 2i+1 in the low / high halves.
+    let bytes: Vec<u8> = [1.0f32, -2.0, 0.5, 3.0, 0.0, -0.0, 1.5, 8.0]
+        .iter()
+        .flat_map(|&v| half::bf16::from_f32(v).to_bits().to_le_bytes())
+        .collect();
+    let h = gpu(HostLinear::from_bf16_bytes(&bytes, 1, 8))?;
+    if h.data[0] != (0xC000u32 << 16 | 0x3F80) {
+        return Err(format!("bf16 word 0 is {:#010x}", h.data[0]));
+    }
+    if h.dequantize() != [1.0, -2.0, 0.5, 3.0, 0.0, -0.0, 1.5, 8.0] {
+        return Err(format!("bf16 dequantize gives {:?}", h.dequantize()));
+    }
+    // Q8_0: three blocks (odd count: the last scale word is half used).
+    let mut blocks = Vec::new();
+    for (b, d) in [0.5f32, -0.25, 2.0].iter().enumerate() {
+        blocks.extend_from_slice(&half::f16::from_f32(*d).to_bits().to_le_bytes());
+        blocks.extend((0..32).map(|j| (j as i8 - 16 + b as i8) as u8));
+    }
+    let h = gpu(HostLinear::from_q8_0_blocks(&blocks, 1, 96))?;
+    if h.data.len() != 24 || h.scales.len() != 2 {
+        return Err(format!(
+            "q8_0 streams {} / {} words",
+            h.data.len(),
+            h.scales.len()
+        ));
+    }
+    if h.data[0] != u32::from_le_bytes([0xF0, 0xF1, 0xF2, 0xF3]) {
+        return Err(format!("q8_0 word 0 is {:#010x}", h.data[0]));
+    }
+    if h.scales[0] != (0xB400u32 << 16 | 0x3800) || h.scales[1] != 0x4000 {
+        return Err(format!("q8_0 scales {:#010x?}", h.scales));
+    }
+    let want = quant::q8_0_dequantize(&blocks);
+    if h.dequantize() != want || want[0] != -8.0 || want[32 + 17] != -0.5 {
+        return Err("q8_0 dequantization differs".into());
+    }
+    // MLX q4: element 8w + j is nibble j of word w; scale | bias << 16 per group.
+    let q = linear::MlxAffine {
+        bits: 4,
+        group: 32,
+        weight: vec![0x7654_3210, 0xFEDC_BA98, 0, 0x1000_0000],
+        scales: vec![half::bf16::from_f32(0.5).to_bits()],
+        biases: vec![half::bf16::from_f32(-1.0).to_bits()],
+    };
+    let h = gpu(HostLinear::from_mlx(&q, 1, 32))?;
+    if h.scales != [0xBF80_3F00] {
+        return Err(format!("mlx scale|bias word {:#010x?}", h.scales));
+    }
+    let d = h.dequantize();
+    if d != quant::mlx_dequantize(&q)
+        || d[1] != -0.5
+        || d[15] != 6.5
+        || d[31] != -0.5
+        || d[30] != -1.0
+    {
+        return Err(format!("mlx q4 dequantization {d:?}"));
+    }
+    // MLX q8 group 64: byte j of word w is element 4w + j.
+    let mut weight = vec![0u32; 16];
+    weight[0] = 0x0302_01FF;
+    let q = linear::MlxAffine {
+        bits: 8,
+        group: 64,
+        weight,
+        scales: vec![half::bf16::from_f32(2.0).to_bits()],
+        biases: vec![half::bf16::from_f32(0.0).to_bits()],
+    };
+    let d = gpu(HostLinear::from_mlx(&q, 1, 64))?.dequantize();
+    if d[..5] != [510.0, 2.0, 4.0, 6.0, 0.0] {
+        return Err(format!("mlx q8 dequantization {:?}", &d[..5]));
+    }
+    // The quantizers reproduce their own grid exactly.
+    let w: Vec<f32> = (0..64).map(|i| (i as f32 - 20.0) / 8.0).collect();
+    let deq = quant::q8_0_dequantize(&gpu(quant::q8_0_quantize(&w, 64))?);
+    let amax = 44.0f32 / 8.0;
+    if w.iter()
+        .zip(&deq)
+        .any(|(a, b)| (a - b).abs() > amax / 127.0)
+    {
+        return Err("q8_0 quantization error beyond half a step".into());
+    }
+    let deq = quant::mlx_dequantize(&gpu(quant::mlx_quantize(&w, 64, 4, 32))?);
+    if w.iter().zip(&deq).any(|(a, b)| (a - b).abs() > 0.3) {
+        return Err(format!("mlx q4 quantization too coarse: {deq:?}"));
+    }
+    Ok(())
+}
+
+/// Wrong shapes come back as errors, not panics or GPU faults.
+async fn bad_arguments(ctx: &Context, _size: Size) -> CaseResult {
+    if HostLinear::quantize(WeightFormat::Q8_0, &[0.0; 48], 1, 48).is_ok() {
+        return Err("Q8_0 accepted K = 48".into());
+    }
+    if HostLinear::quantize(Q8, &[0.0; 96], 1, 96).is_ok() {
+        return Err("q8 group 64 accepted K = 96".into());
+    }
+    if HostLinear::quantize(
+        WeightFormat::Affine { bits: 3, group: 32 },
+        &[0.0; 32],
+        1,
+        32,
+    )
+    .is_ok()
+    {
+        return Err("3-bit affine accepted".into());
+    }
+    let w = gpu(gpu(HostLinear::quantize(
+        WeightFormat::Bf16,
+        &[0.5; 64 * 8],
+        8,
+        64,
+    ))?
+    .upload(ctx, "w"))?;
+    if w.rows(6, 3).is_ok() {
+        return Err("row block past the end accepted".into());
+    }
+    let x = gpu(ctx.upload("x", &[0f32; 64]))?;
+    let y = gpu(ctx.upload("y", &[0f32; 16]))?;
+    let mut rec = Recorder::new(ctx, "test");
+    if linear::linear(&mut rec, &w, x.view(), y.view(), 2, None).is_ok() {
+        return Err("x of one row accepted for M = 2".into());
+    }
+    if linear::linear(&mut rec, &w, x.view(), y.view(), 1, Some(x.slice(0, 16))).is_ok() {
+        return Err("bias of 4 values accepted for N = 8".into());
+    }
+    gpu(linear::linear(&mut rec, &w, x.view(), y.view(), 1, None))?;
+    gpu(rec.submit())?;
+    let got = gpu(ctx.read_f32(&y).await)?;
+    if got[..8].iter().any(|&v| v != 0.0) {
+        return Err(format!("zero x gives {:?}", &got[..8]));
+    }
     Ok(())
 }

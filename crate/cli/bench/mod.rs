@@ -6,6 +6,7 @@ mod conv;
 mod elementwise;
 mod embed;
 mod linear;
+mod mimi;
 mod norm;
 mod rope;
 mod rvq;
@@ -29,11 +30,32 @@ pub enum What {
         #[arg(long)]
         only: Option<String>,
     },
+    /// Mimi encode and decode per 80 ms frame, real-time factor, dispatches, submits, memory.
+    Mimi {
+        /// A model directory to benchmark.
+        #[arg(long, conflicts_with = "random_real_size")]
+        model: Option<std::path::PathBuf>,
+        /// The published Mimi's size (default config) with random weights.
+        #[arg(long)]
+        random_real_size: bool,
+        /// Timed frames.
+        #[arg(long, default_value_t = 50)]
+        frames: usize,
+        /// Codebooks (Moshi uses 8).
+        #[arg(long, default_value_t = 8)]
+        codebooks: usize,
+    },
 }
 
 pub fn run(ctx: &Context, what: What) -> Result<()> {
     match what {
         What::Kernels { reps, only } => kernels(ctx, reps, only.as_deref()),
+        What::Mimi {
+            model,
+            random_real_size,
+            frames,
+            codebooks,
+        } => mimi::run(ctx, model.as_deref(), random_real_size, frames, codebooks),
     }
 }
 

@@ -1,0 +1,103 @@
+#!/usr/bin/env bash
+# Every test: `scripts/test.sh` (= `npm test`) runs all stages; `scripts/test.sh browser page`
+# runs only the stages named. Every stage runs even when an earlier one fails; the summary at the
+# end gives each stage's result and duration, and the exit status is non-zero if any failed.
+#
+# Stages:
+#   fmt         cargo fmt --check
+#   clippy      cargo clippy -D warnings, native and wasm32
+#   native      cargo test: unit tests and the kernel tests on the native GPU (lavapipe in CI)
+#   fallback    the kernel tests again with PARLE_NO_SUBGROUPS=1 PARLE_FORCE_F32=1
+#   no-adapter  `parle info` without any GPU must fail with a clear message
+#   browser     the kernel tests in headless Chromium's WebGPU (tests/web.rs, wasm-bindgen-test)
+#   wasm-pkg    the wasm package for the page (web/pkg)
+#   page        the page itself in headless Chromium (scripts/page-test.mjs)
+set -uo pipefail
+source "$(dirname "$0")/env.sh"
+
+ALL=(fmt clippy native fallback no-adapter browser wasm-pkg page)
+STAGES=("$@")
+[ ${#STAGES[@]} -eq 0 ] && STAGES=("${ALL[@]}")
+
+stage_fmt() {
+  cargo fmt --all -- --check
+}
+
+stage_clippy() {
+  cargo clippy --all-targets -- -D warnings &&
+    cargo clippy --target wasm32-unknown-unknown --all-targets -- -D warnings
+}
+
+stage_native() {
+  cargo test -- --show-output
+}
+
+stage_fallback() {
+  PARLE_NO_SUBGROUPS=1 PARLE_FORCE_F32=1 cargo test --test kernels -- --show-output
+}
+
+stage_no-adapter() {
+  cargo build --bin parle || return 1
+  local out rc
+  out="$(VK_ICD_FILENAMES=/nonexistent WGPU_BACKEND=vulkan "$TARGET_DIR/debug/parle" info 2>&1)"
+  rc=$?
+  echo "$out"
+  echo "(exit status $rc)"
+  if [ $rc -eq 0 ]; then
+    echo "parle info succeeded without a GPU driver; it must fail"
+    return 1
+  fi
+  if ! grep -q "no GPU adapter found" <<<"$out"; then
+    echo "parle info failed without saying that no GPU adapter was found"
+    return 1
+  fi
+}
+
+stage_browser() {
+  local log
+  log="$(mktemp)"
+  cargo test --target wasm32-unknown-unknown --test web -- --nocapture 2>&1 | tee "$log"
+  local rc=${PIPESTATUS[0]}
+  # The runner prints cargo's "test result:" line; make sure the adapter was really the browser's.
+  if [ $rc -eq 0 ] && ! grep -q "BrowserWebGpu" "$log"; then
+    echo "the browser tests passed without reporting a browser WebGPU adapter"
+    rc=1
+  fi
+  rm -f "$log"
+  return $rc
+}
+
+stage_wasm-pkg() {
+  bash scripts/build-wasm.sh
+}
+
+stage_page() {
+  node scripts/page-test.mjs
+}
+
+declare -A RESULT DURATION
+for s in "${STAGES[@]}"; do
+  if ! declare -F "stage_$s" >/dev/null; then
+    echo "unknown stage '$s' (stages: ${ALL[*]})" >&2
+    exit 2
+  fi
+done
+for s in "${STAGES[@]}"; do
+  echo
+  echo "==== $s ===="
+  t0=$SECONDS
+  if "stage_$s"; then RESULT[$s]=ok; else RESULT[$s]=FAILED; fi
+  DURATION[$s]=$((SECONDS - t0))
+  echo "==== $s: ${RESULT[$s]} (${DURATION[$s]} s)"
+done
+
+echo
+echo "==== summary"
+passed=0
+failed=0
+for s in "${STAGES[@]}"; do
+  printf '  %-11s %-7s %5d s\n' "$s" "${RESULT[$s]}" "${DURATION[$s]}"
+  if [ "${RESULT[$s]}" = ok ]; then passed=$((passed + 1)); else failed=$((failed + 1)); fi
+done
+echo "stages: $passed passed, $failed failed"
+[ $failed -eq 0 ]

@@ -1,0 +1,360 @@
+// attention.wgsl: ring KV-cache append and causal sliding-window attention (one query row per
+// new position), f32 math; the cache holds f16 (F16 define) or f32.
+//
+// Tensors (counts in elements; HD = heads * head_dim, Dh = head_dim):
+//   qkv   [T, row_stride] f32, row t = new position pos0 + t: q at q_offset, k at k_offset, v at
+//         v_offset (HD each; head h = columns [h*Dh, h*Dh + Dh)); e.g. the fused in_proj output.
+//   cache [2, capacity, HD]: K slots then V slots; position pos lives in slot pos % capacity.
+//         F16: IEEE half, two per u32 (pack2x16float / unpack2x16float); else f32.
+//   out   [T, HD] f32.
+//   part  [T, heads, splits, Dh + 2] f32 (split mode only): per key range, the running max m,
+//         the sum l of exp(score - m), then the Dh unnormalised sums of exp(score - m) * v.
+// Visible keys of the query at pq = pos0 + t: pk in [lo, pq] with
+//   lo = max(0, pq + 1 - window, pos0 + T - capacity)
+// (0 <= pq - pk < window, causal inside the T new rows, and only positions the ring still holds;
+// with capacity = window and T > 1 the first queries lose their oldest keys, as PyTorch's ring).
+// Scores q.k / sqrt(Dh) (scale from p.scale), softmax in f32 with the max subtracted.
+//
+// Entry points (one per define):
+// KV_APPEND  kv_append: bindings 0 qkv (read), 1 cache (read_write), 2 p.
+//            @workgroup_size(256), one invocation per two adjacent elements of K or V of one
+//            row: j = (wid.y * nwg.x + wid.x) * 256 + lid, j < 2 * T * HD/2, i.e.
+//            which (0 = K, 1 = V) = j / (T*HD/2), t = rem / (HD/2), element 2 * (rem % (HD/2)).
+// ATTEND     attention: bindings 0 qkv (read), 1 cache (read), 2 out (read_write),
+//            [SPLIT: 3 part (read_write), 4 p] else 3 p.
+//            @workgroup_size(256), workgroup (split s = wid.x, head h = wid.y, query t = wid.z).
+//            Keys go in chunks of 256; split s takes chunks [s*cps, (s+1)*cps) of its query's
+//            range (cps = chunks_per_split). Per chunk: invocation i scores key i of the chunk
+//            (its whole K row, 16-byte loads), the chunk max is reduced across the workgroup
+//            (subgroups or shared memory), the running max/sums are rescaled (online softmax),
+//            p = exp(score - max) goes to shared memory, then the workgroup is viewed as
+//            (256 / (Dh/8)) key groups x (Dh/8) lanes: lane owns 8 output dims, group g adds
+//            keys g, g + groups, ... of the chunk (coalesced 16-byte V loads). At the end the
+//            groups' vectors and the invocations' exp sums are reduced; out = acc / l, or in
+//            split mode (m, l, acc) go to part.
+// COMBINE    attention_combine: bindings 0 part (read), 1 out (read_write), 2 p.
+//            @workgroup_size(256), workgroup (head h = wid.x, query t = wid.y); invocation
+//            d < Dh merges the splits: M = max m_s, out = sum acc_s e^(m_s-M) / sum l_s e^(m_s-M).
+// Shared memory (ATTEND): q 1 KB, p 1 KB, reduction 1 KB, group sums 8 KB: 11 KB < 16 KB.
+// Scores of a whole 3000-key window would fit too (12 KB), but not beside the 8 KB of group
+// sums; chunking with an online softmax keeps any window length in 11 KB.
+
+struct Params {
+    t: u32,            // new rows (queries)
+    heads: u32,
+    head_dim: u32,
+    hd: u32,           // heads * head_dim: one cache row
+    row_stride: u32,   // qkv row stride
+    q_offset: u32,
+    k_offset: u32,
+    v_offset: u32,
+    pos0: u32,         // absolute position of qkv row 0
+    capacity: u32,     // ring slots
+    window: u32,       // keys with pq - pk < window
+    splits: u32,
+    chunks_per_split: u32,
+    scale: f32,        // 1 / sqrt(head_dim)
+    _pad0: u32,
+    _pad1: u32,
+}
+
+const WG: u32 = 256u;
+// Finite "minus infinity": exp(NEG - m) is 0 and NEG - NEG is 0, never NaN.
+const NEG: f32 = -3.0e38;
+
+//#if KV_APPEND
+@group(0) @binding(0) var<storage, read> qkv: array<f32>;
+//#if F16
+@group(0) @binding(1) var<storage, read_write> cache: array<u32>;
+//#else
+@group(0) @binding(1) var<storage, read_write> cache: array<vec2<f32>>;
+//#endif
+@group(0) @binding(2) var<uniform> p: Params;
+
+@compute @workgroup_size(256)
+fn kv_append(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+    let j = (wid.y * nwg.x + wid.x) * 256u + lid;
+    let half_row = p.hd / 2u;
+    let per = p.t * half_row;
+    if (j >= 2u * per) {
+        return;
+    }
+    let which = j / per;
+    let rem = j % per;
+    let t = rem / half_row;
+    let e = 2u * (rem % half_row);
+    let src = t * p.row_stride + select(p.k_offset, p.v_offset, which == 1u) + e;
+    let slot = (p.pos0 + t) % p.capacity;
+    let dst = (which * p.capacity + slot) * half_row + e / 2u;
+    let v = vec2<f32>(qkv[src], qkv[src + 1u]);
+//#if F16
+    cache[dst] = pack2x16float(v);
+//#else
+    cache[dst] = v;
+//#endif
+}
+//#endif
+
+//#if ATTEND
+@group(0) @binding(0) var<storage, read> qkv: array<f32>;
+//#if F16
+@group(0) @binding(1) var<storage, read> cache: array<vec4<u32>>;
+//#else
+@group(0) @binding(1) var<storage, read> cache: array<vec4<f32>>;
+//#endif
+@group(0) @binding(2) var<storage, read_write> out: array<f32>;
+//#if SPLIT
+@group(0) @binding(3) var<storage, read_write> part: array<f32>;
+@group(0) @binding(4) var<uniform> p: Params;
+//#else
+@group(0) @binding(3) var<uniform> p: Params;
+//#endif
+
+var<workgroup> qs: array<vec4<f32>, 64>;     // scaled q of this head, Dh <= 256
+var<workgroup> pb: array<f32, 256>;          // exp(score - max) of the chunk's keys
+var<workgroup> red: array<f32, 256>;         // reductions
+var<workgroup> gsum: array<vec4<f32>, 512>;  // per key group: Dh sums (groups * Dh = 2048 floats)
+
+//#if SUBGROUPS
+fn wg_max(v: f32, lid: u32, sid: u32, ssz: u32) -> f32 {
+    let s = subgroupMax(v);
+    let nsg = (WG + ssz - 1u) / ssz;
+    if (sid == 0u) {
+        red[lid / ssz] = s;
+    }
+    workgroupBarrier();
+    var t = NEG;
+    for (var k = 0u; k < nsg; k += ssz) {
+        if (k + sid < nsg) {
+            t = max(t, red[k + sid]);
+        }
+    }
+    let total = subgroupMax(t);
+    workgroupBarrier();
+    return total;
+}
+fn wg_sum(v: f32, lid: u32, sid: u32, ssz: u32) -> f32 {
+    let s = subgroupAdd(v);
+    let nsg = (WG + ssz - 1u) / ssz;
+    if (sid == 0u) {
+        red[lid / ssz] = s;
+    }
+    workgroupBarrier();
+    var t = 0.0;
+    for (var k = 0u; k < nsg; k += ssz) {
+        if (k + sid < nsg) {
+            t += red[k + sid];
+        }
+    }
+    let total = subgroupAdd(t);
+    workgroupBarrier();
+    return total;
+}
+//#else
+fn wg_max(v: f32, lid: u32) -> f32 {
+    red[lid] = v;
+    workgroupBarrier();
+    for (var k = WG / 2u; k > 0u; k >>= 1u) {
+        if (lid < k) {
+            red[lid] = max(red[lid], red[lid + k]);
+        }
+        workgroupBarrier();
+    }
+    let total = red[0];
+    workgroupBarrier();
+    return total;
+}
+fn wg_sum(v: f32, lid: u32) -> f32 {
+    red[lid] = v;
+    workgroupBarrier();
+    for (var k = WG / 2u; k > 0u; k >>= 1u) {
+        if (lid < k) {
+            red[lid] += red[lid + k];
+        }
+        workgroupBarrier();
+    }
+    let total = red[0];
+    workgroupBarrier();
+    return total;
+}
+//#endif
+
+// q . K[slot] for head h (q already scaled, in qs).
+fn score(slot: u32, h: u32) -> f32 {
+    var s0 = 0.0;
+    var s1 = 0.0;
+//#if F16
+    let base = (slot * p.hd + h * p.head_dim) / 8u;
+    for (var c = 0u; c < p.head_dim / 8u; c++) {
+        let w = cache[base + c];
+        s0 += dot(vec4<f32>(unpack2x16float(w.x), unpack2x16float(w.y)), qs[2u * c]);
+        s1 += dot(vec4<f32>(unpack2x16float(w.z), unpack2x16float(w.w)), qs[2u * c + 1u]);
+    }
+//#else
+    let base = (slot * p.hd + h * p.head_dim) / 4u;
+    for (var c = 0u; c < p.head_dim / 4u; c += 2u) {
+        s0 += dot(cache[base + c], qs[c]);
+        s1 += dot(cache[base + c + 1u], qs[c + 1u]);
+    }
+//#endif
+    return s0 + s1;
+}
+
+@compute @workgroup_size(256)
+fn attention(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+//#if SUBGROUPS
+    @builtin(subgroup_invocation_id) sid: u32,
+    @builtin(subgroup_size) ssz: u32,
+//#endif
+) {
+    let split = wid.x;
+    let h = wid.y;
+    let t = wid.z;
+    let dh = p.head_dim;
+    let dh4 = dh / 4u;
+    if (lid < dh4) {
+        let b = t * p.row_stride + p.q_offset + h * dh + 4u * lid;
+        qs[lid] = vec4<f32>(qkv[b], qkv[b + 1u], qkv[b + 2u], qkv[b + 3u]) * p.scale;
+    }
+
+    // Visible key positions [lo, pq].
+    let pq = p.pos0 + t;
+    let end = p.pos0 + p.t;
+    var lo = 0u;
+    if (pq + 1u > p.window) {
+        lo = pq + 1u - p.window;
+    }
+    if (end > p.capacity) {
+        lo = max(lo, end - p.capacity);
+    }
+    let n = pq + 1u - lo;
+    let nch = (n + 255u) / 256u;
+    let c0 = split * p.chunks_per_split;
+    let c1 = min(nch, c0 + p.chunks_per_split);
+
+    // V layout: `lanes` invocations of 8 dims cover a head; `groups` key groups.
+    let lanes = dh / 8u;
+    let groups = WG / lanes;
+    let g = lid / lanes;
+    let lane = lid % lanes;
+    let v_active = g < groups;
+    let v_region = p.capacity * p.hd;
+
+    var m = NEG;
+    var l = 0.0;
+    var acc0 = vec4<f32>(0.0);
+    var acc1 = vec4<f32>(0.0);
+    workgroupBarrier();
+    for (var c = c0; c < c1; c++) {
+        let first = c * 256u;
+        let j = first + lid;
+        let live = j < n;
+        var sc = NEG;
+        if (live) {
+            sc = score((lo + j) % p.capacity, h);
+        }
+//#if SUBGROUPS
+        let cm = wg_max(sc, lid, sid, ssz);
+//#else
+        let cm = wg_max(sc, lid);
+//#endif
+        let mn = max(m, cm);
+        let alpha = exp(m - mn);
+        m = mn;
+        let pj = select(0.0, exp(sc - mn), live);
+        l = l * alpha + pj;
+        pb[lid] = pj;
+        acc0 *= alpha;
+        acc1 *= alpha;
+        workgroupBarrier();
+        let cnt = min(256u, n - first);
+        if (v_active) {
+            for (var k = g; k < cnt; k += groups) {
+                let slot = (lo + first + k) % p.capacity;
+                let w = pb[k];
+//#if F16
+                let v = cache[(v_region + slot * p.hd + h * dh) / 8u + lane];
+                acc0 += w * vec4<f32>(unpack2x16float(v.x), unpack2x16float(v.y));
+                acc1 += w * vec4<f32>(unpack2x16float(v.z), unpack2x16float(v.w));
+//#else
+                let vb = (v_region + slot * p.hd + h * dh) / 4u + 2u * lane;
+                acc0 += w * cache[vb];
+                acc1 += w * cache[vb + 1u];
+//#endif
+            }
+        }
+        workgroupBarrier();
+    }
+//#if SUBGROUPS
+    let lt = wg_sum(l, lid, sid, ssz);
+//#else
+    let lt = wg_sum(l, lid);
+//#endif
+    if (v_active) {
+        gsum[g * dh4 + 2u * lane] = acc0;
+        gsum[g * dh4 + 2u * lane + 1u] = acc1;
+    }
+    workgroupBarrier();
+    if (lid < dh4) {
+        var o = vec4<f32>(0.0);
+        for (var k = 0u; k < groups; k++) {
+            o += gsum[k * dh4 + lid];
+        }
+//#if SPLIT
+        let pbase = ((t * p.heads + h) * p.splits + split) * (dh + 2u);
+        if (lid == 0u) {
+            part[pbase] = m;
+            part[pbase + 1u] = lt;
+        }
+        let ob = pbase + 2u + 4u * lid;
+//#else
+        o = o / lt;
+        let ob = t * p.hd + h * dh + 4u * lid;
+//#endif
+//#if SPLIT
+        part[ob] = o.x;
+        part[ob + 1u] = o.y;
+        part[ob + 2u] = o.z;
+        part[ob + 3u] = o.w;
+//#else
+        out[ob] = o.x;
+        out[ob + 1u] = o.y;
+        out[ob + 2u] = o.z;
+        out[ob + 3u] = o.w;
+//#endif
+    }
+}
+//#endif
+
+//#if COMBINE
+@group(0) @binding(0) var<storage, read> part: array<f32>;
+@group(0) @binding(1) var<storage, read_write> out: array<f32>;
+@group(0) @binding(2) var<uniform> p: Params;
+
+@compute @workgroup_size(256)
+fn attention_combine(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+    let h = wid.x;
+    let t = wid.y;
+    let dh = p.head_dim;
+    if (lid >= dh) {
+        return;
+    }
+    let stride = dh + 2u;
+    let base = (t * p.heads + h) * p.splits * stride;
+    var mx = NEG;
+    for (var s = 0u; s < p.splits; s++) {
+        mx = max(mx, part[base + s * stride]);
+    }
+    var l = 0.0;
+    var o = 0.0;
+    for (var s = 0u; s < p.splits; s++) {
+        let b = base + s * stride;
+        let f = exp(part[b] - mx);
+        l += part[b + 1u] * f;
+        o += part[b + 2u + lid] * f;
+    }
+    out[t * p.hd + h * dh + lid] = o / l;
+}
+//#endif

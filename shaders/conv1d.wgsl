@@ -1,0 +1,229 @@
+// conv1d.wgsl: streaming causal Conv1d (spec §1.3) on channel-major activations.
+//
+// Layouts (f32, row-major, PyTorch [B=1, C, T] without the batch):
+//   x      [C_in, T_in]        the T_in new input samples of this call (T_in = T_out · S)
+//   state  [C_in, P]           the last P samples of the stream, P = K_eff − S, K_eff = (K − 1)·d + 1
+//   w      [C_out, C_in/G, K]  PyTorch Conv1d layout (G groups)
+//   bias   [C_out]
+//   y      [C_out, T_out]
+// The call is a VALID convolution over the window win = cat(state, x) (length P + T_in):
+//   y[co, t] = bias[co] + Σ_{cl < C_in/G} Σ_{k < K} w[co, cl, k] · win[g·C_in/G + cl, t·S + k·d],
+//   g = co / (C_out/G), and the new state is the last P columns of win: state'[ci, j] = win[ci, T_in + j].
+// With FIRST (stream start) the state is not read: it is zeros, or with REPLICATE P copies of
+// x[ci, 0]. With ELU_IN every x sample goes through ELU (alpha 1) as it is read, so the state
+// holds ELU'd samples: the call computes conv(ELU(x)) exactly as an ELU module before the conv.
+// With ACCUMULATE the result is added to y (y += conv(...)), e.g. a residual branch.
+//
+// Bindings (group 0):
+//   0 x:         array<f32>, read        [C_in, T_in]
+//   1 state_in:  array<f32>, read        [C_in, P] (not read with FIRST; any 4-byte buffer when P = 0)
+//   2 w:         array<f32>, read        [C_out, C_in/G, K]
+//   3 bias:      array<f32>, read        [C_out] (not read without HAS_BIAS)
+//   4 y:         array<f32>, read_write  [C_out, T_out]
+//   5 state_out: array<f32>, read_write  [C_in, P]; a different buffer from state_in (ping-pong)
+//   6 p:         Params (uniform, dynamic offset)
+// Dispatch: @workgroup_size(256); linear workgroup index g = wid.y · nwg.x + wid.x (2-D grid
+// when more than 65535 groups are needed). Groups g < p.main_groups compute y; groups
+// g ≥ p.main_groups write state_out, one invocation per element (C_in·P elements).
+// Entry points:
+//   conv1d_direct: one invocation per (output time, COT output channels); a workgroup covers
+//     64 output times × 4·COT output channels: tile = g mod p.tiles_t gives the times
+//     [64·tile, 64·tile + 64), g / p.tiles_t the channels. Each invocation loops over the
+//     C_in/G · K reduction. COT (override, 1 or 4) must divide C_out/G. For long T.
+//   conv1d_rows: 4 output channels per workgroup (co = 4·g + lid / 64), 64 lanes per channel
+//     stride over the contiguous weight row (C_in/G · K) with 8 output times per pass, then a
+//     shared-memory reduction. For short T (streaming frames), where the weights dominate.
+
+struct Params {
+    c_in: u32,
+    c_out: u32,
+    k: u32,
+    stride: u32,
+    dilation: u32,
+    cin_g: u32,       // C_in / G
+    cout_g: u32,      // C_out / G
+    pad: u32,         // P
+    t_in: u32,
+    t_out: u32,
+    flags: u32,       // HAS_BIAS | FIRST | REPLICATE | ELU_IN | ACCUMULATE
+    main_groups: u32, // workgroups that compute y; the rest update the state
+    tiles_t: u32,     // conv1d_direct: number of 64-wide time tiles
+    state_n: u32,     // C_in · P
+    _pad0: u32,
+    _pad1: u32,
+}
+
+const HAS_BIAS: u32 = 1u;
+const FIRST: u32 = 2u;
+const REPLICATE: u32 = 4u;
+const ELU_IN: u32 = 8u;
+const ACCUMULATE: u32 = 16u;
+
+@group(0) @binding(0) var<storage, read> x: array<f32>;
+@group(0) @binding(1) var<storage, read> state_in: array<f32>;
+@group(0) @binding(2) var<storage, read> w: array<f32>;
+@group(0) @binding(3) var<storage, read> bias: array<f32>;
+@group(0) @binding(4) var<storage, read_write> y: array<f32>;
+@group(0) @binding(5) var<storage, read_write> state_out: array<f32>;
+@group(0) @binding(6) var<uniform> p: Params;
+
+// Output channels per invocation in conv1d_direct (1 or 4; must divide C_out/G).
+override COT: u32 = 4u;
+
+fn act(v: f32) -> f32 {
+    if ((p.flags & ELU_IN) != 0u) {
+        return select(exp(v) - 1.0, v, v > 0.0);
+    }
+    return v;
+}
+
+// win[ci, pos] for pos in [0, P + T_in).
+fn win(ci: u32, pos: u32) -> f32 {
+    if (pos >= p.pad) {
+        return act(x[ci * p.t_in + pos - p.pad]);
+    }
+    if ((p.flags & FIRST) != 0u) {
+        if ((p.flags & REPLICATE) != 0u) {
+            return act(x[ci * p.t_in]);
+        }
+        return 0.0;
+    }
+    return state_in[ci * p.pad + pos];
+}
+
+fn store(co: u32, t: u32, acc: f32) {
+    var v = acc;
+    if ((p.flags & HAS_BIAS) != 0u) {
+        v += bias[co];
+    }
+    let i = co * p.t_out + t;
+    if ((p.flags & ACCUMULATE) != 0u) {
+        v += y[i];
+    }
+    y[i] = v;
+}
+
+// state'[ci, j] = win[ci, T_in + j], invocation i of the state-update groups.
+fn update_state(g: u32, lid: u32) {
+    let i = (g - p.main_groups) * 256u + lid;
+    if (i < p.state_n) {
+        let ci = i / p.pad;
+        let j = i - ci * p.pad;
+        state_out[i] = win(ci, p.t_in + j);
+    }
+}
+
+@compute @workgroup_size(256)
+fn conv1d_direct(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+    let g = wid.y * nwg.x + wid.x;
+    if (g >= p.main_groups) {
+        update_state(g, lid.x);
+        return;
+    }
+    let t = (g % p.tiles_t) * 64u + lid.x % 64u;
+    let co0 = ((g / p.tiles_t) * 4u + lid.x / 64u) * COT;
+    if (t >= p.t_out || co0 >= p.c_out) {
+        return;
+    }
+    let ci0 = (co0 / p.cout_g) * p.cin_g;
+    let r_len = p.cin_g * p.k;
+    var acc = array<f32, 4>(0.0, 0.0, 0.0, 0.0);
+    for (var cl = 0u; cl < p.cin_g; cl++) {
+        let ci = ci0 + cl;
+        for (var k = 0u; k < p.k; k++) {
+            let xv = win(ci, t * p.stride + k * p.dilation);
+            let r = cl * p.k + k;
+            for (var j = 0u; j < COT; j++) {
+                acc[j] += w[(co0 + j) * r_len + r] * xv;
+            }
+        }
+    }
+    for (var j = 0u; j < COT; j++) {
+        store(co0 + j, t, acc[j]);
+    }
+}
+
+// conv1d_rows: red[tt · 256 + lid] holds lane partial sums, red2[row · 64 + tt · 8 + seg] the
+// sums of 8 lanes each.
+var<workgroup> red: array<f32, 2048>;
+var<workgroup> red2: array<f32, 256>;
+
+// acc[tt] += wv · win[ci, (t0 + tt)·S + k·d] for the reduction index r = cl·K + k, tt < nt.
+fn rows_acc(acc: ptr<function, array<f32, 8>>, r: u32, wv: f32, ci0: u32, t0: u32, nt: u32) {
+    let cl = r / p.k;
+    let k = r - cl * p.k;
+    let ci = ci0 + cl;
+    let base = t0 * p.stride + k * p.dilation;
+    for (var tt = 0u; tt < 8u; tt++) {
+        if (tt < nt) {
+            (*acc)[tt] += wv * win(ci, base + tt * p.stride);
+        }
+    }
+}
+
+@compute @workgroup_size(256)
+fn conv1d_rows(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+    let g = wid.y * nwg.x + wid.x;
+    if (g >= p.main_groups) {
+        update_state(g, lid.x);
+        return;
+    }
+    let lane = lid.x % 64u;
+    // Every invocation takes part in the barriers; rows past C_out compute a copy of the last row
+    // and store nothing.
+    let co = min(g * 4u + lid.x / 64u, p.c_out - 1u);
+    let ci0 = (co / p.cout_g) * p.cin_g;
+    let r_len = p.cin_g * p.k;
+    let wrow = co * r_len;
+    for (var t0 = 0u; t0 < p.t_out; t0 += 8u) {
+        let nt = min(8u, p.t_out - t0);
+        var acc = array<f32, 8>(0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0);
+        // Four independent weight loads per step keep more memory requests in flight.
+        var r = lane;
+        for (; r + 192u < r_len; r += 256u) {
+            let w0 = w[wrow + r];
+            let w1 = w[wrow + r + 64u];
+            let w2 = w[wrow + r + 128u];
+            let w3 = w[wrow + r + 192u];
+            rows_acc(&acc, r, w0, ci0, t0, nt);
+            rows_acc(&acc, r + 64u, w1, ci0, t0, nt);
+            rows_acc(&acc, r + 128u, w2, ci0, t0, nt);
+            rows_acc(&acc, r + 192u, w3, ci0, t0, nt);
+        }
+        for (; r < r_len; r += 64u) {
+            rows_acc(&acc, r, w[wrow + r], ci0, t0, nt);
+        }
+        for (var tt = 0u; tt < 8u; tt++) {
+            red[tt * 256u + lid.x] = acc[tt];
+        }
+        workgroupBarrier();
+        {
+            // lid = row · 64 + tt · 8 + seg: sum lanes [8·seg, 8·seg + 8) of (row, tt).
+            let row = lid.x / 64u;
+            let tt = (lid.x % 64u) / 8u;
+            let seg = lid.x % 8u;
+            let base = tt * 256u + row * 64u + seg * 8u;
+            var s = 0.0;
+            for (var i = 0u; i < 8u; i++) {
+                s += red[base + i];
+            }
+            red2[lid.x] = s;
+        }
+        workgroupBarrier();
+        if (lid.x < 32u) {
+            // lid = row · 8 + tt
+            let row = lid.x / 8u;
+            let tt = lid.x % 8u;
+            var s = 0.0;
+            for (var seg = 0u; seg < 8u; seg++) {
+                s += red2[row * 64u + tt * 8u + seg];
+            }
+            let co_out = g * 4u + row;
+            if (co_out < p.c_out && tt < nt) {
+                store(co_out, t0 + tt, s);
+            }
+        }
+        // The next pass writes red only after every invocation passed the barrier above, and
+        // red2 only after the next barrier: no further barrier needed here.
+    }
+}

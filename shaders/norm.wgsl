@@ -1,0 +1,133 @@
+// norm.wgsl: RMSNorm and LayerNorm over the rows of a row-major f32 matrix, f32 accumulation.
+//
+// Layout: x and y are row-major [rows, D] f32 (row r = x[r*D .. r*D + D)), out of place.
+// Bindings (group 0):
+//   rms_norm:                        layer_norm:
+//   0 x: array<f32>, read            0 x: array<f32>, read        (input [rows, D])
+//   1 w: array<f32>, read            1 w: array<f32>, read        (alpha / weight [D])
+//   2 y: array<f32>, read_write      2 b: array<f32>, read        (bias [D])
+//   3 p: Params (uniform)            3 y: array<f32>, read_write  (output [rows, D])
+//                                    4 p: Params (uniform)
+//   (layer_norm is compiled with the LAYER define, which adds the bias binding.)
+// Dispatch: @workgroup_size(256), one workgroup per row; the row index is wid.y * nwg.x + wid.x
+// (2-D grid when rows > 65535). Each invocation strides over the row by 256.
+//   rms_norm:   y = x * w / sqrt(mean(x^2) + eps)
+//   layer_norm: y = (x - mean) / sqrt(var + eps) * w + b   (biased variance, two passes: mean,
+//               then the mean of (x - mean)^2, so large offsets do not cancel)
+// Reductions: with SUBGROUPS, subgroupAdd, one partial per subgroup in `red` (subgroup k of the
+// workgroup = invocations [k*size, (k+1)*size), any size 1..256), then every subgroup adds the
+// partials; without, a shared-memory tree over 256 slots.
+
+struct Params {
+    rows: u32,
+    d: u32,
+    eps: f32,
+    _pad: u32,
+}
+
+@group(0) @binding(0) var<storage, read> x: array<f32>;
+@group(0) @binding(1) var<storage, read> w: array<f32>;
+//#if LAYER
+@group(0) @binding(2) var<storage, read> b: array<f32>;
+@group(0) @binding(3) var<storage, read_write> y: array<f32>;
+@group(0) @binding(4) var<uniform> p: Params;
+//#else
+@group(0) @binding(2) var<storage, read_write> y: array<f32>;
+@group(0) @binding(3) var<uniform> p: Params;
+//#endif
+
+const WG: u32 = 256u;
+var<workgroup> red: array<f32, 256>;
+
+//#if SUBGROUPS
+fn wg_sum(v: f32, lid: u32, sid: u32, ssz: u32) -> f32 {
+    let s = subgroupAdd(v);
+    let nsg = (WG + ssz - 1u) / ssz;
+    if (sid == 0u) {
+        red[lid / ssz] = s;
+    }
+    workgroupBarrier();
+    var t = 0.0;
+    for (var k = 0u; k < nsg; k += ssz) {
+        if (k + sid < nsg) {
+            t += red[k + sid];
+        }
+    }
+    let total = subgroupAdd(t);
+    workgroupBarrier();
+    return total;
+}
+//#else
+fn wg_sum(v: f32, lid: u32) -> f32 {
+    red[lid] = v;
+    workgroupBarrier();
+    for (var s = WG / 2u; s > 0u; s >>= 1u) {
+        if (lid < s) {
+            red[lid] += red[lid + s];
+        }
+        workgroupBarrier();
+    }
+    let total = red[0];
+    workgroupBarrier();
+    return total;
+}
+//#endif
+
+@compute @workgroup_size(256)
+fn entry(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+//#if SUBGROUPS
+    @builtin(subgroup_invocation_id) sid: u32,
+    @builtin(subgroup_size) ssz: u32,
+//#endif
+) {
+    let row = wid.y * nwg.x + wid.x;
+    if (row >= p.rows) {
+        return;
+    }
+    let d = p.d;
+    let base = row * d;
+    let inv_d = 1.0 / f32(d);
+//#if LAYER
+    var s1 = 0.0;
+    for (var i = lid; i < d; i += WG) {
+        s1 += x[base + i];
+    }
+//#if SUBGROUPS
+    let mean = wg_sum(s1, lid, sid, ssz) * inv_d;
+//#else
+    let mean = wg_sum(s1, lid) * inv_d;
+//#endif
+    var s2 = 0.0;
+    for (var i = lid; i < d; i += WG) {
+        let c = x[base + i] - mean;
+        s2 += c * c;
+    }
+//#if SUBGROUPS
+    let variance = wg_sum(s2, lid, sid, ssz) * inv_d;
+//#else
+    let variance = wg_sum(s2, lid) * inv_d;
+//#endif
+    let r = inverseSqrt(variance + p.eps);
+    for (var i = lid; i < d; i += WG) {
+        y[base + i] = (x[base + i] - mean) * r * w[i] + b[i];
+    }
+//#else
+    var s2 = 0.0;
+    for (var i = lid; i < d; i += WG) {
+        let v = x[base + i];
+        s2 += v * v;
+    }
+//#if SUBGROUPS
+    let ms = wg_sum(s2, lid, sid, ssz) * inv_d;
+//#else
+    let ms = wg_sum(s2, lid) * inv_d;
+//#endif
+    let r = 1.0 / sqrt(ms + p.eps);
+    for (var i = lid; i < d; i += WG) {
+        y[base + i] = x[base + i] * r * w[i];
+    }
+//#endif
+}

@@ -1,0 +1,165 @@
+//! The `parle` binary as a user runs it: Mimi CLI forms, bad inputs, bad checkpoints.
+#![cfg(not(target_arch = "wasm32"))]
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn parle() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_parle"));
+    c.env("XDG_RUNTIME_DIR", std::env::temp_dir());
+    c
+}
+
+fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/mimi")
+}
+
+fn tmp(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("parle-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&d).unwrap();
+    d.join(name)
+}
+
+fn run_ok(c: &mut Command) -> String {
+    let out = c.output().unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "command failed: {text}");
+    text
+}
+
+fn run_err(c: &mut Command) -> String {
+    let out = c.output().unwrap();
+    let text = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(!out.status.success(), "command should have failed");
+    assert!(!text.contains("panicked"), "must not panic: {text}");
+    text
+}
+
+#[test]
+fn roundtrip_resamples_and_keeps_length() {
+    // speech.wav is 22050 Hz 16-bit: 2.22 s -> 28 frames of 1920 samples at 24 kHz.
+    let out = tmp("rt.wav");
+    run_ok(
+        parle()
+            .args(["mimi", "roundtrip", "--model"])
+            .arg(fixtures().join("tiny_a"))
+            .arg(fixtures().join("speech.wav"))
+            .arg("-o")
+            .arg(&out),
+    );
+    let r = hound::WavReader::open(&out).unwrap();
+    assert_eq!(r.spec().sample_rate, 24000);
+    assert_eq!(r.spec().channels, 1);
+    let n = r.len() as usize;
+    let secs = 48_877.0 / 22_050.0; // speech.wav length
+    let want = ((secs * 24_000.0) / 1920.0_f64).ceil() as usize * 1920;
+    assert!(n == want || n == 28 * 1920, "got {n} samples, want {want}");
+}
+
+#[test]
+fn encode_then_decode_matches_roundtrip() {
+    let codes = tmp("codes.safetensors");
+    let dec = tmp("dec.wav");
+    let model = fixtures().join("tiny_c");
+    run_ok(
+        parle()
+            .args(["mimi", "encode", "--model"])
+            .arg(&model)
+            .arg(fixtures().join("speech.wav"))
+            .arg("-o")
+            .arg(&codes)
+            .args(["--codebooks", "8"]),
+    );
+    let f = parle::weights::SafetensorsHeader::read_file(&codes).unwrap();
+    let e = &f.tensors["codes"];
+    assert_eq!(e.shape[..2], [1, 8]);
+    run_ok(
+        parle()
+            .args(["mimi", "decode", "--model"])
+            .arg(&model)
+            .arg(&codes)
+            .arg("-o")
+            .arg(&dec),
+    );
+    let r = hound::WavReader::open(&dec).unwrap();
+    assert_eq!(r.len() as usize, e.shape[2] * 1920);
+}
+
+#[test]
+fn not_a_wav_is_a_clear_error() {
+    let bad = tmp("bad.wav");
+    std::fs::write(&bad, b"definitely not RIFF audio").unwrap();
+    let err = run_err(
+        parle()
+            .args(["mimi", "encode", "--model"])
+            .arg(fixtures().join("tiny_a"))
+            .arg(&bad)
+            .arg("-o")
+            .arg(tmp("x.safetensors")),
+    );
+    assert!(err.contains("not a WAV"), "{err}");
+}
+
+/// Copy tiny_a into a temp model dir, damaged by `damage`, and return the CLI's error text.
+fn damaged_model(name: &str, damage: impl Fn(&mut Vec<u8>, &mut String)) -> String {
+    let dir = tmp(name);
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut bytes = std::fs::read(fixtures().join("tiny_a/model.safetensors")).unwrap();
+    let mut config = std::fs::read_to_string(fixtures().join("tiny_a/config.json")).unwrap();
+    damage(&mut bytes, &mut config);
+    std::fs::write(dir.join("model.safetensors"), bytes).unwrap();
+    std::fs::write(dir.join("config.json"), config).unwrap();
+    run_err(
+        parle()
+            .args(["mimi", "roundtrip", "--model"])
+            .arg(&dir)
+            .arg(fixtures().join("speech.wav"))
+            .arg("-o")
+            .arg(tmp("y.wav")),
+    )
+}
+
+#[test]
+fn truncated_checkpoint_names_a_tensor() {
+    let err = damaged_model("trunc", |b, _| b.truncate(b.len() - 1000));
+    assert!(
+        err.contains("truncated") && err.contains("tensor '"),
+        "{err}"
+    );
+}
+
+#[test]
+fn misnamed_tensor_names_it_and_its_shape() {
+    let err = damaged_model("misnamed", |b, _| {
+        let from = b"\"encoder.model.0.conv.conv.weight\"";
+        let to = b"\"encoder.model.0.conv.conv.weighx\"";
+        let i = b.windows(from.len()).position(|w| w == from).unwrap();
+        b[i..i + to.len()].copy_from_slice(to);
+    });
+    assert!(
+        err.contains("'encoder.model.0.conv.conv.weight' is missing") && err.contains("[3, 1, 7]"),
+        "{err}"
+    );
+}
+
+#[test]
+fn wrong_shape_names_tensor_and_shapes() {
+    // A config that disagrees with the weights: 4 filters instead of 3.
+    let err = damaged_model("shape", |_, c| {
+        *c = c.replace("\"n_filters\": 3", "\"n_filters\": 4")
+    });
+    assert!(
+        err.contains("has shape [3, 1, 7], expected [4, 1, 7]"),
+        "{err}"
+    );
+}
+
+#[test]
+fn not_safetensors_is_a_clear_error() {
+    let err = damaged_model("garbage", |b, _| *b = b"garbage garbage garbage".to_vec());
+    assert!(err.contains("not a safetensors file"), "{err}");
+}

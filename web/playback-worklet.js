@@ -1,0 +1,142 @@
+// Playback with an adaptive jitter buffer (the behaviour of Kyutai's client, spec §6.1).
+//
+// Input: {type: "frame", samples: Float32Array} at 24 kHz on the port given by
+// {type: "connect", port} (or on the node's own port); {type: "reset"} empties the buffer.
+// Frames are resampled to the AudioContext's rate on arrival and queued.
+//
+// - Start playing once 80 ms are queued, after a further "cushion" of 10 ms; fade in.
+// - Underrun: fade out what is left, grow the cushion by 5 ms (at most 80 ms), and buffer again.
+// - Queue longer than 80 ms + cushion + max extra (10 ms at first): drop the oldest samples down to
+//   80 ms + cushion, and allow 5 ms more extra next time (at most 80 ms).
+// Every 250 ms the node's port receives {played, missed (seconds), bufferedMs, minDelayMs,
+// maxDelayMs, underruns, drops, cushionMs, maxExtraMs}.
+
+const IN_RATE = 24000;
+const ms = (t) => Math.round((t * sampleRate) / 1000);
+
+class PlaybackProcessor extends AudioWorkletProcessor {
+  constructor() {
+    super();
+    this.step = IN_RATE / sampleRate; // input samples per output sample
+    this.ring = new Float32Array(ms(4000)); // never full: drops keep the queue near 300 ms at most
+    this.read = 0;
+    this.count = 0;
+    this.prev = 0; // resampler state: last input sample and next read position
+    this.pos = 0;
+    this.initial = ms(80);
+    this.cushionStep = ms(5);
+    this.cushionMax = ms(80);
+    this.extraStep = ms(5);
+    this.extraMax = ms(80);
+    this.reset();
+    this.lastReport = 0;
+    this.port.onmessage = (e) => this.onMessage(this.port, e.data);
+  }
+
+  reset() {
+    this.read = this.count = 0;
+    this.prev = this.pos = 0;
+    this.cushion = ms(10);
+    this.maxExtra = ms(10);
+    this.started = false;
+    this.wait = 0; // cushion samples still to wait before playing
+    this.fadeIn = false;
+    this.played = this.missed = 0; // samples
+    this.underruns = this.drops = 0;
+    this.minDelay = Infinity;
+    this.maxDelay = 0;
+  }
+
+  onMessage(port, m) {
+    if (m.type === "connect") {
+      m.port.onmessage = (e) => this.onMessage(m.port, e.data);
+    } else if (m.type === "reset") {
+      this.reset();
+    } else if (m.type === "frame") {
+      this.push(m.samples);
+      if (!this.started && this.count >= this.initial) {
+        this.started = true;
+        this.wait = this.cushion;
+        this.fadeIn = true;
+      }
+      if (this.count >= this.initial + this.cushion + this.maxExtra) {
+        this.skip(this.count - (this.initial + this.cushion));
+        this.maxExtra = Math.min(this.maxExtra + this.extraStep, this.extraMax);
+        this.drops++;
+      }
+    }
+  }
+
+  // Resample 24 kHz -> context rate (linear interpolation) straight into the ring.
+  push(x) {
+    const n = x.length;
+    let pos = this.pos;
+    while (pos < n - 1) {
+      const i = Math.floor(pos);
+      const a = i < 0 ? this.prev : x[i];
+      if (this.count === this.ring.length) this.skip(1);
+      this.ring[(this.read + this.count) % this.ring.length] = a + (x[i + 1] - a) * (pos - i);
+      this.count++;
+      pos += this.step;
+    }
+    this.pos = pos - n;
+    this.prev = x[n - 1];
+  }
+
+  skip(k) {
+    this.read = (this.read + k) % this.ring.length;
+    this.count -= k;
+  }
+
+  process(_inputs, outputs) {
+    const out = outputs[0][0];
+    const len = out.length;
+    if (this.started && this.wait <= 0) {
+      this.minDelay = Math.min(this.minDelay, this.count);
+      this.maxDelay = Math.max(this.maxDelay, this.count);
+    }
+    if (!this.started || this.wait > 0 || this.count === 0) {
+      // Silence (outputs start zeroed). Count it as missed once playback has begun.
+      if (this.started) this.wait -= len;
+      if (this.played > 0) this.missed += len;
+      this.report();
+      return true;
+    }
+    const n = Math.min(len, this.count);
+    for (let i = 0; i < n; i++) out[i] = this.ring[(this.read + i) % this.ring.length];
+    this.skip(n);
+    if (this.fadeIn) {
+      for (let i = 0; i < n; i++) out[i] *= i / n;
+      this.fadeIn = false;
+    }
+    if (n < len) {
+      for (let i = 0; i < n; i++) out[i] *= (n - i) / n;
+      this.cushion = Math.min(this.cushion + this.cushionStep, this.cushionMax);
+      this.started = false;
+      this.underruns++;
+      this.missed += len - n;
+    }
+    this.played += n;
+    this.report();
+    return true;
+  }
+
+  report() {
+    if (currentTime - this.lastReport < 0.25) return;
+    this.lastReport = currentTime;
+    const toMs = (s) => (s * 1000) / sampleRate;
+    this.port.postMessage({
+      played: this.played / sampleRate,
+      missed: this.missed / sampleRate,
+      bufferedMs: toMs(this.count),
+      minDelayMs: this.minDelay === Infinity ? 0 : toMs(this.minDelay),
+      maxDelayMs: toMs(this.maxDelay),
+      underruns: this.underruns,
+      drops: this.drops,
+      cushionMs: toMs(this.cushion),
+      maxExtraMs: toMs(this.maxExtra),
+    });
+  }
+}
+
+registerProcessor("parle-playback", PlaybackProcessor);
