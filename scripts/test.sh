@@ -11,11 +11,12 @@
 #   no-adapter  `parle info` without any GPU must fail with a clear message
 #   browser     the kernel tests in headless Chromium's WebGPU (tests/web.rs, wasm-bindgen-test)
 #   wasm-pkg    the wasm package for the page (web/pkg)
+#   worklets    the audio worklets' framing, resampling and jitter buffer, in Node
 #   page        the page itself in headless Chromium (scripts/page-test.mjs)
 set -uo pipefail
 source "$(dirname "$0")/env.sh"
 
-ALL=(fmt clippy native fallback no-adapter browser wasm-pkg page)
+ALL=(fmt clippy native fallback no-adapter browser wasm-pkg worklets page)
 STAGES=("$@")
 [ ${#STAGES[@]} -eq 0 ] && STAGES=("${ALL[@]}")
 
@@ -69,6 +70,10 @@ stage_browser() {
 
 stage_wasm-pkg() {
   bash scripts/build-wasm.sh
+}
+
+stage_worklets() {
+  node scripts/worklet-test.mjs
 }
 
 stage_page() {

@@ -60,13 +60,14 @@ class CaptureProcessor extends AudioWorkletProcessor {
       for (const f of this.filters) s = f.run(s);
       x[i] = s;
     }
-    // Linear interpolation between x[floor(pos)] and the next sample.
+    // Linear interpolation between x[floor(pos)] and the next sample (not needed, and maybe not
+    // there yet, when pos falls exactly on a sample).
     let pos = this.pos;
-    while (pos < n - 1) {
+    while (pos <= n - 1) {
       const i = Math.floor(pos);
+      const f = pos - i;
       const a = i < 0 ? this.prev : x[i];
-      const y = a + (x[i + 1] - a) * (pos - i);
-      this.frame[this.fill++] = y;
+      this.frame[this.fill++] = f === 0 ? a : a + (x[i + 1] - a) * f;
       if (this.fill === FRAME) this.emit();
       pos += this.step;
     }

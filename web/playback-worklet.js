@@ -5,7 +5,8 @@
 // Frames are resampled to the AudioContext's rate on arrival and queued.
 //
 // - Start playing once 80 ms are queued, after a further "cushion" of 10 ms; fade in.
-// - Underrun: fade out what is left, grow the cushion by 5 ms (at most 80 ms), and buffer again.
+// - Underrun (a render quantum the queue cannot fill): fade out what is left, grow the cushion by
+//   5 ms (at most 80 ms), and buffer again.
 // - Queue longer than 80 ms + cushion + max extra (10 ms at first): drop the oldest samples down to
 //   80 ms + cushion, and allow 5 ms more extra next time (at most 80 ms).
 // Every 250 ms the node's port receives {played, missed (seconds), bufferedMs, minDelayMs,
@@ -24,6 +25,9 @@ class PlaybackProcessor extends AudioWorkletProcessor {
     this.prev = 0; // resampler state: last input sample and next read position
     this.pos = 0;
     this.initial = ms(80);
+    // The resampler holds back up to one input sample, so one 80 ms frame can yield a sample or
+    // two short of 80 ms; without this slack the start would wait a whole frame more.
+    this.slack = Math.ceil(1 / this.step) + 1;
     this.cushionStep = ms(5);
     this.cushionMax = ms(80);
     this.extraStep = ms(5);
@@ -41,6 +45,7 @@ class PlaybackProcessor extends AudioWorkletProcessor {
     this.started = false;
     this.wait = 0; // cushion samples still to wait before playing
     this.fadeIn = false;
+    this.last = 0; // last sample played
     this.played = this.missed = 0; // samples
     this.underruns = this.drops = 0;
     this.minDelay = Infinity;
@@ -54,7 +59,7 @@ class PlaybackProcessor extends AudioWorkletProcessor {
       this.reset();
     } else if (m.type === "frame") {
       this.push(m.samples);
-      if (!this.started && this.count >= this.initial) {
+      if (!this.started && this.count >= this.initial - this.slack) {
         this.started = true;
         this.wait = this.cushion;
         this.fadeIn = true;
@@ -71,11 +76,12 @@ class PlaybackProcessor extends AudioWorkletProcessor {
   push(x) {
     const n = x.length;
     let pos = this.pos;
-    while (pos < n - 1) {
+    while (pos <= n - 1) {
       const i = Math.floor(pos);
+      const f = pos - i;
       const a = i < 0 ? this.prev : x[i];
       if (this.count === this.ring.length) this.skip(1);
-      this.ring[(this.read + this.count) % this.ring.length] = a + (x[i + 1] - a) * (pos - i);
+      this.ring[(this.read + this.count) % this.ring.length] = f === 0 ? a : a + (x[i + 1] - a) * f;
       this.count++;
       pos += this.step;
     }
@@ -91,32 +97,33 @@ class PlaybackProcessor extends AudioWorkletProcessor {
   process(_inputs, outputs) {
     const out = outputs[0][0];
     const len = out.length;
-    if (this.started && this.wait <= 0) {
-      this.minDelay = Math.min(this.minDelay, this.count);
-      this.maxDelay = Math.max(this.maxDelay, this.count);
-    }
-    if (!this.started || this.wait > 0 || this.count === 0) {
-      // Silence (outputs start zeroed). Count it as missed once playback has begun.
+    if (!this.started || this.wait > 0) {
+      // Buffering: silence (outputs start zeroed), counted as missed once playback has begun.
       if (this.started) this.wait -= len;
       if (this.played > 0) this.missed += len;
-      this.report();
-      return true;
+    } else {
+      this.minDelay = Math.min(this.minDelay, this.count);
+      this.maxDelay = Math.max(this.maxDelay, this.count);
+      const n = Math.min(len, this.count);
+      for (let i = 0; i < n; i++) out[i] = this.ring[(this.read + i) % this.ring.length];
+      this.skip(n);
+      if (this.fadeIn) {
+        for (let i = 0; i < n; i++) out[i] *= i / n;
+        this.fadeIn = false;
+      }
+      if (n < len) {
+        // Underrun: fade out what there is, or, when the queue ran dry exactly at the end of the
+        // last quantum, ramp from the last sample played down to zero; then buffer again.
+        if (n > 0) for (let i = 0; i < n; i++) out[i] *= (n - i) / n;
+        else for (let i = 0; i < Math.min(len, 64); i++) out[i] = (this.last * (64 - i - 1)) / 64;
+        this.cushion = Math.min(this.cushion + this.cushionStep, this.cushionMax);
+        this.started = false;
+        this.underruns++;
+        this.missed += len - n;
+      }
+      this.last = n > 0 ? out[n - 1] : 0;
+      this.played += n;
     }
-    const n = Math.min(len, this.count);
-    for (let i = 0; i < n; i++) out[i] = this.ring[(this.read + i) % this.ring.length];
-    this.skip(n);
-    if (this.fadeIn) {
-      for (let i = 0; i < n; i++) out[i] *= i / n;
-      this.fadeIn = false;
-    }
-    if (n < len) {
-      for (let i = 0; i < n; i++) out[i] *= (n - i) / n;
-      this.cushion = Math.min(this.cushion + this.cushionStep, this.cushionMax);
-      this.started = false;
-      this.underruns++;
-      this.missed += len - n;
-    }
-    this.played += n;
     this.report();
     return true;
   }
