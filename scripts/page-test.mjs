@@ -4,7 +4,8 @@
 //   1. with WebGPU: the adapter report and the GPU self-test appear, the fake microphone's frames
 //      go capture worklet -> worker -> playback worklet, the service worker installs, and the page
 //      still opens (from the cache) once the server is gone;
-//   2. without WebGPU: the page says so specifically, and a denied microphone is reported as such.
+//   2. without WebGPU: the page says so specifically (no adapter; no navigator.gpu at all), and a
+//      denied microphone is reported as such.
 // Screenshots go to $PARLE_SCREENSHOTS (default target/page-test/). Prints "N passed, N failed".
 //
 // Env: CHROMIUM (default /usr/bin/chromium), CHROMEDRIVER (default /usr/bin/chromedriver).
@@ -112,6 +113,7 @@ async function session(driver, extraFlags) {
   const base = `/session/${value.sessionId}`;
   return {
     go: (url) => wd(driver.url, "POST", `${base}/url`, { url }),
+    cdp: (cmd, params) => wd(driver.url, "POST", `${base}/goog/cdp/execute`, { cmd, params }),
     js: (script, args = []) => wd(driver.url, "POST", `${base}/execute/sync`, { script, args }),
     jsAsync: (script, args = []) => wd(driver.url, "POST", `${base}/execute/async`, { script, args }),
     // textContent of the first element matching a CSS selector ("" if none), or of an id.
@@ -207,6 +209,11 @@ async function withoutWebGpu(driver) {
     }, 15000);
     check("denied microphone reported", /denied|blocked/.test(mic ?? ""), `${mic ?? "(no message)"}: ${(await s.text("#audio-error p")).split("\n").pop()}`);
     await s.shot("no-webgpu.png");
+    // A browser without WebGPU at all: navigator.gpu undefined.
+    await s.cdp("Page.addScriptToEvaluateOnNewDocument", { source: "delete Navigator.prototype.gpu;" });
+    await s.go(url);
+    const none = await until(async () => ((await s.shown("gpu-error")) ? s.text("#gpu-error strong") : null), 30000);
+    check("navigator.gpu undefined reported", /no WebGPU/.test(none ?? ""), none ?? "(no message)");
   } finally {
     await s.close();
     server.close();
