@@ -9,7 +9,8 @@
 #   native      cargo test: unit tests and the kernel tests on the native GPU (lavapipe in CI)
 #   fallback    the kernel tests again with PARLE_NO_SUBGROUPS=1 PARLE_FORCE_F32=1
 #   no-adapter  `parle info` without any GPU must fail with a clear message
-#   browser     the kernel tests in headless Chromium's WebGPU (tests/web.rs, wasm-bindgen-test)
+#   browser     the kernel tests and the Mimi golden test in headless Chromium's WebGPU
+#               (tests/web.rs, tests/web_mimi.rs, wasm-bindgen-test)
 #   wasm-pkg    the wasm package for the page (web/pkg)
 #   worklets    the audio worklets' framing, resampling and jitter buffer, in Node
 #   page        the page itself in headless Chromium (scripts/page-test.mjs)
@@ -57,7 +58,7 @@ stage_no-adapter() {
 stage_browser() {
   local log
   log="$(mktemp)"
-  cargo test --target wasm32-unknown-unknown --test web -- --nocapture 2>&1 | tee "$log"
+  cargo test --target wasm32-unknown-unknown --test web --test web_mimi -- --nocapture 2>&1 | tee "$log"
   local rc=${PIPESTATUS[0]}
   # The runner prints cargo's "test result:" line; make sure the adapter was really the browser's.
   if [ $rc -eq 0 ] && ! grep -q "BrowserWebGpu" "$log"; then
