@@ -47,9 +47,10 @@ const _: () = assert!(wgsl_contains(SRC, "const R: u32 = 4u;"));
 const _: () = assert!(wgsl_contains(SRC, "const MT: u32 = 8u;"));
 const _: () = assert!(wgsl_contains(
     SRC,
-    "var<workgroup> red: array<vec4<f32>, 512>;"
+    "var<workgroup> red: array<vec4<f32>, WG * MT>;"
 ));
-const _: () = assert!(WG * MAX_BATCH_TILE == 512);
+// Shared memory of the largest tile fits WebGPU's guaranteed 16 KiB.
+const _: () = assert!(WG * MAX_BATCH_TILE * 16 <= 16384);
 const _: () = assert!(wgsl_contains(SRC, "@binding(5) var<uniform> p: Params"));
 
 static KERNEL: Kernel = Kernel {
@@ -118,12 +119,21 @@ impl WeightFormat {
         }
     }
 
-    /// Weights per kernel chunk (the K granularity).
-    fn chunk(&self) -> u32 {
+    /// Weights per kernel step.
+    fn step(&self) -> u32 {
+        match self {
+            Self::F32 => 4,
+            _ => 8,
+        }
+    }
+
+    /// The K granularity of the format.
+    fn k_multiple(&self) -> u32 {
         match self {
             Self::F32 => 4,
             Self::Bf16 => 8,
-            Self::Q8_0 | Self::Affine { .. } => 32,
+            Self::Q8_0 => 32,
+            Self::Affine { group, .. } => *group,
         }
     }
 
@@ -146,10 +156,7 @@ impl WeightFormat {
                 )));
             }
         }
-        let q = match self {
-            Self::Affine { group, .. } => *group,
-            _ => self.chunk(),
-        };
+        let q = self.k_multiple();
         if k == 0 || !k.is_multiple_of(q) {
             return Err(err(format!(
                 "{} weights need K to be a positive multiple of {q}, got {k}",
@@ -592,7 +599,7 @@ pub struct LinearWeights {
     row_offset: u32,
     n: u32,
     k: u32,
-    parts: std::sync::Arc<Vec<Part>>,
+    parts: Vec<Part>,
 }
 
 impl LinearWeights {
@@ -664,7 +671,7 @@ impl LinearWeights {
             row_offset: 0,
             n: first_row,
             k,
-            parts: std::sync::Arc::new(out),
+            parts: out,
         })
     }
 
@@ -790,7 +797,7 @@ pub fn linear(
             k,
             m,
             row_offset: a - part.first_row,
-            chunks: k / w.format.chunk(),
+            chunks: k / w.format.step(),
             group_shift: match w.format {
                 WeightFormat::Affine { group: 64, .. } => 1,
                 _ => 0,
