@@ -15,10 +15,16 @@
 //!
 //! Dispatch: workgroups of 64 invocations, each computing 4 consecutive output rows for a tile of
 //! `MT ∈ {1, 2, 4, 8}` batch rows (`MT` = the smallest that covers `min(M, 8)`); grid
-//! `[ceil(N/4)]` (split 2-D by [`super::grid_1d`]) × `ceil(M / MT)` in z. The 64 invocations stride
-//! over the row's 16- or 32-byte chunks with vector loads, so every weight byte is read once per
-//! dispatch when `M ≤ 8` (once per batch tile otherwise), then reduce with subgroups (any subgroup
-//! size) or a shared-memory tree.
+//! `[ceil(N/4)]` (split 2-D by [`super::grid_1d`]) × `ceil(M / MT)` in z. A row is read in steps
+//! of 8 weights (4 for f32): invocation `l` takes steps `l, l + 64, …`, four independent steps per
+//! loop iteration, so loads are coalesced and many are in flight; every weight byte is read once
+//! per dispatch when `M ≤ 8` (once per batch tile otherwise). Quantized codes are turned into
+//! floats with the `2^23` mantissa trick (no int→float conversions, no shifts: x is prescaled by
+//! powers of two). The partial sums are reduced with `subgroupAdd` + one shared slot per subgroup
+//! (subgroups taken as consecutive invocations; any size) or a shared-memory tree.
+//!
+//! Measured (`parle bench kernels --only linear`, M = 1) on an NVIDIA H100 (Vulkan): bf16 at
+//! 2.3–2.8 TB/s, Q8_0 1.5–2.3 TB/s, q4 1.2–1.6 TB/s of weight + activation bytes.
 //!
 //! A [`LinearWeights`] may expose a block of rows of a larger (stacked) weight with
 //! [`LinearWeights::rows`], e.g. the depformer's `[8·3072, 1024]` in-projection; no copy is made.
@@ -652,6 +658,15 @@ impl LinearWeights {
                     )))
                 }
             }
+            if format == WeightFormat::Q8_0
+                && !out.is_empty()
+                && !(out.last().map_or(0, |p: &Part| p.rows as u64) * (k as u64 / 32))
+                    .is_multiple_of(2)
+            {
+                return Err(err(
+                    "Q8_0 parts before the last need an even number of blocks (rows · K/32)",
+                ));
+            }
             out.push(Part {
                 first_row,
                 rows,
@@ -746,6 +761,11 @@ pub fn linear(
         }
         Ok(())
     };
+    if y.buffer.id() == x.buffer.id() || bias.is_some_and(|b| b.buffer.id() == y.buffer.id()) {
+        return Err(err(
+            "y must be a different buffer from x and bias (a written binding cannot alias a read one)",
+        ));
+    }
     need(&x, "x", m as u64 * k as u64)?;
     need(&y, "y", m as u64 * n as u64)?;
     if let Some(b) = &bias {
