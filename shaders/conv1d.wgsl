@@ -30,9 +30,17 @@
 //     64 output times × 4·COT output channels: tile = g mod p.tiles_t gives the times
 //     [64·tile, 64·tile + 64), g / p.tiles_t the channels. Each invocation loops over the
 //     C_in/G · K reduction. COT (override, 1 or 4) must divide C_out/G. For long T.
+//   conv1d_tiled: implicit GEMM, G = 1 or C_out/G a multiple of 32. A workgroup computes 32
+//     output channels × 64 output times: g / p.tiles_t gives channels [32·(g / tiles_t), +32),
+//     g mod p.tiles_t the times [64·(g mod tiles_t), +64); invocation lid computes channels
+//     +2·(lid / 16) + {0, 1} and times +(lid mod 16) + 16·{0..3}. The reduction runs in chunks of
+//     32 indices r = cl·K + k: weights and the im2col window (ELU applied once per element) are
+//     staged in shared memory.
 //   conv1d_rows: 4 output channels per workgroup (co = 4·g + lid / 64), 64 lanes per channel
 //     stride over the contiguous weight row (C_in/G · K) with 8 output times per pass, then a
 //     shared-memory reduction. For short T (streaming frames), where the weights dominate.
+//     With the define W_VEC4 (C_in/G · K a multiple of 4), w is bound as array<vec4<f32>> and only
+//     conv1d_rows is compiled.
 
 struct Params {
     c_in: u32,
@@ -61,7 +69,11 @@ const ACCUMULATE: u32 = 16u;
 
 @group(0) @binding(0) var<storage, read> x: array<f32>;
 @group(0) @binding(1) var<storage, read> state_in: array<f32>;
+//#if W_VEC4
+@group(0) @binding(2) var<storage, read> w: array<vec4<f32>>;
+//#else
 @group(0) @binding(2) var<storage, read> w: array<f32>;
+//#endif
 @group(0) @binding(3) var<storage, read> bias: array<f32>;
 @group(0) @binding(4) var<storage, read_write> y: array<f32>;
 @group(0) @binding(5) var<storage, read_write> state_out: array<f32>;
@@ -113,6 +125,7 @@ fn update_state(g: u32, lid: u32) {
     }
 }
 
+//#if !W_VEC4
 @compute @workgroup_size(256)
 fn conv1d_direct(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
     let g = wid.y * nwg.x + wid.x;
@@ -143,6 +156,80 @@ fn conv1d_direct(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups)
     }
 }
 
+// conv1d_tiled: ws[kk · 33 + m] (weights, transposed, padded against bank conflicts) and
+// xs[kk · 64 + n] (the im2col window) for one chunk of 32 reduction indices.
+var<workgroup> ws: array<f32, 1056>;
+var<workgroup> xs: array<f32, 2048>;
+
+@compute @workgroup_size(256)
+fn conv1d_tiled(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+    let g = wid.y * nwg.x + wid.x;
+    if (g >= p.main_groups) {
+        update_state(g, lid.x);
+        return;
+    }
+    let m0 = (g / p.tiles_t) * 32u;
+    let n0 = (g % p.tiles_t) * 64u;
+    // This invocation: channels m0 + 2·ty + i (i < 2), times n0 + tx + 16·j (j < 4).
+    let tx = lid.x % 16u;
+    let ty = lid.x / 16u;
+    // Every channel of the tile is in one group (C_out/G is a multiple of 32, or G = 1).
+    let ci0 = (m0 / p.cout_g) * p.cin_g;
+    let r_len = p.cin_g * p.k;
+    var acc = array<f32, 8>(0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0);
+    for (var r0 = 0u; r0 < r_len; r0 += 32u) {
+        for (var i = 0u; i < 4u; i++) {
+            // e = m · 32 + kk: a warp reads 32 consecutive weights of one row.
+            let e = lid.x + 256u * i;
+            let m = e / 32u;
+            let kk = e % 32u;
+            let co = m0 + m;
+            let r = r0 + kk;
+            var v = 0.0;
+            if (co < p.c_out && r < r_len) {
+                v = w[co * r_len + r];
+            }
+            ws[kk * 33u + m] = v;
+        }
+        for (var i = 0u; i < 8u; i++) {
+            // e = kk · 64 + n
+            let e = lid.x + 256u * i;
+            let kk = e / 64u;
+            let n = e % 64u;
+            let r = r0 + kk;
+            let t = n0 + n;
+            var v = 0.0;
+            if (r < r_len && t < p.t_out) {
+                let cl = r / p.k;
+                let k = r - cl * p.k;
+                v = win(ci0 + cl, t * p.stride + k * p.dilation);
+            }
+            xs[e] = v;
+        }
+        workgroupBarrier();
+        for (var kk = 0u; kk < 32u; kk++) {
+            let a0 = ws[kk * 33u + 2u * ty];
+            let a1 = ws[kk * 33u + 2u * ty + 1u];
+            for (var j = 0u; j < 4u; j++) {
+                let b = xs[kk * 64u + tx + 16u * j];
+                acc[j] += a0 * b;
+                acc[4u + j] += a1 * b;
+            }
+        }
+        workgroupBarrier();
+    }
+    for (var i = 0u; i < 2u; i++) {
+        let co = m0 + 2u * ty + i;
+        for (var j = 0u; j < 4u; j++) {
+            let t = n0 + tx + 16u * j;
+            if (co < p.c_out && t < p.t_out) {
+                store(co, t, acc[4u * i + j]);
+            }
+        }
+    }
+}
+//#endif
+
 // conv1d_rows: red[tt · 256 + lid] holds lane partial sums, red2[row · 64 + tt · 8 + seg] the
 // sums of 8 lanes each.
 var<workgroup> red: array<f32, 2048>;
@@ -159,6 +246,13 @@ fn rows_acc(acc: ptr<function, array<f32, 8>>, r: u32, wv: f32, ci0: u32, t0: u3
             (*acc)[tt] += wv * win(ci, base + tt * p.stride);
         }
     }
+}
+
+fn rows_acc4(acc: ptr<function, array<f32, 8>>, r: u32, wv: vec4<f32>, ci0: u32, t0: u32, nt: u32) {
+    rows_acc(acc, r, wv.x, ci0, t0, nt);
+    rows_acc(acc, r + 1u, wv.y, ci0, t0, nt);
+    rows_acc(acc, r + 2u, wv.z, ci0, t0, nt);
+    rows_acc(acc, r + 3u, wv.w, ci0, t0, nt);
 }
 
 @compute @workgroup_size(256)
@@ -178,6 +272,21 @@ fn conv1d_rows(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) n
     for (var t0 = 0u; t0 < p.t_out; t0 += 8u) {
         let nt = min(8u, p.t_out - t0);
         var acc = array<f32, 8>(0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0);
+//#if W_VEC4
+        // The row as vec4s (r_len is a multiple of 4): two independent 16-byte loads per step.
+        let qrow = wrow / 4u;
+        let q_len = r_len / 4u;
+        var q = lane;
+        for (; q + 64u < q_len; q += 128u) {
+            let w0 = w[qrow + q];
+            let w1 = w[qrow + q + 64u];
+            rows_acc4(&acc, 4u * q, w0, ci0, t0, nt);
+            rows_acc4(&acc, 4u * (q + 64u), w1, ci0, t0, nt);
+        }
+        for (; q < q_len; q += 64u) {
+            rows_acc4(&acc, 4u * q, w[qrow + q], ci0, t0, nt);
+        }
+//#else
         // Four independent weight loads per step keep more memory requests in flight.
         var r = lane;
         for (; r + 192u < r_len; r += 256u) {
@@ -193,6 +302,7 @@ fn conv1d_rows(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) n
         for (; r < r_len; r += 64u) {
             rows_acc(&acc, r, w[wrow + r], ci0, t0, nt);
         }
+//#endif
         for (var tt = 0u; tt < 8u; tt++) {
             red[tt * 256u + lid.x] = acc[tt];
         }
