@@ -140,19 +140,27 @@ fn conv1d_direct(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups)
     }
     let ci0 = (co0 / p.cout_g) * p.cin_g;
     let r_len = p.cin_g * p.k;
-    var acc = array<f32, 4>(0.0, 0.0, 0.0, 0.0);
+    // Private accumulators are vectors, never dynamically indexed arrays (those can end up in
+    // slow local memory).
+    var acc = vec4<f32>(0.0);
     for (var cl = 0u; cl < p.cin_g; cl++) {
         let ci = ci0 + cl;
         for (var k = 0u; k < p.k; k++) {
             let xv = win(ci, t * p.stride + k * p.dilation);
             let r = cl * p.k + k;
-            for (var j = 0u; j < COT; j++) {
-                acc[j] += w[(co0 + j) * r_len + r] * xv;
+            if (COT == 4u) {
+                acc += xv * vec4<f32>(w[co0 * r_len + r], w[(co0 + 1u) * r_len + r],
+                    w[(co0 + 2u) * r_len + r], w[(co0 + 3u) * r_len + r]);
+            } else {
+                acc.x += xv * w[co0 * r_len + r];
             }
         }
     }
-    for (var j = 0u; j < COT; j++) {
-        store(co0 + j, t, acc[j]);
+    store(co0, t, acc.x);
+    if (COT == 4u) {
+        store(co0 + 1u, t, acc.y);
+        store(co0 + 2u, t, acc.z);
+        store(co0 + 3u, t, acc.w);
     }
 }
 
@@ -160,6 +168,25 @@ fn conv1d_direct(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups)
 // xs[kk · 64 + n] (the im2col window) for one chunk of 32 reduction indices.
 var<workgroup> ws: array<f32, 1056>;
 var<workgroup> xs: array<f32, 2048>;
+
+// Store v at channel co, times t, t + 16, t + 32, t + 48 (where inside the output).
+fn tile_store(co: u32, t: u32, v: vec4<f32>) {
+    if (co >= p.c_out) {
+        return;
+    }
+    if (t < p.t_out) {
+        store(co, t, v.x);
+    }
+    if (t + 16u < p.t_out) {
+        store(co, t + 16u, v.y);
+    }
+    if (t + 32u < p.t_out) {
+        store(co, t + 32u, v.z);
+    }
+    if (t + 48u < p.t_out) {
+        store(co, t + 48u, v.w);
+    }
+}
 
 @compute @workgroup_size(256)
 fn conv1d_tiled(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
@@ -176,7 +203,8 @@ fn conv1d_tiled(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) 
     // Every channel of the tile is in one group (C_out/G is a multiple of 32, or G = 1).
     let ci0 = (m0 / p.cout_g) * p.cin_g;
     let r_len = p.cin_g * p.k;
-    var acc = array<f32, 8>(0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0);
+    var acc0 = vec4<f32>(0.0); // channel +2·ty, times +tx + 16·{0..3}
+    var acc1 = vec4<f32>(0.0); // channel +2·ty + 1
     for (var r0 = 0u; r0 < r_len; r0 += 32u) {
         for (var i = 0u; i < 4u; i++) {
             // e = m · 32 + kk: a warp reads 32 consecutive weights of one row.
@@ -210,23 +238,15 @@ fn conv1d_tiled(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) 
         for (var kk = 0u; kk < 32u; kk++) {
             let a0 = ws[kk * 33u + 2u * ty];
             let a1 = ws[kk * 33u + 2u * ty + 1u];
-            for (var j = 0u; j < 4u; j++) {
-                let b = xs[kk * 64u + tx + 16u * j];
-                acc[j] += a0 * b;
-                acc[4u + j] += a1 * b;
-            }
+            let xb = kk * 64u + tx;
+            let b = vec4<f32>(xs[xb], xs[xb + 16u], xs[xb + 32u], xs[xb + 48u]);
+            acc0 += a0 * b;
+            acc1 += a1 * b;
         }
         workgroupBarrier();
     }
-    for (var i = 0u; i < 2u; i++) {
-        let co = m0 + 2u * ty + i;
-        for (var j = 0u; j < 4u; j++) {
-            let t = n0 + tx + 16u * j;
-            if (co < p.c_out && t < p.t_out) {
-                store(co, t, acc[4u * i + j]);
-            }
-        }
-    }
+    tile_store(m0 + 2u * ty, n0 + tx, acc0);
+    tile_store(m0 + 2u * ty + 1u, n0 + tx, acc1);
 }
 //#endif
 
@@ -235,24 +255,32 @@ fn conv1d_tiled(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) 
 var<workgroup> red: array<f32, 2048>;
 var<workgroup> red2: array<f32, 256>;
 
-// acc[tt] += wv · win[ci, (t0 + tt)·S + k·d] for the reduction index r = cl·K + k, tt < nt.
-fn rows_acc(acc: ptr<function, array<f32, 8>>, r: u32, wv: f32, ci0: u32, t0: u32, nt: u32) {
+// win[ci, base + tt·S], or 0 for tt ≥ nt.
+fn win_t(ci: u32, base: u32, tt: u32, nt: u32) -> f32 {
+    if (tt < nt) {
+        return win(ci, base + tt * p.stride);
+    }
+    return 0.0;
+}
+
+// (lo, hi)[tt] += wv · win[ci, (t0 + tt)·S + k·d] for the reduction index r = cl·K + k, tt < nt.
+// Accumulators are two vec4s rather than an indexed array (which could land in local memory).
+fn rows_acc(lo: ptr<function, vec4<f32>>, hi: ptr<function, vec4<f32>>, r: u32, wv: f32, ci0: u32, t0: u32, nt: u32) {
     let cl = r / p.k;
     let k = r - cl * p.k;
     let ci = ci0 + cl;
-    let base = t0 * p.stride + k * p.dilation;
-    for (var tt = 0u; tt < 8u; tt++) {
-        if (tt < nt) {
-            (*acc)[tt] += wv * win(ci, base + tt * p.stride);
-        }
+    let b = t0 * p.stride + k * p.dilation;
+    *lo += wv * vec4<f32>(win_t(ci, b, 0u, nt), win_t(ci, b, 1u, nt), win_t(ci, b, 2u, nt), win_t(ci, b, 3u, nt));
+    if (nt > 4u) {
+        *hi += wv * vec4<f32>(win_t(ci, b, 4u, nt), win_t(ci, b, 5u, nt), win_t(ci, b, 6u, nt), win_t(ci, b, 7u, nt));
     }
 }
 
-fn rows_acc4(acc: ptr<function, array<f32, 8>>, r: u32, wv: vec4<f32>, ci0: u32, t0: u32, nt: u32) {
-    rows_acc(acc, r, wv.x, ci0, t0, nt);
-    rows_acc(acc, r + 1u, wv.y, ci0, t0, nt);
-    rows_acc(acc, r + 2u, wv.z, ci0, t0, nt);
-    rows_acc(acc, r + 3u, wv.w, ci0, t0, nt);
+fn rows_acc4(lo: ptr<function, vec4<f32>>, hi: ptr<function, vec4<f32>>, r: u32, wv: vec4<f32>, ci0: u32, t0: u32, nt: u32) {
+    rows_acc(lo, hi, r, wv.x, ci0, t0, nt);
+    rows_acc(lo, hi, r + 1u, wv.y, ci0, t0, nt);
+    rows_acc(lo, hi, r + 2u, wv.z, ci0, t0, nt);
+    rows_acc(lo, hi, r + 3u, wv.w, ci0, t0, nt);
 }
 
 @compute @workgroup_size(256)
@@ -271,7 +299,8 @@ fn conv1d_rows(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) n
     let wrow = co * r_len;
     for (var t0 = 0u; t0 < p.t_out; t0 += 8u) {
         let nt = min(8u, p.t_out - t0);
-        var acc = array<f32, 8>(0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0);
+        var lo = vec4<f32>(0.0);
+        var hi = vec4<f32>(0.0);
 //#if W_VEC4
         // The row as vec4s (r_len is a multiple of 4): two independent 16-byte loads per step.
         let qrow = wrow / 4u;
@@ -280,11 +309,11 @@ fn conv1d_rows(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) n
         for (; q + 64u < q_len; q += 128u) {
             let w0 = w[qrow + q];
             let w1 = w[qrow + q + 64u];
-            rows_acc4(&acc, 4u * q, w0, ci0, t0, nt);
-            rows_acc4(&acc, 4u * (q + 64u), w1, ci0, t0, nt);
+            rows_acc4(&lo, &hi, 4u * q, w0, ci0, t0, nt);
+            rows_acc4(&lo, &hi, 4u * (q + 64u), w1, ci0, t0, nt);
         }
         for (; q < q_len; q += 64u) {
-            rows_acc4(&acc, 4u * q, w[qrow + q], ci0, t0, nt);
+            rows_acc4(&lo, &hi, 4u * q, w[qrow + q], ci0, t0, nt);
         }
 //#else
         // Four independent weight loads per step keep more memory requests in flight.
@@ -294,18 +323,23 @@ fn conv1d_rows(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) n
             let w1 = w[wrow + r + 64u];
             let w2 = w[wrow + r + 128u];
             let w3 = w[wrow + r + 192u];
-            rows_acc(&acc, r, w0, ci0, t0, nt);
-            rows_acc(&acc, r + 64u, w1, ci0, t0, nt);
-            rows_acc(&acc, r + 128u, w2, ci0, t0, nt);
-            rows_acc(&acc, r + 192u, w3, ci0, t0, nt);
+            rows_acc(&lo, &hi, r, w0, ci0, t0, nt);
+            rows_acc(&lo, &hi, r + 64u, w1, ci0, t0, nt);
+            rows_acc(&lo, &hi, r + 128u, w2, ci0, t0, nt);
+            rows_acc(&lo, &hi, r + 192u, w3, ci0, t0, nt);
         }
         for (; r < r_len; r += 64u) {
-            rows_acc(&acc, r, w[wrow + r], ci0, t0, nt);
+            rows_acc(&lo, &hi, r, w[wrow + r], ci0, t0, nt);
         }
 //#endif
-        for (var tt = 0u; tt < 8u; tt++) {
-            red[tt * 256u + lid.x] = acc[tt];
-        }
+        red[lid.x] = lo.x;
+        red[256u + lid.x] = lo.y;
+        red[512u + lid.x] = lo.z;
+        red[768u + lid.x] = lo.w;
+        red[1024u + lid.x] = hi.x;
+        red[1280u + lid.x] = hi.y;
+        red[1536u + lid.x] = hi.z;
+        red[1792u + lid.x] = hi.w;
         workgroupBarrier();
         {
             // lid = row · 64 + tt · 8 + seg: sum lanes [8·seg, 8·seg + 8) of (row, tt).

@@ -630,7 +630,7 @@ pub fn conv1d(
     let tiled_ok = c.groups == 1 || cout_g % TILE_CO == 0;
     let algo = match opts.algo {
         ConvAlgo::Auto if t_out <= AUTO_REDUCE_MAX_T => ConvAlgo::Reduce,
-        ConvAlgo::Auto if tiled_ok => ConvAlgo::Tiled,
+        ConvAlgo::Auto | ConvAlgo::Tiled if tiled_ok => ConvAlgo::Tiled,
         ConvAlgo::Auto | ConvAlgo::Tiled => ConvAlgo::Direct,
         a => a,
     };
