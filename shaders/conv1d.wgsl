@@ -36,9 +36,10 @@
 //     +2·(lid / 16) + {0, 1} and times +(lid mod 16) + 16·{0..3}. The reduction runs in chunks of
 //     32 indices r = cl·K + k: weights and the im2col window (ELU applied once per element) are
 //     staged in shared memory.
-//   conv1d_rows: 4 output channels per workgroup (co = 4·g + lid / 64), 64 lanes per channel
-//     stride over the contiguous weight row (C_in/G · K) with 8 output times per pass, then a
-//     shared-memory reduction. For short T (streaming frames), where the weights dominate.
+//   conv1d_rows: 4 output channels × 8 output times per workgroup (channels 4·(g / p.tiles_t) +
+//     lid / 64, times 8·(g mod p.tiles_t) + 0..7), 64 lanes per channel stride over the contiguous
+//     weight row (C_in/G · K), then a shared-memory reduction. For short T (streaming frames),
+//     where the weights dominate, and mid T (many workgroups, short reductions).
 //     With the define W_VEC4 (C_in/G · K a multiple of 4), w is bound as array<vec4<f32>> and only
 //     conv1d_rows is compiled.
 
@@ -55,7 +56,7 @@ struct Params {
     t_out: u32,
     flags: u32,       // HAS_BIAS | FIRST | REPLICATE | ELU_IN | ACCUMULATE
     main_groups: u32, // workgroups that compute y; the rest update the state
-    tiles_t: u32,     // conv1d_direct: number of 64-wide time tiles
+    tiles_t: u32,     // direct, tiled: number of 64-wide time tiles; rows: of 8-wide ones
     state_n: u32,     // C_in · P
     _pad0: u32,
     _pad1: u32,
@@ -293,11 +294,14 @@ fn conv1d_rows(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) n
     let lane = lid.x % 64u;
     // Every invocation takes part in the barriers; rows past C_out compute a copy of the last row
     // and store nothing.
-    let co = min(g * 4u + lid.x / 64u, p.c_out - 1u);
+    // g = channel group · tiles_t + time chunk: 4 channels × 8 output times per workgroup.
+    let cg = g / p.tiles_t;
+    let t0 = (g % p.tiles_t) * 8u;
+    let co = min(cg * 4u + lid.x / 64u, p.c_out - 1u);
     let ci0 = (co / p.cout_g) * p.cin_g;
     let r_len = p.cin_g * p.k;
     let wrow = co * r_len;
-    for (var t0 = 0u; t0 < p.t_out; t0 += 8u) {
+    {
         let nt = min(8u, p.t_out - t0);
         var lo = vec4<f32>(0.0);
         var hi = vec4<f32>(0.0);
@@ -362,12 +366,10 @@ fn conv1d_rows(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) n
             for (var seg = 0u; seg < 8u; seg++) {
                 s += red2[row * 64u + tt * 8u + seg];
             }
-            let co_out = g * 4u + row;
+            let co_out = cg * 4u + row;
             if (co_out < p.c_out && tt < nt) {
                 store(co_out, t0 + tt, s);
             }
         }
-        // The next pass writes red only after every invocation passed the barrier above, and
-        // red2 only after the next barrier: no further barrier needed here.
     }
 }

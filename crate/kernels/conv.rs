@@ -32,9 +32,9 @@
 //!   channels (`COT` = 4 when it divides `C_out/G` and still gives ≥ 128 workgroups or the
 //!   device is a software rasterizer, else 1); a workgroup is 64 times × `4·COT` channels;
 //!   `ceil(T_out/64) · ceil(C_out/(4·COT))` groups.
-//! * `conv1d_rows` ([`ConvAlgo::Reduce`]): a workgroup computes 4 output channels, 64 lanes per
-//!   channel striding over the contiguous weight row (`C_in/G · K`), 8 output times per pass,
-//!   shared-memory reduction; `ceil(C_out/4)` groups. Chosen by [`ConvAlgo::Auto`] for
+//! * `conv1d_rows` ([`ConvAlgo::Reduce`]): a workgroup computes 4 output channels × 8 output
+//!   times, 64 lanes per channel striding over the contiguous weight row (`C_in/G · K`),
+//!   shared-memory reduction; `ceil(C_out/4) · ceil(T_out/8)` groups. Chosen by [`ConvAlgo::Auto`] for
 //!   `T_out ≤ 16` (streaming frames, weight-bound). Weights are read as vec4 (define `W_VEC4`)
 //!   when `C_in/G · K` is a multiple of 4 and the weight view is 16-byte aligned.
 //! * `conv1d_tiled` ([`ConvAlgo::Tiled`]): implicit GEMM, 32 output channels × 64 output times
@@ -91,9 +91,10 @@ const _: () = assert!(wgsl_contains(
     SRC1,
     "let co0 = ((g / p.tiles_t) * 4u + lid.x / 64u) * COT;"
 ));
+const _: () = assert!(wgsl_contains(SRC1, "let t0 = (g % p.tiles_t) * 8u;"));
 const _: () = assert!(wgsl_contains(
     SRC1,
-    "let co = min(g * 4u + lid.x / 64u, p.c_out - 1u);"
+    "let co = min(cg * 4u + lid.x / 64u, p.c_out - 1u);"
 ));
 const _: () = assert!(wgsl_contains(
     SRC1,
@@ -114,8 +115,9 @@ const DIRECT_TILE_T: u32 = 64;
 const DIRECT_MIN_GROUPS: u32 = 128;
 /// Output channels per `conv1d_tiled` workgroup (its times: [`DIRECT_TILE_T`]).
 const TILE_CO: u32 = 32;
-/// Output channels per `conv1d_rows` workgroup.
+/// Output channels and output times per `conv1d_rows` workgroup.
 const ROWS_PER_WG: u32 = 4;
+const ROWS_TILE_T: u32 = 8;
 /// `convtr_cols`: weight columns per pass and the shared `zc` capacity (floats).
 const COLS: u32 = 32;
 const ZC_CAPACITY: u32 = 2048;
@@ -634,7 +636,11 @@ pub fn conv1d(
         ConvAlgo::Auto | ConvAlgo::Tiled => ConvAlgo::Direct,
         a => a,
     };
-    let tiles_t = t_out.div_ceil(DIRECT_TILE_T);
+    let tiles_t = t_out.div_ceil(if algo == ConvAlgo::Reduce {
+        ROWS_TILE_T
+    } else {
+        DIRECT_TILE_T
+    });
     // 4 output channels per invocation reuse each input sample 4 times, but make 4 times fewer
     // workgroups: on a GPU, keep at least DIRECT_MIN_GROUPS of them.
     let cot: u32 = if cout_g % 4 == 0
@@ -648,7 +654,7 @@ pub fn conv1d(
     let r_len = cin_g * c.kernel;
     let vec4 = r_len.is_multiple_of(4) && w.offset.is_multiple_of(16);
     let main_groups = match algo {
-        ConvAlgo::Reduce => c.c_out.div_ceil(ROWS_PER_WG),
+        ConvAlgo::Reduce => c.c_out.div_ceil(ROWS_PER_WG) * tiles_t,
         ConvAlgo::Tiled => tiles_t * c.c_out.div_ceil(TILE_CO),
         _ => tiles_t * c.c_out.div_ceil(4 * cot),
     };
