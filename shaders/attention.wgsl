@@ -23,6 +23,7 @@
 // ATTEND     attention: bindings 0 qkv (read), 1 cache (read), 2 out (read_write),
 //            [SPLIT: 3 part (read_write), 4 p] else 3 p.
 //            @workgroup_size(256), workgroup (split s = wid.x, head h = wid.y, query t = wid.z).
+//            The head dim is also the pipeline-override constant DH (constant loop trip counts).
 //            Keys go in chunks of 256; split s takes chunks [s*cps, (s+1)*cps) of its query's
 //            range (cps = chunks_per_split). Per chunk: invocation i scores key i of the chunk
 //            (its whole K row, 16-byte loads), the chunk max is reduced across the workgroup
@@ -110,6 +111,10 @@ fn kv_append(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg
 @group(0) @binding(3) var<uniform> p: Params;
 //#endif
 
+// Head dimension as a pipeline-override constant (one pipeline per head dim) so that the per-key
+// loops have constant trip counts and compile to independent, unrolled loads.
+override DH: u32 = 64u;
+
 var<workgroup> qs: array<vec4<f32>, 64>;     // scaled q of this head, Dh <= 256
 var<workgroup> pb: array<f32, 256>;          // exp(score - max) of the chunk's keys
 var<workgroup> red: array<f32, 256>;         // reductions
@@ -184,20 +189,33 @@ fn score(slot: u32, h: u32) -> f32 {
     var s0 = 0.0;
     var s1 = 0.0;
 //#if F16
-    let base = (slot * p.hd + h * p.head_dim) / 8u;
-    for (var c = 0u; c < p.head_dim / 8u; c++) {
+    let base = (slot * p.hd + h * DH) / 8u;
+    for (var c = 0u; c < DH / 8u; c++) {
         let w = cache[base + c];
         s0 += dot(vec4<f32>(unpack2x16float(w.x), unpack2x16float(w.y)), qs[2u * c]);
         s1 += dot(vec4<f32>(unpack2x16float(w.z), unpack2x16float(w.w)), qs[2u * c + 1u]);
     }
 //#else
-    let base = (slot * p.hd + h * p.head_dim) / 4u;
-    for (var c = 0u; c < p.head_dim / 4u; c += 2u) {
+    let base = (slot * p.hd + h * DH) / 4u;
+    for (var c = 0u; c < DH / 4u; c += 2u) {
         s0 += dot(cache[base + c], qs[c]);
         s1 += dot(cache[base + c + 1u], qs[c + 1u]);
     }
 //#endif
     return s0 + s1;
+}
+
+// Dims [8*lane, 8*lane + 8) of V[slot] for head h, as two vec4.
+fn v_row(slot: u32, h: u32, lane: u32) -> array<vec4<f32>, 2> {
+//#if F16
+    let v = cache[(p.capacity * p.hd + slot * p.hd + h * DH) / 8u + lane];
+    return array<vec4<f32>, 2>(
+        vec4<f32>(unpack2x16float(v.x), unpack2x16float(v.y)),
+        vec4<f32>(unpack2x16float(v.z), unpack2x16float(v.w)));
+//#else
+    let vb = (p.capacity * p.hd + slot * p.hd + h * DH) / 4u + 2u * lane;
+    return array<vec4<f32>, 2>(cache[vb], cache[vb + 1u]);
+//#endif
 }
 
 @compute @workgroup_size(256)
@@ -212,7 +230,7 @@ fn attention(
     let split = wid.x;
     let h = wid.y;
     let t = wid.z;
-    let dh = p.head_dim;
+    let dh = DH;
     let dh4 = dh / 4u;
     if (lid < dh4) {
         let b = t * p.row_stride + p.q_offset + h * dh + 4u * lid;
@@ -240,7 +258,6 @@ fn attention(
     let g = lid / lanes;
     let lane = lid % lanes;
     let v_active = g < groups;
-    let v_region = p.capacity * p.hd;
 
     var m = NEG;
     var l = 0.0;
@@ -271,18 +288,26 @@ fn attention(
         workgroupBarrier();
         let cnt = min(256u, n - first);
         if (v_active) {
-            for (var k = g; k < cnt; k += groups) {
-                let slot = (lo + first + k) % p.capacity;
-                let w = pb[k];
-//#if F16
-                let v = cache[(v_region + slot * p.hd + h * dh) / 8u + lane];
-                acc0 += w * vec4<f32>(unpack2x16float(v.x), unpack2x16float(v.y));
-                acc1 += w * vec4<f32>(unpack2x16float(v.z), unpack2x16float(v.w));
-//#else
-                let vb = (v_region + slot * p.hd + h * dh) / 4u + 2u * lane;
-                acc0 += w * cache[vb];
-                acc1 += w * cache[vb + 1u];
-//#endif
+            // Four keys per step: their loads are independent and in flight together.
+            let base = lo + first;
+            var k = g;
+            for (; k + 3u * groups < cnt; k += 4u * groups) {
+                let a = v_row((base + k) % p.capacity, h, lane);
+                let b = v_row((base + k + groups) % p.capacity, h, lane);
+                let c2 = v_row((base + k + 2u * groups) % p.capacity, h, lane);
+                let d = v_row((base + k + 3u * groups) % p.capacity, h, lane);
+                let wa = pb[k];
+                let wb = pb[k + groups];
+                let wc = pb[k + 2u * groups];
+                let wd = pb[k + 3u * groups];
+                acc0 += wa * a[0] + wb * b[0] + wc * c2[0] + wd * d[0];
+                acc1 += wa * a[1] + wb * b[1] + wc * c2[1] + wd * d[1];
+            }
+            for (; k < cnt; k += groups) {
+                let a = v_row((base + k) % p.capacity, h, lane);
+                let wa = pb[k];
+                acc0 += wa * a[0];
+                acc1 += wa * a[1];
             }
         }
         workgroupBarrier();

@@ -126,12 +126,20 @@ var<workgroup> red: array<f32, 2048>;
 // zc[t · n_cols + col]: the reduced column products for every input time of the call.
 var<workgroup> zc: array<f32, 2048>;
 
-// acc[tt] += wv · x[ci, t0 + tt] for tt < nt.
-fn cols_acc(acc: ptr<function, array<f32, 8>>, ci: u32, wv: f32, t0: u32, nt: u32) {
-    for (var tt = 0u; tt < 8u; tt++) {
-        if (tt < nt) {
-            (*acc)[tt] += wv * xin(ci, t0 + tt);
-        }
+// x[ci, t0 + tt] (ELU'd), or 0 for tt ≥ nt.
+fn xin_t(ci: u32, t0: u32, tt: u32, nt: u32) -> f32 {
+    if (tt < nt) {
+        return xin(ci, t0 + tt);
+    }
+    return 0.0;
+}
+
+// (lo, hi)[tt] += wv · x[ci, t0 + tt] for tt < nt. Accumulators are two vec4s rather than an
+// indexed array (which could land in local memory).
+fn cols_acc(lo: ptr<function, vec4<f32>>, hi: ptr<function, vec4<f32>>, ci: u32, wv: f32, t0: u32, nt: u32) {
+    *lo += wv * vec4<f32>(xin_t(ci, t0, 0u, nt), xin_t(ci, t0, 1u, nt), xin_t(ci, t0, 2u, nt), xin_t(ci, t0, 3u, nt));
+    if (nt > 4u) {
+        *hi += wv * vec4<f32>(xin_t(ci, t0, 4u, nt), xin_t(ci, t0, 5u, nt), xin_t(ci, t0, 6u, nt), xin_t(ci, t0, 7u, nt));
     }
 }
 
@@ -144,7 +152,8 @@ fn convtr_cols(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) n
     for (var t0 = 0u; t0 < p.t_in; t0 += 8u) {
         let nt = min(8u, p.t_in - t0);
         for (var c0 = 0u; c0 < p.n_cols; c0 += 32u) {
-            var acc = array<f32, 8>(0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0);
+            var lo = vec4<f32>(0.0);
+            var hi = vec4<f32>(0.0);
             let m = c0 + col;
             let co = co0 + m / p.k;
             if (m < p.n_cols && co < p.c_out) {
@@ -160,18 +169,24 @@ fn convtr_cols(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) n
                     let w1 = w[(ci0 + cl + 8u) * p.cout_g * p.k + wcol];
                     let w2 = w[(ci0 + cl + 16u) * p.cout_g * p.k + wcol];
                     let w3 = w[(ci0 + cl + 24u) * p.cout_g * p.k + wcol];
-                    cols_acc(&acc, ci0 + cl, w0, t0, nt);
-                    cols_acc(&acc, ci0 + cl + 8u, w1, t0, nt);
-                    cols_acc(&acc, ci0 + cl + 16u, w2, t0, nt);
-                    cols_acc(&acc, ci0 + cl + 24u, w3, t0, nt);
+                    cols_acc(&lo, &hi, ci0 + cl, w0, t0, nt);
+                    cols_acc(&lo, &hi, ci0 + cl + 8u, w1, t0, nt);
+                    cols_acc(&lo, &hi, ci0 + cl + 16u, w2, t0, nt);
+                    cols_acc(&lo, &hi, ci0 + cl + 24u, w3, t0, nt);
                 }
                 for (; cl < p.cin_g; cl += 8u) {
-                    cols_acc(&acc, ci0 + cl, w[(ci0 + cl) * p.cout_g * p.k + wcol], t0, nt);
+                    cols_acc(&lo, &hi, ci0 + cl, w[(ci0 + cl) * p.cout_g * p.k + wcol], t0, nt);
                 }
             }
-            for (var tt = 0u; tt < 8u; tt++) {
-                red[(slice * 8u + tt) * 32u + col] = acc[tt];
-            }
+            let rb = slice * 256u + col;
+            red[rb] = lo.x;
+            red[rb + 32u] = lo.y;
+            red[rb + 64u] = lo.z;
+            red[rb + 96u] = lo.w;
+            red[rb + 128u] = hi.x;
+            red[rb + 160u] = hi.y;
+            red[rb + 192u] = hi.z;
+            red[rb + 224u] = hi.w;
             workgroupBarrier();
             {
                 // lid = tt · 32 + c

@@ -14,6 +14,9 @@
 //   rms_norm:   y = x * w / sqrt(mean(x^2) + eps)
 //   layer_norm: y = (x - mean) / sqrt(var + eps) * w + b   (biased variance, two passes: mean,
 //               then the mean of (x - mean)^2, so large offsets do not cancel)
+// Measured (H100, Vulkan): holding the row in a private array (16 per invocation) was slower
+// than these plain strided loops (1x4096: 14.1 vs 11.6 us, 2x512: 11.6 vs 6.2 us per dispatch
+// including ~4 us of launch overhead), so rows are simply read twice.
 // Reductions: with SUBGROUPS, subgroupAdd, one partial per subgroup in `red` (subgroup k of the
 // workgroup = invocations [k*size, (k+1)*size), any size 1..256), then every subgroup adds the
 // partials; without, a shared-memory tree over 256 slots.

@@ -20,8 +20,8 @@
 //        into shared memory; workgroup 0 also writes code (l-1, t) and residual slot l % 2.
 //        (l = 0) r_0 = x.
 //     2. dist(j) = Σ_d (r_l[d] - E_l[j, d])², 16 lanes per row (lane i takes the vec4 columns
-//        i, i + 16, …, a fixed shared-memory tree adds the 16 partials), then the smallest of the
-//        16 (lowest row on ties) -> parts[l % 2, t, g].
+//        i, i + 16, …; lane 0 adds the 16 partials in order), then the smallest of the 16 rows
+//        (lowest row on ties) -> parts[l % 2, t, g].
 //   rvq_finish, @workgroup_size(256), grid [T, 1, 1]: argmin of the last level from its parts,
 //     writes its code and the final residual (slot 0).
 //   Distances are computed directly, not as ||E||² - 2 r·E (no cancellation), and every row goes
@@ -94,6 +94,9 @@ const NONE: u32 = 0xffffffffu;
 var<workgroup> rs: array<vec4<f32>, 256>;
 var<workgroup> red_d: array<f32, 256>;
 var<workgroup> red_i: array<u32, 256>;
+var<workgroup> red2_d: array<f32, 16>;
+var<workgroup> red2_i: array<u32, 16>;
+var<workgroup> chosen: u32;
 
 fn groups() -> u32 {
     return (p.bins + 15u) / 16u;
@@ -110,7 +113,8 @@ fn is_nan(bits: u32) -> bool {
     return (bits & 0x7fffffffu) > 0x7f800000u;
 }
 
-// Argmin over parts[slot, t, :] -> the code (every thread gets it). Uniform control flow only.
+// Argmin over parts[slot, t, :] -> the code, in every thread (uniform). Each thread takes the
+// groups l, l + 256, …, then 16 threads reduce 16 threads' results each, then thread 0.
 fn argmin_parts(slot: u32, t: u32, l: u32) -> u32 {
     let g = groups();
     let base = (slot * p.t + t) * g;
@@ -118,24 +122,39 @@ fn argmin_parts(slot: u32, t: u32, l: u32) -> u32 {
     var bi = NONE;
     for (var i = l; i < g; i += 256u) {
         let v = parts[base + i];
-        let d = bitcast<f32>(v.x);
-        if (!is_nan(v.x) && less(d, v.y, bd, bi)) {
-            bd = d;
+        if (!is_nan(v.x) && less(bitcast<f32>(v.x), v.y, bd, bi)) {
+            bd = bitcast<f32>(v.x);
             bi = v.y;
         }
     }
     red_d[l] = bd;
     red_i[l] = bi;
     workgroupBarrier();
-    for (var off = 128u; off > 0u; off >>= 1u) {
-        if (l < off && less(red_d[l + off], red_i[l + off], red_d[l], red_i[l])) {
-            red_d[l] = red_d[l + off];
-            red_i[l] = red_i[l + off];
+    if (l < 16u) {
+        var md = red_d[16u * l];
+        var mi = red_i[16u * l];
+        for (var j = 16u * l + 1u; j < 16u * l + 16u; j++) {
+            if (less(red_d[j], red_i[j], md, mi)) {
+                md = red_d[j];
+                mi = red_i[j];
+            }
         }
-        workgroupBarrier();
+        red2_d[l] = md;
+        red2_i[l] = mi;
     }
-    let c = workgroupUniformLoad(&red_i[0]);
-    return select(c, 0u, c == NONE);
+    workgroupBarrier();
+    if (l == 0u) {
+        var md = red2_d[0];
+        var mi = red2_i[0];
+        for (var j = 1u; j < 16u; j++) {
+            if (less(red2_d[j], red2_i[j], md, mi)) {
+                md = red2_d[j];
+                mi = red2_i[j];
+            }
+        }
+        chosen = select(mi, 0u, mi == NONE);
+    }
+    return workgroupUniformLoad(&chosen);
 }
 
 // Residual entering level `level` (>= 1 uses the ping-pong slot), element (t, d).
@@ -202,20 +221,22 @@ fn rvq_level(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id
         let e = rs[i] - cb[base + i];
         acc += dot(e, e);
     }
+    // Lane 0 of each row adds its 16 lane partials in a fixed order, then thread 0 takes the
+    // smallest of the 16 rows (scanning upwards with a strict <: lowest row on ties).
     red_d[l] = acc;
     workgroupBarrier();
-    for (var off = 8u; off > 0u; off >>= 1u) {
-        if (lane < off) {
-            red_d[l] = red_d[l] + red_d[l + off];
-        }
-        workgroupBarrier();
+    if (lane == 0u) {
+        var sum = red_d[l];
+        for (var k = 1u; k < 16u; k++) { sum += red_d[l + k]; }
+        red2_d[l / 16u] = sum;
     }
+    workgroupBarrier();
     if (l == 0u) {
         var bd = 0.0;
         var bi = NONE;
         for (var b = 0u; b < 16u; b++) {
             let row = wid.x * 16u + b;
-            let d = red_d[b * 16u];
+            let d = red2_d[b];
             if (row < p.bins && !is_nan(bitcast<u32>(d)) && less(d, row, bd, bi)) {
                 bd = d;
                 bi = row;

@@ -4,19 +4,23 @@
 // Layouts:
 //   logits f32, row r element i at logits[p.logits_offset + r * p.row_stride + i], i < p.n
 //          (row_stride 0 samples the same row many times, with different counters)
-//   tokens u32; row r writes tokens[p.out_index + r]
+//   tokens u32; draw d (d < D = max(p.draws, 1)) of row r writes tokens[p.out_index + r * D + d]
+//          and uses the counter p.counter + r * D + d
 // Bindings (group 0):
 //   0 logits: array<f32>, read
 //   1 tokens: array<u32>, read_write
 //   2 p:      Params (uniform, dynamic offset)
 // Dispatch: @workgroup_size(256), one workgroup per row; row = wid.y * nwg.x + wid.x (2-D grid
-// beyond 65535 rows). Each thread reads elements l, l + 256, … of the row, 8 loads per loop trip.
+// beyond 65535 rows). With p.draws = D > 0 (D <= 256) the top-k set is found once per row, then
+// invocation d < D computes draw d alone by a sequential pass over the row (cheap many draws
+// from a small vocabulary, e.g. for statistical tests). Each thread reads elements l, l + 256, … of the row, 4 loads per loop trip.
 //
 // Modes:
 //   greedy (p.greedy = 1, temperature 0): argmax, ties -> lowest index.
 //   sampling: exactly the top-k set (k = p.top_k; k = 0 or k >= n keeps every id) is chosen by a
-//     radix select on the composite 64-bit key (ordered key of the logit, ~index), 8 bits per pass
-//     from the top, stopping as soon as the k-th element's bin is taken whole. So ties at the k-th
+//     radix select on the composite 64-bit key (ordered key of the logit, ~index), 8 bits per round
+//     from the top (a histogram round over the row, then one thread walks the 256 bin counts
+//     from the top in two levels of 16), stopping as soon as the k-th element's bin is taken whole. So ties at the k-th
 //     largest value are broken toward the LOWEST indices, and the set always has exactly
 //     min(k, n) members (k = 1 is greedy). Then the Gumbel-max trick: the winner is the argmax
 //     over the set of logit / τ + G_i with G_i = -log(E_i), E_i = -log(U_i) ~ Exp(1) (PyTorch's
@@ -40,7 +44,7 @@ struct Params {
     counter: u32,       // row r uses counter + r
     stream: u32,        // which sampling site (text, audio codebook k, …)
     inv_temp: f32,      // 1 / τ
-    _pad: u32,
+    draws: u32,         // 0: one draw per row (parallel); D > 0: D draws per row, one per thread
 }
 
 @group(0) @binding(0) var<storage, read> logits: array<f32>;
@@ -48,20 +52,22 @@ struct Params {
 @group(0) @binding(2) var<uniform> p: Params;
 
 // Radix histograms, replicated 8 times (copy = lane % 8) so that the many equal digits of the
-// first passes (logits share their top exponent bits) do not all hit one shared-memory word.
+// first rounds (logits share their top exponent bits) do not all hit one shared-memory word.
 var<workgroup> hist: array<atomic<u32>, 2048>;
-var<workgroup> scan: array<u32, 256>;
+var<workgroup> cnt: array<u32, 256>;   // per-bin counts of a round
+var<workgroup> gsum: array<u32, 16>;   // per 16-bin group sums
+var<workgroup> sel: vec3<u32>;         // chosen digit, remaining, its bin count
 var<workgroup> red_s: array<f32, 256>;
 var<workgroup> red_k: array<u32, 256>;
 var<workgroup> red_i: array<u32, 256>;
-var<workgroup> sel_digit: u32;
-var<workgroup> sel_remaining: u32;
-var<workgroup> sel_count: u32;
+var<workgroup> red2_s: array<f32, 16>;
+var<workgroup> red2_k: array<u32, 16>;
+var<workgroup> red2_i: array<u32, 16>;
 
 const NONE: u32 = 0xffffffffu;
-// Elements per thread per loop trip: 8 independent loads issued back to back (indices
-// i0 + 256 j, j < 8) before any of them is used, so that one thread keeps 8 loads in flight.
-const STEP: u32 = 2048u; // 256 * 8
+// Elements per thread per loop trip: 4 independent loads issued back to back (indices
+// i0 + 256 j, j < 4) before any of them is used, so that each thread keeps 4 loads in flight.
+const STEP: u32 = 1024u; // 256 * 4
 
 var<private> row_base: u32;
 
@@ -109,31 +115,75 @@ fn exp_noise(i: u32, counter: u32) -> f32 {
 }
 
 // (score, key, index) ordering: larger score, then larger key, then lower index; NONE loses.
+// A total order, so the reduction order does not matter.
 fn better(os: f32, ok: u32, oi: u32, ms: f32, mk: u32, mi: u32) -> bool {
     if (oi == NONE) { return false; }
     if (mi == NONE) { return true; }
     return os > ms || (os == ms && (ok > mk || (ok == mk && oi < mi)));
 }
 
-// Reduce the (score, key, index) triples held in red_* to slot 0.
-fn reduce_best(l: u32) {
-    for (var off = 128u; off > 0u; off >>= 1u) {
-        if (l < off && better(red_s[l + off], red_k[l + off], red_i[l + off], red_s[l], red_k[l], red_i[l])) {
-            red_s[l] = red_s[l + off];
-            red_k[l] = red_k[l + off];
-            red_i[l] = red_i[l + off];
+// The best of the 256 (score, key, index) triples in red_*: 16 threads reduce 16 each, then
+// thread 0 the 16 results. Returns the index in thread 0 (other threads: unspecified).
+fn reduce_best(l: u32) -> u32 {
+    workgroupBarrier();
+    if (l < 16u) {
+        var bs = red_s[16u * l];
+        var bk = red_k[16u * l];
+        var bi = red_i[16u * l];
+        for (var j = 16u * l + 1u; j < 16u * l + 16u; j++) {
+            if (better(red_s[j], red_k[j], red_i[j], bs, bk, bi)) {
+                bs = red_s[j];
+                bk = red_k[j];
+                bi = red_i[j];
+            }
         }
-        workgroupBarrier();
+        red2_s[l] = bs;
+        red2_k[l] = bk;
+        red2_i[l] = bi;
+    }
+    workgroupBarrier();
+    var bs = red2_s[0];
+    var bk = red2_k[0];
+    var bi = red2_i[0];
+    if (l == 0u) {
+        for (var j = 1u; j < 16u; j++) {
+            if (better(red2_s[j], red2_k[j], red2_i[j], bs, bk, bi)) {
+                bs = red2_s[j];
+                bk = red2_k[j];
+                bi = red2_i[j];
+            }
+        }
+    }
+    return bi;
+}
+
+// Thread 0: the bin where the count from the top reaches `remaining` -> sel.
+fn select_bin(remaining: u32) {
+    var above = 0u;
+    var g = 15u;
+    loop {
+        if (g == 0u || above + gsum[g] >= remaining) { break; }
+        above += gsum[g];
+        g -= 1u;
+    }
+    var b = 16u * g + 15u;
+    loop {
+        let c = cnt[b];
+        if (b == 16u * g || above + c >= remaining) {
+            sel = vec3<u32>(b, remaining - above, c);
+            break;
+        }
+        above += c;
+        b -= 1u;
     }
 }
 
-struct Row8 {
-    x0: f32, x1: f32, x2: f32, x3: f32, x4: f32, x5: f32, x6: f32, x7: f32,
+struct Row4 {
+    x0: f32, x1: f32, x2: f32, x3: f32,
 }
 
-fn load8(i0: u32) -> Row8 {
-    return Row8(ld(i0), ld(i0 + 256u), ld(i0 + 512u), ld(i0 + 768u),
-                ld(i0 + 1024u), ld(i0 + 1280u), ld(i0 + 1536u), ld(i0 + 1792u));
+fn load4(i0: u32) -> Row4 {
+    return Row4(ld(i0), ld(i0 + 256u), ld(i0 + 512u), ld(i0 + 768u));
 }
 
 fn greedy_step(bk: ptr<function, u32>, bi: ptr<function, u32>, i: u32, x: f32) {
@@ -144,7 +194,7 @@ fn greedy_step(bk: ptr<function, u32>, bi: ptr<function, u32>, i: u32, x: f32) {
     }
 }
 
-// Count element i in the histogram copy `copy` if it matches the prefix found so far.
+// Count element i in histogram copy `copy` if it matches the prefix found so far.
 fn hist_step(i: u32, x: f32, radix_round: u32, pk: u32, mk: u32, pi: u32, mi: u32, copy: u32) {
     if (i >= p.n) { return; }
     let k = okey(x);
@@ -181,26 +231,24 @@ fn sample(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: v
         var bk = 0u;
         var bi = NONE;
         for (var i0 = l; i0 < n; i0 += STEP) {
-            let r = load8(i0);
+            let r = load4(i0);
             greedy_step(&bk, &bi, i0, r.x0);
             greedy_step(&bk, &bi, i0 + 256u, r.x1);
             greedy_step(&bk, &bi, i0 + 512u, r.x2);
             greedy_step(&bk, &bi, i0 + 768u, r.x3);
-            greedy_step(&bk, &bi, i0 + 1024u, r.x4);
-            greedy_step(&bk, &bi, i0 + 1280u, r.x5);
-            greedy_step(&bk, &bi, i0 + 1536u, r.x6);
-            greedy_step(&bk, &bi, i0 + 1792u, r.x7);
         }
         red_s[l] = 0.0;
         red_k[l] = bk;
         red_i[l] = bi;
-        workgroupBarrier();
-        reduce_best(l);
-        if (l == 0u) { tokens[p.out_index + row] = red_i[0]; }
+        let best = reduce_best(l);
+        if (l == 0u) {
+            let draws = max(p.draws, 1u);
+            for (var d = 0u; d < draws; d++) { tokens[p.out_index + row * draws + d] = best; }
+        }
         return;
     }
 
-    // Radix select of the k-th largest composite key (okey(logit), ~i), 8 bits per radix_round.
+    // Radix select of the k-th largest composite key (okey(logit), ~i), 8 bits per round.
     var pk = 0u;   // key prefix found so far (unresolved low bits zero)
     var pi = 0u;   // ~index prefix (rounds 4..7)
     var mk = 0u;   // mask of resolved key bits
@@ -208,55 +256,59 @@ fn sample(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: v
     var remaining = p.top_k;
     let copy = (l % 8u) * 256u;
     if (p.top_k != 0u && p.top_k < n) {
+        for (var h = 0u; h < 8u; h++) { atomicStore(&hist[h * 256u + l], 0u); }
+        workgroupBarrier();
         for (var radix_round = 0u; radix_round < 8u; radix_round++) {
-            for (var c = 0u; c < 8u; c++) { atomicStore(&hist[c * 256u + l], 0u); }
-            workgroupBarrier();
-            let shift = 24u - 8u * (radix_round & 3u);
-            let on_key = radix_round < 4u;
             for (var i0 = l; i0 < n; i0 += STEP) {
-                let r = load8(i0);
+                let r = load4(i0);
                 hist_step(i0, r.x0, radix_round, pk, mk, pi, mi, copy);
                 hist_step(i0 + 256u, r.x1, radix_round, pk, mk, pi, mi, copy);
                 hist_step(i0 + 512u, r.x2, radix_round, pk, mk, pi, mi, copy);
                 hist_step(i0 + 768u, r.x3, radix_round, pk, mk, pi, mi, copy);
-                hist_step(i0 + 1024u, r.x4, radix_round, pk, mk, pi, mi, copy);
-                hist_step(i0 + 1280u, r.x5, radix_round, pk, mk, pi, mi, copy);
-                hist_step(i0 + 1536u, r.x6, radix_round, pk, mk, pi, mi, copy);
-                hist_step(i0 + 1792u, r.x7, radix_round, pk, mk, pi, mi, copy);
             }
             workgroupBarrier();
+            // Bin l's count over the copies; zero them for the next round.
             var c = 0u;
-            for (var h = 0u; h < 8u; h++) { c += atomicLoad(&hist[h * 256u + l]); }
-            scan[l] = c;
+            for (var h = 0u; h < 8u; h++) {
+                c += atomicLoad(&hist[h * 256u + l]);
+                atomicStore(&hist[h * 256u + l], 0u);
+            }
+            cnt[l] = c;
             workgroupBarrier();
-            // Inclusive suffix sums: scan[b] = Σ_{b' >= b} count[b'].
-            for (var off = 1u; off < 256u; off <<= 1u) {
-                var v = scan[l];
-                if (l + off < 256u) { v += scan[l + off]; }
-                workgroupBarrier();
-                scan[l] = v;
-                workgroupBarrier();
+            if (l < 16u) {
+                var g = 0u;
+                for (var b = 16u * l; b < 16u * l + 16u; b++) { g += cnt[b]; }
+                gsum[l] = g;
             }
-            let s = scan[l];
-            let above = s - c; // matching elements in higher bins
-            if (above < remaining && s >= remaining) {
-                sel_digit = l;
-                sel_remaining = remaining - above;
-                sel_count = c;
-            }
-            let digit = workgroupUniformLoad(&sel_digit);
-            remaining = workgroupUniformLoad(&sel_remaining);
-            let count = workgroupUniformLoad(&sel_count);
-            if (on_key) {
-                pk |= digit << shift;
+            workgroupBarrier();
+            if (l == 0u) { select_bin(remaining); }
+            let chosen = workgroupUniformLoad(&sel);
+            let shift = 24u - 8u * (radix_round & 3u);
+            if (radix_round < 4u) {
+                pk |= chosen.x << shift;
                 mk |= 255u << shift;
             } else {
-                pi |= digit << shift;
+                pi |= chosen.x << shift;
                 mi |= 255u << shift;
             }
+            remaining = chosen.y;
             // Every element of the chosen bin is needed: the threshold with zero low bits is exact.
-            if (count == remaining) { break; }
+            if (chosen.z == remaining) { break; }
         }
+    }
+
+    // Many draws from one row: thread d computes draw d alone, a sequential pass over the row.
+    if (p.draws != 0u) {
+        if (l < p.draws) {
+            let counter = p.counter + row * p.draws + l;
+            var bs = 0.0;
+            var bi = NONE;
+            for (var i = 0u; i < n; i++) {
+                gumbel_step(&bs, &bi, i, ld(i), pk, pi, counter);
+            }
+            tokens[p.out_index + row * p.draws + l] = bi;
+        }
+        return;
     }
 
     // Gumbel-max over the set {(okey, ~i) >= (pk, pi)}.
@@ -264,20 +316,15 @@ fn sample(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: v
     var bs = 0.0;
     var bi = NONE;
     for (var i0 = l; i0 < n; i0 += STEP) {
-        let r = load8(i0);
+        let r = load4(i0);
         gumbel_step(&bs, &bi, i0, r.x0, pk, pi, counter);
         gumbel_step(&bs, &bi, i0 + 256u, r.x1, pk, pi, counter);
         gumbel_step(&bs, &bi, i0 + 512u, r.x2, pk, pi, counter);
         gumbel_step(&bs, &bi, i0 + 768u, r.x3, pk, pi, counter);
-        gumbel_step(&bs, &bi, i0 + 1024u, r.x4, pk, pi, counter);
-        gumbel_step(&bs, &bi, i0 + 1280u, r.x5, pk, pi, counter);
-        gumbel_step(&bs, &bi, i0 + 1536u, r.x6, pk, pi, counter);
-        gumbel_step(&bs, &bi, i0 + 1792u, r.x7, pk, pi, counter);
     }
     red_s[l] = bs;
     red_k[l] = 0u;
     red_i[l] = bi;
-    workgroupBarrier();
-    reduce_best(l);
-    if (l == 0u) { tokens[p.out_index + row] = red_i[0]; }
+    let best = reduce_best(l);
+    if (l == 0u) { tokens[p.out_index + row] = best; }
 }

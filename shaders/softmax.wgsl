@@ -12,6 +12,9 @@
 // (2-D grid when rows > 65535). Two passes over the row: (1) each invocation keeps an online
 // (max, sum of exp) pair over its strided elements, pairs are merged across the workgroup;
 // (2) each invocation writes its elements.
+// Measured (H100, Vulkan): unrolling by 8 through a private array was slower (71 vs 53 us for
+// 1x32000), so the loops stay plain. One workgroup per row is latency-bound for a single
+// 32000-row; split rows over several workgroups if that ever matters.
 // Reductions: with SUBGROUPS, subgroupMax/subgroupAdd, one partial per subgroup in shared memory
 // (subgroup k = invocations [k*size, (k+1)*size), any size 1..256), then every subgroup merges the
 // partials; without, a shared-memory tree over 256 slots.

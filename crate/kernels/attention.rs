@@ -337,7 +337,9 @@ impl AttnConfig {
             p.chunks_per_split = chunks;
             return rec.launch(
                 &ATTENTION,
-                &Variant::none().define("ATTEND"),
+                &Variant::none()
+                    .define("ATTEND")
+                    .constant("DH", self.head_dim as i64),
                 &[qkv, cache, out],
                 &p,
                 [1, self.heads, t],
@@ -350,7 +352,10 @@ impl AttnConfig {
         let scratch = scratch.expect("splits > 1 only with scratch");
         rec.launch(
             &ATTENTION_SPLIT,
-            &Variant::none().define("ATTEND").define("SPLIT"),
+            &Variant::none()
+                .define("ATTEND")
+                .define("SPLIT")
+                .constant("DH", self.head_dim as i64),
             &[qkv, cache, out, scratch],
             &p,
             [splits, self.heads, t],

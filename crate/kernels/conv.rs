@@ -32,10 +32,15 @@
 //!   channels (`COT` = 4 when it divides `C_out/G` and still gives ≥ 128 workgroups or the
 //!   device is a software rasterizer, else 1); a workgroup is 64 times × `4·COT` channels;
 //!   `ceil(T_out/64) · ceil(C_out/(4·COT))` groups.
-//! * `conv1d_rows` ([`ConvAlgo::Reduce`]): a workgroup computes 4 output channels, 64 lanes per
-//!   channel striding over the contiguous weight row (`C_in/G · K`), 8 output times per pass,
-//!   shared-memory reduction; `ceil(C_out/4)` groups. Chosen by [`ConvAlgo::Auto`] for
-//!   `T_out ≤ 16` (streaming frames, weight-bound).
+//! * `conv1d_rows` ([`ConvAlgo::Reduce`]): a workgroup computes 4 output channels × 8 output
+//!   times, 64 lanes per channel striding over the contiguous weight row (`C_in/G · K`),
+//!   shared-memory reduction; `ceil(C_out/4) · ceil(T_out/8)` groups. Chosen by [`ConvAlgo::Auto`] for
+//!   `T_out ≤ 16` (streaming frames, weight-bound). Weights are read as vec4 (define `W_VEC4`)
+//!   when `C_in/G · K` is a multiple of 4 and the weight view is 16-byte aligned.
+//! * `conv1d_tiled` ([`ConvAlgo::Tiled`]): implicit GEMM, 32 output channels × 64 output times
+//!   per workgroup, reduction chunks of 32 staged in shared memory; `ceil(T_out/64) ·
+//!   ceil(C_out/32)` groups. Needs `G = 1` or `C_out/G` a multiple of 32. Chosen by
+//!   [`ConvAlgo::Auto`] for `T_out > 16`.
 //! * both Conv1d kernels: `ceil(C_in·P/256)` extra groups write the new state.
 //! * `convtr_direct` ([`ConvAlgo::Direct`]): one invocation per raw output, `ceil(C_out·L/256)`
 //!   groups, `L = (T−1)·S + K`.
@@ -64,6 +69,12 @@ const _: () = assert!(wgsl_contains(
     "@compute @workgroup_size(256)\nfn conv1d_rows("
 ));
 const _: () = assert!(wgsl_contains(
+    SRC1,
+    "@compute @workgroup_size(256)\nfn conv1d_tiled("
+));
+const _: () = assert!(wgsl_contains(SRC1, "let m0 = (g / p.tiles_t) * 32u;"));
+const _: () = assert!(wgsl_contains(SRC1, "let n0 = (g % p.tiles_t) * 64u;"));
+const _: () = assert!(wgsl_contains(
     SRCT,
     "@compute @workgroup_size(256)\nfn convtr_direct("
 ));
@@ -80,9 +91,10 @@ const _: () = assert!(wgsl_contains(
     SRC1,
     "let co0 = ((g / p.tiles_t) * 4u + lid.x / 64u) * COT;"
 ));
+const _: () = assert!(wgsl_contains(SRC1, "let t0 = (g % p.tiles_t) * 8u;"));
 const _: () = assert!(wgsl_contains(
     SRC1,
-    "let co = min(g * 4u + lid.x / 64u, p.c_out - 1u);"
+    "let co = min(cg * 4u + lid.x / 64u, p.c_out - 1u);"
 ));
 const _: () = assert!(wgsl_contains(
     SRC1,
@@ -101,8 +113,11 @@ const DIRECT_TILE_T: u32 = 64;
 /// `conv1d_direct` computes 4 output channels per invocation only when that still makes this
 /// many workgroups (or on a software rasterizer, where parallelism is low anyway).
 const DIRECT_MIN_GROUPS: u32 = 128;
-/// Output channels per `conv1d_rows` workgroup.
+/// Output channels per `conv1d_tiled` workgroup (its times: [`DIRECT_TILE_T`]).
+const TILE_CO: u32 = 32;
+/// Output channels and output times per `conv1d_rows` workgroup.
 const ROWS_PER_WG: u32 = 4;
+const ROWS_TILE_T: u32 = 8;
 /// `convtr_cols`: weight columns per pass and the shared `zc` capacity (floats).
 const COLS: u32 = 32;
 const ZC_CAPACITY: u32 = 2048;
@@ -124,6 +139,12 @@ static CONV1D_DIRECT: Kernel = Kernel {
     name: "conv1d_direct",
     source: SRC1,
     entry: "conv1d_direct",
+    bindings: BINDINGS,
+};
+static CONV1D_TILED: Kernel = Kernel {
+    name: "conv1d_tiled",
+    source: SRC1,
+    entry: "conv1d_tiled",
     bindings: BINDINGS,
 };
 static CONV1D_ROWS: Kernel = Kernel {
@@ -214,14 +235,19 @@ pub enum PadMode {
 /// Which kernel computes a conv.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum ConvAlgo {
-    /// The reduction kernel for short calls (streaming frames), the direct one otherwise.
+    /// Conv1d: `Reduce` for `T_out ≤ 16` (streaming frames), else `Tiled` (or `Direct` where
+    /// `Tiled` does not apply). ConvTranspose1d: `Reduce` for `T ≤ 16` where it fits, else `Direct`.
     #[default]
     Auto,
-    /// One invocation per output (or per 4 output channels): best for long `T`.
+    /// One invocation per output (or per 4 output channels).
     Direct,
     /// Split the reduction over a workgroup (`conv1d_rows` / `convtr_cols`): best for short `T`,
     /// where reading the weights dominates.
     Reduce,
+    /// Conv1d only: implicit GEMM with shared-memory tiles of 32 channels × 64 times, for long
+    /// `T`; needs `G = 1` or `C_out/G` a multiple of 32 (else falls back to `Direct`). A
+    /// ConvTranspose1d treats it as `Direct`.
+    Tiled,
 }
 
 /// Per-call options.
@@ -603,12 +629,18 @@ pub fn conv1d(
     )?;
     check_views(name, &[("state", s_in, 0)], &[("y", y, 0)])?;
 
+    let tiled_ok = c.groups == 1 || cout_g % TILE_CO == 0;
     let algo = match opts.algo {
         ConvAlgo::Auto if t_out <= AUTO_REDUCE_MAX_T => ConvAlgo::Reduce,
-        ConvAlgo::Auto => ConvAlgo::Direct,
+        ConvAlgo::Auto | ConvAlgo::Tiled if tiled_ok => ConvAlgo::Tiled,
+        ConvAlgo::Auto | ConvAlgo::Tiled => ConvAlgo::Direct,
         a => a,
     };
-    let tiles_t = t_out.div_ceil(DIRECT_TILE_T);
+    let tiles_t = t_out.div_ceil(if algo == ConvAlgo::Reduce {
+        ROWS_TILE_T
+    } else {
+        DIRECT_TILE_T
+    });
     // 4 output channels per invocation reuse each input sample 4 times, but make 4 times fewer
     // workgroups: on a GPU, keep at least DIRECT_MIN_GROUPS of them.
     let cot: u32 = if cout_g % 4 == 0
@@ -618,8 +650,12 @@ pub fn conv1d(
     } else {
         1
     };
+    // conv1d_rows reads the weights as vec4 when every row starts 16-byte aligned.
+    let r_len = cin_g * c.kernel;
+    let vec4 = r_len.is_multiple_of(4) && w.offset.is_multiple_of(16);
     let main_groups = match algo {
-        ConvAlgo::Reduce => c.c_out.div_ceil(ROWS_PER_WG),
+        ConvAlgo::Reduce => c.c_out.div_ceil(ROWS_PER_WG) * tiles_t,
+        ConvAlgo::Tiled => tiles_t * c.c_out.div_ceil(TILE_CO),
         _ => tiles_t * c.c_out.div_ceil(4 * cot),
     };
     let state_n = c.c_in * pad;
@@ -657,15 +693,29 @@ pub fn conv1d(
         state_n,
         _pad: [0; 2],
     };
-    let (kernel, variant) = match algo {
-        ConvAlgo::Reduce => (&CONV1D_ROWS, Variant::none()),
-        _ => (&CONV1D_DIRECT, Variant::none().constant("COT", cot as i64)),
+    let (kernel, variant, w) = match algo {
+        ConvAlgo::Reduce if vec4 => (
+            &CONV1D_ROWS,
+            Variant::none().define("W_VEC4"),
+            // Exactly the weights, so that the binding is a whole number of vec4s.
+            View {
+                size: c.weight_len() as u64 * 4,
+                ..w
+            },
+        ),
+        ConvAlgo::Reduce => (&CONV1D_ROWS, Variant::none(), w),
+        ConvAlgo::Tiled => (&CONV1D_TILED, Variant::none(), w),
+        _ => (
+            &CONV1D_DIRECT,
+            Variant::none().constant("COT", cot as i64),
+            w,
+        ),
     };
     let grid = super::grid_1d(groups, rec.ctx().caps().max_workgroups_per_dimension);
     rec.launch(
         kernel,
         &variant,
-        &[x, s_in, w, bias.unwrap_or(w), y, s_out],
+        &[x, s_in, w, bias.unwrap_or(x), y, s_out],
         &p,
         grid,
     )?;
@@ -726,7 +776,7 @@ pub fn conv_tr1d(
     let cols_fit = c.kernel <= COLS_MAX_K && t as u64 * n_cols as u64 <= ZC_CAPACITY as u64;
     let algo = match opts.algo {
         ConvAlgo::Auto if cols_fit && t <= AUTO_REDUCE_MAX_T => ConvAlgo::Reduce,
-        ConvAlgo::Auto => ConvAlgo::Direct,
+        ConvAlgo::Auto | ConvAlgo::Tiled => ConvAlgo::Direct,
         ConvAlgo::Reduce if !cols_fit => {
             return Err(launch_err(
                 name,

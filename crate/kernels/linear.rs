@@ -15,10 +15,16 @@
 //!
 //! Dispatch: workgroups of 64 invocations, each computing 4 consecutive output rows for a tile of
 //! `MT ∈ {1, 2, 4, 8}` batch rows (`MT` = the smallest that covers `min(M, 8)`); grid
-//! `[ceil(N/4)]` (split 2-D by [`super::grid_1d`]) × `ceil(M / MT)` in z. The 64 invocations stride
-//! over the row's 16- or 32-byte chunks with vector loads, so every weight byte is read once per
-//! dispatch when `M ≤ 8` (once per batch tile otherwise), then reduce with subgroups (any subgroup
-//! size) or a shared-memory tree.
+//! `[ceil(N/4)]` (split 2-D by [`super::grid_1d`]) × `ceil(M / MT)` in z. A row is read in steps
+//! of 8 weights (4 for f32): invocation `l` takes steps `l, l + 64, …`, four independent steps per
+//! loop iteration, so loads are coalesced and many are in flight; every weight byte is read once
+//! per dispatch when `M ≤ 8` (once per batch tile otherwise). Quantized codes are turned into
+//! floats with the `2^23` mantissa trick (no int→float conversions, no shifts: x is prescaled by
+//! powers of two). The partial sums are reduced with `subgroupAdd` + one shared slot per subgroup
+//! (subgroups taken as consecutive invocations; any size) or a shared-memory tree.
+//!
+//! Measured (`parle bench kernels --only linear`, M = 1) on an NVIDIA H100 (Vulkan): bf16 at
+//! 2.3–2.8 TB/s, Q8_0 1.5–2.3 TB/s, q4 1.2–1.6 TB/s of weight + activation bytes.
 //!
 //! A [`LinearWeights`] may expose a block of rows of a larger (stacked) weight with
 //! [`LinearWeights::rows`], e.g. the depformer's `[8·3072, 1024]` in-projection; no copy is made.
@@ -47,9 +53,10 @@ const _: () = assert!(wgsl_contains(SRC, "const R: u32 = 4u;"));
 const _: () = assert!(wgsl_contains(SRC, "const MT: u32 = 8u;"));
 const _: () = assert!(wgsl_contains(
     SRC,
-    "var<workgroup> red: array<vec4<f32>, 512>;"
+    "var<workgroup> red: array<vec4<f32>, WG * MT>;"
 ));
-const _: () = assert!(WG * MAX_BATCH_TILE == 512);
+// Shared memory of the largest tile fits WebGPU's guaranteed 16 KiB.
+const _: () = assert!(WG * MAX_BATCH_TILE * 16 <= 16384);
 const _: () = assert!(wgsl_contains(SRC, "@binding(5) var<uniform> p: Params"));
 
 static KERNEL: Kernel = Kernel {
@@ -118,12 +125,21 @@ impl WeightFormat {
         }
     }
 
-    /// Weights per kernel chunk (the K granularity).
-    fn chunk(&self) -> u32 {
+    /// Weights per kernel step.
+    fn step(&self) -> u32 {
+        match self {
+            Self::F32 => 4,
+            _ => 8,
+        }
+    }
+
+    /// The K granularity of the format.
+    fn k_multiple(&self) -> u32 {
         match self {
             Self::F32 => 4,
             Self::Bf16 => 8,
-            Self::Q8_0 | Self::Affine { .. } => 32,
+            Self::Q8_0 => 32,
+            Self::Affine { group, .. } => *group,
         }
     }
 
@@ -146,10 +162,7 @@ impl WeightFormat {
                 )));
             }
         }
-        let q = match self {
-            Self::Affine { group, .. } => *group,
-            _ => self.chunk(),
-        };
+        let q = self.k_multiple();
         if k == 0 || !k.is_multiple_of(q) {
             return Err(err(format!(
                 "{} weights need K to be a positive multiple of {q}, got {k}",
@@ -592,7 +605,7 @@ pub struct LinearWeights {
     row_offset: u32,
     n: u32,
     k: u32,
-    parts: std::sync::Arc<Vec<Part>>,
+    parts: Vec<Part>,
 }
 
 impl LinearWeights {
@@ -645,6 +658,15 @@ impl LinearWeights {
                     )))
                 }
             }
+            if format == WeightFormat::Q8_0
+                && !out.is_empty()
+                && !(out.last().map_or(0, |p: &Part| p.rows as u64) * (k as u64 / 32))
+                    .is_multiple_of(2)
+            {
+                return Err(err(
+                    "Q8_0 parts before the last need an even number of blocks (rows · K/32)",
+                ));
+            }
             out.push(Part {
                 first_row,
                 rows,
@@ -664,7 +686,7 @@ impl LinearWeights {
             row_offset: 0,
             n: first_row,
             k,
-            parts: std::sync::Arc::new(out),
+            parts: out,
         })
     }
 
@@ -739,6 +761,11 @@ pub fn linear(
         }
         Ok(())
     };
+    if y.buffer.id() == x.buffer.id() || bias.is_some_and(|b| b.buffer.id() == y.buffer.id()) {
+        return Err(err(
+            "y must be a different buffer from x and bias (a written binding cannot alias a read one)",
+        ));
+    }
     need(&x, "x", m as u64 * k as u64)?;
     need(&y, "y", m as u64 * n as u64)?;
     if let Some(b) = &bias {
@@ -790,7 +817,7 @@ pub fn linear(
             k,
             m,
             row_offset: a - part.first_row,
-            chunks: k / w.format.chunk(),
+            chunks: k / w.format.step(),
             group_shift: match w.format {
                 WeightFormat::Affine { group: 64, .. } => 1,
                 _ => 0,

@@ -16,12 +16,17 @@
 //!
 //! Layouts: logits f32, row `r` element `i` at `logits_offset + r·row_stride + i` of the view
 //! (`row_stride = 0` draws the same row with counters `counter + r`); row `r` writes
-//! `tokens[out_index + r]`.
+//! `tokens[out_index + r]` ([`sample_many`]: `D` draws per row, draw `d` of row `r` at
+//! `out_index + r·D + d` with counter `counter + r·D + d`).
 //!
-//! Dispatch: one workgroup of 256 invocations per row, grid from [`super::grid_1d`]. In one
-//! workgroup: a radix select of the k-th largest (ordered float key, !index) 8 bits per pass
-//! (at most 8 passes over the row, usually 3–4, stopping when the k-th element's bin is taken
-//! whole), then one Gumbel-max pass and a shared-memory argmax.
+//! Dispatch: one workgroup of 256 invocations per row, grid from [`super::grid_1d`]; each
+//! invocation reads elements `l, l + 256, …` with 4 loads in flight. In one workgroup: a radix
+//! select of the k-th largest composite key (order-preserving u32 of the logit, `!index`), 8 bits
+//! per round: a histogram over the row (shared-memory atomics, 8 replicated copies against
+//! contention), then one invocation walks the 256 counts from the top in two levels of 16; at
+//! most 8 rounds, usually 3–4, stopping when the k-th element's bin is taken whole. Then one
+//! Gumbel-max pass over the row and a two-level shared-memory argmax. Greedy is one pass and the
+//! argmax.
 
 use bytemuck::{Pod, Zeroable};
 
@@ -34,7 +39,7 @@ const _: () = assert!(wgsl_contains(
     SRC,
     "@compute @workgroup_size(256)\nfn sample("
 ));
-const _: () = assert!(wgsl_contains(SRC, "const STEP: u32 = 2048u; // 256 * 8"));
+const _: () = assert!(wgsl_contains(SRC, "const STEP: u32 = 1024u; // 256 * 4"));
 const _: () = assert!(wgsl_contains(
     SRC,
     "var<workgroup> hist: array<atomic<u32>, 2048>;"
@@ -101,7 +106,7 @@ struct Params {
     counter: u32,
     stream: u32,
     inv_temp: f32,
-    _pad: u32,
+    draws: u32,
 }
 crate::assert_params_fit!(Params);
 
@@ -134,6 +139,74 @@ pub fn sample_rows(
     tokens: View,
     out_index: u32,
 ) -> GpuResult<()> {
+    launch(
+        rec,
+        logits,
+        logits_offset,
+        n,
+        row_stride,
+        rows,
+        0,
+        cfg,
+        tokens,
+        out_index,
+    )
+}
+
+/// `draws` (1 ..= [`MAX_DRAWS_PER_ROW`]) independent draws from each of `rows` rows: draw `d` of
+/// row `r` uses counter `cfg.counter + r·draws + d` and writes `tokens[out_index + r·draws + d]`
+/// (the same draws as [`sample_rows`] over `rows·draws` copies of the rows). The top-k set is
+/// found once per row, then one invocation computes each draw by a sequential pass over the row:
+/// cheap for small vocabularies (statistical tests), slow for large ones.
+#[allow(clippy::too_many_arguments)]
+pub fn sample_many(
+    rec: &mut Recorder,
+    logits: View,
+    logits_offset: u32,
+    n: u32,
+    row_stride: u32,
+    rows: u32,
+    draws: u32,
+    cfg: &SampleConfig,
+    tokens: View,
+    out_index: u32,
+) -> GpuResult<()> {
+    if draws == 0 || draws > MAX_DRAWS_PER_ROW {
+        return Err(GpuError::Launch {
+            kernel: SAMPLE.name,
+            message: format!("{draws} draws per row: must be 1 ..= {MAX_DRAWS_PER_ROW}"),
+        });
+    }
+    launch(
+        rec,
+        logits,
+        logits_offset,
+        n,
+        row_stride,
+        rows,
+        draws,
+        cfg,
+        tokens,
+        out_index,
+    )
+}
+
+/// Most draws per row of [`sample_many`] (one per invocation of a workgroup).
+pub const MAX_DRAWS_PER_ROW: u32 = WG;
+
+#[allow(clippy::too_many_arguments)]
+fn launch(
+    rec: &mut Recorder,
+    logits: View,
+    logits_offset: u32,
+    n: u32,
+    row_stride: u32,
+    rows: u32,
+    draws: u32,
+    cfg: &SampleConfig,
+    tokens: View,
+    out_index: u32,
+) -> GpuResult<()> {
     let bad = |message: String| GpuError::Launch {
         kernel: SAMPLE.name,
         message,
@@ -155,9 +228,10 @@ pub fn sample_rows(
             logits.size
         )));
     }
-    if (out_index as u64 + rows as u64) * 4 > tokens.size {
+    let ids = rows as u64 * draws.max(1) as u64;
+    if (out_index as u64 + ids) * 4 > tokens.size {
         return Err(bad(format!(
-            "tokens view ({} bytes) is too small for {rows} ids at index {out_index}",
+            "tokens view ({} bytes) is too small for {ids} ids at index {out_index}",
             tokens.size
         )));
     }
@@ -173,7 +247,7 @@ pub fn sample_rows(
         counter: cfg.counter,
         stream: cfg.stream,
         inv_temp: if greedy { 0.0 } else { 1.0 / cfg.temperature },
-        _pad: 0,
+        draws,
     };
     let groups = super::grid_1d(rows, rec.ctx().caps().max_workgroups_per_dimension);
     rec.launch(&SAMPLE, &Variant::none(), &[logits, tokens], &p, groups)

@@ -36,6 +36,10 @@ cases!(
 );
 
 const ALGOS: [ConvAlgo; 2] = [ConvAlgo::Direct, ConvAlgo::Reduce];
+const ALGOS1: [ConvAlgo; 3] = [ConvAlgo::Direct, ConvAlgo::Reduce, ConvAlgo::Tiled];
+/// Long-T shapes on lavapipe: the tiled kernel only (Auto's choice; the others are slow there
+/// and covered by the small shapes).
+const FULL_LONG: [ConvAlgo; 1] = [ConvAlgo::Tiled];
 
 /// Absolute tolerance for a sum of `r` products of O(1/√r)-scaled terms, in f32.
 fn atol(r: u32) -> f32 {
@@ -162,7 +166,7 @@ async fn conv1d_both(
 async fn conv1d_first_k7(ctx: &Context, size: Size) -> CaseResult {
     // encoder.model.0: 1 → 64, K = 7 on 1920-sample frames.
     let (c, chunks, algos): (_, &[u32], &[ConvAlgo]) = match size {
-        Size::Small => (Conv1d::new(1, 8, 7), &[24, 24, 8, 40, 3], &ALGOS),
+        Size::Small => (Conv1d::new(1, 8, 7), &[24, 24, 8, 40, 3], &ALGOS1),
         Size::Full => (
             Conv1d::new(1, 64, 7),
             &[1920, 1920, 1920, 1920, 1920],
@@ -174,9 +178,9 @@ async fn conv1d_first_k7(ctx: &Context, size: Size) -> CaseResult {
 
 async fn conv1d_resblock(ctx: &Context, size: Size) -> CaseResult {
     // ResBlock: ELU → K = 3 conv C → C/2, ELU → K = 1 conv C/2 → C added to the input.
-    let (ch, chunks): (u32, &[u32]) = match size {
-        Size::Small => (8, &[10, 10, 3, 20]),
-        Size::Full => (64, &[480, 480, 240, 480, 7]),
+    let (ch, chunks, algos): (u32, &[u32], &[ConvAlgo]) = match size {
+        Size::Small => (8, &[10, 10, 3, 20], &ALGOS1),
+        Size::Full => (64, &[480, 480, 240, 480, 7], &FULL_LONG),
     };
     let k3 = Conv1d::new(ch, ch / 2, 3);
     let k1 = Conv1d::new(ch / 2, ch, 1);
@@ -189,33 +193,41 @@ async fn conv1d_resblock(ctx: &Context, size: Size) -> CaseResult {
         accumulate: true,
         ..Default::default()
     };
-    conv1d_both(ctx, "resblock k3", k3, chunks, elu, &ALGOS).await?;
-    conv1d_both(ctx, "resblock k1 accumulate", k1, chunks, acc, &ALGOS).await
+    conv1d_both(ctx, "resblock k3", k3, chunks, elu, algos).await?;
+    conv1d_both(ctx, "resblock k1 accumulate", k1, chunks, acc, algos).await
 }
 
 async fn conv1d_downsample_s4(ctx: &Context, size: Size) -> CaseResult {
-    let (c, chunks): (_, &[u32]) = match size {
-        Size::Small => (Conv1d::new(8, 16, 8).stride(4), &[16, 8, 32, 4]),
-        Size::Full => (Conv1d::new(64, 128, 8).stride(4), &[480, 480, 64, 480, 4]),
+    let (c, chunks, algos): (_, &[u32], &[ConvAlgo]) = match size {
+        Size::Small => (Conv1d::new(8, 16, 8).stride(4), &[16, 8, 32, 4], &ALGOS1),
+        Size::Full => (
+            Conv1d::new(64, 128, 8).stride(4),
+            &[480, 480, 64, 480, 4],
+            &FULL_LONG,
+        ),
     };
     let elu = ConvOpts {
         elu_input: true,
         ..Default::default()
     };
-    conv1d_both(ctx, "down k8 s4", c, chunks, elu, &ALGOS).await
+    conv1d_both(ctx, "down k8 s4", c, chunks, elu, algos).await
 }
 
 async fn conv1d_downsample_s5(ctx: &Context, size: Size) -> CaseResult {
-    let (c, chunks): (_, &[u32]) = match size {
-        Size::Small => (Conv1d::new(4, 8, 10).stride(5), &[10, 5, 20]),
-        Size::Full => (Conv1d::new(128, 256, 10).stride(5), &[100, 100, 5, 100, 60]),
+    let (c, chunks, algos): (_, &[u32], &[ConvAlgo]) = match size {
+        Size::Small => (Conv1d::new(4, 8, 10).stride(5), &[10, 5, 20], &ALGOS1),
+        Size::Full => (
+            Conv1d::new(128, 256, 10).stride(5),
+            &[100, 100, 5, 100, 60],
+            &FULL_LONG,
+        ),
     };
-    conv1d_both(ctx, "down k10 s5", c, chunks, ConvOpts::default(), &ALGOS).await
+    conv1d_both(ctx, "down k10 s5", c, chunks, ConvOpts::default(), algos).await
 }
 
 async fn conv1d_downsample_s6(ctx: &Context, size: Size) -> CaseResult {
     let (c, chunks, algos): (_, &[u32], &[ConvAlgo]) = match size {
-        Size::Small => (Conv1d::new(4, 8, 12).stride(6), &[12, 6, 18], &ALGOS),
+        Size::Small => (Conv1d::new(4, 8, 12).stride(6), &[12, 6, 18], &ALGOS1),
         Size::Full => (
             Conv1d::new(256, 512, 12).stride(6),
             &[96, 96, 96],
@@ -231,7 +243,7 @@ async fn conv1d_downsample_s8(ctx: &Context, size: Size) -> CaseResult {
         Size::Small => (
             Conv1d::new(16, 4, 16).stride(8),
             &[16, 16, 8, 16, 16],
-            &ALGOS,
+            &ALGOS1,
         ),
         Size::Full => (
             Conv1d::new(512, 1024, 16).stride(8),
@@ -249,7 +261,7 @@ async fn conv1d_downsample_s8(ctx: &Context, size: Size) -> CaseResult {
 async fn conv1d_final_k3(ctx: &Context, size: Size) -> CaseResult {
     // encoder.model.14: 1024 → 512, K = 3, 2 samples per frame.
     let (c, algos): (_, &[ConvAlgo]) = match size {
-        Size::Small => (Conv1d::new(16, 8, 3), &ALGOS),
+        Size::Small => (Conv1d::new(16, 8, 3), &ALGOS1),
         Size::Full => (Conv1d::new(1024, 512, 3), &[ConvAlgo::Auto]),
     };
     let elu = ConvOpts {
@@ -262,7 +274,7 @@ async fn conv1d_final_k3(ctx: &Context, size: Size) -> CaseResult {
 async fn conv1d_decoder_k7(ctx: &Context, size: Size) -> CaseResult {
     // decoder.model.0: 512 → 1024, K = 7 at 25 Hz, 2 samples per frame (P = 6 > T).
     let (c, algos): (_, &[ConvAlgo]) = match size {
-        Size::Small => (Conv1d::new(8, 16, 7), &ALGOS),
+        Size::Small => (Conv1d::new(8, 16, 7), &ALGOS1),
         Size::Full => (Conv1d::new(512, 1024, 7), &[ConvAlgo::Auto]),
     };
     conv1d_both(
@@ -291,7 +303,7 @@ async fn conv1d_resample_replicate(ctx: &Context, size: Size) -> CaseResult {
         c,
         &[2, 2, 2, 2, 2],
         ConvOpts::default(),
-        &ALGOS,
+        &ALGOS1,
     )
     .await?;
     // Replicate with P = 6 > T = 2 (K = 4, dilation 2, S = 1).
@@ -304,7 +316,7 @@ async fn conv1d_resample_replicate(ctx: &Context, size: Size) -> CaseResult {
         c,
         &[2, 2, 1, 2, 5],
         ConvOpts::default(),
-        &ALGOS,
+        &ALGOS1,
     )
     .await
 }
@@ -320,7 +332,7 @@ async fn conv1d_dilated(ctx: &Context, size: Size) -> CaseResult {
         c,
         &[2, 2, 1, 9, 2],
         ConvOpts::default(),
-        &ALGOS,
+        &ALGOS1,
     )
     .await?;
     let c = Conv1d::new(6, 12, 5).dilation(2).stride(2);
@@ -330,7 +342,7 @@ async fn conv1d_dilated(ctx: &Context, size: Size) -> CaseResult {
         c,
         &[2, 4, 2, 70],
         ConvOpts::default(),
-        &ALGOS,
+        &ALGOS1,
     )
     .await
 }
@@ -348,7 +360,7 @@ async fn conv1d_groups(ctx: &Context, size: Size) -> CaseResult {
         c,
         &[3, 3, 70, 1],
         ConvOpts::default(),
-        &ALGOS,
+        &ALGOS1,
     )
     .await?;
     // C_out/G = 6, C_in/G = 3.
@@ -359,7 +371,18 @@ async fn conv1d_groups(ctx: &Context, size: Size) -> CaseResult {
         c,
         &[2, 4, 66],
         ConvOpts::default(),
-        &ALGOS,
+        &ALGOS1,
+    )
+    .await?;
+    // C_out/G = 32: the tiled kernel within one group.
+    let c = Conv1d::new(16, 64, 3).groups(2);
+    conv1d_both(
+        ctx,
+        "groups cout/g=32",
+        c,
+        &[3, 1, 70],
+        ConvOpts::default(),
+        &ALGOS1,
     )
     .await?;
     // Depthwise.
@@ -370,7 +393,7 @@ async fn conv1d_groups(ctx: &Context, size: Size) -> CaseResult {
         c,
         &[1, 2, 67],
         ConvOpts::default(),
-        &ALGOS,
+        &ALGOS1,
     )
     .await
 }
@@ -388,7 +411,7 @@ async fn conv1d_pointwise(ctx: &Context, size: Size) -> CaseResult {
         Conv1d::new(a, b, 1),
         &[1, 1, 1, 3],
         opts,
-        &ALGOS,
+        &ALGOS1,
     )
     .await?;
     conv1d_both(
@@ -397,11 +420,11 @@ async fn conv1d_pointwise(ctx: &Context, size: Size) -> CaseResult {
         Conv1d::new(b, a, 1),
         &[1, 1, 1, 3],
         opts,
-        &ALGOS,
+        &ALGOS1,
     )
     .await?;
     let c = Conv1d::new(4, 8, 2).stride(2);
-    conv1d_both(ctx, "k2 s2 (P = 0)", c, &[2, 4, 130], opts, &ALGOS).await
+    conv1d_both(ctx, "k2 s2 (P = 0)", c, &[2, 4, 130], opts, &ALGOS1).await
 }
 
 /// A stream, a reset, and the same stream again: both must match the fresh-stream reference.

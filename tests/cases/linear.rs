@@ -4,7 +4,7 @@
 //! layout with the same helpers the model loader uses, so a packing bug fails the comparison.
 
 use parle::gpu::{Context, Recorder};
-use parle::kernels::linear::{self, quant, reference, HostLinear, WeightFormat};
+use parle::kernels::linear::{self, quant, reference, HostLinear, LinearWeights, WeightFormat};
 
 use crate::cases;
 use crate::common::{gpu, CaseResult, Rng, Size};
@@ -516,6 +516,13 @@ async fn bad_arguments(ctx: &Context, _size: Size) -> CaseResult {
     if w.rows(6, 3).is_ok() {
         return Err("row block past the end accepted".into());
     }
+    // Q8_0 parts that would split a pair of f16 scales.
+    let q = gpu(ctx.upload("q", &[0u32; 24]))?;
+    let qs = gpu(ctx.upload("qs", &[0u32; 2]))?;
+    let parts = vec![(1, q.clone(), Some(qs.clone())), (1, q, Some(qs))];
+    if LinearWeights::from_parts(WeightFormat::Q8_0, 96, parts).is_ok() {
+        return Err("Q8_0 part with an odd block count accepted".into());
+    }
     let x = gpu(ctx.upload("x", &[0f32; 64]))?;
     let y = gpu(ctx.upload("y", &[0f32; 16]))?;
     let mut rec = Recorder::new(ctx, "test");
@@ -524,6 +531,9 @@ async fn bad_arguments(ctx: &Context, _size: Size) -> CaseResult {
     }
     if linear::linear(&mut rec, &w, x.view(), y.view(), 1, Some(x.slice(0, 16))).is_ok() {
         return Err("bias of 4 values accepted for N = 8".into());
+    }
+    if linear::linear(&mut rec, &w, x.view(), x.slice(0, 32), 1, None).is_ok() {
+        return Err("y aliasing x accepted".into());
     }
     gpu(linear::linear(&mut rec, &w, x.view(), y.view(), 1, None))?;
     gpu(rec.submit())?;

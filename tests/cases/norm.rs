@@ -15,9 +15,10 @@ cases!(
 
 fn dims(size: Size) -> &'static [usize] {
     match size {
-        Size::Small => &[100, 512],
-        // Mimi 512, depformer 1024, Moshi 4096, and sizes that are not multiples of 256.
-        Size::Full => &[1, 100, 300, 512, 1024, 4096],
+        Size::Small => &[100, 512, 4500],
+        // Mimi 512, depformer 1024, Moshi 4096, sizes that are not multiples of 256, and rows
+        // longer than the 4096 the kernel keeps in registers.
+        Size::Full => &[1, 100, 300, 512, 1024, 4096, 4097, 11264],
     }
 }
 

@@ -133,6 +133,30 @@ async fn greedy_planted_ties(ctx: &Context, size: Size) -> CaseResult {
     if got != want {
         return Err(format!("greedy: got {got:?}, want {want:?}"));
     }
+    // Several greedy draws per row all write the argmax.
+    let lb = gpu(ctx.upload("logits", &l))?;
+    let tb = gpu(ctx.upload("tokens", &vec![u32::MAX; 3 * rows]))?;
+    let mut rec = Recorder::new(ctx, "test");
+    gpu(sampling::sample_many(
+        &mut rec,
+        lb.view(),
+        0,
+        n as u32,
+        n as u32,
+        rows as u32,
+        3,
+        &SampleConfig::greedy(),
+        tb.view(),
+        0,
+    ))?;
+    gpu(rec.submit())?;
+    let got3 = gpu(ctx.read_u32(&tb).await)?;
+    let want3: Vec<u32> = want.iter().flat_map(|&w| [w; 3]).collect();
+    if got3 != want3 {
+        return Err(format!(
+            "greedy, 3 draws per row: got {got3:?}, want {want3:?}"
+        ));
+    }
     Ok(())
 }
 
@@ -172,7 +196,7 @@ async fn top_k_1_is_greedy(ctx: &Context, size: Size) -> CaseResult {
 /// The real shapes: top-250 of 2048 (audio) and top-25 of 32000 (text), many counters.
 async fn top_k_members_and_reference(ctx: &Context, size: Size) -> CaseResult {
     let cases: &[(usize, u32, f32, usize)] = match size {
-        Size::Small => &[(2048, 250, 0.8, 64), (1000, 25, 0.7, 64)],
+        Size::Small => &[(2048, 250, 0.8, 32), (1000, 25, 0.7, 32)],
         Size::Full => &[
             (2048, 250, 0.8, 400),
             (32000, 25, 0.7, 200),
@@ -203,7 +227,7 @@ async fn top_k_members_and_reference(ctx: &Context, size: Size) -> CaseResult {
 
 /// Many logits equal to the k-th largest: exactly k ids are eligible, the tied ones with the
 /// lowest indices (the tie group spans several 256-wide strides and index bytes).
-async fn exact_k_with_ties_at_threshold(ctx: &Context, _size: Size) -> CaseResult {
+async fn exact_k_with_ties_at_threshold(ctx: &Context, size: Size) -> CaseResult {
     let n = 2048usize;
     let mut rng = Rng::new(44);
     let mut l: Vec<f32> = (0..n).map(|_| -5.0 + rng.uniform()).collect();
@@ -223,7 +247,7 @@ async fn exact_k_with_ties_at_threshold(ctx: &Context, _size: Size) -> CaseResul
         (4 + tied.len() as u32 - 1, 50.0),
     ] {
         let cfg = SampleConfig::top_k(temp, k, 9, 0, 1);
-        let draws = 512;
+        let draws = if size == Size::Full { 512 } else { 96 };
         let got = draw(ctx, &l, n, 0, draws, &cfg).await?;
         let what = format!("ties, top-k {k}");
         check_draws(&what, &l, &cfg, &got)?;
@@ -248,20 +272,40 @@ async fn exact_k_with_ties_at_threshold(ctx: &Context, _size: Size) -> CaseResul
     Ok(())
 }
 
-/// 4000 (8000 natively) draws from 8 logits with τ 0.8, top-5 against the exact restricted softmax (χ², 4
-/// degrees of freedom). The bound is checked to reject the likely bugs (no temperature, top-k off
-/// by one, no truncation) given the same counts.
+/// 2000 (8000 natively) draws from 8 logits with τ 0.8, top-5, 250 draws per workgroup, against
+/// the exact restricted softmax (χ², 4 degrees of freedom). The bound is checked to reject the
+/// likely bugs (no temperature, top-k off by one, no truncation) given the same counts.
 async fn chi_square_small_vocab(ctx: &Context, size: Size) -> CaseResult {
-    let l = [1.0f32, -0.3, 2.0, 0.6, 0.2, 0.5, -2.0, 1.5];
+    let l = [1.4f32, 0.3, 3.0, 1.0, 0.7, 0.8, 0.2, 2.2];
     let (temp, k) = (0.8f32, 5usize);
     let draws = match size {
-        Size::Small => 4000usize,
+        Size::Small => 2000usize,
         Size::Full => 8000,
     };
     let bound = 30.0; // P(χ²₄ > 30) ≈ 5e-6
     for (seed, stream) in [(7u32, 0u32), (8, 5)] {
         let cfg = SampleConfig::top_k(temp, k as u32, seed, 0, stream);
-        let got = draw(ctx, &l, 8, 0, draws, &cfg).await?;
+        // 250 draws per workgroup (counters r·250 + d), rows all reading the same logits.
+        let per_row = 250;
+        let lb = gpu(ctx.upload("logits", &l))?;
+        let tb = gpu(ctx.upload("tokens", &vec![u32::MAX; draws]))?;
+        let mut rec = Recorder::new(ctx, "test");
+        gpu(sampling::sample_many(
+            &mut rec,
+            lb.view(),
+            0,
+            8,
+            0,
+            (draws / per_row) as u32,
+            per_row as u32,
+            &cfg,
+            tb.view(),
+            0,
+        ))?;
+        gpu(rec.submit())?;
+        let got = gpu(ctx.read_u32(&tb).await)?;
+        // The same draws as one-per-workgroup sampling with those counters.
+        check_draws("many draws per row", &l, &cfg, &got)?;
         let mut counts = [0usize; 8];
         for &g in &got {
             if g >= 8 {
@@ -311,11 +355,11 @@ async fn chi_square_small_vocab(ctx: &Context, size: Size) -> CaseResult {
     Ok(())
 }
 
-async fn reproducible_from_seed_and_counter(ctx: &Context, _size: Size) -> CaseResult {
+async fn reproducible_from_seed_and_counter(ctx: &Context, size: Size) -> CaseResult {
     let n = 2048usize;
     let mut rng = Rng::new(45);
     let l = logits_row(&mut rng, n, 1.0); // flat: many ids likely
-    let rows = 64;
+    let rows = if size == Size::Full { 64 } else { 32 };
     let base = SampleConfig::top_k(1.0, 250, 77, 500, 2);
     let a = draw(ctx, &l, n, 0, rows, &base).await?;
     let b = draw(ctx, &l, n, 0, rows, &base).await?;
@@ -380,13 +424,14 @@ async fn reproducible_from_seed_and_counter(ctx: &Context, _size: Size) -> CaseR
 }
 
 /// top_k 0 and top_k ≥ n sample from the whole vocabulary.
-async fn no_truncation(ctx: &Context, _size: Size) -> CaseResult {
+async fn no_truncation(ctx: &Context, size: Size) -> CaseResult {
     let n = 300usize;
     let mut rng = Rng::new(46);
     let l = logits_row(&mut rng, n, 1.0);
     for k in [0u32, n as u32, n as u32 + 7] {
         let cfg = SampleConfig::top_k(0.9, k, 5, 0, 0);
-        let got = draw(ctx, &l, n, 0, 256, &cfg).await?;
+        let draws = if size == Size::Full { 256 } else { 96 };
+        let got = draw(ctx, &l, n, 0, draws, &cfg).await?;
         check_draws(&format!("top-k {k}"), &l, &cfg, &got)?;
         // Something outside the top-250 must come up with a flat distribution.
         let top = reference::top_k_set(&l, 250);
@@ -507,5 +552,30 @@ async fn bad_arguments(ctx: &Context, _size: Size) -> CaseResult {
             return Err(format!("{what}: launch accepted"));
         }
     }
+    let many = |rows: u32, draws: u32| {
+        let mut rec = Recorder::new(ctx, "test");
+        sampling::sample_many(
+            &mut rec,
+            lb.view(),
+            0,
+            10,
+            0,
+            rows,
+            draws,
+            &SampleConfig::top_k(1.0, 5, 0, 0, 0),
+            tb.view(),
+            0,
+        )
+    };
+    for (what, r) in [
+        ("0 draws per row", many(1, 0)),
+        ("257 draws per row", many(1, 257)),
+        ("draws past the tokens view", many(3, 2)),
+    ] {
+        if r.is_ok() {
+            return Err(format!("{what}: launch accepted"));
+        }
+    }
+    many(2, 2).map_err(|e| format!("valid launch refused: {e}"))?;
     t(0, 25, 25, 4, 1.0, 0).map_err(|e| format!("valid launch refused: {e}"))
 }

@@ -234,15 +234,36 @@ pub fn cases(ctx: &Context) -> Result<Vec<Case>> {
         algo: ConvAlgo::Reduce,
         ..d
     };
+    let tl = ConvOpts {
+        algo: ConvAlgo::Tiled,
+        ..d
+    };
     let forced = [
         c1(Conv1d::new(512, 1024, 16).stride(8), 16, d)?,
         c1(Conv1d::new(512, 1024, 16).stride(8), 16, rd)?,
+        c1(Conv1d::new(512, 1024, 16).stride(8), 16, tl)?,
+        c1(Conv1d::new(1024, 512, 3), 2, tl)?,
         c1(Conv1d::new(256, 512, 12).stride(6), 96, d)?,
         c1(Conv1d::new(256, 512, 12).stride(6), 96, rd)?,
-        c1(Conv1d::new(128, 256, 10).stride(5), 480, d)?,
-        c1(Conv1d::new(128, 256, 10).stride(5), 480, rd)?,
+        c1(Conv1d::new(256, 512, 12).stride(6), 96, tl)?,
         c1(Conv1d::new(512, 256, 3), 16, d)?,
         c1(Conv1d::new(512, 256, 3), 16, rd)?,
+        c1(Conv1d::new(512, 256, 3), 16, tl)?,
+        c1(Conv1d::new(256, 128, 3), 96, rd)?,
+        c1(Conv1d::new(256, 128, 3), 96, tl)?,
+        c1(Conv1d::new(128, 256, 10).stride(5), 480, d)?,
+        c1(Conv1d::new(128, 256, 10).stride(5), 480, tl)?,
+        c1(Conv1d::new(128, 256, 10).stride(5), 480, rd)?,
+        c1(Conv1d::new(128, 64, 3), 480, rd)?,
+        c1(Conv1d::new(128, 64, 3), 480, tl)?,
+        c1(Conv1d::new(64, 128, 8).stride(4), 1920, rd)?,
+        c1(Conv1d::new(64, 32, 3), 1920, rd)?,
+        c1(Conv1d::new(32, 64, 1), 1920, rd)?,
+        c1(Conv1d::new(32, 64, 1), 1920, tl)?,
+        c1(Conv1d::new(64, 128, 8).stride(4), 1920, d)?,
+        c1(Conv1d::new(64, 128, 8).stride(4), 1920, tl)?,
+        c1(Conv1d::new(64, 32, 3), 1920, d)?,
+        c1(Conv1d::new(64, 32, 3), 1920, tl)?,
         ct(ConvTr1d::new(1024, 512, 16, 8), 2, d)?,
         ct(ConvTr1d::new(1024, 512, 16, 8), 2, rd)?,
         ct(ConvTr1d::new(512, 256, 12, 6), 16, d)?,
