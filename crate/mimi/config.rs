@@ -188,7 +188,7 @@ impl MimiConfig {
         if s.n_residual_layers != 1 || !s.true_skip || s.norm != "none" {
             return err("SEANet must have n_residual_layers 1, true_skip and norm \"none\"".into());
         }
-        if s.ratios.is_empty() || self.hop() == 0 || self.frame_size() % self.hop() != 0 {
+        if s.ratios.is_empty() || self.hop() == 0 || !self.frame_size().is_multiple_of(self.hop()) {
             return err(format!(
                 "frame size {} is not a multiple of the SEANet hop {}",
                 self.frame_size(),
@@ -196,8 +196,8 @@ impl MimiConfig {
             ));
         }
         if t.d_model != s.dimension
-            || t.d_model % t.num_heads != 0
-            || (t.d_model / t.num_heads) % 2 != 0
+            || !t.d_model.is_multiple_of(t.num_heads)
+            || !(t.d_model / t.num_heads).is_multiple_of(2)
         {
             return err(format!("transformer d_model {} must equal the SEANet dimension {} and split into an even head dim", t.d_model, s.dimension));
         }

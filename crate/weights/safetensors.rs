@@ -98,7 +98,7 @@ impl SafetensorsHeader {
             return Err(bad("shorter than 8 bytes"));
         }
         let n = u64::from_le_bytes(first8[..8].try_into().expect("8 bytes"));
-        if n < 2 || n > MAX_HEADER {
+        if !(2..=MAX_HEADER).contains(&n) {
             return Err(bad(&format!("header length {n} is implausible")));
         }
         Ok(n)
