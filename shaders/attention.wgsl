@@ -1,11 +1,11 @@
 // attention.wgsl: ring KV-cache append and causal sliding-window attention (one query row per
-// new position), f32 math; the cache holds f16 (F16 define) or f32.
+// new position), f32 math; the cache holds f16 (KV16 define, set by the launcher) or f32.
 //
 // Tensors (counts in elements; HD = heads * head_dim, Dh = head_dim):
 //   qkv   [T, row_stride] f32, row t = new position pos0 + t: q at q_offset, k at k_offset, v at
 //         v_offset (HD each; head h = columns [h*Dh, h*Dh + Dh)); e.g. the fused in_proj output.
 //   cache [2, capacity, HD]: K slots then V slots; position pos lives in slot pos % capacity.
-//         F16: IEEE half, two per u32 (pack2x16float / unpack2x16float); else f32.
+//         KV16: IEEE half, two per u32 (pack2x16float / unpack2x16float); else f32.
 //   out   [T, HD] f32.
 //   part  [T, heads, splits, Dh + 2] f32 (split mode only): per key range, the running max m,
 //         the sum l of exp(score - m), then the Dh unnormalised sums of exp(score - m) * v.
@@ -65,7 +65,7 @@ const NEG: f32 = -3.0e38;
 
 //#if KV_APPEND
 @group(0) @binding(0) var<storage, read> qkv: array<f32>;
-//#if F16
+//#if KV16
 @group(0) @binding(1) var<storage, read_write> cache: array<u32>;
 //#else
 @group(0) @binding(1) var<storage, read_write> cache: array<vec2<f32>>;
@@ -88,7 +88,7 @@ fn kv_append(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg
     let slot = (p.pos0 + t) % p.capacity;
     let dst = (which * p.capacity + slot) * half_row + e / 2u;
     let v = vec2<f32>(qkv[src], qkv[src + 1u]);
-//#if F16
+//#if KV16
     cache[dst] = pack2x16float(v);
 //#else
     cache[dst] = v;
@@ -98,7 +98,7 @@ fn kv_append(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg
 
 //#if ATTEND
 @group(0) @binding(0) var<storage, read> qkv: array<f32>;
-//#if F16
+//#if KV16
 @group(0) @binding(1) var<storage, read> cache: array<vec4<u32>>;
 //#else
 @group(0) @binding(1) var<storage, read> cache: array<vec4<f32>>;
@@ -188,7 +188,7 @@ fn wg_sum(v: f32, lid: u32) -> f32 {
 fn score(slot: u32, h: u32) -> f32 {
     var s0 = 0.0;
     var s1 = 0.0;
-//#if F16
+//#if KV16
     let base = (slot * p.hd + h * DH) / 8u;
     for (var c = 0u; c < DH / 8u; c++) {
         let w = cache[base + c];
@@ -207,7 +207,7 @@ fn score(slot: u32, h: u32) -> f32 {
 
 // Dims [8*lane, 8*lane + 8) of V[slot] for head h, as two vec4.
 fn v_row(slot: u32, h: u32, lane: u32) -> array<vec4<f32>, 2> {
-//#if F16
+//#if KV16
     let v = cache[(p.capacity * p.hd + slot * p.hd + h * DH) / 8u + lane];
     return array<vec4<f32>, 2>(
         vec4<f32>(unpack2x16float(v.x), unpack2x16float(v.y)),

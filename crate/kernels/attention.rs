@@ -161,6 +161,9 @@ pub struct AttnConfig {
     /// Workgroups the split path aims for when a scratch buffer is given
     /// ([`SPLIT_TARGET_GROUPS`] by default; 0 or 1 never splits).
     pub split_groups: u32,
+    /// Keep the cache in f32 even where the device has shader-f16 (Mimi, whose reference runs
+    /// in f32 throughout).
+    pub f32_cache: bool,
 }
 
 impl AttnConfig {
@@ -173,6 +176,26 @@ impl AttnConfig {
             window,
             qkv: QkvLayout::fused(heads, head_dim),
             split_groups: SPLIT_TARGET_GROUPS,
+            f32_cache: false,
+        }
+    }
+
+    /// The same layer with an f32 cache on every device.
+    pub fn with_f32_cache(mut self) -> Self {
+        self.f32_cache = true;
+        self
+    }
+
+    /// Whether this layer's cache holds f16 on `ctx`.
+    pub fn kv16(&self, ctx: &Context) -> bool {
+        ctx.caps().f16 && !self.f32_cache
+    }
+
+    fn variant(&self, ctx: &Context) -> Variant {
+        if self.kv16(ctx) {
+            Variant::none().define("KV16")
+        } else {
+            Variant::none()
         }
     }
 
@@ -182,7 +205,8 @@ impl AttnConfig {
 
     /// Bytes of this layer's KV cache on `ctx` (see [`kv_cache_bytes`]).
     pub fn cache_bytes(&self, ctx: &Context) -> u64 {
-        kv_cache_bytes(ctx, self.capacity, self.heads, self.head_dim)
+        let elem = if self.kv16(ctx) { 2 } else { 4 };
+        2 * self.capacity as u64 * self.hd() * elem
     }
 
     /// Scratch bytes that let [`AttnConfig::attention`] split long key ranges for up to
@@ -284,7 +308,7 @@ impl AttnConfig {
         );
         rec.launch(
             &KV_APPEND,
-            &Variant::none().define("KV_APPEND"),
+            &self.variant(ctx).define("KV_APPEND"),
             &[qkv, cache],
             &p,
             groups,
@@ -337,7 +361,8 @@ impl AttnConfig {
             p.chunks_per_split = chunks;
             return rec.launch(
                 &ATTENTION,
-                &Variant::none()
+                &self
+                    .variant(ctx)
                     .define("ATTEND")
                     .constant("DH", self.head_dim as i64),
                 &[qkv, cache, out],
@@ -352,7 +377,8 @@ impl AttnConfig {
         let scratch = scratch.expect("splits > 1 only with scratch");
         rec.launch(
             &ATTENTION_SPLIT,
-            &Variant::none()
+            &self
+                .variant(ctx)
                 .define("ATTEND")
                 .define("SPLIT")
                 .constant("DH", self.head_dim as i64),

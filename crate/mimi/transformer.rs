@@ -80,7 +80,8 @@ impl Transformer {
             head_dim,
             cfg.context as u32 + t - 1,
             cfg.context as u32,
-        );
+        )
+        .with_f32_cache();
         let rope = Rope::new(ctx, head_dim, cfg.max_period as f32)?;
         let mut layers = Vec::new();
         for l in 0..cfg.num_layers {

@@ -2,7 +2,7 @@ use parle::gpu::{BufferUsage, Context, GpuBuffer, Recorder};
 use parle::kernels::attention::{reference, AttnConfig, QkvLayout};
 
 use crate::cases;
-use crate::common::{assert_close, gpu, log, CaseResult, Rng, Size};
+use crate::common::{assert_close, gpu, CaseResult, Rng, Size};
 
 cases!(
     kv_append_cache_layout,
@@ -349,9 +349,7 @@ async fn split_matches_single(ctx: &Context, size: Size) -> CaseResult {
         qscale: 2.0,
     }];
     s.extend(steps(7, prefill, to, 5.0));
-    let started = std::time::Instant::now();
     stream(ctx, "split", &cfg, &s, true, 46).await?;
-    log(&format!("     split stream: {:.2?}", started.elapsed()));
     Ok(())
 }
 
