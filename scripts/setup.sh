@@ -36,5 +36,5 @@ cargo fmt --version >/dev/null 2>&1 || rustup component add rustfmt
 # The CLI must match the crate's pinned wasm-bindgen (Cargo.toml: =0.2.130).
 if [ "$(wasm-bindgen --version 2>/dev/null)" != "wasm-bindgen 0.2.130" ] ||
   ! command -v wasm-bindgen-test-runner >/dev/null; then
-  cargo install --locked wasm-bindgen-cli --version 0.2.130
+  cargo install wasm-bindgen-cli --version 0.2.130
 fi
