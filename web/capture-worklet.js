@@ -3,6 +3,8 @@
 // {type: "frame", samples: Float32Array, time} on the port given by {type: "connect", port}
 // (or on the node's own port until one is given). The Float32Array's buffer is transferred.
 
+import { Resampler } from "./resample.js";
+
 const OUT_RATE = 24000;
 const FRAME = 1920;
 
@@ -33,12 +35,14 @@ class Biquad {
 class CaptureProcessor extends AudioWorkletProcessor {
   constructor() {
     super();
-    this.step = sampleRate / OUT_RATE; // input samples per output sample
+    this.resampler = new Resampler(sampleRate, OUT_RATE);
     // Anti-aliasing before decimation: 4th-order low-pass a little under 12 kHz.
-    this.filters = this.step > 1 ? [new Biquad(0.45 * OUT_RATE, sampleRate), new Biquad(0.45 * OUT_RATE, sampleRate)] : [];
+    this.filters = sampleRate > OUT_RATE ? [new Biquad(0.45 * OUT_RATE, sampleRate), new Biquad(0.45 * OUT_RATE, sampleRate)] : [];
     this.mono = new Float32Array(128);
-    this.prev = 0; // last input sample of the previous block
-    this.pos = 0; // read position of the next output sample; -1 means `prev`
+    this.emitSample = (y) => {
+      this.frame[this.fill++] = y;
+      if (this.fill === FRAME) this.emit();
+    };
     this.frame = new Float32Array(FRAME);
     this.fill = 0;
     this.out = this.port;
@@ -51,7 +55,7 @@ class CaptureProcessor extends AudioWorkletProcessor {
     const channels = inputs[0];
     if (!channels || channels.length === 0) return true; // not connected yet
     const n = channels[0].length;
-    if (this.mono.length < n) this.mono = new Float32Array(n);
+    if (this.mono.length !== n) this.mono = new Float32Array(n);
     const x = this.mono;
     for (let i = 0; i < n; i++) {
       let s = 0;
@@ -60,19 +64,7 @@ class CaptureProcessor extends AudioWorkletProcessor {
       for (const f of this.filters) s = f.run(s);
       x[i] = s;
     }
-    // Linear interpolation between x[floor(pos)] and the next sample (not needed, and maybe not
-    // there yet, when pos falls exactly on a sample).
-    let pos = this.pos;
-    while (pos <= n - 1) {
-      const i = Math.floor(pos);
-      const f = pos - i;
-      const a = i < 0 ? this.prev : x[i];
-      this.frame[this.fill++] = f === 0 ? a : a + (x[i + 1] - a) * f;
-      if (this.fill === FRAME) this.emit();
-      pos += this.step;
-    }
-    this.pos = pos - n;
-    this.prev = x[n - 1];
+    this.resampler.run(x, this.emitSample);
     return true;
   }
 

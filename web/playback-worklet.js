@@ -12,26 +12,30 @@
 // Every 250 ms the node's port receives {played, missed (seconds), bufferedMs, minDelayMs,
 // maxDelayMs, underruns, drops, cushionMs, maxExtraMs}.
 
+import { Resampler } from "./resample.js";
+
 const IN_RATE = 24000;
 const ms = (t) => Math.round((t * sampleRate) / 1000);
 
 class PlaybackProcessor extends AudioWorkletProcessor {
   constructor() {
     super();
-    this.step = IN_RATE / sampleRate; // input samples per output sample
     this.ring = new Float32Array(ms(4000)); // never full: drops keep the queue near 300 ms at most
     this.read = 0;
     this.count = 0;
-    this.prev = 0; // resampler state: last input sample and next read position
-    this.pos = 0;
     this.initial = ms(80);
     // The resampler holds back up to one input sample, so one 80 ms frame can yield a sample or
     // two short of 80 ms; without this slack the start would wait a whole frame more.
-    this.slack = Math.ceil(1 / this.step) + 1;
+    this.slack = Math.ceil(sampleRate / IN_RATE) + 1;
     this.cushionStep = ms(5);
     this.cushionMax = ms(80);
     this.extraStep = ms(5);
     this.extraMax = ms(80);
+    this.enqueue = (y) => {
+      if (this.count === this.ring.length) this.skip(1);
+      this.ring[(this.read + this.count) % this.ring.length] = y;
+      this.count++;
+    };
     this.reset();
     this.lastReport = 0;
     this.port.onmessage = (e) => this.onMessage(this.port, e.data);
@@ -39,7 +43,7 @@ class PlaybackProcessor extends AudioWorkletProcessor {
 
   reset() {
     this.read = this.count = 0;
-    this.prev = this.pos = 0;
+    this.resampler = new Resampler(IN_RATE, sampleRate);
     this.cushion = ms(10);
     this.maxExtra = ms(10);
     this.started = false;
@@ -58,7 +62,7 @@ class PlaybackProcessor extends AudioWorkletProcessor {
     } else if (m.type === "reset") {
       this.reset();
     } else if (m.type === "frame") {
-      this.push(m.samples);
+      this.resampler.run(m.samples, this.enqueue); // 24 kHz -> context rate, into the ring
       if (!this.started && this.count >= this.initial - this.slack) {
         this.started = true;
         this.wait = this.cushion;
@@ -70,23 +74,6 @@ class PlaybackProcessor extends AudioWorkletProcessor {
         this.drops++;
       }
     }
-  }
-
-  // Resample 24 kHz -> context rate (linear interpolation) straight into the ring.
-  push(x) {
-    const n = x.length;
-    let pos = this.pos;
-    while (pos <= n - 1) {
-      const i = Math.floor(pos);
-      const f = pos - i;
-      const a = i < 0 ? this.prev : x[i];
-      if (this.count === this.ring.length) this.skip(1);
-      this.ring[(this.read + this.count) % this.ring.length] = f === 0 ? a : a + (x[i + 1] - a) * f;
-      this.count++;
-      pos += this.step;
-    }
-    this.pos = pos - n;
-    this.prev = x[n - 1];
   }
 
   skip(k) {

@@ -12,6 +12,7 @@ const SHELL = [
   "worker.js",
   "capture-worklet.js",
   "playback-worklet.js",
+  "resample.js",
   "manifest.webmanifest",
   "icon.svg",
   "pkg/parle.js",
