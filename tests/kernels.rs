@@ -11,7 +11,7 @@ use parle::gpu::{Context, Options};
 fn context() -> Context {
     let ctx = pollster::block_on(Context::new(&Options::from_env()))
         .expect("no GPU adapter for the kernel tests");
-    println!("adapter: {}", ctx.caps().report().replace('\n', "\n  "));
+    println!("{}", ctx.caps().report().replace('\n', "\n  "));
     ctx
 }
 
