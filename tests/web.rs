@@ -15,10 +15,7 @@ async fn context(opts: Options) -> Context {
     let ctx = Context::new(&opts)
         .await
         .expect("no WebGPU adapter in this browser");
-    log(&format!(
-        "adapter: {}",
-        ctx.caps().report().replace('\n', "\n  ")
-    ));
+    log(&ctx.caps().report().replace('\n', "\n  "));
     ctx
 }
 
