@@ -34,13 +34,17 @@
 //!   `ceil(T_out/64) · ceil(C_out/(4·COT))` groups.
 //! * `conv1d_rows` ([`ConvAlgo::Reduce`]): a workgroup computes 4 output channels × 8 output
 //!   times, 64 lanes per channel striding over the contiguous weight row (`C_in/G · K`),
-//!   shared-memory reduction; `ceil(C_out/4) · ceil(T_out/8)` groups. Chosen by [`ConvAlgo::Auto`] for
-//!   `T_out ≤ 16` (streaming frames, weight-bound). Weights are read as vec4 (define `W_VEC4`)
-//!   when `C_in/G · K` is a multiple of 4 and the weight view is 16-byte aligned.
+//!   shared-memory reduction; `ceil(C_out/4) · ceil(T_out/8)` groups. Chosen by
+//!   [`ConvAlgo::Auto`] for `T_out ≤ 16` (streaming frames, weight-bound) and for reductions
+//!   `C_in/G · K ≥ 128` at any `T`. Weights are read as vec4 (define `W_VEC4`) when
+//!   `C_in/G · K` is a multiple of 4 and the weight view is 16-byte aligned.
 //! * `conv1d_tiled` ([`ConvAlgo::Tiled`]): implicit GEMM, 32 output channels × 64 output times
 //!   per workgroup, reduction chunks of 32 staged in shared memory; `ceil(T_out/64) ·
 //!   ceil(C_out/32)` groups. Needs `G = 1` or `C_out/G` a multiple of 32. Chosen by
-//!   [`ConvAlgo::Auto`] for `T_out > 16`.
+//!   [`ConvAlgo::Auto`] for short reductions at `T_out > 16` (e.g. the first conv, `C_in·K = 7`,
+//!   and the 1×1 convs of the first ResBlocks).
+//! * `conv1d_direct` is [`ConvAlgo::Auto`]'s last resort (grouped convs the tiled kernel cannot
+//!   take, with short reductions and long `T`).
 //! * both Conv1d kernels: `ceil(C_in·P/256)` extra groups write the new state.
 //! * `convtr_direct` ([`ConvAlgo::Direct`]): one invocation per raw output, `ceil(C_out·L/256)`
 //!   groups, `L = (T−1)·S + K`.
@@ -126,6 +130,10 @@ const COLS_MAX_K: u32 = 64;
 /// [`ConvAlgo::Auto`] uses the reduction kernels up to this many output (conv1d) or input
 /// (convtr) times per call.
 const AUTO_REDUCE_MAX_T: u32 = 16;
+/// ... and for Conv1d also for any `T` when the reduction (`C_in/G · K`) is at least this long:
+/// measured on an H100 (Vulkan) at Mimi's shapes, `conv1d_rows` beat `conv1d_tiled` by 1.1–5×
+/// for reductions of 192 to 1280 (T_out 96 to 1920), and lost 3.7× at `C_in·K = 32`.
+const AUTO_REDUCE_MIN_R: u32 = 128;
 
 const BINDINGS: &[Binding] = &[
     Binding::Read,
@@ -235,8 +243,9 @@ pub enum PadMode {
 /// Which kernel computes a conv.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum ConvAlgo {
-    /// Conv1d: `Reduce` for `T_out ≤ 16` (streaming frames), else `Tiled` (or `Direct` where
-    /// `Tiled` does not apply). ConvTranspose1d: `Reduce` for `T ≤ 16` where it fits, else `Direct`.
+    /// Conv1d: `Reduce` for `T_out ≤ 16` (streaming frames) or a reduction `C_in/G · K ≥ 128`,
+    /// else `Tiled` (or `Direct` where `Tiled` does not apply). ConvTranspose1d: `Reduce` for
+    /// `T ≤ 16` where it fits, else `Direct`.
     #[default]
     Auto,
     /// One invocation per output (or per 4 output channels).
@@ -630,8 +639,11 @@ pub fn conv1d(
     check_views(name, &[("state", s_in, 0)], &[("y", y, 0)])?;
 
     let tiled_ok = c.groups == 1 || cout_g % TILE_CO == 0;
+    let r_len = cin_g * c.kernel;
     let algo = match opts.algo {
-        ConvAlgo::Auto if t_out <= AUTO_REDUCE_MAX_T => ConvAlgo::Reduce,
+        ConvAlgo::Auto if t_out <= AUTO_REDUCE_MAX_T || r_len >= AUTO_REDUCE_MIN_R => {
+            ConvAlgo::Reduce
+        }
         ConvAlgo::Auto | ConvAlgo::Tiled if tiled_ok => ConvAlgo::Tiled,
         ConvAlgo::Auto | ConvAlgo::Tiled => ConvAlgo::Direct,
         a => a,
@@ -651,7 +663,6 @@ pub fn conv1d(
         1
     };
     // conv1d_rows reads the weights as vec4 when every row starts 16-byte aligned.
-    let r_len = cin_g * c.kernel;
     let vec4 = r_len.is_multiple_of(4) && w.offset.is_multiple_of(16);
     let main_groups = match algo {
         ConvAlgo::Reduce => c.c_out.div_ceil(ROWS_PER_WG) * tiles_t,
