@@ -7,7 +7,6 @@ use std::path::Path;
 
 use crate::gpu::{BufferUsage, Context, FrameReadback, GpuBuffer, GpuError, Recorder, View};
 use crate::kernels::conv::{self, Conv1d, Conv1dState, ConvOpts, ConvTr1d, ConvTr1dState, PadMode};
-use crate::kernels::elementwise;
 use crate::kernels::rvq::{self, Codebooks, CodesLayout, IoLayout};
 #[cfg(not(target_arch = "wasm32"))]
 use crate::weights::SafetensorsFile;
@@ -222,7 +221,6 @@ pub struct Mimi {
     enc_stages: Vec<EncStage>,
     enc_final: ConvLayer,
     enc_seanet: GpuBuffer,
-    enc_tr_rows: GpuBuffer,
     enc_tr: Transformer,
     enc_tr_out: GpuBuffer,
     downsample: ConvLayer,
@@ -247,7 +245,6 @@ pub struct Mimi {
     quantized: GpuBuffer,
     upsample: ConvTrLayer,
     dec_up: GpuBuffer,
-    dec_tr_rows: GpuBuffer,
     dec_tr: Transformer,
     dec_tr_out: GpuBuffer,
     dec_in: ConvLayer,
@@ -260,6 +257,15 @@ pub struct Mimi {
     pcm_readback: FrameReadback,
     /// Kernel launches recorded by the last encode and decode.
     pub last_dispatches: (u32, u32),
+}
+
+/// Codes of one frame, level `l` at element `offset + l`.
+fn codes_at(offset: u32) -> CodesLayout {
+    CodesLayout {
+        offset,
+        level_stride: 1,
+        t_stride: 1,
+    }
 }
 
 fn fbuf(ctx: &Context, label: &str, floats: u32) -> crate::Result<GpuBuffer> {
@@ -379,7 +385,6 @@ impl Mimi {
             t,
         )?;
         let enc_seanet = fbuf(ctx, "enc seanet", d * t)?;
-        let enc_tr_rows = fbuf(ctx, "enc tr rows", d * t)?;
         let enc_tr = Transformer::load(ctx, f, "encoder_transformer", &cfg.transformer, t)?;
         let enc_tr_out = fbuf(ctx, "enc tr out", d * t)?;
         let downsample = ConvLayer::load(
@@ -489,7 +494,6 @@ impl Mimi {
             enc_stages,
             enc_final,
             enc_seanet,
-            enc_tr_rows,
             enc_tr,
             enc_tr_out,
             downsample,
@@ -519,7 +523,6 @@ impl Mimi {
             quantized: fbuf(ctx, "quantized", d)?,
             upsample,
             dec_up: fbuf(ctx, "dec up", d * steps)?,
-            dec_tr_rows: fbuf(ctx, "dec tr rows", d * steps)?,
             dec_tr,
             dec_tr_out: fbuf(ctx, "dec tr out", d * steps)?,
             dec_in,
@@ -579,10 +582,27 @@ impl Mimi {
         &self.pcm_in
     }
 
+    /// The semantic and acoustic codebooks, and the quantizer's `[1, dim]` input/output layout.
+    fn quantizer_views(&self) -> (Codebooks<'_>, Codebooks<'_>, IoLayout) {
+        let q = &self.cfg.quantizer;
+        let (dim, bins) = (q.dimension as u32, q.bins as u32);
+        let first = Codebooks {
+            view: self.codebooks_first.view(),
+            levels: 1,
+            bins,
+            dim,
+        };
+        let rest = Codebooks {
+            view: self.codebooks_rest.view(),
+            levels: self.n_q - 1,
+            bins,
+            dim,
+        };
+        (first, rest, IoLayout::time_major(dim))
+    }
+
     /// Record the encoding of the frame in [`Mimi::pcm_in`] into [`Mimi::codes`].
     pub fn record_encode(&mut self, rec: &mut Recorder) -> crate::Result<()> {
-        let d = self.cfg.seanet.dimension as u32;
-        let steps = self.cfg.downsample_stride() as u32;
         self.enc_in.run(
             rec,
             self.pcm_in.view(),
@@ -598,22 +618,8 @@ impl Mimi {
         }
         self.enc_final
             .run(rec, x.view(), self.enc_seanet.view(), true, false)?;
-        // [D, T] -> [T, D] rows for the transformer, and back.
-        elementwise::transpose(
-            rec,
-            self.enc_seanet.view(),
-            self.enc_tr_rows.view(),
-            d,
-            steps,
-        )?;
-        self.enc_tr.forward(rec, &self.enc_tr_rows)?;
-        elementwise::transpose(
-            rec,
-            self.enc_tr_rows.view(),
-            self.enc_tr_out.view(),
-            steps,
-            d,
-        )?;
+        self.enc_tr
+            .forward_channels(rec, &self.enc_seanet, &self.enc_tr_out)?;
         self.downsample.run(
             rec,
             self.enc_tr_out.view(),
@@ -635,26 +641,7 @@ impl Mimi {
             false,
             false,
         )?;
-        let q = &self.cfg.quantizer;
-        let (qd, bins) = (q.dimension as u32, q.bins as u32);
-        let first = Codebooks {
-            view: self.codebooks_first.view(),
-            levels: 1,
-            bins,
-            dim: qd,
-        };
-        let rest = Codebooks {
-            view: self.codebooks_rest.view(),
-            levels: self.n_q - 1,
-            bins,
-            dim: qd,
-        };
-        let layout = |offset: u32| CodesLayout {
-            offset,
-            level_stride: 1,
-            t_stride: 1,
-        };
-        let io = IoLayout::time_major(qd);
+        let (first, rest, io) = self.quantizer_views();
         rvq::encode(
             rec,
             self.rvq_first_in.view(),
@@ -663,7 +650,7 @@ impl Mimi {
             &first,
             1,
             self.codes.view(),
-            layout(0),
+            codes_at(0),
             self.rvq_residual.view(),
             self.rvq_dist.view(),
         )?;
@@ -675,7 +662,7 @@ impl Mimi {
             &rest,
             self.n_q - 1,
             self.codes.view(),
-            layout(1),
+            codes_at(1),
             self.rvq_residual.view(),
             self.rvq_dist.view(),
         )?;
@@ -684,34 +671,13 @@ impl Mimi {
 
     /// Record the decoding of the codes in [`Mimi::codes_in`] into [`Mimi::pcm_out`].
     pub fn record_decode(&mut self, rec: &mut Recorder) -> crate::Result<()> {
-        let d = self.cfg.seanet.dimension as u32;
-        let steps = self.cfg.downsample_stride() as u32;
-        let q = &self.cfg.quantizer;
-        let (qd, bins) = (q.dimension as u32, q.bins as u32);
-        let first = Codebooks {
-            view: self.codebooks_first.view(),
-            levels: 1,
-            bins,
-            dim: qd,
-        };
-        let rest = Codebooks {
-            view: self.codebooks_rest.view(),
-            levels: self.n_q - 1,
-            bins,
-            dim: qd,
-        };
-        let layout = |offset: u32| CodesLayout {
-            offset,
-            level_stride: 1,
-            t_stride: 1,
-        };
-        let io = IoLayout::time_major(qd);
+        let (first, rest, io) = self.quantizer_views();
         rvq::decode(
             rec,
             &first,
             1,
             self.codes_in.view(),
-            layout(0),
+            codes_at(0),
             1,
             self.q_first.view(),
             io,
@@ -721,7 +687,7 @@ impl Mimi {
             &rest,
             self.n_q - 1,
             self.codes_in.view(),
-            layout(1),
+            codes_at(1),
             1,
             self.q_rest.view(),
             io,
@@ -737,15 +703,8 @@ impl Mimi {
             .run(rec, self.q_rest.view(), self.quantized.view(), false, true)?;
         self.upsample
             .run(rec, self.quantized.view(), self.dec_up.view(), false)?;
-        elementwise::transpose(rec, self.dec_up.view(), self.dec_tr_rows.view(), d, steps)?;
-        self.dec_tr.forward(rec, &self.dec_tr_rows)?;
-        elementwise::transpose(
-            rec,
-            self.dec_tr_rows.view(),
-            self.dec_tr_out.view(),
-            steps,
-            d,
-        )?;
+        self.dec_tr
+            .forward_channels(rec, &self.dec_up, &self.dec_tr_out)?;
         self.dec_in.run(
             rec,
             self.dec_tr_out.view(),

@@ -29,6 +29,8 @@ struct Layer {
 
 /// Activations of one call (static, sized for `t` rows).
 struct Scratch {
+    /// The `[t, D]` rows the layers run on.
+    rows: GpuBuffer,
     h: GpuBuffer,
     qkv: GpuBuffer,
     attn: GpuBuffer,
@@ -109,6 +111,7 @@ impl Transformer {
         };
         let tt = t as usize;
         let s = Scratch {
+            rows: buf("tr rows", tt * d)?,
             h: buf("tr h", tt * d)?,
             qkv: buf("tr qkv", tt * 3 * d)?,
             attn: buf("tr attn", tt * d)?,
@@ -130,6 +133,21 @@ impl Transformer {
 
     pub fn reset(&mut self) {
         self.pos = 0;
+    }
+
+    /// Run the transformer on channel-major `input` = `[D, t]` (the codec's conv layout) into
+    /// `output` = `[D, t]`: transpose to rows, all layers, transpose back.
+    pub fn forward_channels(
+        &mut self,
+        rec: &mut Recorder,
+        input: &GpuBuffer,
+        output: &GpuBuffer,
+    ) -> crate::Result<()> {
+        let rows = self.s.rows.clone();
+        elementwise::transpose(rec, input.view(), rows.view(), self.d, self.t)?;
+        self.forward(rec, &rows)?;
+        elementwise::transpose(rec, rows.view(), output.view(), self.t, self.d)?;
+        Ok(())
     }
 
     /// Run all layers in place on `x` = `[t, D]` rows.
