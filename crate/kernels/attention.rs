@@ -219,7 +219,7 @@ impl AttnConfig {
     fn check(&self, kernel: &'static str, t: u32, pos0: u32) -> GpuResult<()> {
         let bad = |message: String| GpuError::Launch { kernel, message };
         let (dh, hd) = (self.head_dim, self.hd());
-        if dh == 0 || dh % 8 != 0 || dh > MAX_HEAD_DIM || self.heads == 0 {
+        if dh == 0 || !dh.is_multiple_of(8) || dh > MAX_HEAD_DIM || self.heads == 0 {
             return Err(bad(format!(
                 "head_dim {dh} must be a multiple of 8 in 8..={MAX_HEAD_DIM}, heads {} ≥ 1",
                 self.heads

@@ -93,12 +93,8 @@ pub struct Rope {
 impl Rope {
     /// Upload the frequency table (`head_dim` even, at most [`MAX_HEAD_DIM`]).
     pub fn new(ctx: &Context, head_dim: u32, max_period: f32) -> GpuResult<Self> {
-        if head_dim == 0
-            || !head_dim.is_multiple_of(2)
-            || head_dim > MAX_HEAD_DIM
-            || max_period.is_nan()
-            || max_period <= 0.0
-        {
+        let period_ok = max_period.is_finite() && max_period > 0.0;
+        if head_dim == 0 || !head_dim.is_multiple_of(2) || head_dim > MAX_HEAD_DIM || !period_ok {
             return Err(GpuError::Launch {
                 kernel: ROPE.name,
                 message: format!(
