@@ -35,8 +35,8 @@
 //! * `conv1d_rows` ([`ConvAlgo::Reduce`]): a workgroup computes 4 output channels × 8 output
 //!   times, 64 lanes per channel striding over the contiguous weight row (`C_in/G · K`),
 //!   shared-memory reduction; `ceil(C_out/4) · ceil(T_out/8)` groups. Chosen by
-//!   [`ConvAlgo::Auto`] for `T_out ≤ 16` (streaming frames, weight-bound) and for reductions
-//!   `C_in/G · K ≥ 128` at any `T`. Weights are read as vec4 (define `W_VEC4`) when
+//!   [`ConvAlgo::Auto`] for `T_out ≤ 16` (streaming frames, weight-bound) and, on hardware
+//!   adapters, for reductions `C_in/G · K ≥ 128` at any `T`. Weights are read as vec4 (define `W_VEC4`) when
 //!   `C_in/G · K` is a multiple of 4 and the weight view is 16-byte aligned.
 //! * `conv1d_tiled` ([`ConvAlgo::Tiled`]): implicit GEMM, 32 output channels × 64 output times
 //!   per workgroup, reduction chunks of 32 staged in shared memory; `ceil(T_out/64) ·
@@ -640,10 +640,11 @@ pub fn conv1d(
 
     let tiled_ok = c.groups == 1 || cout_g % TILE_CO == 0;
     let r_len = cin_g * c.kernel;
+    // CPU adapters (lavapipe, SwiftShader) run the shared-memory reduction slowly: there the
+    // long-T convs go to the tiled kernel (lavapipe, Mimi's encoder: 5–19× faster).
+    let long_reduce = r_len >= AUTO_REDUCE_MIN_R && !rec.ctx().caps().is_software;
     let algo = match opts.algo {
-        ConvAlgo::Auto if t_out <= AUTO_REDUCE_MAX_T || r_len >= AUTO_REDUCE_MIN_R => {
-            ConvAlgo::Reduce
-        }
+        ConvAlgo::Auto if t_out <= AUTO_REDUCE_MAX_T || long_reduce => ConvAlgo::Reduce,
         ConvAlgo::Auto | ConvAlgo::Tiled if tiled_ok => ConvAlgo::Tiled,
         ConvAlgo::Auto | ConvAlgo::Tiled => ConvAlgo::Direct,
         a => a,
