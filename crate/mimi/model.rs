@@ -25,8 +25,23 @@ struct ConvLayer {
     t_in: u32,
 }
 
+/// `{name}.weight` of `shape`, and `{name}.bias` of `[c_out]` when the layer has one.
+fn weight_and_bias(
+    ctx: &Context,
+    f: &dyn TensorSource,
+    name: &str,
+    shape: &[usize],
+    bias: Option<u32>,
+) -> crate::Result<(GpuBuffer, Option<GpuBuffer>)> {
+    let w = upload(ctx, f, &format!("{name}.weight"), shape)?;
+    let b = match bias {
+        Some(c_out) => Some(upload(ctx, f, &format!("{name}.bias"), &[c_out as usize])?),
+        None => None,
+    };
+    Ok((w, b))
+}
+
 impl ConvLayer {
-    #[allow(clippy::too_many_arguments)]
     fn load(
         ctx: &Context,
         f: &dyn TensorSource,
@@ -40,17 +55,7 @@ impl ConvLayer {
             (conv.c_in / conv.groups) as usize,
             conv.kernel as usize,
         ];
-        let w = upload(ctx, f, &format!("{name}.weight"), &shape)?;
-        let b = if bias {
-            Some(upload(
-                ctx,
-                f,
-                &format!("{name}.bias"),
-                &[conv.c_out as usize],
-            )?)
-        } else {
-            None
-        };
+        let (w, b) = weight_and_bias(ctx, f, name, &shape, bias.then_some(conv.c_out))?;
         Ok(Self {
             w,
             b,
@@ -106,17 +111,7 @@ impl ConvTrLayer {
             (conv.c_out / conv.groups) as usize,
             conv.kernel as usize,
         ];
-        let w = upload(ctx, f, &format!("{name}.weight"), &shape)?;
-        let b = if bias {
-            Some(upload(
-                ctx,
-                f,
-                &format!("{name}.bias"),
-                &[conv.c_out as usize],
-            )?)
-        } else {
-            None
-        };
+        let (w, b) = weight_and_bias(ctx, f, name, &shape, bias.then_some(conv.c_out))?;
         Ok(Self {
             w,
             b,
