@@ -9,6 +9,7 @@ use parle::audio;
 use parle::gpu::Context;
 use parle::mimi::Mimi;
 use parle::weights::SafetensorsFile;
+use safetensors::tensor::{serialize_to_file, Dtype, TensorView};
 
 #[derive(Subcommand)]
 pub enum MimiCmd {
@@ -154,24 +155,12 @@ fn decode(ctx: &Context, mimi: &mut Mimi, codes: &[Vec<u32>]) -> Result<Vec<f32>
 /// Write `codes` as i64 `[1, N, T]`.
 fn write_codes(path: &Path, frames: &[Vec<u32>], n_q: usize) -> Result<()> {
     let t = frames.len();
-    let mut data = Vec::with_capacity(n_q * t * 8);
-    for l in 0..n_q {
-        for f in frames {
-            data.extend_from_slice(&(f[l] as i64).to_le_bytes());
-        }
-    }
-    let header = format!(
-        r#"{{"codes":{{"dtype":"I64","shape":[1,{n_q},{t}],"data_offsets":[0,{}]}}}}"#,
-        data.len()
-    );
-    let mut header = header.into_bytes();
-    while (8 + header.len()) % 8 != 0 {
-        header.push(b' ');
-    }
-    let mut bytes = (header.len() as u64).to_le_bytes().to_vec();
-    bytes.extend_from_slice(&header);
-    bytes.extend_from_slice(&data);
-    std::fs::write(path, bytes).with_context(|| format!("writing {}", path.display()))
+    let data: Vec<u8> = (0..n_q)
+        .flat_map(|l| frames.iter().flat_map(move |f| (f[l] as i64).to_le_bytes()))
+        .collect();
+    let view = TensorView::new(Dtype::I64, vec![1, n_q, t], &data)?;
+    serialize_to_file([("codes", view)], None, path)
+        .with_context(|| format!("writing {}", path.display()))
 }
 
 /// Read tensor `codes` (`[1, N, T]` or `[N, T]`, any integer dtype) as T frames of N codes.
