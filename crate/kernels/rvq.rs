@@ -185,12 +185,6 @@ pub fn residual_bytes(t: u32, dim: u32) -> u64 {
     2 * t as u64 * dim as u64 * 4
 }
 
-/// The `parts` scratch size under its former name (it held all distances before the argmin was
-/// fused into the next level's launch); prefer [`parts_bytes`].
-pub fn dist_bytes(t: u32, bins: u32) -> u64 {
-    parts_bytes(t, bins)
-}
-
 /// Bytes of the `parts` scratch (`[2, t, ceil(bins / 16)]` u32 pairs) for `t` frames.
 pub fn parts_bytes(t: u32, bins: u32) -> u64 {
     2 * t as u64 * bins.div_ceil(BINS_PER_GROUP) as u64 * 8

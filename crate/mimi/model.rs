@@ -227,7 +227,7 @@ pub struct Mimi {
     codebooks_first: GpuBuffer,
     codebooks_rest: GpuBuffer,
     rvq_residual: GpuBuffer,
-    rvq_dist: GpuBuffer,
+    rvq_parts: GpuBuffer,
     /// Codes of the last encoded frame: `[n_q]` u32.
     pub codes: GpuBuffer,
     // Decoder.
@@ -504,9 +504,9 @@ impl Mimi {
                 rvq::residual_bytes(1, qd),
                 BufferUsage::Storage,
             )?,
-            rvq_dist: ctx.create_buffer(
-                "rvq dist",
-                rvq::dist_bytes(1, q.bins as u32),
+            rvq_parts: ctx.create_buffer(
+                "rvq parts",
+                rvq::parts_bytes(1, q.bins as u32),
                 BufferUsage::Storage,
             )?,
             codes: u32buf("codes", n_q as u32)?,
@@ -647,7 +647,7 @@ impl Mimi {
             self.codes.view(),
             codes_at(0),
             self.rvq_residual.view(),
-            self.rvq_dist.view(),
+            self.rvq_parts.view(),
         )?;
         rvq::encode(
             rec,
@@ -659,7 +659,7 @@ impl Mimi {
             self.codes.view(),
             codes_at(1),
             self.rvq_residual.view(),
-            self.rvq_dist.view(),
+            self.rvq_parts.view(),
         )?;
         Ok(())
     }
