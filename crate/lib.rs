@@ -7,7 +7,9 @@
 pub mod audio;
 pub mod gpu;
 pub mod kernels;
+pub mod lm;
 pub mod mimi;
+pub mod nn;
 pub mod weights;
 
 #[cfg(target_arch = "wasm32")]
