@@ -8,6 +8,7 @@ pub mod audio;
 pub mod gpu;
 pub mod kernels;
 pub mod mimi;
+pub mod text;
 pub mod weights;
 
 #[cfg(target_arch = "wasm32")]
@@ -20,6 +21,8 @@ pub enum Error {
     Gpu(#[from] gpu::GpuError),
     #[error(transparent)]
     Weights(#[from] weights::WeightsError),
+    #[error(transparent)]
+    Text(#[from] text::TextError),
 }
 
 pub type Result<T> = std::result::Result<T, Error>;
