@@ -204,6 +204,9 @@ impl LmConfig {
         let depformer_dim = k.usize("depformer_dim", d.depformer_dim)?;
         let text_card = k.usize("text_card", d.text_card)?;
         let n_q = k.usize("n_q", d.n_q)?;
+        if n_q > 1024 {
+            return Err(bad("n_q", format!("{n_q} audio streams is implausible (Moshi has 16)")));
+        }
         let default_delays = if n_q == d.n_q {
             d.delays.clone()
         } else {
