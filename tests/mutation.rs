@@ -12,7 +12,9 @@
 //!   than [`SLOW_S`] fails the test.
 //! - **allocations**: this test binary's global allocator counts, per thread, the bytes live
 //!   since the parse began; the peak must stay under `alloc_factor × input length + ALLOC_SLACK`
-//!   (per reader; see each reader's comment for why its factor is what it is).
+//!   (per reader; see each reader's comment for why its factor is what it is). A single request
+//!   above [`HARD_CAP`] (1 GiB) is refused: the process aborts after printing the mutation (an
+//!   allocation failure cannot be caught), rather than taking the memory.
 //!
 //! The inputs are deterministic (xorshift64* seeded per reader). `PARLE_MUTATIONS=N` changes the
 //! count, `PARLE_MUTATION_SEED=S` the seed, and `PARLE_MUTATION_TRACE=1` prints every mutation
@@ -53,12 +55,55 @@ fn note(delta: isize) {
     });
 }
 
+/// A single request above this during a parse is refused: the process aborts ("memory
+/// allocation failed") after naming the mutation, instead of really taking gigabytes (which an
+/// overcommitting OS may grant, and the machine then run out of).
+const HARD_CAP: usize = 1 << 30;
+
+thread_local! {
+    /// The mutation being parsed, for the message before such an abort.
+    static CURRENT: std::cell::RefCell<String> = const { std::cell::RefCell::new(String::new()) };
+}
+
+/// Whether a request of `size` bytes is refused; if so, say which input asked (without
+/// allocating: fixed strings, digits on the stack, the description by reference).
+fn refuse(size: usize) -> bool {
+    use std::io::Write;
+    if size <= HARD_CAP || !TRACKING.try_with(|t| t.get()).unwrap_or(false) {
+        return false;
+    }
+    let mut digits = [0u8; 20];
+    let mut i = digits.len();
+    let mut n = size;
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    let mut err = std::io::stderr().lock();
+    let _ = err.write_all(b"\nmutation test: a parse asked for ");
+    let _ = err.write_all(&digits[i..]);
+    let _ = err.write_all(b" bytes at once; the input: ");
+    let _ = CURRENT.try_with(|c| c.try_borrow().map(|c| err.write_all(c.as_bytes())));
+    let _ = err.write_all(b"\n");
+    true
+}
+
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        if refuse(layout.size()) {
+            return std::ptr::null_mut();
+        }
         note(layout.size() as isize);
         unsafe { System.alloc(layout) }
     }
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        if refuse(layout.size()) {
+            return std::ptr::null_mut();
+        }
         note(layout.size() as isize);
         unsafe { System.alloc_zeroed(layout) }
     }
@@ -67,6 +112,9 @@ unsafe impl GlobalAlloc for Counting {
         unsafe { System.dealloc(ptr, layout) }
     }
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        if refuse(new_size) {
+            return std::ptr::null_mut();
+        }
         // Counted as the worst case: both blocks live at once.
         note(new_size as isize);
         note(-(layout.size() as isize));
@@ -508,6 +556,7 @@ fn mutate_reader_n<T>(
             eprintln!("{name} {desc}");
         }
         current.lock().unwrap().clone_from(&desc);
+        CURRENT.with(|c| c.borrow_mut().clone_from(&desc));
         started.store(t0.elapsed().as_millis() as u64 + 1, Ordering::Relaxed);
 
         CAPTURING.with(|c| c.set(true));
