@@ -1046,6 +1046,32 @@ fn mimi_config_reader() {
     });
 }
 
+#[test]
+fn lm_config_reader() {
+    use parle::lm::LmConfig;
+    let kyutai = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../shared/fixtures/kyutai-test-lm/config.json"),
+    )
+    .expect("kyutai-test-lm config");
+    let seeds = vec![
+        seed("kyutai-test-lm", kyutai),
+        seed("empty object", "{}"),
+        seed(
+            "moshi-like",
+            r#"{"dim": 64, "num_heads": 4, "num_layers": 2, "n_q": 16, "dep_q": 8, "card": 64, "text_card": 320, "context": 16, "delays": [0, 0, 1, 1, 1, 1, 1, 1, 1, 0, 1, 1, 1, 1, 1, 1, 1], "depformer_dim": 32, "depformer_num_heads": 2, "depformer_num_layers": 2, "depformer_weights_per_step_schedule": [0, 1, 2, 3, 4, 4, 4, 4], "mimi": {}}"#,
+        ),
+    ];
+    mutate_reader("lm config", &seeds, 48, |b| {
+        let text = std::str::from_utf8(b).map_err(|e| format!("not UTF-8: {e}"))?;
+        let c = LmConfig::from_json(text).map_err(|e| e.to_string())?;
+        Ok(c.max_delay()
+            .saturating_add(c.depformer_in_count())
+            .saturating_add(c.temporal().hidden())
+            .saturating_add(c.depformer().hidden()))
+    });
+}
+
 // ---------------------------------------------------------------------------------------------
 // The harness catches what it should (small runs of deliberately broken readers).
 
