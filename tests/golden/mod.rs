@@ -91,7 +91,7 @@ pub async fn kyutai_test_lm(ctx: &Context, f32_cache: bool, tol: f32) -> Result<
     );
     let cfg = LmConfig::from_json(cfg_text).map_err(|e| e.to_string())?;
     let opts = LmOptions {
-        tables: TableFormat::F32,
+        tables: Some(TableFormat::F32),
         f32_cache,
     };
     let mut lm = Lm::load(ctx, cfg.clone(), &Weights::checkpoint(&model.0), &opts)
