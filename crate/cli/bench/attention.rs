@@ -33,7 +33,7 @@ pub fn cases(ctx: &Context) -> Result<Vec<Case>> {
         for &target in targets {
             let cfg = AttnConfig {
                 split_groups: target,
-                ..cfg
+                ..cfg.clone()
             };
             let scratch =
                 ctx.create_buffer("scratch", cfg.scratch_bytes(t), BufferUsage::Storage)?;
