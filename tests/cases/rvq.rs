@@ -1,5 +1,7 @@
 use parle::gpu::{BufferUsage, Context, GpuBuffer, Recorder};
-use parle::kernels::rvq::{self, reference, Codebooks, CodesLayout, IoLayout};
+use parle::kernels::rvq::{
+    self, reference, Codebooks, CodesLayout, CodesView, EncodeScratch, Frames, IoLayout,
+};
 
 use crate::cases;
 use crate::common::{assert_close, gpu, CaseResult, Rng, Size};
@@ -123,47 +125,67 @@ async fn mimi_split_rvq_t1(ctx: &Context, size: Size) -> CaseResult {
     let mut rec = Recorder::new(ctx, "test");
     gpu(rvq::encode(
         &mut rec,
-        xb.view(),
-        io,
-        t as u32,
         &first,
         1,
-        codes.view(),
-        layout,
-        residual.view(),
-        parts.view(),
+        Frames {
+            view: xb.view(),
+            layout: io,
+            frames: t as u32,
+        },
+        CodesView {
+            view: codes.view(),
+            layout: layout,
+        },
+        EncodeScratch {
+            residual: residual.view(),
+            parts: parts.view(),
+        },
     ))?;
     gpu(rvq::encode(
         &mut rec,
-        xb.view(),
-        io,
-        t as u32,
         &rest,
         7,
-        codes.view(),
-        layout.skip_levels(1),
-        residual.view(),
-        parts.view(),
+        Frames {
+            view: xb.view(),
+            layout: io,
+            frames: t as u32,
+        },
+        CodesView {
+            view: codes.view(),
+            layout: layout.skip_levels(1),
+        },
+        EncodeScratch {
+            residual: residual.view(),
+            parts: parts.view(),
+        },
     ))?;
     gpu(rvq::decode(
         &mut rec,
         &first,
         1,
-        codes.view(),
-        layout,
-        t as u32,
-        q_first.view(),
-        io,
+        CodesView {
+            view: codes.view(),
+            layout: layout,
+        },
+        Frames {
+            view: q_first.view(),
+            layout: io,
+            frames: t as u32,
+        },
     ))?;
     gpu(rvq::decode(
         &mut rec,
         &rest,
         7,
-        codes.view(),
-        layout.skip_levels(1),
-        t as u32,
-        q_rest.view(),
-        io,
+        CodesView {
+            view: codes.view(),
+            layout: layout.skip_levels(1),
+        },
+        Frames {
+            view: q_rest.view(),
+            layout: io,
+            frames: t as u32,
+        },
     ))?;
     gpu(rec.submit())?;
     let got = gpu(ctx.read_u32(&codes).await)?;
@@ -246,25 +268,35 @@ async fn channel_major_t3_strided_codes(ctx: &Context, size: Size) -> CaseResult
     let mut rec = Recorder::new(ctx, "test");
     gpu(rvq::encode(
         &mut rec,
-        xb.view(),
-        io,
-        t as u32,
         &book,
         levels as u32,
-        codes.view(),
-        layout,
-        residual.view(),
-        parts.view(),
+        Frames {
+            view: xb.view(),
+            layout: io,
+            frames: t as u32,
+        },
+        CodesView {
+            view: codes.view(),
+            layout: layout,
+        },
+        EncodeScratch {
+            residual: residual.view(),
+            parts: parts.view(),
+        },
     ))?;
     gpu(rvq::decode(
         &mut rec,
         &book,
         levels as u32,
-        codes.view(),
-        layout,
-        t as u32,
-        qb.view(),
-        io,
+        CodesView {
+            view: codes.view(),
+            layout: layout,
+        },
+        Frames {
+            view: qb.view(),
+            layout: io,
+            frames: t as u32,
+        },
     ))?;
     gpu(rec.submit())?;
     let raw = gpu(ctx.read_u32(&codes).await)?;
@@ -353,15 +385,21 @@ async fn exact_ties_lowest_index(ctx: &Context, size: Size) -> CaseResult {
     let mut rec = Recorder::new(ctx, "test");
     gpu(rvq::encode(
         &mut rec,
-        xb.view(),
-        IoLayout::time_major(dim as u32),
-        t as u32,
         &book,
         levels as u32,
-        codes.view(),
-        CodesLayout::levels_major(t as u32),
-        residual.view(),
-        parts.view(),
+        Frames {
+            view: xb.view(),
+            layout: IoLayout::time_major(dim as u32),
+            frames: t as u32,
+        },
+        CodesView {
+            view: codes.view(),
+            layout: CodesLayout::levels_major(t as u32),
+        },
+        EncodeScratch {
+            residual: residual.view(),
+            parts: parts.view(),
+        },
     ))?;
     gpu(rec.submit())?;
     let got = gpu(ctx.read_u32(&codes).await)?;
@@ -398,25 +436,35 @@ async fn levels_32_small(ctx: &Context, size: Size) -> CaseResult {
     let mut rec = Recorder::new(ctx, "test");
     gpu(rvq::encode(
         &mut rec,
-        xb.view(),
-        io,
-        t as u32,
         &book,
         levels as u32,
-        codes.view(),
-        layout,
-        residual.view(),
-        parts.view(),
+        Frames {
+            view: xb.view(),
+            layout: io,
+            frames: t as u32,
+        },
+        CodesView {
+            view: codes.view(),
+            layout: layout,
+        },
+        EncodeScratch {
+            residual: residual.view(),
+            parts: parts.view(),
+        },
     ))?;
     gpu(rvq::decode(
         &mut rec,
         &book,
         levels as u32,
-        codes.view(),
-        layout,
-        t as u32,
-        qb.view(),
-        io,
+        CodesView {
+            view: codes.view(),
+            layout: layout,
+        },
+        Frames {
+            view: qb.view(),
+            layout: io,
+            frames: t as u32,
+        },
     ))?;
     gpu(rec.submit())?;
     let got = gpu(ctx.read_u32(&codes).await)?;
@@ -449,11 +497,15 @@ async fn decode_out_of_range_codes(ctx: &Context, _size: Size) -> CaseResult {
         &mut rec,
         &book,
         levels as u32,
-        kb.view(),
-        CodesLayout::levels_major(t as u32),
-        t as u32,
-        qb.view(),
-        IoLayout::time_major(dim as u32),
+        CodesView {
+            view: kb.view(),
+            layout: CodesLayout::levels_major(t as u32),
+        },
+        Frames {
+            view: qb.view(),
+            layout: IoLayout::time_major(dim as u32),
+            frames: t as u32,
+        },
     ))?;
     gpu(rec.submit())?;
     let q = gpu(ctx.read_f32(&qb).await)?;
@@ -477,15 +529,21 @@ async fn bad_arguments(ctx: &Context, _size: Size) -> CaseResult {
         let mut rec = Recorder::new(ctx, "test");
         rvq::encode(
             &mut rec,
-            x.view(),
-            IoLayout::time_major(b.dim),
-            t,
             &b,
             levels,
-            codes.view(),
-            CodesLayout::levels_major(t),
-            res.view(),
-            parts.view(),
+            Frames {
+                view: x.view(),
+                layout: IoLayout::time_major(b.dim),
+                frames: t,
+            },
+            CodesView {
+                view: codes.view(),
+                layout: CodesLayout::levels_major(t),
+            },
+            EncodeScratch {
+                residual: res.view(),
+                parts: parts.view(),
+            },
         )
     };
     let checks = [
