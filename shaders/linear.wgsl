@@ -30,8 +30,9 @@
 // Input transforms (one define): IN_PLAIN X = x. IN_RMS X = x·nw / sqrt(mean_k(x²) + eps) (the sum of
 //   squares is accumulated in the main loop, which reads every x element of the row exactly once per
 //   workgroup, and reduced with the dot products; the 1/rms factor is applied to the sums). IN_LAYER
-//   X = (x − mean)·rstd·nw + nb, rstd = 1/sqrt(var + eps) (biased variance), mean and variance in two
-//   passes over the batch rows before the main loop. IN_SILU X = silu(x[:, :K])·x[:, K:]. IN_GELU
+//   X = (x − mean)·rstd·nw + nb, rstd = 1/sqrt(var + eps) (biased variance), mean and variance in one
+//   pass over the batch rows before the main loop, shifted by each row's first element (no
+//   cancellation for rows with a large mean). IN_SILU X = silu(x[:, :K])·x[:, K:]. IN_GELU
 //   X = 0.5·x·(1 + erf(x/√2)) (erf as elementwise.wgsl, |error| < 1.2e-7).
 // Output (p.out_mode): 0 store y = v, 1 accumulate y += v, 2 y += scale[col]·v, v = Σ + bias.
 // Bindings (group 0):
@@ -112,12 +113,6 @@ const MT: u32 = 1u;
 // Partial sums: one vec4 (4 rows) per batch row and subgroup (SUBGROUPS) or per invocation.
 var<workgroup> red: array<vec4<f32>, WG * MT>; // ≤ 8 KiB
 
-//#if IN_RMS
-var<private> xss: array<f32, MT>;         // this invocation's Σ x² per batch row
-//#endif
-//#if IN_LAYER
-var<private> stat: array<vec2<f32>, MT>;  // (mean, rstd) per batch row
-//#endif
 
 // erf with |error| < 1.2e-7 (Numerical Recipes erfc, Chebyshev fit), evaluated in f32; the formula
 // of elementwise.wgsl's gelu_erf.
@@ -130,6 +125,11 @@ fn erf4(x: vec4<f32>) -> vec4<f32> {
     return select(r - 1.0, 1.0 - r, x >= vec4<f32>(0.0));
 }
 
+// Per batch row of the tile: IN_LAYER (mean, rstd, -, -), IN_RMS (-, -, this invocation's Σ x², -).
+// Only ever indexed by constants (loops over the batch rows are innermost and unrolled), so that
+// compilers keep it in registers.
+var<private> aux: array<vec4<f32>, MT>;
+
 // Element group v (a vec4 index along K) of batch row m0 + i of X, the transformed input.
 fn xin(i: u32, m0: u32, v: u32) -> vec4<f32> {
     let b = min(m0 + i, p.m - 1u) * p.x_stride + v;
@@ -138,11 +138,12 @@ fn xin(i: u32, m0: u32, v: u32) -> vec4<f32> {
 //#endif
 //#if IN_RMS
     let xv = x[b];
-    xss[i] += dot(xv, xv);
+    aux[i].z += dot(xv, xv);
     return xv * nw[v];
 //#endif
 //#if IN_LAYER
-    return (x[b] - vec4<f32>(stat[i].x)) * stat[i].y * nw[v] + nb[v];
+    let st = aux[i];
+    return (x[b] - vec4<f32>(st.x)) * st.y * nw[v] + nb[v];
 //#endif
 //#if IN_SILU
     let g = x[b];
@@ -157,6 +158,7 @@ fn xin(i: u32, m0: u32, v: u32) -> vec4<f32> {
 
 // Workgroup sums of one vec4 per batch row, returned to every invocation (the statistics of the
 // norms; the main result uses its own reduction below). Ends with a barrier: red is free again.
+// Per-row loops are innermost everywhere (see the IN_LAYER statistics).
 //#if SUBGROUPS
 fn wg_sum(v: array<vec4<f32>, MT>, lid: u32, lane: u32, sg_size: u32) -> array<vec4<f32>, MT> {
     let nsub = (WG + sg_size - 1u) / sg_size;
@@ -168,12 +170,10 @@ fn wg_sum(v: array<vec4<f32>, MT>, lid: u32, lane: u32, sg_size: u32) -> array<v
     }
     workgroupBarrier();
     var out: array<vec4<f32>, MT>;
-    for (var i = 0u; i < MT; i++) {
-        var t = vec4<f32>(0.0);
-        for (var j = 0u; j < nsub; j++) {
-            t += red[i * WG + j];
+    for (var j = 0u; j < nsub; j++) {
+        for (var i = 0u; i < MT; i++) {
+            out[i] += red[i * WG + j];
         }
-        out[i] = t;
     }
     workgroupBarrier();
     return out;
@@ -376,39 +376,34 @@ fn linear(
     let inv_k = 1.0 / f32(p.k);
 
 //#if IN_LAYER
-    // Mean, then the variance around it (two passes, as norm.wgsl), per batch row of the tile.
+    // Mean and variance in one pass over the tile's batch rows, shifted by the row's first element
+    // c (every invocation reads it): mean = c + E[x − c], var = E[(x − c)²] − E[x − c]², so the
+    // subtraction cancels only by (mean − c)² / var = O(1), not by mean² / var. Loops over the
+    // batch rows are innermost (constant trip count, unrolled) so that every per-row array is
+    // indexed by constants and stays in registers.
     var st: array<vec4<f32>, MT>;
+    var sh: array<vec4<f32>, MT>;
     for (var i = 0u; i < MT; i++) {
-        let b = min(m0 + i, p.m - 1u) * p.x_stride;
-        var s1 = vec4<f32>(0.0);
-        for (var v = lid; v < kq; v += WG) {
-            s1 += x[b + v];
+        sh[i] = vec4<f32>(x[min(m0 + i, p.m - 1u) * p.x_stride].x);
+    }
+    for (var v0 = 0u; v0 < kq; v0 += WG) {
+        let v = v0 + lid;
+        if (v < kq) {
+            for (var i = 0u; i < MT; i++) {
+                let d = x[min(m0 + i, p.m - 1u) * p.x_stride + v] - sh[i];
+                st[i] += vec4<f32>(d.x + d.y + d.z + d.w, dot(d, d), 0.0, 0.0);
+            }
         }
-        st[i] = s1;
     }
 //#if SUBGROUPS
-    let sum1 = wg_sum(st, lid, lane, sg_size);
+    let sums = wg_sum(st, lid, lane, sg_size);
 //#else
-    let sum1 = wg_sum(st, lid);
+    let sums = wg_sum(st, lid);
 //#endif
     for (var i = 0u; i < MT; i++) {
-        let mean = dot(sum1[i], vec4<f32>(1.0)) * inv_k;
-        let b = min(m0 + i, p.m - 1u) * p.x_stride;
-        var s2 = vec4<f32>(0.0);
-        for (var v = lid; v < kq; v += WG) {
-            let c = x[b + v] - vec4<f32>(mean);
-            s2 += c * c;
-        }
-        st[i] = s2;
-        stat[i].x = mean;
-    }
-//#if SUBGROUPS
-    let sum2 = wg_sum(st, lid, lane, sg_size);
-//#else
-    let sum2 = wg_sum(st, lid);
-//#endif
-    for (var i = 0u; i < MT; i++) {
-        stat[i].y = inverseSqrt(dot(sum2[i], vec4<f32>(1.0)) * inv_k + p.eps);
+        let md = sums[i].x * inv_k;
+        let var_ = max(sums[i].y * inv_k - md * md, 0.0);
+        aux[i] = vec4<f32>(sh[i].x + md, inverseSqrt(var_ + p.eps), 0.0, 0.0);
     }
 //#endif
 
@@ -431,7 +426,7 @@ fn linear(
     // 1 / rms of each batch row: every x element was loaded once by one invocation of the group.
     var ssv: array<vec4<f32>, MT>;
     for (var i = 0u; i < MT; i++) {
-        ssv[i] = vec4<f32>(xss[i], 0.0, 0.0, 0.0);
+        ssv[i] = vec4<f32>(aux[i].z, 0.0, 0.0, 0.0);
     }
 //#if SUBGROUPS
     let ss = wg_sum(ssv, lid, lane, sg_size);

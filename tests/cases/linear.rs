@@ -202,6 +202,8 @@ struct Case {
     out: Out,
     /// Rows per weight part (`upload_split`); 0 = `upload`.
     split_rows: u32,
+    /// Added to every input (LayerNorm must remove large means).
+    x_offset: f32,
     seed: u64,
 }
 
@@ -218,6 +220,7 @@ impl Case {
             input: In::Plain,
             out: Out::Store,
             split_rows: 0,
+            x_offset: 0.0,
             seed: (k as u64) << 32 ^ (n as u64) << 8 ^ m as u64,
         }
     }
@@ -271,7 +274,7 @@ async fn run(ctx: &Context, c: Case) -> CaseResult {
     // Inputs with an offset and a spread (LayerNorm must remove the mean), ×3 for GELU/SiLU.
     let mut x = rng.vec(m * x_cols, 1.0);
     match c.input {
-        In::Layer => x.iter_mut().for_each(|v| *v = *v * 2.0 + 0.75),
+        In::Layer => x.iter_mut().for_each(|v| *v = *v * 2.0 + 0.75 + c.x_offset),
         In::Gelu | In::Silu => x.iter_mut().for_each(|v| *v *= 3.0),
         _ => {}
     }
@@ -299,6 +302,20 @@ async fn run(ctx: &Context, c: Case) -> CaseResult {
     let wsel = &deq[c.row_offset as usize * k..(c.row_offset as usize + n) * k];
     let v = reference::linear(&xt, wsel, bias.as_deref(), m, n, k);
     let mut absum = reference::abs_linear(&xt, wsel, m, n, k);
+    if c.input == In::Layer {
+        // x − mean is rounded to f32 at the scale of |x|, not of the row's spread: that error,
+        // relative to the standard deviation, goes through Σ_k |nw_k · W_nk|.
+        for (r, xr) in x.chunks(k).enumerate() {
+            let mean = xr.iter().map(|&v| v as f64).sum::<f64>() / k as f64;
+            let var = xr.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / k as f64;
+            let amax = xr.iter().fold(0f64, |a, &v| a.max(v.abs() as f64));
+            let cond = (amax / (var + eps as f64).sqrt()) as f32;
+            for j in 0..n {
+                let gw: f32 = (0..k).map(|i| (nw[i] * wsel[j * k + i]).abs()).sum();
+                absum[r * n + j] += cond * gw;
+            }
+        }
+    }
     let mut want = y0.clone();
     match c.out {
         Out::Store => reference::output(&mut want, &v, n, false, None),
@@ -655,6 +672,10 @@ async fn fused_model_shapes(ctx: &Context, size: Size) -> CaseResult {
         Case::new(f, s(512, 64), s(1536, 24), 2).fused(In::Layer, Out::Store, false),
     )
     .await?;
+    // LayerNorm of rows whose mean is 100 standard deviations away from zero.
+    let mut c = Case::new(f, s(512, 64), s(96, 24), 3).fused(In::Layer, Out::Store, true);
+    c.x_offset = 100.0;
+    run(ctx, c).await?;
     run(
         ctx,
         Case::new(f, s(2048, 128), s(512, 24), 2).fused(In::Gelu, Out::Scaled, false),
