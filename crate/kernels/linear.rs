@@ -28,6 +28,17 @@
 //!
 //! A [`LinearWeights`] may expose a block of rows of a larger (stacked) weight with
 //! [`LinearWeights::rows`], e.g. the depformer's `[8·3072, 1024]` in-projection; no copy is made.
+//!
+//! Fusion ([`linear_with`], [`LinearOpts`]): the input can be normalized or activated as it is
+//! loaded — RMSNorm (the sum of squares is accumulated in the main loop, which reads each x
+//! element once per workgroup, and the 1/rms factor is applied to the sums), LayerNorm (mean and
+//! variance in one shifted pass over the tile's rows before the main loop), the SiLU gate of
+//! `[m, 2K]` rows, exact GELU — and the result can be stored, added to `y` (a residual add) or
+//! added scaled per output column (Mimi's layer scale). So a transformer layer is six dispatches:
+//! norm→qkv, KV append (+RoPE), attention (+RoPE), out-projection + residual, norm→FFN in,
+//! gated FFN out + residual. Every workgroup recomputes its rows' statistics and activations
+//! (K values each): cheap next to the weight stream on a GPU; on CPU rasterizers (lavapipe) the
+//! fused forms cost more than a separate norm dispatch.
 
 use bytemuck::{Pod, Zeroable};
 use half::{bf16, f16};
