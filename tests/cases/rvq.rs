@@ -35,17 +35,23 @@ fn model(rng: &mut Rng, levels: usize, bins: usize, dim: usize, t: usize) -> (Ve
 }
 
 /// Compare codes; on a mismatch report both candidates' f64 distances at that step.
-#[allow(clippy::too_many_arguments)]
-fn check_codes(
-    what: &str,
-    got: &[u32],
-    want: &[u32],
-    x: &[f32],
+/// What was encoded: `t` frames of `dim` in `x`, codebooks `cb` of `bins` rows per level.
+struct Encoded<'a> {
+    x: &'a [f32],
     t: usize,
     dim: usize,
-    cb: &[f32],
+    cb: &'a [f32],
     bins: usize,
-) -> CaseResult {
+}
+
+fn check_codes(what: &str, got: &[u32], want: &[u32], enc: &Encoded) -> CaseResult {
+    let Encoded {
+        x,
+        t,
+        dim,
+        cb,
+        bins,
+    } = *enc;
     let levels = want.len() / t;
     for ti in 0..t {
         let mut r: Vec<f64> = x[ti * dim..(ti + 1) * dim]
@@ -195,21 +201,25 @@ async fn mimi_split_rvq_t1(ctx: &Context, size: Size) -> CaseResult {
         "semantic",
         &got[..t],
         &want_first,
-        &x,
-        t,
-        dim,
-        &cb_first,
-        bins,
+        &Encoded {
+            x: &x,
+            t,
+            dim,
+            cb: &cb_first,
+            bins,
+        },
     )?;
     check_codes(
         "acoustic",
         &got[t..],
         &want_rest,
-        &x,
-        t,
-        dim,
-        &cb_rest,
-        bins,
+        &Encoded {
+            x: &x,
+            t,
+            dim,
+            cb: &cb_rest,
+            bins,
+        },
     )?;
 
     let q = gpu(ctx.read_f32(&q_first).await)?;
@@ -314,7 +324,18 @@ async fn channel_major_t3_strided_codes(ctx: &Context, size: Size) -> CaseResult
         }
     }
     let want = reference::encode(&x, t, dim, &cb, bins, levels);
-    check_codes("T=3", &got, &want, &x, t, dim, &cb, bins)?;
+    check_codes(
+        "T=3",
+        &got,
+        &want,
+        &Encoded {
+            x: &x,
+            t,
+            dim,
+            cb: &cb,
+            bins,
+        },
+    )?;
     let q = gpu(ctx.read_f32(&qb).await)?;
     let want_q = reference::decode(&want, t, dim, &cb, bins, levels);
     let mut got_q = vec![0f32; t * dim];
@@ -411,7 +432,18 @@ async fn exact_ties_lowest_index(ctx: &Context, size: Size) -> CaseResult {
             "test setup: reference codes {want:?}, planted {planted:?}"
         ));
     }
-    check_codes("ties", &got, &want, &x, t, dim, &cb, bins)
+    check_codes(
+        "ties",
+        &got,
+        &want,
+        &Encoded {
+            x: &x,
+            t,
+            dim,
+            cb: &cb,
+            bins,
+        },
+    )
 }
 
 /// 32 levels (Mimi's full n_q), small codebooks, 5 frames (2 in the browser).
@@ -469,7 +501,18 @@ async fn levels_32_small(ctx: &Context, size: Size) -> CaseResult {
     gpu(rec.submit())?;
     let got = gpu(ctx.read_u32(&codes).await)?;
     let want = reference::encode(&x, t, dim, &cb, bins, levels);
-    check_codes("32 levels", &got, &want, &x, t, dim, &cb, bins)?;
+    check_codes(
+        "32 levels",
+        &got,
+        &want,
+        &Encoded {
+            x: &x,
+            t,
+            dim,
+            cb: &cb,
+            bins,
+        },
+    )?;
     let q = gpu(ctx.read_f32(&qb).await)?;
     let want_q = reference::decode(&want, t, dim, &cb, bins, levels);
     assert_close("decode 32 levels", &q, &want_q, 1e-5, 1e-5)
