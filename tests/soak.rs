@@ -85,7 +85,10 @@ fn soak_3000_frames() {
     }
     let elapsed = t0.elapsed().as_secs_f64();
     for o in &outs {
-        if o.pcm.as_ref().is_some_and(|p| p.iter().any(|x| !x.is_finite())) {
+        if o.pcm
+            .as_ref()
+            .is_some_and(|p| p.iter().any(|x| !x.is_finite()))
+        {
             nan_frames += 1;
         }
     }
@@ -93,7 +96,10 @@ fn soak_3000_frames() {
     let text_logits = pollster::block_on(ctx.read_f32(&session.lm().unwrap().text_logits)).unwrap();
     let audio_logits =
         pollster::block_on(ctx.read_f32(&session.lm().unwrap().audio_logits)).unwrap();
-    let logits_finite = text_logits.iter().chain(&audio_logits).all(|x| x.is_finite());
+    let logits_finite = text_logits
+        .iter()
+        .chain(&audio_logits)
+        .all(|x| x.is_finite());
     let complete: Vec<&StepOutput> = outs.iter().filter(|o| o.frame.is_some()).collect();
     println!(
         "soak: {frames} frames in {elapsed:.1} s ({:.1} ms/frame), {} complete frames; KV ring of {} wrapped {} times; {} frames with non-finite audio; last logits finite: {logits_finite}; GPU bytes allocated after frame 1: {grown}",
@@ -112,13 +118,7 @@ fn soak_3000_frames() {
     let window = 256.min(complete.len());
     let warm = 2 * (cfg.num_layers * cfg.context + cfg.max_delay() + 1);
     let s0 = complete.len() - window;
-    let mut lm = Lm::load(
-        &ctx,
-        cfg.clone(),
-        &Weights::checkpoint(&model.0),
-        &lm_opts,
-    )
-    .unwrap();
+    let mut lm = Lm::load(&ctx, cfg.clone(), &Weights::checkpoint(&model.0), &lm_opts).unwrap();
     let row = |f: usize| complete[f];
     let (mut compared, mut mismatches, mut excused) = (0, Vec::new(), 0);
     for j in 0..window - cfg.max_delay() {
@@ -134,14 +134,23 @@ fn soak_3000_frames() {
             let f = s as isize - cfg.delays[1 + k] as isize;
             forced.push(row(f as usize).audio_tokens.as_ref().unwrap()[k]);
         }
-        let (text, audio) = pollster::block_on(golden::forced_step(&ctx, &mut lm, &forced)).unwrap();
+        let (text, audio) =
+            pollster::block_on(golden::forced_step(&ctx, &mut lm, &forced)).unwrap();
         if j < warm {
             continue;
         }
-        let mut choices = vec![("text".to_string(), argmax(&text[..cfg.text_card_out]), forced[0])];
+        let mut choices = vec![(
+            "text".to_string(),
+            argmax(&text[..cfg.text_card_out]),
+            forced[0],
+        )];
         for k in 0..cfg.dep_q {
             let at = k * lm.logit_stride();
-            choices.push((format!("audio {k}"), argmax(&audio[at..at + cfg.card]), forced[1 + k]));
+            choices.push((
+                format!("audio {k}"),
+                argmax(&audio[at..at + cfg.card]),
+                forced[1 + k],
+            ));
         }
         for (what, (got, margin), want) in choices {
             compared += 1;
@@ -149,7 +158,9 @@ fn soak_3000_frames() {
                 if margin < SOAK_NEAR_TIE {
                     excused += 1;
                 } else {
-                    mismatches.push(format!("step {s} {what}: fresh {got}, soak {want} (margin {margin:.2e})"));
+                    mismatches.push(format!(
+                        "step {s} {what}: fresh {got}, soak {want} (margin {margin:.2e})"
+                    ));
                 }
             }
         }
@@ -158,7 +169,10 @@ fn soak_3000_frames() {
         "fresh run over the last {window} frames (first {warm} to fill the receptive field): {compared} tokens compared, {} mismatches, {excused} near-tie excuses (margin < {SOAK_NEAR_TIE:.0e})",
         mismatches.len(),
     );
-    assert!(excused * 100 <= compared, "more than 1% of the choices were near ties");
+    assert!(
+        excused * 100 <= compared,
+        "more than 1% of the choices were near ties"
+    );
     assert!(compared > 0);
     assert!(mismatches.is_empty(), "{}", mismatches.join("\n"));
 }

@@ -333,11 +333,11 @@ pub async fn moshi_forced_logits(
     let mut lm = Lm::load(ctx, cfg.clone(), &Weights::checkpoint(&model.0), &opts)
         .map_err(|e| e.to_string())?;
     let text = r.i64("text");
-    let audio = r.i64("audio");
+    let audio_steps = r.i64("audio_steps");
     let user = r.i64("user_codes");
     let want_text = r.f32("forced_text_logits");
     let want_audio = r.f32("forced_audio_logits");
-    let (s_n, t_n) = (text.len(), audio.len() / cfg.dep_q);
+    let s_n = text.len();
     let (card, tc) = (cfg.card, cfg.text_card_out);
     let mut rep = Report::default();
     for s in 0..s_n {
@@ -350,17 +350,10 @@ pub async fn moshi_forced_logits(
             lm.user_codes_slot(s) as u64 * 4,
             bytemuck::cast_slice(&u),
         );
+        // `audio_steps[k, s]`: the token codebook k chose at step s, also where its frame is
+        // past the last kept one (the chain and the next steps' inputs need it).
         let mut forced = vec![text[s] as u32];
-        for k in 0..cfg.dep_q {
-            let f = s as isize - cfg.delays[1 + k] as isize;
-            // Frames past the reference's last one were zero-filled in its forward pass.
-            let tok = if f >= 0 && (f as usize) < t_n {
-                audio[k * t_n + f as usize] as u32
-            } else {
-                0
-            };
-            forced.push(tok);
-        }
+        forced.extend((0..cfg.dep_q).map(|k| audio_steps[k * s_n + s].max(0) as u32));
         let (got_text, got_audio) = forced_step(ctx, &mut lm, &forced).await?;
         let mut check = |what: String, got: &[f32], want: &[f32]| {
             if want.iter().any(|v| v.is_nan()) {
@@ -380,12 +373,6 @@ pub async fn moshi_forced_logits(
             &want_text[s * tc..(s + 1) * tc],
         );
         for k in 0..cfg.dep_q {
-            // Codebook k is chained on codebook k − 1's token of this step: where that token's
-            // frame is past the reference's last one, the reference chained a token it did not
-            // keep, so this codebook and the following ones are not comparable.
-            if k > 0 && s as isize - cfg.delays[k] as isize >= t_n as isize {
-                break;
-            }
             let at = (k * s_n + s) * card;
             let row = k * lm.logit_stride();
             check(
