@@ -402,8 +402,8 @@ fn linear(
 //#endif
     for (var i = 0u; i < MT; i++) {
         let md = sums[i].x * inv_k;
-        let var_ = max(sums[i].y * inv_k - md * md, 0.0);
-        aux[i] = vec4<f32>(sh[i].x + md, inverseSqrt(var_ + p.eps), 0.0, 0.0);
+        let vr = max(sums[i].y * inv_k - md * md, 0.0);
+        aux[i] = vec4<f32>(sh[i].x + md, inverseSqrt(vr + p.eps), 0.0, 0.0);
     }
 //#endif
 

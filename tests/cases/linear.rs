@@ -100,7 +100,9 @@ fn make_weight(
     let limit = match format {
         WeightFormat::F32 => 0.0,
         WeightFormat::Bf16 => 0.004,
-        WeightFormat::Q8_0 | WeightFormat::Affine { bits: 8, .. } => 0.01,
+        WeightFormat::Q8_0 => 0.01,
+        // The bf16 scale and bias of a group add up to ~2^-9 of its range to the half step.
+        WeightFormat::Affine { bits: 8, .. } => 0.02,
         WeightFormat::Affine { .. } => 0.15,
     };
     if worst > limit {

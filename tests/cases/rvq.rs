@@ -140,7 +140,7 @@ async fn mimi_split_rvq_t1(ctx: &Context, size: Size) -> CaseResult {
         },
         CodesView {
             view: codes.view(),
-            layout: layout,
+            layout,
         },
         EncodeScratch {
             residual: residual.view(),
@@ -171,7 +171,7 @@ async fn mimi_split_rvq_t1(ctx: &Context, size: Size) -> CaseResult {
         1,
         CodesView {
             view: codes.view(),
-            layout: layout,
+            layout,
         },
         Frames {
             view: q_first.view(),
@@ -287,7 +287,7 @@ async fn channel_major_t3_strided_codes(ctx: &Context, size: Size) -> CaseResult
         },
         CodesView {
             view: codes.view(),
-            layout: layout,
+            layout,
         },
         EncodeScratch {
             residual: residual.view(),
@@ -300,7 +300,7 @@ async fn channel_major_t3_strided_codes(ctx: &Context, size: Size) -> CaseResult
         levels as u32,
         CodesView {
             view: codes.view(),
-            layout: layout,
+            layout,
         },
         Frames {
             view: qb.view(),
@@ -477,7 +477,7 @@ async fn levels_32_small(ctx: &Context, size: Size) -> CaseResult {
         },
         CodesView {
             view: codes.view(),
-            layout: layout,
+            layout,
         },
         EncodeScratch {
             residual: residual.view(),
@@ -490,7 +490,7 @@ async fn levels_32_small(ctx: &Context, size: Size) -> CaseResult {
         levels as u32,
         CodesView {
             view: codes.view(),
-            layout: layout,
+            layout,
         },
         Frames {
             view: qb.view(),

@@ -545,9 +545,9 @@ async fn bad_arguments(ctx: &Context, _size: Size) -> CaseResult {
             &LogitRows {
                 view: lb.view(),
                 offset: off,
-                n: n,
+                n,
                 row_stride: stride,
-                rows: rows,
+                rows,
             },
             &SampleConfig::top_k(temp, 5, 0, 0, 0),
             TokenSlots {
@@ -579,7 +579,7 @@ async fn bad_arguments(ctx: &Context, _size: Size) -> CaseResult {
                 offset: 0,
                 n: 10,
                 row_stride: 0,
-                rows: rows,
+                rows,
             },
             draws,
             &SampleConfig::top_k(1.0, 5, 0, 0, 0),

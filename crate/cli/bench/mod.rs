@@ -160,7 +160,7 @@ fn copy_rate(ctx: &Context, reps: u32) -> Result<(Case, f64)> {
     let floats = (ctx.caps().max_storage_binding.min(128 << 20) / 4) as usize / 1024 * 1024;
     let (x, y) = (buf(ctx, "copy x", floats)?, buf(ctx, "copy y", floats)?);
     let case = Case::new(
-        format!("copy {} MiB (vec4, the yardstick)", floats * 4 >> 20),
+        format!("copy {} MiB (vec4, the yardstick)", (floats * 4) >> 20),
         2 * floats as u64 * 4,
         move |r| parle::kernels::elementwise::copy(r, x.view(), y.view(), floats as u32),
     );
