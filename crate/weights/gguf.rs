@@ -539,6 +539,15 @@ pub struct MemoryGguf {
     bytes: Vec<u8>,
 }
 
+impl std::fmt::Debug for MemoryGguf {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MemoryGguf")
+            .field("header", &self.header)
+            .field("len", &self.bytes.len())
+            .finish()
+    }
+}
+
 impl MemoryGguf {
     pub fn new(name: &str, bytes: Vec<u8>) -> Result<Self, WeightsError> {
         let header = GgufHeader::parse(name, &bytes)?;
@@ -562,6 +571,7 @@ impl MemoryGguf {
 
 /// An open GGUF file on disk: the header, and tensors read by range (native).
 #[cfg(not(target_arch = "wasm32"))]
+#[derive(Debug)]
 pub struct GgufFile {
     pub header: GgufHeader,
     file: std::cell::RefCell<std::fs::File>,
