@@ -1,13 +1,19 @@
 //! parle: Kyutai's Mimi codec and Moshi speech-to-speech LM on WebGPU.
 //!
-//! Layers (dependencies point down only): `web` (wasm exports) → `kernels` (launchers for the
+//! Layers (dependencies point down only): `web` (wasm exports) → `session` (one conversation,
+//! the only frame loop) → `lm`, `mimi` (models) → `nn` (blocks) → `kernels` (launchers for the
 //! WGSL kernels in `shaders/`) → `gpu` (device, buffers, pipelines, recorder, readback).
+//! `weights` and `text` read files and know no GPU.
 
 #[cfg(not(target_arch = "wasm32"))]
 pub mod audio;
 pub mod gpu;
 pub mod kernels;
+pub mod lm;
 pub mod mimi;
+pub mod nn;
+pub mod session;
+pub mod text;
 pub mod weights;
 
 #[cfg(target_arch = "wasm32")]
@@ -20,6 +26,8 @@ pub enum Error {
     Gpu(#[from] gpu::GpuError),
     #[error(transparent)]
     Weights(#[from] weights::WeightsError),
+    #[error(transparent)]
+    Text(#[from] text::TextError),
 }
 
 pub type Result<T> = std::result::Result<T, Error>;

@@ -1,4 +1,4 @@
-//! The `parle` command line: `parle info`, `parle bench kernels`, …
+//! The `parle` command line: `parle info`, `parle run`, `parle mimi …`, `parle bench …`.
 //!
 //! Native only: on wasm32 (built when `cargo test --target wasm32-unknown-unknown` builds the
 //! package's binaries) it is an empty stub.
@@ -7,6 +7,8 @@
 mod bench;
 #[cfg(not(target_arch = "wasm32"))]
 mod mimi;
+#[cfg(not(target_arch = "wasm32"))]
+mod run;
 
 #[cfg(not(target_arch = "wasm32"))]
 use clap::{Parser, Subcommand};
@@ -43,6 +45,8 @@ enum Command {
         #[command(subcommand)]
         what: bench::What,
     },
+    /// A conversation with Moshi from a WAV file: writes Moshi's speech, transcript, tokens.
+    Run(run::RunArgs),
     /// Mimi codec: encode, decode, roundtrip.
     Mimi {
         #[command(subcommand)]
@@ -75,6 +79,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Bench { what } => bench::run(&ctx, what),
         Command::Mimi { cmd } => mimi::run(&ctx, cmd),
+        Command::Run(args) => run::run(&ctx, args),
     }
 }
 

@@ -8,6 +8,7 @@ pub mod attention;
 pub mod conv;
 pub mod elementwise;
 pub mod embed;
+pub mod fill;
 pub mod linear;
 pub mod norm;
 pub mod rope;

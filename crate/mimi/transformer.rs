@@ -1,65 +1,22 @@
 //! Mimi's codec transformer (`ProjectedTransformer` with d_model = dimension, no projections):
-//! pre-norm LayerNorm layers with layer scale, interleaved RoPE, causal sliding-window attention
-//! over a ring KV cache, plain GELU MLP. Runs on `[T, D]` rows, T = 25 Hz steps of one frame.
+//! the shared [`crate::nn::Transformer`] with LayerNorm, layer scale, interleaved RoPE, a plain
+//! GELU MLP and an f32 ring KV cache, run on the `[T, D]` rows of one frame (T = 25 Hz steps).
+//! The codec keeps channel-major `[D, T]` activations, so this wrapper transposes in and out.
 
 use crate::gpu::{BufferUsage, Context, GpuBuffer, Recorder};
-use crate::kernels::attention::AttnConfig;
 use crate::kernels::elementwise;
-use crate::kernels::linear::{self, HostLinear, LinearWeights};
-use crate::kernels::norm;
-use crate::kernels::rope::{Rope, RopeLayout};
+use crate::nn::transformer::{self, Gating, Positional};
+use crate::nn::{NormKind, Weights};
 use crate::weights::TensorSource;
 
 use super::config::TransformerConfig;
-use super::upload;
-
-const LN_EPS: f32 = 1e-5;
-
-struct Layer {
-    norm1: (GpuBuffer, GpuBuffer),
-    norm2: (GpuBuffer, GpuBuffer),
-    in_proj: LinearWeights,
-    out_proj: LinearWeights,
-    linear1: LinearWeights,
-    linear2: LinearWeights,
-    scale1: GpuBuffer,
-    scale2: GpuBuffer,
-    cache: GpuBuffer,
-}
-
-/// Activations of one call (static, sized for `t` rows).
-struct Scratch {
-    /// The `[t, D]` rows the layers run on.
-    rows: GpuBuffer,
-    h: GpuBuffer,
-    qkv: GpuBuffer,
-    attn: GpuBuffer,
-    o: GpuBuffer,
-    ff: GpuBuffer,
-    ff_act: GpuBuffer,
-}
 
 pub struct Transformer {
+    inner: transformer::Transformer,
     d: u32,
-    ff: u32,
     t: u32,
-    attn: AttnConfig,
-    rope: Rope,
-    layers: Vec<Layer>,
-    s: Scratch,
-    /// Absolute position (25 Hz steps since the stream started).
-    pos: u32,
-}
-
-fn linear_f32(
-    ctx: &Context,
-    f: &dyn TensorSource,
-    name: &str,
-    rows: usize,
-    k: usize,
-) -> crate::Result<LinearWeights> {
-    let w = f.f32(name, &[rows, k])?;
-    Ok(HostLinear::from_f32(&w, rows as u32, k as u32)?.upload(ctx, name)?)
+    /// The `[t, D]` rows the layers run on.
+    rows: GpuBuffer,
 }
 
 impl Transformer {
@@ -71,68 +28,46 @@ impl Transformer {
         cfg: &TransformerConfig,
         t: u32,
     ) -> crate::Result<Self> {
-        let d = cfg.d_model;
-        let ff = cfg.dim_feedforward;
-        let heads = cfg.num_heads as u32;
-        let head_dim = (d / cfg.num_heads) as u32;
-        // A ring of context + t − 1 slots keeps the exact window `0 ≤ pq − pk < context` for every
-        // query of a call, so streaming equals whole-utterance processing (spec §1.6).
-        let attn = AttnConfig::new(
-            heads,
-            head_dim,
-            cfg.context as u32 + t - 1,
-            cfg.context as u32,
-        )
-        .with_f32_cache();
-        let rope = Rope::new(ctx, head_dim, cfg.max_period as f32)?;
-        let mut layers = Vec::new();
-        for l in 0..cfg.num_layers {
-            let p = format!("{prefix}.transformer.layers.{l}");
-            let vec =
-                |n: &str| -> crate::Result<GpuBuffer> { upload(ctx, f, &format!("{p}.{n}"), &[d]) };
-            layers.push(Layer {
-                norm1: (vec("norm1.weight")?, vec("norm1.bias")?),
-                norm2: (vec("norm2.weight")?, vec("norm2.bias")?),
-                in_proj: linear_f32(ctx, f, &format!("{p}.self_attn.in_proj_weight"), 3 * d, d)?,
-                out_proj: linear_f32(ctx, f, &format!("{p}.self_attn.out_proj.weight"), d, d)?,
-                linear1: linear_f32(ctx, f, &format!("{p}.linear1.weight"), ff, d)?,
-                linear2: linear_f32(ctx, f, &format!("{p}.linear2.weight"), d, ff)?,
-                scale1: vec("layer_scale_1.scale")?,
-                scale2: vec("layer_scale_2.scale")?,
-                cache: ctx.create_buffer(
-                    &format!("{p} kv cache"),
-                    attn.cache_bytes(ctx),
-                    BufferUsage::Storage,
-                )?,
-            });
-        }
-        let buf = |label: &str, floats: usize| {
-            ctx.create_buffer(label, (floats * 4) as u64, BufferUsage::Storage)
+        // The config was validated: LayerNorm, no gating, RoPE, causal.
+        let nn_cfg = transformer::TransformerConfig {
+            d_model: cfg.d_model,
+            num_heads: cfg.num_heads,
+            num_layers: cfg.num_layers,
+            dim_feedforward: cfg.dim_feedforward,
+            norm: NormKind::LayerNorm { eps: 1e-5 },
+            gating: Gating::None,
+            positional: Positional::Rope,
+            max_period: cfg.max_period as f32,
+            layer_scale: cfg.layer_scale.is_some(),
+            // A ring of context + t − 1 slots keeps the exact window `0 ≤ pq − pk < context`
+            // for every query of a call, so streaming equals whole-utterance processing (§1.6).
+            context: cfg.context,
+            rows: t,
+            schedule: Vec::new(),
+            // The reference runs Mimi in f32 throughout.
+            f32_cache: true,
         };
-        let tt = t as usize;
-        let s = Scratch {
-            rows: buf("tr rows", tt * d)?,
-            h: buf("tr h", tt * d)?,
-            qkv: buf("tr qkv", tt * 3 * d)?,
-            attn: buf("tr attn", tt * d)?,
-            o: buf("tr o", tt * d)?,
-            ff: buf("tr ff", tt * ff)?,
-            ff_act: buf("tr ff act", tt * ff)?,
-        };
+        let inner = transformer::Transformer::load(
+            ctx,
+            &Weights::checkpoint(f),
+            &format!("{prefix}.transformer"),
+            &nn_cfg,
+        )?;
+        let rows = ctx.create_buffer(
+            &format!("{prefix} rows"),
+            (t as usize * cfg.d_model * 4) as u64,
+            BufferUsage::Storage,
+        )?;
         Ok(Self {
-            d: d as u32,
-            ff: ff as u32,
+            inner,
+            d: cfg.d_model as u32,
             t,
-            attn,
-            rope,
-            layers,
-            s,
-            pos: 0,
+            rows,
         })
     }
 
     pub fn reset(&mut self) {
-        self.pos = 0;
+        self.inner.reset();
     }
 
     /// Run the transformer on channel-major `input` = `[D, t]` (the codec's conv layout) into
@@ -143,81 +78,9 @@ impl Transformer {
         input: &GpuBuffer,
         output: &GpuBuffer,
     ) -> crate::Result<()> {
-        let rows = self.s.rows.clone();
-        elementwise::transpose(rec, input.view(), rows.view(), self.d, self.t)?;
-        self.forward(rec, &rows)?;
-        elementwise::transpose(rec, rows.view(), output.view(), self.t, self.d)?;
-        Ok(())
-    }
-
-    /// Run all layers in place on `x` = `[t, D]` rows.
-    pub fn forward(&mut self, rec: &mut Recorder, x: &GpuBuffer) -> crate::Result<()> {
-        let (t, d, ff) = (self.t, self.d, self.ff);
-        let s = &self.s;
-        for layer in &self.layers {
-            norm::layer_norm(
-                rec,
-                x.view(),
-                layer.norm1.0.view(),
-                layer.norm1.1.view(),
-                s.h.view(),
-                t,
-                d,
-                LN_EPS,
-            )?;
-            linear::linear(rec, &layer.in_proj, s.h.view(), s.qkv.view(), t, None)?;
-            self.rope.apply(
-                rec,
-                s.qkv.view(),
-                &RopeLayout::fused_qkv(self.attn.heads, self.attn.head_dim),
-                t,
-                self.pos,
-            )?;
-            self.attn
-                .kv_append(rec, s.qkv.view(), layer.cache.view(), t, self.pos)?;
-            self.attn.attention(
-                rec,
-                s.qkv.view(),
-                layer.cache.view(),
-                s.attn.view(),
-                None,
-                t,
-                self.pos,
-            )?;
-            linear::linear(rec, &layer.out_proj, s.attn.view(), s.o.view(), t, None)?;
-            elementwise::residual_add(
-                rec,
-                s.o.view(),
-                Some(layer.scale1.view()),
-                x.view(),
-                t * d,
-                d,
-                1,
-            )?;
-            norm::layer_norm(
-                rec,
-                x.view(),
-                layer.norm2.0.view(),
-                layer.norm2.1.view(),
-                s.h.view(),
-                t,
-                d,
-                LN_EPS,
-            )?;
-            linear::linear(rec, &layer.linear1, s.h.view(), s.ff.view(), t, None)?;
-            elementwise::gelu_erf(rec, s.ff.view(), s.ff_act.view(), t * ff)?;
-            linear::linear(rec, &layer.linear2, s.ff_act.view(), s.o.view(), t, None)?;
-            elementwise::residual_add(
-                rec,
-                s.o.view(),
-                Some(layer.scale2.view()),
-                x.view(),
-                t * d,
-                d,
-                1,
-            )?;
-        }
-        self.pos += t;
+        elementwise::transpose(rec, input.view(), self.rows.view(), self.d, self.t)?;
+        self.inner.forward(rec, &self.rows)?;
+        elementwise::transpose(rec, self.rows.view(), output.view(), self.t, self.d)?;
         Ok(())
     }
 }

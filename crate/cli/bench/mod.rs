@@ -6,6 +6,7 @@ mod conv;
 mod elementwise;
 mod embed;
 mod linear;
+mod lm;
 mod mimi;
 mod norm;
 mod rope;
@@ -45,6 +46,21 @@ pub enum What {
         #[arg(long, default_value_t = 8)]
         codebooks: usize,
     },
+    /// Whole Moshi frames (Mimi both ways + LM) at the 7B's shapes with random GPU weights.
+    Lm {
+        /// Required: the 7B's shapes with random weights made on the GPU.
+        #[arg(long, required = true)]
+        random_real_size: bool,
+        /// Linear weight format: q4, q8, q8_0, bf16 or f32.
+        #[arg(long, default_value = "q4")]
+        quant: String,
+        /// Timed frames (after 2 warm-up frames).
+        #[arg(long, default_value_t = 20)]
+        frames: usize,
+        /// Temporal context (KV ring length; 3000 for Moshi).
+        #[arg(long, default_value_t = 3000)]
+        context: usize,
+    },
 }
 
 pub fn run(ctx: &Context, what: What) -> Result<()> {
@@ -56,6 +72,19 @@ pub fn run(ctx: &Context, what: What) -> Result<()> {
             frames,
             codebooks,
         } => mimi::run(ctx, model.as_deref(), random_real_size, frames, codebooks),
+        What::Lm {
+            random_real_size: _,
+            quant,
+            frames,
+            context,
+        } => lm::run(
+            ctx,
+            lm::LmBench {
+                quant,
+                frames,
+                context,
+            },
+        ),
     }
 }
 

@@ -1,0 +1,9 @@
+//! The Moshi LM: config (reference `config.json` keys), the model on the GPU (temporal
+//! transformer, text head, depformer with per-step weights and token chaining), the delay
+//! schedule of spec §3.1 through a token ring, and GPU sampling.
+
+pub mod config;
+mod model;
+
+pub use config::LmConfig;
+pub use model::{quant_format, Lm, LmOptions, Sampling, TokenChoice};

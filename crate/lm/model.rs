@@ -1,0 +1,465 @@
+//! The Moshi LM on the GPU: summed stream embeddings → temporal transformer → out norm → text
+//! head, then the depformer's `dep_q` steps, each conditioned on the temporal output and chained
+//! through the token sampled just before it (spec §2.3–§2.5). Tokens are sampled on the GPU into
+//! a token ring that the next kernels read: nothing visits the CPU inside a step.
+//!
+//! Token ring (`tokens`, u32): rows of `width = 1 + n_q` tokens `[text, audio_0 … audio_{n_q−1}]`
+//! (audio `0..dep_q` = Moshi's own codebooks, then the user's). Frame `f` lives in row
+//! `f mod RING` with `RING = 2·max(delays) + 2` (a row is overwritten only after its last
+//! reader); row `RING` holds the initial tokens, row `RING + 1` takes outputs whose frame index
+//! is negative (discarded). Step `s` (spec §3.1) reads stream `c` from frame `s − 1 − d_c` and
+//! writes the text token of frame `s` and Moshi's codebook `k` of frame `s − d_{1+k}`; the user's
+//! codes of frame `s` are copied in by the caller ([`Lm::user_codes_slot`]).
+
+use crate::gpu::{BufferUsage, Context, GpuBuffer, Recorder, View};
+use crate::kernels::elementwise;
+use crate::kernels::embed::TableFormat;
+use crate::kernels::linear::WeightFormat;
+use crate::kernels::sampling::{self, SampleConfig};
+use crate::nn::{
+    EmbeddingTable, Embeddings, Linear, Norm, NormKind, Transformer, TransformerConfig, Weights,
+};
+
+use super::config::LmConfig;
+
+/// How tokens are drawn (spec §3.3; PyTorch `LMGen` defaults).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Sampling {
+    /// Text temperature; `<= 0` is greedy.
+    pub text_temperature: f32,
+    pub text_top_k: u32,
+    /// Audio temperature; `<= 0` is greedy.
+    pub audio_temperature: f32,
+    pub audio_top_k: u32,
+    pub seed: u32,
+}
+
+impl Default for Sampling {
+    fn default() -> Self {
+        Self {
+            text_temperature: 0.7,
+            text_top_k: 25,
+            audio_temperature: 0.8,
+            audio_top_k: 250,
+            seed: 0,
+        }
+    }
+}
+
+impl Sampling {
+    pub fn greedy() -> Self {
+        Self {
+            text_temperature: 0.0,
+            audio_temperature: 0.0,
+            ..Self::default()
+        }
+    }
+}
+
+/// How the LM keeps its tables and caches on the GPU.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LmOptions {
+    /// Embedding tables: f32, or bf16 (half the memory; the published checkpoints are bf16).
+    pub tables: TableFormat,
+    /// Keep the KV caches in f32 even where the device has shader-f16 (f16 halves their memory;
+    /// the tiny golden models then agree with the reference to ~2e-4 instead of ~5e-7).
+    pub f32_cache: bool,
+}
+
+impl Default for LmOptions {
+    fn default() -> Self {
+        Self {
+            tables: TableFormat::Bf16,
+            f32_cache: false,
+        }
+    }
+}
+
+/// Where a step's output tokens come from.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum TokenChoice {
+    /// Drawn on the GPU from the logits.
+    Sample(Sampling),
+    /// Copied from [`Lm::forced_tokens`] (`[text, audio_0 … audio_{dep_q−1}]`, written by the
+    /// caller before the submit): teacher forcing for golden tests.
+    Forced,
+}
+
+struct Depformer {
+    /// `depformer_in`, indexed by weight set (or one shared).
+    ins: Vec<Linear>,
+    /// Previous-token tables: 0 = text, k = audio codebook k − 1.
+    emb: Embeddings,
+    /// Low-rank projections per table (`{table}.low_rank.weight`).
+    low_rank: Vec<Option<Linear>>,
+    transformer: Transformer,
+    heads: Vec<Linear>,
+    /// `[dim]` step input.
+    x: GpuBuffer,
+    /// `[rank]` gathered low-rank embedding.
+    e: GpuBuffer,
+    /// `[dim]` projected embedding.
+    t: GpuBuffer,
+}
+
+/// The Moshi LM with its weights, caches and per-step buffers.
+pub struct Lm {
+    cfg: LmConfig,
+    emb: Embeddings,
+    transformer: Transformer,
+    out_norm: Norm,
+    text_linear: Linear,
+    dep: Depformer,
+    x: GpuBuffer,
+    z: GpuBuffer,
+    /// Text logits of the last step `[text_card_out]`.
+    pub text_logits: GpuBuffer,
+    /// Audio logits of the last step: `dep_q` rows of `card`, row stride
+    /// [`Lm::logit_stride`] (rows start on 256-byte boundaries so each head writes a view).
+    pub audio_logits: GpuBuffer,
+    /// The token ring (see the module docs).
+    pub tokens: GpuBuffer,
+    /// `[1 + dep_q]` tokens for [`TokenChoice::Forced`].
+    pub forced_tokens: GpuBuffer,
+    ring: usize,
+    step: usize,
+}
+
+fn fbuf(ctx: &Context, label: &str, floats: usize) -> crate::Result<GpuBuffer> {
+    Ok(ctx.create_buffer(label, (floats.max(1) * 4) as u64, BufferUsage::Storage)?)
+}
+
+impl Lm {
+    /// Build the LM from checkpoint or random weights.
+    pub fn load(
+        ctx: &Context,
+        cfg: LmConfig,
+        w: &Weights,
+        opts: &LmOptions,
+    ) -> crate::Result<Self> {
+        let table_format = opts.tables;
+        cfg.validate()?;
+        let (d, dd) = (cfg.dim, cfg.depformer_dim);
+        let norm = NormKind::from_name(&cfg.norm).unwrap_or(NormKind::RmsNorm { eps: 1e-8 });
+        // Temporal input tables: audio 0..n_q then text.
+        let mut tables: Vec<EmbeddingTable> = (0..cfg.n_q)
+            .map(|k| EmbeddingTable {
+                name: format!("emb.{k}.weight"),
+                rows: cfg.card as u32 + 1,
+            })
+            .collect();
+        tables.push(EmbeddingTable {
+            name: "text_emb.weight".into(),
+            rows: cfg.text_card as u32 + 1,
+        });
+        let emb = Embeddings::load(ctx, w, &tables, d as u32, table_format)?;
+        let transformer = Transformer::load(
+            ctx,
+            w,
+            "transformer",
+            &TransformerConfig {
+                f32_cache: opts.f32_cache,
+                ..cfg.temporal()
+            },
+        )?;
+        let out_norm = w.norm(ctx, "out_norm", norm, d)?;
+        let text_linear = w.linear(ctx, "text_linear.weight", cfg.text_card_out, d)?;
+
+        // Depformer.
+        let ins = (0..cfg.depformer_in_count())
+            .map(|j| w.linear(ctx, &format!("depformer_in.{j}.weight"), dd, d))
+            .collect::<crate::Result<Vec<_>>>()?;
+        let rank = cfg.depformer_low_rank_embeddings.unwrap_or(dd);
+        let mut dep_tables = vec![EmbeddingTable {
+            name: "depformer_text_emb.weight".into(),
+            rows: cfg.text_card as u32 + 1,
+        }];
+        dep_tables.extend((0..cfg.dep_q.saturating_sub(1)).map(|k| EmbeddingTable {
+            name: format!("depformer_emb.{k}.weight"),
+            rows: cfg.card as u32 + 1,
+        }));
+        let dep_emb = Embeddings::load(ctx, w, &dep_tables, rank as u32, table_format)?;
+        let low_rank = dep_tables
+            .iter()
+            .map(|t| match cfg.depformer_low_rank_embeddings {
+                Some(r) => {
+                    let name = t.name.replace(".weight", ".low_rank.weight");
+                    w.linear(ctx, &name, dd, r).map(Some)
+                }
+                None => Ok(None),
+            })
+            .collect::<crate::Result<Vec<_>>>()?;
+        let dep_transformer = Transformer::load(
+            ctx,
+            w,
+            "depformer",
+            &TransformerConfig {
+                f32_cache: opts.f32_cache,
+                ..cfg.depformer()
+            },
+        )?;
+        let heads = (0..cfg.dep_q)
+            .map(|k| w.linear(ctx, &format!("linears.{k}.weight"), cfg.card, dd))
+            .collect::<crate::Result<Vec<_>>>()?;
+        let dep = Depformer {
+            x: fbuf(ctx, "depformer x", dd)?,
+            e: fbuf(ctx, "depformer low-rank e", rank)?,
+            t: fbuf(ctx, "depformer t", dd)?,
+            ins,
+            emb: dep_emb,
+            low_rank,
+            transformer: dep_transformer,
+            heads,
+        };
+
+        let ring = 2 * cfg.max_delay() + 2;
+        let width = cfg.n_q + 1;
+        let mut init = vec![0u32; (ring + 2) * width];
+        let initial_row = &mut init[ring * width..(ring + 1) * width];
+        initial_row[0] = cfg.text_card as u32;
+        for t in initial_row[1..].iter_mut() {
+            *t = cfg.card as u32;
+        }
+        let tokens = ctx.upload("lm tokens", &init)?;
+        Ok(Self {
+            x: fbuf(ctx, "lm x", d)?,
+            z: fbuf(ctx, "lm z", text_linear.padded_in().max(d as u32) as usize)?,
+            text_logits: fbuf(ctx, "text logits", cfg.text_card_out)?,
+            audio_logits: fbuf(
+                ctx,
+                "audio logits",
+                cfg.dep_q * cfg.card.next_multiple_of(64),
+            )?,
+            forced_tokens: ctx.upload("forced tokens", &vec![0u32; cfg.dep_q + 1])?,
+            tokens,
+            ring,
+            step: 0,
+            emb,
+            transformer,
+            out_norm,
+            text_linear,
+            dep,
+            cfg,
+        })
+    }
+
+    pub fn config(&self) -> &LmConfig {
+        &self.cfg
+    }
+
+    /// Steps taken since the stream started (the next step's index).
+    pub fn step_index(&self) -> usize {
+        self.step
+    }
+
+    /// Start a new conversation: positions from 0, every stream back to its initial token.
+    pub fn reset(&mut self, ctx: &Context) {
+        self.step = 0;
+        self.transformer.reset();
+        self.dep.transformer.reset();
+        let width = self.width();
+        let mut init = vec![0u32; (self.ring + 2) * width];
+        init[self.ring * width] = self.cfg.text_card as u32;
+        for t in init[self.ring * width + 1..(self.ring + 1) * width].iter_mut() {
+            *t = self.cfg.card as u32;
+        }
+        ctx.write(&self.tokens, 0, bytemuck::cast_slice(&init));
+    }
+
+    /// Elements between rows of [`Lm::audio_logits`].
+    pub fn logit_stride(&self) -> usize {
+        self.cfg.card.next_multiple_of(64)
+    }
+
+    /// Tokens per ring row (`1 + n_q`).
+    pub fn width(&self) -> usize {
+        self.cfg.n_q + 1
+    }
+
+    /// Element index in [`Lm::tokens`] of stream `c` of frame `f` (negative: the initial row).
+    fn slot(&self, f: isize, c: usize) -> u32 {
+        let row = if f < 0 {
+            self.ring
+        } else {
+            f as usize % self.ring
+        };
+        (row * self.width() + c) as u32
+    }
+
+    /// Element index of Moshi's codebook `k` output at step `s` (discard row when negative).
+    fn audio_out_slot(&self, s: usize, k: usize) -> u32 {
+        let f = s as isize - self.cfg.delays[1 + k] as isize;
+        if f < 0 {
+            ((self.ring + 1) * self.width() + 1 + k) as u32
+        } else {
+            self.slot(f, 1 + k)
+        }
+    }
+
+    /// Element index where the user's codes of frame `f` start (`n_q − dep_q` consecutive).
+    pub fn user_codes_slot(&self, f: usize) -> u32 {
+        self.slot(f as isize, 1 + self.cfg.dep_q)
+    }
+
+    /// Element index of the ring row of frame `f` (`width` consecutive tokens).
+    pub fn frame_row(&self, f: usize) -> u32 {
+        self.slot(f as isize, 0)
+    }
+
+    /// Bytes of weights one step reads (temporal + text head + every depformer step).
+    pub fn weight_bytes_per_step(&self) -> u64 {
+        let dep_in: u64 = (0..self.cfg.dep_q)
+            .map(|k| {
+                let j = if self.cfg.depformer_multi_linear {
+                    self.cfg.depformer_set(k)
+                } else {
+                    0
+                };
+                self.dep.ins[j].bytes()
+            })
+            .sum();
+        let heads: u64 = self.dep.heads.iter().map(|h| h.bytes()).sum();
+        self.transformer.weight_bytes_per_call()
+            + self.text_linear.bytes()
+            + dep_in
+            + heads
+            + self.cfg.dep_q as u64 * self.dep.transformer.weight_bytes_per_call()
+    }
+
+    /// Bytes of weights stored on the GPU.
+    pub fn weight_bytes(&self) -> u64 {
+        self.emb.bytes()
+            + self.transformer.weight_bytes()
+            + self.text_linear.bytes()
+            + self.dep.ins.iter().map(|l| l.bytes()).sum::<u64>()
+            + self.dep.emb.bytes()
+            + self.dep.heads.iter().map(|h| h.bytes()).sum::<u64>()
+            + self.dep.transformer.weight_bytes()
+    }
+
+    fn choose(
+        &self,
+        rec: &mut Recorder,
+        choice: &TokenChoice,
+        logits: View,
+        offset: u32,
+        n: u32,
+        site: u32,
+        out: u32,
+    ) -> crate::Result<()> {
+        match choice {
+            TokenChoice::Forced => {
+                rec.copy(
+                    self.forced_tokens.slice(site as u64 * 4, 4),
+                    self.tokens.slice(out as u64 * 4, 4),
+                );
+            }
+            TokenChoice::Sample(s) => {
+                let (temperature, top_k) = if site == 0 {
+                    (s.text_temperature, s.text_top_k)
+                } else {
+                    (s.audio_temperature, s.audio_top_k)
+                };
+                let cfg = if temperature <= 0.0 {
+                    SampleConfig::greedy()
+                } else {
+                    SampleConfig::top_k(temperature, top_k, s.seed, self.step as u32, site)
+                };
+                sampling::sample(rec, logits, offset, n, &cfg, self.tokens.view(), out)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Record one step (spec §3.1): the user's codes of frame `s − 1 − d` must already be in
+    /// the ring. Writes the text token of frame `s` and Moshi's codebook `k` of frame
+    /// `s − d_{1+k}` into the ring, and the step's logits into [`Lm::text_logits`] /
+    /// [`Lm::audio_logits`].
+    pub fn record_step(&mut self, rec: &mut Recorder, choice: TokenChoice) -> crate::Result<()> {
+        let s = self.step;
+        let cfg = &self.cfg;
+        // Temporal input: Σ audio tables (0..n_q) + text table (n_q).
+        let mut streams: Vec<(usize, u32)> = (0..cfg.n_q)
+            .map(|k| {
+                (
+                    k,
+                    self.slot(s as isize - 1 - cfg.delays[1 + k] as isize, 1 + k),
+                )
+            })
+            .collect();
+        streams.push((
+            cfg.n_q,
+            self.slot(s as isize - 1 - cfg.delays[0] as isize, 0),
+        ));
+        self.emb
+            .sum(rec, self.tokens.view(), &streams, self.x.view(), false)?;
+        self.transformer.forward(rec, &self.x)?;
+        self.out_norm
+            .forward(rec, self.x.view(), self.z.view(), 1)?;
+        self.text_linear
+            .forward(rec, self.z.view(), self.text_logits.view(), 1)?;
+        let text_slot = self.slot(s as isize, 0);
+        self.choose(
+            rec,
+            &choice,
+            self.text_logits.view(),
+            0,
+            self.cfg.text_card_out as u32,
+            0,
+            text_slot,
+        )?;
+
+        // Depformer: dep_q steps, each chained on the token chosen just before.
+        self.dep.transformer.reset();
+        let dd = self.cfg.depformer_dim as u32;
+        let card = self.cfg.card as u32;
+        let mut prev = text_slot;
+        for k in 0..self.cfg.dep_q {
+            let j = if self.cfg.depformer_multi_linear {
+                self.cfg.depformer_set(k)
+            } else {
+                0
+            };
+            let dep = &self.dep;
+            dep.ins[j].forward(rec, self.z.view(), dep.x.view(), 1)?;
+            match &dep.low_rank[k] {
+                Some(lr) => {
+                    dep.emb
+                        .sum(rec, self.tokens.view(), &[(k, prev)], dep.e.view(), false)?;
+                    lr.forward(rec, dep.e.view(), dep.t.view(), 1)?;
+                    elementwise::residual_add(rec, dep.t.view(), None, dep.x.view(), dd, dd, 1)?;
+                }
+                None => dep
+                    .emb
+                    .sum(rec, self.tokens.view(), &[(k, prev)], dep.x.view(), true)?,
+            }
+            self.dep.transformer.forward(rec, &self.dep.x)?;
+            let dep = &self.dep;
+            let row = k as u64 * self.logit_stride() as u64;
+            dep.heads[k].forward(
+                rec,
+                dep.x.view(),
+                self.audio_logits.slice(row * 4, card as u64 * 4),
+                1,
+            )?;
+            let logits = self.audio_logits.view();
+            let out = self.audio_out_slot(s, k);
+            self.choose(rec, &choice, logits, row as u32, card, 1 + k as u32, out)?;
+            prev = out;
+        }
+        self.step += 1;
+        Ok(())
+    }
+}
+
+/// Weight formats a bf16 checkpoint can be converted to at load (`--quant`).
+pub fn quant_format(name: &str) -> Option<WeightFormat> {
+    match name {
+        "q4" => Some(WeightFormat::MLX_Q4),
+        "q8" => Some(WeightFormat::MLX_Q8),
+        "q8_0" => Some(WeightFormat::Q8_0),
+        "bf16" => Some(WeightFormat::Bf16),
+        "f32" => Some(WeightFormat::F32),
+        _ => None,
+    }
+}

@@ -1,0 +1,226 @@
+//! `Linear`: a weight that keeps its published format on the GPU (f32, bf16, Q8_0, MLX q4/q8),
+//! an optional bias, and the one call the model code makes, whatever the format.
+
+use crate::gpu::{BufferUsage, Context, GpuBuffer, Recorder, View};
+use crate::kernels::fill::{self, FillMode};
+use crate::kernels::linear::{self, HostLinear, LinearWeights, WeightFormat};
+use crate::weights::TensorSource;
+
+/// How weights are kept on the GPU when they are loaded.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct WeightOptions {
+    /// Quantize (or convert) every linear weight to this format at load; `None` keeps the
+    /// checkpoint's own format.
+    pub quant: Option<WeightFormat>,
+}
+
+/// A linear layer `y = x·Wᵀ (+ b)` with `W` `[out, in]`.
+#[derive(Debug, Clone)]
+pub struct Linear {
+    w: LinearWeights,
+    bias: Option<GpuBuffer>,
+    /// Input features as the model names them. The weight may be zero-padded to `w.k()` (the
+    /// format's K granularity); then the input must be one row whose padding stays zero.
+    k: u32,
+}
+
+/// The format's K granularity (f32 4, bf16 8, Q8_0 32, affine the group size).
+fn k_multiple(format: WeightFormat) -> u32 {
+    match format {
+        WeightFormat::F32 => 4,
+        WeightFormat::Bf16 => 8,
+        WeightFormat::Q8_0 => 32,
+        WeightFormat::Affine { group, .. } => group,
+    }
+}
+
+/// `k` rounded up to the format's granularity.
+pub fn padded_k(format: WeightFormat, k: u32) -> u32 {
+    k.next_multiple_of(k_multiple(format))
+}
+
+impl Linear {
+    /// Load `name` (`[out, inp]`) from a checkpoint, in `opts.quant` or f32.
+    pub fn load(
+        ctx: &Context,
+        src: &dyn TensorSource,
+        name: &str,
+        out: usize,
+        inp: usize,
+        opts: &WeightOptions,
+    ) -> crate::Result<Self> {
+        let w = src.f32(name, &[out, inp])?;
+        Self::from_f32(ctx, name, &w, out as u32, inp as u32, opts)
+    }
+
+    /// Load rows `block · rows .. (block + 1) · rows` of a stacked `[blocks · rows, inp]` tensor
+    /// (the published depformer attention weights, one block per weight set).
+    #[allow(clippy::too_many_arguments)]
+    pub fn load_block(
+        ctx: &Context,
+        src: &dyn TensorSource,
+        name: &str,
+        blocks: usize,
+        block: usize,
+        rows: usize,
+        inp: usize,
+        opts: &WeightOptions,
+    ) -> crate::Result<Self> {
+        let all = src.f32(name, &[blocks * rows, inp])?;
+        let w = &all[block * rows * inp..(block + 1) * rows * inp];
+        Self::from_f32(
+            ctx,
+            &format!("{name}[{block}]"),
+            w,
+            rows as u32,
+            inp as u32,
+            opts,
+        )
+    }
+
+    /// Upload f32 weights `[rows, k]` in `opts.quant` (default f32), zero-padding K to the
+    /// format's granularity.
+    pub fn from_f32(
+        ctx: &Context,
+        label: &str,
+        w: &[f32],
+        rows: u32,
+        k: u32,
+        opts: &WeightOptions,
+    ) -> crate::Result<Self> {
+        let format = opts.quant.unwrap_or(WeightFormat::F32);
+        let kp = padded_k(format, k);
+        let host = if kp == k {
+            HostLinear::quantize(format, w, rows, k)?
+        } else {
+            let mut padded = vec![0f32; rows as usize * kp as usize];
+            for (dst, src) in padded.chunks_mut(kp as usize).zip(w.chunks(k as usize)) {
+                dst[..k as usize].copy_from_slice(src);
+            }
+            HostLinear::quantize(format, &padded, rows, kp)?
+        };
+        Ok(Self {
+            w: host.upload(ctx, label)?,
+            bias: None,
+            k,
+        })
+    }
+
+    /// A weight already in its GPU layout.
+    pub fn from_host(ctx: &Context, label: &str, host: &HostLinear) -> crate::Result<Self> {
+        Ok(Self {
+            w: host.upload(ctx, label)?,
+            bias: None,
+            k: host.k,
+        })
+    }
+
+    /// A `[rows, k]` weight in `format` filled with reproducible pseudo-random values on the GPU
+    /// (benchmarks at the real size). Values are uniform in about ±1/√k.
+    pub fn random(
+        ctx: &Context,
+        label: &str,
+        format: WeightFormat,
+        rows: u32,
+        k: u32,
+        seed: u32,
+    ) -> crate::Result<Self> {
+        let kp = padded_k(format, k);
+        let max = ctx.caps().max_storage_binding;
+        let per_row = 4 * format.data_words(1, kp).max(1);
+        let max_rows = ((max / per_row) / 4 * 4).clamp(4, u32::MAX as u64) as u32;
+        let scale = 1.0 / (k as f32).sqrt();
+        let mut parts = Vec::new();
+        let mut rec = Recorder::new(ctx, "random weights");
+        let mut r0 = 0;
+        let mut part_seed = seed;
+        while r0 < rows {
+            let n = max_rows.min(rows - r0);
+            let data = ctx.create_buffer(
+                &format!("{label} w"),
+                4 * format.data_words(n, kp),
+                BufferUsage::Storage,
+            )?;
+            let (mode, s_mode, s_scale) = match format {
+                WeightFormat::F32 => (FillMode::F32, None, 0.0),
+                WeightFormat::Bf16 => (FillMode::Bf16Pair, None, 0.0),
+                WeightFormat::Q8_0 => (
+                    FillMode::Bits,
+                    Some(FillMode::F16PairPositive),
+                    scale / 64.0,
+                ),
+                WeightFormat::Affine { bits, .. } => (
+                    FillMode::Bits,
+                    Some(FillMode::AffineScaleBias),
+                    2.0 * scale / ((1u32 << bits) as f32),
+                ),
+            };
+            fill::fill(&mut rec, data.view(), mode, part_seed, scale)?;
+            let scales = match s_mode {
+                Some(m) => {
+                    let words = match format {
+                        WeightFormat::Q8_0 => (n as u64 * kp as u64 / 32).div_ceil(2),
+                        _ => format.scale_words(n, kp),
+                    };
+                    let s =
+                        ctx.create_buffer(&format!("{label} s"), 4 * words, BufferUsage::Storage)?;
+                    fill::fill(&mut rec, s.view(), m, part_seed ^ 0x5bd1_e995, s_scale)?;
+                    Some(s)
+                }
+                None => None,
+            };
+            parts.push((n, data, scales));
+            r0 += n;
+            part_seed = part_seed.wrapping_add(0x9e37_79b9);
+        }
+        rec.submit()?;
+        Ok(Self {
+            w: LinearWeights::from_parts(format, kp, parts)?,
+            bias: None,
+            k,
+        })
+    }
+
+    /// Attach a bias `[out]`.
+    pub fn with_bias(mut self, bias: GpuBuffer) -> Self {
+        self.bias = Some(bias);
+        self
+    }
+
+    /// The GPU weight (format, shape, buffers).
+    pub fn weights(&self) -> &LinearWeights {
+        &self.w
+    }
+    pub fn out_features(&self) -> u32 {
+        self.w.n()
+    }
+    pub fn in_features(&self) -> u32 {
+        self.k
+    }
+    /// The K the kernel reads per input row (≥ `in_features`): activation buffers feeding this
+    /// layer hold this many floats, the padding zero.
+    pub fn padded_in(&self) -> u32 {
+        self.w.k()
+    }
+    /// Weight bytes on the GPU (read once per call with one input row).
+    pub fn bytes(&self) -> u64 {
+        self.w.bytes()
+    }
+
+    /// `y[m, :] = x[m, :]·Wᵀ (+ b)` for `m` rows.
+    pub fn forward(&self, rec: &mut Recorder, x: View, y: View, m: u32) -> crate::Result<()> {
+        if self.w.k() != self.k && m != 1 {
+            return Err(crate::gpu::GpuError::Launch {
+                kernel: "linear",
+                message: format!(
+                    "a weight with K {} padded to {} takes one input row, got {m}",
+                    self.k,
+                    self.w.k()
+                ),
+            }
+            .into());
+        }
+        linear::linear(rec, &self.w, x, y, m, self.bias.as_ref().map(|b| b.view()))?;
+        Ok(())
+    }
+}

@@ -1,0 +1,15 @@
+//! Model blocks over the kernels, shared by Mimi and the LM: `Linear` (any weight format),
+//! `Norm`, a streaming `Transformer` configured by enums, token `Embeddings`, and where
+//! weights come from (`Weights`: a checkpoint or random values made on the GPU).
+
+pub mod embedding;
+pub mod linear;
+pub mod norm;
+pub mod source;
+pub mod transformer;
+
+pub use embedding::{EmbeddingTable, Embeddings};
+pub use linear::{Linear, WeightOptions};
+pub use norm::{Norm, NormKind};
+pub use source::Weights;
+pub use transformer::{Gating, Positional, Transformer, TransformerConfig};

@@ -1,0 +1,511 @@
+//! A streaming pre-norm transformer configured by enums, shared by Mimi's codec transformers,
+//! Moshi's temporal transformer and its depformer:
+//!
+//! ```text
+//! x (+ sinusoidal positions)
+//! per layer:  x += ls1 ⊙ out_proj(attention(in_proj(norm1(x))))   (RoPE on q, k; ring KV cache)
+//!             x += ls2 ⊙ mlp(norm2(x))                              (GELU MLP or SiLU-gated)
+//! ```
+//!
+//! Rows: `x` is `[t, d_model]` f32 (t = rows per call, e.g. 2 for Mimi at 25 Hz, 1 for the LM),
+//! updated in place. Weight names follow the reference package under `{prefix}.layers.{l}`.
+//! With several weight sets (the depformer's weights per step), the call at position `p` uses
+//! set `schedule[p]`: stacked attention weights are split into row blocks, MLPs are
+//! `gating.{set}`.
+
+use crate::gpu::{BufferUsage, Context, GpuBuffer, GpuError, Recorder};
+use crate::kernels::attention::AttnConfig;
+use crate::kernels::elementwise;
+use crate::kernels::rope::{Rope, RopeLayout};
+
+use super::linear::Linear;
+use super::norm::{Norm, NormKind};
+use super::source::Weights;
+
+/// The feed-forward block (reference `gating`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Gating {
+    /// `linear2(GELU(linear1(x)))` (reference `gating = "none"`, exact-erf GELU).
+    None,
+    /// `linear_out(silu(g) ⊙ v)`, `[g, v] = linear_in(x)` (reference `gating = "silu"`).
+    Silu,
+}
+
+/// Position information (reference `positional_embedding`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Positional {
+    None,
+    /// Interleaved rotary embedding of q and k.
+    Rope,
+    /// Sinusoidal embedding added to the input (`[cos, sin]` halves).
+    Sin,
+}
+
+/// One transformer's shape and options.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TransformerConfig {
+    pub d_model: usize,
+    pub num_heads: usize,
+    pub num_layers: usize,
+    /// The reference's `dim_feedforward`; the gated hidden size follows [`gated_hidden`].
+    pub dim_feedforward: usize,
+    pub norm: NormKind,
+    pub gating: Gating,
+    pub positional: Positional,
+    pub max_period: f32,
+    /// Per-channel layer scales (`layer_scale_1.scale`, `layer_scale_2.scale`).
+    pub layer_scale: bool,
+    /// Keys with `0 ≤ p_q − p_k < context` are visible.
+    pub context: usize,
+    /// Rows per call.
+    pub rows: u32,
+    /// Weight set used at each position (empty: one shared set).
+    pub schedule: Vec<usize>,
+    /// Keep the KV cache in f32 even where the device has shader-f16.
+    pub f32_cache: bool,
+}
+
+/// Hidden size of a SiLU-gated MLP for the reference's `dim_feedforward` (`gating.py`).
+pub fn gated_hidden(d_model: usize, dim_feedforward: usize) -> usize {
+    if dim_feedforward == 4 * d_model {
+        21 * d_model / 8
+    } else {
+        2 * dim_feedforward / 3
+    }
+}
+
+impl TransformerConfig {
+    pub fn head_dim(&self) -> usize {
+        self.d_model / self.num_heads.max(1)
+    }
+    /// Number of weight sets.
+    pub fn weight_sets(&self) -> usize {
+        self.schedule.iter().max().map_or(1, |m| m + 1)
+    }
+    /// Hidden width of the MLP.
+    pub fn hidden(&self) -> usize {
+        match self.gating {
+            Gating::None => self.dim_feedforward,
+            Gating::Silu => gated_hidden(self.d_model, self.dim_feedforward),
+        }
+    }
+    /// Ring slots: the exact window for every row of a call.
+    pub fn kv_capacity(&self) -> u32 {
+        (self.context as u32 + self.rows - 1).max(1)
+    }
+
+    fn check(&self) -> crate::Result<()> {
+        let bad = |m: String| crate::weights::WeightsError::Config(m);
+        if self.num_heads == 0 || self.d_model == 0 || !self.d_model.is_multiple_of(self.num_heads)
+        {
+            return Err(bad(format!(
+                "d_model {} must be a positive multiple of num_heads {}",
+                self.d_model, self.num_heads
+            ))
+            .into());
+        }
+        if self.positional == Positional::Rope && !self.head_dim().is_multiple_of(2) {
+            return Err(bad(format!(
+                "RoPE needs an even head dim, got {}",
+                self.head_dim()
+            ))
+            .into());
+        }
+        if self.positional == Positional::Sin && !self.d_model.is_multiple_of(2) {
+            return Err(bad(format!(
+                "sinusoidal positions need an even width, got {}",
+                self.d_model
+            ))
+            .into());
+        }
+        if self.context == 0 || self.rows == 0 {
+            return Err(bad("context and rows per call must be at least 1".into()).into());
+        }
+        Ok(())
+    }
+}
+
+enum Mlp {
+    Gelu {
+        linear1: Linear,
+        linear2: Linear,
+    },
+    Silu {
+        linear_in: Linear,
+        linear_out: Linear,
+    },
+}
+
+/// One weight set of a layer.
+struct SetWeights {
+    in_proj: Linear,
+    out_proj: Linear,
+    mlp: Mlp,
+}
+
+struct Layer {
+    norm1: Norm,
+    norm2: Norm,
+    sets: Vec<SetWeights>,
+    scale1: Option<GpuBuffer>,
+    scale2: Option<GpuBuffer>,
+    cache: GpuBuffer,
+}
+
+/// Activations of one call (allocated at load, never per frame).
+struct Scratch {
+    h: GpuBuffer,
+    qkv: GpuBuffer,
+    attn: GpuBuffer,
+    o: GpuBuffer,
+    /// MLP input-projection output `[t, ff or 2H]`.
+    u: GpuBuffer,
+    /// MLP activation `[t, hidden]` (padded to what `linear2`/`linear_out` read).
+    a: GpuBuffer,
+    /// Split-key attention partials.
+    split: GpuBuffer,
+}
+
+/// Sinusoidal positions: rows for positions `0 .. table_rows` precomputed at load (256-byte
+/// aligned rows, so that a row is a bindable view), later positions written per call.
+struct SinPositions {
+    table: GpuBuffer,
+    table_rows: u32,
+    stride: u64,
+    dynamic: GpuBuffer,
+    max_period: f32,
+}
+
+/// `[cos(p·f_i) …, sin(p·f_i) …]`, `f_i = 1 / max_period^(i / (half − 1))`, in f32 as the
+/// reference's `create_sin_embedding` computes it.
+pub fn sin_embedding(pos: u32, dim: usize, max_period: f32) -> Vec<f32> {
+    let half = dim / 2;
+    let denom = (half.max(2) - 1) as f32;
+    let mut out = vec![0f32; dim];
+    for i in 0..half {
+        let div = max_period.powf(i as f32 / denom);
+        let phase = pos as f32 / div;
+        out[i] = phase.cos();
+        out[half + i] = phase.sin();
+    }
+    out
+}
+
+/// A streaming transformer with its weights, KV caches and scratch.
+pub struct Transformer {
+    cfg: TransformerConfig,
+    attn: AttnConfig,
+    rope: Option<Rope>,
+    sin: Option<SinPositions>,
+    layers: Vec<Layer>,
+    s: Scratch,
+    pos: u32,
+}
+
+fn fbuf(ctx: &Context, label: &str, floats: usize) -> crate::Result<GpuBuffer> {
+    Ok(ctx.create_buffer(label, (floats.max(1) * 4) as u64, BufferUsage::Storage)?)
+}
+
+impl Transformer {
+    /// Load the layers `{prefix}.layers.{l}.*`. `sin_table_rows`: positions whose sinusoidal
+    /// embedding is precomputed (the depformer's steps; 0 elsewhere).
+    pub fn load(
+        ctx: &Context,
+        w: &Weights,
+        prefix: &str,
+        cfg: &TransformerConfig,
+    ) -> crate::Result<Self> {
+        cfg.check()?;
+        let (d, heads, dh) = (cfg.d_model, cfg.num_heads as u32, cfg.head_dim() as u32);
+        let sets = cfg.weight_sets();
+        let hidden = cfg.hidden();
+        let mut attn = AttnConfig::new(heads, dh, cfg.kv_capacity(), cfg.context as u32);
+        if cfg.f32_cache {
+            attn = attn.with_f32_cache();
+        }
+        let rope = match cfg.positional {
+            Positional::Rope => Some(Rope::new(ctx, dh, cfg.max_period)?),
+            _ => None,
+        };
+        let mut layers = Vec::with_capacity(cfg.num_layers);
+        for l in 0..cfg.num_layers {
+            let p = format!("{prefix}.layers.{l}");
+            let mut set_weights = Vec::with_capacity(sets);
+            for j in 0..sets {
+                let (in_proj, out_proj) = if sets == 1 {
+                    (
+                        w.linear(ctx, &format!("{p}.self_attn.in_proj_weight"), 3 * d, d)?,
+                        w.linear(ctx, &format!("{p}.self_attn.out_proj.weight"), d, d)?,
+                    )
+                } else {
+                    (
+                        w.linear_block(
+                            ctx,
+                            &format!("{p}.self_attn.in_proj_weight"),
+                            sets,
+                            j,
+                            3 * d,
+                            d,
+                        )?,
+                        w.linear_block(
+                            ctx,
+                            &format!("{p}.self_attn.out_proj.weight"),
+                            sets,
+                            j,
+                            d,
+                            d,
+                        )?,
+                    )
+                };
+                let g = if sets == 1 {
+                    format!("{p}.gating")
+                } else {
+                    format!("{p}.gating.{j}")
+                };
+                let mlp = match cfg.gating {
+                    Gating::None => Mlp::Gelu {
+                        linear1: w.linear(ctx, &format!("{p}.linear1.weight"), hidden, d)?,
+                        linear2: w.linear(ctx, &format!("{p}.linear2.weight"), d, hidden)?,
+                    },
+                    Gating::Silu => Mlp::Silu {
+                        linear_in: w.linear(
+                            ctx,
+                            &format!("{g}.linear_in.weight"),
+                            2 * hidden,
+                            d,
+                        )?,
+                        linear_out: w.linear(ctx, &format!("{g}.linear_out.weight"), d, hidden)?,
+                    },
+                };
+                set_weights.push(SetWeights {
+                    in_proj,
+                    out_proj,
+                    mlp,
+                });
+            }
+            let scale = |n: &str| -> crate::Result<Option<GpuBuffer>> {
+                if cfg.layer_scale {
+                    Ok(Some(w.tensor(ctx, &format!("{p}.{n}.scale"), &[d], 0.1)?))
+                } else {
+                    Ok(None)
+                }
+            };
+            layers.push(Layer {
+                norm1: w.norm(ctx, &format!("{p}.norm1"), cfg.norm, d)?,
+                norm2: w.norm(ctx, &format!("{p}.norm2"), cfg.norm, d)?,
+                sets: set_weights,
+                scale1: scale("layer_scale_1")?,
+                scale2: scale("layer_scale_2")?,
+                cache: ctx.create_buffer(
+                    &format!("{p} kv cache"),
+                    attn.cache_bytes(ctx),
+                    BufferUsage::Storage,
+                )?,
+            });
+        }
+        let t = cfg.rows as usize;
+        // The activation feeding the MLP's second linear is as wide as that linear reads.
+        let a_width = match layers.first().map(|l| &l.sets[0].mlp) {
+            Some(Mlp::Gelu { linear2, .. }) => linear2.padded_in() as usize,
+            Some(Mlp::Silu { linear_out, .. }) => linear_out.padded_in() as usize,
+            None => hidden,
+        };
+        let u_width = match cfg.gating {
+            Gating::None => hidden,
+            Gating::Silu => 2 * hidden,
+        };
+        let s = Scratch {
+            h: fbuf(ctx, &format!("{prefix} h"), t * d)?,
+            qkv: fbuf(ctx, &format!("{prefix} qkv"), t * 3 * d)?,
+            attn: fbuf(ctx, &format!("{prefix} attn"), t * d)?,
+            o: fbuf(ctx, &format!("{prefix} o"), t * d)?,
+            u: fbuf(ctx, &format!("{prefix} mlp in"), t * u_width)?,
+            a: fbuf(ctx, &format!("{prefix} mlp act"), t * a_width)?,
+            split: ctx.create_buffer(
+                &format!("{prefix} attention split"),
+                attn.scratch_bytes(cfg.rows),
+                BufferUsage::Storage,
+            )?,
+        };
+        let sin = match cfg.positional {
+            Positional::Sin => {
+                let table_rows = cfg.schedule.len() as u32;
+                let stride = ((d * 4) as u64).next_multiple_of(256);
+                let mut table = vec![0u8; (stride * table_rows.max(1) as u64) as usize];
+                for p in 0..table_rows {
+                    let row = sin_embedding(p, d, cfg.max_period);
+                    let at = (p as u64 * stride) as usize;
+                    table[at..at + d * 4].copy_from_slice(bytemuck::cast_slice(&row));
+                }
+                Some(SinPositions {
+                    table: ctx.upload(&format!("{prefix} sin table"), &table)?,
+                    table_rows,
+                    stride,
+                    dynamic: fbuf(ctx, &format!("{prefix} sin rows"), t * d)?,
+                    max_period: cfg.max_period,
+                })
+            }
+            _ => None,
+        };
+        Ok(Self {
+            cfg: cfg.clone(),
+            attn,
+            rope,
+            sin,
+            layers,
+            s,
+            pos: 0,
+        })
+    }
+
+    pub fn config(&self) -> &TransformerConfig {
+        &self.cfg
+    }
+
+    /// Start a new stream (positions from 0; the ring's old keys are never visible again).
+    pub fn reset(&mut self) {
+        self.pos = 0;
+    }
+
+    /// Positions processed since the stream started.
+    pub fn position(&self) -> u32 {
+        self.pos
+    }
+
+    /// Bytes of weights one call reads (every set counted once per call of its position).
+    pub fn weight_bytes_per_call(&self) -> u64 {
+        self.layers
+            .iter()
+            .map(|l| {
+                let s = &l.sets[0];
+                let mlp = match &s.mlp {
+                    Mlp::Gelu { linear1, linear2 } => linear1.bytes() + linear2.bytes(),
+                    Mlp::Silu {
+                        linear_in,
+                        linear_out,
+                    } => linear_in.bytes() + linear_out.bytes(),
+                };
+                s.in_proj.bytes() + s.out_proj.bytes() + mlp
+            })
+            .sum()
+    }
+
+    /// Weight bytes stored on the GPU (all sets).
+    pub fn weight_bytes(&self) -> u64 {
+        self.layers
+            .iter()
+            .flat_map(|l| l.sets.iter())
+            .map(|s| {
+                let mlp = match &s.mlp {
+                    Mlp::Gelu { linear1, linear2 } => linear1.bytes() + linear2.bytes(),
+                    Mlp::Silu {
+                        linear_in,
+                        linear_out,
+                    } => linear_in.bytes() + linear_out.bytes(),
+                };
+                s.in_proj.bytes() + s.out_proj.bytes() + mlp
+            })
+            .sum()
+    }
+
+    fn add_positions(&mut self, rec: &mut Recorder, x: &GpuBuffer) -> crate::Result<()> {
+        let Some(sin) = &self.sin else {
+            return Ok(());
+        };
+        let (t, d) = (self.cfg.rows, self.cfg.d_model as u32);
+        let rows = if self.pos + t <= sin.table_rows && t == 1 {
+            sin.table.slice(self.pos as u64 * sin.stride, d as u64 * 4)
+        } else {
+            let mut v = Vec::with_capacity((t * d) as usize);
+            for r in 0..t {
+                v.extend(sin_embedding(self.pos + r, d as usize, sin.max_period));
+            }
+            rec.ctx().write(&sin.dynamic, 0, bytemuck::cast_slice(&v));
+            sin.dynamic.view()
+        };
+        elementwise::residual_add(rec, rows, None, x.view(), t * d, d, 1)?;
+        Ok(())
+    }
+
+    /// Run every layer on `x` = `[rows, d_model]` in place, at the next position(s).
+    pub fn forward(&mut self, rec: &mut Recorder, x: &GpuBuffer) -> crate::Result<()> {
+        let (t, d) = (self.cfg.rows, self.cfg.d_model as u32);
+        let set = if self.cfg.schedule.is_empty() {
+            0
+        } else {
+            *self
+                .cfg
+                .schedule
+                .get(self.pos as usize)
+                .ok_or_else(|| GpuError::Launch {
+                    kernel: "transformer",
+                    message: format!(
+                        "position {} is past the {} steps that have weights",
+                        self.pos,
+                        self.cfg.schedule.len()
+                    ),
+                })?
+        };
+        self.add_positions(rec, x)?;
+        let s = &self.s;
+        let layout = RopeLayout::fused_qkv(self.attn.heads, self.attn.head_dim);
+        for layer in &self.layers {
+            let w = &layer.sets[set];
+            layer.norm1.forward(rec, x.view(), s.h.view(), t)?;
+            w.in_proj.forward(rec, s.h.view(), s.qkv.view(), t)?;
+            if let Some(rope) = &self.rope {
+                rope.apply(rec, s.qkv.view(), &layout, t, self.pos)?;
+            }
+            self.attn
+                .kv_append(rec, s.qkv.view(), layer.cache.view(), t, self.pos)?;
+            self.attn.attention(
+                rec,
+                s.qkv.view(),
+                layer.cache.view(),
+                s.attn.view(),
+                Some(s.split.view()),
+                t,
+                self.pos,
+            )?;
+            w.out_proj.forward(rec, s.attn.view(), s.o.view(), t)?;
+            elementwise::residual_add(
+                rec,
+                s.o.view(),
+                layer.scale1.as_ref().map(|b| b.view()),
+                x.view(),
+                t * d,
+                d,
+                1,
+            )?;
+            layer.norm2.forward(rec, x.view(), s.h.view(), t)?;
+            match &w.mlp {
+                Mlp::Gelu { linear1, linear2 } => {
+                    let ff = linear1.out_features();
+                    linear1.forward(rec, s.h.view(), s.u.view(), t)?;
+                    elementwise::gelu_erf(rec, s.u.view(), s.a.view(), t * ff)?;
+                    linear2.forward(rec, s.a.view(), s.o.view(), t)?;
+                }
+                Mlp::Silu {
+                    linear_in,
+                    linear_out,
+                } => {
+                    let hidden = linear_out.in_features();
+                    linear_in.forward(rec, s.h.view(), s.u.view(), t)?;
+                    elementwise::silu_gate(rec, s.u.view(), s.a.view(), t, hidden)?;
+                    linear_out.forward(rec, s.a.view(), s.o.view(), t)?;
+                }
+            }
+            elementwise::residual_add(
+                rec,
+                s.o.view(),
+                layer.scale2.as_ref().map(|b| b.view()),
+                x.view(),
+                t * d,
+                d,
+                1,
+            )?;
+        }
+        self.pos += t;
+        Ok(())
+    }
+}

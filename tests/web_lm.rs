@@ -1,0 +1,38 @@
+//! The LM in the browser: the wasm build on Chromium's WebGPU reproduces Kyutai's tiny test LM
+//! (the same golden check as tests/lm.rs, with async readback only).
+#![cfg(target_arch = "wasm32")]
+
+mod golden;
+
+use parle::gpu::{Context, Options};
+use wasm_bindgen_test::*;
+
+wasm_bindgen_test_configure!(run_in_browser);
+
+fn log(s: &str) {
+    web_sys::console::log_1(&s.into());
+}
+
+#[wasm_bindgen_test]
+async fn kyutai_test_lm_in_browser() {
+    let ctx = Context::new(&Options::default())
+        .await
+        .expect("no WebGPU adapter in this browser");
+    log(&format!(
+        "lm in browser on '{}' ({})",
+        ctx.caps().adapter_name,
+        ctx.caps().backend
+    ));
+    for (f32_cache, tol) in [(true, 5e-6f32), (false, 1e-3)] {
+        let r = golden::kyutai_test_lm(&ctx, f32_cache, tol).await.unwrap();
+        log(&format!(
+            "kyutai-test-lm in browser ({} KV cache): {} logits compared, max |err| {:.3e} (tolerance {tol:.0e}), {} over tolerance",
+            if f32_cache || !ctx.caps().f16 { "f32" } else { "f16" },
+            r.compared,
+            r.max_err,
+            r.lines.len()
+        ));
+        assert!(r.lines.is_empty(), "{}", r.lines.join("\n"));
+        assert!(r.compared > 0);
+    }
+}
