@@ -566,7 +566,11 @@ fn detection_uses_contents_not_file_names() {
         Naming::detect(["depformer.slices.3.emb.weight"]),
         Naming::Mlx
     );
-    assert_eq!(Naming::detect(["out_norm.weight"]), Naming::Mlx);
+    // LayerNorm models have `out_norm.weight` in PyTorch naming too.
+    assert_eq!(
+        Naming::detect(["out_norm.weight", "out_norm.bias", "emb.0.weight"]),
+        Naming::PyTorch
+    );
     assert_eq!(
         Naming::detect(["emb.0.weight", "depformer.0.linear_in.weight"]),
         Naming::Candle

@@ -3,20 +3,10 @@
 
 use std::path::{Path, PathBuf};
 
-use super::{Checkpoint, WeightsError};
-
-/// LM checkpoint names of the published repos, in the order they are looked for: PyTorch / MLX /
-/// candle bf16, MLX (or PyTorch bitsandbytes) q8, MLX q4, candle Q8_0 GGUF.
-pub const LM_FILE_NAMES: &[&str] = &[
-    "model.safetensors",
-    "model.q8.safetensors",
-    "model.q4.safetensors",
-    "model.q8.gguf",
-];
-/// Mimi's published checkpoint (every Moshi repo bundles it).
-pub const MIMI_FILE_NAME: &str = "tokenizer-e351c8d8-checkpoint125.safetensors";
-/// The text tokenizer of the Moshi 7B repos.
-pub const TOKENIZER_FILE_NAME: &str = "tokenizer_spm_32k_3.model";
+use super::{
+    schedule_from_config, Checkpoint, WeightsError, LM_FILE_NAMES, MIMI_FILE_NAME,
+    TOKENIZER_FILE_NAME,
+};
 
 /// The files of one model directory.
 #[derive(Debug, Clone)]
@@ -140,28 +130,10 @@ impl ModelFiles {
 
     /// The config's `depformer_weights_per_step_schedule` (slice → weight set), if any.
     pub fn schedule(&self) -> Result<Option<Vec<usize>>, WeightsError> {
-        let Some(v) = self
-            .config_json
-            .as_ref()
-            .and_then(|c| c.get("depformer_weights_per_step_schedule"))
-        else {
-            return Ok(None);
-        };
-        if v.is_null() {
-            return Ok(None);
+        match &self.config_json {
+            Some(c) => schedule_from_config(c),
+            None => Ok(None),
         }
-        v.as_array()
-            .and_then(|a| {
-                a.iter()
-                    .map(|x| x.as_u64().and_then(|x| usize::try_from(x).ok()))
-                    .collect::<Option<Vec<usize>>>()
-            })
-            .map(Some)
-            .ok_or_else(|| {
-                cfg_err(format!(
-                    "config.json: depformer_weights_per_step_schedule is {v}, expected a list of indices"
-                ))
-            })
     }
 
     /// Open the LM checkpoint under canonical names.

@@ -36,7 +36,7 @@ pub use names::Naming;
 pub use usage::UsageTracker;
 
 #[cfg(not(target_arch = "wasm32"))]
-pub use dir::{ModelFiles, LM_FILE_NAMES, MIMI_FILE_NAME, TOKENIZER_FILE_NAME};
+pub use dir::ModelFiles;
 #[cfg(not(target_arch = "wasm32"))]
 pub use gguf::GgufFile;
 #[cfg(not(target_arch = "wasm32"))]
@@ -45,6 +45,19 @@ pub use loader::SafetensorsFile;
 pub use safetensors::{to_f32, DType, SafetensorsHeader, TensorEntry};
 
 use thiserror::Error;
+
+/// LM checkpoint names of the published repos (spec §4.1), in the order they are looked for:
+/// PyTorch / MLX / candle bf16, MLX (or PyTorch bitsandbytes) q8, MLX q4, candle Q8_0 GGUF.
+pub const LM_FILE_NAMES: &[&str] = &[
+    "model.safetensors",
+    "model.q8.safetensors",
+    "model.q4.safetensors",
+    "model.q8.gguf",
+];
+/// Mimi's published checkpoint (every Moshi repo bundles it).
+pub const MIMI_FILE_NAME: &str = "tokenizer-e351c8d8-checkpoint125.safetensors";
+/// The text tokenizer of the Moshi 7B repos.
+pub const TOKENIZER_FILE_NAME: &str = "tokenizer_spm_32k_3.model";
 
 /// What can be wrong with a checkpoint, naming the tensor and what was expected.
 #[derive(Debug, Error)]
@@ -237,4 +250,30 @@ pub fn tensor_f32<S: TensorSource + ?Sized>(
         found: t.dtype.name().into(),
         expected: "F32, F16, BF16, Q8_0 or MLX U32 codes".into(),
     })
+}
+
+/// A config's `depformer_weights_per_step_schedule` (depformer slice → weight set; absent or
+/// null: one set per slice), which the MLX and candle name maps need.
+pub fn schedule_from_config(
+    config: &serde_json::Value,
+) -> Result<Option<Vec<usize>>, WeightsError> {
+    let Some(v) = config.get("depformer_weights_per_step_schedule") else {
+        return Ok(None);
+    };
+    if v.is_null() {
+        return Ok(None);
+    }
+    v.as_array()
+        .filter(|a| a.len() <= 4096)
+        .and_then(|a| {
+            a.iter()
+                .map(|x| x.as_u64().filter(|&x| x < 4096).map(|x| x as usize))
+                .collect::<Option<Vec<usize>>>()
+        })
+        .map(Some)
+        .ok_or_else(|| {
+            WeightsError::Config(format!(
+                "depformer_weights_per_step_schedule is {v}, expected a list of weight-set indices"
+            ))
+        })
 }

@@ -45,15 +45,12 @@ impl Naming {
     }
 
     /// The naming of a checkpoint holding tensors `names`: MLX if any MLX-only name is present
-    /// (`audio_embs.*`, `depformer.slices.*`, `out_norm.weight`), candle if any name starts with
-    /// `depformer.{digit}`, PyTorch otherwise.
+    /// (`audio_embs.*`, `depformer.slices.*`), candle if any name starts with `depformer.{digit}`,
+    /// PyTorch otherwise.
     pub fn detect<'a>(names: impl IntoIterator<Item = &'a str>) -> Self {
         let mut candle = false;
         for n in names {
-            if n.starts_with("audio_embs.")
-                || n.starts_with("depformer.slices.")
-                || n == "out_norm.weight"
-            {
+            if n.starts_with("audio_embs.") || n.starts_with("depformer.slices.") {
                 return Self::Mlx;
             }
             if let Some(r) = n.strip_prefix("depformer.") {
@@ -239,9 +236,21 @@ fn slice(
     None
 }
 
-/// MLX names.
-fn mlx(name: &str, shape: &[usize], schedule: Option<&[usize]>) -> (String, Transform) {
+/// MLX names. `layer_norm`: the norms have biases (LayerNorm), so `norm.weight` stays as is.
+fn mlx(
+    name: &str,
+    shape: &[usize],
+    schedule: Option<&[usize]>,
+    layer_norm: bool,
+) -> (String, Transform) {
     let id = || (name.to_string(), Transform::Identity);
+    if layer_norm
+        && (name.ends_with("norm.weight")
+            || name.ends_with("norm1.weight")
+            || name.ends_with("norm2.weight"))
+    {
+        return id();
+    }
     if name == "out_norm.weight" {
         return ("out_norm.alpha".into(), norm_shape(shape));
     }
@@ -265,16 +274,28 @@ fn mlx(name: &str, shape: &[usize], schedule: Option<&[usize]>) -> (String, Tran
     id()
 }
 
-/// The canonical tensors a stored tensor `name` of shape `shape` provides.
+/// The canonical tensors a stored tensor `name` of shape `shape` provides (RMSNorm models).
 pub fn to_canonical(
     naming: Naming,
     name: &str,
     shape: &[usize],
     schedule: Option<&[usize]>,
 ) -> Vec<(String, Transform)> {
+    canonical(naming, name, shape, schedule, false)
+}
+
+/// [`to_canonical`]; `layer_norm`: the file's norms are LayerNorms (`X.weight` + `X.bias`),
+/// which keep their names in every format.
+fn canonical(
+    naming: Naming,
+    name: &str,
+    shape: &[usize],
+    schedule: Option<&[usize]>,
+    layer_norm: bool,
+) -> Vec<(String, Transform)> {
     match naming {
         Naming::PyTorch => pytorch(name, shape),
-        Naming::Mlx => vec![mlx(name, shape, schedule)],
+        Naming::Mlx => vec![mlx(name, shape, schedule, layer_norm)],
         Naming::Candle => {
             if let Some((k, rest)) = indexed(name, "depformer.") {
                 if let Some(c) = slice(k, rest, shape, schedule) {
@@ -377,9 +398,10 @@ impl NameMap {
         // Numeric order of slice indices, so that slice 0's copy is the one read.
         let mut names: Vec<&String> = entries.keys().collect();
         names.sort_by_key(|n| natural_key(n));
+        let layer_norm = entries.contains_key("out_norm.bias");
         for name in names {
             let e = &entries[name];
-            for (canon, transform) in to_canonical(naming, name, &e.shape, schedule) {
+            for (canon, transform) in canonical(naming, name, &e.shape, schedule, layer_norm) {
                 let list = map.entry(canon.clone()).or_default();
                 if let Some(first) = list.first() {
                     let f = &entries[&first.name];
