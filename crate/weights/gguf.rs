@@ -528,7 +528,8 @@ impl GgufHeader {
         };
         let f = std::fs::File::open(path).map_err(io)?;
         let len = f.metadata().map_err(io)?.len();
-        let mut r = std::io::BufReader::new(f);
+        // The buffer no larger than the file (small files, small allocations).
+        let mut r = std::io::BufReader::with_capacity(len.clamp(1, 8192) as usize, f);
         Self::read(&file, &mut r, len)
     }
 }
