@@ -1206,11 +1206,18 @@ fn quant_at_load() {
         want.dequantize()
     );
     let q8 = LinearTensor::F32(w.clone())
-        .quantized(Some(Quant::Q8), k)
+        .quantized(Some(Quant::Q8_0), k)
         .unwrap();
     assert_eq!(
         q8,
         LinearTensor::Q8_0(quant::q8_0_quantize(&w, k as u32).unwrap())
+    );
+    let m8 = bf.clone().quantized(Some(Quant::Q8), k).unwrap();
+    assert_eq!(m8.format(), WeightFormat::MLX_Q8);
+    let want = HostLinear::quantize(WeightFormat::MLX_Q8, &wb, rows as u32, k as u32).unwrap();
+    assert_eq!(
+        m8.into_host(rows, k).unwrap().dequantize(),
+        want.dequantize()
     );
     assert_eq!(
         LinearTensor::F32(w.clone())
@@ -1219,10 +1226,12 @@ fn quant_at_load() {
         bf
     );
     // Already quantized: kept as is when it is the asked format, else an error.
-    assert_eq!(q8.clone().quantized(Some(Quant::Q8), k).unwrap(), q8);
+    assert_eq!(q8.clone().quantized(Some(Quant::Q8_0), k).unwrap(), q8);
     let e = q8.quantized(Some(Quant::Q4), k).unwrap_err().to_string();
     assert!(e.contains("already q8_0"), "{e}");
     assert_eq!("q4".parse::<Quant>().unwrap(), Quant::Q4);
+    assert_eq!("q8".parse::<Quant>().unwrap(), Quant::Q8);
+    assert_eq!("Q8_0".parse::<Quant>().unwrap(), Quant::Q8_0);
     assert!("q3".parse::<Quant>().is_err());
 }
 

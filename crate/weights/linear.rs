@@ -28,13 +28,16 @@ pub enum LinearTensor {
     },
 }
 
-/// What `--quant` asks for: quantize a bf16/f32 checkpoint's linears at load.
+/// What `--quant` asks for: quantize a bf16/f32 checkpoint's linears at load (the same names
+/// as `crate::lm::quant_format`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Quant {
     /// bf16 (f32 weights are rounded; bf16 kept).
     Bf16,
-    /// ggml Q8_0 (8.5 bits per weight).
+    /// MLX affine 8-bit, group 64 (8.5 bits per weight), as Kyutai's q8 files.
     Q8,
+    /// ggml Q8_0 (8.5 bits per weight), as candle's GGUF.
+    Q8_0,
     /// MLX affine 4-bit, group 32 (5 bits per weight), as Kyutai's q4 files.
     Q4,
 }
@@ -44,9 +47,12 @@ impl std::str::FromStr for Quant {
     fn from_str(s: &str) -> Result<Self, String> {
         match s.to_ascii_lowercase().as_str() {
             "bf16" => Ok(Self::Bf16),
-            "q8" | "q8_0" => Ok(Self::Q8),
+            "q8" => Ok(Self::Q8),
+            "q8_0" => Ok(Self::Q8_0),
             "q4" => Ok(Self::Q4),
-            _ => Err(format!("unknown quantization '{s}' (use q4, q8 or bf16)")),
+            _ => Err(format!(
+                "unknown quantization '{s}' (use q4, q8, q8_0 or bf16)"
+            )),
         }
     }
 }
@@ -56,7 +62,8 @@ impl Quant {
     pub fn format(self) -> WeightFormat {
         match self {
             Self::Bf16 => WeightFormat::Bf16,
-            Self::Q8 => WeightFormat::Q8_0,
+            Self::Q8 => WeightFormat::MLX_Q8,
+            Self::Q8_0 => WeightFormat::Q8_0,
             Self::Q4 => WeightFormat::MLX_Q4,
         }
     }
@@ -167,19 +174,21 @@ impl LinearTensor {
         }
         let w = self.to_f32();
         let k32 = k as u32;
+        let mlx = |bits: u32, group: u32| -> crate::Result<Self> {
+            let m = quant::mlx_quantize(&w, k32, bits, group)?;
+            Ok(Self::MlxAffine {
+                bits,
+                group,
+                codes: m.weight.iter().flat_map(|w| w.to_le_bytes()).collect(),
+                scales: m.scales.iter().flat_map(|h| h.to_le_bytes()).collect(),
+                biases: m.biases.iter().flat_map(|h| h.to_le_bytes()).collect(),
+            })
+        };
         Ok(match q {
             Quant::Bf16 => Self::Bf16(self.to_bf16_bytes()),
-            Quant::Q8 => Self::Q8_0(quant::q8_0_quantize(&w, k32)?),
-            Quant::Q4 => {
-                let m = quant::mlx_quantize(&w, k32, 4, 32)?;
-                Self::MlxAffine {
-                    bits: 4,
-                    group: 32,
-                    codes: m.weight.iter().flat_map(|w| w.to_le_bytes()).collect(),
-                    scales: m.scales.iter().flat_map(|h| h.to_le_bytes()).collect(),
-                    biases: m.biases.iter().flat_map(|h| h.to_le_bytes()).collect(),
-                }
-            }
+            Quant::Q8_0 => Self::Q8_0(quant::q8_0_quantize(&w, k32)?),
+            Quant::Q8 => mlx(8, 64)?,
+            Quant::Q4 => mlx(4, 32)?,
         })
     }
 
