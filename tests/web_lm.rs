@@ -63,3 +63,30 @@ async fn formats_greedy_tokens_in_browser() {
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
+
+/// PyPI `moshi`'s greedy run of the tiny delay-1 Moshi, end to end through `Session` in the
+/// browser: every token of every frame identical.
+#[wasm_bindgen_test]
+async fn delay1_greedy_in_browser() {
+    let ctx = Context::new(&Options::default())
+        .await
+        .expect("no WebGPU adapter in this browser");
+    let fx = moshi_fixture!("delay1");
+    let r = golden::moshi_greedy(&ctx, &fx, true).await.unwrap();
+    log(&format!(
+        "delay1 greedy in browser: {} frames × 9 tokens, {} mismatches, {} near-tie excuses, {} user-code mismatches, output audio max |err| {:.2e}",
+        r.frames,
+        r.token_mismatches.len(),
+        r.near_tie_excuses.len(),
+        r.user_code_mismatches,
+        r.pcm_max_err
+    ));
+    assert!(
+        r.token_mismatches.is_empty(),
+        "{}",
+        r.token_mismatches.join("\n")
+    );
+    assert!(r.frames >= 60);
+    assert_eq!(r.user_code_mismatches, 0);
+    assert!(r.pcm_max_err < 1e-4);
+}

@@ -3,7 +3,9 @@
 
 use crate::gpu::{BufferUsage, Context, GpuBuffer, Recorder, View};
 use crate::kernels::fill::{self, FillMode};
-use crate::kernels::linear::{self, HostLinear, LinearWeights, WeightFormat};
+use crate::kernels::linear::{
+    self, HostLinear, LinearInput, LinearOpts, LinearOutput, LinearWeights, WeightFormat,
+};
 use crate::weights::TensorSource;
 
 /// How weights are kept on the GPU when they are loaded.
@@ -219,6 +221,43 @@ impl Linear {
     /// Weight bytes on the GPU (read once per call with one input row).
     pub fn bytes(&self) -> u64 {
         self.w.bytes()
+    }
+
+    /// Whether the weight reads exactly `in_features` per row (no zero padding), so that fused
+    /// input transforms (norms, SiLU gate, GELU) can read the input as the model lays it out.
+    pub fn fusable(&self) -> bool {
+        self.w.k() == self.k
+    }
+
+    /// `y = out(input(x)·Wᵀ (+ b))` with the kernel's fused input transform and output mode
+    /// (see [`linear::linear_with`]). Needs [`Linear::fusable`] unless both are plain.
+    pub fn forward_with(
+        &self,
+        rec: &mut Recorder,
+        x: View,
+        y: View,
+        m: u32,
+        input: LinearInput,
+        out: LinearOutput,
+    ) -> crate::Result<()> {
+        if !self.fusable() && !matches!(input, LinearInput::Plain) {
+            return Err(crate::gpu::GpuError::Launch {
+                kernel: "linear",
+                message: format!(
+                    "a fused input transform needs K {} unpadded (the weight reads {})",
+                    self.k,
+                    self.w.k()
+                ),
+            }
+            .into());
+        }
+        let opts = LinearOpts {
+            bias: self.bias.as_ref().map(|b| b.view()),
+            input,
+            out,
+        };
+        linear::linear_with(rec, &self.w, x, y, m, &opts)?;
+        Ok(())
     }
 
     /// `y[m, :] = x[m, :]·Wᵀ (+ b)` for `m` rows.

@@ -177,6 +177,12 @@ pub trait TensorSource {
         None
     }
 
+    /// The stored element type of `name`, when the source knows it (`None`: unknown or absent).
+    /// MLX-quantized weights report [`DType::U32`] (their codes).
+    fn dtype(&self, name: &str) -> Option<DType> {
+        self.info(name).map(|(d, _)| d)
+    }
+
     /// Every tensor name the source holds (empty when it generates tensors on demand).
     fn names(&self) -> Vec<String> {
         Vec::new()
