@@ -38,7 +38,7 @@ fn soak_3000_frames() {
     let ctx = pollster::block_on(Context::new(&Options::from_env())).expect("no GPU adapter");
     println!("adapter: {}", ctx.caps().adapter_name);
     let fx = moshi_fixture!("delay1");
-    let model = golden::Tensors::new("model.safetensors", fx.model);
+    let model = golden::lm_checkpoint(fx.model);
     let mimi = golden::Tensors::new("mimi.safetensors", fx.mimi);
     let r = golden::Tensors::new("reference.safetensors", fx.reference);
     // f32 KV caches: an f16 cache rounds each rotated key differently at different absolute
@@ -55,7 +55,7 @@ fn soak_3000_frames() {
     let parts = ModelParts {
         config: Some(fx.config),
         mimi: &mimi.0,
-        lm: Some(Weights::checkpoint(&model.0)),
+        lm: Some(Weights::checkpoint(&model)),
         tokenizer: None,
     };
     let mut session = Session::load(&ctx, parts, &opts).unwrap();
@@ -118,7 +118,7 @@ fn soak_3000_frames() {
     let window = 256.min(complete.len());
     let warm = 2 * (cfg.num_layers * cfg.context + cfg.max_delay() + 1);
     let s0 = complete.len() - window;
-    let mut lm = Lm::load(&ctx, cfg.clone(), &Weights::checkpoint(&model.0), &lm_opts).unwrap();
+    let mut lm = Lm::load(&ctx, cfg.clone(), &Weights::checkpoint(&model), &lm_opts).unwrap();
     let row = |f: usize| complete[f];
     let (mut compared, mut mismatches, mut excused) = (0, Vec::new(), 0);
     for j in 0..window - cfg.max_delay() {

@@ -42,7 +42,8 @@ pub fn padded_k(format: WeightFormat, k: u32) -> u32 {
 }
 
 impl Linear {
-    /// Load `name` (`[out, inp]`) from a checkpoint, in `opts.quant` or f32.
+    /// Load `name` (`[out, inp]`) from a checkpoint: in its published layout (f32, bf16, Q8_0,
+    /// MLX q4/q8: [`crate::weights::linear_weight`]), or converted to `opts.quant`.
     pub fn load(
         ctx: &Context,
         src: &dyn TensorSource,
@@ -51,8 +52,21 @@ impl Linear {
         inp: usize,
         opts: &WeightOptions,
     ) -> crate::Result<Self> {
-        let w = src.f32(name, &[out, inp])?;
-        Self::from_f32(ctx, name, &w, out as u32, inp as u32, opts)
+        let t = crate::weights::linear_weight(src, name, out, inp)?;
+        let format = opts.quant.unwrap_or(t.format());
+        if format == t.format() && padded_k(format, inp as u32) == inp as u32 {
+            return Self::from_host(ctx, name, &t.into_host(out, inp)?);
+        }
+        Self::from_f32(
+            ctx,
+            name,
+            &t.to_f32(),
+            out as u32,
+            inp as u32,
+            &WeightOptions {
+                quant: Some(format),
+            },
+        )
     }
 
     /// Load rows `block · rows .. (block + 1) · rows` of a stacked `[blocks · rows, inp]` tensor

@@ -230,6 +230,8 @@ impl Transformer {
             let p = format!("{prefix}.layers.{l}");
             let mut set_weights = Vec::with_capacity(sets);
             for j in 0..sets {
+                // Canonical names (crate::weights::names): one weight set is PyTorch's
+                // `in_proj_weight`; weight set j of several is `in_projs.{j}.weight`.
                 let (in_proj, out_proj) = if sets == 1 {
                     (
                         w.linear(ctx, &format!("{p}.self_attn.in_proj_weight"), 3 * d, d)?,
@@ -237,22 +239,8 @@ impl Transformer {
                     )
                 } else {
                     (
-                        w.linear_block(
-                            ctx,
-                            &format!("{p}.self_attn.in_proj_weight"),
-                            sets,
-                            j,
-                            3 * d,
-                            d,
-                        )?,
-                        w.linear_block(
-                            ctx,
-                            &format!("{p}.self_attn.out_proj.weight"),
-                            sets,
-                            j,
-                            d,
-                            d,
-                        )?,
+                        w.linear(ctx, &format!("{p}.self_attn.in_projs.{j}.weight"), 3 * d, d)?,
+                        w.linear(ctx, &format!("{p}.self_attn.out_projs.{j}.weight"), d, d)?,
                     )
                 };
                 let g = if sets == 1 {
