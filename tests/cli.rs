@@ -280,3 +280,30 @@ fn run_names_missing_paths() {
     );
     assert!(err.contains("/nonexistent/model"), "{err}");
 }
+
+/// A malformed config.json is an error naming it, not a silent fallback to the defaults.
+#[test]
+fn malformed_config_is_named() {
+    let dir = tmp("bad-config");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::copy(
+        fixtures().join("tiny_b/model.safetensors"),
+        dir.join("model.safetensors"),
+    )
+    .unwrap();
+    std::fs::write(dir.join("config.json"), "{\"mimi\": {\"seanet\": [1, 2]").unwrap();
+    for args in [vec!["mimi", "roundtrip"], vec!["run"]] {
+        let mut c = parle();
+        c.args(&args);
+        if args[0] == "run" {
+            c.arg("--input")
+                .arg(fixtures().join("speech.wav"))
+                .arg("--output");
+        } else {
+            c.arg(fixtures().join("speech.wav")).arg("-o");
+        }
+        c.arg(tmp("y.wav")).arg("--model").arg(&dir);
+        let err = run_err(&mut c);
+        assert!(err.contains("config.json"), "{args:?}: {err}");
+    }
+}

@@ -301,9 +301,21 @@ impl Mimi {
     /// Load a model directory: `config.json` (optional, `"mimi"` key) and the weights file
     /// (`model.safetensors`, or the published `tokenizer-e351c8d8-checkpoint125.safetensors`).
     pub fn load_dir(ctx: &Context, dir: &Path, n_q: Option<usize>) -> crate::Result<Self> {
-        let cfg = match std::fs::read_to_string(dir.join("config.json")) {
-            Ok(text) => MimiConfig::from_json(&text)?,
-            Err(_) => MimiConfig::default(),
+        // Only a missing config.json means the published Mimi; an unreadable or malformed one is
+        // an error that names it.
+        let path = dir.join("config.json");
+        let cfg = match std::fs::read_to_string(&path) {
+            Ok(text) => MimiConfig::from_json(&text).map_err(|e| {
+                WeightsError::Config(format!("{}: {}", path.display(), e).replace("config: ", ""))
+            })?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => MimiConfig::default(),
+            Err(e) => {
+                return Err(WeightsError::Io {
+                    file: path.display().to_string(),
+                    message: e.to_string(),
+                }
+                .into())
+            }
         };
         let candidates = [
             "model.safetensors",
