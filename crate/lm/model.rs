@@ -19,7 +19,7 @@ use crate::kernels::sampling::{self, LogitRows, SampleConfig, TokenSlots};
 use crate::nn::{
     EmbeddingTable, Embeddings, Linear, Norm, NormKind, Transformer, TransformerConfig, Weights,
 };
-use crate::weights::DType;
+use crate::weights::{DType, UsageTracker};
 
 use super::config::LmConfig;
 
@@ -122,12 +122,31 @@ fn fbuf(ctx: &Context, label: &str, floats: usize) -> crate::Result<GpuBuffer> {
 
 impl Lm {
     /// Build the LM from checkpoint or random weights.
+    ///
+    /// A checkpoint must hold exactly the tensors this config needs: a missing one, or one the
+    /// model never asked for (a name-map or config mistake), is an error naming them.
     pub fn load(
         ctx: &Context,
         cfg: LmConfig,
         w: &Weights,
         opts: &LmOptions,
     ) -> crate::Result<Self> {
+        match w {
+            Weights::Checkpoint { source, options } => {
+                let tracker = UsageTracker::new(*source);
+                let tracked = Weights::Checkpoint {
+                    source: &tracker,
+                    options: *options,
+                };
+                let lm = Self::build(ctx, cfg, &tracked, opts)?;
+                tracker.finish()?;
+                Ok(lm)
+            }
+            Weights::Random { .. } => Self::build(ctx, cfg, w, opts),
+        }
+    }
+
+    fn build(ctx: &Context, cfg: LmConfig, w: &Weights, opts: &LmOptions) -> crate::Result<Self> {
         let table_format = opts.tables.unwrap_or(match w {
             Weights::Checkpoint { source, .. } => match source.dtype("text_emb.weight") {
                 Some(DType::F32) => TableFormat::F32,
