@@ -346,6 +346,9 @@ async function apiTests(server) {
 
 const FAKE_RATE = 48000;
 
+// The page finished loading its model (or showed why not).
+const modelSettled = () => document.getElementById("model-status").classList.contains("ok") || !document.getElementById("error").hidden;
+
 async function pageTests() {
   // Its own server (stopped for the offline part) on its own port: its own origin and storage.
   let server = await serve();
@@ -361,7 +364,7 @@ async function pageTests() {
     requests.length = 0;
     await page.goto(`${base}/?model=/conv/tiny_b/&autoload`);
     const status = page.locator("#model-status");
-    await page.waitForFunction(() => /loaded|No model/.test(document.getElementById("model-status").textContent) && !/Loading/.test(document.getElementById("model-status").textContent), null, { timeout: 120000 });
+    await page.waitForFunction(modelSettled, null, { timeout: 120000 });
     const loaded = await status.textContent();
     check("the page loads a model from ?model=", /Mimi loopback .*loaded/.test(loaded), loaded);
     check("the adapter is shown and flagged as software", /software/.test(await page.locator("#gpu-status").textContent()), await page.locator("#gpu-status").textContent());
@@ -377,6 +380,7 @@ async function pageTests() {
       mic?.settings?.echoCancellation === true && mic?.settings?.noiseSuppression === true && mic?.settings?.autoGainControl === true,
       `${JSON.stringify(mic?.settings)} at ${mic?.sampleRate} Hz`,
     );
+    await page.waitForFunction(() => (window.parleApp.stats?.framesOut ?? 0) > 0, null, { timeout: 60000 }).catch(() => {});
     await sleep(10500);
     const stats = await page.evaluate(() => window.parleApp.stats);
     const shown = {
@@ -390,8 +394,15 @@ async function pageTests() {
     await page.screenshot({ path: join(OUT, "conversation.png"), fullPage: true });
     await page.locator("#stop").click();
     await page.waitForFunction(() => !document.body.classList.contains("talking"));
+    // No request carries audio: during the conversation only the worklet modules are fetched.
     const talkRequests = requests.slice(talkStart);
-    check("nothing is requested during the conversation", talkRequests.length === 0, talkRequests.map((q) => `${q.method} ${q.url}`).join(", ") || "0 requests");
+    check(
+      "no request carries audio (while talking: only GETs of app files, no body, no query)",
+      talkRequests.every((q) => q.method === "GET" && q.bodyBytes === 0 && /^\/[\w.-]+\.(js|svg|png|css)$/.test(q.url)),
+      talkRequests.map((q) => `${q.method} ${q.url} body=${q.bodyBytes}`).join(", ") || "0 requests",
+    );
+    const all = requests.filter((q) => q.method !== "GET" && q.method !== "HEAD" || q.bodyBytes > 0);
+    check("every request of the session is a GET/HEAD without a body", all.length === 0, `${requests.length} requests logged`);
 
     const rec = await page.evaluate(async () => {
       const r = await window.parleApp.engine.recording({ raw: true });
@@ -436,8 +447,9 @@ async function pageTests() {
     await page.waitForFunction(() => !document.getElementById("error").hidden, null, { timeout: 60000 });
     const lost = await page.locator("#error").textContent();
     check("a lost GPU device is reported", /device was lost/.test(lost), lost.trim().split("\n")[0]);
+    await page.evaluate(() => (document.getElementById("model-status").className = "status"));
     await page.locator("#error-reload").click();
-    await page.waitForFunction(() => /loaded/.test(document.getElementById("model-status").textContent) && document.getElementById("error").hidden, null, { timeout: 120000 });
+    await page.waitForFunction(modelSettled, null, { timeout: 180000 });
     const again = await page.evaluate(async () => (await window.parleApp.engine.step(new Float32Array(1920))).audioTokens?.length);
     check("“Restart the engine” recovers without reloading the page", again === 8, `${again} codes from a step after the restart`);
 
@@ -448,7 +460,7 @@ async function pageTests() {
     server = null;
     requests.length = 0;
     await page.reload();
-    await page.waitForFunction(() => /loaded|No model/.test(document.getElementById("model-status").textContent) && !/Loading/.test(document.getElementById("model-status").textContent), null, { timeout: 120000 });
+    await page.waitForFunction(modelSettled, null, { timeout: 120000 });
     const offline = await status.textContent();
     check("offline: the page opens and loads the model from storage", /from this browser's storage/.test(offline), offline);
     await page.locator("#talk").click();

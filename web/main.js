@@ -192,13 +192,16 @@ async function loadModel(req) {
   $("model-load").disabled = $("talk").disabled = true;
   setStatus("model-status", "Loading…");
   const codebooks = Number($("set-codebooks").value) || undefined;
+  const t0 = performance.now();
   try {
     info = await engine.load(req.source, { ...req.options, codebooks, onProgress, sampling: sampling() });
     lastLoad = req;
     const what = info.kind === "moshi" ? "Moshi" : `Mimi loopback (${info.codebooks} codebooks)`;
     setStatus(
       "model-status",
-      `${what} loaded ${info.fromCache ? "from this browser's storage" : "after downloading"} in ${(info.loadMs / 1000).toFixed(1)} s: ${fmtBytes(info.fileBytes)} of files, ${fmtBytes(info.gpuBytes)} on the GPU.`,
+      `${what} loaded ${info.fromCache ? "from this browser's storage" : "after downloading"} in ${((performance.now() - t0) / 1000).toFixed(1)} s ` +
+        `(GPU upload ${(info.loadMs / 1000).toFixed(1)} s, shader compilation ${((info.warmupMs ?? 0) / 1000).toFixed(1)} s): ` +
+        `${fmtBytes(info.fileBytes)} of files, ${fmtBytes(info.gpuBytes)} on the GPU.`,
       "ok",
     );
     $("talk").disabled = false;

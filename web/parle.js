@@ -113,9 +113,11 @@ export class Engine {
    * interrupted download) and read from there afterwards; local files are read in place.
    * `onProgress({ phase: "download" | "gpu", file, loaded, total, rate, eta })`. Options:
    * `mimiOnly` (the codec loopback from a Moshi repository: only Mimi is downloaded),
-   * `codebooks` (loopback), `storage: "cache"` (force the Cache Storage fallback), `sampling`.
+   * `codebooks` (loopback), `storage: "cache"` (force the Cache Storage fallback), `sampling`,
+   * `warmup` (default true: run one silent frame at load so that the GPU pipelines are compiled
+   * before the conversation starts; `info.warmupMs` says how long it took).
    */
-  async load(source, { onProgress, codebooks, storage, sampling, mimiOnly } = {}) {
+  async load(source, { onProgress, codebooks, storage, sampling, mimiOnly, warmup } = {}) {
     let src;
     if (typeof source === "string" || source instanceof URL) {
       let url = new URL(String(source), document.baseURI).href;
@@ -130,7 +132,7 @@ export class Engine {
     }
     this._listeners.progress = (m) => onProgress?.(m);
     try {
-      this.model = await this._call("load", { source: src, codebooks, storage, sampling, mimiOnly });
+      this.model = await this._call("load", { source: src, codebooks, storage, sampling, mimiOnly, warmup });
     } finally {
       this._listeners.progress = null;
     }

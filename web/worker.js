@@ -93,7 +93,7 @@ async function init(opts) {
   };
 }
 
-async function load({ source, codebooks, storage, sampling, mimiOnly }, post) {
+async function load({ source, codebooks, storage, sampling, mimiOnly, warmup }, post) {
   if (conv) throw new EngineError("busy", "stop the conversation before loading another model");
   await loadWasm();
   const onProgress = (p) => post({ event: "progress", ...p });
@@ -118,6 +118,14 @@ async function load({ source, codebooks, storage, sampling, mimiOnly }, post) {
     throw e;
   } finally {
     opened.close();
+  }
+  // One silent frame compiles every GPU pipeline now rather than in the conversation's first
+  // frame (seconds on a software adapter); then the conversation starts afresh.
+  if (warmup !== false) {
+    const t0 = performance.now();
+    await pkg.engineStep(new Float32Array(FRAME));
+    pkg.engineReset();
+    info.warmupMs = performance.now() - t0;
   }
   info.fromCache = opened.fromCache;
   info.fileBytes = opened.bytes;

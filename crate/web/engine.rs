@@ -271,7 +271,21 @@ pub async fn engine_step(pcm: Vec<f32>) -> Result<JsValue, JsValue> {
     if GENERATION.with(|g| g.get()) == generation {
         SESSION.with(|s| *s.borrow_mut() = Some(session));
     }
-    let out = out.map_err(engine_error)?;
+    let out = out.map_err(|e| {
+        // A destroyed device first shows as failed submits and readbacks; the lost callback
+        // follows. Either way it is a lost device to the page.
+        let lost = matches!(ctx.check(), Err(GpuError::DeviceLost { .. }))
+            || e.to_string().to_lowercase().contains("lost")
+            || e.to_string().to_lowercase().contains("destroyed");
+        if lost {
+            error(
+                "device-lost",
+                &format!("the GPU device was lost ({e}): restart the engine"),
+            )
+        } else {
+            engine_error(e)
+        }
+    })?;
     let o = js_sys::Object::new();
     let set = |k: &str, v: JsValue| {
         let _ = js_sys::Reflect::set(&o, &k.into(), &v);
