@@ -16,34 +16,76 @@ pub enum AudioError {
     Write { file: String, why: String },
 }
 
+/// Sample rates accepted in a WAV header. Outside this range the header is almost surely damaged,
+/// and resampling from it would need absurd FFT sizes (rubato's grow with the rates' ratio).
+pub const WAV_RATES: std::ops::RangeInclusive<u32> = 1000..=768_000;
+
 /// Decode a WAV file to mono f32 at `target_rate`.
 pub fn read_wav_mono(path: &Path, target_rate: u32) -> Result<Vec<f32>, AudioError> {
     let file = path.display().to_string();
-    let mut reader = hound::WavReader::open(path).map_err(|e| AudioError::NotWav {
+    let f = std::fs::File::open(path).map_err(|e| AudioError::NotWav {
+        file: file.clone(),
+        why: e.to_string(),
+    })?;
+    let (mono, rate) = decode_wav_mono(&file, std::io::BufReader::new(f))?;
+    resample(&mono, rate, target_rate).map_err(|why| AudioError::Bad { file, why })
+}
+
+/// Decode a WAV held in memory to mono f32 at its own sample rate: `(samples, rate)`. `name`
+/// prefixes every error.
+pub fn wav_from_bytes(name: &str, bytes: &[u8]) -> Result<(Vec<f32>, u32), AudioError> {
+    decode_wav_mono(name, std::io::Cursor::new(bytes))
+}
+
+/// Decode a WAV stream to mono f32 at its own sample rate: `(samples, rate)`.
+///
+/// Memory: the samples are collected as they are read (never pre-allocated from the header's
+/// data length, which may lie), so a damaged header cannot cause a large allocation: at most
+/// the decoded samples, 4 bytes per input sample (8-bit input: 4× its size), twice over while
+/// mixing to mono.
+pub fn decode_wav_mono<R: std::io::Read>(
+    name: &str,
+    reader: R,
+) -> Result<(Vec<f32>, u32), AudioError> {
+    let file = name.to_string();
+    let reader = hound::WavReader::new(reader).map_err(|e| AudioError::NotWav {
         file: file.clone(),
         why: e.to_string(),
     })?;
     let spec = reader.spec();
     let ch = spec.channels as usize;
-    if ch == 0 || spec.sample_rate == 0 {
+    if ch == 0 || !WAV_RATES.contains(&spec.sample_rate) {
         return Err(AudioError::Bad {
             file,
-            why: "zero channels or zero sample rate".into(),
+            why: format!(
+                "{} channels at {} Hz: the header is damaged (rates from {} to {} Hz are read)",
+                ch,
+                spec.sample_rate,
+                WAV_RATES.start(),
+                WAV_RATES.end()
+            ),
         });
     }
+    let bits = spec.bits_per_sample;
     let bad = |e: hound::Error| AudioError::Bad {
         file: file.clone(),
         why: format!("corrupt or truncated sample data ({e})"),
     };
     let interleaved: Vec<f32> = match spec.sample_format {
         hound::SampleFormat::Float => reader
-            .samples::<f32>()
+            .into_samples::<f32>()
             .collect::<Result<_, _>>()
             .map_err(bad)?,
         hound::SampleFormat::Int => {
-            let scale = 1.0 / (1u64 << (spec.bits_per_sample - 1)) as f32;
+            if !(1..=32).contains(&bits) {
+                return Err(AudioError::Bad {
+                    file,
+                    why: format!("{bits}-bit integer samples"),
+                });
+            }
+            let scale = 1.0 / (1u64 << (bits - 1)) as f32;
             reader
-                .samples::<i32>()
+                .into_samples::<i32>()
                 .map(|s| s.map(|v| v as f32 * scale))
                 .collect::<Result<_, _>>()
                 .map_err(bad)?
@@ -53,7 +95,7 @@ pub fn read_wav_mono(path: &Path, target_rate: u32) -> Result<Vec<f32>, AudioErr
         .chunks(ch)
         .map(|c| c.iter().sum::<f32>() / ch as f32)
         .collect();
-    resample(&mono, spec.sample_rate, target_rate).map_err(|why| AudioError::Bad { file, why })
+    Ok((mono, spec.sample_rate))
 }
 
 /// Resample mono audio with rubato's FFT resampler, compensating its delay so the output is
@@ -120,6 +162,52 @@ mod tests {
             err = err.max((v - (2.0 * std::f32::consts::PI * 440.0 * t).sin()).abs());
         }
         assert!(err < 1e-2, "max error {err}");
+    }
+
+    #[test]
+    fn resample_extreme_rates() {
+        // The ends of WAV_RATES and rates sharing no factor with 24 kHz.
+        let x = vec![0.5f32; 3000];
+        for from in [*WAV_RATES.start(), *WAV_RATES.end(), 44_101, 767_999] {
+            let y = resample(&x, from, 24000).unwrap();
+            assert_eq!(y.len(), (3000u64 * 24000).div_ceil(from as u64) as usize);
+        }
+    }
+
+    #[test]
+    fn wav_from_bytes_reads_and_rejects() {
+        // 16-bit stereo at 48 kHz: 2 frames.
+        let mut b = b"RIFF".to_vec();
+        b.extend(44u32.to_le_bytes());
+        b.extend(b"WAVEfmt ");
+        b.extend(16u32.to_le_bytes());
+        for v in [1u16, 2] {
+            b.extend(v.to_le_bytes());
+        }
+        b.extend(48000u32.to_le_bytes());
+        b.extend((48000u32 * 4).to_le_bytes());
+        for v in [4u16, 16] {
+            b.extend(v.to_le_bytes());
+        }
+        b.extend(b"data");
+        b.extend(8u32.to_le_bytes());
+        for v in [16384i16, 0, -32768, -32768] {
+            b.extend(v.to_le_bytes());
+        }
+        let (mono, rate) = wav_from_bytes("t.wav", &b).unwrap();
+        assert_eq!((mono, rate), (vec![0.25, -1.0], 48000));
+        // A sample rate out of range is named (byte rate kept consistent: hound checks it).
+        b[24..28].copy_from_slice(&500u32.to_le_bytes());
+        b[28..32].copy_from_slice(&2000u32.to_le_bytes());
+        let e = wav_from_bytes("t.wav", &b).unwrap_err().to_string();
+        assert!(e.starts_with("t.wav: ") && e.contains("500 Hz"), "{e}");
+        b[28..32].copy_from_slice(&(48000u32 * 4).to_le_bytes());
+        // Truncated data.
+        b[24..28].copy_from_slice(&48000u32.to_le_bytes());
+        let e = wav_from_bytes("t.wav", &b[..b.len() - 3])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("truncated"), "{e}");
     }
 
     #[test]

@@ -62,7 +62,7 @@ stage_no-adapter() {
 stage_browser() {
   local log
   log="$(mktemp)"
-  cargo test --target wasm32-unknown-unknown --test web --test web_mimi -- --nocapture 2>&1 | tee "$log"
+  cargo test --target wasm32-unknown-unknown --test web --test web_mimi --test web_lm -- --nocapture 2>&1 | tee "$log"
   local rc=${PIPESTATUS[0]}
   # The runner prints cargo's "test result:" line; make sure the adapter was really the browser's.
   if [ $rc -eq 0 ] && ! grep -q "BrowserWebGpu" "$log"; then

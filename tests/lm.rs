@@ -35,3 +35,71 @@ fn kyutai_test_lm_logits() {
         assert!(r.compared > 0);
     }
 }
+
+/// PyPI `moshi`'s greedy run of a tiny Moshi (tests/fixtures/lm): user.wav → Mimi → LM → Mimi
+/// through `Session`, every token of every frame identical, with f32 and device-default KV.
+fn greedy(fx: &golden::MoshiFixture) {
+    let ctx = context();
+    for f32_cache in [true, false] {
+        let r = pollster::block_on(golden::moshi_greedy(&ctx, fx, f32_cache)).unwrap();
+        println!(
+            "{} greedy ({} KV): {} frames × 9 tokens, {} mismatches, {} near-tie excuses (margin < {:.0e}), {} user-code mismatches, output audio max |err| {:.2e}; transcript {:?}",
+            fx.name,
+            if f32_cache || !ctx.caps().f16 { "f32" } else { "f16" },
+            r.frames,
+            r.token_mismatches.len(),
+            r.near_tie_excuses.len(),
+            golden::NEAR_TIE,
+            r.user_code_mismatches,
+            r.pcm_max_err,
+            r.text
+        );
+        for l in &r.near_tie_excuses {
+            println!("  excused: {l}");
+        }
+        assert!(
+            r.token_mismatches.is_empty(),
+            "{}",
+            r.token_mismatches.join("\n")
+        );
+        assert!(r.frames >= 60, "only {} frames compared", r.frames);
+        assert_eq!(r.user_code_mismatches, 0);
+        assert!(r.pcm_max_err < 1e-4, "output audio error {}", r.pcm_max_err);
+    }
+}
+
+/// Teacher-forced logits of every step against `LMModel.forward`.
+fn forced(fx: &golden::MoshiFixture) {
+    let ctx = context();
+    // Logits have a standard deviation of about 8: 1e-4 is ~1e-5 of their scale.
+    let tol = 1e-4;
+    let r = pollster::block_on(golden::moshi_forced_logits(&ctx, fx, tol)).unwrap();
+    println!(
+        "{} teacher-forced: {} logits compared, max |err| {:.3e} (tolerance {tol:.0e}), {} over",
+        fx.name,
+        r.compared,
+        r.max_err,
+        r.lines.len()
+    );
+    assert!(r.lines.is_empty(), "{}", r.lines.join("\n"));
+}
+
+#[test]
+fn delay1_greedy() {
+    greedy(&moshi_fixture!("delay1"));
+}
+
+#[test]
+fn delay1_forced_logits() {
+    forced(&moshi_fixture!("delay1"));
+}
+
+#[test]
+fn delay2_greedy() {
+    greedy(&moshi_fixture!("delay2"));
+}
+
+#[test]
+fn delay2_forced_logits() {
+    forced(&moshi_fixture!("delay2"));
+}

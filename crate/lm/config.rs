@@ -204,6 +204,12 @@ impl LmConfig {
         let depformer_dim = k.usize("depformer_dim", d.depformer_dim)?;
         let text_card = k.usize("text_card", d.text_card)?;
         let n_q = k.usize("n_q", d.n_q)?;
+        if n_q > 1024 {
+            return Err(bad(
+                "n_q",
+                format!("{n_q} audio streams is implausible (Moshi has 16)"),
+            ));
+        }
         let default_delays = if n_q == d.n_q {
             d.delays.clone()
         } else {
@@ -274,6 +280,45 @@ impl LmConfig {
     /// Check the values against each other.
     pub fn validate(&self) -> Result<(), WeightsError> {
         let c = |m: String| WeightsError::Config(format!("config.json: {m}"));
+        // Bounds far above every published model, so that sizes computed from them cannot
+        // overflow or ask for absurd allocations.
+        for (key, v, max) in [
+            ("dim", self.dim, 1 << 16),
+            ("depformer_dim", self.depformer_dim, 1 << 16),
+            ("num_layers", self.num_layers, 1024),
+            ("depformer_num_layers", self.depformer_num_layers, 1024),
+            ("num_heads", self.num_heads, 4096),
+            ("depformer_num_heads", self.depformer_num_heads, 4096),
+            (
+                "depformer_dim_feedforward",
+                self.depformer_dim_feedforward,
+                1 << 20,
+            ),
+            ("context", self.context, 1 << 20),
+            ("card", self.card, 1 << 24),
+            ("text_card", self.text_card, 1 << 24),
+            ("text_card_out", self.text_card_out, 1 << 24),
+            (
+                "depformer_low_rank_embeddings",
+                self.depformer_low_rank_embeddings.unwrap_or(1),
+                1 << 16,
+            ),
+        ] {
+            if v > max {
+                return Err(c(format!(
+                    "\"{key}\" {v} is implausibly large (at most {max})"
+                )));
+            }
+        }
+        if !(self.hidden_scale > 0.0 && self.hidden_scale <= 64.0) {
+            return Err(c(format!(
+                "\"hidden_scale\" {} must be in (0, 64]",
+                self.hidden_scale
+            )));
+        }
+        if !(self.max_period > 0.0 && self.depformer_max_period > 0.0) {
+            return Err(c("\"max_period\" must be positive".into()));
+        }
         if self.delays.len() != self.n_q + 1 {
             return Err(c(format!(
                 "\"delays\" has {} entries, expected n_q + 1 = {}",

@@ -19,6 +19,7 @@ use crate::kernels::sampling::{self, SampleConfig};
 use crate::nn::{
     EmbeddingTable, Embeddings, Linear, Norm, NormKind, Transformer, TransformerConfig, Weights,
 };
+use crate::weights::DType;
 
 use super::config::LmConfig;
 
@@ -59,8 +60,9 @@ impl Sampling {
 /// How the LM keeps its tables and caches on the GPU.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LmOptions {
-    /// Embedding tables: f32, or bf16 (half the memory; the published checkpoints are bf16).
-    pub tables: TableFormat,
+    /// Embedding tables: f32 or bf16; `None` keeps the checkpoint's own precision (bf16 for
+    /// bf16 files, f32 for f32 files; random weights: bf16, as published).
+    pub tables: Option<TableFormat>,
     /// Keep the KV caches in f32 even where the device has shader-f16 (f16 halves their memory;
     /// the tiny golden models then agree with the reference to ~2e-4 instead of ~5e-7).
     pub f32_cache: bool,
@@ -69,7 +71,7 @@ pub struct LmOptions {
 impl Default for LmOptions {
     fn default() -> Self {
         Self {
-            tables: TableFormat::Bf16,
+            tables: None,
             f32_cache: false,
         }
     }
@@ -137,7 +139,13 @@ impl Lm {
         w: &Weights,
         opts: &LmOptions,
     ) -> crate::Result<Self> {
-        let table_format = opts.tables;
+        let table_format = opts.tables.unwrap_or(match w {
+            Weights::Checkpoint { source, .. } => match source.dtype("text_emb.weight") {
+                Some(DType::F32) => TableFormat::F32,
+                _ => TableFormat::Bf16,
+            },
+            Weights::Random { .. } => TableFormat::Bf16,
+        });
         cfg.validate()?;
         let (d, dd) = (cfg.dim, cfg.depformer_dim);
         let norm = NormKind::from_name(&cfg.norm).unwrap_or(NormKind::RmsNorm { eps: 1e-8 });

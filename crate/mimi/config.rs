@@ -155,7 +155,12 @@ impl MimiConfig {
 
     /// SEANet hop: product of the ratios (960 for Mimi).
     pub fn hop(&self) -> usize {
-        self.seanet.ratios.iter().product()
+        // 0 when the product overflows (a damaged config; `validate` rejects it).
+        self.seanet
+            .ratios
+            .iter()
+            .try_fold(1usize, |a, &r| a.checked_mul(r))
+            .unwrap_or(0)
     }
 
     /// Samples per code frame (1920 for Mimi).
@@ -173,6 +178,55 @@ impl MimiConfig {
         let s = &self.seanet;
         let t = &self.transformer;
         let q = &self.quantizer;
+        // Sizes the model divides by or allocates from: positive and far from overflow (the
+        // bounds are about 100× the published model's).
+        let sizes = [
+            ("seanet.dimension", s.dimension, 1 << 16),
+            ("seanet.n_filters", s.n_filters, 1 << 16),
+            ("seanet.kernel_size", s.kernel_size, 1 << 10),
+            (
+                "seanet.residual_kernel_size",
+                s.residual_kernel_size,
+                1 << 10,
+            ),
+            ("seanet.last_kernel_size", s.last_kernel_size, 1 << 10),
+            ("seanet.dilation_base", s.dilation_base, 1 << 4),
+            ("seanet.compress", s.compress, 1 << 10),
+            ("transformer.num_heads", t.num_heads, 1 << 10),
+            ("transformer.num_layers", t.num_layers, 1 << 10),
+            ("transformer.dim_feedforward", t.dim_feedforward, 1 << 20),
+            ("transformer.context", t.context, 1 << 20),
+            ("quantizer.dimension", q.dimension, 1 << 16),
+            ("quantizer.n_q", q.n_q, 1 << 10),
+            ("quantizer.bins", q.bins, 1 << 20),
+        ];
+        for (key, v, max) in sizes {
+            if !(1..=max).contains(&v) {
+                return err(format!("{key} = {v} is out of range 1..={max}"));
+            }
+        }
+        if s.ratios.len() > 16 || s.ratios.iter().any(|r| !(1..=1024).contains(r)) {
+            return err(format!(
+                "seanet.ratios {:?} must be at most 16 values in 1..=1024",
+                s.ratios
+            ));
+        }
+        let rates_ok = |r: f64| r.is_finite() && r > 0.0 && r <= 1e6;
+        if !rates_ok(self.sample_rate)
+            || !rates_ok(self.frame_rate)
+            || self.frame_rate > self.sample_rate
+        {
+            return err(format!(
+                "sample_rate {} and frame_rate {} must be positive with frame_rate <= sample_rate <= 1e6",
+                self.sample_rate, self.frame_rate
+            ));
+        }
+        if !(t.max_period.is_finite() && t.max_period > 0.0) {
+            return err(format!(
+                "transformer.max_period {} must be positive",
+                t.max_period
+            ));
+        }
         if self.channels != 1 || s.channels != 1 {
             return err("only mono Mimi models are supported".into());
         }
@@ -230,5 +284,29 @@ mod tests {
         assert_eq!(c2.seanet.n_filters, 8);
         assert_eq!(c2.transformer.context, 250);
         assert!(MimiConfig::from_json("not json").is_err());
+    }
+
+    #[test]
+    fn damaged_configs_are_errors_not_panics() {
+        for (json, want) in [
+            (
+                r#"{"mimi": {"seanet": {"ratios": [4294967296, 4294967296, 4294967296]}}}"#,
+                "ratios",
+            ),
+            (
+                r#"{"mimi": {"seanet": {"dimension": 0}, "transformer": {"d_model": 0, "num_heads": 0}}}"#,
+                "out of range",
+            ),
+            (
+                r#"{"mimi": {"transformer": {"num_heads": 0}}}"#,
+                "num_heads",
+            ),
+            (r#"{"mimi": {"seanet": {"compress": 0}}}"#, "compress"),
+            (r#"{"mimi": {"frame_rate": 0}}"#, "frame_rate"),
+            (r#"{"mimi": {"sample_rate": 1e300}}"#, "sample_rate"),
+        ] {
+            let e = MimiConfig::from_json(json).unwrap_err().to_string();
+            assert!(e.contains(want), "{json}: {e}");
+        }
     }
 }

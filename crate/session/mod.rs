@@ -55,6 +55,8 @@ pub struct StepOutput {
     pub text_token: Option<u32>,
     /// Moshi's codebooks of the completed frame (loopback: the frame's Mimi codes).
     pub audio_tokens: Option<Vec<u32>>,
+    /// The user's codebooks of the same frame, as the LM heard them (Moshi mode only).
+    pub user_tokens: Option<Vec<u32>>,
     /// Index of the completed frame.
     pub frame: Option<usize>,
 }
@@ -367,6 +369,7 @@ impl Session {
                     text,
                     text_token: Some(text_token),
                     audio_tokens: Some(tokens[1..1 + lm.config().dep_q].to_vec()),
+                    user_tokens: Some(tokens[1 + lm.config().dep_q..].to_vec()),
                     frame: Some(frame),
                 }
             }
@@ -375,6 +378,7 @@ impl Session {
                 text: String::new(),
                 text_token: None,
                 audio_tokens: Some(tokens),
+                user_tokens: None,
                 frame: Some(frame),
             },
         })

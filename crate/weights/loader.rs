@@ -42,6 +42,10 @@ impl SafetensorsFile {
 }
 
 impl TensorSource for SafetensorsFile {
+    fn dtype(&self, name: &str) -> Option<super::DType> {
+        self.header.tensors.get(name).map(|e| e.dtype)
+    }
+
     /// One tensor as f32 (from F32, F16 or BF16), after checking its shape.
     fn f32(&self, name: &str, shape: &[usize]) -> Result<Vec<f32>, WeightsError> {
         let dtype = self.header.expect(name, shape)?.dtype;

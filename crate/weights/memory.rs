@@ -31,6 +31,10 @@ impl MemorySafetensors {
 }
 
 impl TensorSource for MemorySafetensors {
+    fn dtype(&self, name: &str) -> Option<super::DType> {
+        self.header.tensors.get(name).map(|e| e.dtype)
+    }
+
     fn f32(&self, name: &str, shape: &[usize]) -> Result<Vec<f32>, WeightsError> {
         let dtype = self.header.expect(name, shape)?.dtype;
         to_f32(dtype, self.bytes(name, shape)?).ok_or_else(|| WeightsError::DType {

@@ -59,4 +59,9 @@ pub enum WeightsError {
 pub trait TensorSource {
     /// The tensor `name` converted to f32, after checking its shape.
     fn f32(&self, name: &str, shape: &[usize]) -> Result<Vec<f32>, WeightsError>;
+
+    /// The stored element type of `name`, when the source knows it (`None`: unknown or absent).
+    fn dtype(&self, _name: &str) -> Option<DType> {
+        None
+    }
 }

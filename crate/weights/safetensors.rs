@@ -137,7 +137,7 @@ impl SafetensorsHeader {
                 .as_array()
                 .ok_or_else(|| bad(format!("tensor '{name}' has no shape")))?
                 .iter()
-                .map(|d| d.as_u64().map(|d| d as usize))
+                .map(|d| d.as_u64().and_then(|d| usize::try_from(d).ok()))
                 .collect::<Option<_>>()
                 .ok_or_else(|| bad(format!("tensor '{name}' has a bad shape")))?;
             let offs = v["data_offsets"]
@@ -145,9 +145,17 @@ impl SafetensorsHeader {
                 .filter(|a| a.len() == 2)
                 .and_then(|a| Some((a[0].as_u64()?, a[1].as_u64()?)))
                 .ok_or_else(|| bad(format!("tensor '{name}' has bad data_offsets")))?;
-            let (start, end) = (data_start + offs.0, data_start + offs.1);
-            let numel: usize = shape.iter().product();
-            if end < start || end - start != (numel * dtype.size()) as u64 {
+            // Offsets and sizes come from the file: every sum and product is checked.
+            let (Some(start), Some(end)) = (
+                data_start.checked_add(offs.0),
+                data_start.checked_add(offs.1),
+            ) else {
+                return Err(bad(format!("tensor '{name}' has bad data_offsets")));
+            };
+            let nbytes = shape
+                .iter()
+                .try_fold(dtype.size() as u64, |a, &d| a.checked_mul(d as u64));
+            if end < start || Some(end - start) != nbytes {
                 return Err(bad(format!(
                     "tensor '{name}' has {} bytes for shape {shape:?} of {dtype_s}",
                     end.saturating_sub(start)
@@ -170,6 +178,18 @@ impl SafetensorsHeader {
                     end,
                 },
             );
+        }
+        // No two tensors may share bytes (the format requires it; a damaged header may not).
+        let mut ranges: Vec<(&String, &TensorEntry)> =
+            tensors.iter().filter(|(_, e)| e.end > e.start).collect();
+        ranges.sort_by_key(|(_, e)| e.start);
+        for w in ranges.windows(2) {
+            if w[1].1.start < w[0].1.end {
+                return Err(bad(format!(
+                    "tensors '{}' and '{}' overlap (bytes {}..{} and {}..{})",
+                    w[0].0, w[1].0, w[0].1.start, w[0].1.end, w[1].1.start, w[1].1.end
+                )));
+            }
         }
         Ok(Self {
             file: file.into(),
@@ -284,5 +304,34 @@ mod tests {
         let n = SafetensorsHeader::header_len("t", &g).unwrap();
         assert!(SafetensorsHeader::parse("t", &g[8..8 + n as usize], g.len() as u64).is_err());
         assert!(SafetensorsHeader::header_len("t", b"RIFF\0\0\0\0").is_err());
+    }
+
+    #[test]
+    fn damaged_headers_are_errors_not_panics() {
+        let cases = [
+            // Offsets that overflow when added to the data start.
+            (
+                r#"{"a":{"dtype":"F32","shape":[1],"data_offsets":[18446744073709551615,4]}}"#,
+                "data_offsets",
+            ),
+            // A shape whose byte count overflows.
+            (
+                r#"{"a":{"dtype":"F32","shape":[4294967296,4294967296],"data_offsets":[0,0]}}"#,
+                "bytes for shape",
+            ),
+            // Two tensors sharing bytes.
+            (
+                r#"{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"b":{"dtype":"U8","shape":[4],"data_offsets":[4,8]}}"#,
+                "overlap",
+            ),
+        ];
+        for (json, want) in cases {
+            let f = file(json, 8);
+            let n = SafetensorsHeader::header_len("t", &f).unwrap() as usize;
+            let e = SafetensorsHeader::parse("t", &f[8..8 + n], f.len() as u64)
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(want), "{json}: {e}");
+        }
     }
 }

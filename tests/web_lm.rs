@@ -1,0 +1,65 @@
+//! The LM in the browser: the wasm build on Chromium's WebGPU reproduces Kyutai's tiny test LM
+//! (the same golden check as tests/lm.rs, with async readback only).
+#![cfg(target_arch = "wasm32")]
+
+mod golden;
+
+use parle::gpu::{Context, Options};
+use wasm_bindgen_test::*;
+
+wasm_bindgen_test_configure!(run_in_browser);
+
+fn log(s: &str) {
+    web_sys::console::log_1(&s.into());
+}
+
+#[wasm_bindgen_test]
+async fn kyutai_test_lm_in_browser() {
+    let ctx = Context::new(&Options::default())
+        .await
+        .expect("no WebGPU adapter in this browser");
+    log(&format!(
+        "lm in browser on '{}' ({})",
+        ctx.caps().adapter_name,
+        ctx.caps().backend
+    ));
+    for (f32_cache, tol) in [(true, 5e-6f32), (false, 1e-3)] {
+        let r = golden::kyutai_test_lm(&ctx, f32_cache, tol).await.unwrap();
+        log(&format!(
+            "kyutai-test-lm in browser ({} KV cache): {} logits compared, max |err| {:.3e} (tolerance {tol:.0e}), {} over tolerance",
+            if f32_cache || !ctx.caps().f16 { "f32" } else { "f16" },
+            r.compared,
+            r.max_err,
+            r.lines.len()
+        ));
+        assert!(r.lines.is_empty(), "{}", r.lines.join("\n"));
+        assert!(r.compared > 0);
+    }
+}
+
+/// PyPI `moshi`'s greedy run of the tiny delay-1 Moshi, end to end through `Session` in the
+/// browser: every token of every frame identical.
+#[wasm_bindgen_test]
+async fn delay1_greedy_in_browser() {
+    let ctx = Context::new(&Options::default())
+        .await
+        .expect("no WebGPU adapter in this browser");
+    let fx = moshi_fixture!("delay1");
+    let r = golden::moshi_greedy(&ctx, &fx, true).await.unwrap();
+    log(&format!(
+        "delay1 greedy in browser: {} frames × 9 tokens, {} mismatches, {} near-tie excuses, {} user-code mismatches, output audio max |err| {:.2e}",
+        r.frames,
+        r.token_mismatches.len(),
+        r.near_tie_excuses.len(),
+        r.user_code_mismatches,
+        r.pcm_max_err
+    ));
+    assert!(
+        r.token_mismatches.is_empty(),
+        "{}",
+        r.token_mismatches.join("\n")
+    );
+    assert!(r.frames >= 60);
+    assert_eq!(r.user_code_mismatches, 0);
+    assert!(r.pcm_max_err < 1e-4);
+}
