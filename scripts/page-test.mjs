@@ -86,6 +86,7 @@ async function serve() {
       // The same fixture under other URLs: each is a separate model to the browser's storage.
       "/cut/": join(FIXTURES, "mimi"),
       "/quota/": join(FIXTURES, "mimi"),
+      "/cache/": join(FIXTURES, "mimi"),
       "/conv/": join(FIXTURES, "mimi"),
       // Cut 1000 bytes into the tensor data: the header is whole, a tensor runs past the end.
       "/bad/": truncatedModel(8 + Number(readFileSync(join(MIMI_DIR, "model.safetensors")).readBigUInt64LE(0)) + 1000),
@@ -295,11 +296,47 @@ async function apiTests(server) {
       gets.map((q) => `GET ${q.range ?? "(whole)"} → ${q.status}`).join(", "),
     );
 
+    // The Cache Storage fallback (browsers without OPFS sync access handles): same result, and
+    // a second load from the cache makes no request.
+    const firstCodes = JSON.stringify(got.out[0].codes);
+    const viaCache = await inPage(page, async (api, { url, frame }) => {
+      await engine.load(url, { storage: "cache" });
+      const a = Array.from((await engine.step(new Float32Array(frame))).audioTokens);
+      return a;
+    }, { url: "/cache/tiny_b/", frame: frames(input)[0] });
+    requests.length = 0;
+    const cacheAgain = await inPage(page, async (api, url) => engine.load(url, { storage: "cache" }), "/cache/tiny_b/");
+    check(
+      "the Cache Storage fallback loads the same model, and again without requests",
+      JSON.stringify(viaCache) === firstCodes && cacheAgain.fromCache && requests.filter((q) => q.url.startsWith("/cache/")).length === 0,
+      `${requests.filter((q) => q.url.startsWith("/cache/")).length} requests on the second load`,
+    );
+
+    // Local files (a folder picked with <input type=file>): read in place, nothing requested.
+    await page.evaluate(() => {
+      const i = document.createElement("input");
+      i.type = "file";
+      i.multiple = true;
+      i.id = "pick";
+      document.body.append(i);
+    });
+    await page.setInputFiles("#pick", [join(MIMI_DIR, "config.json"), join(MIMI_DIR, "model.safetensors")]);
+    requests.length = 0;
+    const local = await inPage(page, async (api, frame) => {
+      const info = await engine.load(document.getElementById("pick").files);
+      return { info, codes: Array.from((await engine.step(new Float32Array(frame))).audioTokens) };
+    }, frames(input)[0]);
+    check(
+      "local files load in place (no request) and give the same codes",
+      local.info.kind === "mimi" && JSON.stringify(local.codes) === firstCodes && requests.length === 0,
+      `${requests.length} requests`,
+    );
+
     // Moshi mode (greedy) on the LM fixture, when it exists.
     if (!existsSync(join(LM_DIR, "model.safetensors"))) {
       skip("Moshi greedy tokens equal `parle run --greedy --tokens`", "tests/fixtures/lm/delay1 is not in this checkout yet");
     } else {
-      const lmIn = writeWav16(join(tmp, "lm-in.wav"), testSignal(1.6, 24000, 3), 24000);
+      const lmIn = writeWav16(join(tmp, "lm-in.wav"), testSignal(0.96, 24000, 3), 24000);
       const wantLm = native(LM_DIR, join(tmp, "lm-in.wav"), ["--greedy"]);
       const n = wantLm.audio.length;
       const lmFrames = frames(lmIn);

@@ -240,7 +240,8 @@ pub fn engine_dispose() {
 }
 
 /// One frame: `pcm` is 1920 samples at 24 kHz. Resolves to `{ pcm: Float32Array | null, text,
-/// textToken: number | null, audioTokens: Int32Array | null, frame: number | null, gpuMs }`.
+/// textToken: number | null, audioTokens: Int32Array | null, userTokens: Int32Array | null,
+/// frame: number | null, gpuMs }` (`userTokens`: the user's codes the LM heard, Moshi only).
 #[wasm_bindgen(js_name = engineStep)]
 pub async fn engine_step(pcm: Vec<f32>) -> Result<JsValue, JsValue> {
     let ctx = CTX
@@ -304,6 +305,13 @@ pub async fn engine_step(pcm: Vec<f32>) -> Result<JsValue, JsValue> {
     set(
         "audioTokens",
         out.audio_tokens.map_or(JsValue::NULL, |a| {
+            let v: Vec<i32> = a.iter().map(|&x| x as i32).collect();
+            js_sys::Int32Array::from(&v[..]).into()
+        }),
+    );
+    set(
+        "userTokens",
+        out.user_tokens.map_or(JsValue::NULL, |a| {
             let v: Vec<i32> = a.iter().map(|&x| x as i32).collect();
             js_sys::Int32Array::from(&v[..]).into()
         }),

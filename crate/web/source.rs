@@ -121,6 +121,10 @@ impl JsSafetensors {
 }
 
 impl TensorSource for JsSafetensors {
+    fn dtype(&self, name: &str) -> Option<crate::weights::DType> {
+        self.header.tensors.get(name).map(|e| e.dtype)
+    }
+
     fn f32(&self, name: &str, shape: &[usize]) -> Result<Vec<f32>, WeightsError> {
         let e = self.header.expect(name, shape)?;
         let dtype = e.dtype;
