@@ -13,7 +13,7 @@
 // default $CARGO_TARGET_DIR/debug/parle or target/debug/parle).
 
 import { execFileSync } from "node:child_process";
-import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { closeSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync, writeSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -79,6 +79,30 @@ function truncatedModel(keep) {
   return d;
 }
 
+// A Mimi-only model directory whose model.safetensors carries `extra` bytes of an unused tensor:
+// a big file whose tensors the loader reads one by one (wasm memory must not grow with the file).
+function bigModel(extra) {
+  const d = join(tmp, "big");
+  mkdirSync(d, { recursive: true });
+  copyFileSync(join(MIMI_DIR, "config.json"), join(d, "config.json"));
+  const src = readFileSync(join(MIMI_DIR, "model.safetensors"));
+  const n = Number(src.readBigUInt64LE(0));
+  const header = JSON.parse(src.toString("utf8", 8, 8 + n));
+  const data = src.subarray(8 + n);
+  header.zz_unused_padding = { dtype: "U8", shape: [extra], data_offsets: [data.length, data.length + extra] };
+  const json = Buffer.from(JSON.stringify(header));
+  const len = Buffer.alloc(8);
+  len.writeBigUInt64LE(BigInt(json.length));
+  const fd = openSync(join(d, "model.safetensors"), "w");
+  writeSync(fd, len);
+  writeSync(fd, json);
+  writeSync(fd, data);
+  const zeros = Buffer.alloc(1 << 20);
+  for (let i = 0; i < extra >> 20; i++) writeSync(fd, zeros);
+  closeSync(fd);
+  return d;
+}
+
 async function serve() {
   const server = await startServer({
     mounts: {
@@ -87,6 +111,7 @@ async function serve() {
       "/cut/": join(FIXTURES, "mimi"),
       "/quota/": join(FIXTURES, "mimi"),
       "/cache/": join(FIXTURES, "mimi"),
+      "/big/": bigModel(96 << 20),
       "/conv/": join(FIXTURES, "mimi"),
       // Cut 1000 bytes into the tensor data: the header is whole, a tensor runs past the end.
       "/bad/": truncatedModel(8 + Number(readFileSync(join(MIMI_DIR, "model.safetensors")).readBigUInt64LE(0)) + 1000),
@@ -137,13 +162,14 @@ function cutOnce(path) {
 function native(model, input, extra = []) {
   if (!existsSync(PARLE)) throw new Error(`${PARLE} is missing: build it with cargo build --bin parle`);
   const out = join(tmp, `native-${Math.random().toString(36).slice(2)}`);
-  execFileSync(PARLE, ["run", "--model", model, "--input", input, "--output", `${out}.wav`, "--tokens", `${out}.safetensors`, ...extra], {
+  execFileSync(PARLE, ["run", "--model", model, "--input", input, "--output", `${out}.wav`, "--tokens", `${out}.safetensors`, "--text", `${out}.txt`, ...extra], {
     stdio: ["ignore", "pipe", "inherit"],
   });
   const t = readSafetensors(`${out}.safetensors`);
   const [n, T] = t.audio.shape;
   const audio = Array.from({ length: T }, (_, f) => Array.from({ length: n }, (_, k) => t.audio.values[k * T + f]));
-  return { pcm: readWav(`${out}.wav`).channels[0], audio, text: t.text?.values ?? null };
+  const transcript = existsSync(`${out}.txt`) ? readFileSync(`${out}.txt`, "utf8") : null;
+  return { pcm: readWav(`${out}.wav`).channels[0], audio, text: t.text?.values ?? null, transcript };
 }
 
 // ---- browser helpers ---------------------------------------------------------------------------
@@ -332,6 +358,17 @@ async function apiTests(server) {
       `${requests.length} requests`,
     );
 
+    // A 96 MB file: downloaded into OPFS and read tensor by tensor, never whole in wasm memory.
+    const big = await inPage(page, async (api, url) => {
+      const info = await engine.load(url, { warmup: false });
+      return { info, memory: await engine.memory() };
+    }, "/big/");
+    check(
+      "a 96 MB model file never sits whole in wasm memory",
+      big.info.fileBytes > 96e6 && big.memory < 32 * 2 ** 20,
+      `file ${(big.info.fileBytes / 2 ** 20).toFixed(0)} MiB, wasm memory ${(big.memory / 2 ** 20).toFixed(1)} MiB after downloading and loading it`,
+    );
+
     // Moshi mode (greedy) on the LM fixture, when it exists.
     if (!existsSync(join(LM_DIR, "model.safetensors"))) {
       skip("Moshi greedy tokens equal `parle run --greedy --tokens`", "tests/fixtures/lm/delay1 is not in this checkout yet");
@@ -347,7 +384,7 @@ async function apiTests(server) {
         const out = [];
         for (const f of frames) {
           const o = await engine.step(new Float32Array(f));
-          if (o.audioTokens) out.push({ text: o.textToken, audio: Array.from(o.audioTokens) });
+          if (o.audioTokens) out.push({ text: o.textToken, audio: Array.from(o.audioTokens), piece: o.text });
           if (out.length === n) break;
         }
         return { info, out };
@@ -356,7 +393,15 @@ async function apiTests(server) {
         gotLm.out.length === n &&
         gotLm.out.every((o, f) => o.text === wantLm.text[f] && JSON.stringify(o.audio) === JSON.stringify(wantLm.audio[f]));
       check("Moshi greedy tokens equal `parle run --greedy --tokens`", gotLm.info.kind === "moshi" && eq, `${gotLm.out.length}/${n} frames`);
+      const text = gotLm.out.map((o) => o.piece).join("");
+      check("Moshi's transcript equals `parle run --text`", text === wantLm.transcript, JSON.stringify(text).slice(0, 80));
     }
+
+    // The benchmark's code path (random weights through Session), at the tiny LM's shapes (the
+    // real-size presets take minutes per frame on SwiftShader).
+    const lmConfig = readFileSync(join(LM_DIR, "config.json"), "utf8");
+    const bench = await inPage(page, async (api, config) => engine.bench({ preset: "custom", config, frames: 3 }), lmConfig);
+    check("bench() runs random-weight Moshi frames through the session", bench.frames === 3 && bench.meanMs > 0 && bench.dispatches > 0, `${bench.description}: mean ${bench.meanMs.toFixed(0)} ms, ${bench.dispatches} dispatches, ${bench.gpuBytes} B on the GPU`);
 
     // Errors: a truncated file, a directory with no model, quota too small (CDP override).
     const bad = await inPage(page, async (api, url) => engine.load(url).then(() => null, (e) => ({ message: e.message, code: e.code })), "/bad/");

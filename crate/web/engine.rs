@@ -326,7 +326,8 @@ pub async fn engine_step(pcm: Vec<f32>) -> Result<JsValue, JsValue> {
 
 /// Timings of random-weight frames at a preset size, through the same [`Session`] frame loop as a
 /// conversation (and as `parle bench mimi` / `parle bench lm`). `options` is JSON:
-/// `{ preset: "mimi" | "lm-small" | "lm-7b", frames, quant: "q4" | "q8" | "bf16", forceF32,
+/// `{ preset: "mimi" | "lm-small" | "lm-7b" | "custom", frames, quant: "q4" | "q8" | "bf16",
+/// config (custom: a config.json text), lm (custom: with the LM, default true), forceF32,
 /// noSubgroups }`. Replaces any loaded model. Resolves to JSON with `preset`, `description`,
 /// `frames`, `meanMs`, `p50Ms`, `minMs`, `maxMs`, `rtf`, `gpuBytes`, `loadMs`, `dispatches`,
 /// `adapter`.
@@ -365,7 +366,21 @@ pub async fn engine_bench(options: String) -> Result<String, JsValue> {
     })?;
     // The LM presets: Moshi's 7B shapes, and a ~1B model of the same structure for GPUs (and
     // software adapters) that cannot hold the 7B's ~5 GB.
+    let custom = opts
+        .get("config")
+        .and_then(Value::as_str)
+        .map(str::to_string);
+    let with_lm = opts.get("lm").and_then(Value::as_bool).unwrap_or(true);
     let (config, lm, description) = match preset.as_str() {
+        // Shapes from a config.json text (its LM keys, and its "mimi" key for the codec).
+        "custom" => (
+            custom.as_deref(),
+            with_lm.then_some(Weights::Random { format, seed: 7 }),
+            format!(
+                "{} from the given config, random {quant} weights",
+                if with_lm { "LM + Mimi" } else { "Mimi" }
+            ),
+        ),
         "mimi" => (
             None,
             None,
@@ -384,7 +399,7 @@ pub async fn engine_bench(options: String) -> Result<String, JsValue> {
         p => {
             return Err(error(
                 "input",
-                &format!("unknown benchmark preset '{p}': mimi, lm-small or lm-7b"),
+                &format!("unknown benchmark preset '{p}': mimi, lm-small, lm-7b or custom"),
             ))
         }
     };
