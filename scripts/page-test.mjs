@@ -4,7 +4,7 @@
 // SwiftShader). The app and the fixture models are served from 127.0.0.1 by scripts/serve.mjs
 // (sirv), which logs every request and can cut or truncate responses.
 //
-//   node scripts/page-test.mjs [GROUP...]     groups: api, page, errors (default: all)
+//   node scripts/page-test.mjs [GROUP...]     groups: api, page, errors, server (default: all)
 //
 // Prints one "ok"/"FAIL"/"skip" line per check and ends with "page: N passed, N failed".
 // Screenshots and logs go to $PARLE_SCREENSHOTS (default target/page-test/).
@@ -12,7 +12,7 @@
 // Env: CHROMIUM (default /usr/bin/chromium), PARLE_BIN (the native CLI, for the reference outputs;
 // default $CARGO_TARGET_DIR/debug/parle or target/debug/parle).
 
-import { execFileSync } from "node:child_process";
+import { execFileSync, spawn } from "node:child_process";
 import { closeSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync, writeSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
@@ -607,9 +607,45 @@ async function errorTests(server) {
   }
 }
 
+// ---- npm start's server -----------------------------------------------------------------------
+
+async function serverTests() {
+  // `node scripts/serve.mjs --port 0 --models DIR`, as `npm start -- --models DIR` runs it.
+  const proc = spawn(process.execPath, [join(ROOT, "scripts", "serve.mjs"), "--port", "0", "--models", join(FIXTURES, "lm")], { stdio: ["ignore", "pipe", "inherit"] });
+  try {
+    const url = await new Promise((ok, fail) => {
+      let out = "";
+      proc.stdout.on("data", (d) => {
+        out += d;
+        const m = /parle is at (http:\/\/127\.0\.0\.1:\d+\/)/.exec(out);
+        if (m) ok(m[1]);
+      });
+      proc.on("exit", (c) => fail(new Error(`serve.mjs exited (${c}): ${out}`)));
+      setTimeout(() => fail(new Error(`serve.mjs printed no address: ${out}`)), 10000);
+    });
+    const page = await fetch(url);
+    const wasm = await fetch(`${url}pkg/parle_bg.wasm`, { method: "HEAD" });
+    const cfg = await fetch(`${url}models/delay1/config.json`);
+    const range = await fetch(`${url}models/delay1/model.safetensors`, { headers: { range: "bytes=8-15" } });
+    check(
+      "npm start's server: the app, application/wasm, --models DIR at /models/, Range requests",
+      page.ok &&
+        /text\/html/.test(page.headers.get("content-type")) &&
+        wasm.headers.get("content-type") === "application/wasm" &&
+        cfg.ok &&
+        (await cfg.json()).moshi_name === "model.safetensors" &&
+        range.status === 206 &&
+        (await range.arrayBuffer()).byteLength === 8,
+      `${url}: page ${page.status}, wasm ${wasm.headers.get("content-type")}, models ${cfg.status}, range ${range.status}`,
+    );
+  } finally {
+    proc.kill();
+  }
+}
+
 // ---- main --------------------------------------------------------------------------------------
 
-const GROUPS = { api: apiTests, page: pageTests, errors: errorTests };
+const GROUPS = { api: apiTests, page: pageTests, errors: errorTests, server: serverTests };
 
 async function main() {
   const want = process.argv.slice(2);

@@ -17,7 +17,8 @@
 #               native CLI's outputs, downloads (progress, Range resumption, OPFS, quota), errors
 #   page        the app in headless Chromium: a 10 s conversation through the fake microphone,
 #               stats, recording, device loss and restart, offline reload
-#   page-errors the app and API without a GPU adapter, without WebGPU, with the microphone denied
+#   page-errors the app and API without a GPU adapter, without WebGPU, with the microphone
+#               denied; npm start's server (MIME types, Range, --models DIR)
 set -uo pipefail
 source "$(dirname "$0")/env.sh"
 
@@ -102,7 +103,7 @@ stage_page() {
 }
 
 stage_page-errors() {
-  page_test errors
+  page_test errors server
 }
 
 declare -A RESULT DURATION
