@@ -523,6 +523,27 @@ async function pageTests() {
     const played = await page.evaluate(() => window.parleApp.stats?.playback?.played ?? 0);
     check("audio reached the speaker (playback worklet)", played > 0, `${played.toFixed(2)} s played`);
 
+    // Moshi (the tiny LM fixture) through the page: its words appear in the transcript.
+    if (existsSync(join(LM_DIR, "model.safetensors"))) {
+      await page.locator("#model-url").fill("/fixtures/lm/delay1/");
+      await page.evaluate(() => (document.getElementById("model-status").className = "status"));
+      await page.locator("#model-load").click();
+      await page.waitForFunction(modelSettled, null, { timeout: 180000 });
+      const st = await status.textContent();
+      await page.locator("#talk").click();
+      const words = await page
+        .waitForFunction(() => document.getElementById("transcript").textContent.length > 0 && document.getElementById("transcript").textContent, null, { timeout: 90000 })
+        .then((h) => h.jsonValue())
+        .catch(() => "");
+      await page.locator("#stop").click();
+      check("Moshi through the page: its words appear in the live transcript", /Moshi loaded/.test(st) && words.length > 0, `${st.split(":")[0]}; transcript ${JSON.stringify(words).slice(0, 40)}`);
+      // Back to the loopback for what follows.
+      await page.locator("#model-url").fill("/conv/tiny_b/");
+      await page.evaluate(() => (document.getElementById("model-status").className = "status"));
+      await page.locator("#model-load").click();
+      await page.waitForFunction(modelSettled, null, { timeout: 180000 });
+    }
+
     // A lost GPU device: the page says so and restarts the engine without a page reload.
     await page.evaluate(() => window.parleApp.engine._call("loseDevice"));
     await page.locator("#talk").click();

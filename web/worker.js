@@ -95,6 +95,7 @@ async function init(opts) {
 
 async function load({ source, codebooks, storage, sampling, mimiOnly, warmup }, post) {
   if (conv) throw new EngineError("busy", "stop the conversation before loading another model");
+  await idle();
   await loadWasm();
   const onProgress = (p) => post({ event: "progress", ...p });
   let opened;
@@ -140,6 +141,7 @@ async function step(pcm) {
   if (!(pcm instanceof Float32Array) || pcm.length !== FRAME) {
     throw new EngineError("input", `step() takes a Float32Array of ${FRAME} samples at 24 kHz, got ${pcm?.length ?? typeof pcm}`);
   }
+  await idle();
   if (stepping) throw new EngineError("busy", "a frame is already running: await it first");
   stepping = true;
   try {
@@ -149,8 +151,17 @@ async function step(pcm) {
   }
 }
 
+let pendingSampling = null; // sampling settings given during a conversation, applied between frames
+
 async function configure(opts) {
   if (!model) throw new EngineError("no-model", "no model is loaded: call load() first");
+  const { codebooks, ...sampling } = opts;
+  if (conv && (codebooks === undefined || codebooks === null || codebooks === model.info.codebooks)) {
+    pendingSampling = { ...pendingSampling, ...sampling };
+    return;
+  }
+  if (conv) throw new EngineError("busy", "stop the conversation before changing the codebooks");
+  await idle();
   // Mimi's codebook count is fixed at load: reload (from storage, no download) to change it.
   if (opts.codebooks !== undefined && opts.codebooks !== null && opts.codebooks !== model.info.codebooks) {
     if (model.info.kind !== "mimi") {
@@ -209,14 +220,27 @@ function startConversation({ capture, playback, record }, post) {
   };
 }
 
+// Resolves when no conversation frame is running (a frame still finishes after stop()).
+let pumping = Promise.resolve();
+
+async function idle() {
+  await pumping;
+}
+
 async function pump() {
   const c = conv;
   if (!c || c.running) return;
   c.running = true;
   stepping = true;
+  let done;
+  pumping = new Promise((r) => (done = r));
   try {
     while (conv === c && c.queue.length) {
       const m = c.queue.shift();
+      if (pendingSampling) {
+        pkg.engineConfigure(JSON.stringify(pendingSampling));
+        pendingSampling = null;
+      }
       const t0 = performance.now();
       c.levelIn = levelDb(m.samples);
       const out = await pkg.engineStep(m.samples);
@@ -241,6 +265,7 @@ async function pump() {
   } finally {
     c.running = false;
     stepping = false;
+    done();
   }
 }
 
@@ -317,6 +342,7 @@ function wav(rec) {
 
 async function bench(opts, post) {
   if (conv) throw new EngineError("busy", "stop the conversation before running the benchmark");
+  await idle();
   await loadWasm();
   const onProgress = (p) => post({ event: "progress", ...p });
   onProgress({ phase: "bench", file: opts.preset, loaded: 0, total: 1 });
@@ -363,6 +389,7 @@ onmessage = async (e) => {
       }
       case "reset":
         if (!model) throw new EngineError("no-model", "no model is loaded: call load() first");
+        await idle();
         pkg.engineReset();
         break;
       case "dispose":
