@@ -463,7 +463,14 @@ async function pageTests() {
       `${JSON.stringify(mic?.settings)} at ${mic?.sampleRate} Hz`,
     );
     await page.waitForFunction(() => (window.parleApp.stats?.framesOut ?? 0) > 0, null, { timeout: 60000 }).catch(() => {});
-    await sleep(10500);
+    await sleep(5000);
+    // Settings change while talking: applied between frames, no error.
+    await page.locator("#settings summary").click();
+    await page.locator("#set-text-temp").fill("0.5");
+    await page.locator("#set-text-temp").dispatchEvent("change");
+    await sleep(5500);
+    const settingsOk = await page.locator("#error").isHidden();
+    check("settings change during a conversation without an error", settingsOk, settingsOk ? "" : (await page.locator("#error").textContent()).trim());
     const stats = await page.evaluate(() => window.parleApp.stats);
     const shown = {
       frame: await page.locator("#st-frame").textContent(),

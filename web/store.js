@@ -359,8 +359,16 @@ async function openUrlModelInner(base, { onProgress, storage, mimiOnly = false }
   let manifest = await readJson(dir, "manifest.json");
   const complete = (m) =>
     m && Object.values(m.parts).every((p) => !p || (m.complete[p.name] && m.sizes[p.name]));
+  // Trust the manifest only if every file is there at its recorded size (storage can be evicted).
+  let intact = complete(manifest);
+  for (const p of intact ? Object.values(manifest.parts) : []) {
+    if (p && (await fileSize(dir, p.name)) !== manifest.sizes[p.name].size) {
+      intact = false;
+      manifest.complete[p.name] = false;
+    }
+  }
   let fromCache = true;
-  if (!complete(manifest)) {
+  if (!intact) {
     fromCache = false;
     const { config, parts } = await resolveRemote(base, mimiOnly);
     const old = manifest;
