@@ -1,14 +1,21 @@
 // attention.wgsl: ring KV-cache append and causal sliding-window attention (one query row per
-// new position), f32 math; the cache holds f16 (KV16 define, set by the launcher) or f32.
+// new position), f32 math; the cache holds f16 (KV16 define, set by the launcher) or f32. Optional
+// interleaved RoPE (p.rope = 1): kv_append rotates k as it writes it, attention rotates q as it
+// loads it, exactly as rope.wgsl (theta = f32(pos) * freqs[i] rounded through workgroup memory, the
+// same cos/sin polynomials), so no separate RoPE dispatch is needed.
 //
-// Tensors (counts in elements; HD = heads * head_dim, Dh = head_dim):
+// Tensors (counts in elements; Dh = head_dim (any 1..256), Dp = Dh rounded up to a multiple of 8,
+// HD = heads * Dh, HDp = heads * Dp):
 //   qkv   [T, row_stride] f32, row t = new position pos0 + t: q at q_offset, k at k_offset, v at
 //         v_offset (HD each; head h = columns [h*Dh, h*Dh + Dh)); e.g. the fused in_proj output.
-//   cache [2, capacity, HD]: K slots then V slots; position pos lives in slot pos % capacity.
+//   cache [2, capacity, HDp]: K slots then V slots; position pos lives in slot pos % capacity; head h
+//         of a slot = elements [h*Dp, h*Dp + Dh), then Dp - Dh zeros (written by kv_append), so
+//         the attention loops run over whole vec4/vec8 groups of Dp for any Dh.
 //         KV16: IEEE half, two per u32 (pack2x16float / unpack2x16float); else f32.
+//   freqs [Dh/2] f32 RoPE inverse frequencies (kernels::rope::Rope); bound but unread without RoPE.
 //   out   [T, HD] f32.
-//   part  [T, heads, splits, Dh + 2] f32 (split mode only): per key range, the running max m,
-//         the sum l of exp(score - m), then the Dh unnormalised sums of exp(score - m) * v.
+//   part  [T, heads, splits, Dp + 2] f32 (split mode only): per key range, the running max m,
+//         the sum l of exp(score - m), then the Dp unnormalised sums of exp(score - m) * v.
 // Visible keys of the query at pq = pos0 + t: pk in [lo, pq] with
 //   lo = max(0, pq + 1 - window, pos0 + T - capacity)
 // (0 <= pq - pk < window, causal inside the T new rows, and only positions the ring still holds;
@@ -16,35 +23,36 @@
 // Scores q.k / sqrt(Dh) (scale from p.scale), softmax in f32 with the max subtracted.
 //
 // Entry points (one per define):
-// KV_APPEND  kv_append: bindings 0 qkv (read), 1 cache (read_write), 2 p.
-//            @workgroup_size(256), one invocation per two adjacent elements of K or V of one
-//            row: j = (wid.y * nwg.x + wid.x) * 256 + lid, j < 2 * T * HD/2, i.e.
-//            which (0 = K, 1 = V) = j / (T*HD/2), t = rem / (HD/2), element 2 * (rem % (HD/2)).
-// ATTEND     attention: bindings 0 qkv (read), 1 cache (read), 2 out (read_write),
-//            [SPLIT: 3 part (read_write), 4 p] else 3 p.
+// KV_APPEND  kv_append: bindings 0 qkv (read), 1 cache (read_write), 2 freqs (read), 3 p.
+//            @workgroup_size(256), one invocation per two adjacent elements (one RoPE pair) of
+//            a padded K or V cache row: j = (wid.y * nwg.x + wid.x) * 256 + lid, j < 2 * T * HDp/2,
+//            i.e. which (0 = K, 1 = V) = j / (T*HDp/2), t = rem / (HDp/2), element
+//            e = 2 * (rem % (HDp/2)) of the padded row (head e / Dp, dim e % Dp).
+// ATTEND     attention: bindings 0 qkv (read), 1 cache (read), 2 out (read_write), 3 freqs (read),
+//            [SPLIT: 4 part (read_write), 5 p] else 4 p.
 //            @workgroup_size(256), workgroup (split s = wid.x, head h = wid.y, query t = wid.z).
-//            The head dim is also the pipeline-override constant DH (constant loop trip counts).
-//            Keys go in chunks of 256; split s takes chunks [s*cps, (s+1)*cps) of its query's
-//            range (cps = chunks_per_split). Per chunk: invocation i scores key i of the chunk
-//            (its whole K row, 16-byte loads), the chunk max is reduced across the workgroup
+//            The padded head dim Dp is also the pipeline-override constant DH (constant loop trip
+//            counts). Keys go in chunks of 256; split s takes chunks [s*cps, (s+1)*cps) of its
+//            query's range (cps = chunks_per_split). Per chunk: invocation i scores key i of the
+//            chunk (its whole K row, 16-byte loads), the chunk max is reduced across the workgroup
 //            (subgroups or shared memory), the running max/sums are rescaled (online softmax),
 //            p = exp(score - max) goes to shared memory, then the workgroup is viewed as
-//            (256 / (Dh/8)) key groups x (Dh/8) lanes: lane owns 8 output dims, group g adds
+//            (256 / (Dp/8)) key groups x (Dp/8) lanes: lane owns 8 output dims, group g adds
 //            keys g, g + groups, ... of the chunk (coalesced 16-byte V loads). At the end the
-//            groups' vectors and the invocations' exp sums are reduced; out = acc / l, or in
-//            split mode (m, l, acc) go to part.
+//            groups' vectors and the invocations' exp sums are reduced; out = acc / l (the first
+//            Dh dims), or in split mode (m, l, acc) go to part.
 // COMBINE    attention_combine: bindings 0 part (read), 1 out (read_write), 2 p.
 //            @workgroup_size(256), workgroup (head h = wid.x, query t = wid.y); invocation
 //            d < Dh merges the splits: M = max m_s, out = sum acc_s e^(m_s-M) / sum l_s e^(m_s-M).
-// Shared memory (ATTEND): q 1 KB, p 1 KB, reduction 1 KB, group sums 8 KB: 11 KB < 16 KB.
-// Scores of a whole 3000-key window would fit too (12 KB), but not beside the 8 KB of group
-// sums; chunking with an online softmax keeps any window length in 11 KB.
+// Shared memory (ATTEND): q 1 KB, p 1 KB, reduction 1 KB (also the q angles), group sums 8 KB:
+// 11 KB < 16 KB. Scores of a whole 3000-key window would fit too (12 KB), but not beside the 8 KB of
+// group sums; chunking with an online softmax keeps any window length in 11 KB.
 
 struct Params {
     t: u32,            // new rows (queries)
     heads: u32,
-    head_dim: u32,
-    hd: u32,           // heads * head_dim: one cache row
+    head_dim: u32,     // Dh
+    hd: u32,           // heads * Dh: one out row
     row_stride: u32,   // qkv row stride
     q_offset: u32,
     k_offset: u32,
@@ -55,13 +63,43 @@ struct Params {
     splits: u32,
     chunks_per_split: u32,
     scale: f32,        // 1 / sqrt(head_dim)
+    dp: u32,           // Dp: head_dim rounded up to a multiple of 8
+    hdp: u32,          // heads * Dp: one cache row
+    rope: u32,         // 1: rotate q and k (freqs)
     _pad0: u32,
     _pad1: u32,
+    _pad2: u32,
 }
 
 const WG: u32 = 256u;
 // Finite "minus infinity": exp(NEG - m) is 0 and NEG - NEG is 0, never NaN.
 const NEG: f32 = -3.0e38;
+
+// (cos t, sin t) for any finite t: rope.wgsl's cos_sin (Cody-Waite reduction by pi/2 with a
+// three-part constant, minimax polynomials on [-pi/4, pi/4]).
+fn cos_sin(t: f32) -> vec2<f32> {
+    let k = round(t * 0.636619772367581343);
+    var r = t - k * 1.5703125;
+    r = r - k * 4.837512969970703125e-4;
+    r = r - k * 7.54978995489188216e-8;
+    let z = r * r;
+    let s = r + r * z * (-1.6666654611e-1 + z * (8.3321608736e-3 + z * -1.9515295891e-4));
+    let c = 1.0 - 0.5 * z + z * z * (4.166664568298827e-2 + z * (-1.388731625493765e-3 + z * 2.443315711809948e-5));
+    let q = ((i32(k) % 4) + 4) % 4;
+    if (q == 0) {
+        return vec2<f32>(c, s);
+    } else if (q == 1) {
+        return vec2<f32>(-s, c);
+    } else if (q == 2) {
+        return vec2<f32>(-c, -s);
+    }
+    return vec2<f32>(s, -c);
+}
+
+// (x0, x1) rotated by the angle whose (cos, sin) is cs.
+fn rotate(v: vec2<f32>, cs: vec2<f32>) -> vec2<f32> {
+    return vec2<f32>(v.x * cs.x - v.y * cs.y, v.x * cs.y + v.y * cs.x);
+}
 
 //#if KV_APPEND
 @group(0) @binding(0) var<storage, read> qkv: array<f32>;
@@ -70,24 +108,45 @@ const NEG: f32 = -3.0e38;
 //#else
 @group(0) @binding(1) var<storage, read_write> cache: array<vec2<f32>>;
 //#endif
-@group(0) @binding(2) var<uniform> p: Params;
+@group(0) @binding(2) var<storage, read> freqs: array<f32>;
+@group(0) @binding(3) var<uniform> p: Params;
+
+var<workgroup> ang: array<f32, 256>;
 
 @compute @workgroup_size(256)
 fn kv_append(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
     let j = (wid.y * nwg.x + wid.x) * 256u + lid;
-    let half_row = p.hd / 2u;
+    let half_row = p.hdp / 2u;
     let per = p.t * half_row;
-    if (j >= 2u * per) {
-        return;
-    }
-    let which = j / per;
-    let rem = j % per;
+    let live = j < 2u * per;
+    let jc = min(j, 2u * per - 1u);
+    let which = jc / per;
+    let rem = jc % per;
     let t = rem / half_row;
     let e = 2u * (rem % half_row);
-    let src = t * p.row_stride + select(p.k_offset, p.v_offset, which == 1u) + e;
-    let slot = (p.pos0 + t) % p.capacity;
+    let h = e / p.dp;
+    let d = e % p.dp; // even: (d, d + 1) is RoPE pair d / 2
+    let pos = p.pos0 + t;
+    let rot = p.rope != 0u && which == 0u && d < p.head_dim;
+    if (rot) {
+        ang[lid] = f32(pos) * freqs[d / 2u];
+    }
+    workgroupBarrier();
+    if (!live) {
+        return;
+    }
+    let src = t * p.row_stride + select(p.k_offset, p.v_offset, which == 1u) + h * p.head_dim + d;
+    var v = vec2<f32>(0.0);
+    if (d + 1u < p.head_dim) {
+        v = vec2<f32>(qkv[src], qkv[src + 1u]);
+    } else if (d < p.head_dim) {
+        v.x = qkv[src];
+    }
+    if (rot) {
+        v = rotate(v, cos_sin(ang[lid]));
+    }
+    let slot = pos % p.capacity;
     let dst = (which * p.capacity + slot) * half_row + e / 2u;
-    let v = vec2<f32>(qkv[src], qkv[src + 1u]);
 //#if KV16
     cache[dst] = pack2x16float(v);
 //#else
@@ -104,20 +163,21 @@ fn kv_append(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg
 @group(0) @binding(1) var<storage, read> cache: array<vec4<f32>>;
 //#endif
 @group(0) @binding(2) var<storage, read_write> out: array<f32>;
+@group(0) @binding(3) var<storage, read> freqs: array<f32>;
 //#if SPLIT
-@group(0) @binding(3) var<storage, read_write> part: array<f32>;
-@group(0) @binding(4) var<uniform> p: Params;
+@group(0) @binding(4) var<storage, read_write> part: array<f32>;
+@group(0) @binding(5) var<uniform> p: Params;
 //#else
-@group(0) @binding(3) var<uniform> p: Params;
+@group(0) @binding(4) var<uniform> p: Params;
 //#endif
 
-// Head dimension as a pipeline-override constant (one pipeline per head dim) so that the per-key
-// loops have constant trip counts and compile to independent, unrolled loads.
+// Padded head dimension Dp as a pipeline-override constant (one pipeline per Dp) so that the
+// per-key loops have constant trip counts and compile to independent, unrolled loads.
 override DH: u32 = 64u;
 
-var<workgroup> qs: array<vec4<f32>, 64>;     // scaled q of this head, Dh <= 256
+var<workgroup> qs: array<vec4<f32>, 64>;     // rotated, scaled q of this head, zero-padded to Dp <= 256
 var<workgroup> pb: array<f32, 256>;          // exp(score - max) of the chunk's keys
-var<workgroup> red: array<f32, 256>;         // reductions
+var<workgroup> red: array<f32, 256>;         // reductions; first the RoPE angles of q
 var<workgroup> gsum: array<vec4<f32>, 512>;  // per key group: Dh sums (groups * Dh = 2048 floats)
 
 //#if SUBGROUPS
@@ -189,14 +249,14 @@ fn score(slot: u32, h: u32) -> f32 {
     var s0 = 0.0;
     var s1 = 0.0;
 //#if KV16
-    let base = (slot * p.hd + h * DH) / 8u;
+    let base = (slot * p.hdp + h * DH) / 8u;
     for (var c = 0u; c < DH / 8u; c++) {
         let w = cache[base + c];
         s0 += dot(vec4<f32>(unpack2x16float(w.x), unpack2x16float(w.y)), qs[2u * c]);
         s1 += dot(vec4<f32>(unpack2x16float(w.z), unpack2x16float(w.w)), qs[2u * c + 1u]);
     }
 //#else
-    let base = (slot * p.hd + h * DH) / 4u;
+    let base = (slot * p.hdp + h * DH) / 4u;
     for (var c = 0u; c < DH / 4u; c += 2u) {
         s0 += dot(cache[base + c], qs[c]);
         s1 += dot(cache[base + c + 1u], qs[c + 1u]);
@@ -208,12 +268,12 @@ fn score(slot: u32, h: u32) -> f32 {
 // Dims [8*lane, 8*lane + 8) of V[slot] for head h, as two vec4.
 fn v_row(slot: u32, h: u32, lane: u32) -> array<vec4<f32>, 2> {
 //#if KV16
-    let v = cache[(p.capacity * p.hd + slot * p.hd + h * DH) / 8u + lane];
+    let v = cache[(p.capacity * p.hdp + slot * p.hdp + h * DH) / 8u + lane];
     return array<vec4<f32>, 2>(
         vec4<f32>(unpack2x16float(v.x), unpack2x16float(v.y)),
         vec4<f32>(unpack2x16float(v.z), unpack2x16float(v.w)));
 //#else
-    let vb = (p.capacity * p.hd + slot * p.hd + h * DH) / 4u + 2u * lane;
+    let vb = (p.capacity * p.hdp + slot * p.hdp + h * DH) / 4u + 2u * lane;
     return array<vec4<f32>, 2>(cache[vb], cache[vb + 1u]);
 //#endif
 }
@@ -230,15 +290,44 @@ fn attention(
     let split = wid.x;
     let h = wid.y;
     let t = wid.z;
-    let dh = DH;
+    let dh = DH;      // padded
     let dh4 = dh / 4u;
+    let pq = p.pos0 + t;
+    let dq = p.head_dim;
+    // RoPE angles of q's pairs (rounded to f32 through workgroup memory, as rope.wgsl).
+    if (p.rope != 0u && lid < dq / 2u) {
+        red[lid] = f32(pq) * freqs[lid];
+    }
+    workgroupBarrier();
     if (lid < dh4) {
-        let b = t * p.row_stride + p.q_offset + h * dh + 4u * lid;
-        qs[lid] = vec4<f32>(qkv[b], qkv[b + 1u], qkv[b + 2u], qkv[b + 3u]) * p.scale;
+        let e = 4u * lid;
+        let b = t * p.row_stride + p.q_offset + h * dq + e;
+        var q = vec4<f32>(0.0);
+        if (e + 3u < dq) {
+            q = vec4<f32>(qkv[b], qkv[b + 1u], qkv[b + 2u], qkv[b + 3u]);
+        } else {
+            for (var c = 0u; c < 4u; c++) {
+                if (e + c < dq) {
+                    q[c] = qkv[b + c];
+                }
+            }
+        }
+        if (p.rope != 0u) {
+            if (e < dq) {
+                let r = rotate(q.xy, cos_sin(red[2u * lid]));
+                q.x = r.x;
+                q.y = r.y;
+            }
+            if (e + 2u < dq) {
+                let r = rotate(q.zw, cos_sin(red[2u * lid + 1u]));
+                q.z = r.x;
+                q.w = r.y;
+            }
+        }
+        qs[lid] = q * p.scale;
     }
 
     // Visible key positions [lo, pq].
-    let pq = p.pos0 + t;
     let end = p.pos0 + p.t;
     var lo = 0u;
     if (pq + 1u > p.window) {
@@ -334,20 +423,26 @@ fn attention(
             part[pbase + 1u] = lt;
         }
         let ob = pbase + 2u + 4u * lid;
-//#else
-        o = o / lt;
-        let ob = t * p.hd + h * dh + 4u * lid;
-//#endif
-//#if SPLIT
         part[ob] = o.x;
         part[ob + 1u] = o.y;
         part[ob + 2u] = o.z;
         part[ob + 3u] = o.w;
 //#else
-        out[ob] = o.x;
-        out[ob + 1u] = o.y;
-        out[ob + 2u] = o.z;
-        out[ob + 3u] = o.w;
+        o = o / lt;
+        let e = 4u * lid;
+        let ob = t * p.hd + h * dq + e;
+        if (e + 3u < dq) {
+            out[ob] = o.x;
+            out[ob + 1u] = o.y;
+            out[ob + 2u] = o.z;
+            out[ob + 3u] = o.w;
+        } else {
+            for (var c = 0u; c < 4u; c++) {
+                if (e + c < dq) {
+                    out[ob + c] = o[c];
+                }
+            }
+        }
 //#endif
     }
 }
@@ -366,7 +461,7 @@ fn attention_combine(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invoc
     if (lid >= dh) {
         return;
     }
-    let stride = dh + 2u;
+    let stride = p.dp + 2u;
     let base = (t * p.heads + h) * p.splits * stride;
     var mx = NEG;
     for (var s = 0u; s < p.splits; s++) {

@@ -17,6 +17,9 @@
 //                 channel(i) = (i / p.channel_stride) % p.channels  (channel_stride 1: [T, C] layout;
 //                 channel_stride T: [C, T] layout)
 //   transpose:    a = [rows = p.channels, cols = p.hidden] row-major, y = [cols, rows]: y[c * rows + r] = a[r * cols + c]
+//   copy:         (COPY define: a and y are array<vec4<f32>>) y[i] = a[i] for p.n vec4s, one vec4 per
+//                 invocation: the plain streaming copy that `parle bench kernels` measures every
+//                 kernel's bandwidth against.
 
 struct Params {
     n: u32,              // number of output elements
@@ -29,15 +32,22 @@ struct Params {
     _pad2: u32,
 }
 
+//#if COPY
+@group(0) @binding(0) var<storage, read> a: array<vec4<f32>>;
+@group(0) @binding(1) var<storage, read> b: array<vec4<f32>>;
+@group(0) @binding(2) var<storage, read_write> y: array<vec4<f32>>;
+//#else
 @group(0) @binding(0) var<storage, read> a: array<f32>;
 @group(0) @binding(1) var<storage, read> b: array<f32>;
 @group(0) @binding(2) var<storage, read_write> y: array<f32>;
+//#endif
 @group(0) @binding(3) var<uniform> p: Params;
 
 fn linear_index(wid: vec3<u32>, nwg: vec3<u32>, lid: vec3<u32>) -> u32 {
     return (wid.y * nwg.x + wid.x) * 256u + lid.x;
 }
 
+//#if !COPY
 // erf with |error| < 1.2e-7 (Numerical Recipes erfc, Chebyshev fit), evaluated in f32.
 fn erf_f32(x: f32) -> f32 {
     let z = abs(x);
@@ -97,3 +107,11 @@ fn transpose(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg
     let r = i % rows;
     y[i] = a[r * cols + c];
 }
+//#else
+@compute @workgroup_size(256)
+fn copy(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+    let i = linear_index(wid, nwg, lid);
+    if (i >= p.n) { return; }
+    y[i] = a[i];
+}
+//#endif

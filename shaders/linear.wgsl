@@ -1,10 +1,14 @@
-// linear.wgsl: y[m, y_col + n] = Σ_k x[m, k] · W[row_offset + n, k] (+ bias[y_col + n]), n < p.n, for
-// small M (gemv / thin gemm), one kernel body for every weight format, the format picked by a define.
+// linear.wgsl: y[m, y_col + n] (=, +=, or += scale ·) Σ_k X[m, k] · W[row_offset + n, k] (+ bias[y_col + n]),
+// n < p.n, for small M (gemv / thin gemm), one kernel body for every weight format (picked by a define)
+// and every input transform (picked by a define): X = x, RMSNorm(x), LayerNorm(x), silu(x_g)·x_u or
+// GELU(x), computed as x is loaded (norm statistics per batch row inside each workgroup, in f32).
 // (y_col / y_stride let a weight split into several buffers write one output; usually y_col = 0 and
 // y_stride = p.n.)
 //
 // Layouts (all row-major, little-endian u32 words):
-//   x    [M, K] f32 (row stride K).     y [M, y_stride] f32.     bias [y_stride] f32.
+//   x    [M, x_stride] f32: [M, K] (x_stride = K), or [M, 2K] for IN_SILU (x_stride = 2K: gate
+//        columns [0, K), up columns [K, 2K)).     y [M, y_stride] f32.     bias, scale [y_stride] f32.
+//   nw, nb [K] f32: the norm's weight (RMSNorm alpha / LayerNorm weight) and LayerNorm bias.
 //   W    [rows, K] in the format's GPU layout; the kernel reads rows row_offset .. row_offset + p.n - 1
 //        (a row block of a stacked weight, without copying). A row is K / E steps of E weights
 //        (E = 4 for f32, 8 otherwise), each one element of w's binding type; K is a multiple of
@@ -23,13 +27,25 @@
 //             s (both affine formats): one u32 per group of G = 32 << p.group_shift weights along K:
 //             low 16 bits = bf16 scale, high 16 bits = bf16 bias; group g of row r at word r·K/G + g.
 //             w = scale · q + bias.
+// Input transforms (one define): IN_PLAIN X = x. IN_RMS X = x·nw / sqrt(mean_k(x²) + eps) (the sum of
+//   squares is accumulated in the main loop, which reads every x element of the row exactly once per
+//   workgroup, and reduced with the dot products; the 1/rms factor is applied to the sums). IN_LAYER
+//   X = (x − mean)·rstd·nw + nb, rstd = 1/sqrt(var + eps) (biased variance), mean and variance in one
+//   pass over the batch rows before the main loop, shifted by each row's first element (no
+//   cancellation for rows with a large mean). IN_SILU X = silu(x[:, :K])·x[:, K:]. IN_GELU
+//   X = 0.5·x·(1 + erf(x/√2)) (erf as elementwise.wgsl, |error| < 1.2e-7).
+// Output (p.out_mode): 0 store y = v, 1 accumulate y += v, 2 y += scale[col]·v, v = Σ + bias.
 // Bindings (group 0):
-//   0 w:    weight codes / values, read (type per format, above)
-//   1 s:    array<u32>, read           (scales: Q8_0 f16 pairs, affine bf16 scale|bias; unused otherwise)
-//   2 x:    array<vec4<f32>>, read     (activations [M, K])
-//   3 bias: array<f32>, read           (read only when p.has_bias != 0)
-//   4 y:    array<f32>, read_write     (output [M, y_stride]; a different buffer from x and bias)
-//   5 p:    Params (uniform, dynamic offset)
+//   0 w:     weight codes / values, read (type per format, above)
+//   1 s:     array<u32>, read           (scales: Q8_0 f16 pairs, affine bf16 scale|bias; unused otherwise)
+//   2 x:     array<vec4<f32>>, read     (activations)
+//   3 bias:  array<f32>, read           (read only when p.has_bias != 0)
+//   4 y:     array<f32>, read_write     (output [M, y_stride]; a different buffer from every other binding)
+//   5 nw:    array<vec4<f32>>, read     (IN_RMS, IN_LAYER)
+//   6 nb:    array<vec4<f32>>, read     (IN_LAYER)
+//   7 scale: array<f32>, read           (out_mode 2)
+//   8 p:     Params (uniform, dynamic offset)
+// Unused bindings are bound to x by the launcher.
 // Dispatch: @workgroup_size(64). A workgroup computes R = 4 consecutive output rows n0 .. n0+3 for MT
 // consecutive batch rows (MT = 1, 2, 4 or 8 by define MT2/MT4/MT8): the row tile is
 // t = wid.y · nwg.x + wid.x (2-D grid when more than 65535 tiles), n0 = 4t, and the batch tile is
@@ -48,8 +64,10 @@ struct Params {
     has_bias: u32,    // 1 = add bias[y_col + n]
     y_stride: u32,    // row stride of y (the N of the whole call)
     y_col: u32,       // first output column this dispatch writes
+    x_stride: u32,    // row stride of x in vec4 (K/4, or 2K/4 for IN_SILU)
+    out_mode: u32,    // 0 store, 1 accumulate, 2 accumulate scaled
+    eps: f32,         // IN_RMS / IN_LAYER epsilon
     _pad0: u32,
-    _pad1: u32,
 }
 
 //#if W_F32
@@ -71,7 +89,10 @@ struct Params {
 @group(0) @binding(2) var<storage, read> x: array<vec4<f32>>;
 @group(0) @binding(3) var<storage, read> bias: array<f32>;
 @group(0) @binding(4) var<storage, read_write> y: array<f32>;
-@group(0) @binding(5) var<uniform> p: Params;
+@group(0) @binding(5) var<storage, read> nw: array<vec4<f32>>;
+@group(0) @binding(6) var<storage, read> nb: array<vec4<f32>>;
+@group(0) @binding(7) var<storage, read> scale: array<f32>;
+@group(0) @binding(8) var<uniform> p: Params;
 
 const WG: u32 = 64u;
 const R: u32 = 4u;
@@ -91,6 +112,94 @@ const MT: u32 = 1u;
 
 // Partial sums: one vec4 (4 rows) per batch row and subgroup (SUBGROUPS) or per invocation.
 var<workgroup> red: array<vec4<f32>, WG * MT>; // ≤ 8 KiB
+
+
+// erf with |error| < 1.2e-7 (Numerical Recipes erfc, Chebyshev fit), evaluated in f32; the formula
+// of elementwise.wgsl's gelu_erf.
+fn erf4(x: vec4<f32>) -> vec4<f32> {
+    let z = abs(x);
+    let t = 1.0 / (1.0 + 0.5 * z);
+    let r = t * exp(-z * z - 1.26551223 + t * (1.00002368 + t * (0.37409196 + t * (0.09678418 +
+        t * (-0.18628806 + t * (0.27886807 + t * (-1.13520398 + t * (1.48851587 +
+        t * (-0.82215223 + t * 0.17087277)))))))));
+    return select(r - 1.0, 1.0 - r, x >= vec4<f32>(0.0));
+}
+
+// Per batch row of the tile: IN_LAYER (mean, rstd, -, -), IN_RMS (-, -, this invocation's Σ x², -).
+// Only ever indexed by constants (loops over the batch rows are innermost and unrolled), so that
+// compilers keep it in registers.
+var<private> aux: array<vec4<f32>, MT>;
+
+// Element group v (a vec4 index along K) of batch row m0 + i of X, the transformed input.
+fn xin(i: u32, m0: u32, v: u32) -> vec4<f32> {
+    let b = min(m0 + i, p.m - 1u) * p.x_stride + v;
+//#if IN_PLAIN
+    return x[b];
+//#endif
+//#if IN_RMS
+    let xv = x[b];
+    aux[i].z += dot(xv, xv);
+    return xv * nw[v];
+//#endif
+//#if IN_LAYER
+    let st = aux[i];
+    return (x[b] - vec4<f32>(st.x)) * st.y * nw[v] + nb[v];
+//#endif
+//#if IN_SILU
+    let g = x[b];
+    let u = x[b + p.k / 4u];
+    return g / (1.0 + exp(-g)) * u;
+//#endif
+//#if IN_GELU
+    let xv = x[b];
+    return 0.5 * xv * (1.0 + erf4(xv * 0.70710678118654752));
+//#endif
+}
+
+// Workgroup sums of one vec4 per batch row, returned to every invocation (the statistics of the
+// norms; the main result uses its own reduction below). Ends with a barrier: red is free again.
+// Per-row loops are innermost everywhere (see the IN_LAYER statistics).
+//#if SUBGROUPS
+fn wg_sum(v: array<vec4<f32>, MT>, lid: u32, lane: u32, sg_size: u32) -> array<vec4<f32>, MT> {
+    let nsub = (WG + sg_size - 1u) / sg_size;
+    for (var i = 0u; i < MT; i++) {
+        let t = subgroupAdd(v[i]);
+        if (lane == 0u) {
+            red[i * WG + lid / sg_size] = t;
+        }
+    }
+    workgroupBarrier();
+    var out: array<vec4<f32>, MT>;
+    for (var j = 0u; j < nsub; j++) {
+        for (var i = 0u; i < MT; i++) {
+            out[i] += red[i * WG + j];
+        }
+    }
+    workgroupBarrier();
+    return out;
+}
+//#else
+fn wg_sum(v: array<vec4<f32>, MT>, lid: u32) -> array<vec4<f32>, MT> {
+    for (var i = 0u; i < MT; i++) {
+        red[i * WG + lid] = v[i];
+    }
+    workgroupBarrier();
+    for (var st = WG / 2u; st > 0u; st >>= 1u) {
+        if (lid < st) {
+            for (var i = 0u; i < MT; i++) {
+                red[i * WG + lid] += red[i * WG + lid + st];
+            }
+        }
+        workgroupBarrier();
+    }
+    var out: array<vec4<f32>, MT>;
+    for (var i = 0u; i < MT; i++) {
+        out[i] = red[i * WG];
+    }
+    workgroupBarrier();
+    return out;
+}
+//#endif
 
 // bf16 words: element 2i is the low half, 2i+1 the high half.
 fn bf16_lo(v: vec4<u32>) -> vec4<f32> {
@@ -154,7 +263,6 @@ fn q8_scale(f: u32) -> f32 {
 
 // One step: elements E·c .. E·c + E − 1 of the 4 weight rows rw, for every batch row of the tile.
 fn step(c: u32, rw: vec4<u32>, m0: u32, acc: ptr<function, array<vec4<f32>, MT>>) {
-    let kv = p.k / 4u;  // x row stride in vec4
     let cs = p.chunks;  // steps per weight row
 //#if W_F32
     let w0 = bitcast<vec4<f32>>(w[rw.x * cs + c]);
@@ -162,7 +270,7 @@ fn step(c: u32, rw: vec4<u32>, m0: u32, acc: ptr<function, array<vec4<f32>, MT>>
     let w2 = bitcast<vec4<f32>>(w[rw.z * cs + c]);
     let w3 = bitcast<vec4<f32>>(w[rw.w * cs + c]);
     for (var i = 0u; i < MT; i++) {
-        let xv = x[min(m0 + i, p.m - 1u) * kv + c];
+        let xv = xin(i, m0, c);
         (*acc)[i] += vec4<f32>(dot(w0, xv), dot(w1, xv), dot(w2, xv), dot(w3, xv));
     }
 //#endif
@@ -172,9 +280,8 @@ fn step(c: u32, rw: vec4<u32>, m0: u32, acc: ptr<function, array<vec4<f32>, MT>>
     let w2 = w[rw.z * cs + c];
     let w3 = w[rw.w * cs + c];
     for (var i = 0u; i < MT; i++) {
-        let xi = min(m0 + i, p.m - 1u) * kv + 2u * c;
-        let x0 = x[xi];
-        let x1 = x[xi + 1u];
+        let x0 = xin(i, m0, 2u * c);
+        let x1 = xin(i, m0, 2u * c + 1u);
         let xe = vec4<f32>(x0.x, x0.z, x1.x, x1.z);
         let xo = vec4<f32>(x0.y, x0.w, x1.y, x1.w);
         (*acc)[i] += vec4<f32>(bf16_dot(w0, xe, xo), bf16_dot(w1, xe, xo), bf16_dot(w2, xe, xo), bf16_dot(w3, xe, xo));
@@ -190,9 +297,8 @@ fn step(c: u32, rw: vec4<u32>, m0: u32, acc: ptr<function, array<vec4<f32>, MT>>
     let bs = cs >> 2u;
     let d = vec4<f32>(q8_scale(rw.x * bs + b), q8_scale(rw.y * bs + b), q8_scale(rw.z * bs + b), q8_scale(rw.w * bs + b));
     for (var i = 0u; i < MT; i++) {
-        let xi = min(m0 + i, p.m - 1u) * kv + 2u * c;
-        let x0 = x[xi] * X8;
-        let x1 = x[xi + 1u] * X8;
+        let x0 = xin(i, m0, 2u * c) * X8;
+        let x1 = xin(i, m0, 2u * c + 1u) * X8;
         (*acc)[i] += d * vec4<f32>(i8_dot(w0, x0, x1), i8_dot(w1, x0, x1), i8_dot(w2, x0, x1), i8_dot(w3, x0, x1));
     }
 //#endif
@@ -211,9 +317,8 @@ fn step(c: u32, rw: vec4<u32>, m0: u32, acc: ptr<function, array<vec4<f32>, MT>>
     let sc = vec4<f32>(sb0.x, sb1.x, sb2.x, sb3.x);
     let bi = vec4<f32>(sb0.y, sb1.y, sb2.y, sb3.y);
     for (var i = 0u; i < MT; i++) {
-        let xi = min(m0 + i, p.m - 1u) * kv + 2u * c;
-        let xa = x[xi];
-        let xb = x[xi + 1u];
+        let xa = xin(i, m0, 2u * c);
+        let xb = xin(i, m0, 2u * c + 1u);
         let xs = xa + xb;
         let x0 = xa * X8;
         let x1 = xb * X8;
@@ -236,9 +341,8 @@ fn step(c: u32, rw: vec4<u32>, m0: u32, acc: ptr<function, array<vec4<f32>, MT>>
     let sc = vec4<f32>(sb0.x, sb1.x, sb2.x, sb3.x);
     let bi = vec4<f32>(sb0.y, sb1.y, sb2.y, sb3.y);
     for (var i = 0u; i < MT; i++) {
-        let xi = min(m0 + i, p.m - 1u) * kv + 2u * c;
-        let xa = x[xi];
-        let xb = x[xi + 1u];
+        let xa = xin(i, m0, 2u * c);
+        let xb = xin(i, m0, 2u * c + 1u);
         let xs = xa + xb;
         let x0 = xa * X4;
         let x1 = xb * X4;
@@ -268,6 +372,40 @@ fn linear(
     for (var i = 0u; i < MT; i++) {
         acc[i] = vec4<f32>(0.0);
     }
+    let kq = p.k / 4u; // x row length in vec4
+    let inv_k = 1.0 / f32(p.k);
+
+//#if IN_LAYER
+    // Mean and variance in one pass over the tile's batch rows, shifted by the row's first element
+    // c (every invocation reads it): mean = c + E[x − c], var = E[(x − c)²] − E[x − c]², so the
+    // subtraction cancels only by (mean − c)² / var = O(1), not by mean² / var. Loops over the
+    // batch rows are innermost (constant trip count, unrolled) so that every per-row array is
+    // indexed by constants and stays in registers.
+    var st: array<vec4<f32>, MT>;
+    var sh: array<vec4<f32>, MT>;
+    for (var i = 0u; i < MT; i++) {
+        sh[i] = vec4<f32>(x[min(m0 + i, p.m - 1u) * p.x_stride].x);
+    }
+    for (var v0 = 0u; v0 < kq; v0 += WG) {
+        let v = v0 + lid;
+        if (v < kq) {
+            for (var i = 0u; i < MT; i++) {
+                let d = x[min(m0 + i, p.m - 1u) * p.x_stride + v] - sh[i];
+                st[i] += vec4<f32>(d.x + d.y + d.z + d.w, dot(d, d), 0.0, 0.0);
+            }
+        }
+    }
+//#if SUBGROUPS
+    let sums = wg_sum(st, lid, lane, sg_size);
+//#else
+    let sums = wg_sum(st, lid);
+//#endif
+    for (var i = 0u; i < MT; i++) {
+        let md = sums[i].x * inv_k;
+        let vr = max(sums[i].y * inv_k - md * md, 0.0);
+        aux[i] = vec4<f32>(sh[i].x + md, inverseSqrt(vr + p.eps), 0.0, 0.0);
+    }
+//#endif
 
     // Invocation l takes steps l, l + WG, l + 2·WG, …: consecutive invocations read consecutive
     // steps, so every load is coalesced. Four independent steps per iteration keep more loads in
@@ -283,6 +421,19 @@ fn linear(
     for (; c < cs; c += WG) {
         step(c, rw, m0, &acc);
     }
+
+//#if IN_RMS
+    // 1 / rms of each batch row: every x element was loaded once by one invocation of the group.
+    var ssv: array<vec4<f32>, MT>;
+    for (var i = 0u; i < MT; i++) {
+        ssv[i] = vec4<f32>(aux[i].z, 0.0, 0.0, 0.0);
+    }
+//#if SUBGROUPS
+    let ss = wg_sum(ssv, lid, lane, sg_size);
+//#else
+    let ss = wg_sum(ssv, lid);
+//#endif
+//#endif
 
 //#if SUBGROUPS
     // Sum within each subgroup; its first invocation stores the sum in the subgroup's slot, then
@@ -325,11 +476,20 @@ fn linear(
         let n = n0 + r;
         let m = m0 + i;
         if (n < p.n && m < p.m) {
+//#if IN_RMS
+            t *= 1.0 / sqrt(ss[i].x * inv_k + p.eps);
+//#endif
             let col = p.y_col + n;
             if (p.has_bias != 0u) {
                 t += bias[col];
             }
-            y[m * p.y_stride + col] = t;
+            let yi = m * p.y_stride + col;
+            if (p.out_mode == 1u) {
+                t += y[yi];
+            } else if (p.out_mode == 2u) {
+                t = y[yi] + scale[col] * t;
+            }
+            y[yi] = t;
         }
     }
 }

@@ -163,3 +163,37 @@ fn not_safetensors_is_a_clear_error() {
     let err = damaged_model("garbage", |b, _| *b = b"garbage garbage garbage".to_vec());
     assert!(err.contains("not a safetensors file"), "{err}");
 }
+
+/// `parle info --model DIR` reports each published format of the fixture LM; a directory with no
+/// checkpoint is an error listing what it looked for.
+#[test]
+fn info_reports_model_formats() {
+    let lm = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/lm/formats");
+    for (dir, want) in [
+        (
+            "pytorch_bf16",
+            "safetensors with PyTorch names; quantization: bf16",
+        ),
+        (
+            "mlx_q4",
+            "safetensors with MLX names; quantization: MLX affine 4-bit, group 32",
+        ),
+        (
+            "mlx_q8",
+            "safetensors with MLX names; quantization: MLX affine 8-bit, group 64",
+        ),
+        (
+            "candle_q8_gguf",
+            "GGUF with candle names; quantization: Q8_0",
+        ),
+    ] {
+        let text = run_ok(parle().args(["info", "--model"]).arg(lm.join(dir)));
+        assert!(text.contains(want), "{dir}: {text}");
+        assert!(text.contains("tensors: "), "{text}");
+        assert!(text.contains("GPU: "), "{text}");
+    }
+    let empty = tmp("no-model");
+    std::fs::create_dir_all(&empty).unwrap();
+    let e = run_err(parle().args(["info", "--model"]).arg(&empty));
+    assert!(e.contains("no LM checkpoint found"), "{e}");
+}

@@ -36,6 +36,31 @@ fn kyutai_test_lm_logits() {
     }
 }
 
+/// The tiny LM in every published format (PyTorch bf16, MLX q4 / q8, candle Q8_0 GGUF), each
+/// loaded in its own layout: greedy tokens equal to PyPI moshi's on the weights the file encodes.
+#[test]
+fn formats_greedy_tokens() {
+    let ctx = context();
+    let mut failures = Vec::new();
+    for (i, f) in golden::FORMATS.iter().enumerate() {
+        let r = pollster::block_on(golden::formats_greedy(&ctx, i)).unwrap();
+        println!(
+            "{}: {} tokens compared, smallest logit gap {:.3}, {}",
+            f.0,
+            r.compared,
+            r.max_err,
+            if r.lines.is_empty() {
+                "all equal"
+            } else {
+                "MISMATCH"
+            }
+        );
+        assert_eq!(r.compared, 12 * 9, "{}", r.lines.join("\n"));
+        failures.extend(r.lines);
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
 /// PyPI `moshi`'s greedy run of a tiny Moshi (tests/fixtures/lm): user.wav → Mimi → LM → Mimi
 /// through `Session`, every token of every frame identical, with f32 and device-default KV.
 fn greedy(fx: &golden::MoshiFixture) {

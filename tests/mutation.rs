@@ -1073,6 +1073,369 @@ fn lm_config_reader() {
 }
 
 // ---------------------------------------------------------------------------------------------
+// GGUF and checkpoints under canonical names (crate/weights: gguf.rs, names.rs, checkpoint.rs,
+// linear.rs)
+
+/// A GGUF header built byte by byte.
+struct Gguf(Vec<u8>);
+
+impl Gguf {
+    fn new(version: u32, n_tensors: u64, n_kv: u64) -> Self {
+        let mut v = b"GGUF".to_vec();
+        v.extend(version.to_le_bytes());
+        v.extend(n_tensors.to_le_bytes());
+        v.extend(n_kv.to_le_bytes());
+        Self(v)
+    }
+    fn u32(mut self, x: u32) -> Self {
+        self.0.extend(x.to_le_bytes());
+        self
+    }
+    fn u64(mut self, x: u64) -> Self {
+        self.0.extend(x.to_le_bytes());
+        self
+    }
+    fn str(self, s: &str) -> Self {
+        let mut r = self.u64(s.len() as u64);
+        r.0.extend(s.as_bytes());
+        r
+    }
+    fn bytes(mut self, b: &[u8]) -> Self {
+        self.0.extend(b);
+        self
+    }
+    fn pad(mut self, a: usize) -> Self {
+        while !self.0.len().is_multiple_of(a) {
+            self.0.push(0);
+        }
+        self
+    }
+}
+
+fn q8_blocks(n_blocks: usize, seed: u8) -> Vec<u8> {
+    (0..n_blocks)
+        .flat_map(|b| {
+            let mut blk = half::f16::from_f32(0.01 * (b + 1) as f32)
+                .to_bits()
+                .to_le_bytes()
+                .to_vec();
+            blk.extend((0..32).map(|i| (i as u8).wrapping_mul(seed).wrapping_add(b as u8)));
+            blk
+        })
+        .collect()
+}
+
+fn gguf_seeds() -> Vec<Seed> {
+    use parle::weights::{write_gguf, DType, GgufValue};
+    let f32s = |n: usize| -> Vec<u8> {
+        (0..n)
+            .flat_map(|i| (i as f32 * 0.25).to_le_bytes())
+            .collect()
+    };
+    let halves = |n: usize| -> Vec<u8> {
+        (0..n)
+            .flat_map(|i| ((i as u16) << 6).to_le_bytes())
+            .collect()
+    };
+    let q8 = q8_blocks(4, 7);
+    let every: Vec<(&str, DType, &[usize], Vec<u8>)> = vec![
+        ("a.f32", DType::F32, &[3], f32s(3)),
+        ("b.f16", DType::F16, &[2, 3], halves(6)),
+        ("c.bf16", DType::BF16, &[1, 5, 7], halves(35)),
+        ("d.q8", DType::Q8_0, &[2, 64], q8.clone()),
+        ("e.i8", DType::I8, &[5], vec![1, 2, 3, 4, 5]),
+        ("f.i32", DType::I32, &[2, 2], vec![7; 16]),
+        ("g.i64", DType::I64, &[1], vec![9; 8]),
+        ("h.4d", DType::F32, &[2, 1, 3, 2], f32s(12)),
+    ];
+    let refs: Vec<(&str, DType, &[usize], &[u8])> = every
+        .iter()
+        .map(|(n, d, s, b)| (*n, *d, *s, b.as_slice()))
+        .collect();
+    let meta = vec![
+        ("general.architecture", GgufValue::String("moshi".into())),
+        ("k.u8", GgufValue::U8(1)),
+        ("k.i16", GgufValue::I16(-2)),
+        ("k.u32", GgufValue::U32(3)),
+        ("k.f32", GgufValue::F32(0.5)),
+        ("k.bool", GgufValue::Bool(true)),
+        ("k.u64", GgufValue::U64(5)),
+        ("k.i64", GgufValue::I64(-6)),
+        ("k.f64", GgufValue::F64(7.0)),
+    ];
+    let mut seeds = vec![
+        seed("every dtype", write_gguf(&meta, &refs, 32)),
+        seed("alignment 8", write_gguf(&meta[..2], &refs, 8)),
+        seed("alignment 1", write_gguf(&[], &refs[..4], 1)),
+        seed("no tensors", write_gguf(&meta, &[], 32)),
+    ];
+    // A candle-named LM slice: stacked norms, depformer slices, Q8_0 linears and tables.
+    let norm = f32s(32);
+    let lin = q8_blocks(32, 3);
+    let candle: Vec<(&str, DType, &[usize], &[u8])> = vec![
+        ("out_norm.alpha", DType::F32, &[1, 1, 32], &norm),
+        ("emb.0.weight", DType::Q8_0, &[32, 32], &lin),
+        (
+            "transformer.layers.0.self_attn.in_proj_weight",
+            DType::Q8_0,
+            &[32, 32],
+            &lin,
+        ),
+        ("depformer.0.linear_in.weight", DType::Q8_0, &[32, 32], &lin),
+        ("depformer.1.emb.weight", DType::Q8_0, &[32, 32], &lin),
+        (
+            "depformer.0.transformer.layers.0.norm1.alpha",
+            DType::F32,
+            &[1, 1, 32],
+            &norm,
+        ),
+        (
+            "depformer.1.transformer.layers.0.norm1.alpha",
+            DType::F32,
+            &[1, 1, 32],
+            &norm,
+        ),
+        (
+            "depformer.1.transformer.layers.0.self_attn.in_proj_weight",
+            DType::Q8_0,
+            &[32, 32],
+            &lin,
+        ),
+    ];
+    seeds.push(seed("candle names", write_gguf(&[], &candle, 32)));
+    // Arrays (strings, nested, numbers), version 2.
+    let arrays = Gguf::new(2, 1, 3)
+        .str("tokenizer.tokens")
+        .u32(9)
+        .u32(8)
+        .u64(3)
+        .str("a")
+        .str("")
+        .str("ccc")
+        .str("nested")
+        .u32(9)
+        .u32(9)
+        .u64(2)
+        .u32(2)
+        .u64(1)
+        .bytes(&[1, 0])
+        .u32(2)
+        .u64(0)
+        .str("floats")
+        .u32(9)
+        .u32(12)
+        .u64(2)
+        .bytes(&[0; 16])
+        .str("w")
+        .u32(2)
+        .u64(32)
+        .u64(2)
+        .u32(8)
+        .u64(0)
+        .pad(32)
+        .bytes(&q8_blocks(2, 5));
+    seeds.push(seed("arrays v2", arrays.0));
+    // The fixture's header and first tensors (candle names, 151 tensors).
+    let fixture_gguf = fixture("lm/formats/candle_q8_gguf/model.q8.gguf");
+    seeds.push(seed(
+        "fixture head",
+        fixture_gguf[..fixture_gguf.len().min(24 << 10)].to_vec(),
+    ));
+    // Counts and lengths that lie.
+    for (what, b) in [
+        ("kv count max", Gguf::new(3, 0, u64::MAX).0),
+        ("tensor count max", Gguf::new(3, u64::MAX, 0).0),
+        ("string length max", Gguf::new(3, 0, 1).u64(u64::MAX).0),
+        (
+            "array of 2^60 u64",
+            Gguf::new(3, 0, 1).str("k").u32(9).u32(10).u64(1 << 60).0,
+        ),
+        (
+            "dims max",
+            Gguf::new(3, 1, 0)
+                .str("t")
+                .u32(2)
+                .u64(u64::MAX)
+                .u64(u64::MAX)
+                .u32(0)
+                .u64(0)
+                .0,
+        ),
+    ] {
+        seeds.push(seed(what, b));
+    }
+    seeds
+}
+
+/// Present a parsed file under canonical names and read every tensor as a model would: raw,
+/// f32 (floats and Q8_0), and as a linear weight when it is a matrix.
+fn read_checkpoint(ck: &parle::weights::Checkpoint) -> Result<usize, String> {
+    use parle::weights::{linear_weight, DType, TensorSource};
+    let mut n = 0;
+    for name in ck.names() {
+        let (dtype, shape) = ck.info(&name).ok_or("names() and info() disagree")?;
+        n += ck.raw(&name).map_err(|e| e.to_string())?.bytes.len();
+        if dtype.is_float() || dtype == DType::Q8_0 {
+            n += ck.f32(&name, &shape).map_err(|e| e.to_string())?.len();
+        }
+        match (dtype, shape.as_slice()) {
+            // MLX codes: try the 4-bit reading (k = 8 · words).
+            (DType::U32, [r, c]) => {
+                if let Ok(t) = linear_weight(ck, &name, *r, c.saturating_mul(8)) {
+                    n += t.to_f32().len();
+                }
+            }
+            (_, [r, k]) => {
+                if let Ok(t) = linear_weight(ck, &name, *r, *k) {
+                    n += t.to_f32().len();
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(n)
+}
+
+/// GGUF from memory (`MemoryGguf` and the checkpoint over it). Allocation: the input is copied
+/// once (1×) and again by the checkpoint (1×); names are kept twice (canonical map); one tensor
+/// at a time is read (1×) and converted to f32 (Q8_0: 128 bytes per 34-byte block, 3.8×; F16:
+/// 2×); 16× covers it.
+#[test]
+fn gguf_reader() {
+    use parle::weights::{Checkpoint, GgufHeader, MemoryGguf};
+    let seeds = gguf_seeds();
+    mutate_reader("gguf", &seeds, 16, |b| {
+        let _ = GgufHeader::parse("fuzz.gguf", b);
+        let m = MemoryGguf::new("fuzz.gguf", b.to_vec()).map_err(|e| e.to_string())?;
+        let ck = Checkpoint::new(Box::new(m), None).map_err(|e| e.to_string())?;
+        read_checkpoint(&ck)
+    });
+}
+
+/// GGUF from a file (`GgufFile::open`: the header parsed from a buffered reader, then every
+/// tensor's range read back): count / 200 inputs, as each is written to a temporary file.
+#[test]
+fn gguf_file_reader() {
+    use parle::weights::Checkpoint;
+    let seeds = gguf_seeds();
+    let path = std::env::temp_dir().join(format!("parle-mutation-{}.gguf", std::process::id()));
+    mutate_reader_n("gguf file", &seeds, 16, (count() / 200).max(1), |b| {
+        std::fs::write(&path, b).map_err(|e| format!("cannot write the test file: {e}"))?;
+        let ck = Checkpoint::open(&path, None).map_err(|e| e.to_string())?;
+        read_checkpoint(&ck)
+    });
+    let _ = std::fs::remove_file(&path);
+}
+
+/// Safetensors checkpoints under canonical names: MLX-quantized (codes + scales + biases), MLX
+/// norms, PyTorch stacked depformer attention (row blocks), a schedule; damaged names, shapes
+/// and dtypes reach the name maps and `linear_weight`. Allocation as for safetensors (48×).
+#[test]
+fn checkpoint_reader() {
+    use parle::weights::Checkpoint;
+    let obj = |entries: &[String]| format!("{{{}}}", entries.join(","));
+    let mlx = safetensors(
+        &obj(&[
+            entry("audio_embs.0.weight", "U32", "2,4", "0", "32"),
+            entry("audio_embs.0.scales", "BF16", "2,1", "32", "36"),
+            entry("audio_embs.0.biases", "BF16", "2,1", "36", "40"),
+            entry("out_norm.weight", "BF16", "4", "40", "48"),
+            entry(
+                "depformer.slices.1.linear_in.weight",
+                "U32",
+                "2,4",
+                "48",
+                "80",
+            ),
+            entry(
+                "depformer.slices.1.linear_in.scales",
+                "BF16",
+                "2,1",
+                "80",
+                "84",
+            ),
+            entry(
+                "depformer.slices.1.linear_in.biases",
+                "BF16",
+                "2,1",
+                "84",
+                "88",
+            ),
+            entry(
+                "depformer.slices.2.transformer.layers.0.norm1.weight",
+                "BF16",
+                "4",
+                "88",
+                "96",
+            ),
+            entry(
+                "depformer.slices.3.transformer.layers.0.norm1.weight",
+                "BF16",
+                "4",
+                "96",
+                "104",
+            ),
+            entry(
+                "transformer.layers.0.self_attn.in_proj.weight",
+                "U32",
+                "3,8",
+                "104",
+                "200",
+            ),
+            entry(
+                "transformer.layers.0.self_attn.in_proj.scales",
+                "BF16",
+                "3,2",
+                "200",
+                "212",
+            ),
+            entry(
+                "transformer.layers.0.self_attn.in_proj.biases",
+                "BF16",
+                "3,2",
+                "212",
+                "224",
+            ),
+        ]),
+        224,
+    );
+    let torch = safetensors(
+        &obj(&[
+            entry(
+                "depformer.layers.0.self_attn.in_proj_weight",
+                "BF16",
+                "12,2",
+                "0",
+                "48",
+            ),
+            entry(
+                "depformer.layers.0.self_attn.out_proj.weight",
+                "BF16",
+                "4,2",
+                "48",
+                "64",
+            ),
+            entry(
+                "transformer.layers.0.self_attn.in_projs.0.weight",
+                "F32",
+                "6,2",
+                "64",
+                "112",
+            ),
+            entry("out_norm.alpha", "F16", "1,1,2", "112", "116"),
+        ]),
+        116,
+    );
+    let seeds = vec![seed("mlx q4", mlx), seed("pytorch stacked", torch)];
+    mutate_reader("checkpoint", &seeds, 48, |b| {
+        let sched: &[usize] = &[0, 1, 1, 2];
+        let ck = Checkpoint::from_bytes("fuzz.safetensors", b.to_vec(), Some(sched))
+            .map_err(|e| e.to_string())?;
+        read_checkpoint(&ck)
+    });
+}
+
+// ---------------------------------------------------------------------------------------------
 // The harness catches what it should (small runs of deliberately broken readers).
 
 fn broken_seeds() -> Vec<Seed> {

@@ -37,6 +37,33 @@ async fn kyutai_test_lm_in_browser() {
     }
 }
 
+/// The tiny LM in every published format, loaded in its own layout in the browser: greedy
+/// tokens equal to PyPI moshi's on the weights each file encodes (same check as tests/lm.rs).
+#[wasm_bindgen_test]
+async fn formats_greedy_tokens_in_browser() {
+    let ctx = Context::new(&Options::default())
+        .await
+        .expect("no WebGPU adapter in this browser");
+    let mut failures = Vec::new();
+    for (i, f) in golden::FORMATS.iter().enumerate() {
+        let r = golden::formats_greedy(&ctx, i).await.unwrap();
+        log(&format!(
+            "{} in browser: {} tokens compared, smallest logit gap {:.3}, {}",
+            f.0,
+            r.compared,
+            r.max_err,
+            if r.lines.is_empty() {
+                "all equal"
+            } else {
+                "MISMATCH"
+            }
+        ));
+        assert_eq!(r.compared, 12 * 9, "{}", r.lines.join("\n"));
+        failures.extend(r.lines);
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
 /// PyPI `moshi`'s greedy run of the tiny delay-1 Moshi, end to end through `Session` in the
 /// browser: every token of every frame identical.
 #[wasm_bindgen_test]

@@ -32,8 +32,14 @@ struct Cli {
 #[cfg(not(target_arch = "wasm32"))]
 #[derive(Subcommand)]
 enum Command {
-    /// Print the GPU adapter parle finds and its capabilities.
-    Info,
+    /// Print the GPU adapter parle finds and its capabilities (and, with --model, what a model
+    /// directory holds).
+    Info {
+        /// A model directory (or LM checkpoint file): report its format, quantization, tensor
+        /// count and GPU bytes.
+        #[arg(long)]
+        model: Option<std::path::PathBuf>,
+    },
     /// Benchmarks that print numbers.
     Bench {
         #[command(subcommand)]
@@ -59,12 +65,15 @@ fn main() {
 
 #[cfg(not(target_arch = "wasm32"))]
 fn run(cli: Cli) -> anyhow::Result<()> {
+    if let Command::Info { model: Some(dir) } = &cli.command {
+        println!("{}", parle::weights::inspect::describe(dir)?);
+    }
     let mut opts = Options::from_env();
     opts.force_f32 |= cli.force_f32;
     opts.no_subgroups |= cli.no_subgroups;
     let ctx = pollster::block_on(Context::new(&opts))?;
     match cli.command {
-        Command::Info => {
+        Command::Info { .. } => {
             println!("{}", ctx.caps().report());
             Ok(())
         }

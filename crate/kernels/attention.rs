@@ -1,12 +1,15 @@
-//! Ring KV-cache append and causal sliding-window attention (`shaders/attention.wgsl`).
+//! Ring KV-cache append and causal sliding-window attention (`shaders/attention.wgsl`), with
+//! optional fused RoPE.
 //!
-//! Layouts (element counts; `HD = heads·head_dim`):
+//! Layouts (element counts; `HD = heads·head_dim`; `Dp` = `head_dim` rounded up to a multiple of 8,
+//! [`padded_head_dim`]):
 //! * `qkv`: row-major `[T, row_stride]` f32, row `t` = new position `pos0 + t`, holding q, k and v
 //!   (`HD` each, head `h` at columns `[h·Dh, (h+1)·Dh)`) at the offsets of [`QkvLayout`] — the
 //!   fused `in_proj` output by default ([`QkvLayout::fused`]).
-//! * `cache`: `[2, capacity, HD]`, K slots then V slots; position `pos` lives in slot
-//!   `pos % capacity`. Elements are f16 when the device runs shader-f16 (`ctx.caps().f16`), f32
-//!   otherwise: allocate [`kv_cache_bytes`] bytes (zero-filling is not needed).
+//! * `cache`: `[2, capacity, heads, Dp]`, K slots then V slots; position `pos` lives in slot
+//!   `pos % capacity`; each head's `Dp − Dh` padding elements are written as zeros. Elements are
+//!   f16 when the device runs shader-f16 (`ctx.caps().f16`), f32 otherwise: allocate
+//!   [`AttnConfig::cache_bytes`] bytes (zero-filling is not needed).
 //! * `out`: row-major `[T, HD]` f32.
 //! * `scratch` (optional): f32 partial results for split key ranges, [`AttnConfig::scratch_bytes`].
 //!
@@ -15,17 +18,25 @@
 //! the `T` new rows, and only positions the ring still holds (with `capacity = window` and `T > 1`
 //! the first queries lose their oldest keys, as PyTorch's `RingKVCache`; `capacity ≥ window + T − 1`
 //! gives the exact window). Scores `q·k/√Dh`, softmax in f32 (max subtracted), `out = Σ p·v`.
+//! With [`AttnConfig::rope`] set, q and k are first rotated by interleaved RoPE at their absolute
+//! positions exactly as [`crate::kernels::rope::Rope::apply`] would (k as `kv_append` writes it, q
+//! as `attention` loads it), so the separate RoPE dispatch is not needed.
+//!
+//! Any head dimension `1..=256` works; multiples of 8 need no padding (Moshi 128, Mimi and the
+//! depformer 64), others cost the padding's bandwidth.
 //!
 //! Dispatch: [`AttnConfig::kv_append`] — 256-invocation workgroups, one invocation per two
-//! elements of the `T` new K and V rows. [`AttnConfig::attention`] — one 256-invocation
-//! workgroup per (split, head, query); keys go in chunks of 256 with an online softmax (one
-//! invocation scores one key, then the workgroup accumulates `p·v` as key groups × 8-dim lanes).
-//! When few (head, query) pairs meet many keys (Moshi's one query per step, 32 heads, 3000
-//! keys) and a scratch buffer is given, the key range is split over several workgroups and a
-//! second dispatch (`attention_combine`, one workgroup per (head, query)) merges the parts.
+//! elements of the `T` new padded K and V rows. [`AttnConfig::attention_with`] — one
+//! 256-invocation workgroup per (split, head, query); keys go in chunks of 256 with an online
+//! softmax (one invocation scores one key, then the workgroup accumulates `p·v` as key groups ×
+//! 8-dim lanes). When few (head, query) pairs meet many keys (Moshi's one query per step, 32
+//! heads, 3000 keys) and a scratch buffer is given, the key range is split over several
+//! workgroups and a second dispatch (`attention_combine`, one workgroup per (head, query)) merges
+//! the parts.
 
 use bytemuck::{Pod, Zeroable};
 
+use super::rope::Rope;
 use crate::gpu::{
     wgsl_contains, Binding, Context, GpuError, GpuResult, Kernel, Recorder, Variant, View,
 };
@@ -50,12 +61,28 @@ const _: () = assert!(wgsl_contains(
     SRC,
     "var<workgroup> qs: array<vec4<f32>, 64>;"
 ));
+const _: () = assert!(wgsl_contains(SRC, "var<workgroup> ang: array<f32, 256>;"));
+const _: () = assert!(wgsl_contains(
+    SRC,
+    "@binding(2) var<storage, read> freqs: array<f32>;\n@group(0) @binding(3) var<uniform> p: Params"
+));
+const _: () = assert!(wgsl_contains(
+    SRC,
+    "@binding(3) var<storage, read> freqs: array<f32>;\n//#if SPLIT"
+));
 const _: () = assert!(wgsl_contains(SRC, "@binding(2) var<uniform> p: Params"));
-const _: () = assert!(wgsl_contains(SRC, "@binding(3) var<uniform> p: Params"));
 const _: () = assert!(wgsl_contains(SRC, "@binding(4) var<uniform> p: Params"));
+const _: () = assert!(wgsl_contains(SRC, "@binding(5) var<uniform> p: Params"));
 
 /// The largest head dimension (q lives in 64 vec4 of shared memory).
 pub const MAX_HEAD_DIM: u32 = 256;
+/// Cache rows of each head are padded to a multiple of this many elements.
+pub const HEAD_DIM_ALIGN: u32 = 8;
+
+/// `head_dim` rounded up to a multiple of [`HEAD_DIM_ALIGN`]: the per-head stride of the cache.
+pub fn padded_head_dim(head_dim: u32) -> u32 {
+    head_dim.div_ceil(HEAD_DIM_ALIGN) * HEAD_DIM_ALIGN
+}
 /// Workgroups the split path aims for (several per multiprocessor on big GPUs).
 pub const SPLIT_TARGET_GROUPS: u32 = 256;
 
@@ -63,22 +90,31 @@ static KV_APPEND: Kernel = Kernel {
     name: "kv_append",
     source: SRC,
     entry: "kv_append",
-    bindings: &[Binding::Read, Binding::ReadWrite],
+    // qkv, cache, freqs
+    bindings: &[Binding::Read, Binding::ReadWrite, Binding::Read],
 };
 static ATTENTION: Kernel = Kernel {
     name: "attention",
     source: SRC,
     entry: "attention",
-    bindings: &[Binding::Read, Binding::Read, Binding::ReadWrite],
+    // qkv, cache, out, freqs
+    bindings: &[
+        Binding::Read,
+        Binding::Read,
+        Binding::ReadWrite,
+        Binding::Read,
+    ],
 };
 static ATTENTION_SPLIT: Kernel = Kernel {
     name: "attention_split",
     source: SRC,
     entry: "attention",
+    // qkv, cache, out, freqs, part
     bindings: &[
         Binding::Read,
         Binding::Read,
         Binding::ReadWrite,
+        Binding::Read,
         Binding::ReadWrite,
     ],
 };
@@ -106,7 +142,10 @@ struct Params {
     splits: u32,
     chunks_per_split: u32,
     scale: f32,
-    _pad: [u32; 2],
+    dp: u32,
+    hdp: u32,
+    rope: u32,
+    _pad: [u32; 3],
 }
 crate::assert_params_fit!(Params);
 
@@ -119,9 +158,11 @@ pub fn kv_elem_bytes(ctx: &Context) -> u64 {
     }
 }
 
-/// Bytes of a ring KV cache (K and V) of `capacity` positions × `heads` × `head_dim`.
+/// Bytes of a ring KV cache (K and V) of `capacity` positions × `heads` × `head_dim` (padded to
+/// [`padded_head_dim`]) in the device's cache precision (see [`AttnConfig::cache_bytes`] for a
+/// layer that keeps an f32 cache).
 pub fn kv_cache_bytes(ctx: &Context, capacity: u32, heads: u32, head_dim: u32) -> u64 {
-    2 * capacity as u64 * heads as u64 * head_dim as u64 * kv_elem_bytes(ctx)
+    2 * capacity as u64 * heads as u64 * padded_head_dim(head_dim) as u64 * kv_elem_bytes(ctx)
 }
 
 /// Where q, k and v sit in each row of the `qkv` buffer (f32 elements).
@@ -146,10 +187,11 @@ impl QkvLayout {
     }
 }
 
-/// One attention layer's geometry: heads, head dimension, ring capacity, window and the `qkv`
-/// row layout. Mimi: 8 × 64, window 250; Moshi: 32 × 128, window 3000; depformer: 16 × 64,
-/// capacity 8 (positions = codebook step, reset each frame).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// One attention layer's geometry: heads, head dimension, ring capacity, window, the `qkv`
+/// row layout and the optional fused RoPE. Mimi: 8 × 64, window 250; Moshi: 32 × 128, window
+/// 3000; depformer: 16 × 64, capacity 8 (positions = codebook step, reset each frame).
+/// Cheap to clone (the RoPE table is a shared buffer handle).
+#[derive(Clone, Debug)]
 pub struct AttnConfig {
     pub heads: u32,
     pub head_dim: u32,
@@ -164,6 +206,23 @@ pub struct AttnConfig {
     /// Keep the cache in f32 even where the device has shader-f16 (Mimi, whose reference runs
     /// in f32 throughout).
     pub f32_cache: bool,
+    /// Interleaved RoPE fused into the cache write (k) and the query load (q), at absolute
+    /// positions; its head dimension must be this layer's. `None`: q and k are used as given.
+    pub rope: Option<Rope>,
+}
+
+/// The buffers of one [`AttnConfig::attention_with`] call.
+#[derive(Clone, Copy, Debug)]
+pub struct AttnBuffers<'a> {
+    /// `[T, row_stride]` rows holding q (and the k, v already appended) — see [`QkvLayout`].
+    pub qkv: View<'a>,
+    /// The layer's ring cache, [`AttnConfig::cache_bytes`].
+    pub cache: View<'a>,
+    /// `[T, heads·head_dim]` f32 result.
+    pub out: View<'a>,
+    /// Optional split-key scratch ([`AttnConfig::scratch_bytes`]); `None` always uses one
+    /// dispatch.
+    pub scratch: Option<View<'a>>,
 }
 
 impl AttnConfig {
@@ -177,6 +236,7 @@ impl AttnConfig {
             qkv: QkvLayout::fused(heads, head_dim),
             split_groups: SPLIT_TARGET_GROUPS,
             f32_cache: false,
+            rope: None,
         }
     }
 
@@ -184,6 +244,18 @@ impl AttnConfig {
     pub fn with_f32_cache(mut self) -> Self {
         self.f32_cache = true;
         self
+    }
+
+    /// The same layer with RoPE fused in (q and k rotated at their absolute positions by
+    /// `rope`, whose head dimension must be this layer's; checked at launch).
+    pub fn with_rope(mut self, rope: &Rope) -> Self {
+        self.rope = Some(rope.clone());
+        self
+    }
+
+    /// Cache elements per head (`head_dim` padded to a multiple of 8).
+    pub fn padded_head_dim(&self) -> u32 {
+        padded_head_dim(self.head_dim)
     }
 
     /// Whether this layer's cache holds f16 on `ctx`.
@@ -203,27 +275,46 @@ impl AttnConfig {
         self.heads as u64 * self.head_dim as u64
     }
 
-    /// Bytes of this layer's KV cache on `ctx` (see [`kv_cache_bytes`]).
-    pub fn cache_bytes(&self, ctx: &Context) -> u64 {
-        let elem = if self.kv16(ctx) { 2 } else { 4 };
-        2 * self.capacity as u64 * self.hd() * elem
+    /// Elements of one cache row (all heads, padded).
+    fn hdp(&self) -> u64 {
+        self.heads as u64 * self.padded_head_dim() as u64
     }
 
-    /// Scratch bytes that let [`AttnConfig::attention`] split long key ranges for up to
+    /// Bytes of this layer's KV cache on `ctx` (`[2, capacity, heads, Dp]`).
+    pub fn cache_bytes(&self, ctx: &Context) -> u64 {
+        let elem = if self.kv16(ctx) { 2 } else { 4 };
+        2 * self.capacity as u64 * self.hdp() * elem
+    }
+
+    /// Scratch bytes that let [`AttnConfig::attention_with`] split long key ranges for up to
     /// `max_t` queries per call (a smaller scratch just splits less).
     pub fn scratch_bytes(&self, max_t: u32) -> u64 {
         let pairs = self.heads as u64 * max_t.max(1) as u64;
-        (self.split_groups as u64 + pairs) * (self.head_dim as u64 + 2) * 4
+        (self.split_groups as u64 + pairs) * (self.padded_head_dim() as u64 + 2) * 4
     }
 
     fn check(&self, kernel: &'static str, t: u32, pos0: u32) -> GpuResult<()> {
         let bad = |message: String| GpuError::Launch { kernel, message };
         let (dh, hd) = (self.head_dim, self.hd());
-        if dh == 0 || !dh.is_multiple_of(8) || dh > MAX_HEAD_DIM || self.heads == 0 {
+        if dh == 0 || dh > MAX_HEAD_DIM || self.heads == 0 {
             return Err(bad(format!(
-                "head_dim {dh} must be a multiple of 8 in 8..={MAX_HEAD_DIM}, heads {} ≥ 1",
+                "head_dim {dh} must be in 1..={MAX_HEAD_DIM}, heads {} ≥ 1",
                 self.heads
             )));
+        }
+        if let Some(r) = &self.rope {
+            if r.head_dim() != dh {
+                return Err(bad(format!(
+                    "the RoPE table is for head_dim {}, the layer's is {dh}",
+                    r.head_dim()
+                )));
+            }
+            if pos0 as u64 + t as u64 > 1 << 24 {
+                return Err(bad(format!(
+                    "RoPE position {} is beyond f32's exact integers",
+                    pos0 as u64 + t as u64
+                )));
+            }
         }
         if self.capacity < t.max(1) || self.window == 0 {
             return Err(bad(format!(
@@ -240,7 +331,7 @@ impl AttnConfig {
                 )));
             }
         }
-        if 2 * self.capacity as u64 * hd > u32::MAX as u64
+        if 2 * self.capacity as u64 * self.hdp() > u32::MAX as u64
             || pos0 as u64 + t as u64 > u32::MAX as u64 / 2
             || t > 65535
             || self.heads > 65535
@@ -269,8 +360,16 @@ impl AttnConfig {
             splits: 1,
             chunks_per_split: 1,
             scale: 1.0 / (self.head_dim as f32).sqrt(),
-            _pad: [0; 2],
+            dp: self.padded_head_dim(),
+            hdp: self.hdp() as u32,
+            rope: self.rope.is_some() as u32,
+            _pad: [0; 3],
         }
+    }
+
+    /// The RoPE table's view, or `fallback` (bound but unread) without RoPE.
+    fn freqs<'a>(&'a self, fallback: View<'a>) -> View<'a> {
+        self.rope.as_ref().map_or(fallback, |r| r.freqs())
     }
 
     fn need(kernel: &'static str, name: &str, v: &View, bytes: u64) -> GpuResult<()> {
@@ -283,7 +382,8 @@ impl AttnConfig {
         Ok(())
     }
 
-    /// Write k and v of the `t` rows of `qkv` (positions `pos0..pos0+t`) into their ring slots.
+    /// Write k (rotated when [`AttnConfig::rope`] is set) and v of the `t` rows of `qkv`
+    /// (positions `pos0..pos0+t`) into their ring slots.
     pub fn kv_append(
         &self,
         rec: &mut Recorder,
@@ -303,22 +403,21 @@ impl AttnConfig {
         )?;
         let p = self.params(t, pos0);
         let groups = super::grid_1d(
-            (t as u64 * self.hd()).div_ceil(WG as u64) as u32,
+            (t as u64 * self.hdp()).div_ceil(WG as u64) as u32,
             ctx.caps().max_workgroups_per_dimension,
         );
         rec.launch(
             &KV_APPEND,
             &self.variant(ctx).define("KV_APPEND"),
-            &[qkv, cache],
+            &[qkv, cache, self.freqs(qkv)],
             &p,
             groups,
         )
     }
 
-    /// Attention of the `t` query rows of `qkv` (positions `pos0..pos0+t`) over the ring
-    /// `cache`, which must already hold their own keys ([`AttnConfig::kv_append`] first).
-    /// `out` is `[t, heads·head_dim]`. With `scratch`, long key ranges are split over more
-    /// workgroups (two dispatches); `None` always uses one dispatch.
+    /// [`AttnConfig::attention_with`] with the buffers as separate arguments: the signature
+    /// `crate::mimi::transformer` calls. Kept (with its lint exception) only until that caller
+    /// moves to `attention_with`; then delete it.
     #[allow(clippy::too_many_arguments)]
     pub fn attention(
         &self,
@@ -330,6 +429,33 @@ impl AttnConfig {
         t: u32,
         pos0: u32,
     ) -> GpuResult<()> {
+        let bufs = AttnBuffers {
+            qkv,
+            cache,
+            out,
+            scratch,
+        };
+        self.attention_with(rec, &bufs, t, pos0)
+    }
+
+    /// Attention of the `t` query rows of `bufs.qkv` (positions `pos0..pos0+t`, q rotated when
+    /// [`AttnConfig::rope`] is set) over the ring `bufs.cache`, which must already hold their own
+    /// keys ([`AttnConfig::kv_append`] first). `bufs.out` is `[t, heads·head_dim]`. With
+    /// `bufs.scratch`, long key ranges are split over more workgroups (two dispatches); `None`
+    /// always uses one dispatch.
+    pub fn attention_with(
+        &self,
+        rec: &mut Recorder,
+        bufs: &AttnBuffers,
+        t: u32,
+        pos0: u32,
+    ) -> GpuResult<()> {
+        let AttnBuffers {
+            qkv,
+            cache,
+            out,
+            scratch,
+        } = *bufs;
         self.check(ATTENTION.name, t, pos0)?;
         let ctx = rec.ctx();
         Self::need(ATTENTION.name, "cache", &cache, self.cache_bytes(ctx))?;
@@ -349,7 +475,7 @@ impl AttnConfig {
         let pairs = self.heads * t;
         let mut splits = 1u32;
         if let Some(s) = &scratch {
-            let fit = s.size / ((self.head_dim as u64 + 2) * 4 * pairs.max(1) as u64);
+            let fit = s.size / ((self.padded_head_dim() as u64 + 2) * 4 * pairs.max(1) as u64);
             splits = self
                 .split_groups
                 .max(1)
@@ -357,15 +483,14 @@ impl AttnConfig {
                 .min(chunks)
                 .min(fit.min(u32::MAX as u64) as u32);
         }
+        let freqs = self.freqs(qkv);
+        let dp = self.padded_head_dim() as i64;
         if splits <= 1 {
             p.chunks_per_split = chunks;
             return rec.launch(
                 &ATTENTION,
-                &self
-                    .variant(ctx)
-                    .define("ATTEND")
-                    .constant("DH", self.head_dim as i64),
-                &[qkv, cache, out],
+                &self.variant(ctx).define("ATTEND").constant("DH", dp),
+                &[qkv, cache, out, freqs],
                 &p,
                 [1, self.heads, t],
             );
@@ -374,15 +499,20 @@ impl AttnConfig {
         splits = chunks.div_ceil(cps);
         p.splits = splits;
         p.chunks_per_split = cps;
-        let scratch = scratch.expect("splits > 1 only with scratch");
+        let Some(scratch) = scratch else {
+            return Err(GpuError::Launch {
+                kernel: ATTENTION_SPLIT.name,
+                message: "split without a scratch buffer".into(),
+            });
+        };
         rec.launch(
             &ATTENTION_SPLIT,
             &self
                 .variant(ctx)
                 .define("ATTEND")
                 .define("SPLIT")
-                .constant("DH", self.head_dim as i64),
-            &[qkv, cache, out, scratch],
+                .constant("DH", dp),
+            &[qkv, cache, out, freqs, scratch],
             &p,
             [splits, self.heads, t],
         )?;

@@ -259,6 +259,14 @@ pub enum ConvAlgo {
     Tiled,
 }
 
+/// A conv layer's parameters on the GPU: `weight` (Conv1d `[C_out, C_in/G, K]`,
+/// ConvTranspose1d `[C_in, C_out/G, K]`, f32) and the optional `bias` `[C_out]`.
+#[derive(Debug, Clone, Copy)]
+pub struct ConvWeights<'a> {
+    pub weight: View<'a>,
+    pub bias: Option<View<'a>>,
+}
+
 /// Per-call options.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct ConvOpts {
@@ -595,19 +603,19 @@ fn check_views(
 }
 
 /// Streaming causal Conv1d: `y [C_out, T/S] = conv(cat(state, x))`, `x [C_in, T]`; updates the
-/// state. `w` is `[C_out, C_in/G, K]`, `bias` `[C_out]`. `t` must be a positive multiple of the
-/// stride. `x`, `w` and `bias` must not share a buffer with `y` (they may share one another's).
-#[allow(clippy::too_many_arguments)]
+/// state. `weights.weight` is `[C_out, C_in/G, K]`, `weights.bias` `[C_out]`. `t` must be a
+/// positive multiple of the stride. `x` and the weights must not share a buffer with `y` (they
+/// may share one another's).
 pub fn conv1d(
     rec: &mut Recorder,
     state: &mut Conv1dState,
+    weights: &ConvWeights,
     x: View,
-    w: View,
-    bias: Option<View>,
     y: View,
     t: u32,
     opts: ConvOpts,
 ) -> GpuResult<()> {
+    let ConvWeights { weight: w, bias } = *weights;
     let c = state.conv;
     let name = "conv1d";
     if t == 0 || !t.is_multiple_of(c.stride) {
@@ -736,19 +744,18 @@ pub fn conv1d(
 }
 
 /// Streaming causal ConvTranspose1d: `y [C_out, T·S]` from `x [C_in, T]`; updates the partial.
-/// `w` is `[C_in, C_out/G, K]`, `bias` `[C_out]`. `x`, `w` and `bias` must not share a buffer
-/// with `y`. `opts.accumulate` is not supported.
-#[allow(clippy::too_many_arguments)]
+/// `weights.weight` is `[C_in, C_out/G, K]`, `weights.bias` `[C_out]`. `x` and the weights must
+/// not share a buffer with `y`. `opts.accumulate` is not supported.
 pub fn conv_tr1d(
     rec: &mut Recorder,
     state: &mut ConvTr1dState,
+    weights: &ConvWeights,
     x: View,
-    w: View,
-    bias: Option<View>,
     y: View,
     t: u32,
     opts: ConvOpts,
 ) -> GpuResult<()> {
+    let ConvWeights { weight: w, bias } = *weights;
     let c = state.conv;
     let name = "conv_tr1d";
     if t == 0 {

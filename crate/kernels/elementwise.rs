@@ -1,11 +1,11 @@
-//! Pointwise activations and residual adds (`shaders/elementwise.wgsl`).
+//! Pointwise activations, residual adds, a transpose and a plain copy (`shaders/elementwise.wgsl`).
 //!
 //! Layouts and dispatch: flat f32 arrays, one invocation per output element, workgroups of 256,
 //! grid from [`super::grid_1d`].
 
 use bytemuck::{Pod, Zeroable};
 
-use crate::gpu::{wgsl_contains, Binding, GpuResult, Kernel, Recorder, Variant, View};
+use crate::gpu::{wgsl_contains, Binding, GpuError, GpuResult, Kernel, Recorder, Variant, View};
 
 const SRC: &str = include_str!("../../shaders/elementwise.wgsl");
 /// Invocations per workgroup; must match `@workgroup_size` in the WGSL.
@@ -26,6 +26,10 @@ const _: () = assert!(wgsl_contains(
 const _: () = assert!(wgsl_contains(
     SRC,
     "@compute @workgroup_size(256)\nfn transpose("
+));
+const _: () = assert!(wgsl_contains(
+    SRC,
+    "@compute @workgroup_size(256)\nfn copy("
 ));
 const _: () = assert!(wgsl_contains(SRC, ") * 256u + lid.x"));
 const _: () = assert!(wgsl_contains(SRC, "@binding(3) var<uniform> p: Params"));
@@ -55,6 +59,12 @@ static TRANSPOSE: Kernel = Kernel {
     entry: "transpose",
     bindings: BINDINGS,
 };
+static COPY: Kernel = Kernel {
+    name: "copy",
+    source: SRC,
+    entry: "copy",
+    bindings: BINDINGS,
+};
 static RESIDUAL: Kernel = Kernel {
     name: "residual_add",
     source: SRC,
@@ -75,11 +85,49 @@ struct Params {
 crate::assert_params_fit!(Params);
 
 fn launch(rec: &mut Recorder, k: &'static Kernel, views: [View; 3], p: Params) -> GpuResult<()> {
+    launch_variant(rec, k, &Variant::none(), views, p)
+}
+
+fn launch_variant(
+    rec: &mut Recorder,
+    k: &'static Kernel,
+    variant: &Variant,
+    views: [View; 3],
+    p: Params,
+) -> GpuResult<()> {
     let groups = super::grid_1d(
         p.n.div_ceil(WG),
         rec.ctx().caps().max_workgroups_per_dimension,
     );
-    rec.launch(k, &Variant::none(), &views, &p, groups)
+    rec.launch(k, variant, &views, &p, groups)
+}
+
+/// `y[i] = x[i]` for `n` f32, `n` a multiple of 4 (one vec4 per invocation): a plain streaming
+/// copy, the bandwidth yardstick of `parle bench kernels`. `y` must not share `x`'s buffer.
+pub fn copy(rec: &mut Recorder, x: View, y: View, n: u32) -> GpuResult<()> {
+    let bad = |message: String| GpuError::Launch {
+        kernel: COPY.name,
+        message,
+    };
+    if !n.is_multiple_of(4) {
+        return Err(bad(format!("n = {n} must be a multiple of 4")));
+    }
+    if x.buffer.id() == y.buffer.id() {
+        return Err(bad("y must be a different buffer from x".into()));
+    }
+    if x.size < n as u64 * 4 || y.size < n as u64 * 4 {
+        return Err(bad(format!(
+            "{n} f32 need {} bytes: x has {}, y has {}",
+            n as u64 * 4,
+            x.size,
+            y.size
+        )));
+    }
+    let p = Params {
+        n: n / 4,
+        ..Default::default()
+    };
+    launch_variant(rec, &COPY, &Variant::none().define("COPY"), [x, x, y], p)
 }
 
 /// `y = ELU(x)` (alpha 1) over `n` elements. `y` may not alias `x`.

@@ -10,7 +10,7 @@
 //! rows, in f32 or bf16 (u32 words holding two bf16, element `2w` in the low half: a plain
 //! little-endian bf16 array); `tokens` is a u32 array; `out` is f32 `[dim]`.
 //! Tables that live in different buffers (or one table too big for one binding, split by rows with
-//! `first_id`) are summed by one call per buffer with `accumulate = true` after the first.
+//! `first_id`) are summed by one call per buffer ([`EmbedTable`]) with `accumulate = true` after the first.
 //!
 //! Dispatch: workgroups of 256 invocations = 16 stream slots × 16 table words (a word is one f32
 //! or two bf16), so that every row of a launch is loaded in parallel, then summed by a fixed
@@ -99,21 +99,33 @@ struct Params {
 crate::assert_params_fit!(Params);
 const _: () = assert!(std::mem::size_of::<Params>() == 256);
 
-/// `out[d] (= or += when accumulate) Σ_s table[row_s(tokens[s.token]), d]` for `d < dim`.
+/// One bound table buffer: `[rows, dim]` row-major elements in `format` (several tables may be
+/// concatenated along rows; each [`Stream`] says where its own starts).
+#[derive(Debug, Clone, Copy)]
+pub struct EmbedTable<'a> {
+    pub view: View<'a>,
+    pub format: TableFormat,
+    /// Elements per row (the embedding dimension).
+    pub dim: u32,
+}
+
+/// `out[d] (= or += when accumulate) Σ_s table[row_s(tokens[s.token]), d]` for `d < table.dim`.
 ///
 /// Streams are summed in f32 (a fixed tree order). With no streams and `accumulate = false`, `out`
 /// is zeroed. More than [`MAX_STREAMS_PER_LAUNCH`] streams take several launches.
-#[allow(clippy::too_many_arguments)]
 pub fn embed_sum(
     rec: &mut Recorder,
-    table: View,
-    format: TableFormat,
-    dim: u32,
+    table: &EmbedTable,
     tokens: View,
     streams: &[Stream],
     out: View,
     accumulate: bool,
 ) -> GpuResult<()> {
+    let EmbedTable {
+        view: table,
+        format,
+        dim,
+    } = *table;
     let bad = |message: String| GpuError::Launch {
         kernel: EMBED_SUM.name,
         message,

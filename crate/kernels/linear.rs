@@ -28,6 +28,17 @@
 //!
 //! A [`LinearWeights`] may expose a block of rows of a larger (stacked) weight with
 //! [`LinearWeights::rows`], e.g. the depformer's `[8·3072, 1024]` in-projection; no copy is made.
+//!
+//! Fusion ([`linear_with`], [`LinearOpts`]): the input can be normalized or activated as it is
+//! loaded — RMSNorm (the sum of squares is accumulated in the main loop, which reads each x
+//! element once per workgroup, and the 1/rms factor is applied to the sums), LayerNorm (mean and
+//! variance in one shifted pass over the tile's rows before the main loop), the SiLU gate of
+//! `[m, 2K]` rows, exact GELU — and the result can be stored, added to `y` (a residual add) or
+//! added scaled per output column (Mimi's layer scale). So a transformer layer is six dispatches:
+//! norm→qkv, KV append (+RoPE), attention (+RoPE), out-projection + residual, norm→FFN in,
+//! gated FFN out + residual. Every workgroup recomputes its rows' statistics and activations
+//! (K values each): cheap next to the weight stream on a GPU; on CPU rasterizers (lavapipe) the
+//! fused forms cost more than a separate norm dispatch.
 
 use bytemuck::{Pod, Zeroable};
 use half::{bf16, f16};
@@ -57,18 +68,37 @@ const _: () = assert!(wgsl_contains(
 ));
 // Shared memory of the largest tile fits WebGPU's guaranteed 16 KiB.
 const _: () = assert!(WG * MAX_BATCH_TILE * 16 <= 16384);
-const _: () = assert!(wgsl_contains(SRC, "@binding(5) var<uniform> p: Params"));
+const _: () = assert!(wgsl_contains(
+    SRC,
+    "@binding(4) var<storage, read_write> y: array<f32>;"
+));
+const _: () = assert!(wgsl_contains(
+    SRC,
+    "@binding(5) var<storage, read> nw: array<vec4<f32>>;"
+));
+const _: () = assert!(wgsl_contains(
+    SRC,
+    "@binding(6) var<storage, read> nb: array<vec4<f32>>;"
+));
+const _: () = assert!(wgsl_contains(
+    SRC,
+    "@binding(7) var<storage, read> scale: array<f32>;"
+));
+const _: () = assert!(wgsl_contains(SRC, "@binding(8) var<uniform> p: Params"));
 
 static KERNEL: Kernel = Kernel {
     name: "linear",
     source: SRC,
     entry: "linear",
     bindings: &[
-        Binding::Read,
-        Binding::Read,
-        Binding::Read,
-        Binding::Read,
-        Binding::ReadWrite,
+        Binding::Read,      // w
+        Binding::Read,      // s
+        Binding::Read,      // x
+        Binding::Read,      // bias
+        Binding::ReadWrite, // y
+        Binding::Read,      // nw
+        Binding::Read,      // nb
+        Binding::Read,      // scale
     ],
 };
 
@@ -84,7 +114,10 @@ struct Params {
     has_bias: u32,
     y_stride: u32,
     y_col: u32,
-    _pad: [u32; 2],
+    x_stride: u32,
+    out_mode: u32,
+    eps: f32,
+    _pad: u32,
 }
 crate::assert_params_fit!(Params);
 
@@ -735,10 +768,72 @@ impl LinearWeights {
     }
 }
 
+/// What [`linear_with`] applies to `x` as it loads it (per batch row, in f32, inside the kernel).
+#[derive(Clone, Copy, Debug)]
+pub enum LinearInput<'a> {
+    /// `x` `[m, K]` as is.
+    Plain,
+    /// RMSNorm of each row of `x` `[m, K]`: `x·weight / sqrt(mean(x²) + eps)` (Moshi's
+    /// `rms_norm_f32`); `weight` `[K]`.
+    RmsNorm { weight: View<'a>, eps: f32 },
+    /// LayerNorm of each row of `x` `[m, K]` (`torch.nn.LayerNorm`, biased variance):
+    /// `(x − mean)/sqrt(var + eps)·weight + bias`; `weight`, `bias` `[K]`.
+    LayerNorm {
+        weight: View<'a>,
+        bias: View<'a>,
+        eps: f32,
+    },
+    /// `x` is `[m, 2K]`: the input is `silu(x[:, :K]) · x[:, K:]` (Moshi's gated FFN).
+    SiluGate,
+    /// The exact (erf) GELU of `x` `[m, K]` (Mimi's FFN).
+    GeluErf,
+}
+
+/// How [`linear_with`] writes its result `v = W·X (+ bias)` into `y`.
+#[derive(Clone, Copy, Debug)]
+pub enum LinearOutput<'a> {
+    /// `y = v`.
+    Store,
+    /// `y += v` (a residual add).
+    Accumulate,
+    /// `y[m, n] += scale[n] · v[m, n]` (Mimi's layer scale); `scale` `[N]`, indexed like `bias`.
+    AccumulateScaled { scale: View<'a> },
+}
+
+/// Options of [`linear_with`]: bias, input transform and output mode.
+#[derive(Clone, Copy, Debug)]
+pub struct LinearOpts<'a> {
+    /// `[N]`, added to `W·X` (indexed by the output column, not offset by a row block).
+    pub bias: Option<View<'a>>,
+    pub input: LinearInput<'a>,
+    pub out: LinearOutput<'a>,
+}
+
+impl Default for LinearOpts<'_> {
+    fn default() -> Self {
+        Self {
+            bias: None,
+            input: LinearInput::Plain,
+            out: LinearOutput::Store,
+        }
+    }
+}
+
+impl<'a> LinearOpts<'a> {
+    /// Plain input, stored output, with an optional bias (what [`linear`] does).
+    pub fn store(bias: Option<View<'a>>) -> Self {
+        Self {
+            bias,
+            ..Self::default()
+        }
+    }
+}
+
 /// `y[m, n] = Σ_k x[m, k] · W[n, k] (+ bias[n])` for `m` batch rows: `x` `[m, K]`, `y` `[m, N]`,
 /// `bias` `[N]` (indexed by the output row, not offset by a row block), all f32. `y` must be a
 /// different buffer from `x` and `bias`. `m == 0` records nothing. One dispatch per weight part
 /// that the selected rows touch (one, unless the weight exceeds the storage-binding limit).
+/// The same as [`linear_with`] with [`LinearOpts::store`].
 pub fn linear(
     rec: &mut Recorder,
     w: &LinearWeights,
@@ -746,6 +841,23 @@ pub fn linear(
     y: View,
     m: u32,
     bias: Option<View>,
+) -> GpuResult<()> {
+    linear_with(rec, w, x, y, m, &LinearOpts::store(bias))
+}
+
+/// `y (=, +=, += scale ⊙) W · X(x) (+ bias)` for `m` batch rows, `X` the input transform of
+/// `opts.input` ([`LinearInput`]), the write of `opts.out` ([`LinearOutput`]). `x` is `[m, K]`
+/// (`[m, 2K]` for [`LinearInput::SiluGate`]), `y` `[m, N]`, all f32. `y` must be a different
+/// buffer from every other view. Norm statistics are computed per batch row inside every
+/// workgroup, so a norm, an activation or a residual add costs no dispatch of its own. `m == 0`
+/// records nothing. One dispatch per weight part that the selected rows touch.
+pub fn linear_with(
+    rec: &mut Recorder,
+    w: &LinearWeights,
+    x: View,
+    y: View,
+    m: u32,
+    opts: &LinearOpts,
 ) -> GpuResult<()> {
     let (n, k) = (w.n, w.k);
     if m == 0 {
@@ -761,15 +873,52 @@ pub fn linear(
         }
         Ok(())
     };
-    if y.buffer.id() == x.buffer.id() || bias.is_some_and(|b| b.buffer.id() == y.buffer.id()) {
-        return Err(err(
-            "y must be a different buffer from x and bias (a written binding cannot alias a read one)",
-        ));
+    let (input_define, norm_w, norm_b, eps) = match opts.input {
+        LinearInput::Plain => ("IN_PLAIN", None, None, 0.0),
+        LinearInput::RmsNorm { weight, eps } => ("IN_RMS", Some(weight), None, eps),
+        LinearInput::LayerNorm { weight, bias, eps } => ("IN_LAYER", Some(weight), Some(bias), eps),
+        LinearInput::SiluGate => ("IN_SILU", None, None, 0.0),
+        LinearInput::GeluErf => ("IN_GELU", None, None, 0.0),
+    };
+    let (out_mode, scale) = match opts.out {
+        LinearOutput::Store => (0, None),
+        LinearOutput::Accumulate => (1, None),
+        LinearOutput::AccumulateScaled { scale } => (2, Some(scale)),
+    };
+    if !eps.is_finite() || eps < 0.0 {
+        return Err(err(format!("norm eps {eps} must be finite and ≥ 0")));
     }
-    need(&x, "x", m as u64 * k as u64)?;
+    let x_cols = match opts.input {
+        LinearInput::SiluGate => 2 * k as u64,
+        _ => k as u64,
+    };
+    let reads = [
+        ("x", Some(x)),
+        ("bias", opts.bias),
+        ("norm weight", norm_w),
+        ("norm bias", norm_b),
+        ("scale", scale),
+    ];
+    for (what, v) in reads {
+        if v.is_some_and(|v| v.buffer.id() == y.buffer.id()) {
+            return Err(err(format!(
+                "y must be a different buffer from {what} (a written binding cannot alias a read one)"
+            )));
+        }
+    }
+    need(&x, "x", m as u64 * x_cols)?;
     need(&y, "y", m as u64 * n as u64)?;
-    if let Some(b) = &bias {
+    if let Some(b) = &opts.bias {
         need(b, "bias", n as u64)?;
+    }
+    if let Some(s) = &scale {
+        need(s, "scale", n as u64)?;
+    }
+    if let Some(v) = &norm_w {
+        need(v, "norm weight", k as u64)?;
+    }
+    if let Some(v) = &norm_b {
+        need(v, "norm bias", k as u64)?;
     }
     let caps = rec.ctx().caps();
     let max_groups = caps.max_workgroups_per_dimension;
@@ -786,7 +935,9 @@ pub fn linear(
             "M = {m} needs {batch_tiles} batch tiles, more than {max_groups}"
         )));
     }
-    let mut variant = Variant::none().define(w.format.define());
+    let mut variant = Variant::none()
+        .define(w.format.define())
+        .define(input_define);
     match mt {
         2 => variant = variant.define("MT2"),
         4 => variant = variant.define("MT4"),
@@ -822,17 +973,29 @@ pub fn linear(
                 WeightFormat::Affine { group: 64, .. } => 1,
                 _ => 0,
             },
-            has_bias: bias.is_some() as u32,
+            has_bias: opts.bias.is_some() as u32,
             y_stride: n,
             y_col: a - lo,
-            _pad: [0; 2],
+            x_stride: (x_cols / 4) as u32,
+            out_mode,
+            eps,
+            _pad: 0,
         };
         let data = part.data.view();
         let scales = part.scales.as_ref().map(|s| s.view()).unwrap_or(data);
         rec.launch(
             &KERNEL,
             &variant,
-            &[data, scales, x, bias.unwrap_or(x), y],
+            &[
+                data,
+                scales,
+                x,
+                opts.bias.unwrap_or(x),
+                y,
+                norm_w.unwrap_or(x),
+                norm_b.unwrap_or(x),
+                scale.unwrap_or(x),
+            ],
             &p,
             groups,
         )?;
@@ -842,6 +1005,64 @@ pub fn linear(
 
 /// Plain Rust references for the tests.
 pub mod reference {
+    /// The input transform of [`super::LinearInput`] on host slices.
+    #[derive(Clone, Copy, Debug)]
+    pub enum Input<'a> {
+        Plain,
+        RmsNorm {
+            weight: &'a [f32],
+            eps: f32,
+        },
+        LayerNorm {
+            weight: &'a [f32],
+            bias: &'a [f32],
+            eps: f32,
+        },
+        SiluGate,
+        GeluErf,
+    }
+
+    /// The `[m, k]` matrix the weights multiply: `x` (`[m, k]`, or `[m, 2k]` for
+    /// [`Input::SiluGate`]) transformed per row, in f64 (RMSNorm and LayerNorm as
+    /// [`crate::kernels::norm::reference`]; GELU with the exact erf).
+    pub fn input(x: &[f32], m: usize, k: usize, how: Input) -> Vec<f32> {
+        use crate::kernels::{elementwise, norm};
+        match how {
+            Input::Plain => x[..m * k].to_vec(),
+            Input::RmsNorm { weight, eps } => {
+                norm::reference::rms_norm(&x[..m * k], weight, k, eps)
+            }
+            Input::LayerNorm { weight, bias, eps } => {
+                norm::reference::layer_norm(&x[..m * k], weight, bias, k, eps)
+            }
+            Input::SiluGate => {
+                let mut y = Vec::with_capacity(m * k);
+                for r in 0..m {
+                    for j in 0..k {
+                        let g = x[r * 2 * k + j] as f64;
+                        let u = x[r * 2 * k + k + j] as f64;
+                        y.push((g / (1.0 + (-g).exp()) * u) as f32);
+                    }
+                }
+                y
+            }
+            Input::GeluErf => elementwise::reference::gelu_erf(&x[..m * k]),
+        }
+    }
+
+    /// Write `v` into `y` as [`super::LinearOutput`] does: store (`accumulate == false`),
+    /// `y += v`, or `y[m, n] += scale[n]·v[m, n]` when `scale` is given (then `accumulate` is
+    /// implied). In f64.
+    pub fn output(y: &mut [f32], v: &[f32], n: usize, accumulate: bool, scale: Option<&[f32]>) {
+        for (i, (yo, &vi)) in y.iter_mut().zip(v).enumerate() {
+            *yo = match scale {
+                Some(s) => (*yo as f64 + s[i % n] as f64 * vi as f64) as f32,
+                None if accumulate => (*yo as f64 + vi as f64) as f32,
+                None => vi,
+            };
+        }
+    }
+
     /// `y[m, n] = Σ_k x[m, k] · w[n, k] + bias[n]`, accumulated in f64.
     pub fn linear(
         x: &[f32],

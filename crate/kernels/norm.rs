@@ -99,8 +99,26 @@ pub fn rms_norm(
     rec.launch(&RMS, &Variant::none(), &[x, w, y], &p, groups)
 }
 
-/// LayerNorm with weight and bias: `y = (x - mean) / sqrt(var + eps) * w + b` per row (biased
-/// variance), for `rows` rows of `d`. Mimi uses `eps = 1e-5` ([`LAYER_EPS_MIMI`]).
+/// A LayerNorm's parameters: `weight` and `bias` `[d]` f32 and `eps` (Mimi: 1e-5,
+/// [`LAYER_EPS_MIMI`]).
+#[derive(Debug, Clone, Copy)]
+pub struct LayerNorm<'a> {
+    pub weight: View<'a>,
+    pub bias: View<'a>,
+    pub eps: f32,
+}
+
+impl LayerNorm<'_> {
+    /// `y = (x - mean) / sqrt(var + eps) * weight + bias` per row (biased variance), for `rows`
+    /// rows of `d`.
+    pub fn apply(&self, rec: &mut Recorder, x: View, y: View, rows: u32, d: u32) -> GpuResult<()> {
+        layer_norm_launch(rec, x, self, y, rows, d)
+    }
+}
+
+/// [`LayerNorm::apply`] with the parameters as separate arguments: the signature
+/// `crate::mimi::transformer` calls. Kept (with its lint exception) only until that caller moves
+/// to [`LayerNorm::apply`] or a LayerNorm-fused linear; then delete it.
 #[allow(clippy::too_many_arguments)]
 pub fn layer_norm(
     rec: &mut Recorder,
@@ -112,6 +130,27 @@ pub fn layer_norm(
     d: u32,
     eps: f32,
 ) -> GpuResult<()> {
+    let ln = LayerNorm {
+        weight: w,
+        bias: b,
+        eps,
+    };
+    ln.apply(rec, x, y, rows, d)
+}
+
+fn layer_norm_launch(
+    rec: &mut Recorder,
+    x: View,
+    ln: &LayerNorm,
+    y: View,
+    rows: u32,
+    d: u32,
+) -> GpuResult<()> {
+    let LayerNorm {
+        weight: w,
+        bias: b,
+        eps,
+    } = *ln;
     let n = rows as u64 * d as u64;
     check(
         LAYER.name,

@@ -83,7 +83,10 @@ pub fn freqs(head_dim: u32, max_period: f32) -> Vec<f32> {
     (0..head_dim / 2).map(|i| (i as f32 * c).exp()).collect()
 }
 
-/// RoPE for one head dimension and max period: owns the uploaded frequency table.
+/// RoPE for one head dimension and max period: owns the uploaded frequency table (a shared
+/// handle: cloning is cheap). [`crate::kernels::attention::AttnConfig::with_rope`] fuses it into
+/// the attention kernels instead of [`Rope::apply`].
+#[derive(Clone, Debug)]
 pub struct Rope {
     freqs: GpuBuffer,
     head_dim: u32,
@@ -116,6 +119,11 @@ impl Rope {
 
     pub fn max_period(&self) -> f32 {
         self.max_period
+    }
+
+    /// The `[head_dim / 2]` f32 inverse frequencies ([`freqs`]) on the GPU.
+    pub fn freqs(&self) -> View<'_> {
+        self.freqs.view()
     }
 
     /// Rotate q (and k) of `rows` rows of `x` in place, row `t` at absolute position `pos0 + t`.

@@ -229,25 +229,54 @@ fn check_codebooks(
     Ok(())
 }
 
-/// Encode `t` frames of `x` with the first `levels` codebooks: writes `levels × t` codes and
-/// leaves the final residual `x − Σ_l E_l[code_l]` in the first `t · dim` floats of `residual`.
+/// `frames` frames of `dim` f32 in `view`, element `(t, d)` where `layout` says: an encoder
+/// input or a decoder output.
+#[derive(Debug, Clone, Copy)]
+pub struct Frames<'a> {
+    pub view: View<'a>,
+    pub layout: IoLayout,
+    pub frames: u32,
+}
+
+/// u32 codes `(level, t)` in `view` where `layout` says.
+#[derive(Debug, Clone, Copy)]
+pub struct CodesView<'a> {
+    pub view: View<'a>,
+    pub layout: CodesLayout,
+}
+
+/// The encoder's scratch buffers: `residual` of at least [`residual_bytes`] and `parts` of at
+/// least [`parts_bytes`].
+#[derive(Debug, Clone, Copy)]
+pub struct EncodeScratch<'a> {
+    pub residual: View<'a>,
+    pub parts: View<'a>,
+}
+
+/// Encode the `x.frames` frames of `x` with the first `levels` codebooks: writes
+/// `levels × frames` codes and leaves the final residual `x − Σ_l E_l[code_l]` in the first
+/// `frames · dim` floats of `scratch.residual`.
 ///
-/// `residual` and `parts` are scratch of at least [`residual_bytes`] and [`parts_bytes`]; `x`
-/// and the codebooks may not share a buffer with them or with `codes` (a buffer bound read-only
-/// and writable in one launch is invalid). Records `levels + 1` launches.
-#[allow(clippy::too_many_arguments)]
+/// `x` and the codebooks may not share a buffer with the scratch or with `codes` (a buffer bound
+/// read-only and writable in one launch is invalid). Records `levels + 1` launches.
 pub fn encode(
     rec: &mut Recorder,
-    x: View,
-    x_layout: IoLayout,
-    t: u32,
     codebooks: &Codebooks,
     levels: u32,
-    codes: View,
-    codes_layout: CodesLayout,
-    residual: View,
-    parts: View,
+    x: Frames,
+    codes: CodesView,
+    scratch: EncodeScratch,
 ) -> GpuResult<()> {
+    let Frames {
+        view: x,
+        layout: x_layout,
+        frames: t,
+    } = x;
+    let CodesView {
+        view: codes,
+        layout: codes_layout,
+    } = codes;
+    let EncodeScratch { residual, parts } = scratch;
     let bad = |message: String| GpuError::Launch {
         kernel: LEVEL.name,
         message,
@@ -304,18 +333,24 @@ pub fn encode(
     rec.launch(&FINISH, &v, &views, &p, [t, 1, 1])
 }
 
-/// Decode: `out(t, d) = Σ_{l < levels} E_l[code(l, t), d]` for `t` frames. One launch.
-#[allow(clippy::too_many_arguments)]
+/// Decode: `out(t, d) = Σ_{l < levels} E_l[code(l, t), d]` for the `out.frames` frames. One
+/// launch.
 pub fn decode(
     rec: &mut Recorder,
     codebooks: &Codebooks,
     levels: u32,
-    codes: View,
-    codes_layout: CodesLayout,
-    t: u32,
-    out: View,
-    out_layout: IoLayout,
+    codes: CodesView,
+    out: Frames,
 ) -> GpuResult<()> {
+    let CodesView {
+        view: codes,
+        layout: codes_layout,
+    } = codes;
+    let Frames {
+        view: out,
+        layout: out_layout,
+        frames: t,
+    } = out;
     let bad = |message: String| GpuError::Launch {
         kernel: DECODE.name,
         message,

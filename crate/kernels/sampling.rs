@@ -14,10 +14,10 @@
 //!   PyTorch's draws is impossible (different RNG); [`reference::sample`] reproduces these draws.
 //! - NaN logits are never drawn (all-NaN rows: greedy writes 0, sampling writes `0xFFFFFFFF`).
 //!
-//! Layouts: logits f32, row `r` element `i` at `logits_offset + r·row_stride + i` of the view
-//! (`row_stride = 0` draws the same row with counters `counter + r`); row `r` writes
-//! `tokens[out_index + r]` ([`sample_many`]: `D` draws per row, draw `d` of row `r` at
-//! `out_index + r·D + d` with counter `counter + r·D + d`).
+//! Layouts ([`LogitRows`], [`TokenSlots`]): logits f32, row `r` element `i` at
+//! `offset + r·row_stride + i` of the view (`row_stride = 0` draws the same row with counters
+//! `counter + r`); row `r` writes `tokens[index + r]` ([`sample_many`]: `D` draws per row, draw `d`
+//! of row `r` at `index + r·D + d` with counter `counter + r·D + d`).
 //!
 //! Dispatch: one workgroup of 256 invocations per row, grid from [`super::grid_1d`]; each
 //! invocation reads elements `l, l + 256, …` with 4 loads in flight. In one workgroup: a radix
@@ -110,6 +110,40 @@ struct Params {
 }
 crate::assert_params_fit!(Params);
 
+/// `rows` rows of `n` f32 logits in `view`: row `r` starts at element `offset + r·row_stride`
+/// (`row_stride = 0` draws the same row again, with the next counters).
+#[derive(Debug, Clone, Copy)]
+pub struct LogitRows<'a> {
+    pub view: View<'a>,
+    /// Element of row 0's first logit.
+    pub offset: u32,
+    /// Logits per row (the vocabulary).
+    pub n: u32,
+    pub row_stride: u32,
+    pub rows: u32,
+}
+
+impl<'a> LogitRows<'a> {
+    /// One row of `n` logits at element `offset` of `view`.
+    pub fn one(view: View<'a>, offset: u32, n: u32) -> Self {
+        Self {
+            view,
+            offset,
+            n,
+            row_stride: 0,
+            rows: 1,
+        }
+    }
+}
+
+/// Where drawn ids go: u32 elements `index, index + 1, …` of `view`.
+#[derive(Debug, Clone, Copy)]
+pub struct TokenSlots<'a> {
+    pub view: View<'a>,
+    /// Element the first id is written to.
+    pub index: u32,
+}
+
 /// Draw one token from the `n` logits at element `logits_offset` of `logits` into
 /// `tokens[out_index]`.
 pub fn sample(
@@ -121,55 +155,42 @@ pub fn sample(
     tokens: View,
     out_index: u32,
 ) -> GpuResult<()> {
-    sample_rows(rec, logits, logits_offset, n, 0, 1, cfg, tokens, out_index)
-}
-
-/// Draw one token per row for `rows` rows: row `r` reads `n` logits at
-/// `logits_offset + r·row_stride`, uses counter `cfg.counter + r`, and writes
-/// `tokens[out_index + r]`.
-#[allow(clippy::too_many_arguments)]
-pub fn sample_rows(
-    rec: &mut Recorder,
-    logits: View,
-    logits_offset: u32,
-    n: u32,
-    row_stride: u32,
-    rows: u32,
-    cfg: &SampleConfig,
-    tokens: View,
-    out_index: u32,
-) -> GpuResult<()> {
+    let slots = TokenSlots {
+        view: tokens,
+        index: out_index,
+    };
     launch(
         rec,
-        logits,
-        logits_offset,
-        n,
-        row_stride,
-        rows,
+        &LogitRows::one(logits, logits_offset, n),
         0,
         cfg,
-        tokens,
-        out_index,
+        slots,
     )
 }
 
-/// `draws` (1 ..= [`MAX_DRAWS_PER_ROW`]) independent draws from each of `rows` rows: draw `d` of
-/// row `r` uses counter `cfg.counter + r·draws + d` and writes `tokens[out_index + r·draws + d]`
-/// (the same draws as [`sample_rows`] over `rows·draws` copies of the rows). The top-k set is
-/// found once per row, then one invocation computes each draw by a sequential pass over the row:
-/// cheap for small vocabularies (statistical tests), slow for large ones.
-#[allow(clippy::too_many_arguments)]
+/// Draw one token per row of `logits`: row `r` uses counter `cfg.counter + r` and writes
+/// element `tokens.index + r`.
+pub fn sample_rows(
+    rec: &mut Recorder,
+    logits: &LogitRows,
+    cfg: &SampleConfig,
+    tokens: TokenSlots,
+) -> GpuResult<()> {
+    launch(rec, logits, 0, cfg, tokens)
+}
+
+/// `draws` (1 ..= [`MAX_DRAWS_PER_ROW`]) independent draws from each row of `logits`: draw `d`
+/// of row `r` uses counter `cfg.counter + r·draws + d` and writes element
+/// `tokens.index + r·draws + d` (the same draws as [`sample_rows`] over `rows·draws` copies of
+/// the rows). The top-k set is found once per row, then one invocation computes each draw by a
+/// sequential pass over the row: cheap for small vocabularies (statistical tests), slow for
+/// large ones.
 pub fn sample_many(
     rec: &mut Recorder,
-    logits: View,
-    logits_offset: u32,
-    n: u32,
-    row_stride: u32,
-    rows: u32,
+    logits: &LogitRows,
     draws: u32,
     cfg: &SampleConfig,
-    tokens: View,
-    out_index: u32,
+    tokens: TokenSlots,
 ) -> GpuResult<()> {
     if draws == 0 || draws > MAX_DRAWS_PER_ROW {
         return Err(GpuError::Launch {
@@ -177,36 +198,30 @@ pub fn sample_many(
             message: format!("{draws} draws per row: must be 1 ..= {MAX_DRAWS_PER_ROW}"),
         });
     }
-    launch(
-        rec,
-        logits,
-        logits_offset,
-        n,
-        row_stride,
-        rows,
-        draws,
-        cfg,
-        tokens,
-        out_index,
-    )
+    launch(rec, logits, draws, cfg, tokens)
 }
 
 /// Most draws per row of [`sample_many`] (one per invocation of a workgroup).
 pub const MAX_DRAWS_PER_ROW: u32 = WG;
 
-#[allow(clippy::too_many_arguments)]
 fn launch(
     rec: &mut Recorder,
-    logits: View,
-    logits_offset: u32,
-    n: u32,
-    row_stride: u32,
-    rows: u32,
+    logits: &LogitRows,
     draws: u32,
     cfg: &SampleConfig,
-    tokens: View,
-    out_index: u32,
+    tokens: TokenSlots,
 ) -> GpuResult<()> {
+    let LogitRows {
+        view: logits,
+        offset: logits_offset,
+        n,
+        row_stride,
+        rows,
+    } = *logits;
+    let TokenSlots {
+        view: tokens,
+        index: out_index,
+    } = tokens;
     let bad = |message: String| GpuError::Launch {
         kernel: SAMPLE.name,
         message,

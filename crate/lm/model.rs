@@ -12,9 +12,9 @@
 //! codes of frame `s` are copied in by the caller ([`Lm::user_codes_slot`]).
 
 use crate::gpu::{BufferUsage, Context, GpuBuffer, Recorder, View};
-use crate::kernels::elementwise;
 use crate::kernels::embed::TableFormat;
 use crate::kernels::linear::WeightFormat;
+use crate::kernels::linear::{LinearInput, LinearOutput};
 use crate::kernels::sampling::{self, SampleConfig};
 use crate::nn::{
     EmbeddingTable, Embeddings, Linear, Norm, NormKind, Transformer, TransformerConfig, Weights,
@@ -100,8 +100,6 @@ struct Depformer {
     x: GpuBuffer,
     /// `[rank]` gathered low-rank embedding.
     e: GpuBuffer,
-    /// `[dim]` projected embedding.
-    t: GpuBuffer,
 }
 
 /// The Moshi LM with its weights, caches and per-step buffers.
@@ -212,7 +210,6 @@ impl Lm {
         let dep = Depformer {
             x: fbuf(ctx, "depformer x", dd)?,
             e: fbuf(ctx, "depformer low-rank e", rank)?,
-            t: fbuf(ctx, "depformer t", dd)?,
             ins,
             emb: dep_emb,
             low_rank,
@@ -402,10 +399,24 @@ impl Lm {
         self.emb
             .sum(rec, self.tokens.view(), &streams, self.x.view(), false)?;
         self.transformer.forward(rec, &self.x)?;
-        self.out_norm
-            .forward(rec, self.x.view(), self.z.view(), 1)?;
-        self.text_linear
-            .forward(rec, self.z.view(), self.text_logits.view(), 1)?;
+        // The out norm is fused into every linear that reads it (text head, depformer inputs)
+        // when their shapes allow; otherwise `z` holds it.
+        let fused = self.text_linear.fusable() && self.dep.ins.iter().all(|l| l.fusable());
+        let (z, z_input) = if fused {
+            (&self.x, self.out_norm.as_linear_input())
+        } else {
+            self.out_norm
+                .forward(rec, self.x.view(), self.z.view(), 1)?;
+            (&self.z, LinearInput::Plain)
+        };
+        self.text_linear.forward_with(
+            rec,
+            z.view(),
+            self.text_logits.view(),
+            1,
+            z_input,
+            LinearOutput::Store,
+        )?;
         let text_slot = self.slot(s as isize, 0);
         self.choose(
             rec,
@@ -419,7 +430,6 @@ impl Lm {
 
         // Depformer: dep_q steps, each chained on the token chosen just before.
         self.dep.transformer.reset();
-        let dd = self.cfg.depformer_dim as u32;
         let card = self.cfg.card as u32;
         let mut prev = text_slot;
         for k in 0..self.cfg.dep_q {
@@ -429,13 +439,26 @@ impl Lm {
                 0
             };
             let dep = &self.dep;
-            dep.ins[j].forward(rec, self.z.view(), dep.x.view(), 1)?;
+            dep.ins[j].forward_with(
+                rec,
+                z.view(),
+                dep.x.view(),
+                1,
+                z_input,
+                LinearOutput::Store,
+            )?;
             match &dep.low_rank[k] {
                 Some(lr) => {
                     dep.emb
                         .sum(rec, self.tokens.view(), &[(k, prev)], dep.e.view(), false)?;
-                    lr.forward(rec, dep.e.view(), dep.t.view(), 1)?;
-                    elementwise::residual_add(rec, dep.t.view(), None, dep.x.view(), dd, dd, 1)?;
+                    lr.forward_with(
+                        rec,
+                        dep.e.view(),
+                        dep.x.view(),
+                        1,
+                        LinearInput::Plain,
+                        LinearOutput::Accumulate,
+                    )?;
                 }
                 None => dep
                     .emb

@@ -6,8 +6,12 @@
 use std::path::Path;
 
 use crate::gpu::{BufferUsage, Context, FrameReadback, GpuBuffer, GpuError, Recorder, View};
-use crate::kernels::conv::{self, Conv1d, Conv1dState, ConvOpts, ConvTr1d, ConvTr1dState, PadMode};
-use crate::kernels::rvq::{self, Codebooks, CodesLayout, IoLayout};
+use crate::kernels::conv::{
+    self, Conv1d, Conv1dState, ConvOpts, ConvTr1d, ConvTr1dState, ConvWeights, PadMode,
+};
+use crate::kernels::rvq::{
+    self, Codebooks, CodesLayout, CodesView, EncodeScratch, Frames, IoLayout,
+};
 #[cfg(not(target_arch = "wasm32"))]
 use crate::weights::SafetensorsFile;
 use crate::weights::{TensorSource, WeightsError};
@@ -79,9 +83,11 @@ impl ConvLayer {
         conv::conv1d(
             rec,
             &mut self.state,
+            &ConvWeights {
+                weight: self.w.view(),
+                bias: self.b.as_ref().map(|b| b.view()),
+            },
             x,
-            self.w.view(),
-            self.b.as_ref().map(|b| b.view()),
             y,
             self.t_in,
             opts,
@@ -127,9 +133,11 @@ impl ConvTrLayer {
         conv::conv_tr1d(
             rec,
             &mut self.state,
+            &ConvWeights {
+                weight: self.w.view(),
+                bias: self.b.as_ref().map(|b| b.view()),
+            },
             x,
-            self.w.view(),
-            self.b.as_ref().map(|b| b.view()),
             y,
             self.t_in,
             opts,
@@ -639,27 +647,39 @@ impl Mimi {
         let (first, rest, io) = self.quantizer_views();
         rvq::encode(
             rec,
-            self.rvq_first_in.view(),
-            io,
-            1,
             &first,
             1,
-            self.codes.view(),
-            codes_at(0),
-            self.rvq_residual.view(),
-            self.rvq_parts.view(),
+            Frames {
+                view: self.rvq_first_in.view(),
+                layout: io,
+                frames: 1,
+            },
+            CodesView {
+                view: self.codes.view(),
+                layout: codes_at(0),
+            },
+            EncodeScratch {
+                residual: self.rvq_residual.view(),
+                parts: self.rvq_parts.view(),
+            },
         )?;
         rvq::encode(
             rec,
-            self.rvq_rest_in.view(),
-            io,
-            1,
             &rest,
             self.n_q - 1,
-            self.codes.view(),
-            codes_at(1),
-            self.rvq_residual.view(),
-            self.rvq_parts.view(),
+            Frames {
+                view: self.rvq_rest_in.view(),
+                layout: io,
+                frames: 1,
+            },
+            CodesView {
+                view: self.codes.view(),
+                layout: codes_at(1),
+            },
+            EncodeScratch {
+                residual: self.rvq_residual.view(),
+                parts: self.rvq_parts.view(),
+            },
         )?;
         Ok(())
     }
@@ -671,21 +691,29 @@ impl Mimi {
             rec,
             &first,
             1,
-            self.codes_in.view(),
-            codes_at(0),
-            1,
-            self.q_first.view(),
-            io,
+            CodesView {
+                view: self.codes_in.view(),
+                layout: codes_at(0),
+            },
+            Frames {
+                view: self.q_first.view(),
+                layout: io,
+                frames: 1,
+            },
         )?;
         rvq::decode(
             rec,
             &rest,
             self.n_q - 1,
-            self.codes_in.view(),
-            codes_at(1),
-            1,
-            self.q_rest.view(),
-            io,
+            CodesView {
+                view: self.codes_in.view(),
+                layout: codes_at(1),
+            },
+            Frames {
+                view: self.q_rest.view(),
+                layout: io,
+                frames: 1,
+            },
         )?;
         self.out_first.run(
             rec,

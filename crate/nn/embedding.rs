@@ -4,7 +4,7 @@
 //! summing all streams of a step takes one launch per buffer (and per 15 streams).
 
 use crate::gpu::{BufferUsage, Context, GpuBuffer, GpuError, Recorder, View};
-use crate::kernels::embed::{self, Stream, TableFormat};
+use crate::kernels::embed::{self, EmbedTable, Stream, TableFormat};
 use crate::kernels::fill::{self, FillMode};
 
 use super::source::Weights;
@@ -170,30 +170,22 @@ impl Embeddings {
             if list.is_empty() {
                 continue;
             }
-            embed::embed_sum(
-                rec,
-                buf.view(),
-                self.format,
-                self.dim,
-                tokens,
-                &list,
-                out,
-                !first,
-            )?;
+            let table = EmbedTable {
+                view: buf.view(),
+                format: self.format,
+                dim: self.dim,
+            };
+            embed::embed_sum(rec, &table, tokens, &list, out, !first)?;
             first = false;
         }
         if first {
             // No stream touched any buffer: the sum is zero.
-            embed::embed_sum(
-                rec,
-                self.buffers[0].view(),
-                self.format,
-                self.dim,
-                tokens,
-                &[],
-                out,
-                false,
-            )?;
+            let table = EmbedTable {
+                view: self.buffers[0].view(),
+                format: self.format,
+                dim: self.dim,
+            };
+            embed::embed_sum(rec, &table, tokens, &[], out, false)?;
         }
         Ok(())
     }

@@ -3,7 +3,9 @@
 
 use crate::gpu::{BufferUsage, Context, GpuBuffer, Recorder, View};
 use crate::kernels::fill::{self, FillMode};
-use crate::kernels::linear::{self, HostLinear, LinearWeights, WeightFormat};
+use crate::kernels::linear::{
+    self, HostLinear, LinearInput, LinearOpts, LinearOutput, LinearWeights, WeightFormat,
+};
 use crate::weights::TensorSource;
 
 /// How weights are kept on the GPU when they are loaded.
@@ -40,7 +42,8 @@ pub fn padded_k(format: WeightFormat, k: u32) -> u32 {
 }
 
 impl Linear {
-    /// Load `name` (`[out, inp]`) from a checkpoint, in `opts.quant` or f32.
+    /// Load `name` (`[out, inp]`) from a checkpoint: in its published layout (f32, bf16, Q8_0,
+    /// MLX q4/q8: [`crate::weights::linear_weight`]), or converted to `opts.quant`.
     pub fn load(
         ctx: &Context,
         src: &dyn TensorSource,
@@ -49,8 +52,21 @@ impl Linear {
         inp: usize,
         opts: &WeightOptions,
     ) -> crate::Result<Self> {
-        let w = src.f32(name, &[out, inp])?;
-        Self::from_f32(ctx, name, &w, out as u32, inp as u32, opts)
+        let t = crate::weights::linear_weight(src, name, out, inp)?;
+        let format = opts.quant.unwrap_or(t.format());
+        if format == t.format() && padded_k(format, inp as u32) == inp as u32 {
+            return Self::from_host(ctx, name, &t.into_host(out, inp)?);
+        }
+        Self::from_f32(
+            ctx,
+            name,
+            &t.to_f32(),
+            out as u32,
+            inp as u32,
+            &WeightOptions {
+                quant: Some(format),
+            },
+        )
     }
 
     /// Load rows `block · rows .. (block + 1) · rows` of a stacked `[blocks · rows, inp]` tensor
@@ -205,6 +221,43 @@ impl Linear {
     /// Weight bytes on the GPU (read once per call with one input row).
     pub fn bytes(&self) -> u64 {
         self.w.bytes()
+    }
+
+    /// Whether the weight reads exactly `in_features` per row (no zero padding), so that fused
+    /// input transforms (norms, SiLU gate, GELU) can read the input as the model lays it out.
+    pub fn fusable(&self) -> bool {
+        self.w.k() == self.k
+    }
+
+    /// `y = out(input(x)·Wᵀ (+ b))` with the kernel's fused input transform and output mode
+    /// (see [`linear::linear_with`]). Needs [`Linear::fusable`] unless both are plain.
+    pub fn forward_with(
+        &self,
+        rec: &mut Recorder,
+        x: View,
+        y: View,
+        m: u32,
+        input: LinearInput,
+        out: LinearOutput,
+    ) -> crate::Result<()> {
+        if !self.fusable() && !matches!(input, LinearInput::Plain) {
+            return Err(crate::gpu::GpuError::Launch {
+                kernel: "linear",
+                message: format!(
+                    "a fused input transform needs K {} unpadded (the weight reads {})",
+                    self.k,
+                    self.w.k()
+                ),
+            }
+            .into());
+        }
+        let opts = LinearOpts {
+            bias: self.bias.as_ref().map(|b| b.view()),
+            input,
+            out,
+        };
+        linear::linear_with(rec, &self.w, x, y, m, &opts)?;
+        Ok(())
     }
 
     /// `y[m, :] = x[m, :]·Wᵀ (+ b)` for `m` rows.

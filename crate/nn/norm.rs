@@ -1,7 +1,9 @@
-//! `Norm`: LayerNorm (weight and bias) or RMSNorm (alpha), accumulated in f32.
+//! `Norm`: LayerNorm (weight and bias) or RMSNorm (alpha), accumulated in f32; either runs on
+//! its own or fused into the following linear layer's input.
 
 use crate::gpu::{Context, GpuBuffer, Recorder, View};
-use crate::kernels::norm;
+use crate::kernels::linear::LinearInput;
+use crate::kernels::norm::{self, LayerNorm};
 use crate::weights::TensorSource;
 
 /// Which normalisation a transformer uses (reference `norm` config key).
@@ -26,13 +28,24 @@ impl NormKind {
     }
 }
 
+#[derive(Debug, Clone)]
+enum Params {
+    Rms {
+        alpha: GpuBuffer,
+        eps: f32,
+    },
+    Layer {
+        weight: GpuBuffer,
+        bias: GpuBuffer,
+        eps: f32,
+    },
+}
+
 /// A normalisation layer over rows of `d`.
 #[derive(Debug, Clone)]
 pub struct Norm {
-    kind: NormKind,
+    params: Params,
     d: u32,
-    weight: GpuBuffer,
-    bias: Option<GpuBuffer>,
 }
 
 impl Norm {
@@ -44,61 +57,75 @@ impl Norm {
         kind: NormKind,
         d: usize,
     ) -> crate::Result<Self> {
-        let (weight, bias) = match kind {
-            NormKind::RmsNorm { .. } => {
+        let params = match kind {
+            NormKind::RmsNorm { eps } => {
                 let name = format!("{prefix}.alpha");
-                (ctx.upload(&name, &src.f32(&name, &[1, 1, d])?)?, None)
+                Params::Rms {
+                    alpha: ctx.upload(&name, &src.f32(&name, &[1, 1, d])?)?,
+                    eps,
+                }
             }
-            NormKind::LayerNorm { .. } => {
+            NormKind::LayerNorm { eps } => {
                 let (w, b) = (format!("{prefix}.weight"), format!("{prefix}.bias"));
-                (
-                    ctx.upload(&w, &src.f32(&w, &[d])?)?,
-                    Some(ctx.upload(&b, &src.f32(&b, &[d])?)?),
-                )
+                Params::Layer {
+                    weight: ctx.upload(&w, &src.f32(&w, &[d])?)?,
+                    bias: ctx.upload(&b, &src.f32(&b, &[d])?)?,
+                    eps,
+                }
             }
         };
         Ok(Self {
-            kind,
+            params,
             d: d as u32,
-            weight,
-            bias,
         })
     }
 
-    /// Norm parameters near 1 (weight) and 0 (bias), for benchmarks.
+    /// Weight 1 and bias 0, for benchmarks.
     pub fn ones(ctx: &Context, label: &str, kind: NormKind, d: usize) -> crate::Result<Self> {
-        let bias = match kind {
-            NormKind::LayerNorm { .. } => Some(ctx.upload(label, &vec![0f32; d])?),
-            NormKind::RmsNorm { .. } => None,
+        let params = match kind {
+            NormKind::RmsNorm { eps } => Params::Rms {
+                alpha: ctx.upload(label, &vec![1f32; d])?,
+                eps,
+            },
+            NormKind::LayerNorm { eps } => Params::Layer {
+                weight: ctx.upload(label, &vec![1f32; d])?,
+                bias: ctx.upload(label, &vec![0f32; d])?,
+                eps,
+            },
         };
         Ok(Self {
-            kind,
+            params,
             d: d as u32,
-            weight: ctx.upload(label, &vec![1f32; d])?,
-            bias,
         })
     }
 
-    pub fn kind(&self) -> NormKind {
-        self.kind
+    /// This norm as the fused input transform of the following linear layer.
+    pub fn as_linear_input(&self) -> LinearInput<'_> {
+        match &self.params {
+            Params::Rms { alpha, eps } => LinearInput::RmsNorm {
+                weight: alpha.view(),
+                eps: *eps,
+            },
+            Params::Layer { weight, bias, eps } => LinearInput::LayerNorm {
+                weight: weight.view(),
+                bias: bias.view(),
+                eps: *eps,
+            },
+        }
     }
 
     /// `y = norm(x)` for `rows` rows (`y` a different buffer from `x`).
     pub fn forward(&self, rec: &mut Recorder, x: View, y: View, rows: u32) -> crate::Result<()> {
-        match (self.kind, &self.bias) {
-            (NormKind::RmsNorm { eps }, _) => {
-                norm::rms_norm(rec, x, self.weight.view(), y, rows, self.d, eps)?
+        match &self.params {
+            Params::Rms { alpha, eps } => {
+                norm::rms_norm(rec, x, alpha.view(), y, rows, self.d, *eps)?
             }
-            (NormKind::LayerNorm { eps }, Some(b)) => {
-                norm::layer_norm(rec, x, self.weight.view(), b.view(), y, rows, self.d, eps)?
+            Params::Layer { weight, bias, eps } => LayerNorm {
+                weight: weight.view(),
+                bias: bias.view(),
+                eps: *eps,
             }
-            (NormKind::LayerNorm { .. }, None) => {
-                return Err(crate::gpu::GpuError::Launch {
-                    kernel: "layer_norm",
-                    message: "LayerNorm without a bias buffer".into(),
-                }
-                .into())
-            }
+            .apply(rec, x, y, rows, self.d)?,
         }
         Ok(())
     }

@@ -14,9 +14,10 @@
 //! `gating.{set}`.
 
 use crate::gpu::{BufferUsage, Context, GpuBuffer, GpuError, Recorder};
-use crate::kernels::attention::AttnConfig;
+use crate::kernels::attention::{AttnBuffers, AttnConfig};
 use crate::kernels::elementwise;
-use crate::kernels::rope::{Rope, RopeLayout};
+use crate::kernels::linear::{LinearInput, LinearOutput};
+use crate::kernels::rope::Rope;
 
 use super::linear::Linear;
 use super::norm::{Norm, NormKind};
@@ -157,7 +158,6 @@ struct Scratch {
     h: GpuBuffer,
     qkv: GpuBuffer,
     attn: GpuBuffer,
-    o: GpuBuffer,
     /// MLP input-projection output `[t, ff or 2H]`.
     u: GpuBuffer,
     /// MLP activation `[t, hidden]` (padded to what `linear2`/`linear_out` read).
@@ -195,7 +195,6 @@ pub fn sin_embedding(pos: u32, dim: usize, max_period: f32) -> Vec<f32> {
 pub struct Transformer {
     cfg: TransformerConfig,
     attn: AttnConfig,
-    rope: Option<Rope>,
     sin: Option<SinPositions>,
     layers: Vec<Layer>,
     s: Scratch,
@@ -223,15 +222,16 @@ impl Transformer {
         if cfg.f32_cache {
             attn = attn.with_f32_cache();
         }
-        let rope = match cfg.positional {
-            Positional::Rope => Some(Rope::new(ctx, dh, cfg.max_period)?),
-            _ => None,
-        };
+        if cfg.positional == Positional::Rope {
+            attn = attn.with_rope(&Rope::new(ctx, dh, cfg.max_period)?);
+        }
         let mut layers = Vec::with_capacity(cfg.num_layers);
         for l in 0..cfg.num_layers {
             let p = format!("{prefix}.layers.{l}");
             let mut set_weights = Vec::with_capacity(sets);
             for j in 0..sets {
+                // Canonical names (crate::weights::names): one weight set is PyTorch's
+                // `in_proj_weight`; weight set j of several is `in_projs.{j}.weight`.
                 let (in_proj, out_proj) = if sets == 1 {
                     (
                         w.linear(ctx, &format!("{p}.self_attn.in_proj_weight"), 3 * d, d)?,
@@ -239,22 +239,8 @@ impl Transformer {
                     )
                 } else {
                     (
-                        w.linear_block(
-                            ctx,
-                            &format!("{p}.self_attn.in_proj_weight"),
-                            sets,
-                            j,
-                            3 * d,
-                            d,
-                        )?,
-                        w.linear_block(
-                            ctx,
-                            &format!("{p}.self_attn.out_proj.weight"),
-                            sets,
-                            j,
-                            d,
-                            d,
-                        )?,
+                        w.linear(ctx, &format!("{p}.self_attn.in_projs.{j}.weight"), 3 * d, d)?,
+                        w.linear(ctx, &format!("{p}.self_attn.out_projs.{j}.weight"), d, d)?,
                     )
                 };
                 let g = if sets == 1 {
@@ -318,7 +304,6 @@ impl Transformer {
             h: fbuf(ctx, &format!("{prefix} h"), t * d)?,
             qkv: fbuf(ctx, &format!("{prefix} qkv"), t * 3 * d)?,
             attn: fbuf(ctx, &format!("{prefix} attn"), t * d)?,
-            o: fbuf(ctx, &format!("{prefix} o"), t * d)?,
             u: fbuf(ctx, &format!("{prefix} mlp in"), t * u_width)?,
             a: fbuf(ctx, &format!("{prefix} mlp act"), t * a_width)?,
             split: ctx.create_buffer(
@@ -350,7 +335,6 @@ impl Transformer {
         Ok(Self {
             cfg: cfg.clone(),
             attn,
-            rope,
             sin,
             layers,
             s,
@@ -429,7 +413,7 @@ impl Transformer {
 
     /// Run every layer on `x` = `[rows, d_model]` in place, at the next position(s).
     pub fn forward(&mut self, rec: &mut Recorder, x: &GpuBuffer) -> crate::Result<()> {
-        let (t, d) = (self.cfg.rows, self.cfg.d_model as u32);
+        let t = self.cfg.rows;
         let set = if self.cfg.schedule.is_empty() {
             0
         } else {
@@ -448,62 +432,86 @@ impl Transformer {
         };
         self.add_positions(rec, x)?;
         let s = &self.s;
-        let layout = RopeLayout::fused_qkv(self.attn.heads, self.attn.head_dim);
         for layer in &self.layers {
             let w = &layer.sets[set];
-            layer.norm1.forward(rec, x.view(), s.h.view(), t)?;
-            w.in_proj.forward(rec, s.h.view(), s.qkv.view(), t)?;
-            if let Some(rope) = &self.rope {
-                rope.apply(rec, s.qkv.view(), &layout, t, self.pos)?;
+            fn residual(scale: &Option<GpuBuffer>) -> LinearOutput<'_> {
+                match scale {
+                    Some(sc) => LinearOutput::AccumulateScaled { scale: sc.view() },
+                    None => LinearOutput::Accumulate,
+                }
+            }
+            // x += ls1 ⊙ out_proj(attention(in_proj(norm1(x)))): norm fused into in_proj,
+            // RoPE into the cache write and the query load, the residual into out_proj.
+            if w.in_proj.fusable() {
+                w.in_proj.forward_with(
+                    rec,
+                    x.view(),
+                    s.qkv.view(),
+                    t,
+                    layer.norm1.as_linear_input(),
+                    LinearOutput::Store,
+                )?;
+            } else {
+                layer.norm1.forward(rec, x.view(), s.h.view(), t)?;
+                w.in_proj.forward(rec, s.h.view(), s.qkv.view(), t)?;
             }
             self.attn
                 .kv_append(rec, s.qkv.view(), layer.cache.view(), t, self.pos)?;
-            self.attn.attention(
+            self.attn.attention_with(
                 rec,
-                s.qkv.view(),
-                layer.cache.view(),
-                s.attn.view(),
-                Some(s.split.view()),
+                &AttnBuffers {
+                    qkv: s.qkv.view(),
+                    cache: layer.cache.view(),
+                    out: s.attn.view(),
+                    scratch: Some(s.split.view()),
+                },
                 t,
                 self.pos,
             )?;
-            w.out_proj.forward(rec, s.attn.view(), s.o.view(), t)?;
-            elementwise::residual_add(
+            w.out_proj.forward_with(
                 rec,
-                s.o.view(),
-                layer.scale1.as_ref().map(|b| b.view()),
+                s.attn.view(),
                 x.view(),
-                t * d,
-                d,
-                1,
+                t,
+                LinearInput::Plain,
+                residual(&layer.scale1),
             )?;
-            layer.norm2.forward(rec, x.view(), s.h.view(), t)?;
-            match &w.mlp {
-                Mlp::Gelu { linear1, linear2 } => {
-                    let ff = linear1.out_features();
-                    linear1.forward(rec, s.h.view(), s.u.view(), t)?;
-                    elementwise::gelu_erf(rec, s.u.view(), s.a.view(), t * ff)?;
-                    linear2.forward(rec, s.a.view(), s.o.view(), t)?;
-                }
+            // x += ls2 ⊙ mlp(norm2(x)): norm fused into the first linear, the activation into
+            // the second (when its input is not padded), the residual into its output.
+            let (first, second, gelu) = match &w.mlp {
+                Mlp::Gelu { linear1, linear2 } => (linear1, linear2, true),
                 Mlp::Silu {
                     linear_in,
                     linear_out,
-                } => {
-                    let hidden = linear_out.in_features();
-                    linear_in.forward(rec, s.h.view(), s.u.view(), t)?;
-                    elementwise::silu_gate(rec, s.u.view(), s.a.view(), t, hidden)?;
-                    linear_out.forward(rec, s.a.view(), s.o.view(), t)?;
-                }
+                } => (linear_in, linear_out, false),
+            };
+            if first.fusable() {
+                first.forward_with(
+                    rec,
+                    x.view(),
+                    s.u.view(),
+                    t,
+                    layer.norm2.as_linear_input(),
+                    LinearOutput::Store,
+                )?;
+            } else {
+                layer.norm2.forward(rec, x.view(), s.h.view(), t)?;
+                first.forward(rec, s.h.view(), s.u.view(), t)?;
             }
-            elementwise::residual_add(
-                rec,
-                s.o.view(),
-                layer.scale2.as_ref().map(|b| b.view()),
-                x.view(),
-                t * d,
-                d,
-                1,
-            )?;
+            let hidden = second.in_features();
+            let (input, act) = match (second.fusable(), gelu) {
+                (true, true) => (LinearInput::GeluErf, &s.u),
+                (true, false) => (LinearInput::SiluGate, &s.u),
+                (false, true) => {
+                    elementwise::gelu_erf(rec, s.u.view(), s.a.view(), t * hidden)?;
+                    (LinearInput::Plain, &s.a)
+                }
+                (false, false) => {
+                    elementwise::silu_gate(rec, s.u.view(), s.a.view(), t, hidden)?;
+                    (LinearInput::Plain, &s.a)
+                }
+            };
+            second.forward_with(rec, act.view(), x.view(), t, input, residual(&layer.scale2))?;
         }
         self.pos += t;
         Ok(())

@@ -9,7 +9,7 @@ use serde_json::Value;
 use crate::weights::WeightsError;
 
 /// Published file names (the September 2024 repos have no `config.json`).
-pub const LM_NAMES: &[&str] = &["model.safetensors"];
+pub const LM_NAMES: &[&str] = crate::weights::LM_FILE_NAMES;
 pub const MIMI_NAMES: &[&str] = &[
     "tokenizer-e351c8d8-checkpoint125.safetensors",
     "mimi.safetensors",

@@ -185,11 +185,22 @@ impl Session {
         dir: &std::path::Path,
         opts: &SessionOptions,
     ) -> crate::Result<Self> {
-        use crate::weights::SafetensorsFile;
+        use crate::weights::{schedule_from_config, Checkpoint, SafetensorsFile};
         let md = ModelDir::open(dir)?;
         let mimi = SafetensorsFile::open(&md.mimi)?;
+        // The LM in any published format, under canonical names.
         let lm = match &md.lm {
-            Some(p) => Some(SafetensorsFile::open(p)?),
+            Some(p) => {
+                let schedule = match &md.config {
+                    Some(text) => serde_json::from_str(text)
+                        .ok()
+                        .map(|v| schedule_from_config(&v))
+                        .transpose()?
+                        .flatten(),
+                    None => None,
+                };
+                Some(Checkpoint::open(p, schedule.as_deref())?)
+            }
             None => None,
         };
         let tokenizer = match (&md.lm, &md.tokenizer) {

@@ -1,7 +1,7 @@
 //! In-memory tensor sources: a safetensors file held as bytes (small models, browser tests) and
 //! deterministic random weights (benchmarks at the real size without a download).
 
-use super::{to_f32, SafetensorsHeader, TensorSource, WeightsError};
+use super::{DType, RawTensor, SafetensorsHeader, TensorSource, WeightsError};
 
 /// A whole safetensors file in memory.
 pub struct MemorySafetensors {
@@ -28,21 +28,49 @@ impl MemorySafetensors {
         let e = self.header.expect(name, shape)?;
         Ok(&self.bytes[e.start as usize..e.end as usize])
     }
+
+    /// The bytes `start..start + len` (within the file: the header checked every tensor).
+    pub fn range(&self, start: u64, len: u64) -> Result<&[u8], WeightsError> {
+        let end = start
+            .checked_add(len)
+            .filter(|&e| e <= self.bytes.len() as u64);
+        match end {
+            Some(end) => Ok(&self.bytes[start as usize..end as usize]),
+            None => Err(WeightsError::Io {
+                file: self.header.file.clone(),
+                message: format!("bytes {start}+{len} are past the end of the file"),
+            }),
+        }
+    }
 }
 
 impl TensorSource for MemorySafetensors {
-    fn dtype(&self, name: &str) -> Option<super::DType> {
-        self.header.tensors.get(name).map(|e| e.dtype)
-    }
-
-    fn f32(&self, name: &str, shape: &[usize]) -> Result<Vec<f32>, WeightsError> {
-        let dtype = self.header.expect(name, shape)?.dtype;
-        to_f32(dtype, self.bytes(name, shape)?).ok_or_else(|| WeightsError::DType {
+    fn raw(&self, name: &str) -> Result<RawTensor, WeightsError> {
+        let e = self.header.tensors.get(name).ok_or(WeightsError::Missing {
             file: self.header.file.clone(),
             tensor: name.into(),
-            found: dtype.name().into(),
-            expected: "F32, F16 or BF16".into(),
+            expected: Vec::new(),
+        })?;
+        Ok(RawTensor {
+            dtype: e.dtype,
+            shape: e.shape.clone(),
+            bytes: self.bytes[e.start as usize..e.end as usize].to_vec(),
         })
+    }
+
+    fn info(&self, name: &str) -> Option<(DType, Vec<usize>)> {
+        self.header
+            .tensors
+            .get(name)
+            .map(|e| (e.dtype, e.shape.clone()))
+    }
+
+    fn names(&self) -> Vec<String> {
+        self.header.tensors.keys().cloned().collect()
+    }
+
+    fn file(&self) -> String {
+        self.header.file.clone()
     }
 }
 
@@ -53,6 +81,14 @@ pub struct RandomWeights {
 }
 
 impl TensorSource for RandomWeights {
+    fn file(&self) -> String {
+        format!("random weights (seed {})", self.seed)
+    }
+
+    fn is_generator(&self) -> bool {
+        true
+    }
+
     fn f32(&self, name: &str, shape: &[usize]) -> Result<Vec<f32>, WeightsError> {
         let n: usize = shape.iter().product();
         let mut h: u64 = self.seed ^ 0xcbf2_9ce4_8422_2325;

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use super::WeightsError;
 
 /// Element types found in published checkpoints.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum DType {
     F32,
     F16,
@@ -18,6 +18,9 @@ pub enum DType {
     U8,
     I8,
     Bool,
+    /// ggml Q8_0 (GGUF only): blocks of 32 elements along the innermost dimension, each 34
+    /// bytes (f16 scale `d`, then 32 int8 `q`; `w = d·q`).
+    Q8_0,
 }
 
 impl DType {
@@ -35,13 +38,40 @@ impl DType {
             _ => return None,
         })
     }
+    /// Bytes per element; for a block type ([`DType::Q8_0`]) bytes per block of
+    /// [`DType::block_len`] elements.
     pub fn size(self) -> usize {
         match self {
             Self::F32 | Self::I32 | Self::U32 => 4,
             Self::F16 | Self::BF16 => 2,
             Self::I64 => 8,
             Self::U8 | Self::I8 | Self::Bool => 1,
+            Self::Q8_0 => 34,
         }
+    }
+    /// Elements per block: 1, or 32 for [`DType::Q8_0`] (blocks run along the innermost dim).
+    pub fn block_len(self) -> usize {
+        match self {
+            Self::Q8_0 => 32,
+            _ => 1,
+        }
+    }
+    /// Bytes of a tensor of this type with shape `shape` (row-major, innermost last), or `None`
+    /// when the innermost dimension is not a whole number of blocks or the size overflows.
+    pub fn nbytes(self, shape: &[usize]) -> Option<u64> {
+        let numel = shape
+            .iter()
+            .try_fold(1u64, |a, &d| a.checked_mul(d as u64))?;
+        let inner = shape.last().copied().unwrap_or(1) as u64;
+        let b = self.block_len() as u64;
+        if !inner.is_multiple_of(b) {
+            return None;
+        }
+        (numel / b).checked_mul(self.size() as u64)
+    }
+    /// True for F32, F16 and BF16.
+    pub fn is_float(self) -> bool {
+        matches!(self, Self::F32 | Self::F16 | Self::BF16)
     }
     pub fn name(self) -> &'static str {
         match self {
@@ -54,6 +84,7 @@ impl DType {
             Self::U8 => "U8",
             Self::I8 => "I8",
             Self::Bool => "BOOL",
+            Self::Q8_0 => "Q8_0",
         }
     }
 }
@@ -246,7 +277,7 @@ impl SafetensorsHeader {
     }
 }
 
-/// Convert raw tensor bytes to f32 (F32, F16 and BF16 inputs).
+/// Convert raw tensor bytes to f32 (F32, F16, BF16 and Q8_0 inputs).
 pub fn to_f32(dtype: DType, bytes: &[u8]) -> Option<Vec<f32>> {
     Some(match dtype {
         DType::F32 => bytemuck::pod_collect_to_vec(bytes),
@@ -257,6 +288,13 @@ pub fn to_f32(dtype: DType, bytes: &[u8]) -> Option<Vec<f32>> {
         DType::BF16 => bytes
             .chunks_exact(2)
             .map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f32())
+            .collect(),
+        DType::Q8_0 => bytes
+            .chunks_exact(34)
+            .flat_map(|b| {
+                let d = half::f16::from_le_bytes([b[0], b[1]]).to_f32();
+                b[2..].iter().map(move |&q| d * q as i8 as f32)
+            })
             .collect(),
         _ => return None,
     })

@@ -4,7 +4,8 @@
 //! P > T, replicate padding, partial carry).
 use parle::gpu::{Context, GpuBuffer, Recorder};
 use parle::kernels::conv::{
-    self, reference, Conv1d, Conv1dState, ConvAlgo, ConvOpts, ConvTr1d, ConvTr1dState, PadMode,
+    self, reference, Conv1d, Conv1dState, ConvAlgo, ConvOpts, ConvTr1d, ConvTr1dState, ConvWeights,
+    PadMode,
 };
 
 use crate::cases;
@@ -100,9 +101,11 @@ async fn run_conv1d(ctx: &Context, r: Conv1dRun<'_>) -> CaseResult {
         gpu(conv::conv1d(
             &mut rec,
             &mut state,
+            &ConvWeights {
+                weight: wb.view(),
+                bias: bb.as_ref().map(|b| b.view()),
+            },
             xb.view(),
-            wb.view(),
-            bb.as_ref().map(|b| b.view()),
             yb.view(),
             tc,
             r.opts,
@@ -451,9 +454,11 @@ async fn conv1d_reset(ctx: &Context, _size: Size) -> CaseResult {
                 gpu(conv::conv1d(
                     &mut rec,
                     &mut state,
+                    &ConvWeights {
+                        weight: wb.view(),
+                        bias: None,
+                    },
                     xb.view(),
-                    wb.view(),
-                    None,
                     yb.view(),
                     t,
                     ConvOpts::default(),
@@ -495,9 +500,11 @@ async fn conv1d_bad_args(ctx: &Context, _size: Size) -> CaseResult {
     let r = conv::conv1d(
         &mut rec,
         &mut state,
+        &ConvWeights {
+            weight: w.view(),
+            bias: None,
+        },
         x.view(),
-        w.view(),
-        None,
         y.view(),
         3,
         o,
@@ -506,9 +513,11 @@ async fn conv1d_bad_args(ctx: &Context, _size: Size) -> CaseResult {
     let r = conv::conv1d(
         &mut rec,
         &mut state,
+        &ConvWeights {
+            weight: w.view(),
+            bias: None,
+        },
         x.view(),
-        w.view(),
-        None,
         y.view(),
         8,
         o,
@@ -517,9 +526,11 @@ async fn conv1d_bad_args(ctx: &Context, _size: Size) -> CaseResult {
     let r = conv::conv1d(
         &mut rec,
         &mut state,
+        &ConvWeights {
+            weight: w.view(),
+            bias: None,
+        },
         y.view(),
-        w.view(),
-        None,
         y.view(),
         2,
         o,
@@ -528,9 +539,11 @@ async fn conv1d_bad_args(ctx: &Context, _size: Size) -> CaseResult {
     let r = conv::conv1d(
         &mut rec,
         &mut state,
+        &ConvWeights {
+            weight: w.slice(0, 16),
+            bias: None,
+        },
         x.view(),
-        w.slice(0, 16),
-        None,
         y.view(),
         2,
         o,
@@ -587,9 +600,11 @@ async fn run_convtr(ctx: &Context, r: ConvTrRun<'_>) -> CaseResult {
         gpu(conv::conv_tr1d(
             &mut rec,
             &mut state,
+            &ConvWeights {
+                weight: wb.view(),
+                bias: bb.as_ref().map(|b| b.view()),
+            },
             xb.view(),
-            wb.view(),
-            bb.as_ref().map(|b| b.view()),
             yb.view(),
             tc,
             r.opts,
@@ -769,9 +784,11 @@ async fn convtr_reset(ctx: &Context, _size: Size) -> CaseResult {
             gpu(conv::conv_tr1d(
                 &mut rec,
                 &mut state,
+                &ConvWeights {
+                    weight: wb.view(),
+                    bias: None,
+                },
                 xb.view(),
-                wb.view(),
-                None,
                 yb.view(),
                 t,
                 ConvOpts::default(),
@@ -819,9 +836,11 @@ async fn convtr_bad_args(ctx: &Context, _size: Size) -> CaseResult {
         conv::conv_tr1d(
             &mut rec,
             &mut state,
+            &ConvWeights {
+                weight: w.view(),
+                bias: None,
+            },
             x.view(),
-            w.view(),
-            None,
             y.view(),
             3,
             o,
@@ -833,9 +852,11 @@ async fn convtr_bad_args(ctx: &Context, _size: Size) -> CaseResult {
         conv::conv_tr1d(
             &mut rec,
             &mut state,
+            &ConvWeights {
+                weight: w.view(),
+                bias: None,
+            },
             x.view(),
-            w.view(),
-            None,
             y.view(),
             2,
             ConvOpts {
@@ -854,9 +875,11 @@ async fn convtr_bad_args(ctx: &Context, _size: Size) -> CaseResult {
         conv::conv_tr1d(
             &mut rec,
             &mut s2,
+            &ConvWeights {
+                weight: wbig.view(),
+                bias: None,
+            },
             x.slice(0, 16),
-            wbig.view(),
-            None,
             ybig.view(),
             1,
             ConvOpts {

@@ -10,7 +10,8 @@ cases!(
     silu_gate,
     residual_add_scaled,
     residual_add_plain,
-    transpose
+    transpose,
+    copy
 );
 
 fn n_for(size: Size) -> usize {
@@ -164,4 +165,26 @@ async fn transpose(ctx: &Context, size: Size) -> CaseResult {
         0.0,
         0.0,
     )
+}
+
+/// The vec4 copy (the bench's bandwidth yardstick): exact, and it rejects n not a multiple of 4.
+async fn copy(ctx: &Context, size: Size) -> CaseResult {
+    let n = n_for(size) / 4 * 4;
+    let x = Rng::new(7).vec(n + 4, 3.0);
+    let xb = gpu(ctx.upload("x", &x))?;
+    let yb = gpu(ctx.upload("y", &vec![f32::NAN; n + 4]))?;
+    let mut rec = Recorder::new(ctx, "test");
+    gpu(elementwise::copy(&mut rec, xb.view(), yb.view(), n as u32))?;
+    let bad = elementwise::copy(&mut rec, xb.view(), yb.view(), n as u32 + 2).is_err()
+        && elementwise::copy(&mut rec, xb.view(), xb.view(), 4).is_err();
+    gpu(rec.submit())?;
+    if !bad {
+        return Err("copy accepted a bad launch".into());
+    }
+    let got = gpu(ctx.read_f32(&yb).await)?;
+    assert_close("copy", &got[..n], &x[..n], 0.0, 0.0)?;
+    if got[n..].iter().any(|v| !v.is_nan()) {
+        return Err(format!("copy wrote past n: {:?}", &got[n..]));
+    }
+    Ok(())
 }

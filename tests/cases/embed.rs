@@ -1,5 +1,5 @@
 use parle::gpu::{BufferUsage, Context, GpuBuffer, Recorder};
-use parle::kernels::embed::{self, reference, Stream, TableFormat};
+use parle::kernels::embed::{self, reference, EmbedTable, Stream, TableFormat};
 
 use crate::cases;
 use crate::common::{assert_close, gpu, log, CaseResult, Rng, Size};
@@ -111,9 +111,11 @@ async fn moshi_17_streams_bf16(ctx: &Context, size: Size) -> CaseResult {
     for (i, (buf, streams)) in buffers.iter().enumerate() {
         gpu(embed::embed_sum(
             &mut rec,
-            buf.view(),
-            TableFormat::Bf16,
-            dim,
+            &EmbedTable {
+                view: buf.view(),
+                format: TableFormat::Bf16,
+                dim,
+            },
             tok_buf.view(),
             streams,
             out.view(),
@@ -177,9 +179,11 @@ async fn f32_many_streams_accumulate(ctx: &Context, size: Size) -> CaseResult {
     let mut rec = Recorder::new(ctx, "test");
     gpu(embed::embed_sum(
         &mut rec,
-        tb.view(),
-        TableFormat::F32,
-        dim as u32,
+        &EmbedTable {
+            view: tb.view(),
+            format: TableFormat::F32,
+            dim: dim as u32,
+        },
         kb.view(),
         &streams,
         ob.view(),
@@ -206,9 +210,11 @@ async fn f32_many_streams_accumulate(ctx: &Context, size: Size) -> CaseResult {
     let mut rec = Recorder::new(ctx, "test");
     gpu(embed::embed_sum(
         &mut rec,
-        tb.view(),
-        TableFormat::F32,
-        dim as u32,
+        &EmbedTable {
+            view: tb.view(),
+            format: TableFormat::F32,
+            dim: dim as u32,
+        },
         kb.view(),
         &streams,
         ob.view(),
@@ -234,9 +240,11 @@ async fn no_streams_and_tiny_dim(ctx: &Context, _size: Size) -> CaseResult {
     let mut rec = Recorder::new(ctx, "test");
     gpu(embed::embed_sum(
         &mut rec,
-        tb.view(),
-        TableFormat::Bf16,
-        2,
+        &EmbedTable {
+            view: tb.view(),
+            format: TableFormat::Bf16,
+            dim: 2,
+        },
         kb.view(),
         &[Stream::new(1, 0, 3)],
         ob.view(),
@@ -249,9 +257,11 @@ async fn no_streams_and_tiny_dim(ctx: &Context, _size: Size) -> CaseResult {
     let mut rec = Recorder::new(ctx, "test");
     gpu(embed::embed_sum(
         &mut rec,
-        tb.view(),
-        TableFormat::Bf16,
-        2,
+        &EmbedTable {
+            view: tb.view(),
+            format: TableFormat::Bf16,
+            dim: 2,
+        },
         kb.view(),
         &[],
         ob.view(),
@@ -264,9 +274,11 @@ async fn no_streams_and_tiny_dim(ctx: &Context, _size: Size) -> CaseResult {
     let mut rec = Recorder::new(ctx, "test");
     gpu(embed::embed_sum(
         &mut rec,
-        tb.view(),
-        TableFormat::Bf16,
-        2,
+        &EmbedTable {
+            view: tb.view(),
+            format: TableFormat::Bf16,
+            dim: 2,
+        },
         kb.view(),
         &[],
         ob.view(),
@@ -285,9 +297,11 @@ async fn bad_arguments(ctx: &Context, _size: Size) -> CaseResult {
         let mut rec = Recorder::new(ctx, "test");
         embed::embed_sum(
             &mut rec,
-            t.view(),
-            fmt,
-            dim,
+            &EmbedTable {
+                view: t.view(),
+                format: fmt,
+                dim,
+            },
             k.view(),
             streams,
             o.view(),

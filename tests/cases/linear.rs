@@ -4,10 +4,13 @@
 //! layout with the same helpers the model loader uses, so a packing bug fails the comparison.
 
 use parle::gpu::{Context, Recorder};
-use parle::kernels::linear::{self, quant, reference, HostLinear, LinearWeights, WeightFormat};
+use parle::kernels::linear::{
+    self, quant, reference, HostLinear, LinearInput, LinearOpts, LinearOutput, LinearWeights,
+    WeightFormat,
+};
 
 use crate::cases;
-use crate::common::{gpu, CaseResult, Rng, Size};
+use crate::common::{gpu, log, CaseResult, Rng, Size};
 
 cases!(
     f32_shapes,
@@ -21,8 +24,13 @@ cases!(
     split_weights,
     batch_tiles,
     q4_big,
+    fused_inputs,
+    fused_outputs,
+    fused_split_parts,
+    fused_model_shapes,
     published_layouts,
     bad_arguments,
+    bad_fused_arguments,
 );
 
 const Q4: WeightFormat = WeightFormat::MLX_Q4;
@@ -92,7 +100,9 @@ fn make_weight(
     let limit = match format {
         WeightFormat::F32 => 0.0,
         WeightFormat::Bf16 => 0.004,
-        WeightFormat::Q8_0 | WeightFormat::Affine { bits: 8, .. } => 0.01,
+        WeightFormat::Q8_0 => 0.01,
+        // The bf16 scale and bias of a group add up to ~2^-9 of its range to the half step.
+        WeightFormat::Affine { bits: 8, .. } => 0.02,
         WeightFormat::Affine { .. } => 0.15,
     };
     if worst > limit {
@@ -105,7 +115,8 @@ fn make_weight(
 }
 
 /// Compare with a per-output tolerance: `atol + 1e-5·|want| + 4·eps·Σ_k|x·w|` (accumulation order
-/// differs from the reference). A wrong code changes an output by ~|s·x| ≫ that.
+/// differs from the reference; for a scaled output the sum is scaled too). A wrong code changes
+/// an output by ~|s·x| ≫ that. Logs the largest error relative to that sum.
 fn compare(what: &str, got: &[f32], want: &[f32], absum: &[f32]) -> CaseResult {
     if got.len() < want.len() {
         return Err(format!(
@@ -121,6 +132,10 @@ fn compare(what: &str, got: &[f32], want: &[f32], absum: &[f32]) -> CaseResult {
         if (err > tol || err.is_nan()) && worst.is_none_or(|(_, e)| err / tol > e) {
             worst = Some((i, err / tol));
         }
+        WORST.with(|w| {
+            let (e, r) = w.get();
+            w.set((e.max(err), r.max(err / tol)));
+        });
     }
     match worst {
         None => Ok(()),
@@ -131,6 +146,51 @@ fn compare(what: &str, got: &[f32], want: &[f32], absum: &[f32]) -> CaseResult {
     }
 }
 
+thread_local! {
+    /// The largest |error| and |error| / tolerance seen by [`compare`] since [`worst_reset`].
+    static WORST: std::cell::Cell<(f32, f32)> = const { std::cell::Cell::new((0.0, 0.0)) };
+}
+
+fn worst_reset() {
+    WORST.with(|w| w.set((0.0, 0.0)));
+}
+
+/// Log the largest error since [`worst_reset`].
+fn worst_log(what: &str) {
+    let (e, r) = WORST.with(|w| w.get());
+    log(&format!(
+        "     {what}: max |error| {e:.2e}, max error / tolerance {r:.3}"
+    ));
+}
+
+/// Input transform of a case (the views are made by [`run`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum In {
+    Plain,
+    Rms,
+    Layer,
+    Silu,
+    Gelu,
+}
+
+/// Output mode of a case.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Out {
+    Store,
+    Acc,
+    Scaled,
+}
+
+const INPUTS: [In; 5] = [In::Plain, In::Rms, In::Layer, In::Silu, In::Gelu];
+const OUTPUTS: [Out; 3] = [Out::Store, Out::Acc, Out::Scaled];
+const FORMATS: [WeightFormat; 5] = [
+    WeightFormat::F32,
+    WeightFormat::Bf16,
+    WeightFormat::Q8_0,
+    Q4,
+    Q8,
+];
+
 struct Case {
     format: WeightFormat,
     n: u32,
@@ -140,6 +200,12 @@ struct Case {
     total_rows: u32,
     row_offset: u32,
     bias: bool,
+    input: In,
+    out: Out,
+    /// Rows per weight part (`upload_split`); 0 = `upload`.
+    split_rows: u32,
+    /// Added to every input (LayerNorm must remove large means).
+    x_offset: f32,
     seed: u64,
 }
 
@@ -153,14 +219,25 @@ impl Case {
             total_rows: n,
             row_offset: 0,
             bias: false,
+            input: In::Plain,
+            out: Out::Store,
+            split_rows: 0,
+            x_offset: 0.0,
             seed: (k as u64) << 32 ^ (n as u64) << 8 ^ m as u64,
         }
+    }
+    fn fused(mut self, input: In, out: Out, bias: bool) -> Self {
+        self.input = input;
+        self.out = out;
+        self.bias = bias;
+        self.seed ^= (input as u64) << 20 ^ (out as u64) << 24 ^ (bias as u64) << 28;
+        self
     }
 }
 
 async fn run(ctx: &Context, c: Case) -> CaseResult {
     let what = format!(
-        "{} {}→{} M={}{}{}",
+        "{} {}→{} M={}{}{}{}{}{}",
         c.format.name(),
         c.k,
         c.n,
@@ -175,39 +252,151 @@ async fn run(ctx: &Context, c: Case) -> CaseResult {
         } else {
             String::new()
         },
-        if c.bias { " +bias" } else { "" }
+        if c.bias { " +bias" } else { "" },
+        if c.input != In::Plain {
+            format!(" input {:?}", c.input)
+        } else {
+            String::new()
+        },
+        if c.out != Out::Store {
+            format!(" out {:?}", c.out)
+        } else {
+            String::new()
+        },
+        if c.split_rows > 0 {
+            format!(" parts of {} rows", c.split_rows)
+        } else {
+            String::new()
+        },
     );
     let (host, deq) = make_weight(c.format, c.total_rows, c.k, c.seed)?;
     let (m, n, k) = (c.m as usize, c.n as usize, c.k as usize);
     let mut rng = Rng::new(c.seed ^ 0xabc);
-    let x = rng.vec(m * k, 1.0);
+    let x_cols = if c.input == In::Silu { 2 * k } else { k };
+    // Inputs with an offset and a spread (LayerNorm must remove the mean), ×3 for GELU/SiLU.
+    let mut x = rng.vec(m * x_cols, 1.0);
+    match c.input {
+        In::Layer => x.iter_mut().for_each(|v| *v = *v * 2.0 + 0.75 + c.x_offset),
+        In::Gelu | In::Silu => x.iter_mut().for_each(|v| *v *= 3.0),
+        _ => {}
+    }
     let bias = c.bias.then(|| rng.vec(n, 2.0));
+    let nw = rng.vec(k, 1.5);
+    let nb = rng.vec(k, 0.5);
+    let scale = rng.vec(n, 0.3);
+    let y0 = rng.vec(m * n, 4.0);
+    let eps = match c.input {
+        In::Layer => 1e-5,
+        _ => 1e-8,
+    };
+    let how = match c.input {
+        In::Plain => reference::Input::Plain,
+        In::Rms => reference::Input::RmsNorm { weight: &nw, eps },
+        In::Layer => reference::Input::LayerNorm {
+            weight: &nw,
+            bias: &nb,
+            eps,
+        },
+        In::Silu => reference::Input::SiluGate,
+        In::Gelu => reference::Input::GeluErf,
+    };
+    let xt = reference::input(&x, m, k, how);
     let wsel = &deq[c.row_offset as usize * k..(c.row_offset as usize + n) * k];
-    let want = reference::linear(&x, wsel, bias.as_deref(), m, n, k);
-    let absum = reference::abs_linear(&x, wsel, m, n, k);
+    let v = reference::linear(&xt, wsel, bias.as_deref(), m, n, k);
+    let mut absum = reference::abs_linear(&xt, wsel, m, n, k);
+    if c.input == In::Layer {
+        // x − mean is rounded to f32 at the scale of |x|, not of the row's spread: that error,
+        // relative to the standard deviation, goes through Σ_k |nw_k · W_nk|.
+        for (r, xr) in x.chunks(k).enumerate() {
+            let mean = xr.iter().map(|&v| v as f64).sum::<f64>() / k as f64;
+            let var = xr.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / k as f64;
+            let amax = xr.iter().fold(0f64, |a, &v| a.max(v.abs() as f64));
+            let cond = (amax / (var + eps as f64).sqrt()) as f32;
+            for j in 0..n {
+                let gw: f32 = (0..k).map(|i| (nw[i] * wsel[j * k + i]).abs()).sum();
+                absum[r * n + j] += cond * gw;
+            }
+        }
+    }
+    let mut want = y0.clone();
+    match c.out {
+        Out::Store => reference::output(&mut want, &v, n, false, None),
+        Out::Acc => reference::output(&mut want, &v, n, true, None),
+        Out::Scaled => {
+            reference::output(&mut want, &v, n, true, Some(&scale));
+            for (i, a) in absum.iter_mut().enumerate() {
+                *a *= scale[i % n].abs();
+            }
+        }
+    }
 
-    let full = gpu(host.upload(ctx, "w"))?;
+    let full = if c.split_rows > 0 {
+        gpu(host.upload_split(ctx, "w", c.split_rows))?
+    } else {
+        gpu(host.upload(ctx, "w"))?
+    };
     let w = if c.row_offset > 0 || c.total_rows != c.n {
         gpu(full.rows(c.row_offset, c.n))?
     } else {
         full
     };
     let xb = gpu(ctx.upload("x", &x))?;
-    // Poison the output so unwritten elements show.
-    let yb = gpu(ctx.upload("y", &vec![f32::NAN; m * n]))?;
+    // Poison the output so unwritten elements show (the accumulating modes start from y0).
+    let yb = if c.out == Out::Store {
+        gpu(ctx.upload("y", &vec![f32::NAN; m * n]))?
+    } else {
+        gpu(ctx.upload("y", &y0))?
+    };
     let bb = match &bias {
         Some(b) => Some(gpu(ctx.upload("bias", b))?),
         None => None,
     };
+    let nwb = gpu(ctx.upload("norm w", &nw))?;
+    let nbb = gpu(ctx.upload("norm b", &nb))?;
+    let sb = gpu(ctx.upload("scale", &scale))?;
+    let opts = LinearOpts {
+        bias: bb.as_ref().map(|b| b.view()),
+        input: match c.input {
+            In::Plain => LinearInput::Plain,
+            In::Rms => LinearInput::RmsNorm {
+                weight: nwb.view(),
+                eps,
+            },
+            In::Layer => LinearInput::LayerNorm {
+                weight: nwb.view(),
+                bias: nbb.view(),
+                eps,
+            },
+            In::Silu => LinearInput::SiluGate,
+            In::Gelu => LinearInput::GeluErf,
+        },
+        out: match c.out {
+            Out::Store => LinearOutput::Store,
+            Out::Acc => LinearOutput::Accumulate,
+            Out::Scaled => LinearOutput::AccumulateScaled { scale: sb.view() },
+        },
+    };
     let mut rec = Recorder::new(ctx, "test");
-    gpu(linear::linear(
-        &mut rec,
-        &w,
-        xb.view(),
-        yb.view(),
-        c.m,
-        bb.as_ref().map(|b| b.view()),
-    ))?;
+    if c.input == In::Plain && c.out == Out::Store && c.split_rows == 0 {
+        // The thin wrapper existing callers use.
+        gpu(linear::linear(
+            &mut rec,
+            &w,
+            xb.view(),
+            yb.view(),
+            c.m,
+            opts.bias,
+        ))?;
+    } else {
+        gpu(linear::linear_with(
+            &mut rec,
+            &w,
+            xb.view(),
+            yb.view(),
+            c.m,
+            &opts,
+        ))?;
+    }
     gpu(rec.submit())?;
     let got = gpu(ctx.read_f32(&yb).await)?;
     compare(&what, &got, &want, &absum)
@@ -398,6 +587,106 @@ async fn q4_big(ctx: &Context, size: Size) -> CaseResult {
     run(ctx, Case::new(Q4, k, n, 1)).await
 }
 
+/// Every input transform with every weight format, at K not a multiple of 256 (and, for the
+/// 8-row batch tile, M = 9: two tiles, the second partial); the batch sizes 1, 2, 3, 9 rotate
+/// so that each input meets each of them.
+async fn fused_inputs(ctx: &Context, size: Size) -> CaseResult {
+    worst_reset();
+    let (k, n) = match size {
+        Size::Small => (320, 13),
+        Size::Full => (1344, 131),
+    };
+    for (i, input) in INPUTS.into_iter().enumerate() {
+        for (j, f) in FORMATS.into_iter().enumerate() {
+            let m = [1, 2, 3, 9][(i + j) % 4];
+            let c = Case::new(f, k, n, m).fused(input, Out::Store, (i + j) % 2 == 0);
+            run(ctx, c).await?;
+        }
+    }
+    worst_log("fused inputs");
+    Ok(())
+}
+
+/// Every output mode with every weight format (inputs rotating, with and without bias).
+async fn fused_outputs(ctx: &Context, size: Size) -> CaseResult {
+    worst_reset();
+    let (k, n) = match size {
+        Size::Small => (192, 9),
+        Size::Full => (704, 77),
+    };
+    for (i, out) in OUTPUTS.into_iter().enumerate() {
+        for (j, f) in FORMATS.into_iter().enumerate() {
+            if size == Size::Small && j % 2 == 1 {
+                continue;
+            }
+            let m = [1, 2, 3, 9][(i + 2 * j) % 4];
+            let input = INPUTS[(i + j) % INPUTS.len()];
+            run(ctx, Case::new(f, k, n, m).fused(input, out, j % 2 == 1)).await?;
+        }
+    }
+    worst_log("fused outputs");
+    Ok(())
+}
+
+/// Every option on a weight split into parts (several dispatches into one output), and on a row
+/// block that spans parts.
+async fn fused_split_parts(ctx: &Context, _size: Size) -> CaseResult {
+    worst_reset();
+    for (i, input) in INPUTS.into_iter().enumerate() {
+        for (j, out) in OUTPUTS.into_iter().enumerate() {
+            let f = FORMATS[(i + j) % FORMATS.len()];
+            let k = if f == Q8 { 192 } else { 160 };
+            let mut c = Case::new(f, k, 30, [1, 2, 3, 9][(i + j) % 4]).fused(input, out, j != 1);
+            c.split_rows = 10;
+            if (i + j) % 2 == 1 {
+                c.total_rows = 30;
+                c.n = 21;
+                c.row_offset = 5;
+            }
+            run(ctx, c).await?;
+        }
+    }
+    worst_log("fused split parts");
+    Ok(())
+}
+
+/// The LM's fused shapes: RMSNorm → qkv 4096 → 12288 and SiLU-gated FFN out 11264 → 4096 with a
+/// residual add, M = 1, in bf16 and q4; Mimi's LayerNorm → in_proj 512 → 1536 and GELU →
+/// linear2 2048 → 512 with the layer scale, f32, M = 2.
+async fn fused_model_shapes(ctx: &Context, size: Size) -> CaseResult {
+    worst_reset();
+    let s = |full: u32, small: u32| if size == Size::Full { full } else { small };
+    for f in [WeightFormat::Bf16, Q4] {
+        run(
+            ctx,
+            Case::new(f, s(4096, 256), s(12288, 24), 1).fused(In::Rms, Out::Store, false),
+        )
+        .await?;
+        run(
+            ctx,
+            Case::new(f, s(11264, 256), s(4096, 24), 1).fused(In::Silu, Out::Acc, false),
+        )
+        .await?;
+    }
+    let f = WeightFormat::F32;
+    run(
+        ctx,
+        Case::new(f, s(512, 64), s(1536, 24), 2).fused(In::Layer, Out::Store, false),
+    )
+    .await?;
+    // LayerNorm of rows whose mean is 100 standard deviations away from zero.
+    let mut c = Case::new(f, s(512, 64), s(96, 24), 3).fused(In::Layer, Out::Store, true);
+    c.x_offset = 100.0;
+    run(ctx, c).await?;
+    run(
+        ctx,
+        Case::new(f, s(2048, 128), s(512, 24), 2).fused(In::Gelu, Out::Scaled, false),
+    )
+    .await?;
+    worst_log("fused model shapes");
+    Ok(())
+}
+
 /// The published → GPU conversions, bit for bit, on hand-made data.
 async fn published_layouts(_ctx: &Context, _size: Size) -> CaseResult {
     // bf16: elements 2i / 2i+1 in the low / high halves.
@@ -540,6 +829,108 @@ async fn bad_arguments(ctx: &Context, _size: Size) -> CaseResult {
     let got = gpu(ctx.read_f32(&y).await)?;
     if got[..8].iter().any(|&v| v != 0.0) {
         return Err(format!("zero x gives {:?}", &got[..8]));
+    }
+    Ok(())
+}
+
+/// Wrong fused options come back as errors.
+async fn bad_fused_arguments(ctx: &Context, _size: Size) -> CaseResult {
+    let w = gpu(gpu(HostLinear::quantize(
+        WeightFormat::F32,
+        &[0.5; 64 * 8],
+        8,
+        64,
+    ))?
+    .upload(ctx, "w"))?;
+    let x = gpu(ctx.upload("x", &[0f32; 128]))?;
+    let y = gpu(ctx.upload("y", &[0f32; 16]))?;
+    let small = gpu(ctx.upload("small", &[1f32; 4]))?;
+    let vecs = gpu(ctx.upload("vecs", &[1f32; 64]))?;
+    let mut rec = Recorder::new(ctx, "test");
+    let mut launch = |m: u32, opts: LinearOpts| {
+        linear::linear_with(&mut rec, &w, x.view(), y.view(), m, &opts).is_err()
+    };
+    let rms = |weight| LinearInput::RmsNorm { weight, eps: 1e-8 };
+    let bad = [
+        // SiLU gate needs [m, 2K]: 128 floats hold one row of 2·64, not two.
+        launch(
+            2,
+            LinearOpts {
+                input: LinearInput::SiluGate,
+                ..Default::default()
+            },
+        ),
+        // Norm weight of 4 for K = 64.
+        launch(
+            1,
+            LinearOpts {
+                input: rms(small.view()),
+                ..Default::default()
+            },
+        ),
+        // LayerNorm bias too short.
+        launch(
+            1,
+            LinearOpts {
+                input: LinearInput::LayerNorm {
+                    weight: vecs.view(),
+                    bias: small.view(),
+                    eps: 1e-5,
+                },
+                ..Default::default()
+            },
+        ),
+        // Scale of 4 for N = 8.
+        launch(
+            1,
+            LinearOpts {
+                out: LinearOutput::AccumulateScaled {
+                    scale: small.view(),
+                },
+                ..Default::default()
+            },
+        ),
+        // y aliasing the norm weight or the scale.
+        launch(
+            1,
+            LinearOpts {
+                input: rms(y.view()),
+                ..Default::default()
+            },
+        ),
+        launch(
+            1,
+            LinearOpts {
+                out: LinearOutput::AccumulateScaled { scale: y.view() },
+                ..Default::default()
+            },
+        ),
+        // NaN epsilon.
+        launch(
+            1,
+            LinearOpts {
+                input: LinearInput::RmsNorm {
+                    weight: vecs.view(),
+                    eps: f32::NAN,
+                },
+                ..Default::default()
+            },
+        ),
+    ];
+    let ok = launch(
+        2,
+        LinearOpts {
+            input: rms(vecs.view()),
+            out: LinearOutput::Accumulate,
+            bias: Some(vecs.view()),
+        },
+    );
+    gpu(rec.submit())?;
+    if let Some(i) = bad.iter().position(|e| !e) {
+        return Err(format!("bad fused launch {i} accepted"));
+    }
+    if ok {
+        return Err("good fused launch rejected".into());
     }
     Ok(())
 }

@@ -1,5 +1,5 @@
 use parle::gpu::{Context, Recorder};
-use parle::kernels::norm::{self, reference, LAYER_EPS_MIMI, RMS_EPS_MOSHI};
+use parle::kernels::norm::{self, reference, LayerNorm, LAYER_EPS_MIMI, RMS_EPS_MOSHI};
 
 use crate::cases;
 use crate::common::{assert_close, gpu, CaseResult, Rng, Size};
@@ -72,16 +72,12 @@ async fn run_layer(
     );
     let yb = gpu(ctx.upload("y", &vec![f32::NAN; x.len()]))?;
     let mut rec = Recorder::new(ctx, "test");
-    gpu(norm::layer_norm(
-        &mut rec,
-        xb.view(),
-        wb.view(),
-        bb.view(),
-        yb.view(),
-        rows as u32,
-        d as u32,
+    gpu(LayerNorm {
+        weight: wb.view(),
+        bias: bb.view(),
         eps,
-    ))?;
+    }
+    .apply(&mut rec, xb.view(), yb.view(), rows as u32, d as u32))?;
     gpu(rec.submit())?;
     gpu(ctx.read_f32(&yb).await)
 }
@@ -178,16 +174,12 @@ async fn norm_rejects_short_buffers(ctx: &Context, _size: Size) -> CaseResult {
     let mut rec = Recorder::new(ctx, "test");
     let r1 = norm::rms_norm(&mut rec, xb.view(), wb.view(), yb.view(), 2, 64, 1e-8);
     let r2 = norm::rms_norm(&mut rec, xb.view(), wb.view(), yb.view(), 2, 0, 1e-8);
-    let r3 = norm::layer_norm(
-        &mut rec,
-        xb.view(),
-        wb.view(),
-        wb.view(),
-        yb.view(),
-        1,
-        64,
-        1e-5,
-    );
+    let r3 = LayerNorm {
+        weight: wb.view(),
+        bias: wb.view(),
+        eps: 1e-5,
+    }
+    .apply(&mut rec, xb.view(), yb.view(), 1, 64);
     let ok = norm::rms_norm(&mut rec, xb.view(), wb.view(), yb.view(), 2, 32, 1e-8);
     gpu(rec.submit())?;
     if r1.is_ok() || r2.is_ok() || r3.is_ok() {

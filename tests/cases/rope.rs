@@ -29,17 +29,26 @@ async fn run(
     gpu(ctx.read_f32(&xb).await)
 }
 
-#[allow(clippy::too_many_arguments)]
+/// The RoPE table under test: head dimension and max period.
+#[derive(Clone, Copy)]
+struct Table {
+    head_dim: u32,
+    max_period: f32,
+}
+
 async fn check(
     ctx: &Context,
     what: &str,
     layout: RopeLayout,
-    head_dim: u32,
-    max_period: f32,
+    table: Table,
     rows: u32,
     pos0: u32,
     atol: f32,
 ) -> CaseResult {
+    let Table {
+        head_dim,
+        max_period,
+    } = table;
     let n = rows as usize * layout.row_stride as usize;
     let x = Rng::new(pos0 as u64 + rows as u64).vec(n, 2.0);
     let got = run(ctx, &x, &layout, head_dim, max_period, rows, pos0).await?;
@@ -92,8 +101,10 @@ async fn rope_fused_qkv(ctx: &Context, size: Size) -> CaseResult {
                 ctx,
                 "qkv",
                 RopeLayout::fused_qkv(2, 16),
-                16,
-                1e4,
+                Table {
+                    head_dim: 16,
+                    max_period: 1e4,
+                },
                 3,
                 0,
                 2e-6,
@@ -103,8 +114,10 @@ async fn rope_fused_qkv(ctx: &Context, size: Size) -> CaseResult {
                 ctx,
                 "qkv",
                 RopeLayout::fused_qkv(3, 64),
-                64,
-                1e4,
+                Table {
+                    head_dim: 64,
+                    max_period: 1e4,
+                },
                 2,
                 2999,
                 2e-6,
@@ -118,8 +131,10 @@ async fn rope_fused_qkv(ctx: &Context, size: Size) -> CaseResult {
                 ctx,
                 "Mimi qkv",
                 RopeLayout::fused_qkv(8, 64),
-                64,
-                1e4,
+                Table {
+                    head_dim: 64,
+                    max_period: 1e4,
+                },
                 2,
                 0,
                 2e-6,
@@ -129,8 +144,10 @@ async fn rope_fused_qkv(ctx: &Context, size: Size) -> CaseResult {
                 ctx,
                 "Mimi qkv",
                 RopeLayout::fused_qkv(8, 64),
-                64,
-                1e4,
+                Table {
+                    head_dim: 64,
+                    max_period: 1e4,
+                },
                 40,
                 230,
                 2e-6,
@@ -140,8 +157,10 @@ async fn rope_fused_qkv(ctx: &Context, size: Size) -> CaseResult {
                 ctx,
                 "Moshi qkv",
                 RopeLayout::fused_qkv(32, 128),
-                128,
-                1e4,
+                Table {
+                    head_dim: 128,
+                    max_period: 1e4,
+                },
                 1,
                 0,
                 2e-6,
@@ -151,8 +170,10 @@ async fn rope_fused_qkv(ctx: &Context, size: Size) -> CaseResult {
                 ctx,
                 "Moshi qkv",
                 RopeLayout::fused_qkv(32, 128),
-                128,
-                1e4,
+                Table {
+                    head_dim: 128,
+                    max_period: 1e4,
+                },
                 3,
                 2998,
                 2e-6,
@@ -162,8 +183,10 @@ async fn rope_fused_qkv(ctx: &Context, size: Size) -> CaseResult {
                 ctx,
                 "Moshi qkv 1e5",
                 RopeLayout::fused_qkv(32, 128),
-                128,
-                1e5,
+                Table {
+                    head_dim: 128,
+                    max_period: 1e5,
+                },
                 2,
                 1500,
                 2e-6,
@@ -185,7 +208,19 @@ async fn rope_q_only_padded_rows(ctx: &Context, size: Size) -> CaseResult {
         q_offset: 7,
         k_offset: None,
     };
-    check(ctx, "q only", layout, 32, 1e5, rows, 17, 2e-6).await?;
+    check(
+        ctx,
+        "q only",
+        layout,
+        Table {
+            head_dim: 32,
+            max_period: 1e5,
+        },
+        rows,
+        17,
+        2e-6,
+    )
+    .await?;
     // k before q in the row.
     let layout = RopeLayout {
         heads,
@@ -193,7 +228,19 @@ async fn rope_q_only_padded_rows(ctx: &Context, size: Size) -> CaseResult {
         q_offset: heads * 32 + 2,
         k_offset: Some(0),
     };
-    check(ctx, "k before q", layout, 32, 1e4, rows, 1234, 2e-6).await
+    check(
+        ctx,
+        "k before q",
+        layout,
+        Table {
+            head_dim: 32,
+            max_period: 1e4,
+        },
+        rows,
+        1234,
+        2e-6,
+    )
+    .await
 }
 
 /// Long sessions: absolute positions keep growing past the context (range reduction of large θ).
@@ -202,8 +249,10 @@ async fn rope_far_positions(ctx: &Context, _size: Size) -> CaseResult {
         ctx,
         "far",
         RopeLayout::fused_qkv(2, 64),
-        64,
-        1e4,
+        Table {
+            head_dim: 64,
+            max_period: 1e4,
+        },
         2,
         12_000,
         4e-6,
@@ -213,8 +262,10 @@ async fn rope_far_positions(ctx: &Context, _size: Size) -> CaseResult {
         ctx,
         "very far",
         RopeLayout::fused_qkv(2, 64),
-        64,
-        1e4,
+        Table {
+            head_dim: 64,
+            max_period: 1e4,
+        },
         2,
         100_000,
         2e-5,

@@ -1,5 +1,7 @@
 use parle::gpu::{BufferUsage, Context, GpuBuffer, Recorder};
-use parle::kernels::rvq::{self, reference, Codebooks, CodesLayout, IoLayout};
+use parle::kernels::rvq::{
+    self, reference, Codebooks, CodesLayout, CodesView, EncodeScratch, Frames, IoLayout,
+};
 
 use crate::cases;
 use crate::common::{assert_close, gpu, CaseResult, Rng, Size};
@@ -33,17 +35,23 @@ fn model(rng: &mut Rng, levels: usize, bins: usize, dim: usize, t: usize) -> (Ve
 }
 
 /// Compare codes; on a mismatch report both candidates' f64 distances at that step.
-#[allow(clippy::too_many_arguments)]
-fn check_codes(
-    what: &str,
-    got: &[u32],
-    want: &[u32],
-    x: &[f32],
+/// What was encoded: `t` frames of `dim` in `x`, codebooks `cb` of `bins` rows per level.
+struct Encoded<'a> {
+    x: &'a [f32],
     t: usize,
     dim: usize,
-    cb: &[f32],
+    cb: &'a [f32],
     bins: usize,
-) -> CaseResult {
+}
+
+fn check_codes(what: &str, got: &[u32], want: &[u32], enc: &Encoded) -> CaseResult {
+    let Encoded {
+        x,
+        t,
+        dim,
+        cb,
+        bins,
+    } = *enc;
     let levels = want.len() / t;
     for ti in 0..t {
         let mut r: Vec<f64> = x[ti * dim..(ti + 1) * dim]
@@ -123,47 +131,67 @@ async fn mimi_split_rvq_t1(ctx: &Context, size: Size) -> CaseResult {
     let mut rec = Recorder::new(ctx, "test");
     gpu(rvq::encode(
         &mut rec,
-        xb.view(),
-        io,
-        t as u32,
         &first,
         1,
-        codes.view(),
-        layout,
-        residual.view(),
-        parts.view(),
+        Frames {
+            view: xb.view(),
+            layout: io,
+            frames: t as u32,
+        },
+        CodesView {
+            view: codes.view(),
+            layout,
+        },
+        EncodeScratch {
+            residual: residual.view(),
+            parts: parts.view(),
+        },
     ))?;
     gpu(rvq::encode(
         &mut rec,
-        xb.view(),
-        io,
-        t as u32,
         &rest,
         7,
-        codes.view(),
-        layout.skip_levels(1),
-        residual.view(),
-        parts.view(),
+        Frames {
+            view: xb.view(),
+            layout: io,
+            frames: t as u32,
+        },
+        CodesView {
+            view: codes.view(),
+            layout: layout.skip_levels(1),
+        },
+        EncodeScratch {
+            residual: residual.view(),
+            parts: parts.view(),
+        },
     ))?;
     gpu(rvq::decode(
         &mut rec,
         &first,
         1,
-        codes.view(),
-        layout,
-        t as u32,
-        q_first.view(),
-        io,
+        CodesView {
+            view: codes.view(),
+            layout,
+        },
+        Frames {
+            view: q_first.view(),
+            layout: io,
+            frames: t as u32,
+        },
     ))?;
     gpu(rvq::decode(
         &mut rec,
         &rest,
         7,
-        codes.view(),
-        layout.skip_levels(1),
-        t as u32,
-        q_rest.view(),
-        io,
+        CodesView {
+            view: codes.view(),
+            layout: layout.skip_levels(1),
+        },
+        Frames {
+            view: q_rest.view(),
+            layout: io,
+            frames: t as u32,
+        },
     ))?;
     gpu(rec.submit())?;
     let got = gpu(ctx.read_u32(&codes).await)?;
@@ -173,21 +201,25 @@ async fn mimi_split_rvq_t1(ctx: &Context, size: Size) -> CaseResult {
         "semantic",
         &got[..t],
         &want_first,
-        &x,
-        t,
-        dim,
-        &cb_first,
-        bins,
+        &Encoded {
+            x: &x,
+            t,
+            dim,
+            cb: &cb_first,
+            bins,
+        },
     )?;
     check_codes(
         "acoustic",
         &got[t..],
         &want_rest,
-        &x,
-        t,
-        dim,
-        &cb_rest,
-        bins,
+        &Encoded {
+            x: &x,
+            t,
+            dim,
+            cb: &cb_rest,
+            bins,
+        },
     )?;
 
     let q = gpu(ctx.read_f32(&q_first).await)?;
@@ -246,25 +278,35 @@ async fn channel_major_t3_strided_codes(ctx: &Context, size: Size) -> CaseResult
     let mut rec = Recorder::new(ctx, "test");
     gpu(rvq::encode(
         &mut rec,
-        xb.view(),
-        io,
-        t as u32,
         &book,
         levels as u32,
-        codes.view(),
-        layout,
-        residual.view(),
-        parts.view(),
+        Frames {
+            view: xb.view(),
+            layout: io,
+            frames: t as u32,
+        },
+        CodesView {
+            view: codes.view(),
+            layout,
+        },
+        EncodeScratch {
+            residual: residual.view(),
+            parts: parts.view(),
+        },
     ))?;
     gpu(rvq::decode(
         &mut rec,
         &book,
         levels as u32,
-        codes.view(),
-        layout,
-        t as u32,
-        qb.view(),
-        io,
+        CodesView {
+            view: codes.view(),
+            layout,
+        },
+        Frames {
+            view: qb.view(),
+            layout: io,
+            frames: t as u32,
+        },
     ))?;
     gpu(rec.submit())?;
     let raw = gpu(ctx.read_u32(&codes).await)?;
@@ -282,7 +324,18 @@ async fn channel_major_t3_strided_codes(ctx: &Context, size: Size) -> CaseResult
         }
     }
     let want = reference::encode(&x, t, dim, &cb, bins, levels);
-    check_codes("T=3", &got, &want, &x, t, dim, &cb, bins)?;
+    check_codes(
+        "T=3",
+        &got,
+        &want,
+        &Encoded {
+            x: &x,
+            t,
+            dim,
+            cb: &cb,
+            bins,
+        },
+    )?;
     let q = gpu(ctx.read_f32(&qb).await)?;
     let want_q = reference::decode(&want, t, dim, &cb, bins, levels);
     let mut got_q = vec![0f32; t * dim];
@@ -353,15 +406,21 @@ async fn exact_ties_lowest_index(ctx: &Context, size: Size) -> CaseResult {
     let mut rec = Recorder::new(ctx, "test");
     gpu(rvq::encode(
         &mut rec,
-        xb.view(),
-        IoLayout::time_major(dim as u32),
-        t as u32,
         &book,
         levels as u32,
-        codes.view(),
-        CodesLayout::levels_major(t as u32),
-        residual.view(),
-        parts.view(),
+        Frames {
+            view: xb.view(),
+            layout: IoLayout::time_major(dim as u32),
+            frames: t as u32,
+        },
+        CodesView {
+            view: codes.view(),
+            layout: CodesLayout::levels_major(t as u32),
+        },
+        EncodeScratch {
+            residual: residual.view(),
+            parts: parts.view(),
+        },
     ))?;
     gpu(rec.submit())?;
     let got = gpu(ctx.read_u32(&codes).await)?;
@@ -373,7 +432,18 @@ async fn exact_ties_lowest_index(ctx: &Context, size: Size) -> CaseResult {
             "test setup: reference codes {want:?}, planted {planted:?}"
         ));
     }
-    check_codes("ties", &got, &want, &x, t, dim, &cb, bins)
+    check_codes(
+        "ties",
+        &got,
+        &want,
+        &Encoded {
+            x: &x,
+            t,
+            dim,
+            cb: &cb,
+            bins,
+        },
+    )
 }
 
 /// 32 levels (Mimi's full n_q), small codebooks, 5 frames (2 in the browser).
@@ -398,30 +468,51 @@ async fn levels_32_small(ctx: &Context, size: Size) -> CaseResult {
     let mut rec = Recorder::new(ctx, "test");
     gpu(rvq::encode(
         &mut rec,
-        xb.view(),
-        io,
-        t as u32,
         &book,
         levels as u32,
-        codes.view(),
-        layout,
-        residual.view(),
-        parts.view(),
+        Frames {
+            view: xb.view(),
+            layout: io,
+            frames: t as u32,
+        },
+        CodesView {
+            view: codes.view(),
+            layout,
+        },
+        EncodeScratch {
+            residual: residual.view(),
+            parts: parts.view(),
+        },
     ))?;
     gpu(rvq::decode(
         &mut rec,
         &book,
         levels as u32,
-        codes.view(),
-        layout,
-        t as u32,
-        qb.view(),
-        io,
+        CodesView {
+            view: codes.view(),
+            layout,
+        },
+        Frames {
+            view: qb.view(),
+            layout: io,
+            frames: t as u32,
+        },
     ))?;
     gpu(rec.submit())?;
     let got = gpu(ctx.read_u32(&codes).await)?;
     let want = reference::encode(&x, t, dim, &cb, bins, levels);
-    check_codes("32 levels", &got, &want, &x, t, dim, &cb, bins)?;
+    check_codes(
+        "32 levels",
+        &got,
+        &want,
+        &Encoded {
+            x: &x,
+            t,
+            dim,
+            cb: &cb,
+            bins,
+        },
+    )?;
     let q = gpu(ctx.read_f32(&qb).await)?;
     let want_q = reference::decode(&want, t, dim, &cb, bins, levels);
     assert_close("decode 32 levels", &q, &want_q, 1e-5, 1e-5)
@@ -449,11 +540,15 @@ async fn decode_out_of_range_codes(ctx: &Context, _size: Size) -> CaseResult {
         &mut rec,
         &book,
         levels as u32,
-        kb.view(),
-        CodesLayout::levels_major(t as u32),
-        t as u32,
-        qb.view(),
-        IoLayout::time_major(dim as u32),
+        CodesView {
+            view: kb.view(),
+            layout: CodesLayout::levels_major(t as u32),
+        },
+        Frames {
+            view: qb.view(),
+            layout: IoLayout::time_major(dim as u32),
+            frames: t as u32,
+        },
     ))?;
     gpu(rec.submit())?;
     let q = gpu(ctx.read_f32(&qb).await)?;
@@ -477,15 +572,21 @@ async fn bad_arguments(ctx: &Context, _size: Size) -> CaseResult {
         let mut rec = Recorder::new(ctx, "test");
         rvq::encode(
             &mut rec,
-            x.view(),
-            IoLayout::time_major(b.dim),
-            t,
             &b,
             levels,
-            codes.view(),
-            CodesLayout::levels_major(t),
-            res.view(),
-            parts.view(),
+            Frames {
+                view: x.view(),
+                layout: IoLayout::time_major(b.dim),
+                frames: t,
+            },
+            CodesView {
+                view: codes.view(),
+                layout: CodesLayout::levels_major(t),
+            },
+            EncodeScratch {
+                residual: res.view(),
+                parts: parts.view(),
+            },
         )
     };
     let checks = [

@@ -1,6 +1,6 @@
 use parle::gpu::{BufferUsage, Context, Recorder};
-use parle::kernels::embed::{self, Stream, TableFormat};
-use parle::kernels::sampling::{self, reference, SampleConfig};
+use parle::kernels::embed::{self, EmbedTable, Stream, TableFormat};
+use parle::kernels::sampling::{self, reference, LogitRows, SampleConfig, TokenSlots};
 
 use crate::cases;
 use crate::common::{assert_close, gpu, CaseResult, Rng, Size};
@@ -32,14 +32,18 @@ async fn draw(
     let mut rec = Recorder::new(ctx, "test");
     gpu(sampling::sample_rows(
         &mut rec,
-        lb.view(),
-        0,
-        n as u32,
-        row_stride as u32,
-        rows as u32,
+        &LogitRows {
+            view: lb.view(),
+            offset: 0,
+            n: n as u32,
+            row_stride: row_stride as u32,
+            rows: rows as u32,
+        },
         cfg,
-        tb.view(),
-        1,
+        TokenSlots {
+            view: tb.view(),
+            index: 1,
+        },
     ))?;
     gpu(rec.submit())?;
     let got = gpu(ctx.read_u32(&tb).await)?;
@@ -139,15 +143,19 @@ async fn greedy_planted_ties(ctx: &Context, size: Size) -> CaseResult {
     let mut rec = Recorder::new(ctx, "test");
     gpu(sampling::sample_many(
         &mut rec,
-        lb.view(),
-        0,
-        n as u32,
-        n as u32,
-        rows as u32,
+        &LogitRows {
+            view: lb.view(),
+            offset: 0,
+            n: n as u32,
+            row_stride: n as u32,
+            rows: rows as u32,
+        },
         3,
         &SampleConfig::greedy(),
-        tb.view(),
-        0,
+        TokenSlots {
+            view: tb.view(),
+            index: 0,
+        },
     ))?;
     gpu(rec.submit())?;
     let got3 = gpu(ctx.read_u32(&tb).await)?;
@@ -292,15 +300,19 @@ async fn chi_square_small_vocab(ctx: &Context, size: Size) -> CaseResult {
         let mut rec = Recorder::new(ctx, "test");
         gpu(sampling::sample_many(
             &mut rec,
-            lb.view(),
-            0,
-            8,
-            0,
-            (draws / per_row) as u32,
+            &LogitRows {
+                view: lb.view(),
+                offset: 0,
+                n: 8,
+                row_stride: 0,
+                rows: (draws / per_row) as u32,
+            },
             per_row as u32,
             &cfg,
-            tb.view(),
-            0,
+            TokenSlots {
+                view: tb.view(),
+                index: 0,
+            },
         ))?;
         gpu(rec.submit())?;
         let got = gpu(ctx.read_u32(&tb).await)?;
@@ -487,9 +499,11 @@ async fn sample_then_embed_on_gpu(ctx: &Context, _size: Size) -> CaseResult {
     ];
     gpu(embed::embed_sum(
         &mut rec,
-        tab.view(),
-        TableFormat::F32,
-        dim as u32,
+        &EmbedTable {
+            view: tab.view(),
+            format: TableFormat::F32,
+            dim: dim as u32,
+        },
         tokens.view(),
         &streams,
         out.view(),
@@ -528,14 +542,18 @@ async fn bad_arguments(ctx: &Context, _size: Size) -> CaseResult {
         let mut rec = Recorder::new(ctx, "test");
         sampling::sample_rows(
             &mut rec,
-            lb.view(),
-            off,
-            n,
-            stride,
-            rows,
+            &LogitRows {
+                view: lb.view(),
+                offset: off,
+                n,
+                row_stride: stride,
+                rows,
+            },
             &SampleConfig::top_k(temp, 5, 0, 0, 0),
-            tb.view(),
-            out,
+            TokenSlots {
+                view: tb.view(),
+                index: out,
+            },
         )
     };
     let checks = [
@@ -556,15 +574,19 @@ async fn bad_arguments(ctx: &Context, _size: Size) -> CaseResult {
         let mut rec = Recorder::new(ctx, "test");
         sampling::sample_many(
             &mut rec,
-            lb.view(),
-            0,
-            10,
-            0,
-            rows,
+            &LogitRows {
+                view: lb.view(),
+                offset: 0,
+                n: 10,
+                row_stride: 0,
+                rows,
+            },
             draws,
             &SampleConfig::top_k(1.0, 5, 0, 0, 0),
-            tb.view(),
-            0,
+            TokenSlots {
+                view: tb.view(),
+                index: 0,
+            },
         )
     };
     for (what, r) in [

@@ -7,9 +7,14 @@ use parle::gpu::{Context, Recorder};
 use parle::kernels::embed::TableFormat;
 use parle::lm::{Lm, LmConfig, LmOptions, TokenChoice};
 use parle::nn::Weights;
-use parle::weights::{MemorySafetensors, TensorSource};
+use parle::weights::{Checkpoint, MemorySafetensors, TensorSource};
 
 pub struct Tensors(pub MemorySafetensors);
+
+/// An LM checkpoint (any published format) under the canonical names the LM asks for.
+pub fn lm_checkpoint(bytes: &[u8]) -> Checkpoint {
+    Checkpoint::from_bytes("model.safetensors", bytes.to_vec(), None).expect("fixture parses")
+}
 
 impl Tensors {
     pub fn new(name: &str, bytes: &[u8]) -> Self {
@@ -77,10 +82,14 @@ pub struct Report {
 /// codes; its logits are undelayed: codebook k's logits at step s are at position s − d_k.
 pub async fn kyutai_test_lm(ctx: &Context, f32_cache: bool, tol: f32) -> Result<Report, String> {
     let cfg_text = include_str!("../../../shared/fixtures/kyutai-test-lm/config.json");
-    let model = Tensors::new(
+    // Under canonical names: the stacked depformer attention is served per weight set.
+    let model = Checkpoint::from_bytes(
         "test_lm_model.safetensors",
-        include_bytes!("../../../shared/fixtures/kyutai-test-lm/test_lm_model.safetensors"),
-    );
+        include_bytes!("../../../shared/fixtures/kyutai-test-lm/test_lm_model.safetensors")
+            .to_vec(),
+        None,
+    )
+    .map_err(|e| e.to_string())?;
     let codes_t = Tensors::new(
         "test_lm_codes.safetensors",
         include_bytes!("../../../shared/fixtures/kyutai-test-lm/test_lm_codes.safetensors"),
@@ -94,7 +103,7 @@ pub async fn kyutai_test_lm(ctx: &Context, f32_cache: bool, tol: f32) -> Result<
         tables: Some(TableFormat::F32),
         f32_cache,
     };
-    let mut lm = Lm::load(ctx, cfg.clone(), &Weights::checkpoint(&model.0), &opts)
+    let mut lm = Lm::load(ctx, cfg.clone(), &Weights::checkpoint(&model), &opts)
         .map_err(|e| e.to_string())?;
     let codes = codes_t.i64("codes");
     let [b_n, k_n, t_n] = codes_t.shape("codes")[..] else {
@@ -148,6 +157,135 @@ pub async fn kyutai_test_lm(ctx: &Context, f32_cache: bool, tol: f32) -> Result<
                     ));
                 }
             }
+        }
+    }
+    Ok(report)
+}
+
+/// The tiny LM of `tests/fixtures/lm/formats` in each published format (folder, config,
+/// checkpoint, reference): PyTorch bf16, MLX q4, MLX q8, candle Q8_0 GGUF.
+pub const FORMATS: &[(&str, &str, &[u8], &[u8])] = &[
+    (
+        "pytorch_bf16",
+        include_str!("../fixtures/lm/formats/pytorch_bf16/config.json"),
+        include_bytes!("../fixtures/lm/formats/pytorch_bf16/model.safetensors"),
+        include_bytes!("../fixtures/lm/formats/pytorch_bf16/reference.safetensors"),
+    ),
+    (
+        "mlx_q4",
+        include_str!("../fixtures/lm/formats/mlx_q4/config.json"),
+        include_bytes!("../fixtures/lm/formats/mlx_q4/model.q4.safetensors"),
+        include_bytes!("../fixtures/lm/formats/mlx_q4/reference.safetensors"),
+    ),
+    (
+        "mlx_q8",
+        include_str!("../fixtures/lm/formats/mlx_q8/config.json"),
+        include_bytes!("../fixtures/lm/formats/mlx_q8/model.q8.safetensors"),
+        include_bytes!("../fixtures/lm/formats/mlx_q8/reference.safetensors"),
+    ),
+    (
+        "candle_q8_gguf",
+        include_str!("../fixtures/lm/formats/candle_q8_gguf/config.json"),
+        include_bytes!("../fixtures/lm/formats/candle_q8_gguf/model.q8.gguf"),
+        include_bytes!("../fixtures/lm/formats/candle_q8_gguf/reference.safetensors"),
+    ),
+];
+
+fn argmax(v: &[f32]) -> (usize, f32) {
+    let mut best = (0, f32::NEG_INFINITY, f32::NEG_INFINITY);
+    for (i, &x) in v.iter().enumerate() {
+        if x > best.1 {
+            best = (i, x, best.1);
+        } else if x > best.2 {
+            best.2 = x;
+        }
+    }
+    (best.0, best.1 - best.2)
+}
+
+/// Greedy generation of one fixture format: the checkpoint goes to the GPU in its own layout
+/// (canonical names, every stored tensor used), the user's codes of the reference are fed, and
+/// every step's text token and 8 depformer tokens must be PyPI moshi's (`LMGen`, greedy, on the
+/// weights that file encodes). `compared` counts the tokens checked, `max_err` is the smallest
+/// top-1 − top-2 logit gap seen on the GPU.
+pub async fn formats_greedy(ctx: &Context, which: usize) -> Result<Report, String> {
+    use parle::lm::Sampling;
+    use parle::weights::UsageTracker;
+
+    let (name, config, model, reference) = FORMATS[which];
+    let cfg = LmConfig::from_json(config).map_err(|e| e.to_string())?;
+    let ck = Checkpoint::from_bytes(name, model.to_vec(), None).map_err(|e| e.to_string())?;
+    let used = UsageTracker::new(&ck);
+    let opts = LmOptions {
+        tables: Some(TableFormat::F32),
+        f32_cache: true,
+    };
+    let mut lm = Lm::load(ctx, cfg.clone(), &Weights::checkpoint(&used), &opts)
+        .map_err(|e| format!("{name}: {e}"))?;
+    used.finish().map_err(|e| e.to_string())?;
+    let r = Tensors::new("reference.safetensors", reference);
+    let codes = r.i64("input_codes");
+    let text = r.i64("text_tokens");
+    let audio = r.i64("audio_tokens");
+    let steps = text.len();
+    let users = cfg.n_q - cfg.dep_q;
+    let dq = cfg.dep_q;
+    let mut report = Report {
+        max_err: f32::INFINITY,
+        ..Report::default()
+    };
+    lm.reset(ctx);
+    for s in 0..steps {
+        // LMGen feeds the user's codes of step s as frame s − 1 (step 0 sees the initial
+        // tokens only); the LM reads frame s − 1 − delay at step s.
+        if s >= 1 {
+            let c: Vec<u32> = codes[s * users..(s + 1) * users]
+                .iter()
+                .map(|&c| c as u32)
+                .collect();
+            ctx.write(
+                &lm.tokens,
+                lm.user_codes_slot(s - 1) as u64 * 4,
+                bytemuck::cast_slice(&c),
+            );
+        }
+        let mut rec = Recorder::new(ctx, "greedy step");
+        lm.record_step(&mut rec, TokenChoice::Sample(Sampling::greedy()))
+            .map_err(|e| e.to_string())?;
+        rec.submit().map_err(|e| e.to_string())?;
+        let tl = ctx
+            .read_f32(&lm.text_logits)
+            .await
+            .map_err(|e| e.to_string())?;
+        let al = ctx
+            .read_f32(&lm.audio_logits)
+            .await
+            .map_err(|e| e.to_string())?;
+        let ring = ctx.read_u32(&lm.tokens).await.map_err(|e| e.to_string())?;
+        let (t, gap) = argmax(&tl[..cfg.text_card_out]);
+        report.max_err = report.max_err.min(gap);
+        let mut got = vec![t as i64];
+        let mut chosen = vec![ring[lm.frame_row(s) as usize] as i64];
+        for k in 0..dq {
+            let row = &al[k * lm.logit_stride()..k * lm.logit_stride() + cfg.card];
+            let (a, gap) = argmax(row);
+            report.max_err = report.max_err.min(gap);
+            got.push(a as i64);
+            let d = cfg.delays[1 + k];
+            chosen.push(if s >= d {
+                ring[lm.frame_row(s - d) as usize + 1 + k] as i64
+            } else {
+                a as i64 // written to the discard row
+            });
+        }
+        let mut want = vec![text[s]];
+        want.extend_from_slice(&audio[s * dq..(s + 1) * dq]);
+        report.compared += want.len();
+        if got != want || chosen != want {
+            report.lines.push(format!(
+                "{name} step {s}: GPU argmax {got:?}, sampled {chosen:?}, PyPI moshi {want:?}"
+            ));
+            break; // later steps depend on these tokens
         }
     }
     Ok(report)
@@ -230,7 +368,7 @@ pub async fn moshi_greedy(
     use parle::lm::Sampling;
     use parle::session::{ModelParts, Session, SessionOptions, StepOutput};
     use parle::text::Tokenizer;
-    let model = Tensors::new("model.safetensors", fx.model);
+    let model = lm_checkpoint(fx.model);
     let mimi = Tensors::new("mimi.safetensors", fx.mimi);
     let r = Tensors::new("reference.safetensors", fx.reference);
     let tokenizer =
@@ -246,7 +384,7 @@ pub async fn moshi_greedy(
     let parts = ModelParts {
         config: Some(fx.config),
         mimi: &mimi.0,
-        lm: Some(Weights::checkpoint(&model.0)),
+        lm: Some(Weights::checkpoint(&model)),
         tokenizer: Some(tokenizer),
     };
     let mut session = Session::load(ctx, parts, &opts).map_err(|e| e.to_string())?;
@@ -323,21 +461,21 @@ pub async fn moshi_forced_logits(
     fx: &MoshiFixture,
     tol: f32,
 ) -> Result<Report, String> {
-    let model = Tensors::new("model.safetensors", fx.model);
+    let model = lm_checkpoint(fx.model);
     let r = Tensors::new("reference.safetensors", fx.reference);
     let cfg = LmConfig::from_json(fx.config).map_err(|e| e.to_string())?;
     let opts = LmOptions {
         tables: None,
         f32_cache: true,
     };
-    let mut lm = Lm::load(ctx, cfg.clone(), &Weights::checkpoint(&model.0), &opts)
+    let mut lm = Lm::load(ctx, cfg.clone(), &Weights::checkpoint(&model), &opts)
         .map_err(|e| e.to_string())?;
     let text = r.i64("text");
-    let audio = r.i64("audio");
+    let audio_steps = r.i64("audio_steps");
     let user = r.i64("user_codes");
     let want_text = r.f32("forced_text_logits");
     let want_audio = r.f32("forced_audio_logits");
-    let (s_n, t_n) = (text.len(), audio.len() / cfg.dep_q);
+    let s_n = text.len();
     let (card, tc) = (cfg.card, cfg.text_card_out);
     let mut rep = Report::default();
     for s in 0..s_n {
@@ -350,17 +488,10 @@ pub async fn moshi_forced_logits(
             lm.user_codes_slot(s) as u64 * 4,
             bytemuck::cast_slice(&u),
         );
+        // `audio_steps[k, s]`: the token codebook k chose at step s, also where its frame is
+        // past the last kept one (the chain and the next steps' inputs need it).
         let mut forced = vec![text[s] as u32];
-        for k in 0..cfg.dep_q {
-            let f = s as isize - cfg.delays[1 + k] as isize;
-            // Frames past the reference's last one were zero-filled in its forward pass.
-            let tok = if f >= 0 && (f as usize) < t_n {
-                audio[k * t_n + f as usize] as u32
-            } else {
-                0
-            };
-            forced.push(tok);
-        }
+        forced.extend((0..cfg.dep_q).map(|k| audio_steps[k * s_n + s].max(0) as u32));
         let (got_text, got_audio) = forced_step(ctx, &mut lm, &forced).await?;
         let mut check = |what: String, got: &[f32], want: &[f32]| {
             if want.iter().any(|v| v.is_nan()) {
@@ -380,12 +511,6 @@ pub async fn moshi_forced_logits(
             &want_text[s * tc..(s + 1) * tc],
         );
         for k in 0..cfg.dep_q {
-            // Codebook k is chained on codebook k − 1's token of this step: where that token's
-            // frame is past the reference's last one, the reference chained a token it did not
-            // keep, so this codebook and the following ones are not comparable.
-            if k > 0 && s as isize - cfg.delays[k] as isize >= t_n as isize {
-                break;
-            }
             let at = (k * s_n + s) * card;
             let row = k * lm.logit_stride();
             check(

@@ -8,7 +8,7 @@ use std::rc::Rc;
 use anyhow::Result;
 use parle::gpu::{Context, GpuBuffer};
 use parle::kernels::conv::{
-    self, Conv1d, Conv1dState, ConvAlgo, ConvOpts, ConvTr1d, ConvTr1dState, PadMode,
+    self, Conv1d, Conv1dState, ConvAlgo, ConvOpts, ConvTr1d, ConvTr1dState, ConvWeights, PadMode,
 };
 
 use super::{buf, Case};
@@ -67,9 +67,11 @@ impl Conv1dBench {
         conv::conv1d(
             r,
             &mut self.state.borrow_mut(),
+            &ConvWeights {
+                weight: self.w.view(),
+                bias: Some(self.b.view()),
+            },
             self.x.view(),
-            self.w.view(),
-            Some(self.b.view()),
             self.y.view(),
             self.t,
             self.opts,
@@ -127,9 +129,11 @@ impl ConvTrBench {
         conv::conv_tr1d(
             r,
             &mut self.state.borrow_mut(),
+            &ConvWeights {
+                weight: self.w.view(),
+                bias: Some(self.b.view()),
+            },
             self.x.view(),
-            self.w.view(),
-            Some(self.b.view()),
             self.y.view(),
             self.t,
             self.opts,

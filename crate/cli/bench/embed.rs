@@ -1,6 +1,6 @@
 use anyhow::Result;
 use parle::gpu::{BufferUsage, Context, GpuBuffer};
-use parle::kernels::embed::{self, Stream, TableFormat};
+use parle::kernels::embed::{self, EmbedTable, Stream, TableFormat};
 
 use super::{buf, Case};
 
@@ -57,9 +57,11 @@ pub fn cases(ctx: &Context) -> Result<Vec<Case>> {
             for (i, (t, streams)) in tables.iter().enumerate() {
                 embed::embed_sum(
                     r,
-                    t.view(),
-                    TableFormat::Bf16,
-                    dim,
+                    &EmbedTable {
+                        view: t.view(),
+                        format: TableFormat::Bf16,
+                        dim,
+                    },
                     tokens.view(),
                     streams,
                     out.view(),

@@ -113,25 +113,32 @@ pub fn run(ctx: &Context, b: LmBench) -> Result<()> {
     let pcm: Vec<f32> = (0..frame)
         .map(|i| 0.3 * ((i as f32) * 0.01 + (i * i) as f32 * 1e-6).sin())
         .collect();
-    let warmup = 2.min(b.frames);
-    let mut times = Vec::new();
-    let mut last = Instant::now();
-    let mut dispatches = 0;
+    // As a live session runs: frame i + 1 is submitted before frame i is read back; a frame's
+    // time is the interval between consecutive results.
+    let warmup = 2;
     let total = warmup + b.frames;
+    let mut times = Vec::with_capacity(b.frames);
+    let mut dispatches = 0;
     let mut pulled = 0;
-    for i in 0..total {
+    let mut last = Instant::now();
+    let mut take = |pulled: &mut usize, last: &mut Instant| {
+        if *pulled >= warmup {
+            times.push(last.elapsed().as_secs_f64());
+        }
+        *pulled += 1;
+        *last = Instant::now();
+    };
+    for _ in 0..total {
         session.push(ctx, &pcm)?;
         dispatches = session.last_frame().dispatches;
-        if session.in_flight() == MAX_IN_FLIGHT || i + 1 == total {
-            while session.in_flight() > usize::from(i + 1 != total) {
-                pollster::block_on(session.pull(ctx))?;
-                if pulled >= warmup {
-                    times.push(last.elapsed().as_secs_f64());
-                }
-                pulled += 1;
-                last = Instant::now();
-            }
+        if session.in_flight() == MAX_IN_FLIGHT {
+            pollster::block_on(session.pull(ctx))?;
+            take(&mut pulled, &mut last);
         }
+    }
+    while session.in_flight() > 0 {
+        pollster::block_on(session.pull(ctx))?;
+        take(&mut pulled, &mut last);
     }
     ctx.check()?;
     let mut sorted = times.clone();

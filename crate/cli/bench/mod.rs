@@ -1,4 +1,5 @@
-//! `parle bench kernels`: time per dispatch and achieved bandwidth, per kernel and shape.
+//! `parle bench kernels`: time per dispatch and achieved bandwidth, per kernel and shape, and that
+//! bandwidth as a fraction of a plain vec4 buffer copy timed in the same run.
 //! One file per kernel family lists its cases at the real model's shapes.
 
 mod attention;
@@ -153,6 +154,25 @@ const FAMILIES: &[Family] = &[
     ("sampling", sampling::cases),
 ];
 
+/// The yardstick: a plain vec4 copy of as much as one binding holds, up to 128 MiB (read + write
+/// counted). Returns the case and its bytes per second.
+fn copy_rate(ctx: &Context, reps: u32) -> Result<(Case, f64)> {
+    let floats = (ctx.caps().max_storage_binding.min(128 << 20) / 4) as usize / 1024 * 1024;
+    let (x, y) = (buf(ctx, "copy x", floats)?, buf(ctx, "copy y", floats)?);
+    let case = Case::new(
+        format!("copy {} MiB (vec4, the yardstick)", (floats * 4) >> 20),
+        2 * floats as u64 * 4,
+        move |r| parle::kernels::elementwise::copy(r, x.view(), y.view(), floats as u32),
+    );
+    let t = time_case(ctx, &case, reps.min(20))?;
+    let rate = case_rate(&case, t);
+    Ok((case, rate))
+}
+
+fn case_rate(case: &Case, t: f64) -> f64 {
+    case.bytes as f64 / t
+}
+
 fn kernels(ctx: &Context, reps: u32, only: Option<&str>) -> Result<()> {
     let caps = ctx.caps();
     println!(
@@ -167,9 +187,20 @@ fn kernels(ctx: &Context, reps: u32, only: Option<&str>) -> Result<()> {
         caps.f16,
         caps.subgroups
     );
+    // GB/s of every kernel as a fraction of this run's plain copy: how close it gets to what
+    // the memory system delivers here, comparable across GPUs.
+    let (copy, copy_bps) = copy_rate(ctx, reps)?;
     println!(
-        "{:<12} {:<58} {:>12} {:>10}",
-        "family", "kernel / shape", "µs/dispatch", "GB/s"
+        "{:<12} {:<66} {:>12} {:>10} {:>8}",
+        "family", "kernel / shape", "µs/dispatch", "GB/s", "of copy"
+    );
+    println!(
+        "{:<12} {:<66} {:>12.2} {:>10.2} {:>8.2}",
+        "copy",
+        copy.name,
+        copy.bytes as f64 / copy_bps * 1e6,
+        copy_bps / 1e9,
+        1.0
     );
     for (family, make) in FAMILIES {
         if only.is_some_and(|o| !family.contains(o)) {
@@ -177,12 +208,14 @@ fn kernels(ctx: &Context, reps: u32, only: Option<&str>) -> Result<()> {
         }
         for case in make(ctx)? {
             let t = time_case(ctx, &case, reps)?;
+            let rate = case_rate(&case, t);
             println!(
-                "{:<12} {:<58} {:>12.2} {:>10.2}",
+                "{:<12} {:<66} {:>12.2} {:>10.2} {:>8.2}",
                 family,
                 case.name,
                 t * 1e6,
-                case.bytes as f64 / t / 1e9
+                rate / 1e9,
+                rate / copy_bps
             );
         }
     }

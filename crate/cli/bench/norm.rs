@@ -1,6 +1,6 @@
 use anyhow::Result;
 use parle::gpu::Context;
-use parle::kernels::norm;
+use parle::kernels::norm::{self, LayerNorm};
 
 use super::{buf, Case};
 
@@ -26,7 +26,14 @@ pub fn cases(ctx: &Context) -> Result<Vec<Case>> {
     v.push(Case::new(
         format!("layer_norm {rows}x{d}"),
         (2 * rows as u64 + 2) * d as u64 * 4,
-        move |r| norm::layer_norm(r, x.view(), w.view(), b.view(), y.view(), rows, d, 1e-5),
+        move |r| {
+            LayerNorm {
+                weight: w.view(),
+                bias: b.view(),
+                eps: 1e-5,
+            }
+            .apply(r, x.view(), y.view(), rows, d)
+        },
     ));
     Ok(v)
 }

@@ -1,6 +1,8 @@
 use anyhow::Result;
 use parle::gpu::Context;
-use parle::kernels::rvq::{self, Codebooks, CodesLayout, IoLayout};
+use parle::kernels::rvq::{
+    self, Codebooks, CodesLayout, CodesView, EncodeScratch, Frames, IoLayout,
+};
 
 use super::{buf, Case};
 
@@ -32,15 +34,21 @@ pub fn cases(ctx: &Context) -> Result<Vec<Case>> {
                 };
                 rvq::encode(
                     r,
-                    x.view(),
-                    IoLayout::time_major(dim),
-                    t,
                     &book,
                     levels,
-                    codes.view(),
-                    CodesLayout::levels_major(t),
-                    res.view(),
-                    dist.view(),
+                    Frames {
+                        view: x.view(),
+                        layout: IoLayout::time_major(dim),
+                        frames: t,
+                    },
+                    CodesView {
+                        view: codes.view(),
+                        layout: CodesLayout::levels_major(t),
+                    },
+                    EncodeScratch {
+                        residual: res.view(),
+                        parts: dist.view(),
+                    },
                 )
             },
         ));
@@ -61,11 +69,15 @@ pub fn cases(ctx: &Context) -> Result<Vec<Case>> {
                 r,
                 &book,
                 levels,
-                codes.view(),
-                CodesLayout::levels_major(1),
-                1,
-                out.view(),
-                IoLayout::time_major(dim),
+                CodesView {
+                    view: codes.view(),
+                    layout: CodesLayout::levels_major(1),
+                },
+                Frames {
+                    view: out.view(),
+                    layout: IoLayout::time_major(dim),
+                    frames: 1,
+                },
             )
         },
     ));

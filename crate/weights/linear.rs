@@ -1,0 +1,388 @@
+//! Linear (and embedding) weights in their published layouts, whatever the file format:
+//! [`linear_weight`] returns a [`LinearTensor`] that the GPU side turns into its buffers with
+//! [`LinearTensor::into_host`] (no format branches in model code).
+
+use half::bf16;
+
+use super::{companion, DType, RawTensor, TensorSource, WeightsError};
+use crate::gpu::GpuResult;
+use crate::kernels::linear::{quant, HostLinear, MlxAffine, WeightFormat};
+
+/// A `[rows, k]` weight as published (rows = outputs or vocabulary entries, k = inputs / dim).
+#[derive(Debug, Clone, PartialEq)]
+pub enum LinearTensor {
+    /// f32 values (also F16 files, converted exactly).
+    F32(Vec<f32>),
+    /// bf16 little-endian bytes.
+    Bf16(Vec<u8>),
+    /// ggml Q8_0 blocks (34 bytes per 32 weights along k).
+    Q8_0(Vec<u8>),
+    /// MLX affine quantization: u32 code words `[rows, k·bits/32]` (low bits first), bf16
+    /// scales and biases `[rows, k/group]`, all as little-endian bytes; `w = s·q + β`.
+    MlxAffine {
+        bits: u32,
+        group: u32,
+        codes: Vec<u8>,
+        scales: Vec<u8>,
+        biases: Vec<u8>,
+    },
+}
+
+/// What `--quant` asks for: quantize a bf16/f32 checkpoint's linears at load (the same names
+/// as `crate::lm::quant_format`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Quant {
+    /// bf16 (f32 weights are rounded; bf16 kept).
+    Bf16,
+    /// MLX affine 8-bit, group 64 (8.5 bits per weight), as Kyutai's q8 files.
+    Q8,
+    /// ggml Q8_0 (8.5 bits per weight), as candle's GGUF.
+    Q8_0,
+    /// MLX affine 4-bit, group 32 (5 bits per weight), as Kyutai's q4 files.
+    Q4,
+}
+
+impl std::str::FromStr for Quant {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.to_ascii_lowercase().as_str() {
+            "bf16" => Ok(Self::Bf16),
+            "q8" => Ok(Self::Q8),
+            "q8_0" => Ok(Self::Q8_0),
+            "q4" => Ok(Self::Q4),
+            _ => Err(format!(
+                "unknown quantization '{s}' (use q4, q8, q8_0 or bf16)"
+            )),
+        }
+    }
+}
+
+impl Quant {
+    /// The GPU weight format it produces.
+    pub fn format(self) -> WeightFormat {
+        match self {
+            Self::Bf16 => WeightFormat::Bf16,
+            Self::Q8 => WeightFormat::MLX_Q8,
+            Self::Q8_0 => WeightFormat::Q8_0,
+            Self::Q4 => WeightFormat::MLX_Q4,
+        }
+    }
+}
+
+fn words(b: &[u8]) -> impl Iterator<Item = u32> + '_ {
+    b.chunks_exact(4)
+        .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+}
+
+fn halves(b: &[u8]) -> impl Iterator<Item = u16> + '_ {
+    b.chunks_exact(2).map(|c| u16::from_le_bytes([c[0], c[1]]))
+}
+
+impl LinearTensor {
+    /// The GPU weight format of this layout.
+    pub fn format(&self) -> WeightFormat {
+        match self {
+            Self::F32(_) => WeightFormat::F32,
+            Self::Bf16(_) => WeightFormat::Bf16,
+            Self::Q8_0(_) => WeightFormat::Q8_0,
+            Self::MlxAffine { bits, group, .. } => WeightFormat::Affine {
+                bits: *bits,
+                group: *group,
+            },
+        }
+    }
+
+    /// Bytes of the published layout (what the GPU holds: the affine scale and bias of a group
+    /// share one u32, so that is the same size too).
+    pub fn bytes(&self) -> u64 {
+        match self {
+            Self::F32(v) => 4 * v.len() as u64,
+            Self::Bf16(b) | Self::Q8_0(b) => b.len() as u64,
+            Self::MlxAffine {
+                codes,
+                scales,
+                biases,
+                ..
+            } => (codes.len() + scales.len() + biases.len()) as u64,
+        }
+    }
+
+    /// The f32 weights, row-major `[rows, k]` (dequantized in f32: `d·q`, `s·q + β`).
+    pub fn to_f32(&self) -> Vec<f32> {
+        match self {
+            Self::F32(v) => v.clone(),
+            Self::Bf16(b) => halves(b).map(|h| bf16::from_bits(h).to_f32()).collect(),
+            Self::Q8_0(b) => quant::q8_0_dequantize(b),
+            Self::MlxAffine {
+                bits,
+                group,
+                codes,
+                scales,
+                biases,
+            } => {
+                let per_word = (32 / bits) as usize;
+                let mask = (1u32 << bits) - 1;
+                let s: Vec<f32> = halves(scales)
+                    .map(|h| bf16::from_bits(h).to_f32())
+                    .collect();
+                let b: Vec<f32> = halves(biases)
+                    .map(|h| bf16::from_bits(h).to_f32())
+                    .collect();
+                let mut out = Vec::with_capacity(codes.len() / 4 * per_word);
+                for (i, w) in words(codes).enumerate() {
+                    for j in 0..per_word {
+                        let g = (i * per_word + j) / *group as usize;
+                        let q = (w >> (*bits as usize * j)) & mask;
+                        out.push(s[g] * q as f32 + b[g]);
+                    }
+                }
+                out
+            }
+        }
+    }
+
+    /// bf16 bytes of the weights (f32 and dequantized values rounded to nearest even; bf16 kept).
+    /// For embedding tables the GPU gathers from bf16 (a quantized table dequantized at load:
+    /// 2 bytes per weight instead of 1.06 (Q8_0/q8) or 0.63 (q4)).
+    pub fn to_bf16_bytes(&self) -> Vec<u8> {
+        match self {
+            Self::Bf16(b) => b.clone(),
+            _ => self
+                .to_f32()
+                .iter()
+                .flat_map(|&v| bf16::from_f32(v).to_bits().to_le_bytes())
+                .collect(),
+        }
+    }
+
+    /// Quantize (or round) an f32/bf16 weight with `k` inputs per row for `--quant`; `None` keeps
+    /// the weight as it is. A weight already quantized in another format is an error: `--quant`
+    /// applies to bf16 (or f32) checkpoints.
+    pub fn quantized(self, q: Option<Quant>, k: usize) -> crate::Result<Self> {
+        let Some(q) = q else { return Ok(self) };
+        let target = q.format();
+        if self.format() == target {
+            return Ok(self);
+        }
+        if !matches!(self, Self::F32(_) | Self::Bf16(_)) {
+            return Err(WeightsError::Config(format!(
+                "--quant {} applies to bf16 or f32 checkpoints; this one is already {}",
+                target.name(),
+                self.format().name()
+            ))
+            .into());
+        }
+        let w = self.to_f32();
+        let k32 = k as u32;
+        let mlx = |bits: u32, group: u32| -> crate::Result<Self> {
+            let m = quant::mlx_quantize(&w, k32, bits, group)?;
+            Ok(Self::MlxAffine {
+                bits,
+                group,
+                codes: m.weight.iter().flat_map(|w| w.to_le_bytes()).collect(),
+                scales: m.scales.iter().flat_map(|h| h.to_le_bytes()).collect(),
+                biases: m.biases.iter().flat_map(|h| h.to_le_bytes()).collect(),
+            })
+        };
+        Ok(match q {
+            Quant::Bf16 => Self::Bf16(self.to_bf16_bytes()),
+            Quant::Q8_0 => Self::Q8_0(quant::q8_0_quantize(&w, k32)?),
+            Quant::Q8 => mlx(8, 64)?,
+            Quant::Q4 => mlx(4, 32)?,
+        })
+    }
+
+    /// The GPU layout of this `[rows, k]` weight (upload it with [`HostLinear::upload`]).
+    pub fn into_host(self, rows: usize, k: usize) -> GpuResult<HostLinear> {
+        let (r, kk) = (rows as u32, k as u32);
+        match self {
+            Self::F32(v) => HostLinear::from_f32(&v, r, kk),
+            Self::Bf16(b) => HostLinear::from_bf16_bytes(&b, r, kk),
+            Self::Q8_0(b) => HostLinear::from_q8_0_blocks(&b, r, kk),
+            Self::MlxAffine {
+                bits,
+                group,
+                codes,
+                scales,
+                biases,
+            } => HostLinear::from_mlx(
+                &MlxAffine {
+                    bits,
+                    group,
+                    weight: words(&codes).collect(),
+                    scales: halves(&scales).collect(),
+                    biases: halves(&biases).collect(),
+                },
+                r,
+                kk,
+            ),
+        }
+    }
+}
+
+/// An MLX-quantized weight from its code tensor `t` (U32 `[rows, k·bits/32]`) and the
+/// `scales` / `biases` companions of `name` in `src`. Bits 2, 4 or 8; any group dividing `k`.
+pub(crate) fn mlx_from_raw<S: TensorSource + ?Sized>(
+    src: &S,
+    name: &str,
+    t: RawTensor,
+    rows: usize,
+    k: usize,
+) -> Result<LinearTensor, WeightsError> {
+    let file = src.file();
+    let fmt = |message: String| WeightsError::Format {
+        file: file.clone(),
+        message,
+    };
+    let cols = match t.shape.as_slice() {
+        [r, c] if *r == rows => *c,
+        _ => {
+            return Err(WeightsError::Shape {
+                file: file.clone(),
+                tensor: name.into(),
+                found: t.shape.clone(),
+                expected: vec![rows, k],
+            })
+        }
+    };
+    let bits = match cols.checked_mul(32) {
+        Some(c) if k > 0 && c.is_multiple_of(k) => c / k,
+        _ => 0,
+    };
+    if !matches!(bits, 2 | 4 | 8) {
+        return Err(fmt(format!(
+            "'{name}' holds U32 codes [{rows}, {cols}] (MLX quantized), which is not 2, 4 or 8 bits for {k} inputs"
+        )));
+    }
+    let comp = |what: &str| -> Result<RawTensor, WeightsError> {
+        let n = companion(name, what);
+        let c = src.raw(&n).map_err(|e| match e {
+            WeightsError::Missing { .. } => fmt(format!(
+                "'{name}' holds U32 codes (MLX quantized) but its companion '{n}' is missing"
+            )),
+            e => e,
+        })?;
+        if c.dtype != DType::BF16 {
+            return Err(WeightsError::DType {
+                file: file.clone(),
+                tensor: n,
+                found: c.dtype.name().into(),
+                expected: "BF16 (MLX scales and biases)".into(),
+            });
+        }
+        Ok(c)
+    };
+    let scales = comp("scales")?;
+    let biases = comp("biases")?;
+    let groups = match scales.shape.as_slice() {
+        [r, g] if *r == rows && *g > 0 && k.is_multiple_of(*g) => *g,
+        s => {
+            return Err(fmt(format!(
+                "'{}' has shape {s:?}; expected [{rows}, G] with G dividing {k}",
+                companion(name, "scales")
+            )))
+        }
+    };
+    if biases.shape != scales.shape {
+        return Err(WeightsError::Shape {
+            file,
+            tensor: companion(name, "biases"),
+            found: biases.shape,
+            expected: scales.shape,
+        });
+    }
+    Ok(LinearTensor::MlxAffine {
+        bits: bits as u32,
+        group: (k / groups) as u32,
+        codes: t.bytes,
+        scales: scales.bytes,
+        biases: biases.bytes,
+    })
+}
+
+/// The `[rows, k]` weight `name` of `src` in its published layout: f32 (or F16, converted),
+/// bf16, Q8_0 blocks, or MLX affine codes with their `scales` / `biases` companions. Checks the
+/// (logical) shape and that the GPU kernels support the quantization (MLX: 4 or 8 bits, group 32
+/// or 64; K a multiple of the block). Errors name the file, the tensor and the expected shape.
+pub fn linear_weight(
+    src: &dyn TensorSource,
+    name: &str,
+    rows: usize,
+    k: usize,
+) -> Result<LinearTensor, WeightsError> {
+    let t = weight(src, name, rows, k)?;
+    if let LinearTensor::MlxAffine { bits, group, .. } = &t {
+        if !matches!((bits, group), (4 | 8, 32 | 64)) {
+            return Err(WeightsError::Format {
+                file: src.file(),
+                message: format!(
+                    "'{name}' is MLX {bits}-bit with group {group}; parle's kernels take 4 or 8 bits with group 32 or 64"
+                ),
+            });
+        }
+    }
+    Ok(t)
+}
+
+/// An embedding table `[rows = vocabulary, dim]` in its published layout (same forms as
+/// [`linear_weight`]; any MLX group and 2/4/8 bits, since tables are gathered, not multiplied).
+pub fn embedding_table(
+    src: &dyn TensorSource,
+    name: &str,
+    rows: usize,
+    dim: usize,
+) -> Result<LinearTensor, WeightsError> {
+    weight(src, name, rows, dim)
+}
+
+fn weight(
+    src: &dyn TensorSource,
+    name: &str,
+    rows: usize,
+    k: usize,
+) -> Result<LinearTensor, WeightsError> {
+    if src.is_generator() {
+        return Ok(LinearTensor::F32(src.f32(name, &[rows, k])?));
+    }
+    let expected = [rows, k];
+    if let Some((dtype, shape)) = src.info(name) {
+        if dtype != DType::U32 && shape != expected {
+            return Err(WeightsError::Shape {
+                file: src.file(),
+                tensor: name.into(),
+                found: shape,
+                expected: expected.to_vec(),
+            });
+        }
+    }
+    let t = src.raw(name).map_err(|e| e.expecting(&expected))?;
+    if t.dtype == DType::U32 {
+        return mlx_from_raw(src, name, t, rows, k);
+    }
+    if t.shape != expected {
+        return Err(WeightsError::Shape {
+            file: src.file(),
+            tensor: name.into(),
+            found: t.shape,
+            expected: expected.to_vec(),
+        });
+    }
+    Ok(match t.dtype {
+        DType::F32 => LinearTensor::F32(bytemuck::pod_collect_to_vec(&t.bytes)),
+        DType::F16 => LinearTensor::F32(
+            halves(&t.bytes)
+                .map(|h| half::f16::from_bits(h).to_f32())
+                .collect(),
+        ),
+        DType::BF16 => LinearTensor::Bf16(t.bytes),
+        DType::Q8_0 => LinearTensor::Q8_0(t.bytes),
+        d => {
+            return Err(WeightsError::DType {
+                file: src.file(),
+                tensor: name.into(),
+                found: d.name().into(),
+                expected: "F32, F16, BF16, Q8_0 or MLX U32 codes".into(),
+            })
+        }
+    })
+}
