@@ -12,13 +12,13 @@ use std::rc::Rc;
 use serde_json::{json, Value};
 use wasm_bindgen::prelude::*;
 
-use super::source::{JsFile, JsSafetensors};
+use super::source::{JsContainer, JsFile};
 use crate::gpu::{Context, GpuError};
 use crate::lm::Sampling;
 use crate::nn::Weights;
 use crate::session::{Kind, ModelParts, Session, SessionOptions};
 use crate::text::Tokenizer;
-use crate::weights::WeightsError;
+use crate::weights::{schedule_from_config, Checkpoint, WeightsError};
 
 thread_local! {
     /// The loaded session, when it is not out in an await.
@@ -150,10 +150,26 @@ pub async fn engine_load(
         .get("codebooks")
         .and_then(Value::as_u64)
         .map(|n| n as usize);
-    let mimi = JsSafetensors::open(mimi).map_err(weights_error)?;
-    let lm = match lm {
-        Some(f) => Some(JsSafetensors::open(f).map_err(weights_error)?),
-        None => None,
+    let mimi = JsContainer::open(mimi).map_err(weights_error)?;
+    // The LM in any published format (safetensors PyTorch/MLX/candle names, MLX q4/q8, GGUF
+    // Q8_0), under canonical names, as `Session::load_dir` opens it natively.
+    let (lm, lm_largest) = match lm {
+        Some(f) => {
+            let schedule = match config.as_deref() {
+                Some(text) => serde_json::from_str::<Value>(text)
+                    .ok()
+                    .map(|v| schedule_from_config(&v))
+                    .transpose()
+                    .map_err(weights_error)?
+                    .flatten(),
+                None => None,
+            };
+            let c = JsContainer::open(f).map_err(weights_error)?;
+            let largest = c.largest_tensor();
+            let ck = Checkpoint::new(Box::new(c), schedule.as_deref()).map_err(weights_error)?;
+            (Some(ck), largest)
+        }
+        None => (None, 0),
     };
     let tokenizer = match (&lm, tokenizer) {
         (Some(_), Some(f)) => {
@@ -162,9 +178,7 @@ pub async fn engine_load(
         }
         _ => None,
     };
-    let largest = mimi
-        .largest_tensor()
-        .max(lm.as_ref().map_or(0, |l| l.largest_tensor()));
+    let largest = mimi.largest_tensor().max(lm_largest);
     let before = ctx.allocated_bytes();
     let parts = ModelParts {
         config: config.as_deref(),

@@ -3,11 +3,18 @@
 //! (read through `FileReaderSync`), or a `Blob` from the Cache Storage fallback. The worker hands
 //! each file to Rust as an object with a `size` and a synchronous `readInto(dest, at)`; Rust asks
 //! for one tensor's byte range at a time, read straight into wasm memory, so a checkpoint is never
-//! whole in wasm memory (the largest tensor is: its bytes and its f32 copy).
+//! whole in wasm memory (the largest tensor is: its bytes and its converted copy). Safetensors and
+//! GGUF files are read the same way as natively (`crate::weights::Checkpoint` over a
+//! [`Container`]).
 
 use wasm_bindgen::prelude::*;
 
-use crate::weights::{to_f32, SafetensorsHeader, TensorSource, WeightsError};
+use std::collections::BTreeMap;
+
+use crate::weights::{
+    Container, ContainerKind, DType, GgufHeader, RawTensor, SafetensorsHeader, TensorEntry,
+    TensorSource, WeightsError,
+};
 
 #[wasm_bindgen]
 extern "C" {
@@ -83,36 +90,81 @@ impl JsFile {
     }
 }
 
-/// A safetensors checkpoint read tensor by tensor from a [`JsFile`].
-pub struct JsSafetensors {
-    pub header: SafetensorsHeader,
+/// `std::io::Read` over a [`JsFile`] (for the GGUF header reader).
+struct JsReader<'a> {
+    file: &'a JsFile,
+    pos: u64,
+    len: u64,
+}
+
+impl std::io::Read for JsReader<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = (buf.len() as u64).min(self.len - self.pos);
+        if n == 0 {
+            return Ok(0);
+        }
+        let bytes = self
+            .file
+            .read_at(self.pos, n)
+            .map_err(|e| std::io::Error::other(e.to_string()))?;
+        buf[..bytes.len()].copy_from_slice(&bytes);
+        self.pos += n;
+        Ok(n as usize)
+    }
+}
+
+/// A checkpoint file (safetensors or GGUF, told apart by its first bytes) read tensor by tensor
+/// from a [`JsFile`]: a [`Container`] for [`crate::weights::Checkpoint`] (the LM, under canonical
+/// names, any published format) and a [`TensorSource`] under its stored names (Mimi).
+pub struct JsContainer {
+    name: String,
+    kind: ContainerKind,
+    entries: BTreeMap<String, TensorEntry>,
     file: JsFile,
 }
 
-impl JsSafetensors {
+impl JsContainer {
     /// Read and check the header (every tensor's byte range against the file's length).
     pub fn open(file: JsFile) -> Result<Self, WeightsError> {
         let name = file.name();
         let len = file.size() as u64;
         let first8 = file.read_at(0, 8.min(len))?;
-        let n = SafetensorsHeader::header_len(&name, &first8)?;
-        if 8 + n > len {
-            return Err(WeightsError::NotSafetensors {
-                file: name,
-                why: format!(
-                    "header of {n} bytes does not fit in {len} bytes (the file is truncated)"
-                ),
-            });
-        }
-        let json = file.read_at(8, n)?;
-        let header = SafetensorsHeader::parse(&name, &json, len)?;
-        Ok(Self { header, file })
+        let (kind, entries) = if GgufHeader::is_gguf(&first8) {
+            let mut r = std::io::BufReader::with_capacity(
+                1 << 20,
+                JsReader {
+                    file: &file,
+                    pos: 0,
+                    len,
+                },
+            );
+            let h = GgufHeader::read(&name, &mut r, len)?;
+            (ContainerKind::Gguf, h.tensors)
+        } else {
+            let n = SafetensorsHeader::header_len(&name, &first8)?;
+            if 8 + n > len {
+                return Err(WeightsError::NotSafetensors {
+                    file: name,
+                    why: format!(
+                        "header of {n} bytes does not fit in {len} bytes (the file is truncated)"
+                    ),
+                });
+            }
+            let json = file.read_at(8, n)?;
+            let h = SafetensorsHeader::parse(&name, &json, len)?;
+            (ContainerKind::Safetensors, h.tensors)
+        };
+        Ok(Self {
+            name,
+            kind,
+            entries,
+            file,
+        })
     }
 
     /// The largest tensor's size in bytes (wasm memory holds at most this much of the file).
     pub fn largest_tensor(&self) -> u64 {
-        self.header
-            .tensors
+        self.entries
             .values()
             .map(|e| e.end - e.start)
             .max()
@@ -120,20 +172,44 @@ impl JsSafetensors {
     }
 }
 
-impl TensorSource for JsSafetensors {
-    fn dtype(&self, name: &str) -> Option<crate::weights::DType> {
-        self.header.tensors.get(name).map(|e| e.dtype)
+impl Container for JsContainer {
+    fn file(&self) -> &str {
+        &self.name
+    }
+    fn kind(&self) -> ContainerKind {
+        self.kind
+    }
+    fn entries(&self) -> &BTreeMap<String, TensorEntry> {
+        &self.entries
+    }
+    fn read_at(&self, start: u64, len: u64) -> Result<Vec<u8>, WeightsError> {
+        self.file.read_at(start, len)
+    }
+}
+
+impl TensorSource for JsContainer {
+    fn raw(&self, name: &str) -> Result<RawTensor, WeightsError> {
+        let e = self.entries.get(name).ok_or(WeightsError::Missing {
+            file: self.name.clone(),
+            tensor: name.into(),
+            expected: Vec::new(),
+        })?;
+        Ok(RawTensor {
+            dtype: e.dtype,
+            shape: e.shape.clone(),
+            bytes: self.file.read_at(e.start, e.end - e.start)?,
+        })
     }
 
-    fn f32(&self, name: &str, shape: &[usize]) -> Result<Vec<f32>, WeightsError> {
-        let e = self.header.expect(name, shape)?;
-        let dtype = e.dtype;
-        let bytes = self.file.read_at(e.start, e.end - e.start)?;
-        to_f32(dtype, &bytes).ok_or_else(|| WeightsError::DType {
-            file: self.header.file.clone(),
-            tensor: name.into(),
-            found: dtype.name().into(),
-            expected: "F32, F16 or BF16".into(),
-        })
+    fn info(&self, name: &str) -> Option<(DType, Vec<usize>)> {
+        self.entries.get(name).map(|e| (e.dtype, e.shape.clone()))
+    }
+
+    fn names(&self) -> Vec<String> {
+        self.entries.keys().cloned().collect()
+    }
+
+    fn file(&self) -> String {
+        self.name.clone()
     }
 }
