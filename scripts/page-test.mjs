@@ -103,6 +103,22 @@ function bigModel(extra) {
   return d;
 }
 
+// A model directory for one of the tiny LM's published formats (tests/fixtures/lm/formats), with
+// the tiny Mimi and tokenizer of the delay1 fixture beside it.
+function formatModel(folder, lmFile) {
+  const d = join(tmp, "formats", folder);
+  mkdirSync(d, { recursive: true });
+  const src = join(FIXTURES, "lm", "formats", folder);
+  const cfg = JSON.parse(readFileSync(join(src, "config.json"), "utf8"));
+  const lm1 = JSON.parse(readFileSync(join(LM_DIR, "config.json"), "utf8"));
+  Object.assign(cfg, { mimi: lm1.mimi, mimi_name: "mimi.safetensors", tokenizer_name: "tokenizer.model" });
+  writeFileSync(join(d, "config.json"), JSON.stringify(cfg, null, 1));
+  copyFileSync(join(src, lmFile), join(d, lmFile));
+  copyFileSync(join(LM_DIR, "mimi.safetensors"), join(d, "mimi.safetensors"));
+  copyFileSync(join(LM_DIR, "tokenizer.model"), join(d, "tokenizer.model"));
+  return d;
+}
+
 async function serve() {
   const server = await startServer({
     mounts: {
@@ -112,6 +128,9 @@ async function serve() {
       "/quota/": join(FIXTURES, "mimi"),
       "/cache/": join(FIXTURES, "mimi"),
       "/big/": bigModel(96 << 20),
+      ...(existsSync(join(FIXTURES, "lm", "formats", "mlx_q4"))
+        ? { "/formats/mlx_q4/": formatModel("mlx_q4", "model.q4.safetensors"), "/formats/candle_q8_gguf/": formatModel("candle_q8_gguf", "model.q8.gguf") }
+        : {}),
       "/conv/": join(FIXTURES, "mimi"),
       // Cut 1000 bytes into the tensor data: the header is whole, a tensor runs past the end.
       "/bad/": truncatedModel(8 + Number(readFileSync(join(MIMI_DIR, "model.safetensors")).readBigUInt64LE(0)) + 1000),
@@ -395,6 +414,33 @@ async function apiTests(server) {
       check("Moshi greedy tokens equal `parle run --greedy --tokens`", gotLm.info.kind === "moshi" && eq, `${gotLm.out.length}/${n} frames`);
       const text = gotLm.out.map((o) => o.piece).join("");
       check("Moshi's transcript equals `parle run --text`", text === wantLm.transcript, JSON.stringify(text).slice(0, 80));
+    }
+
+    // The published checkpoint formats (MLX 4-bit, candle Q8_0 GGUF) of a tiny LM: greedy tokens
+    // in the browser equal the native CLI's on the same directory.
+    if (!existsSync(join(FIXTURES, "lm", "formats", "mlx_q4"))) {
+      skip("MLX q4 and GGUF checkpoints: greedy tokens equal the native CLI's", "tests/fixtures/lm/formats is not in this checkout");
+    } else {
+      const fIn = writeWav16(join(tmp, "formats-in.wav"), testSignal(0.48, 24000, 5), 24000);
+      for (const [folder, label] of [["mlx_q4", "MLX q4"], ["candle_q8_gguf", "GGUF Q8_0"]]) {
+        const want = native(join(tmp, "formats", folder), join(tmp, "formats-in.wav"), ["--greedy"]);
+        const n = want.audio.length;
+        const fFrames = frames(fIn);
+        while (fFrames.length < n + 4) fFrames.push(new Array(FRAME).fill(0));
+        const gotF = await inPage(page, async (api, { url, frames, n }) => {
+          const info = await engine.load(url);
+          await engine.configure({ greedy: true, seed: 0 });
+          const out = [];
+          for (const f of frames) {
+            const o = await engine.step(new Float32Array(f));
+            if (o.audioTokens) out.push({ text: o.textToken, audio: Array.from(o.audioTokens) });
+            if (out.length === n) break;
+          }
+          return { info, out };
+        }, { url: `/formats/${folder}/`, frames: fFrames, n });
+        const same = gotF.out.length === n && gotF.out.every((o, f) => o.text === want.text[f] && JSON.stringify(o.audio) === JSON.stringify(want.audio[f]));
+        check(`${label} checkpoint: greedy tokens equal \`parle run --greedy --tokens\``, gotF.info.kind === "moshi" && same, `${gotF.out.length}/${n} frames`);
+      }
     }
 
     // The benchmark's code path (random weights through Session), at the tiny LM's shapes (the

@@ -141,7 +141,6 @@ async function updateModelNote() {
     if (a) {
       note += ` This GPU binds buffers up to ${fmtBytes(a.maxBufferSize)}${a.software ? " and is a software adapter" : ""}.`;
     }
-    if (!p.mimiOnly) note += " (This build reads safetensors in f32/f16/bf16; MLX 4/8-bit and GGUF files need the MLX/GGUF weight readers.)";
   } else if (p.id === "custom") {
     note = "A directory laid out like a Kyutai Hugging Face repository (config.json optional; model.safetensors, the Mimi tokenizer file, tokenizer_spm_32k_3.model). With `npm start -- --models DIR`, a folder of DIR is at models/NAME/.";
   } else {
