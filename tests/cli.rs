@@ -197,3 +197,86 @@ fn info_reports_model_formats() {
     let e = run_err(parle().args(["info", "--model"]).arg(&empty));
     assert!(e.contains("no LM checkpoint found"), "{e}");
 }
+
+/// Integer tensor `name` of a safetensors file as i64.
+fn read_i64(path: &Path, name: &str) -> (Vec<i64>, Vec<usize>) {
+    use parle::weights::SafetensorsFile;
+    let f = SafetensorsFile::open(path).unwrap();
+    let shape = f.header.tensors[name].shape.clone();
+    let v = f
+        .bytes(name, &shape)
+        .unwrap()
+        .chunks_exact(8)
+        .map(|c| i64::from_le_bytes(c.try_into().unwrap()))
+        .collect();
+    (v, shape)
+}
+
+/// `parle run --greedy` on the tiny delay-1 Moshi and its espeak-ng WAV writes speech, a
+/// transcript and the tokens PyPI `moshi` generated (every one of them).
+#[test]
+fn run_writes_speech_transcript_and_reference_tokens() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/lm/delay1");
+    let (wav, txt, tok) = (
+        tmp("moshi.wav"),
+        tmp("moshi.txt"),
+        tmp("tokens.safetensors"),
+    );
+    let out = run_ok(
+        parle()
+            .args(["run", "--model"])
+            .arg(&dir)
+            .arg("--input")
+            .arg(dir.join("user.wav"))
+            .arg("--output")
+            .arg(&wav)
+            .arg("--text")
+            .arg(&txt)
+            .arg("--tokens")
+            .arg(&tok)
+            .arg("--greedy"),
+    );
+    println!("{out}");
+    assert!(
+        out.contains("real-time factor") && out.contains("dispatches"),
+        "{out}"
+    );
+    let (text, ts) = read_i64(&tok, "text");
+    let (audio, shape) = read_i64(&tok, "audio");
+    let reference = dir.join("reference.safetensors");
+    let (want_text, _) = read_i64(&reference, "text");
+    let (want_audio, want_shape) = read_i64(&reference, "audio");
+    assert_eq!(shape, want_shape, "audio [dep_q, T]");
+    assert_eq!(ts, vec![shape[1]], "text [T]");
+    assert_eq!(audio, want_audio);
+    assert_eq!(text[..], want_text[..shape[1]]);
+    let pcm = parle::audio::read_wav_mono(&wav, 24000).unwrap();
+    assert_eq!(pcm.len(), shape[1] * 1920);
+    assert!(
+        pcm.iter().any(|x| x.abs() > 1e-3),
+        "Moshi's speech is silent"
+    );
+    assert!(!std::fs::read_to_string(&txt).unwrap().is_empty());
+}
+
+/// A missing input or model directory names the path.
+#[test]
+fn run_names_missing_paths() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/lm/delay1");
+    let err = run_err(
+        parle()
+            .args(["run", "--model"])
+            .arg(&dir)
+            .args(["--input", "/nonexistent/user.wav", "--output"])
+            .arg(tmp("x.wav")),
+    );
+    assert!(err.contains("/nonexistent/user.wav"), "{err}");
+    let err = run_err(
+        parle()
+            .args(["run", "--model", "/nonexistent/model", "--input"])
+            .arg(dir.join("user.wav"))
+            .arg("--output")
+            .arg(tmp("x.wav")),
+    );
+    assert!(err.contains("/nonexistent/model"), "{err}");
+}

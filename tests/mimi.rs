@@ -59,8 +59,49 @@ fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
         .fold(0.0, f32::max)
 }
 
-/// Encode the reference audio frame by frame; compare codes (excusing only provable near ties)
-/// and the latent; then decode the reference codes frame by frame and compare the audio.
+/// Largest error a saved intermediate may have, relative to its own scale (max(1, max |x|)).
+/// What the tests achieve on lavapipe and SwiftShader is ~1e-6 (printed per run).
+const TOL: f32 = 1e-5;
+
+/// Codes may differ from the reference only where the reference's own margin (the relative
+/// perturbation of the RVQ input that flips the choice) is below this; `make_fixtures.py`
+/// rejects seeds with a margin below 1e-5, so no excuse is expected. Excuses are counted.
+const NEAR_TIE: f32 = 1e-5;
+
+/// Running comparison of one intermediate, frame by frame.
+#[derive(Default)]
+struct Compare {
+    err: f32,
+    scale: f32,
+}
+
+impl Compare {
+    /// `got` is this frame's `[C, k]` (channel-major), `want` the reference's `[C, T·k]`.
+    fn frame(&mut self, got: &[f32], want: &[f32], f: usize, k: usize) {
+        let c = got.len() / k;
+        let tk = want.len() / c;
+        for ch in 0..c {
+            for j in 0..k {
+                let w = want[ch * tk + f * k + j];
+                self.err = self.err.max((got[ch * k + j] - w).abs());
+                self.scale = self.scale.max(w.abs());
+            }
+        }
+    }
+    fn check(&self, name: &str, what: &str) -> String {
+        assert!(
+            self.err <= TOL * self.scale.max(1.0),
+            "{name}: {what} max |err| {:.2e} exceeds {TOL:.0e} × max(1, {:.2e})",
+            self.err,
+            self.scale
+        );
+        format!("{what} {:.1e}", self.err)
+    }
+}
+
+/// Encode the reference audio frame by frame, comparing every saved intermediate and the codes
+/// (excusing only provable near ties); then decode the reference codes frame by frame and
+/// compare the decoder's intermediates and the audio.
 fn golden(name: &str) {
     let ctx = context();
     let r = Reference::open(name);
@@ -69,56 +110,77 @@ fn golden(name: &str) {
     let (want_codes, n_q, t) = r.codes("codes");
     assert_eq!(n_q, mimi.num_codebooks());
     let margins = r.f32("code_margins");
-    let latent_ref = r.f32("latent"); // [D, T]
-    let d = mimi.cfg.seanet.dimension;
     let frame = mimi.frame_size();
-    let mut mismatches = 0;
-    let mut worst_latent = 0f32;
-    let mut latent_scale = 0f32;
+    let mut excuses = Vec::new();
+    let encoder = [
+        ("enc_seanet", 2),
+        ("enc_transformer", 2),
+        ("latent", 1),
+        ("rvq_first_in", 1),
+        ("rvq_rest_in", 1),
+    ];
+    let mut enc: Vec<Compare> = encoder.iter().map(|_| Compare::default()).collect();
     for f in 0..t {
         let codes = pollster::block_on(mimi.encode_frame(&ctx, &audio[f * frame..(f + 1) * frame]))
             .unwrap();
-        let lat = pollster::block_on(mimi.debug_read(&ctx, "latent")).unwrap();
-        for c in 0..d {
-            worst_latent = worst_latent.max((lat[c] - latent_ref[c * t + f]).abs());
-            latent_scale = latent_scale.max(latent_ref[c * t + f].abs());
+        for ((what, k), cmp) in encoder.iter().zip(enc.iter_mut()) {
+            let got = pollster::block_on(mimi.debug_read(&ctx, what)).unwrap();
+            cmp.frame(&got, &r.f32(what), f, *k);
         }
         for l in 0..n_q {
             if codes[l] != want_codes[l * t + f] {
                 let m = margins[l * t + f];
-                assert!(m < 1e-4, "{name}: frame {f} level {l}: code {} != reference {} and the margin {m:.2e} is not a near tie", codes[l], want_codes[l * t + f]);
-                mismatches += 1;
+                assert!(m < NEAR_TIE, "{name}: frame {f} level {l}: code {} != reference {} and the margin {m:.2e} is not a near tie", codes[l], want_codes[l * t + f]);
+                excuses.push(format!("frame {f} level {l} (margin {m:.1e})"));
                 break; // later levels of this frame follow the flipped residual
             }
         }
     }
-    println!("{name}: {t} frames × {n_q} codebooks, {mismatches} near-tie code mismatches, latent max |err| {worst_latent:.2e} (max |latent| {latent_scale:.2e})");
-    assert!(
-        worst_latent <= 1e-4 * latent_scale.max(1.0),
-        "{name}: latent error {worst_latent}"
-    );
-    assert!(
-        mismatches * 20 <= t,
-        "{name}: too many near-tie mismatches ({mismatches})"
+    let enc_report: Vec<String> = encoder
+        .iter()
+        .zip(&enc)
+        .map(|((what, _), c)| c.check(name, what))
+        .collect();
+    println!(
+        "{name}: {t} frames × {n_q} codebooks, {} near-tie excuses (margin < {NEAR_TIE:.0e}){}; max |err|: {}",
+        excuses.len(),
+        if excuses.is_empty() { String::new() } else { format!(": {}", excuses.join(", ")) },
+        enc_report.join(", ")
     );
 
     // Decode the reference codes frame by frame: streaming must equal the whole-utterance decode.
+    let decoder = [
+        ("quantized", 1),
+        ("dec_upsampled", 2),
+        ("dec_transformer", 2),
+    ];
+    let mut dec: Vec<Compare> = decoder.iter().map(|_| Compare::default()).collect();
     let want_audio = r.f32("decoded");
     let mut got = Vec::with_capacity(t * frame);
     for f in 0..t {
         let codes: Vec<u32> = (0..n_q).map(|l| want_codes[l * t + f]).collect();
         got.extend(pollster::block_on(mimi.decode_frame(&ctx, &codes)).unwrap());
+        for ((what, k), cmp) in decoder.iter().zip(dec.iter_mut()) {
+            let v = pollster::block_on(mimi.debug_read(&ctx, what)).unwrap();
+            cmp.frame(&v, &r.f32(what), f, *k);
+        }
     }
+    let dec_report: Vec<String> = decoder
+        .iter()
+        .zip(&dec)
+        .map(|((what, _), c)| c.check(name, what))
+        .collect();
     let err = max_abs_diff(&got, &want_audio);
     let peak = want_audio.iter().fold(0f32, |m, v| m.max(v.abs()));
     println!(
-        "{name}: decoded {} samples, max |err| {err:.2e} (peak {peak:.3})",
-        got.len()
+        "{name}: decoded {} samples, max |err|: {}, audio {err:.1e} (peak {peak:.3}, tolerance {TOL:.0e})",
+        got.len(),
+        dec_report.join(", ")
     );
     assert_eq!(got.len(), want_audio.len());
     assert!(
-        err <= 1e-4,
-        "{name}: decoded audio max abs error {err:.3e} > 1e-4"
+        err <= TOL,
+        "{name}: decoded audio max abs error {err:.3e} > {TOL:.0e}"
     );
 
     // A reset starts a new stream: encoding the first frames again gives the same codes.

@@ -55,8 +55,9 @@ async fn mimi_golden_in_browser() {
             .unwrap();
         if let Some(l) = (0..n_q).find(|&l| codes[l] != want[l * t + f]) {
             let m = margins[l * t + f];
+            // Only provable near ties (the fixtures reject margins below 1e-5) are excused.
             assert!(
-                m < 1e-4,
+                m < 1e-5,
                 "frame {f} level {l}: code {} != {} (margin {m:.2e})",
                 codes[l],
                 want[l * t + f]
@@ -72,8 +73,7 @@ async fn mimi_golden_in_browser() {
             err = err.max((v - decoded[f * frame + i]).abs());
         }
     }
-    log(&format!("mimi in browser: {t} frames × {n_q} codebooks, {mismatches} near-tie mismatches, decoded max |err| {err:.2e}"));
-    assert!(mismatches * 20 <= t);
-    assert!(err <= 1e-4, "decoded max abs error {err:.3e}");
+    log(&format!("mimi in browser: {t} frames × {n_q} codebooks, {mismatches} near-tie excuses (margin < 1e-5), decoded max |err| {err:.2e} (tolerance 1e-5)"));
+    assert!(err <= 1e-5, "decoded max abs error {err:.3e}");
     ctx.check().unwrap();
 }

@@ -415,29 +415,6 @@ impl AttnConfig {
         )
     }
 
-    /// [`AttnConfig::attention_with`] with the buffers as separate arguments: the signature
-    /// `crate::mimi::transformer` calls. Kept (with its lint exception) only until that caller
-    /// moves to `attention_with`; then delete it.
-    #[allow(clippy::too_many_arguments)]
-    pub fn attention(
-        &self,
-        rec: &mut Recorder,
-        qkv: View,
-        cache: View,
-        out: View,
-        scratch: Option<View>,
-        t: u32,
-        pos0: u32,
-    ) -> GpuResult<()> {
-        let bufs = AttnBuffers {
-            qkv,
-            cache,
-            out,
-            scratch,
-        };
-        self.attention_with(rec, &bufs, t, pos0)
-    }
-
     /// Attention of the `t` query rows of `bufs.qkv` (positions `pos0..pos0+t`, q rotated when
     /// [`AttnConfig::rope`] is set) over the ring `bufs.cache`, which must already hold their own
     /// keys ([`AttnConfig::kv_append`] first). `bufs.out` is `[t, heads·head_dim]`. With

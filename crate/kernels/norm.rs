@@ -116,28 +116,6 @@ impl LayerNorm<'_> {
     }
 }
 
-/// [`LayerNorm::apply`] with the parameters as separate arguments: the signature
-/// `crate::mimi::transformer` calls. Kept (with its lint exception) only until that caller moves
-/// to [`LayerNorm::apply`] or a LayerNorm-fused linear; then delete it.
-#[allow(clippy::too_many_arguments)]
-pub fn layer_norm(
-    rec: &mut Recorder,
-    x: View,
-    w: View,
-    b: View,
-    y: View,
-    rows: u32,
-    d: u32,
-    eps: f32,
-) -> GpuResult<()> {
-    let ln = LayerNorm {
-        weight: w,
-        bias: b,
-        eps,
-    };
-    ln.apply(rec, x, y, rows, d)
-}
-
 fn layer_norm_launch(
     rec: &mut Recorder,
     x: View,

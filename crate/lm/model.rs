@@ -11,11 +11,11 @@
 //! writes the text token of frame `s` and Moshi's codebook `k` of frame `s − d_{1+k}`; the user's
 //! codes of frame `s` are copied in by the caller ([`Lm::user_codes_slot`]).
 
-use crate::gpu::{BufferUsage, Context, GpuBuffer, Recorder, View};
+use crate::gpu::{BufferUsage, Context, GpuBuffer, Recorder};
 use crate::kernels::embed::TableFormat;
 use crate::kernels::linear::WeightFormat;
 use crate::kernels::linear::{LinearInput, LinearOutput};
-use crate::kernels::sampling::{self, SampleConfig};
+use crate::kernels::sampling::{self, LogitRows, SampleConfig, TokenSlots};
 use crate::nn::{
     EmbeddingTable, Embeddings, Linear, Norm, NormKind, Transformer, TransformerConfig, Weights,
 };
@@ -58,7 +58,7 @@ impl Sampling {
 }
 
 /// How the LM keeps its tables and caches on the GPU.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct LmOptions {
     /// Embedding tables: f32 or bf16; `None` keeps the checkpoint's own precision (bf16 for
     /// bf16 files, f32 for f32 files; random weights: bf16, as published).
@@ -66,15 +66,6 @@ pub struct LmOptions {
     /// Keep the KV caches in f32 even where the device has shader-f16 (f16 halves their memory;
     /// the tiny golden models then agree with the reference to ~2e-4 instead of ~5e-7).
     pub f32_cache: bool,
-}
-
-impl Default for LmOptions {
-    fn default() -> Self {
-        Self {
-            tables: None,
-            f32_cache: false,
-        }
-    }
 }
 
 /// Where a step's output tokens come from.
@@ -342,13 +333,13 @@ impl Lm {
             + self.dep.transformer.weight_bytes()
     }
 
+    /// Choose the token of sampling site `site` (0 text, 1 + k audio codebook k) from one row
+    /// of logits into ring element `out`.
     fn choose(
         &self,
         rec: &mut Recorder,
         choice: &TokenChoice,
-        logits: View,
-        offset: u32,
-        n: u32,
+        logits: &LogitRows,
         site: u32,
         out: u32,
     ) -> crate::Result<()> {
@@ -370,7 +361,11 @@ impl Lm {
                 } else {
                     SampleConfig::top_k(temperature, top_k, s.seed, self.step as u32, site)
                 };
-                sampling::sample(rec, logits, offset, n, &cfg, self.tokens.view(), out)?;
+                let slots = TokenSlots {
+                    view: self.tokens.view(),
+                    index: out,
+                };
+                sampling::sample_rows(rec, logits, &cfg, slots)?;
             }
         }
         Ok(())
@@ -418,15 +413,8 @@ impl Lm {
             LinearOutput::Store,
         )?;
         let text_slot = self.slot(s as isize, 0);
-        self.choose(
-            rec,
-            &choice,
-            self.text_logits.view(),
-            0,
-            self.cfg.text_card_out as u32,
-            0,
-            text_slot,
-        )?;
+        let text_logits = LogitRows::one(self.text_logits.view(), 0, self.cfg.text_card_out as u32);
+        self.choose(rec, &choice, &text_logits, 0, text_slot)?;
 
         // Depformer: dep_q steps, each chained on the token chosen just before.
         self.dep.transformer.reset();
@@ -473,9 +461,9 @@ impl Lm {
                 self.audio_logits.slice(row * 4, card as u64 * 4),
                 1,
             )?;
-            let logits = self.audio_logits.view();
             let out = self.audio_out_slot(s, k);
-            self.choose(rec, &choice, logits, row as u32, card, 1 + k as u32, out)?;
+            let logits = LogitRows::one(self.audio_logits.view(), row as u32, card);
+            self.choose(rec, &choice, &logits, 1 + k as u32, out)?;
             prev = out;
         }
         self.step += 1;

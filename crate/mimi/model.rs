@@ -809,6 +809,8 @@ impl Mimi {
             "quantized" => &self.quantized,
             "dec_upsampled" => &self.dec_up,
             "dec_transformer" => &self.dec_tr_out,
+            "rvq_first_in" => &self.rvq_first_in,
+            "rvq_rest_in" => &self.rvq_rest_in,
             _ => return Err(GpuError::Readback(format!("unknown intermediate {what}")).into()),
         };
         Ok(ctx.read_f32(b).await?)

@@ -69,31 +69,6 @@ impl Linear {
         )
     }
 
-    /// Load rows `block · rows .. (block + 1) · rows` of a stacked `[blocks · rows, inp]` tensor
-    /// (the published depformer attention weights, one block per weight set).
-    #[allow(clippy::too_many_arguments)]
-    pub fn load_block(
-        ctx: &Context,
-        src: &dyn TensorSource,
-        name: &str,
-        blocks: usize,
-        block: usize,
-        rows: usize,
-        inp: usize,
-        opts: &WeightOptions,
-    ) -> crate::Result<Self> {
-        let all = src.f32(name, &[blocks * rows, inp])?;
-        let w = &all[block * rows * inp..(block + 1) * rows * inp];
-        Self::from_f32(
-            ctx,
-            &format!("{name}[{block}]"),
-            w,
-            rows as u32,
-            inp as u32,
-            opts,
-        )
-    }
-
     /// Upload f32 weights `[rows, k]` in `opts.quant` (default f32), zero-padding K to the
     /// format's granularity.
     pub fn from_f32(

@@ -61,25 +61,6 @@ impl<'a> Weights<'a> {
         }
     }
 
-    /// Block `block` (of `blocks`) of rows of the stacked weight `name` `[blocks·rows, inp]`.
-    #[allow(clippy::too_many_arguments)]
-    pub fn linear_block(
-        &self,
-        ctx: &Context,
-        name: &str,
-        blocks: usize,
-        block: usize,
-        rows: usize,
-        inp: usize,
-    ) -> crate::Result<Linear> {
-        match self {
-            Self::Checkpoint { source, options } => {
-                Linear::load_block(ctx, *source, name, blocks, block, rows, inp, options)
-            }
-            Self::Random { .. } => self.linear(ctx, &format!("{name}[{block}]"), rows, inp),
-        }
-    }
-
     /// A normalisation layer under `prefix`.
     pub fn norm(
         &self,

@@ -144,6 +144,19 @@ struct SetWeights {
     mlp: Mlp,
 }
 
+impl SetWeights {
+    fn bytes(&self) -> u64 {
+        let mlp = match &self.mlp {
+            Mlp::Gelu { linear1, linear2 } => linear1.bytes() + linear2.bytes(),
+            Mlp::Silu {
+                linear_in,
+                linear_out,
+            } => linear_in.bytes() + linear_out.bytes(),
+        };
+        self.in_proj.bytes() + self.out_proj.bytes() + mlp
+    }
+}
+
 struct Layer {
     norm1: Norm,
     norm2: Norm,
@@ -356,22 +369,9 @@ impl Transformer {
         self.pos
     }
 
-    /// Bytes of weights one call reads (every set counted once per call of its position).
+    /// Bytes of weights one call reads (one weight set).
     pub fn weight_bytes_per_call(&self) -> u64 {
-        self.layers
-            .iter()
-            .map(|l| {
-                let s = &l.sets[0];
-                let mlp = match &s.mlp {
-                    Mlp::Gelu { linear1, linear2 } => linear1.bytes() + linear2.bytes(),
-                    Mlp::Silu {
-                        linear_in,
-                        linear_out,
-                    } => linear_in.bytes() + linear_out.bytes(),
-                };
-                s.in_proj.bytes() + s.out_proj.bytes() + mlp
-            })
-            .sum()
+        self.layers.iter().map(|l| l.sets[0].bytes()).sum()
     }
 
     /// Weight bytes stored on the GPU (all sets).
@@ -379,16 +379,7 @@ impl Transformer {
         self.layers
             .iter()
             .flat_map(|l| l.sets.iter())
-            .map(|s| {
-                let mlp = match &s.mlp {
-                    Mlp::Gelu { linear1, linear2 } => linear1.bytes() + linear2.bytes(),
-                    Mlp::Silu {
-                        linear_in,
-                        linear_out,
-                    } => linear_in.bytes() + linear_out.bytes(),
-                };
-                s.in_proj.bytes() + s.out_proj.bytes() + mlp
-            })
+            .map(SetWeights::bytes)
             .sum()
     }
 

@@ -8,11 +8,9 @@
 //! A directory that holds only Mimi runs the codec loopback: encode → decode, the codes as the
 //! frame's tokens.
 
+/// A tensor every Mimi checkpoint has (the first SEANet conv).
 #[cfg(not(target_arch = "wasm32"))]
-mod dir;
-
-#[cfg(not(target_arch = "wasm32"))]
-pub use dir::ModelDir;
+const MIMI_PROBE: &str = "encoder.model.0.conv.conv.weight";
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -185,36 +183,45 @@ impl Session {
         dir: &std::path::Path,
         opts: &SessionOptions,
     ) -> crate::Result<Self> {
-        use crate::weights::{schedule_from_config, Checkpoint, SafetensorsFile};
-        let md = ModelDir::open(dir)?;
-        let mimi = SafetensorsFile::open(&md.mimi)?;
-        // The LM in any published format, under canonical names.
-        let lm = match &md.lm {
-            Some(p) => {
-                let schedule = match &md.config {
-                    Some(text) => serde_json::from_str(text)
-                        .ok()
-                        .map(|v| schedule_from_config(&v))
-                        .transpose()?
-                        .flatten(),
-                    None => None,
-                };
-                Some(Checkpoint::open(p, schedule.as_deref())?)
-            }
+        use crate::weights::{ModelFiles, SafetensorsFile};
+        let files = ModelFiles::resolve(dir)?;
+        let config = match &files.config {
+            Some(p) => Some(std::fs::read_to_string(p).map_err(|e| WeightsError::Io {
+                file: p.display().to_string(),
+                message: e.to_string(),
+            })?),
             None => None,
         };
-        let tokenizer = match (&md.lm, &md.tokenizer) {
+        // Without Mimi weights beside it, the checkpoint must be Mimi itself: the codec
+        // loopback (a Mimi-only directory keeps them in `model.safetensors`).
+        let (lm, mimi_path) = match &files.mimi {
+            Some(m) => (Some(files.open_lm()?), m.clone()),
+            None => (None, files.lm.clone()),
+        };
+        let mimi = SafetensorsFile::open(&mimi_path)?;
+        if lm.is_none() && !mimi.header.tensors.contains_key(MIMI_PROBE) {
+            return Err(WeightsError::Io {
+                file: dir.display().to_string(),
+                message: format!(
+                    "no Mimi weights found ({} or config.json's \"mimi_name\"), and {} is not a Mimi checkpoint",
+                    crate::weights::MIMI_FILE_NAME,
+                    mimi_path.display()
+                ),
+            }
+            .into());
+        }
+        let tokenizer = match (&lm, &files.tokenizer) {
             (Some(_), Some(p)) => Some(Tokenizer::open(p)?),
             _ => None,
         };
         let parts = ModelParts {
-            config: md.config.as_deref(),
+            config: config.as_deref(),
             mimi: &mimi,
             lm: lm.as_ref().map(|f| Weights::checkpoint(f)),
             tokenizer,
         };
         Self::load(ctx, parts, opts).map_err(|e| match e {
-            crate::Error::Weights(WeightsError::Config(m)) if md.config.is_some() => {
+            crate::Error::Weights(WeightsError::Config(m)) if config.is_some() => {
                 WeightsError::Config(format!("{}: {m}", dir.join("config.json").display())).into()
             }
             e => e,

@@ -288,15 +288,13 @@ async fn moshi_ring_wraps(ctx: &Context, size: Size) -> CaseResult {
         let want = reference::attention(&cfg, &q, &hist.k, &hist.v, t, pos);
         for split in [false, true] {
             let ob = gpu(ctx.upload("out", &vec![f32::NAN; t * hd]))?;
-            gpu(cfg.attention(
-                &mut rec,
-                xb.view(),
-                cache.view(),
-                ob.view(),
-                split.then(|| scratch.view()),
-                t as u32,
-                pos as u32,
-            ))?;
+            let bufs = AttnBuffers {
+                qkv: xb.view(),
+                cache: cache.view(),
+                out: ob.view(),
+                scratch: split.then(|| scratch.view()),
+            };
+            gpu(cfg.attention_with(&mut rec, &bufs, t as u32, pos as u32))?;
             checks.push((format!("T={t} pos0={pos} split={split}"), ob, want.clone()));
         }
         pos += t;
@@ -620,13 +618,13 @@ async fn attention_rejects_bad_args(ctx: &Context, _size: Size) -> CaseResult {
             .is_err(),
         good.kv_append(&mut rec, x.view(), cache.view(), 5, 0)
             .is_err(),
-        good.attention(&mut rec, x.view(), cache.view(), out.view(), None, 5, 0)
+        good.attention_with(&mut rec, &plain(&x, &cache, &out), 5, 0)
             .is_err(),
     ];
     let mut wide = good.clone();
     wide.qkv.v_offset = 300;
     errs.push(
-        wide.attention(&mut rec, x.view(), cache.view(), out.view(), None, 1, 0)
+        wide.attention_with(&mut rec, &plain(&x, &cache, &out), 1, 0)
             .is_err(),
     );
     // A RoPE table for another head dim, and RoPE positions beyond f32's exact integers.
@@ -650,11 +648,21 @@ async fn attention_rejects_bad_args(ctx: &Context, _size: Size) -> CaseResult {
             .is_err(),
     );
     let ok = good.kv_append(&mut rec, x.view(), cache.view(), 4, 0);
-    let ok2 = good.attention(&mut rec, x.view(), cache.view(), out.view(), None, 4, 0);
+    let ok2 = good.attention_with(&mut rec, &plain(&x, &cache, &out), 4, 0);
     gpu(rec.submit())?;
     if let Some(i) = errs.iter().position(|e| !e) {
         return Err(format!("bad launch {i} accepted"));
     }
     ok.and(ok2)
         .map_err(|e| format!("good launch rejected: {e}"))
+}
+
+/// Buffers of a single-dispatch attention call.
+fn plain<'a>(x: &'a GpuBuffer, cache: &'a GpuBuffer, out: &'a GpuBuffer) -> AttnBuffers<'a> {
+    AttnBuffers {
+        qkv: x.view(),
+        cache: cache.view(),
+        out: out.view(),
+        scratch: None,
+    }
 }

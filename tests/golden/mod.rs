@@ -291,6 +291,24 @@ pub async fn formats_greedy(ctx: &Context, which: usize) -> Result<Report, Strin
     Ok(report)
 }
 
+/// [`kyutai_test_lm`] with f32 KV caches (as the reference) within 5e-6 and with the device's
+/// default cache (f16 where the adapter has shader-f16, as the real model runs) within 1e-3:
+/// logs one line per run and panics naming every logit over its tolerance.
+pub async fn check_kyutai_test_lm(ctx: &Context, log: impl Fn(&str)) {
+    for (f32_cache, tol) in [(true, 5e-6f32), (false, 1e-3)] {
+        let r = kyutai_test_lm(ctx, f32_cache, tol).await.unwrap();
+        log(&format!(
+            "kyutai-test-lm ({} KV cache): {} logits compared, max |err| {:.3e} (tolerance {tol:.0e}), {} over tolerance",
+            if f32_cache || !ctx.caps().f16 { "f32" } else { "f16" },
+            r.compared,
+            r.max_err,
+            r.lines.len()
+        ));
+        assert!(r.lines.is_empty(), "{}", r.lines.join("\n"));
+        assert!(r.compared > 0);
+    }
+}
+
 /// The files of a tiny Moshi fixture (tests/fixtures/lm/<name>, made by make_fixtures.py from
 /// PyPI `moshi`), compiled in.
 pub struct MoshiFixture {

@@ -47,19 +47,7 @@ pub struct LmBench {
 pub fn run(ctx: &Context, b: LmBench) -> Result<()> {
     let format = quant_format(&b.quant)
         .with_context(|| format!("--quant {}: expected q4, q8, q8_0, bf16 or f32", b.quant))?;
-    let caps = ctx.caps();
-    println!(
-        "adapter: {} ({}, {})  f16: {}  subgroups: {}",
-        caps.adapter_name,
-        caps.backend,
-        if caps.is_software {
-            "software"
-        } else {
-            "hardware"
-        },
-        caps.f16,
-        caps.subgroups
-    );
+    println!("{}", super::adapter_line(ctx));
     let rate = copy_rate(ctx)?;
     println!("buffer copy: {:.1} GB/s (read + write)", rate / 1e9);
 

@@ -41,21 +41,9 @@ pub fn run(
     ctx.wait_idle()?;
     let load_s = t0.elapsed().as_secs_f64();
     let mem = ctx.allocated_bytes() - before;
-    let caps = ctx.caps();
     let frame = mimi.frame_size();
     let frame_s = frame as f64 / mimi.cfg.sample_rate;
-    println!(
-        "adapter: {} ({}, {})  f16: {}  subgroups: {}",
-        caps.adapter_name,
-        caps.backend,
-        if caps.is_software {
-            "software"
-        } else {
-            "hardware"
-        },
-        caps.f16,
-        caps.subgroups
-    );
+    println!("{}", super::adapter_line(ctx));
     println!(
         "model: {}  codebooks: {}  GPU buffers: {:.1} MiB  load: {:.2} s",
         model

@@ -169,14 +169,11 @@ fn copy_rate(ctx: &Context, reps: u32) -> Result<(Case, f64)> {
     Ok((case, rate))
 }
 
-fn case_rate(case: &Case, t: f64) -> f64 {
-    case.bytes as f64 / t
-}
-
-fn kernels(ctx: &Context, reps: u32, only: Option<&str>) -> Result<()> {
+/// The adapter a benchmark ran on, as its first line.
+pub fn adapter_line(ctx: &Context) -> String {
     let caps = ctx.caps();
-    println!(
-        "adapter: {} ({}, {})  f16: {}  subgroups: {}  reps/submit: {reps}",
+    format!(
+        "adapter: {} ({}, {})  f16: {}  subgroups: {}",
         caps.adapter_name,
         caps.backend,
         if caps.is_software {
@@ -186,7 +183,15 @@ fn kernels(ctx: &Context, reps: u32, only: Option<&str>) -> Result<()> {
         },
         caps.f16,
         caps.subgroups
-    );
+    )
+}
+
+fn case_rate(case: &Case, t: f64) -> f64 {
+    case.bytes as f64 / t
+}
+
+fn kernels(ctx: &Context, reps: u32, only: Option<&str>) -> Result<()> {
+    println!("{}  reps/submit: {reps}", adapter_line(ctx));
     // GB/s of every kernel as a fraction of this run's plain copy: how close it gets to what
     // the memory system delivers here, comparable across GPUs.
     let (copy, copy_bps) = copy_rate(ctx, reps)?;
