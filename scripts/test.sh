@@ -11,13 +11,18 @@
 #   no-adapter  `parle info` without any GPU must fail with a clear message
 #   browser     the kernel tests and the Mimi golden test in headless Chromium's WebGPU
 #               (tests/web.rs, tests/web_mimi.rs, wasm-bindgen-test)
-#   wasm-pkg    the wasm package for the page (web/pkg)
+#   wasm-pkg    the wasm package for the page (web/pkg), with its size (raw and gzip)
 #   worklets    the audio worklets' framing, resampling and jitter buffer, in Node
-#   page        the page itself in headless Chromium (scripts/page-test.mjs)
+#   js-api      web/parle.js in headless Chromium (Playwright): fixture models against the
+#               native CLI's outputs, downloads (progress, Range resumption, OPFS, quota), errors
+#   page        the app in headless Chromium: a 10 s conversation through the fake microphone,
+#               stats, recording, device loss and restart, offline reload
+#   page-errors the app and API without a GPU adapter, without WebGPU, with the microphone
+#               denied; npm start's server (MIME types, Range, --models DIR)
 set -uo pipefail
 source "$(dirname "$0")/env.sh"
 
-ALL=(fmt clippy native fallback no-adapter browser wasm-pkg worklets page)
+ALL=(fmt clippy native fallback no-adapter browser wasm-pkg worklets js-api page page-errors)
 STAGES=("$@")
 [ ${#STAGES[@]} -eq 0 ] && STAGES=("${ALL[@]}")
 
@@ -70,15 +75,35 @@ stage_browser() {
 }
 
 stage_wasm-pkg() {
-  bash scripts/build-wasm.sh
+  bash scripts/build-wasm.sh || return 1
+  local raw gz
+  raw=$(stat -c %s web/pkg/parle_bg.wasm)
+  gz=$(gzip -9 -c web/pkg/parle_bg.wasm | wc -c)
+  echo "wasm package: $raw bytes raw, $gz bytes gzip (target: at most 600 KB gzip)"
+  [ "$gz" -le 614400 ]
 }
 
 stage_worklets() {
   node scripts/worklet-test.mjs
 }
 
+# The browser tests compare with the native CLI's outputs (parle run): build it first (a no-op
+# when the no-adapter stage has built it).
+page_test() {
+  cargo build --bin parle || return 1
+  node scripts/page-test.mjs "$@"
+}
+
+stage_js-api() {
+  page_test api
+}
+
 stage_page() {
-  node scripts/page-test.mjs
+  page_test page
+}
+
+stage_page-errors() {
+  page_test errors server
 }
 
 declare -A RESULT DURATION

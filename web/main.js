@@ -1,208 +1,345 @@
-// The page: owns the DOM, the microphone and the AudioContext. All GPU work happens in
-// worker.js (the wasm package runs there, so a long GPU frame never blocks the page).
-//
-// Messages from the worker: {type: "version", version}, {type: "gpu", report},
-// {type: "self-test", ok, text}, {type: "error", kind, title, detail}, {type: "stats", ...}.
-// Messages to the worker: {type: "gpu", forceF32, noSubgroups}, {type: "audio", capture, playback}
-// (two MessagePorts wired to the worklets), {type: "audio-stop"}.
+// The page: model picker, talk/stop, transcript, meters, stats, settings, benchmark, errors.
+// Everything heavy happens in the engine worker behind parle.js; this thread only draws.
+// URL parameters: ?model=URL (preselect a model directory), ?mimi (load only Mimi: loopback),
+// ?autoload, ?f32, ?nosubgroups.
+
+import { createEngine } from "./parle.js";
 
 const $ = (id) => document.getElementById(id);
+const HF = "https://huggingface.co/kyutai";
 
-// `where` is "gpu" or "audio": each section has its own error box.
-function showError(where, title, detail) {
-  const box = $(`${where}-error`);
-  box.querySelector("strong").textContent = title;
-  box.querySelector("p").textContent = detail;
-  box.hidden = false;
+// Kyutai's published repositories (sizes are approximate until the download starts).
+const PRESETS = [
+  { id: "moshiko-q4", label: "Moshiko (male voice), MLX 4-bit", url: `${HF}/moshiko-mlx-q4/resolve/main/`, gb: 4.7, gpuGb: 5 },
+  { id: "moshika-q4", label: "Moshika (female voice), MLX 4-bit", url: `${HF}/moshika-mlx-q4/resolve/main/`, gb: 4.7, gpuGb: 5 },
+  { id: "moshiko-q8", label: "Moshiko, MLX 8-bit", url: `${HF}/moshiko-mlx-q8/resolve/main/`, gb: 8.6, gpuGb: 9 },
+  { id: "moshika-q8", label: "Moshika, MLX 8-bit", url: `${HF}/moshika-mlx-q8/resolve/main/`, gb: 8.6, gpuGb: 9 },
+  { id: "moshiko-gguf", label: "Moshiko, candle Q8_0 (GGUF)", url: `${HF}/moshiko-candle-q8/resolve/main/`, gb: 8.6, gpuGb: 9 },
+  { id: "mimi", label: "Mimi loopback (the codec alone: hear yourself through it)", url: `${HF}/moshiko-mlx-q4/resolve/main/`, gb: 0.39, gpuGb: 0.5, mimiOnly: true },
+  { id: "custom", label: "Custom URL…" },
+  { id: "local", label: "Files on this computer…" },
+];
+
+let engine = null;
+let info = null; // the loaded model
+let lastLoad = null; // { source, options } to reload after an engine restart
+let talking = false;
+let recorded = false;
+
+// ---- errors -----------------------------------------------------------------------------------
+
+const TITLES = {
+  "no-webgpu": "This browser has no WebGPU",
+  "no-adapter": "WebGPU found no GPU adapter",
+  limits: "This GPU is too small for parle",
+  wasm: "The parle WebAssembly module could not be loaded",
+  gpu: "The GPU failed",
+  "device-lost": "The GPU device was lost",
+  oom: "The GPU ran out of memory",
+  download: "The download failed",
+  quota: "Not enough storage for this model",
+  storage: "The browser's storage failed",
+  config: "The model's config.json is wrong",
+  weights: "The model files are damaged or do not match",
+  "mic-denied": "Microphone access was denied",
+  "no-mic": "No usable microphone",
+  audio: "The audio pipeline failed",
+};
+
+function showError(e, where = "") {
+  const code = e?.code ?? "engine";
+  $("error-title").textContent = `${TITLES[code] ?? "Something went wrong"}${where ? ` (${where})` : ""}`;
+  let detail = String(e?.message ?? e);
+  if (code === "oom") detail += "\nTry a smaller model (4-bit), close other GPU-heavy tabs, or restart the engine.";
+  if (code === "device-lost") detail += "\nRestart the engine: the model loads again from the browser's storage, without a download.";
+  $("error-detail").textContent = detail;
+  $("error-reload").hidden = !["device-lost", "oom", "gpu"].includes(code);
+  $("error").hidden = false;
+  $("error").dataset.code = code;
 }
 
-function clearError(where) {
-  $(`${where}-error`).hidden = true;
+function clearError() {
+  $("error").hidden = true;
 }
 
 function setStatus(id, text, cls = "") {
-  const el = $(id);
-  el.textContent = text;
-  el.className = `status ${cls}`.trim();
+  $(id).textContent = text;
+  $(id).className = `status ${cls}`.trim();
 }
 
-// ---- WebGPU availability, checked before anything is downloaded -------------------------------
-
-function webgpuProblem() {
-  if (!window.isSecureContext) {
-    return [
-      "WebGPU needs a secure page",
-      `This page was opened from ${location.origin}, which the browser does not treat as secure, ` +
-        "so WebGPU and the microphone are switched off. Open it over https:// or from localhost.",
-    ];
+function fmtBytes(n) {
+  if (n == null || !Number.isFinite(n)) return "?";
+  const u = ["B", "KB", "MB", "GB", "TB"];
+  let i = 0;
+  while (n >= 1000 && i < u.length - 1) {
+    n /= 1000;
+    i++;
   }
-  if (!("gpu" in navigator)) {
-    return [
-      "This browser has no WebGPU",
-      "navigator.gpu is undefined. parle needs WebGPU: use a recent Chrome or Edge (113 or later), " +
-        "Safari 26 or later, or Firefox 141 or later on Windows. On Linux, Chrome still needs " +
-        "chrome://flags/#enable-unsafe-webgpu (and #enable-vulkan) switched on.",
-    ];
-  }
-  return null;
+  return `${n.toFixed(i === 0 ? 0 : n < 10 ? 2 : 1)} ${u[i]}`;
 }
 
-// ---- The model worker -------------------------------------------------------------------------
+function fmtTime(s) {
+  if (s == null || !Number.isFinite(s)) return "";
+  if (s < 60) return `${Math.ceil(s)} s`;
+  return `${Math.floor(s / 60)} min ${Math.ceil(s % 60)} s`;
+}
 
-let worker = null;
+// ---- the engine ---------------------------------------------------------------------------------
 
-function startWorker() {
-  worker = new Worker(new URL("./worker.js", import.meta.url), { type: "module" });
-  worker.onmessage = (e) => onWorkerMessage(e.data);
-  worker.onerror = (e) => {
-    e.preventDefault();
-    showError(
-      "gpu",
-      "The model worker failed to start",
-      `${e.message || "unknown error"}. This browser may not support module workers ` +
-        "(Chrome 80+, Safari 15+, Firefox 114+).",
+async function startEngine() {
+  clearError();
+  engine?.dispose();
+  engine = null;
+  setStatus("gpu-status", "Opening the GPU…");
+  $("model-load").disabled = true;
+  $("bench-run").disabled = true;
+  try {
+    engine = await createEngine({ forceF32: $("opt-f32").checked, noSubgroups: $("opt-nosg").checked });
+  } catch (e) {
+    setStatus("gpu-status", TITLES[e.code] ?? "No usable GPU.", "bad");
+    showError(e);
+    return false;
+  }
+  window.parleApp.engine = engine;
+  const a = engine.gpu.adapter;
+  const name = engine.gpu.report.split("\n")[0].replace(/^adapter:\s*/, "");
+  setStatus(
+    "gpu-status",
+    `${name}${a.software ? " — a software (CPU) adapter: the Mimi loopback works, Moshi will be far slower than real time" : ""}`,
+    a.software ? "warn" : "ok",
+  );
+  $("gpu-report").textContent = engine.gpu.report;
+  $("version").textContent = engine.gpu.version;
+  $("st-adapter").textContent = `${name}${a.software ? " (software)" : ""}`;
+  $("model-load").disabled = false;
+  $("bench-run").disabled = false;
+  updateModelNote();
+  return true;
+}
+
+async function restartEngine() {
+  await stopTalking();
+  if (!(await startEngine())) return;
+  if (lastLoad) await loadModel(lastLoad);
+}
+
+// ---- the model --------------------------------------------------------------------------------
+
+function currentPreset() {
+  return PRESETS.find((p) => p.id === $("model-pick").value);
+}
+
+async function updateModelNote() {
+  const p = currentPreset();
+  $("custom-row").hidden = p.id !== "custom";
+  $("local-row").hidden = p.id !== "local";
+  $("model-dir").hidden = !("showDirectoryPicker" in window);
+  let note = "";
+  if (p.gb) {
+    note = `Download ≈ ${p.gb} GB (once; kept in this browser's storage), GPU memory ≈ ${p.gpuGb} GB.`;
+    const a = engine?.gpu?.adapter;
+    if (a) {
+      note += ` This GPU binds buffers up to ${fmtBytes(a.maxBufferSize)}${a.software ? " and is a software adapter" : ""}.`;
+    }
+  } else if (p.id === "custom") {
+    note = "A directory laid out like a Kyutai Hugging Face repository (config.json optional; model.safetensors, the Mimi tokenizer file, tokenizer_spm_32k_3.model). With `npm start -- --models DIR`, a folder of DIR is at models/NAME/.";
+  } else {
+    note = "Pick the folder of a downloaded model: its files are read in place, never uploaded or copied.";
+  }
+  $("model-note").textContent = note;
+  try {
+    const est = await navigator.storage?.estimate?.();
+    if (est?.quota) $("storage-status").textContent = `Browser storage for this site: ${fmtBytes(est.usage)} used of ${fmtBytes(est.quota)}.`;
+  } catch {}
+}
+
+function modelSource() {
+  const p = currentPreset();
+  if (p.id === "custom") {
+    const url = $("model-url").value.trim();
+    if (!url) throw Object.assign(new Error("Enter the URL of a model directory."), { code: "input" });
+    return { source: url, options: { mimiOnly: new URLSearchParams(location.search).has("mimi") } };
+  }
+  if (p.id === "local") {
+    const files = pickedDir ?? $("model-files").files;
+    if (!files || (files.length === 0 && !pickedDir)) throw Object.assign(new Error("Pick a model folder first."), { code: "input" });
+    return { source: files, options: {} };
+  }
+  return { source: p.url, options: { mimiOnly: !!p.mimiOnly } };
+}
+
+let pickedDir = null;
+
+function onProgress(p) {
+  $("progress-box").hidden = false;
+  const frac = p.total ? p.loaded / p.total : 0;
+  $("progress").value = frac;
+  if (p.phase === "download") {
+    const rate = p.rate ? `, ${fmtBytes(p.rate)}/s` : "";
+    const eta = p.eta != null && p.loaded < p.total ? `, ${fmtTime(p.eta)} left` : "";
+    $("progress-text").textContent = `Downloading ${p.file}: ${fmtBytes(p.loaded)} of ${fmtBytes(p.total)} (${Math.round(frac * 100)} %${rate}${eta})`;
+  } else if (p.phase === "gpu") {
+    $("progress-text").textContent = `Loading ${p.file} onto the GPU: ${Math.round(frac * 100)} %`;
+  } else {
+    $("progress-text").textContent = `${p.phase}: ${p.file}`;
+  }
+}
+
+async function loadModel(req) {
+  clearError();
+  await stopTalking();
+  $("model-load").disabled = $("talk").disabled = true;
+  setStatus("model-status", "Loading…");
+  const codebooks = Number($("set-codebooks").value) || undefined;
+  const t0 = performance.now();
+  try {
+    info = await engine.load(req.source, { ...req.options, codebooks, onProgress, sampling: sampling() });
+    lastLoad = req;
+    const what = info.kind === "moshi" ? "Moshi" : `Mimi loopback (${info.codebooks} codebooks)`;
+    setStatus(
+      "model-status",
+      `${what} loaded ${info.fromCache ? "from this browser's storage" : "after downloading"} in ${((performance.now() - t0) / 1000).toFixed(1)} s ` +
+        `(GPU upload ${(info.loadMs / 1000).toFixed(1)} s, shader compilation ${((info.warmupMs ?? 0) / 1000).toFixed(1)} s): ` +
+        `${fmtBytes(info.fileBytes)} of files, ${fmtBytes(info.gpuBytes)} on the GPU.`,
+      "ok",
     );
-    setStatus("gpu-status", "No GPU check was possible.", "bad");
+    $("talk").disabled = false;
+    $("progress-box").hidden = true;
+  } catch (e) {
+    info = null;
+    setStatus("model-status", "No model loaded.", "bad");
+    showError(e, "loading the model");
+  } finally {
+    $("model-load").disabled = false;
+    updateModelNote();
+  }
+}
+
+// ---- talking ------------------------------------------------------------------------------------
+
+function sampling() {
+  const num = (id) => Number($(id).value);
+  return {
+    greedy: $("set-greedy").checked,
+    seed: num("set-seed"),
+    textTemperature: num("set-text-temp"),
+    textTopK: num("set-text-topk"),
+    audioTemperature: num("set-audio-temp"),
+    audioTopK: num("set-audio-topk"),
   };
 }
 
-function checkGpu() {
-  clearError("gpu");
-  setStatus("gpu-status", "Opening the GPU…");
-  setStatus("self-test", "");
-  $("gpu-report").textContent = "";
-  worker.postMessage({
-    type: "gpu",
-    forceF32: $("opt-f32").checked,
-    noSubgroups: $("opt-nosg").checked,
-  });
-}
-
-function onWorkerMessage(m) {
-  switch (m.type) {
-    case "version":
-      $("version").textContent = m.version;
-      break;
-    case "gpu":
-      setStatus("gpu-status", "WebGPU is available. Adapter report:", "ok");
-      $("gpu-report").textContent = m.report;
-      setStatus("self-test", "Running a kernel on the GPU…");
-      break;
-    case "self-test":
-      setStatus("self-test", m.text, m.ok ? "ok" : "bad");
-      break;
-    case "error":
-      showError("gpu", m.title, m.detail);
-      if (m.kind === "gpu") setStatus("gpu-status", "No usable GPU.", "bad");
-      if (m.kind === "self-test") setStatus("self-test", "The GPU self-test failed.", "bad");
-      break;
-    case "stats":
-      $("st-in").textContent = m.framesIn;
-      $("st-out").textContent = m.framesOut;
-      $("level").value = Math.max(-60, m.levelDb);
-      break;
-  }
-}
-
-// ---- Audio: microphone -> capture worklet -> worker -> playback worklet -> speaker --------------
-
-let audio = null; // { ctx, stream }
-
-const MIC_ERRORS = {
-  NotAllowedError: [
-    "Microphone access was denied",
-    "parle needs the microphone to hear you. Allow it for this site (the microphone or lock icon " +
-      "in the address bar, or the browser's site settings), then press “Start microphone” again.",
-  ],
-  SecurityError: [
-    "Microphone access is blocked",
-    "The browser or a policy blocks the microphone for this page (it must be served over https:// " +
-      "or from localhost, and not inside a frame without microphone permission).",
-  ],
-  NotFoundError: [
-    "No microphone found",
-    "The browser sees no audio input device. Plug in or enable a microphone, then try again.",
-  ],
-  NotReadableError: [
-    "The microphone could not be opened",
-    "Another application may be using it, or the operating system denied access to the browser.",
-  ],
-};
-
-async function startAudio() {
-  clearError("audio");
-  if (!navigator.mediaDevices?.getUserMedia) {
-    showError(
-      "audio",
-      "No microphone API",
-      "navigator.mediaDevices is missing: the page must be served over https:// or from localhost.",
-    );
-    return;
-  }
-  $("audio-start").disabled = true;
-  let stream;
+async function applySettings(e) {
+  if (!engine || !info) return;
   try {
-    stream = await navigator.mediaDevices.getUserMedia({
-      audio: { channelCount: 1, echoCancellation: true, noiseSuppression: true, autoGainControl: true },
-    });
-  } catch (e) {
-    const [title, detail] = MIC_ERRORS[e.name] ?? ["The microphone could not be started", ""];
-    showError("audio", title, `${detail}${detail ? "\n" : ""}(${e.name}: ${e.message})`);
-    $("audio-start").disabled = false;
-    return;
+    if (e?.target?.id === "set-codebooks") {
+      if (info.kind !== "mimi" || talking) return;
+      await engine.configure({ codebooks: Number($("set-codebooks").value) });
+      info.codebooks = Number($("set-codebooks").value);
+    } else {
+      await engine.configure(sampling());
+    }
+  } catch (err) {
+    showError(err, "settings");
   }
+}
+
+function appendText(text) {
+  const t = $("transcript");
+  t.textContent += text;
+  t.scrollTop = t.scrollHeight;
+}
+
+function showStats(s) {
+  const ms = (x) => (x == null ? "–" : `${x.toFixed(1)} ms`);
+  $("st-frame").textContent = s.frameMsMean == null ? "–" : `${ms(s.frameMsMean)} mean, ${ms(s.frameMs)} last (budget 80 ms)`;
+  $("st-rtf").textContent = s.rtf == null ? "–" : `${s.rtf.toFixed(2)} ${s.rtf < 1 ? "(faster than real time)" : "(slower than real time: frames are dropped)"}`;
+  $("st-latency").textContent = s.latencyMs == null ? "–" : `${Math.round(s.latencyMs)} ms (incl. ${Math.round(s.hardwareLatencyMs)} ms audio hardware)`;
+  const p = s.playback ?? {};
+  $("st-buffer").textContent = p.bufferedMs == null ? "–" : `${Math.round(p.bufferedMs)} ms buffered, ${p.underruns} underruns, ${p.drops} drops, ${p.missed?.toFixed(1)} s missed`;
+  $("st-dropped").textContent = s.dropped == null ? "–" : `${s.dropped} (queue ${s.queued})`;
+  $("st-frames").textContent = s.framesIn == null ? "–" : `${s.framesIn} / ${s.framesOut}`;
+  if (s.levelIn != null) $("level-in").value = Math.max(-60, s.levelIn);
+  if (s.levelOut != null) $("level-out").value = Math.max(-60, s.levelOut);
+  window.parleApp.stats = s;
+}
+
+async function startTalking() {
+  if (talking || !info) return;
+  clearError();
+  $("talk").disabled = true;
+  $("transcript").textContent = "";
   try {
-    const ctx = new AudioContext({ latencyHint: "interactive" });
-    await Promise.all([
-      ctx.audioWorklet.addModule(new URL("./capture-worklet.js", import.meta.url)),
-      ctx.audioWorklet.addModule(new URL("./playback-worklet.js", import.meta.url)),
-    ]);
-    const capture = new AudioWorkletNode(ctx, "parle-capture", { numberOfInputs: 1, numberOfOutputs: 0 });
-    const playback = new AudioWorkletNode(ctx, "parle-playback", {
-      numberOfInputs: 0,
-      numberOfOutputs: 1,
-      outputChannelCount: [1],
+    await engine.reset();
+    const mic = await engine.startConversation({
+      record: $("record").checked,
+      onText: appendText,
+      onStats: showStats,
+      onError: (e) => {
+        talking = false;
+        updateTalkButtons();
+        showError(e, "during the conversation");
+      },
     });
-    playback.port.onmessage = (e) => showPlaybackStats(e.data);
-    // Frames go worklet -> worker -> worklet on their own channels, never through this thread.
-    const toWorker = new MessageChannel();
-    const fromWorker = new MessageChannel();
-    capture.port.postMessage({ type: "connect", port: toWorker.port1 }, [toWorker.port1]);
-    playback.port.postMessage({ type: "connect", port: fromWorker.port1 }, [fromWorker.port1]);
-    worker.postMessage({ type: "audio", capture: toWorker.port2, playback: fromWorker.port2 }, [
-      toWorker.port2,
-      fromWorker.port2,
-    ]);
-    ctx.createMediaStreamSource(stream).connect(capture);
-    playback.connect(ctx.destination);
-    await ctx.resume();
-    audio = { ctx, stream };
-    $("audio-stop").disabled = false;
+    talking = true;
+    window.parleApp.mic = mic;
   } catch (e) {
-    stream.getTracks().forEach((t) => t.stop());
-    showError("audio", "The audio pipeline could not be started", String(e?.message ?? e));
-    $("audio-start").disabled = false;
+    showError(e, "starting the microphone");
+  }
+  updateTalkButtons();
+}
+
+async function stopTalking() {
+  if (!talking) return;
+  talking = false;
+  await engine.stop();
+  recorded = $("record").checked;
+  updateTalkButtons();
+}
+
+function updateTalkButtons() {
+  $("talk").disabled = talking || !info;
+  $("stop").disabled = !talking;
+  $("download").disabled = talking || !recorded;
+  $("talk").setAttribute("aria-pressed", String(talking));
+  document.body.classList.toggle("talking", talking);
+}
+
+async function downloadWav() {
+  const blob = await engine.recording();
+  if (!blob) return;
+  const a = document.createElement("a");
+  a.href = URL.createObjectURL(blob);
+  a.download = `parle-${new Date().toISOString().replace(/[:.]/g, "-")}.wav`;
+  a.click();
+  setTimeout(() => URL.revokeObjectURL(a.href), 10000);
+}
+
+// ---- benchmark ----------------------------------------------------------------------------------
+
+async function runBench() {
+  await stopTalking();
+  $("bench-run").disabled = true;
+  $("bench-out").textContent = "Running… (the first frames compile the GPU pipelines)";
+  try {
+    const r = await engine.bench({ preset: $("bench-preset").value, frames: Number($("bench-frames").value) || 10 });
+    $("bench-out").textContent =
+      `${r.description}\n${r.adapter}${r.software ? " (software)" : ""}: ${r.frames} frames, mean ${r.meanMs.toFixed(1)} ms, ` +
+      `p50 ${r.p50Ms.toFixed(1)} ms, min ${r.minMs.toFixed(1)} ms, max ${r.maxMs.toFixed(1)} ms; real-time factor ${r.rtf.toFixed(2)}\n` +
+      `${r.dispatches} dispatches per frame, GPU memory ${fmtBytes(r.gpuBytes)}, load + first frame ${(r.loadMs / 1000).toFixed(1)} s`;
+    window.parleApp.bench = r;
+    info = null; // the benchmark replaced the model
+    setStatus("model-status", "The benchmark replaced the model: load it again to talk.");
+    updateTalkButtons();
+  } catch (e) {
+    $("bench-out").textContent = "";
+    showError(e, "benchmark");
+  } finally {
+    $("bench-run").disabled = false;
   }
 }
 
-async function stopAudio() {
-  if (!audio) return;
-  worker.postMessage({ type: "audio-stop" });
-  audio.stream.getTracks().forEach((t) => t.stop());
-  await audio.ctx.close();
-  audio = null;
-  $("audio-stop").disabled = true;
-  $("audio-start").disabled = false;
-}
-
-function showPlaybackStats(s) {
-  $("st-played").textContent = `${s.played.toFixed(1)} s`;
-  $("st-missed").textContent = `${s.missed.toFixed(1)} s`;
-  $("st-buffer").textContent = `${Math.round(s.bufferedMs)} ms`;
-  $("st-glitches").textContent = `${s.underruns} / ${s.drops}`;
-}
-
-// ---- Offline: the service worker caches the app shell -------------------------------------------
+// ---- offline ------------------------------------------------------------------------------------
 
 async function registerServiceWorker() {
   if (!("serviceWorker" in navigator)) {
@@ -212,32 +349,71 @@ async function registerServiceWorker() {
   try {
     await navigator.serviceWorker.register("sw.js");
     await navigator.serviceWorker.ready;
-    $("offline-status").textContent = "available offline";
+    $("offline-status").textContent = "the app works offline; downloaded models stay in this browser";
   } catch (e) {
     $("offline-status").textContent = `offline cache unavailable (${e.message})`;
   }
 }
 
-// ---- Start-up ----------------------------------------------------------------------------------
+// ---- start-up -----------------------------------------------------------------------------------
 
 function main() {
+  window.parleApp = { engine: null, stats: null };
   const params = new URLSearchParams(location.search);
   $("opt-f32").checked = params.has("f32");
   $("opt-nosg").checked = params.has("nosubgroups");
-  $("audio-start").onclick = startAudio;
-  $("audio-stop").onclick = stopAudio;
-  registerServiceWorker();
-  // The worker also carries the audio path, so it starts even without WebGPU.
-  startWorker();
-  const problem = webgpuProblem();
-  if (problem) {
-    showError("gpu", ...problem);
-    setStatus("gpu-status", "No WebGPU.", "bad");
-    $("gpu-retry").disabled = true;
-    return;
+  for (const p of PRESETS) $("model-pick").append(new Option(p.label, p.id));
+  if (params.has("model")) {
+    $("model-pick").value = "custom";
+    $("model-url").value = params.get("model");
   }
-  $("gpu-retry").onclick = checkGpu;
-  checkGpu();
+  $("model-pick").onchange = updateModelNote;
+  $("model-load").onclick = () => {
+    try {
+      loadModel(modelSource());
+    } catch (e) {
+      showError(e);
+    }
+  };
+  $("model-dir").onclick = async () => {
+    try {
+      pickedDir = await window.showDirectoryPicker();
+      $("model-note").textContent = `Folder “${pickedDir.name}” chosen.`;
+    } catch {}
+  };
+  $("model-files").onchange = () => (pickedDir = null);
+  $("model-delete").onclick = async () => {
+    await engine?.deleteCached();
+    setStatus("model-status", info ? "Downloaded models deleted (the loaded one stays until reload)." : "Downloaded models deleted.");
+    updateModelNote();
+  };
+  $("talk").onclick = startTalking;
+  $("stop").onclick = stopTalking;
+  $("download").onclick = downloadWav;
+  $("error-close").onclick = clearError;
+  $("error-reload").onclick = restartEngine;
+  $("gpu-retry").onclick = restartEngine;
+  $("self-test-run").onclick = async () => {
+    setStatus("self-test", "Running a kernel on the GPU…");
+    try {
+      setStatus("self-test", await engine.selfTest(), "ok");
+    } catch (e) {
+      setStatus("self-test", e.message, "bad");
+    }
+  };
+  $("bench-run").onclick = runBench;
+  for (const el of document.querySelectorAll("#settings input")) el.onchange = applySettings;
+  document.addEventListener("keydown", (e) => {
+    if (e.code !== "Space" || e.repeat || e.target.closest("input, select, textarea, button, summary, a")) return;
+    e.preventDefault();
+    if (talking) stopTalking();
+    else startTalking();
+  });
+  registerServiceWorker();
+  updateModelNote();
+  startEngine().then((ok) => {
+    if (ok && params.has("autoload")) $("model-load").click();
+  });
 }
 
 main();

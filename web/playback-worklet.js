@@ -10,7 +10,10 @@
 // - Queue longer than 80 ms + cushion + max extra (10 ms at first): drop the oldest samples down to
 //   80 ms + cushion, and allow 5 ms more extra next time (at most 80 ms).
 // Every 250 ms the node's port receives {played, missed (seconds), bufferedMs, minDelayMs,
-// maxDelayMs, underruns, drops, cushionMs, maxExtraMs}.
+// maxDelayMs, underruns, drops, cushionMs, maxExtraMs, latencyMs}. A frame may carry `time`: the
+// AudioContext time at which the capture worklet finished the microphone frame it answers;
+// latencyMs is then the mean (over the last 2 s) of when that frame's last sample will play minus
+// that time: the whole path capture → model → jitter buffer, without the hardware's own latency.
 
 import { Resampler } from "./resample.js";
 
@@ -54,6 +57,7 @@ class PlaybackProcessor extends AudioWorkletProcessor {
     this.underruns = this.drops = 0;
     this.minDelay = Infinity;
     this.maxDelay = 0;
+    this.latencies = [];
   }
 
   onMessage(port, m) {
@@ -63,6 +67,11 @@ class PlaybackProcessor extends AudioWorkletProcessor {
       this.reset();
     } else if (m.type === "frame") {
       this.resampler.run(m.samples, this.enqueue); // 24 kHz -> context rate, into the ring
+      if (typeof m.time === "number") {
+        const playAt = currentTime + (this.count + (this.started ? Math.max(0, this.wait) : this.cushion)) / sampleRate;
+        this.latencies.push(playAt - m.time);
+        if (this.latencies.length > 25) this.latencies.shift();
+      }
       if (!this.started && this.count >= this.initial - this.slack) {
         this.started = true;
         this.wait = this.cushion;
@@ -129,6 +138,7 @@ class PlaybackProcessor extends AudioWorkletProcessor {
       drops: this.drops,
       cushionMs: toMs(this.cushion),
       maxExtraMs: toMs(this.maxExtra),
+      latencyMs: this.latencies.length ? (1000 * this.latencies.reduce((a, b) => a + b, 0)) / this.latencies.length : null,
     });
   }
 }

@@ -1,20 +1,25 @@
-// Service worker: keeps the app shell (page, scripts, worklets, wasm package) in the Cache
+// Service worker: keeps the app shell (page, scripts, worklets, wasm package, icons) in the Cache
 // Storage so that the page opens offline. Network first, so a new build shows on the next load
-// when online; the cache answers when the network does not. Model weights are not handled here
-// (they are far too large for a shell cache and get their own cache when they are loaded).
+// when online; the cache answers when the network does not. Model weights are not handled here:
+// the engine worker keeps them in the Origin Private File System (web/store.js), and a model
+// stored there loads with no request at all.
 
-const CACHE = "parle-shell-v1";
+const CACHE = "parle-shell-v2";
 const SHELL = [
   "./",
   "index.html",
   "style.css",
   "main.js",
+  "parle.js",
+  "store.js",
   "worker.js",
   "capture-worklet.js",
   "playback-worklet.js",
   "resample.js",
   "manifest.webmanifest",
   "icon.svg",
+  "icon-192.png",
+  "icon-512.png",
   "pkg/parle.js",
   "pkg/parle_bg.wasm",
 ];

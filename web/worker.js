@@ -1,135 +1,442 @@
-// The model worker: loads the wasm package (web/pkg, built by `npm run build:wasm`) and owns the
-// GPU. Audio frames arrive from the capture worklet on a MessagePort and leave for the playback
-// worklet on another; until the models are wired in, each frame is passed straight through.
-// Message formats: see main.js.
+// The engine worker: owns the wasm package, the WebGPU device, the model files and the frame loop.
+// `parle.js` (the page side of the API) talks to it with requests {id, op, ...} answered by
+// {id, ok: true, value} or {id, ok: false, error: {message, code, file}}, and events {event, ...}
+// (progress, text, stats, error). During a conversation, microphone frames arrive straight from
+// the capture worklet on a MessagePort and leave for the playback worklet on another: audio never
+// goes through the page's thread.
+
+import { openUrlModel, openLocalModel, listCached, deleteCached, StoreError } from "./store.js";
 
 let pkg = null; // the wasm package's exports once loaded
-let loading = null; // the load promise, shared by every message
+let wasm = null; // the raw wasm exports (for the memory size)
+let loading = null;
+let options = { forceF32: false, noSubgroups: false };
+let model = null; // what engineLoad returned, plus how it was opened
+let conv = null; // the running conversation
+let stepping = false; // a step is running (engine.step or the conversation loop)
 
-// Imported dynamically so that the audio path keeps working (and the page can say why) when the
-// package is missing or fails to compile.
+const FRAME = 1920;
+
+class EngineError extends Error {
+  constructor(code, message, file) {
+    super(message);
+    this.code = code;
+    if (file) this.file = file;
+  }
+}
+
+function wasmBytes() {
+  return wasm?.memory?.buffer?.byteLength ?? 0;
+}
+
 function loadWasm() {
   loading ??= import("./pkg/parle.js")
     .then(async (m) => {
-      await m.default();
+      wasm = await m.default();
       pkg = m;
-      postMessage({ type: "version", version: m.version() });
     })
     .catch((e) => {
-      loading = null; // let a later message retry
-      throw new Error(
-        `${e?.message ?? e}. If you built parle yourself, build the package with ` +
-          "`npm run build:wasm` (it goes to web/pkg/).",
+      loading = null; // let a later call retry
+      throw new EngineError(
+        "wasm",
+        `The parle WebAssembly module could not be loaded: ${e?.message ?? e}. If you built parle yourself, ` +
+          "build the package with `npm run build:wasm` (it goes to web/pkg/).",
       );
     });
   return loading;
 }
 
-function fail(kind, title, detail) {
-  postMessage({ type: "error", kind, title, detail });
-}
+// ---- requests ----------------------------------------------------------------------------------
 
-async function checkGpu({ forceF32, noSubgroups }) {
-  // Specific messages for the two common failures, before the Rust side reports its own.
+async function init(opts) {
+  options = { forceF32: !!opts.forceF32, noSubgroups: !!opts.noSubgroups };
   if (!navigator.gpu) {
-    fail(
-      "gpu",
-      "WebGPU is not available to workers in this browser",
-      "navigator.gpu is undefined inside a Web Worker. Update the browser (Chrome/Edge 113+, Safari 26+, Firefox 141+).",
+    throw new EngineError(
+      "no-webgpu",
+      "WebGPU is not available in this browser's workers (navigator.gpu is undefined). Use a recent Chrome or Edge (113+), Safari 26+ or Firefox 141+; on Linux, Chrome needs chrome://flags/#enable-unsafe-webgpu.",
     );
-    return;
   }
   let adapter = null;
   try {
     adapter = await navigator.gpu.requestAdapter({ powerPreference: "high-performance" });
-  } catch (e) {
+  } catch {
     adapter = null;
   }
   if (!adapter) {
-    fail(
-      "gpu",
-      "WebGPU found no GPU adapter",
-      "The browser supports WebGPU but offered no adapter: the GPU may be blocklisted, " +
-        "hardware acceleration may be off, or the GPU driver too old. chrome://gpu (or " +
-        "about:support in Firefox) says why.",
+    throw new EngineError(
+      "no-adapter",
+      "WebGPU found no GPU adapter: the GPU may be blocklisted, hardware acceleration may be off, or the driver too old (chrome://gpu or about:support says why).",
     );
-    return;
   }
-  try {
-    await loadWasm();
-  } catch (e) {
-    fail("gpu", "The parle WebAssembly module could not be loaded", String(e?.message ?? e));
-    return;
-  }
+  await loadWasm();
   let report;
   try {
-    report = await pkg.gpuInfo(!!forceF32, !!noSubgroups);
+    report = await pkg.gpuInfo(options.forceF32, options.noSubgroups);
   } catch (e) {
-    fail("gpu", "The GPU could not be opened", String(e?.message ?? e));
+    const msg = String(e?.message ?? e);
+    throw new EngineError(/too small/.test(msg) ? "limits" : "gpu", msg);
+  }
+  const info = adapter.info ?? {};
+  const limits = adapter.limits;
+  return {
+    version: pkg.version(),
+    report,
+    adapter: {
+      vendor: info.vendor ?? "",
+      architecture: info.architecture ?? "",
+      description: info.description ?? "",
+      software: /swiftshader|llvmpipe|lavapipe|warp|software/i.test(report) || info.isFallbackAdapter === true,
+      maxBufferSize: Number(limits.maxBufferSize),
+      maxStorageBufferBindingSize: Number(limits.maxStorageBufferBindingSize),
+    },
+    wasmBytes: wasmBytes(),
+  };
+}
+
+async function load({ source, codebooks, storage, sampling, mimiOnly, warmup }, post) {
+  if (conv) throw new EngineError("busy", "stop the conversation before loading another model");
+  await idle();
+  await loadWasm();
+  const onProgress = (p) => post({ event: "progress", ...p });
+  let opened;
+  try {
+    opened =
+      source.kind === "url"
+        ? await openUrlModel(source.url, { onProgress, storage, mimiOnly })
+        : await openLocalModel(source.files, { onProgress, mimiOnly });
+  } catch (e) {
+    if (e instanceof StoreError) throw e;
+    throw new EngineError("storage", String(e?.message ?? e));
+  }
+  let info;
+  try {
+    const opts = JSON.stringify({ ...options, codebooks: codebooks ?? null, sampling: sampling ?? undefined });
+    info = JSON.parse(
+      await pkg.engineLoad(opts, opened.config ?? undefined, opened.files.mimi, opened.files.lm ?? undefined, opened.files.tokenizer ?? undefined),
+    );
+  } catch (e) {
+    model = null;
+    throw e;
+  } finally {
+    opened.close();
+  }
+  // One silent frame compiles every GPU pipeline now rather than in the conversation's first
+  // frame (seconds on a software adapter); then the conversation starts afresh.
+  if (warmup !== false) {
+    const t0 = performance.now();
+    await pkg.engineStep(new Float32Array(FRAME));
+    pkg.engineReset();
+    info.warmupMs = performance.now() - t0;
+  }
+  info.fromCache = opened.fromCache;
+  info.fileBytes = opened.bytes;
+  info.wasmBytes = wasmBytes();
+  model = { info, source, codebooks, storage, mimiOnly };
+  return info;
+}
+
+async function step(pcm) {
+  if (!model) throw new EngineError("no-model", "no model is loaded: call load() first");
+  if (conv) throw new EngineError("busy", "a conversation is running: stop() it before calling step()");
+  if (!(pcm instanceof Float32Array) || pcm.length !== FRAME) {
+    throw new EngineError("input", `step() takes a Float32Array of ${FRAME} samples at 24 kHz, got ${pcm?.length ?? typeof pcm}`);
+  }
+  await idle();
+  if (stepping) throw new EngineError("busy", "a frame is already running: await it first");
+  stepping = true;
+  try {
+    return await pkg.engineStep(pcm);
+  } finally {
+    stepping = false;
+  }
+}
+
+let pendingSampling = null; // sampling settings given during a conversation, applied between frames
+
+async function configure(opts) {
+  if (!model) throw new EngineError("no-model", "no model is loaded: call load() first");
+  const { codebooks, ...sampling } = opts;
+  if (conv && (codebooks === undefined || codebooks === null || codebooks === model.info.codebooks)) {
+    pendingSampling = { ...pendingSampling, ...sampling };
     return;
   }
-  postMessage({ type: "gpu", report });
-  try {
-    postMessage({ type: "self-test", ok: true, text: await pkg.gpuSelfTest(!!forceF32, !!noSubgroups) });
-  } catch (e) {
-    fail("self-test", "The GPU self-test failed", String(e?.message ?? e));
+  if (conv) throw new EngineError("busy", "stop the conversation before changing the codebooks");
+  await idle();
+  // Mimi's codebook count is fixed at load: reload (from storage, no download) to change it.
+  if (opts.codebooks !== undefined && opts.codebooks !== null && opts.codebooks !== model.info.codebooks) {
+    if (model.info.kind !== "mimi") {
+      throw new EngineError("input", `Moshi always uses its ${model.info.codebooks} codebooks; codebooks applies to the Mimi loopback`);
+    }
+    const { source, storage, mimiOnly } = model;
+    await load({ source, storage, mimiOnly, codebooks: opts.codebooks }, () => {});
   }
+  pkg.engineConfigure(JSON.stringify(opts));
 }
 
-// ---- Audio frames ------------------------------------------------------------------------------
-
-let audio = null; // { capture, playback, framesIn, framesOut, levelDb, timer }
-
-function startAudio({ capture, playback }) {
-  stopAudio();
-  audio = { capture, playback, framesIn: 0, framesOut: 0, levelDb: -100, timer: 0 };
-  capture.onmessage = (e) => onFrame(e.data);
-  audio.timer = setInterval(postStats, 250);
+function levelDb(x) {
+  let s = 0;
+  for (let i = 0; i < x.length; i++) s += x[i] * x[i];
+  return 10 * Math.log10(s / Math.max(1, x.length) + 1e-12);
 }
 
-function onFrame(m) {
-  if (!audio || m.type !== "frame") return;
-  const pcm = m.samples; // Float32Array(1920), 24 kHz mono
-  audio.framesIn++;
-  let sum = 0;
-  for (let i = 0; i < pcm.length; i++) sum += pcm[i] * pcm[i];
-  audio.levelDb = 10 * Math.log10(sum / pcm.length + 1e-12);
-  // The model step goes here: Mimi encode -> Moshi -> Mimi decode. For now: loopback.
-  audio.playback.postMessage({ type: "frame", samples: pcm }, [pcm.buffer]);
-  audio.framesOut++;
+// ---- the conversation ------------------------------------------------------------------------
+
+const MAX_QUEUE = 3; // frames waiting for the GPU before the oldest is dropped (240 ms)
+
+function startConversation({ capture, playback, record }, post) {
+  if (!model) throw new EngineError("no-model", "no model is loaded: call load() first");
+  stopConversation();
+  conv = {
+    capture,
+    playback,
+    post,
+    queue: [],
+    running: false,
+    framesIn: 0,
+    framesOut: 0,
+    dropped: 0,
+    times: [],
+    levelIn: -100,
+    levelOut: -100,
+    started: performance.now(),
+    record: record ? { user: [], model: [], processed: [] } : null,
+    timer: setInterval(() => postStats(), 250),
+  };
+  capture.onmessage = (e) => {
+    const m = e.data;
+    if (!conv || m.type !== "frame") return;
+    m.index = conv.framesIn++;
+    if (conv.record) {
+      // Both tracks stay on the microphone's timeline: a dropped frame is silence on Moshi's.
+      conv.record.user.push(m.samples.slice());
+      conv.record.model.push(null);
+    }
+    conv.queue.push(m);
+    if (conv.queue.length > MAX_QUEUE) {
+      conv.queue.shift();
+      conv.dropped++;
+    }
+    pump();
+  };
+}
+
+// Resolves when no conversation frame is running (a frame still finishes after stop()).
+let pumping = Promise.resolve();
+
+async function idle() {
+  await pumping;
+}
+
+async function pump() {
+  const c = conv;
+  if (!c || c.running) return;
+  c.running = true;
+  stepping = true;
+  let done;
+  pumping = new Promise((r) => (done = r));
+  try {
+    while (conv === c && c.queue.length) {
+      const m = c.queue.shift();
+      if (pendingSampling) {
+        pkg.engineConfigure(JSON.stringify(pendingSampling));
+        pendingSampling = null;
+      }
+      const t0 = performance.now();
+      c.levelIn = levelDb(m.samples);
+      const out = await pkg.engineStep(m.samples);
+      const ms = performance.now() - t0;
+      if (conv !== c) break;
+      c.times.push(ms);
+      if (c.times.length > 50) c.times.shift();
+      if (c.record) {
+        c.record.processed.push(m.index);
+        if (out.pcm) c.record.model[m.index] = out.pcm.slice();
+      }
+      if (out.pcm) {
+        c.levelOut = levelDb(out.pcm);
+        c.framesOut++;
+        c.playback.postMessage({ type: "frame", samples: out.pcm, time: m.time }, [out.pcm.buffer]);
+      }
+      if (out.text) c.post({ event: "text", text: out.text, textToken: out.textToken, frame: out.frame });
+    }
+  } catch (e) {
+    c.post({ event: "error", error: serialize(e) });
+    if (conv === c) stopConversation();
+  } finally {
+    c.running = false;
+    stepping = false;
+    done();
+  }
 }
 
 function postStats() {
-  if (!audio) return;
-  const { framesIn, framesOut, levelDb } = audio;
-  postMessage({ type: "stats", framesIn, framesOut, levelDb });
+  const c = conv;
+  if (!c) return;
+  const n = c.times.length;
+  const mean = n ? c.times.reduce((a, b) => a + b, 0) / n : null;
+  c.post({
+    event: "stats",
+    framesIn: c.framesIn,
+    framesOut: c.framesOut,
+    dropped: c.dropped,
+    queued: c.queue.length,
+    frameMs: n ? c.times[n - 1] : null,
+    frameMsMean: mean,
+    rtf: mean === null ? null : mean / 80,
+    levelIn: c.levelIn,
+    levelOut: c.levelOut,
+    wasmBytes: wasmBytes(),
+    seconds: (performance.now() - c.started) / 1000,
+  });
 }
 
-function stopAudio() {
-  if (!audio) return;
-  clearInterval(audio.timer);
-  audio.capture.close();
-  audio.playback.close();
+function stopConversation() {
+  const c = conv;
+  if (!c) return null;
   postStats();
-  audio = null;
+  clearInterval(c.timer);
+  c.capture.onmessage = null;
+  c.capture.close();
+  c.playback.close();
+  conv = null;
+  return c.record;
 }
 
-onmessage = (e) => {
+let lastRecording = null;
+
+// A stereo 16-bit WAV: left the microphone, right the model, frame-aligned at 24 kHz.
+function wav(rec) {
+  const n = rec.user.length * FRAME;
+  const buf = new ArrayBuffer(44 + n * 4);
+  const v = new DataView(buf);
+  const str = (o, s) => [...s].forEach((ch, i) => v.setUint8(o + i, ch.charCodeAt(0)));
+  str(0, "RIFF");
+  v.setUint32(4, 36 + n * 4, true);
+  str(8, "WAVE");
+  str(12, "fmt ");
+  v.setUint32(16, 16, true);
+  v.setUint16(20, 1, true);
+  v.setUint16(22, 2, true);
+  v.setUint32(24, 24000, true);
+  v.setUint32(28, 24000 * 4, true);
+  v.setUint16(32, 4, true);
+  v.setUint16(34, 16, true);
+  str(36, "data");
+  v.setUint32(40, n * 4, true);
+  const q = (x) => Math.max(-32768, Math.min(32767, Math.round(x * 32767)));
+  let o = 44;
+  const silence = new Float32Array(FRAME);
+  for (let f = 0; f < rec.user.length; f++) {
+    const a = rec.user[f];
+    const b = rec.model[f] ?? silence;
+    for (let i = 0; i < FRAME; i++) {
+      v.setInt16(o, q(a[i]), true);
+      v.setInt16(o + 2, q(b[i]), true);
+      o += 4;
+    }
+  }
+  return new Blob([buf], { type: "audio/wav" });
+}
+
+// ---- the benchmark -----------------------------------------------------------------------------
+
+async function bench(opts, post) {
+  if (conv) throw new EngineError("busy", "stop the conversation before running the benchmark");
+  await idle();
+  await loadWasm();
+  const onProgress = (p) => post({ event: "progress", ...p });
+  onProgress({ phase: "bench", file: opts.preset, loaded: 0, total: 1 });
+  const r = JSON.parse(await pkg.engineBench(JSON.stringify({ ...options, ...opts })));
+  model = null; // the benchmark replaced the session
+  return r;
+}
+
+// ---- plumbing ----------------------------------------------------------------------------------
+
+function serialize(e) {
+  return {
+    message: String(e?.message ?? e),
+    code: e?.code ?? (e?.name === "QuotaExceededError" ? "quota" : "engine"),
+    file: e?.file,
+    name: e?.name,
+  };
+}
+
+onmessage = async (e) => {
   const m = e.data;
-  switch (m.type) {
-    case "gpu":
-      checkGpu(m);
-      break;
-    case "audio":
-      startAudio(m);
-      break;
-    case "audio-stop":
-      stopAudio();
-      break;
+  const post = (x) => postMessage(x);
+  let value;
+  try {
+    switch (m.op) {
+      case "init":
+        value = await init(m);
+        break;
+      case "selfTest":
+        await loadWasm();
+        value = await pkg.gpuSelfTest(options.forceF32, options.noSubgroups);
+        break;
+      case "load":
+        value = await load(m, post);
+        break;
+      case "configure":
+        value = await configure(m.options);
+        break;
+      case "step": {
+        const out = await step(m.pcm);
+        const transfer = [out.pcm?.buffer, out.audioTokens?.buffer].filter(Boolean);
+        postMessage({ id: m.id, ok: true, value: out }, transfer);
+        return;
+      }
+      case "reset":
+        if (!model) throw new EngineError("no-model", "no model is loaded: call load() first");
+        await idle();
+        pkg.engineReset();
+        break;
+      case "dispose":
+        stopConversation();
+        pkg?.engineDispose();
+        model = null;
+        break;
+      case "startConversation":
+        startConversation(m, post);
+        break;
+      case "stopConversation":
+        lastRecording = stopConversation() ?? lastRecording;
+        break;
+      case "recording":
+        value = lastRecording && lastRecording.user.length ? wav(lastRecording) : null;
+        break;
+      case "recordingData": {
+        // The raw tracks (tests): user and model frames, and which frames the model processed.
+        const r = lastRecording;
+        const cat = (fs) => {
+          const out = new Float32Array(fs.length * FRAME);
+          fs.forEach((f, i) => f && out.set(f, i * FRAME));
+          return out;
+        };
+        value = r ? { user: cat(r.user), model: cat(r.model), processed: Int32Array.from(r.processed) } : null;
+        break;
+      }
+      case "loseDevice": // tests: simulate a lost GPU device
+        pkg?.engineLoseDevice();
+        break;
+      case "memory":
+        value = { wasmBytes: wasmBytes() };
+        break;
+      case "cached":
+        value = await listCached();
+        break;
+      case "deleteCached":
+        await deleteCached(m.url);
+        break;
+      case "bench":
+        value = await bench(m.options ?? {}, post);
+        break;
+      default:
+        throw new EngineError("input", `unknown request ${m.op}`);
+    }
+    postMessage({ id: m.id, ok: true, value });
+  } catch (err) {
+    postMessage({ id: m.id, ok: false, error: serialize(err) });
   }
 };
-
-// Show the version early, and say at once when the package is missing.
-loadWasm().catch((e) =>
-  fail("wasm", "The parle WebAssembly module could not be loaded", String(e?.message ?? e)),
-);

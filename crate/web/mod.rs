@@ -3,6 +3,10 @@
 //! The worker owns one GPU context, opened on first use and reopened when the options change.
 //! Every export rejects with a message that names the cause (no WebGPU, no adapter, device too
 //! small, shader rejected, …), which the page shows as is.
+//!
+//! `engine` drives a conversation (`engineLoad`, `engineStep`, …) for `web/parle.js`; `source`
+//! reads model files that the worker keeps in the Origin Private File System (or the user picked)
+//! one tensor at a time.
 
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -11,6 +15,9 @@ use wasm_bindgen::prelude::*;
 
 use crate::gpu::{Context, GpuError, Options, Recorder};
 use crate::kernels::elementwise;
+
+mod engine;
+mod source;
 
 #[wasm_bindgen(start)]
 pub fn start() {

@@ -1,0 +1,486 @@
+//! The engine behind `web/parle.js`: one [`Session`] per worker, driven frame by frame.
+//!
+//! The worker (`web/worker.js`) downloads or opens the model files and passes them here as
+//! [`JsFile`]s; [`engine_load`] builds the session tensor by tensor, [`engine_step`] runs one
+//! 80 ms frame (Mimi encode → LM step → Mimi decode, one submit, one async readback). The session
+//! lives in a thread-local slot; an async export takes it out for the duration of its await and
+//! puts it back, so no `RefCell` borrow is ever held across an await.
+
+use std::cell::{Cell, RefCell};
+use std::rc::Rc;
+
+use serde_json::{json, Value};
+use wasm_bindgen::prelude::*;
+
+use super::source::{JsContainer, JsFile};
+use crate::gpu::{Context, GpuError};
+use crate::lm::Sampling;
+use crate::nn::Weights;
+use crate::session::{Kind, ModelParts, Session, SessionOptions};
+use crate::text::Tokenizer;
+use crate::weights::{schedule_from_config, Checkpoint, WeightsError};
+
+thread_local! {
+    /// The loaded session, when it is not out in an await.
+    static SESSION: RefCell<Option<Session>> = const { RefCell::new(None) };
+    /// Bumped on every load, reset-by-dispose: a step that finishes after a new load or a
+    /// dispose drops its session instead of putting it back.
+    static GENERATION: Cell<u64> = const { Cell::new(0) };
+    /// A step is running (the session is out).
+    static BUSY: Cell<bool> = const { Cell::new(false) };
+    /// The context the session was loaded on.
+    static CTX: RefCell<Option<Rc<Context>>> = const { RefCell::new(None) };
+}
+
+/// A JavaScript `Error` whose `code` says what kind of failure it is, so that the page can pick
+/// its message and remedy: `device-lost`, `oom`, `weights`, `gpu`, `busy`, `no-model`, `input`.
+fn error(code: &str, message: &str) -> JsValue {
+    let e = js_sys::Error::new(message);
+    let _ = js_sys::Reflect::set(&e, &"code".into(), &code.into());
+    e.into()
+}
+
+fn engine_error(e: crate::Error) -> JsValue {
+    let code = match &e {
+        crate::Error::Gpu(GpuError::DeviceLost { .. }) => "device-lost",
+        crate::Error::Gpu(GpuError::OutOfMemory { .. }) => "oom",
+        crate::Error::Gpu(GpuError::Validation(m))
+            if m.to_lowercase().contains("out of memory") =>
+        {
+            "oom"
+        }
+        crate::Error::Gpu(_) => "gpu",
+        crate::Error::Weights(_) | crate::Error::Text(_) => "weights",
+    };
+    error(code, &e.to_string())
+}
+
+fn weights_error(e: WeightsError) -> JsValue {
+    engine_error(e.into())
+}
+
+/// Sampling settings from a JSON object (`greedy`, `seed`, `textTemperature`, `textTopK`,
+/// `audioTemperature`, `audioTopK`); keys not given keep `base`'s values.
+fn sampling_from(v: &Value, base: Sampling) -> Result<Sampling, JsValue> {
+    let mut s = base;
+    let num = |k: &str| -> Result<Option<f64>, JsValue> {
+        match v.get(k) {
+            None | Some(Value::Null) => Ok(None),
+            Some(x) => x
+                .as_f64()
+                .filter(|x| x.is_finite() && *x >= 0.0)
+                .map(Some)
+                .ok_or_else(|| error("input", &format!("{k} must be a number ≥ 0, got {x}"))),
+        }
+    };
+    if let Some(x) = num("textTemperature")? {
+        s.text_temperature = x as f32;
+    }
+    if let Some(x) = num("audioTemperature")? {
+        s.audio_temperature = x as f32;
+    }
+    if let Some(x) = num("textTopK")? {
+        s.text_top_k = (x as u32).max(1);
+    }
+    if let Some(x) = num("audioTopK")? {
+        s.audio_top_k = (x as u32).max(1);
+    }
+    if let Some(x) = num("seed")? {
+        s.seed = x as u32;
+    }
+    match v.get("greedy") {
+        Some(Value::Bool(true)) => {
+            s.text_temperature = 0.0;
+            s.audio_temperature = 0.0;
+        }
+        Some(Value::Bool(false)) | None | Some(Value::Null) => {}
+        Some(x) => {
+            return Err(error(
+                "input",
+                &format!("greedy must be true or false, got {x}"),
+            ))
+        }
+    }
+    Ok(s)
+}
+
+fn parse_json(text: &str) -> Result<Value, JsValue> {
+    serde_json::from_str(text).map_err(|e| error("input", &format!("bad options: {e}")))
+}
+
+/// Drop the session (and with it its GPU buffers).
+fn drop_session() {
+    GENERATION.with(|g| g.set(g.get() + 1));
+    SESSION.with(|s| s.borrow_mut().take());
+}
+
+/// Build a session from the model files.
+///
+/// `options` is JSON: `{ forceF32, noSubgroups, codebooks, sampling: {…} }`. `config` is the
+/// text of `config.json` (or `null`), `mimi` the codec weights, `lm` the LM weights (`null`: the
+/// Mimi loopback), `tokenizer` the SentencePiece model (optional). Resolves to a JSON description
+/// of what was loaded: `kind`, `frameSize`, `latencyFrames`, `codebooks`, `gpuBytes`,
+/// `largestTensor`, `loadMs`, `adapter`, `software`.
+#[wasm_bindgen(js_name = engineLoad)]
+pub async fn engine_load(
+    options: String,
+    config: Option<String>,
+    mimi: JsFile,
+    lm: Option<JsFile>,
+    tokenizer: Option<JsFile>,
+) -> Result<String, JsValue> {
+    if BUSY.with(|b| b.get()) {
+        return Err(error(
+            "busy",
+            "a frame is still running: await it before loading",
+        ));
+    }
+    let opts = parse_json(&options)?;
+    let flag = |k: &str| opts.get(k).and_then(Value::as_bool).unwrap_or(false);
+    // The old session's buffers go before the new ones are made.
+    drop_session();
+    let ctx = super::context(flag("forceF32"), flag("noSubgroups")).await?;
+    CTX.with(|c| *c.borrow_mut() = Some(ctx.clone()));
+    let t0 = js_sys::Date::now();
+    let sampling = match opts.get("sampling") {
+        Some(v) => sampling_from(v, Sampling::default())?,
+        None => Sampling::default(),
+    };
+    let codebooks = opts
+        .get("codebooks")
+        .and_then(Value::as_u64)
+        .map(|n| n as usize);
+    let mimi = JsContainer::open(mimi).map_err(weights_error)?;
+    // The LM in any published format (safetensors PyTorch/MLX/candle names, MLX q4/q8, GGUF
+    // Q8_0), under canonical names, as `Session::load_dir` opens it natively.
+    let (lm, lm_largest) = match lm {
+        Some(f) => {
+            let schedule = match config.as_deref() {
+                Some(text) => serde_json::from_str::<Value>(text)
+                    .ok()
+                    .map(|v| schedule_from_config(&v))
+                    .transpose()
+                    .map_err(weights_error)?
+                    .flatten(),
+                None => None,
+            };
+            let c = JsContainer::open(f).map_err(weights_error)?;
+            let largest = c.largest_tensor();
+            let ck = Checkpoint::new(Box::new(c), schedule.as_deref()).map_err(weights_error)?;
+            (Some(ck), largest)
+        }
+        None => (None, 0),
+    };
+    let tokenizer = match (&lm, tokenizer) {
+        (Some(_), Some(f)) => {
+            let bytes = f.read_all().map_err(weights_error)?;
+            Some(Tokenizer::from_bytes(&f.name(), &bytes).map_err(|e| engine_error(e.into()))?)
+        }
+        _ => None,
+    };
+    let largest = mimi.largest_tensor().max(lm_largest);
+    let before = ctx.allocated_bytes();
+    let parts = ModelParts {
+        config: config.as_deref(),
+        mimi: &mimi,
+        lm: lm.as_ref().map(|l| Weights::checkpoint(l)),
+        tokenizer,
+    };
+    let session_opts = SessionOptions {
+        codebooks,
+        sampling,
+        ..SessionOptions::default()
+    };
+    let session = Session::load(&ctx, parts, &session_opts).map_err(engine_error)?;
+    ctx.check().map_err(|e| engine_error(e.into()))?;
+    let info = json!({
+        "kind": match session.kind() { Kind::Moshi => "moshi", Kind::Mimi => "mimi" },
+        "frameSize": session.frame_size(),
+        "sampleRate": 24000,
+        "latencyFrames": session.latency_frames(),
+        "codebooks": match session.lm() {
+            Some(lm) => lm.config().dep_q,
+            None => session.mimi().num_codebooks(),
+        },
+        "gpuBytes": ctx.allocated_bytes() - before,
+        "largestTensor": largest,
+        "loadMs": js_sys::Date::now() - t0,
+        "adapter": ctx.caps().adapter_name,
+        "software": ctx.caps().is_software,
+    });
+    SESSION.with(|s| *s.borrow_mut() = Some(session));
+    Ok(info.to_string())
+}
+
+/// Change how tokens are drawn (JSON, see [`sampling_from`]); applies from the next frame.
+#[wasm_bindgen(js_name = engineConfigure)]
+pub fn engine_configure(options: String) -> Result<(), JsValue> {
+    let v = parse_json(&options)?;
+    SESSION.with(|s| match s.borrow_mut().as_mut() {
+        Some(session) => {
+            let sampling = sampling_from(&v, session.sampling())?;
+            session.configure(sampling);
+            Ok(())
+        }
+        None if BUSY.with(|b| b.get()) => Err(error(
+            "busy",
+            "a frame is running: configure between frames",
+        )),
+        None => Err(error("no-model", "no model is loaded: call load() first")),
+    })
+}
+
+/// Start a new conversation (the model forgets everything it heard and said).
+#[wasm_bindgen(js_name = engineReset)]
+pub fn engine_reset() -> Result<(), JsValue> {
+    let ctx = CTX.with(|c| c.borrow().clone());
+    SESSION.with(|s| match (s.borrow_mut().as_mut(), ctx) {
+        (Some(session), Some(ctx)) => {
+            session.reset(&ctx);
+            Ok(())
+        }
+        _ if BUSY.with(|b| b.get()) => {
+            Err(error("busy", "a frame is running: reset between frames"))
+        }
+        _ => Err(error("no-model", "no model is loaded: call load() first")),
+    })
+}
+
+/// Free the session's GPU memory.
+#[wasm_bindgen(js_name = engineDispose)]
+pub fn engine_dispose() {
+    drop_session();
+    CTX.with(|c| c.borrow_mut().take());
+}
+
+/// One frame: `pcm` is 1920 samples at 24 kHz. Resolves to `{ pcm: Float32Array | null, text,
+/// textToken: number | null, audioTokens: Int32Array | null, userTokens: Int32Array | null,
+/// frame: number | null, gpuMs }` (`userTokens`: the user's codes the LM heard, Moshi only).
+#[wasm_bindgen(js_name = engineStep)]
+pub async fn engine_step(pcm: Vec<f32>) -> Result<JsValue, JsValue> {
+    let ctx = CTX
+        .with(|c| c.borrow().clone())
+        .ok_or_else(|| error("no-model", "no model is loaded: call load() first"))?;
+    let generation = GENERATION.with(|g| g.get());
+    let Some(mut session) = SESSION.with(|s| s.borrow_mut().take()) else {
+        return Err(if BUSY.with(|b| b.get()) {
+            error("busy", "a frame is already running: await it first")
+        } else {
+            error("no-model", "no model is loaded: call load() first")
+        });
+    };
+    if pcm.len() != session.frame_size() {
+        let n = session.frame_size();
+        SESSION.with(|s| *s.borrow_mut() = Some(session));
+        return Err(error(
+            "input",
+            &format!("a frame is {n} samples at 24 kHz, got {}", pcm.len()),
+        ));
+    }
+    BUSY.with(|b| b.set(true));
+    let t0 = js_sys::Date::now();
+    let out = session.step(&ctx, &pcm).await;
+    let gpu_ms = js_sys::Date::now() - t0;
+    BUSY.with(|b| b.set(false));
+    // Put the session back unless it was replaced or disposed meanwhile.
+    if GENERATION.with(|g| g.get()) == generation {
+        SESSION.with(|s| *s.borrow_mut() = Some(session));
+    }
+    let out = out.map_err(|e| {
+        // A destroyed device first shows as failed submits and readbacks; the lost callback
+        // follows. Either way it is a lost device to the page.
+        let lost = matches!(ctx.check(), Err(GpuError::DeviceLost { .. }))
+            || e.to_string().to_lowercase().contains("lost")
+            || e.to_string().to_lowercase().contains("destroyed");
+        if lost {
+            error(
+                "device-lost",
+                &format!("the GPU device was lost ({e}): restart the engine"),
+            )
+        } else {
+            engine_error(e)
+        }
+    })?;
+    let o = js_sys::Object::new();
+    let set = |k: &str, v: JsValue| {
+        let _ = js_sys::Reflect::set(&o, &k.into(), &v);
+    };
+    set(
+        "pcm",
+        out.pcm
+            .as_deref()
+            .map_or(JsValue::NULL, |p| js_sys::Float32Array::from(p).into()),
+    );
+    set("text", out.text.into());
+    set(
+        "textToken",
+        out.text_token.map_or(JsValue::NULL, |t| t.into()),
+    );
+    set(
+        "audioTokens",
+        out.audio_tokens.map_or(JsValue::NULL, |a| {
+            let v: Vec<i32> = a.iter().map(|&x| x as i32).collect();
+            js_sys::Int32Array::from(&v[..]).into()
+        }),
+    );
+    set(
+        "userTokens",
+        out.user_tokens.map_or(JsValue::NULL, |a| {
+            let v: Vec<i32> = a.iter().map(|&x| x as i32).collect();
+            js_sys::Int32Array::from(&v[..]).into()
+        }),
+    );
+    set(
+        "frame",
+        out.frame.map_or(JsValue::NULL, |f| (f as f64).into()),
+    );
+    set("gpuMs", gpu_ms.into());
+    Ok(o.into())
+}
+
+/// Timings of random-weight frames at a preset size, through the same [`Session`] frame loop as a
+/// conversation (and as `parle bench mimi` / `parle bench lm`). `options` is JSON:
+/// `{ preset: "mimi" | "lm-small" | "lm-7b" | "custom", frames, quant: "q4" | "q8" | "bf16",
+/// config (custom: a config.json text), lm (custom: with the LM, default true), forceF32,
+/// noSubgroups }`. Replaces any loaded model. Resolves to JSON with `preset`, `description`,
+/// `frames`, `meanMs`, `p50Ms`, `minMs`, `maxMs`, `rtf`, `gpuBytes`, `loadMs`, `dispatches`,
+/// `adapter`.
+#[wasm_bindgen(js_name = engineBench)]
+pub async fn engine_bench(options: String) -> Result<String, JsValue> {
+    use crate::lm::quant_format;
+    use crate::weights::RandomWeights;
+
+    if BUSY.with(|b| b.get()) {
+        return Err(error("busy", "a frame is still running"));
+    }
+    let opts = parse_json(&options)?;
+    let flag = |k: &str| opts.get(k).and_then(Value::as_bool).unwrap_or(false);
+    let preset = opts
+        .get("preset")
+        .and_then(Value::as_str)
+        .unwrap_or("mimi")
+        .to_string();
+    let frames = opts
+        .get("frames")
+        .and_then(Value::as_u64)
+        .unwrap_or(20)
+        .clamp(1, 1000) as usize;
+    let quant = opts
+        .get("quant")
+        .and_then(Value::as_str)
+        .unwrap_or("q4")
+        .to_string();
+    drop_session();
+    let ctx = super::context(flag("forceF32"), flag("noSubgroups")).await?;
+    let format = quant_format(&quant).ok_or_else(|| {
+        error(
+            "input",
+            &format!("quant {quant}: expected q4, q8, q8_0, bf16 or f32"),
+        )
+    })?;
+    // The LM presets: Moshi's 7B shapes, and a ~1B model of the same structure for GPUs (and
+    // software adapters) that cannot hold the 7B's ~5 GB.
+    let custom = opts
+        .get("config")
+        .and_then(Value::as_str)
+        .map(str::to_string);
+    let with_lm = opts.get("lm").and_then(Value::as_bool).unwrap_or(true);
+    let (config, lm, description) = match preset.as_str() {
+        // Shapes from a config.json text (its LM keys, and its "mimi" key for the codec).
+        "custom" => (
+            custom.as_deref(),
+            with_lm.then_some(Weights::Random { format, seed: 7 }),
+            format!(
+                "{} from the given config, random {quant} weights",
+                if with_lm { "LM + Mimi" } else { "Mimi" }
+            ),
+        ),
+        "mimi" => (
+            None,
+            None,
+            "Mimi at its real size (encoder + decoder, 8 codebooks), random weights".to_string(),
+        ),
+        "lm-small" => (
+            Some(r#"{"dim": 2048, "num_heads": 16, "num_layers": 16, "context": 500}"#),
+            Some(Weights::Random { format, seed: 7 }),
+            format!("Moshi-shaped ~1B LM (dim 2048, 16 layers, context 500) + real-size Mimi, random {quant} weights"),
+        ),
+        "lm-7b" => (
+            Some(r#"{"context": 500}"#),
+            Some(Weights::Random { format, seed: 7 }),
+            format!("Moshi 7B shapes (context 500) + real-size Mimi, random {quant} weights"),
+        ),
+        p => {
+            return Err(error(
+                "input",
+                &format!("unknown benchmark preset '{p}': mimi, lm-small, lm-7b or custom"),
+            ))
+        }
+    };
+    let mimi_src = RandomWeights { seed: 1 };
+    let before = ctx.allocated_bytes();
+    let t0 = js_sys::Date::now();
+    let parts = ModelParts {
+        config,
+        mimi: &mimi_src,
+        lm,
+        tokenizer: None,
+    };
+    let session_opts = SessionOptions {
+        codebooks: Some(8),
+        ..SessionOptions::default()
+    };
+    let mut session = Session::load(&ctx, parts, &session_opts).map_err(engine_error)?;
+    let gpu_bytes = ctx.allocated_bytes() - before;
+    let frame = session.frame_size();
+    let pcm: Vec<f32> = (0..frame)
+        .map(|i| 0.3 * ((i as f32) * 0.01 + (i * i) as f32 * 1e-6).sin())
+        .collect();
+    // The first frames compile pipelines: run one before the load time is taken.
+    BUSY.with(|b| b.set(true));
+    let result = async {
+        session.step(&ctx, &pcm).await?;
+        let load_ms = js_sys::Date::now() - t0;
+        session.step(&ctx, &pcm).await?;
+        let mut times = Vec::with_capacity(frames);
+        for _ in 0..frames {
+            let t = js_sys::Date::now();
+            session.step(&ctx, &pcm).await?;
+            times.push(js_sys::Date::now() - t);
+        }
+        Ok::<_, crate::Error>((load_ms, times))
+    }
+    .await;
+    BUSY.with(|b| b.set(false));
+    let dispatches = session.last_frame().dispatches;
+    drop(session);
+    let (load_ms, mut times) = result.map_err(engine_error)?;
+    times.sort_by(f64::total_cmp);
+    let n = times.len();
+    let mean = times.iter().sum::<f64>() / n as f64;
+    Ok(json!({
+        "preset": preset,
+        "description": description,
+        "frames": n,
+        "meanMs": mean,
+        "p50Ms": times[n / 2],
+        "minMs": times[0],
+        "maxMs": times[n - 1],
+        "rtf": mean / 80.0,
+        "gpuBytes": gpu_bytes,
+        "loadMs": load_ms,
+        "dispatches": dispatches,
+        "adapter": ctx.caps().adapter_name,
+        "software": ctx.caps().is_software,
+    })
+    .to_string())
+}
+
+/// Destroy the GPU device, as a driver reset or the browser's GPU process crash would (tests of
+/// the page's recovery). The next frame fails with a `device-lost` error.
+#[wasm_bindgen(js_name = engineLoseDevice)]
+pub fn engine_lose_device() {
+    if let Some(ctx) = CTX.with(|c| c.borrow().clone()) {
+        ctx.device.destroy();
+    }
+}
