@@ -5,10 +5,8 @@
 #[cfg(not(target_arch = "wasm32"))]
 use std::path::Path;
 
-use crate::gpu::{BufferUsage, Context, FrameReadback, GpuBuffer, GpuError, Recorder, View};
-use crate::kernels::conv::{
-    self, Conv1d, Conv1dState, ConvOpts, ConvTr1d, ConvTr1dState, ConvWeights, PadMode,
-};
+use crate::gpu::{BufferUsage, Context, FrameReadback, GpuBuffer, GpuError, Recorder};
+use crate::kernels::conv::{Conv1d, ConvTr1d, PadMode};
 use crate::kernels::rvq::{
     self, Codebooks, CodesLayout, CodesView, EncodeScratch, Frames, IoLayout,
 };
@@ -18,186 +16,7 @@ use crate::weights::{TensorSource, WeightsError};
 
 use super::config::MimiConfig;
 use super::transformer::Transformer;
-use super::upload;
-
-/// A conv layer with its weights, its streaming state and its output buffer.
-struct ConvLayer {
-    w: GpuBuffer,
-    b: Option<GpuBuffer>,
-    state: Conv1dState,
-    /// Input samples per call.
-    t_in: u32,
-}
-
-/// `{name}.weight` of `shape`, and `{name}.bias` of `[c_out]` when the layer has one.
-fn weight_and_bias(
-    ctx: &Context,
-    f: &dyn TensorSource,
-    name: &str,
-    shape: &[usize],
-    bias: Option<u32>,
-) -> crate::Result<(GpuBuffer, Option<GpuBuffer>)> {
-    let w = upload(ctx, f, &format!("{name}.weight"), shape)?;
-    let b = match bias {
-        Some(c_out) => Some(upload(ctx, f, &format!("{name}.bias"), &[c_out as usize])?),
-        None => None,
-    };
-    Ok((w, b))
-}
-
-impl ConvLayer {
-    fn load(
-        ctx: &Context,
-        f: &dyn TensorSource,
-        name: &str,
-        conv: Conv1d,
-        bias: bool,
-        t_in: u32,
-    ) -> crate::Result<Self> {
-        let shape = [
-            conv.c_out as usize,
-            (conv.c_in / conv.groups) as usize,
-            conv.kernel as usize,
-        ];
-        let (w, b) = weight_and_bias(ctx, f, name, &shape, bias.then_some(conv.c_out))?;
-        Ok(Self {
-            w,
-            b,
-            state: Conv1dState::new(ctx, name, conv)?,
-            t_in,
-        })
-    }
-    fn run(
-        &mut self,
-        rec: &mut Recorder,
-        x: View,
-        y: View,
-        elu_input: bool,
-        accumulate: bool,
-    ) -> crate::Result<()> {
-        let opts = ConvOpts {
-            elu_input,
-            accumulate,
-            ..Default::default()
-        };
-        conv::conv1d(
-            rec,
-            &mut self.state,
-            &ConvWeights {
-                weight: self.w.view(),
-                bias: self.b.as_ref().map(|b| b.view()),
-            },
-            x,
-            y,
-            self.t_in,
-            opts,
-        )?;
-        Ok(())
-    }
-}
-
-struct ConvTrLayer {
-    w: GpuBuffer,
-    b: Option<GpuBuffer>,
-    state: ConvTr1dState,
-    t_in: u32,
-}
-
-impl ConvTrLayer {
-    fn load(
-        ctx: &Context,
-        f: &dyn TensorSource,
-        name: &str,
-        conv: ConvTr1d,
-        bias: bool,
-        t_in: u32,
-    ) -> crate::Result<Self> {
-        let shape = [
-            conv.c_in as usize,
-            (conv.c_out / conv.groups) as usize,
-            conv.kernel as usize,
-        ];
-        let (w, b) = weight_and_bias(ctx, f, name, &shape, bias.then_some(conv.c_out))?;
-        Ok(Self {
-            w,
-            b,
-            state: ConvTr1dState::new(ctx, name, conv)?,
-            t_in,
-        })
-    }
-    fn run(&mut self, rec: &mut Recorder, x: View, y: View, elu_input: bool) -> crate::Result<()> {
-        let opts = ConvOpts {
-            elu_input,
-            ..Default::default()
-        };
-        conv::conv_tr1d(
-            rec,
-            &mut self.state,
-            &ConvWeights {
-                weight: self.w.view(),
-                bias: self.b.as_ref().map(|b| b.view()),
-            },
-            x,
-            y,
-            self.t_in,
-            opts,
-        )?;
-        Ok(())
-    }
-}
-
-/// SEANet residual block: `x += conv1x1(ELU(conv_k(ELU(x))))`, in place on `x`.
-struct ResBlock {
-    c1: ConvLayer,
-    c2: ConvLayer,
-    hidden: GpuBuffer,
-}
-
-impl ResBlock {
-    fn load(
-        ctx: &Context,
-        f: &dyn TensorSource,
-        name: &str,
-        c: u32,
-        cfg: &MimiConfig,
-        t: u32,
-    ) -> crate::Result<Self> {
-        let hidden = c / cfg.seanet.compress as u32;
-        let k = cfg.seanet.residual_kernel_size as u32;
-        Ok(Self {
-            c1: ConvLayer::load(
-                ctx,
-                f,
-                &format!("{name}.block.1.conv.conv"),
-                Conv1d::new(c, hidden, k),
-                true,
-                t,
-            )?,
-            c2: ConvLayer::load(
-                ctx,
-                f,
-                &format!("{name}.block.3.conv.conv"),
-                Conv1d::new(hidden, c, 1),
-                true,
-                t,
-            )?,
-            hidden: ctx.create_buffer(
-                &format!("{name} hidden"),
-                (hidden * t * 4) as u64,
-                BufferUsage::Storage,
-            )?,
-        })
-    }
-    fn run(&mut self, rec: &mut Recorder, x: &GpuBuffer) -> crate::Result<()> {
-        self.c1
-            .run(rec, x.view(), self.hidden.view(), true, false)?;
-        self.c2.run(rec, self.hidden.view(), x.view(), true, true)
-    }
-    fn reset(&mut self) {
-        self.c1.state.reset();
-        self.c2.state.reset();
-    }
-}
+use crate::nn::conv::{ConvLayer, ConvTrLayer, ResBlock, ResBlockShape};
 
 /// Encoder stage: ResBlock at `c` channels, then ELU + strided conv to `2c`.
 struct EncStage {
@@ -368,10 +187,21 @@ impl Mimi {
             frame,
         )?;
         let enc_in_out = fbuf(ctx, "enc in out", nf * frame)?;
+        let res_shape = |channels: u32, frames: u32| ResBlockShape {
+            channels,
+            compress: cfg.seanet.compress as u32,
+            kernel: cfg.seanet.residual_kernel_size as u32,
+            frames,
+        };
         let mut enc_stages = Vec::new();
         let (mut c, mut t) = (nf, frame);
         for (i, &r) in ratios.iter().rev().enumerate() {
-            let res = ResBlock::load(ctx, f, &format!("encoder.model.{}", 1 + 3 * i), c, &cfg, t)?;
+            let res = ResBlock::load(
+                ctx,
+                f,
+                &format!("encoder.model.{}", 1 + 3 * i),
+                res_shape(c, t),
+            )?;
             let down = ConvLayer::load(
                 ctx,
                 f,
@@ -486,7 +316,12 @@ impl Mimi {
             )?;
             c /= 2;
             t *= r;
-            let res = ResBlock::load(ctx, f, &format!("decoder.model.{}", 3 + 3 * i), c, &cfg, t)?;
+            let res = ResBlock::load(
+                ctx,
+                f,
+                &format!("decoder.model.{}", 3 + 3 * i),
+                res_shape(c, t),
+            )?;
             let out = fbuf(ctx, "dec stage out", c * t)?;
             dec_stages.push(DecStage { up, res, out });
         }
@@ -567,29 +402,29 @@ impl Mimi {
     }
 
     pub fn reset_encoder(&mut self) {
-        self.enc_in.state.reset();
+        self.enc_in.reset();
         for s in &mut self.enc_stages {
             s.res.reset();
-            s.down.state.reset();
+            s.down.reset();
         }
-        self.enc_final.state.reset();
+        self.enc_final.reset();
         self.enc_tr.reset();
-        self.downsample.state.reset();
-        self.proj_first.state.reset();
-        self.proj_rest.state.reset();
+        self.downsample.reset();
+        self.proj_first.reset();
+        self.proj_rest.reset();
     }
 
     pub fn reset_decoder(&mut self) {
-        self.out_first.state.reset();
-        self.out_rest.state.reset();
-        self.upsample.state.reset();
+        self.out_first.reset();
+        self.out_rest.reset();
+        self.upsample.reset();
         self.dec_tr.reset();
-        self.dec_in.state.reset();
+        self.dec_in.reset();
         for s in &mut self.dec_stages {
-            s.up.state.reset();
+            s.up.reset();
             s.res.reset();
         }
-        self.dec_final.state.reset();
+        self.dec_final.reset();
     }
 
     /// The input buffer for [`Mimi::record_encode`]: `[frame_size]` f32.

@@ -1,7 +1,9 @@
 //! Model blocks over the kernels, shared by Mimi and the LM: `Linear` (any weight format),
-//! `Norm`, a streaming `Transformer` configured by enums, token `Embeddings`, and where
+//! `Norm`, a streaming `Transformer` configured by enums, token `Embeddings`, streaming conv,
+//! conv-transpose and residual blocks (`conv`), and where
 //! weights come from (`Weights`: a checkpoint or random values made on the GPU).
 
+pub mod conv;
 pub mod embedding;
 pub mod linear;
 pub mod norm;
