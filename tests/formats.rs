@@ -6,6 +6,8 @@
 //! quantization error of the PyTorch weights.
 #![cfg(not(target_arch = "wasm32"))]
 
+mod gguf_bytes;
+use gguf_bytes::Gguf;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
@@ -233,46 +235,10 @@ fn gguf_reads_every_dtype_odd_shapes_and_metadata() {
     }
 }
 
-/// A GGUF header built byte by byte (arrays, nested arrays, version 2).
-struct Raw(Vec<u8>);
-
-impl Raw {
-    fn new(version: u32, n_tensors: u64, n_kv: u64) -> Self {
-        let mut v = b"GGUF".to_vec();
-        v.extend(version.to_le_bytes());
-        v.extend(n_tensors.to_le_bytes());
-        v.extend(n_kv.to_le_bytes());
-        Self(v)
-    }
-    fn u32(mut self, x: u32) -> Self {
-        self.0.extend(x.to_le_bytes());
-        self
-    }
-    fn u64(mut self, x: u64) -> Self {
-        self.0.extend(x.to_le_bytes());
-        self
-    }
-    fn str(self, s: &str) -> Self {
-        let mut r = self.u64(s.len() as u64);
-        r.0.extend(s.as_bytes());
-        r
-    }
-    fn bytes(mut self, b: &[u8]) -> Self {
-        self.0.extend(b);
-        self
-    }
-    fn pad(mut self, a: usize) -> Self {
-        while !self.0.len().is_multiple_of(a) {
-            self.0.push(0);
-        }
-        self
-    }
-}
-
 #[test]
 fn gguf_skips_arrays_and_reads_version_2() {
     // kv 1: array of 3 strings; kv 2: array of 2 arrays of u16; kv 3: array of f64.
-    let r = Raw::new(2, 1, 3)
+    let r = Gguf::new(2, 1, 3)
         .str("tokenizer.tokens")
         .u32(9)
         .u32(8)
@@ -330,7 +296,7 @@ fn gguf_skips_arrays_and_reads_version_2() {
 fn gguf_damaged_headers_are_errors_with_messages() {
     let good = gguf_file(32, &[("k", GgufValue::U32(1))]);
     let tensor_info = |ty: u32, dims: &[u64], offset: u64| {
-        let mut r = Raw::new(3, 1, 0).str("t").u32(dims.len() as u32);
+        let mut r = Gguf::new(3, 1, 0).str("t").u32(dims.len() as u32);
         for &d in dims {
             r = r.u64(d);
         }
@@ -339,61 +305,61 @@ fn gguf_damaged_headers_are_errors_with_messages() {
     let cases: Vec<(&str, Vec<u8>, &str)> = vec![
         ("empty", vec![], "needs 4 bytes"),
         ("magic", b"GGUG\x03\0\0\0".to_vec(), "not \"GGUF\""),
-        ("v1", Raw::new(1, 0, 0).0, "version 1"),
+        ("v1", Gguf::new(1, 0, 0).0, "version 1"),
         (
             "big-endian",
-            Raw::new(3u32.swap_bytes(), 0, 0).0,
+            Gguf::new(3u32.swap_bytes(), 0, 0).0,
             "big-endian",
         ),
-        ("v9", Raw::new(9, 0, 0).0, "unknown GGUF version 9"),
+        ("v9", Gguf::new(9, 0, 0).0, "unknown GGUF version 9"),
         (
             "kv count",
-            Raw::new(3, 0, u64::MAX).0,
+            Gguf::new(3, 0, u64::MAX).0,
             "metadata entries do not fit",
         ),
         (
             "tensor count",
-            Raw::new(3, 1 << 40, 0).0,
+            Gguf::new(3, 1 << 40, 0).0,
             "tensors do not fit",
         ),
         (
             "long key",
-            Raw::new(3, 0, 1).u64(1 << 20).bytes(&[0; 64]).0,
+            Gguf::new(3, 0, 1).u64(1 << 20).bytes(&[0; 64]).0,
             "at most 65535",
         ),
         (
             "key past end",
-            Raw::new(3, 0, 1).u64(100).bytes(&[b'a'; 20]).0,
+            Gguf::new(3, 0, 1).u64(100).bytes(&[b'a'; 20]).0,
             "only 20 remain",
         ),
         (
             "bad value type",
-            Raw::new(3, 0, 1).str("k").u32(13).bytes(&[0; 8]).0,
+            Gguf::new(3, 0, 1).str("k").u32(13).bytes(&[0; 8]).0,
             "unknown value type 13",
         ),
         (
             "bool 2",
-            Raw::new(3, 0, 1).str("k").u32(7).bytes(&[2]).0,
+            Gguf::new(3, 0, 1).str("k").u32(7).bytes(&[2]).0,
             "bool value 2",
         ),
         (
             "array too long",
-            Raw::new(3, 0, 1).str("k").u32(9).u32(10).u64(1 << 60).0,
+            Gguf::new(3, 0, 1).str("k").u32(9).u32(10).u64(1 << 60).0,
             "needs",
         ),
         (
             "strings too many",
-            Raw::new(3, 0, 1).str("k").u32(9).u32(8).u64(1 << 40).0,
+            Gguf::new(3, 0, 1).str("k").u32(9).u32(8).u64(1 << 40).0,
             "strings does not fit",
         ),
         (
             "alignment",
-            Raw::new(3, 0, 1).str("general.alignment").u32(4).u32(3).0,
+            Gguf::new(3, 0, 1).str("general.alignment").u32(4).u32(3).0,
             "power of two",
         ),
         (
             "not utf8",
-            Raw::new(3, 0, 1)
+            Gguf::new(3, 0, 1)
                 .u64(2)
                 .bytes(&[0xff, 0xfe])
                 .u32(0)
@@ -404,7 +370,7 @@ fn gguf_damaged_headers_are_errors_with_messages() {
         (
             "duplicate key",
             {
-                let mut r = Raw::new(3, 0, 2);
+                let mut r = Gguf::new(3, 0, 2);
                 for _ in 0..2 {
                     r = r.str("k").u32(0).bytes(&[1]);
                 }
@@ -464,7 +430,7 @@ fn gguf_damaged_headers_are_errors_with_messages() {
         32,
     );
     assert!(err_text(MemoryGguf::new("d.gguf", dup)).contains("appears twice"));
-    let r = Raw::new(3, 2, 0)
+    let r = Gguf::new(3, 2, 0)
         .str("a")
         .u32(1)
         .u64(8)

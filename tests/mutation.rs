@@ -24,6 +24,8 @@
 //! `mutate_reader("name", &seeds, 16, |b| parse(b).map_err(|e| e.to_string()))`.
 #![cfg(not(target_arch = "wasm32"))]
 
+mod gguf_bytes;
+use gguf_bytes::Gguf;
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 use std::collections::BTreeMap;
@@ -1075,42 +1077,6 @@ fn lm_config_reader() {
 // ---------------------------------------------------------------------------------------------
 // GGUF and checkpoints under canonical names (crate/weights: gguf.rs, names.rs, checkpoint.rs,
 // linear.rs)
-
-/// A GGUF header built byte by byte.
-struct Gguf(Vec<u8>);
-
-impl Gguf {
-    fn new(version: u32, n_tensors: u64, n_kv: u64) -> Self {
-        let mut v = b"GGUF".to_vec();
-        v.extend(version.to_le_bytes());
-        v.extend(n_tensors.to_le_bytes());
-        v.extend(n_kv.to_le_bytes());
-        Self(v)
-    }
-    fn u32(mut self, x: u32) -> Self {
-        self.0.extend(x.to_le_bytes());
-        self
-    }
-    fn u64(mut self, x: u64) -> Self {
-        self.0.extend(x.to_le_bytes());
-        self
-    }
-    fn str(self, s: &str) -> Self {
-        let mut r = self.u64(s.len() as u64);
-        r.0.extend(s.as_bytes());
-        r
-    }
-    fn bytes(mut self, b: &[u8]) -> Self {
-        self.0.extend(b);
-        self
-    }
-    fn pad(mut self, a: usize) -> Self {
-        while !self.0.len().is_multiple_of(a) {
-            self.0.push(0);
-        }
-        self
-    }
-}
 
 fn q8_blocks(n_blocks: usize, seed: u8) -> Vec<u8> {
     (0..n_blocks)
