@@ -237,36 +237,7 @@ fn gguf_reads_every_dtype_odd_shapes_and_metadata() {
 
 #[test]
 fn gguf_skips_arrays_and_reads_version_2() {
-    // kv 1: array of 3 strings; kv 2: array of 2 arrays of u16; kv 3: array of f64.
-    let r = Gguf::new(2, 1, 3)
-        .str("tokenizer.tokens")
-        .u32(9)
-        .u32(8)
-        .u64(3)
-        .str("a")
-        .str("")
-        .str("ccc")
-        .str("nested")
-        .u32(9)
-        .u32(9)
-        .u64(2)
-        .u32(2)
-        .u64(1)
-        .bytes(&[1, 0])
-        .u32(2)
-        .u64(0)
-        .str("floats")
-        .u32(9)
-        .u32(12)
-        .u64(2)
-        .bytes(&[0; 16])
-        .str("w")
-        .u32(2)
-        .u64(32)
-        .u64(1)
-        .u32(8)
-        .u64(0)
-        .pad(32);
+    let r = Gguf::arrays_v2(1);
     let mut bytes = r.0;
     let blk = quant::q8_0_quantize(&values(32, 9), 32).unwrap();
     bytes.extend(&blk);

@@ -1170,36 +1170,7 @@ fn gguf_seeds() -> Vec<Seed> {
     ];
     seeds.push(seed("candle names", write_gguf(&[], &candle, 32)));
     // Arrays (strings, nested, numbers), version 2.
-    let arrays = Gguf::new(2, 1, 3)
-        .str("tokenizer.tokens")
-        .u32(9)
-        .u32(8)
-        .u64(3)
-        .str("a")
-        .str("")
-        .str("ccc")
-        .str("nested")
-        .u32(9)
-        .u32(9)
-        .u64(2)
-        .u32(2)
-        .u64(1)
-        .bytes(&[1, 0])
-        .u32(2)
-        .u64(0)
-        .str("floats")
-        .u32(9)
-        .u32(12)
-        .u64(2)
-        .bytes(&[0; 16])
-        .str("w")
-        .u32(2)
-        .u64(32)
-        .u64(2)
-        .u32(8)
-        .u64(0)
-        .pad(32)
-        .bytes(&q8_blocks(2, 5));
+    let arrays = Gguf::arrays_v2(2).bytes(&q8_blocks(2, 5));
     seeds.push(seed("arrays v2", arrays.0));
     // The fixture's header and first tensors (candle names, 151 tensors).
     let fixture_gguf = fixture("lm/formats/candle_q8_gguf/model.q8.gguf");

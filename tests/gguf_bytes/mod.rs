@@ -36,4 +36,39 @@ impl Gguf {
         }
         self
     }
+
+    /// A version-2 header whose key/values are arrays (kv 1: 3 strings; kv 2: 2 arrays of
+    /// u16; kv 3: 2 f64) and one Q8_0 tensor `w` `[rows, 32]` at offset 0, padded to 32 bytes:
+    /// the tensor data follows.
+    pub fn arrays_v2(rows: u64) -> Self {
+        Self::new(2, 1, 3)
+            .str("tokenizer.tokens")
+            .u32(9)
+            .u32(8)
+            .u64(3)
+            .str("a")
+            .str("")
+            .str("ccc")
+            .str("nested")
+            .u32(9)
+            .u32(9)
+            .u64(2)
+            .u32(2)
+            .u64(1)
+            .bytes(&[1, 0])
+            .u32(2)
+            .u64(0)
+            .str("floats")
+            .u32(9)
+            .u32(12)
+            .u64(2)
+            .bytes(&[0; 16])
+            .str("w")
+            .u32(2)
+            .u64(32)
+            .u64(rows)
+            .u32(8)
+            .u64(0)
+            .pad(32)
+    }
 }

@@ -540,3 +540,59 @@ pub async fn moshi_forced_logits(
     }
     Ok(rep)
 }
+
+/// [`moshi_greedy`] with its verdict: logs one line (and each excuse) and panics on any token,
+/// user-code or audio mismatch.
+pub async fn check_moshi_greedy(
+    ctx: &Context,
+    fx: &MoshiFixture,
+    f32_cache: bool,
+    log: impl Fn(&str),
+) {
+    let r = moshi_greedy(ctx, fx, f32_cache).await.unwrap();
+    log(&format!(
+        "{} greedy ({} KV): {} frames × 9 tokens, {} mismatches, {} near-tie excuses (margin < {:.0e}), {} user-code mismatches, output audio max |err| {:.2e}; transcript {:?}",
+        fx.name,
+        if f32_cache || !ctx.caps().f16 { "f32" } else { "f16" },
+        r.frames,
+        r.token_mismatches.len(),
+        r.near_tie_excuses.len(),
+        NEAR_TIE,
+        r.user_code_mismatches,
+        r.pcm_max_err,
+        r.text
+    ));
+    for l in &r.near_tie_excuses {
+        log(&format!("  excused: {l}"));
+    }
+    assert!(
+        r.token_mismatches.is_empty(),
+        "{}",
+        r.token_mismatches.join("\n")
+    );
+    assert!(r.frames >= 60, "only {} frames compared", r.frames);
+    assert_eq!(r.user_code_mismatches, 0);
+    assert!(r.pcm_max_err < 1e-4, "output audio error {}", r.pcm_max_err);
+}
+
+/// [`formats_greedy`] for every format: logs one line each and panics on any mismatch.
+pub async fn check_formats_greedy(ctx: &Context, log: impl Fn(&str)) {
+    let mut failures = Vec::new();
+    for (i, f) in FORMATS.iter().enumerate() {
+        let r = formats_greedy(ctx, i).await.unwrap();
+        log(&format!(
+            "{}: {} tokens compared, smallest logit gap {:.3}, {}",
+            f.0,
+            r.compared,
+            r.max_err,
+            if r.lines.is_empty() {
+                "all equal"
+            } else {
+                "MISMATCH"
+            }
+        ));
+        assert_eq!(r.compared, 12 * 9, "{}", r.lines.join("\n"));
+        failures.extend(r.lines);
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
