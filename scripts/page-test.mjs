@@ -4,7 +4,7 @@
 // SwiftShader). The app and the fixture models are served from 127.0.0.1 by scripts/serve.mjs
 // (sirv), which logs every request and can cut or truncate responses.
 //
-//   node scripts/page-test.mjs [GROUP...]     groups: api, page, errors, server (default: all)
+//   node scripts/page-test.mjs [GROUP...]     groups: api, page, echo, errors, server (default: all)
 //
 // Prints one "ok"/"FAIL"/"skip" line per check and ends with "page: N passed, N failed".
 // Screenshots and logs go to $PARLE_SCREENSHOTS (default target/page-test/).
@@ -634,6 +634,195 @@ async function pageTests() {
   }
 }
 
+// ---- echo: the playback path through a local RTCPeerConnection ----------------------------------
+
+// An AudioWorklet that posts what reaches its input in 4096-sample blocks (a test tap).
+const TAP_WORKLET = `registerProcessor("test-tap", class extends AudioWorkletProcessor {
+  constructor() { super(); this.buf = new Float32Array(4096); this.n = 0; }
+  process(inputs) {
+    const x = inputs[0][0];
+    if (x) for (let i = 0; i < x.length; i++) { this.buf[this.n++] = x[i]; if (this.n === this.buf.length) { this.port.postMessage(this.buf); this.buf = new Float32Array(4096); this.n = 0; } }
+    return true;
+  }
+});`;
+
+async function echoTests(server) {
+  const base = `http://127.0.0.1:${server.address().port}`;
+  // A looping fake microphone (tone bursts and chirps): the loopback model answers with the same.
+  const micWav = join(tmp, "echo-mic.wav");
+  writeWav16(micWav, testSignal(6, FAKE_RATE, 5), FAKE_RATE);
+  const b = await launch([...WEBGPU, "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream", `--use-file-for-fake-audio-capture=${micWav}`], "echo");
+  // Keep every RTCPeerConnection the page makes, to check that stop() closes them all.
+  await b.context.addInitScript(() => {
+    const Native = window.RTCPeerConnection;
+    window.__pcs = [];
+    window.RTCPeerConnection = class extends Native {
+      constructor(...args) {
+        super(...args);
+        window.__pcs.push(this);
+      }
+    };
+  });
+  try {
+    const page = await b.context.newPage();
+    await page.goto(`${base}/?model=/conv/tiny_b/&autoload`);
+    await page.waitForFunction(modelSettled, null, { timeout: 120000 });
+    check("the echo tests' page loads the Mimi loopback", /Mimi loopback .*loaded/.test(await page.locator("#model-status").textContent()));
+
+    // "auto" in this Chromium (desktop, ≥ 110): the direct path.
+    const auto = await inPage(page, async (api) => api.chooseEchoPath());
+    check('echoPath "auto" picks direct in this Chromium', auto.path === "direct", `${auto.path}: ${auto.reason}`);
+
+    // A conversation on the peer path: the model's audio must arrive through pc2, and what the
+    // remote stream carries must follow what the playback worklet played.
+    const peer = await page.evaluate(async (tapSource) => {
+      const e = window.parleApp.engine;
+      await e.reset();
+      let last = null;
+      const r = await e.startConversation({ echoPath: "peer", record: true, onStats: (s) => (last = s) });
+      const a = e._audio;
+      const tapUrl = URL.createObjectURL(new Blob([tapSource], { type: "text/javascript" }));
+      const tap = async (ctx, connect) => {
+        await ctx.audioWorklet.addModule(tapUrl);
+        const node = new AudioWorkletNode(ctx, "test-tap", { numberOfOutputs: 0 });
+        const blocks = [];
+        node.port.onmessage = (m) => blocks.push(m.data);
+        connect(node);
+        return { rate: ctx.sampleRate, blocks };
+      };
+      // What the worklet played (in the app's own context) and what came out of pc2 (a context
+      // of its own, as another page would hear it; the <audio> element keeps the track flowing).
+      const played = await tap(a.ctx, (n) => a.playback.connect(n));
+      const remoteCtx = new AudioContext();
+      const remote = await tap(remoteCtx, (n) => remoteCtx.createMediaStreamSource(a.peer.stream).connect(n));
+      await remoteCtx.resume();
+      await new Promise((ok) => setTimeout(ok, 12000));
+      const peerStats = await a.peer.stats();
+      let sent = null;
+      (await a.peer.pcs[0].getStats()).forEach((x) => {
+        if (x.type === "outbound-rtp") sent = { targetBitrate: x.targetBitrate, bytesSent: x.bytesSent };
+      });
+      let codec = null;
+      (await a.peer.pcs[0].getStats()).forEach((x) => {
+        if (x.type === "codec" && /opus/i.test(x.mimeType)) codec = x.sdpFmtpLine;
+      });
+      window.__peer = a.peer;
+      await e.stop();
+      await remoteCtx.close();
+      const env = ({ rate, blocks }) => {
+        const x = new Float32Array(blocks.reduce((n, b) => n + b.length, 0));
+        let o = 0;
+        for (const b of blocks) x.set(b, (o += b.length) - b.length);
+        const w = Math.round(rate * 0.02);
+        const out = [];
+        for (let i = 0; i + w <= x.length; i += w) {
+          let s = 0;
+          for (let j = i; j < i + w; j++) s += x[j] * x[j];
+          out.push(Math.sqrt(s / w));
+        }
+        return out;
+      };
+      return {
+        result: r,
+        last,
+        peerStats,
+        sent,
+        codec,
+        played: env(played),
+        remote: env(remote),
+        pcs: window.__pcs.map((pc) => pc.connectionState),
+        audioAfterStop: { srcObject: !!window.__peer.audio.srcObject, paused: window.__peer.audio.paused },
+      };
+    }, TAP_WORKLET);
+    check('startConversation({ echoPath: "peer" }) takes the peer path', peer.result.echoPath === "peer" && !peer.result.echoFallback && peer.last?.echoPath === "peer", `${peer.result.echoPath}: ${peer.result.echoPathReason}`);
+    const ps = peer.peerStats ?? {};
+    check(
+      "the model's audio arrives through the peer connection (pc2 inbound-rtp: bytes and audio energy)",
+      ps.bytesReceived > 0 && ps.packetsReceived > 0 && ps.totalAudioEnergy > 0,
+      `${ps.bytesReceived} bytes, ${ps.packetsReceived} packets, ${ps.packetsLost} lost, total audio energy ${ps.totalAudioEnergy?.toExponential(2)}; Opus ${peer.codec}, target ${peer.sent?.targetBitrate} b/s`,
+    );
+    const pl = rms(Float32Array.from(peer.played));
+    const lagA = bestLag(peer.remote, peer.played, 50);
+    const lagB = bestLag(peer.played, peer.remote, 50);
+    const lag = lagA.r >= lagB.r ? { r: lagA.r, ms: lagA.lag * 20 } : { r: lagB.r, ms: -lagB.lag * 20 };
+    check(
+      "what the remote stream carries follows what the playback worklet played (envelope r > 0.8)",
+      pl > 1e-3 && lag.r > 0.8,
+      `r = ${lag.r.toFixed(3)}, the remote ${lag.ms} ms later; ${peer.played.length} × 20 ms played (envelope rms ${pl.toFixed(4)}), ${peer.remote.length} received`,
+    );
+    const s = peer.last ?? {};
+    const sum = (s.playback?.latencyMs ?? NaN) + s.hardwareLatencyMs + s.peerDelayMs;
+    check(
+      "the latency includes the peer path's jitter buffer and Opus packet",
+      s.peerDelayMs >= 20 && s.peer?.jitterBufferMs != null && Math.abs(s.latencyMs - sum) < 1e-6,
+      `latency ${s.latencyMs?.toFixed(0)} ms = ${s.playback?.latencyMs?.toFixed(0)} ms buffering + ${s.hardwareLatencyMs?.toFixed(0)} ms hardware + ${s.peerDelayMs?.toFixed(0)} ms WebRTC (jitter buffer ${s.peer?.jitterBufferMs?.toFixed(0)} ms)`,
+    );
+    check(
+      "stop() closes both peer connections and empties the <audio> element",
+      peer.pcs.length === 2 && peer.pcs.every((c) => c === "closed") && !peer.audioAfterStop.srcObject && peer.audioAfterStop.paused,
+      `${peer.pcs.join(", ")}; element srcObject ${peer.audioAfterStop.srcObject ? "kept" : "cleared"}`,
+    );
+
+    // The page: the stats show the path; the setting forces it.
+    // Waits for the path expected (the list keeps the last conversation's values until then).
+    const talk = async (path, expect) => {
+      await page.locator("#settings summary").click();
+      await page.locator("#set-echo").selectOption(path);
+      await page.locator("#settings summary").click();
+      await page.locator("#talk").click();
+      await page
+        .waitForFunction((expect) => document.getElementById("st-echo").textContent.startsWith(expect) && /hardware/.test(document.getElementById("st-latency").textContent), expect, { timeout: 60000 })
+        .catch(() => {});
+      const shown = { echo: await page.locator("#st-echo").textContent(), latency: await page.locator("#st-latency").textContent() };
+      await page.locator("#stop").click();
+      await page.waitForFunction(() => !document.body.classList.contains("talking"));
+      return shown;
+    };
+    const before = (await page.evaluate(() => window.__pcs.length));
+    const shownAuto = await talk("auto", "direct");
+    const afterAuto = await page.evaluate(() => window.__pcs.length);
+    check("the page on auto: stats say direct, no peer connection is made", /^direct/.test(shownAuto.echo) && afterAuto === before, `“${shownAuto.echo}”, ${afterAuto - before} new connections`);
+    const shownPeer = await talk("peer", "peer");
+    const pcs = await page.evaluate(() => window.__pcs.map((pc) => pc.connectionState));
+    check(
+      "the page with the peer setting: stats say peer, the latency names WebRTC, stop closes it",
+      /^peer/.test(shownPeer.echo) && /WebRTC/.test(shownPeer.latency) && pcs.length === afterAuto + 2 && pcs.every((c) => c === "closed"),
+      `“${shownPeer.echo}”; “${shownPeer.latency}”`,
+    );
+
+    // A peer connection that cannot connect (no ICE candidates reach the other end): playback
+    // falls back to direct, and the result and stats say so.
+    const fb = await page.evaluate(async () => {
+      const add = RTCPeerConnection.prototype.addIceCandidate;
+      RTCPeerConnection.prototype.addIceCandidate = async () => {};
+      const e = window.parleApp.engine;
+      let last = null;
+      const t0 = performance.now();
+      try {
+        const r = await e.startConversation({ echoPath: "peer", onStats: (s) => (last = s) });
+        const startMs = performance.now() - t0;
+        const t1 = performance.now();
+        while (!(last?.playback?.played > 0) && performance.now() - t1 < 30000) await new Promise((ok) => setTimeout(ok, 200));
+        await e.stop();
+        return { r, startMs, last, pcs: window.__pcs.map((pc) => pc.connectionState) };
+      } finally {
+        RTCPeerConnection.prototype.addIceCandidate = add;
+      }
+    });
+    check(
+      "a peer connection that does not connect falls back to direct playback, and says so",
+      fb.r.echoPath === "direct" && fb.r.echoFallback && /did not connect/.test(fb.r.echoPathReason) && fb.last?.echoFallback && fb.last?.playback?.played > 0 && fb.pcs.every((c) => c === "closed"),
+      `after ${(fb.startMs / 1000).toFixed(1)} s: “${fb.r.echoPathReason}”; ${fb.last?.playback?.played?.toFixed(2)} s played`,
+    );
+    const bad = await inPage(page, async () => window.parleApp.engine.startConversation({ echoPath: "speaker" }).then(() => null, (e) => ({ code: e.code, message: e.message })));
+    check("an unknown echoPath is rejected", bad?.code === "input" && /echoPath/.test(bad.message), bad?.message ?? "(started!)");
+    await page.screenshot({ path: join(OUT, "echo-path.png"), fullPage: true });
+    await page.close();
+  } finally {
+    await b.close();
+  }
+}
+
 // ---- errors without WebGPU / microphone -------------------------------------------------------
 
 async function errorTests(server) {
@@ -719,7 +908,7 @@ async function serverTests() {
 
 // ---- main --------------------------------------------------------------------------------------
 
-const GROUPS = { api: apiTests, page: pageTests, errors: errorTests, server: serverTests };
+const GROUPS = { api: apiTests, page: pageTests, echo: echoTests, errors: errorTests, server: serverTests };
 
 async function main() {
   const want = process.argv.slice(2);

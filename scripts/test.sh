@@ -17,12 +17,13 @@
 #               native CLI's outputs, downloads (progress, Range resumption, OPFS, quota), errors
 #   page        the app in headless Chromium: a 10 s conversation through the fake microphone,
 #               stats, recording, device loss and restart, offline reload
+#   page-echo   the playback paths for echo cancellation (direct, local WebRTC loopback, fallback)
 #   page-errors the app and API without a GPU adapter, without WebGPU, with the microphone
 #               denied; npm start's server (MIME types, Range, --models DIR)
 set -uo pipefail
 source "$(dirname "$0")/env.sh"
 
-ALL=(fmt clippy native fallback no-adapter browser wasm-pkg worklets js-api page page-errors)
+ALL=(fmt clippy native fallback no-adapter browser wasm-pkg worklets js-api page page-echo page-errors)
 STAGES=("$@")
 [ ${#STAGES[@]} -eq 0 ] && STAGES=("${ALL[@]}")
 
@@ -100,6 +101,10 @@ stage_js-api() {
 
 stage_page() {
   page_test page
+}
+
+stage_page-echo() {
+  page_test echo
 }
 
 stage_page-errors() {

@@ -254,7 +254,9 @@ function showStats(s) {
   const ms = (x) => (x == null ? "–" : `${x.toFixed(1)} ms`);
   $("st-frame").textContent = s.frameMsMean == null ? "–" : `${ms(s.frameMsMean)} mean, ${ms(s.frameMs)} last (budget 80 ms)`;
   $("st-rtf").textContent = s.rtf == null ? "–" : `${s.rtf.toFixed(2)} ${s.rtf < 1 ? "(faster than real time)" : "(slower than real time: frames are dropped)"}`;
-  $("st-latency").textContent = s.latencyMs == null ? "–" : `${Math.round(s.latencyMs)} ms (incl. ${Math.round(s.hardwareLatencyMs)} ms audio hardware)`;
+  const webrtc = s.peerDelayMs == null ? "" : `, ${Math.round(s.peerDelayMs)} ms WebRTC`;
+  $("st-latency").textContent = s.latencyMs == null ? "–" : `${Math.round(s.latencyMs)} ms (incl. ${Math.round(s.hardwareLatencyMs)} ms audio hardware${webrtc})`;
+  $("st-echo").textContent = s.echoPath ? `${s.echoPath}: ${s.echoPathReason}` : "–";
   const p = s.playback ?? {};
   $("st-buffer").textContent = p.bufferedMs == null ? "–" : `${Math.round(p.bufferedMs)} ms buffered, ${p.underruns} underruns, ${p.drops} drops, ${p.missed?.toFixed(1)} s missed`;
   $("st-dropped").textContent = s.dropped == null ? "–" : `${s.dropped} (queue ${s.queued})`;
@@ -273,6 +275,7 @@ async function startTalking() {
     await engine.reset();
     const mic = await engine.startConversation({
       record: $("record").checked,
+      echoPath: $("set-echo").value,
       onText: appendText,
       onStats: showStats,
       onError: (e) => {

@@ -6,15 +6,28 @@
 //   const info = await engine.load("models/moshiko-mlx-q4/", { onProgress });  // { kind: "moshi" | "mimi", … }
 //   engine.configure({ greedy, seed, textTemperature, textTopK, audioTemperature, audioTopK, codebooks });
 //   const { pcm, text, textToken, audioTokens } = await engine.step(new Float32Array(1920)); // 24 kHz
-//   await engine.startConversation({ onText, onStats });  // microphone -> Moshi -> speakers
+//   await engine.startConversation({ onText, onStats, echoPath });  // microphone -> Moshi -> speakers
 //   await engine.stop();
 //   engine.reset(); engine.dispose();
 //
 // Every rejection is an Error whose `code` names the cause: no-webgpu, no-adapter, limits, wasm,
 // gpu, device-lost, oom, download, quota, storage, config, weights, mic-denied, no-mic, audio,
 // busy, no-model, input, disposed; download and weight errors also carry `file`.
+//
+// Echo: Moshi listens while it speaks, so the browser's echo canceller must hear what is played.
+// startConversation's `echoPath` says how the model's audio reaches the speakers:
+//   "direct"  playback worklet -> AudioContext destination (cancelled by Chrome-wide echo
+//             cancellation and by Firefox, whose canceller sees its own graph at the default rate);
+//   "peer"    playback worklet -> MediaStreamDestination -> local RTCPeerConnection pair (Opus over
+//             loopback, no server) -> <audio>: the far-end audio that every WebRTC canceller
+//             cancels (older Chromium cancelled nothing else); adds the jitter buffer's delay;
+//   "auto"    (default) chooseEchoPath() decides from the browser.
+// The path taken and why are in startConversation's result and in every onStats (`echoPath`,
+// `echoPathReason`); if the peer connection does not connect, playback falls back to direct.
 
 const FRAME = 1920;
+// How long the local peer connection may take to connect (it takes ~100 ms on loopback).
+const PEER_TIMEOUT_MS = 4000;
 
 function engineError(e) {
   const err = new Error(e.message);
@@ -62,6 +75,149 @@ export async function createEngine(options = {}) {
     throw e;
   }
   return engine;
+}
+
+/**
+ * The playback path for this browser when startConversation's echoPath is "auto":
+ * { path: "direct" | "peer", reason }.
+ */
+export function chooseEchoPath(nav = globalThis.navigator) {
+  const ua = nav?.userAgent ?? "";
+  // Electron ships Chromium's media code but not necessarily its field-trial defaults, so
+  // Chrome-wide echo cancellation may be off there: WebRTC's far-end path is always cancelled.
+  if (/Electron\//.test(ua)) return { path: "peer", reason: "Electron: Chrome-wide echo cancellation may be disabled" };
+  // Firefox cancels what its own audio graph plays to the same device as long as the context
+  // runs at the default rate (startConversation never asks for another rate).
+  if (/Firefox\//.test(ua)) return { path: "direct", reason: "Firefox cancels its own playback at the default rate" };
+  // Chrome, Edge and other Chromium builds on desktop: "Chrome-wide echo cancellation" (Windows,
+  // macOS, Linux, ChromeOS) feeds all of the browser's playback to the canceller. It was a flag in
+  // 2022 and on by default in the releases that followed; from 110 on it is safely everywhere.
+  // Measured here (README, "Echo"): Chromium 156 on Linux cancels the direct path as well as the
+  // peer path, and with the feature disabled only the peer path.
+  const brand = (nav?.userAgentData?.brands ?? []).find((b) => b.brand === "Chromium");
+  const version = Number(brand?.version ?? /Chrom(?:e|ium)\/(\d+)/.exec(ua)?.[1] ?? NaN);
+  const mobile = nav?.userAgentData?.mobile ?? /Android|Mobile/.test(ua);
+  if (!Number.isNaN(version)) {
+    if (mobile) return { path: "peer", reason: `mobile Chromium ${version}: Chrome-wide echo cancellation is desktop-only` };
+    if (version >= 110) return { path: "direct", reason: `Chromium ${version} cancels all of its own playback (Chrome-wide echo cancellation)` };
+    return { path: "peer", reason: `Chromium ${version} predates Chrome-wide echo cancellation: only WebRTC audio is cancelled` };
+  }
+  // Safari and anything unknown: WebRTC's received audio is what every canceller is built for.
+  return { path: "peer", reason: "unknown browser: play through WebRTC, whose audio every canceller cancels" };
+}
+
+/**
+ * Play `node`'s output (a node of `ctx`) through a local RTCPeerConnection pair into an <audio>
+ * element, the path a WebRTC echo canceller treats as far-end audio. Both connections stay in
+ * this page: host candidates only, no STUN server, nothing leaves the machine. Resolves once
+ * the media is flowing to the element, to { audio, stream, pcs, stats(), close() }; rejects
+ * (after closing everything) when it does not connect within `timeoutMs`.
+ * `stats()` resolves to pc2's inbound audio: { jitterBufferMs (over the last interval),
+ * bytesReceived, packetsReceived, packetsLost, audioLevel, totalAudioEnergy, ptimeMs }.
+ */
+export async function peerPlayback(ctx, node, { timeoutMs = PEER_TIMEOUT_MS } = {}) {
+  if (typeof RTCPeerConnection === "undefined") throw new Error("this browser has no RTCPeerConnection");
+  const dest = ctx.createMediaStreamDestination();
+  node.connect(dest);
+  const pc1 = new RTCPeerConnection({ iceServers: [] });
+  const pc2 = new RTCPeerConnection({ iceServers: [] });
+  const audio = new Audio();
+  audio.autoplay = true;
+  let timer;
+  const close = () => {
+    clearTimeout(timer);
+    pc1.close();
+    pc2.close();
+    audio.pause();
+    audio.srcObject = null;
+    audio.remove();
+    dest.stream.getTracks().forEach((t) => t.stop());
+    try {
+      node.disconnect(dest);
+    } catch {}
+  };
+  try {
+    pc1.onicecandidate = (e) => e.candidate && pc2.addIceCandidate(e.candidate).catch(() => {});
+    pc2.onicecandidate = (e) => e.candidate && pc1.addIceCandidate(e.candidate).catch(() => {});
+    const track = dest.stream.getAudioTracks()[0];
+    pc1.addTransceiver(track, { direction: "sendonly", streams: [dest.stream] });
+    const received = new Promise((ok) => {
+      pc2.ontrack = (e) => ok(e.streams[0] ?? new MediaStream([e.track]));
+    });
+    const offer = await pc1.createOffer();
+    await pc1.setLocalDescription(offer);
+    await pc2.setRemoteDescription(offer);
+    const answer = await pc2.createAnswer();
+    await pc2.setLocalDescription(answer);
+    // What the receiver asks of the sender's Opus encoder: mono, a bitrate near transparency for
+    // speech, no discontinuous transmission (DTX would gate Moshi's quiet passages).
+    await pc1.setRemoteDescription({ type: "answer", sdp: opusParams(answer.sdp) });
+    const receiver = pc2.getReceivers().find((r) => r.track.kind === "audio");
+    // Ask the jitter buffer to hold as little as it can: on loopback there is no jitter.
+    if (receiver && "jitterBufferTarget" in receiver) receiver.jitterBufferTarget = 0;
+    else if (receiver && "playoutDelayHint" in receiver) receiver.playoutDelayHint = 0;
+    const connected = new Promise((ok, fail) => {
+      const check = () => {
+        if (pc2.connectionState === "connected") ok();
+        else if (pc2.connectionState === "failed") fail(new Error("the local peer connection failed (ICE found no path between the two ends)"));
+      };
+      pc2.onconnectionstatechange = check;
+      check();
+    });
+    const timeout = new Promise((_, fail) => {
+      timer = setTimeout(() => fail(new Error(`the local peer connection did not connect within ${timeoutMs / 1000} s (state: ${pc2.connectionState}, ICE: ${pc2.iceConnectionState})`)), timeoutMs);
+    });
+    const stream = await Promise.race([received.then(async (s) => (await connected, s)), timeout]);
+    // Chrome only pulls a remote track's audio while a media element plays it.
+    audio.srcObject = stream;
+    await Promise.race([audio.play(), timeout]);
+    clearTimeout(timer);
+    let last = null;
+    const stats = async () => {
+      let inbound = null;
+      (await pc2.getStats()).forEach((r) => {
+        if (r.type === "inbound-rtp" && r.kind === "audio") inbound = r;
+      });
+      if (!inbound) return null;
+      const { jitterBufferDelay: delay = 0, jitterBufferEmittedCount: count = 0 } = inbound;
+      // jitterBufferDelay is a running sum over every emitted sample: the delay now is the
+      // difference over the last interval (the mean since the start while there is no interval).
+      const dDelay = last ? delay - last.delay : delay;
+      const dCount = last ? count - last.count : count;
+      const jitterBufferMs = dCount > 0 ? (1000 * dDelay) / dCount : last?.jitterBufferMs ?? null;
+      last = { delay, count, jitterBufferMs };
+      return {
+        jitterBufferMs,
+        bytesReceived: inbound.bytesReceived ?? 0,
+        packetsReceived: inbound.packetsReceived ?? 0,
+        packetsLost: inbound.packetsLost ?? 0,
+        audioLevel: inbound.audioLevel ?? 0,
+        totalAudioEnergy: inbound.totalAudioEnergy ?? 0,
+        ptimeMs: OPUS_PTIME_MS,
+      };
+    };
+    return { audio, stream, pcs: [pc1, pc2], stats, close };
+  } catch (e) {
+    close();
+    throw e;
+  }
+}
+
+// The Opus packet duration: the encoder waits for this much audio before it sends a packet.
+const OPUS_PTIME_MS = 20;
+
+// Rewrite the Opus fmtp line of an SDP: mono, 128 kb/s, no DTX, in-band FEC kept.
+function opusParams(sdp) {
+  const pt = /a=rtpmap:(\d+) opus\/48000/i.exec(sdp)?.[1];
+  if (!pt) return sdp;
+  const want = { stereo: "0", "sprop-stereo": "0", maxaveragebitrate: "128000", usedtx: "0", useinbandfec: "1", minptime: "10" };
+  const line = new RegExp(`^a=fmtp:${pt} (.*)$`, "m");
+  const params = new Map();
+  const m = line.exec(sdp);
+  if (m) for (const kv of m[1].split(";")) if (kv.includes("=")) params.set(kv.split("=")[0].trim(), kv.split("=").slice(1).join("="));
+  for (const [k, v] of Object.entries(want)) params.set(k, v);
+  const fmtp = `a=fmtp:${pt} ${[...params].map(([k, v]) => `${k}=${v}`).join(";")}`;
+  return m ? sdp.replace(line, fmtp) : sdp.replace(new RegExp(`^(a=rtpmap:${pt} .*)$`, "m"), `$1\r\n${fmtp}`);
 }
 
 export class Engine {
@@ -198,10 +354,15 @@ export class Engine {
    * Talk: microphone -> capture worklet -> worker (model) -> playback worklet -> speakers. The
    * frames travel worklet <-> worker on their own MessagePorts, never through this thread.
    * `onText(text)`, `onStats(stats)` (merged engine and playback stats), `onError(err)`.
-   * `record: true` keeps both sides for recording().
+   * `record: true` keeps both sides for recording(). `echoPath`: "auto" (default), "direct" or
+   * "peer" (see the top of this file). Resolves to { sampleRate, settings, label, echoPath,
+   * echoPathReason, echoFallback } (echoFallback: the peer path was asked for but did not connect).
    */
-  async startConversation({ onText, onStats, onError, record = false, deviceId } = {}) {
+  async startConversation({ onText, onStats, onError, record = false, deviceId, echoPath = "auto" } = {}) {
     if (!this.model) throw fail("no-model", "no model is loaded: call load() first");
+    if (!["auto", "direct", "peer"].includes(echoPath)) {
+      throw fail("input", `echoPath must be "auto", "direct" or "peer", not ${JSON.stringify(echoPath)}`);
+    }
     await this.stop();
     if (!navigator.mediaDevices?.getUserMedia) {
       throw fail("mic-denied", "navigator.mediaDevices is missing: the page must be served over https:// or from localhost.");
@@ -222,6 +383,8 @@ export class Engine {
       throw fail(code, `${msg} (${e.name}: ${e.message})`);
     }
     let ctx;
+    let peer = null;
+    let poll = null;
     try {
       // The device's own rate: the worklets resample to and from 24 kHz (echo cancellation
       // needs capture and playback in one graph at the default rate).
@@ -236,17 +399,41 @@ export class Engine {
       const fromWorker = new MessageChannel();
       capture.port.postMessage({ type: "connect", port: toWorker.port1 }, [toWorker.port1]);
       playback.port.postMessage({ type: "connect", port: fromWorker.port1 }, [fromWorker.port1]);
+      const choice = echoPath === "auto" ? chooseEchoPath() : { path: echoPath, reason: `echoPath "${echoPath}" was asked for` };
+      const echo = { echoPath: choice.path, echoPathReason: choice.reason, echoFallback: false };
+      if (choice.path === "peer") {
+        try {
+          peer = await peerPlayback(ctx, playback);
+        } catch (e) {
+          // Never silence: play directly, and say why in every stats report.
+          Object.assign(echo, { echoPath: "direct", echoPathReason: `peer path failed, playing directly: ${e.message}`, echoFallback: true });
+        }
+      }
+      if (!peer) playback.connect(ctx.destination);
       let engineStats = {};
       let playStats = {};
-      const emit = () =>
+      let peerStats = null;
+      const emit = () => {
+        const hardwareLatencyMs = 1000 * ((ctx.baseLatency ?? 0) + (ctx.outputLatency ?? 0));
+        // The peer path delays playback by one Opus packet and the receiver's jitter buffer.
+        const peerDelayMs = peerStats?.jitterBufferMs == null ? null : peerStats.jitterBufferMs + peerStats.ptimeMs;
         onStats?.({
           ...engineStats,
           playback: playStats,
           sampleRate: ctx.sampleRate,
-          hardwareLatencyMs: 1000 * ((ctx.baseLatency ?? 0) + (ctx.outputLatency ?? 0)),
-          latencyMs: playStats.latencyMs == null ? null : playStats.latencyMs + 1000 * ((ctx.baseLatency ?? 0) + (ctx.outputLatency ?? 0)),
+          hardwareLatencyMs,
+          ...echo,
+          peer: peerStats,
+          peerDelayMs,
+          latencyMs: playStats.latencyMs == null ? null : playStats.latencyMs + hardwareLatencyMs + (peerDelayMs ?? 0),
           adapter: this.model?.adapter,
         });
+      };
+      if (peer) {
+        poll = setInterval(async () => {
+          peerStats = (await peer.stats().catch(() => null)) ?? peerStats;
+        }, 500);
+      }
       playback.port.onmessage = (e) => {
         playStats = e.data;
         emit();
@@ -264,12 +451,13 @@ export class Engine {
       };
       await this._call("startConversation", { capture: toWorker.port2, playback: fromWorker.port2, record }, [toWorker.port2, fromWorker.port2]);
       ctx.createMediaStreamSource(stream).connect(capture);
-      playback.connect(ctx.destination);
       await ctx.resume();
-      this._audio = { ctx, stream, capture, playback };
+      this._audio = { ctx, stream, capture, playback, peer, poll };
       const track = stream.getAudioTracks()[0];
-      return { sampleRate: ctx.sampleRate, settings: track?.getSettings?.() ?? {}, label: track?.label ?? "" };
+      return { sampleRate: ctx.sampleRate, settings: track?.getSettings?.() ?? {}, label: track?.label ?? "", ...echo };
     } catch (e) {
+      clearInterval(poll);
+      peer?.close();
       stream.getTracks().forEach((t) => t.stop());
       await ctx?.close().catch(() => {});
       throw e.code ? e : fail("audio", `The audio pipeline could not be started: ${e?.message ?? e}`);
@@ -282,6 +470,8 @@ export class Engine {
     this._audio = null;
     if (!a) return;
     a.stream.getTracks().forEach((t) => t.stop());
+    clearInterval(a.poll);
+    a.peer?.close();
     if (!this._disposed) await this._call("stopConversation").catch(() => {});
     await a.ctx.close().catch(() => {});
     this._listeners.text = this._listeners.stats = this._listeners.error = null;
