@@ -22,6 +22,10 @@ need "command -v npm" npm
 if [ "$what" != main ]; then
   need "command -v chromium" chromium
   need "command -v chromedriver" chromium-driver
+  # The echo test's speaker-to-microphone loopback (scripts/echo-test.mjs): a PulseAudio daemon
+  # and its clients (pactl, paplay).
+  need "command -v pulseaudio" pulseaudio
+  need "command -v paplay" pulseaudio-utils
 fi
 if [ ${#missing[@]} -gt 0 ]; then
   echo "installing: ${missing[*]}"

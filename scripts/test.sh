@@ -18,12 +18,14 @@
 #   page        the app in headless Chromium: a 10 s conversation through the fake microphone,
 #               stats, recording, device loss and restart, offline reload
 #   page-echo   the playback paths for echo cancellation (direct, local WebRTC loopback, fallback)
+#   echo        echo cancellation measured through a PulseAudio speaker-to-microphone loopback,
+#               for the direct and the peer playback path (scripts/echo-test.mjs)
 #   page-errors the app and API without a GPU adapter, without WebGPU, with the microphone
 #               denied; npm start's server (MIME types, Range, --models DIR)
 set -uo pipefail
 source "$(dirname "$0")/env.sh"
 
-ALL=(fmt clippy native fallback no-adapter browser wasm-pkg worklets js-api page page-echo page-errors)
+ALL=(fmt clippy native fallback no-adapter browser wasm-pkg worklets js-api page page-echo echo page-errors)
 STAGES=("$@")
 [ ${#STAGES[@]} -eq 0 ] && STAGES=("${ALL[@]}")
 
@@ -105,6 +107,10 @@ stage_page() {
 
 stage_page-echo() {
   page_test echo
+}
+
+stage_echo() {
+  node scripts/echo-test.mjs
 }
 
 stage_page-errors() {

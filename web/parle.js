@@ -90,10 +90,13 @@ export function chooseEchoPath(nav = globalThis.navigator) {
   // runs at the default rate (startConversation never asks for another rate).
   if (/Firefox\//.test(ua)) return { path: "direct", reason: "Firefox cancels its own playback at the default rate" };
   // Chrome, Edge and other Chromium builds on desktop: "Chrome-wide echo cancellation" (Windows,
-  // macOS, Linux, ChromeOS) feeds all of the browser's playback to the canceller. It was a flag in
-  // 2022 and on by default in the releases that followed; from 110 on it is safely everywhere.
-  // Measured here (README, "Echo"): Chromium 156 on Linux cancels the direct path as well as the
-  // peer path, and with the feature disabled only the peer path.
+  // macOS, Linux, ChromeOS) feeds all of the browser's playback to the canceller. It was behind
+  // chrome://flags in 2022 and on by default by early 2023 (bug reports about its effect date from
+  // then); 110 (February 2023) is a conservative threshold, not the checked release it shipped in.
+  // Measured (README, "Echo", scripts/echo-test.mjs): Chromium 156 on Linux removes 61-72 dB of
+  // the direct path's echo and 22-72 dB of the peer path's (whose delay changes make the canceller
+  // re-adapt); with the feature disabled, 0 dB of the direct path's and still 57-72 dB of the peer
+  // path's. Where both work, direct is steadier and has no WebRTC delay.
   const brand = (nav?.userAgentData?.brands ?? []).find((b) => b.brand === "Chromium");
   const version = Number(brand?.version ?? /Chrom(?:e|ium)\/(\d+)/.exec(ua)?.[1] ?? NaN);
   const mobile = nav?.userAgentData?.mobile ?? /Android|Mobile/.test(ua);
