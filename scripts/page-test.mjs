@@ -500,8 +500,21 @@ async function pageTests() {
     // Talk with the keyboard (Space), for 10+ s.
     const talkStart = requests.length;
     await page.locator("body").press("Space");
-    await page.waitForFunction(() => document.body.classList.contains("talking"), null, { timeout: 20000 });
-    check("Space starts a conversation (keyboard access)", true);
+    const spaceStarted = await page
+      .waitForFunction(() => document.body.classList.contains("talking"), null, { timeout: 20000 })
+      .then(() => true, () => false);
+    // The key went to the page (the body had the focus, not the Talk button): the shortcut, not a
+    // button press.
+    const talkState = await page.evaluate(() => ({
+      pressed: document.getElementById("talk").getAttribute("aria-pressed"),
+      stop: !document.getElementById("stop").disabled,
+      focus: document.activeElement?.id || document.activeElement?.tagName,
+    }));
+    check(
+      "Space starts a conversation (keyboard access)",
+      spaceStarted && talkState.pressed === "true" && talkState.stop && talkState.focus === "BODY",
+      `body.talking ${spaceStarted}, #talk aria-pressed ${talkState.pressed}, Stop enabled ${talkState.stop}, focus on ${talkState.focus}`,
+    );
     const mic = await page.evaluate(() => window.parleApp.mic);
     check(
       "getUserMedia asked for echo cancellation, noise suppression, gain control",
