@@ -713,6 +713,39 @@ async function moshiPageTests(server) {
       transcript.length > 0 && transcript === replayText,
       `page ${JSON.stringify(transcript).slice(0, 60)}, replay ${JSON.stringify(replayText).slice(0, 60)}`,
     );
+
+    // The benchmark button, on its tiny test preset: the real-size presets take minutes per
+    // frame on SwiftShader (scripts/bench-browser.mjs runs them, for the README's figures).
+    await page.locator("#bench summary").click();
+    await page.locator("#bench-preset").selectOption("tiny");
+    await page.locator("#bench-frames").fill("3");
+    await page.locator("#bench-run").click();
+    const benched = await page
+      .waitForFunction(() => window.parleApp.bench || !document.getElementById("error").hidden, null, { timeout: 180000 })
+      .then(() => true, () => false);
+    const br = await page.evaluate(() => window.parleApp.bench);
+    const benchOut = await page.locator("#bench-out").textContent();
+    const benchErr = (await page.locator("#error").isHidden()) ? "" : (await page.locator("#error").textContent()).trim();
+    check(
+      "the benchmark button runs random-weight frames and shows frames, mean, dispatches, GPU memory, load time",
+      benched &&
+        br?.preset === "tiny" &&
+        br.frames === 3 &&
+        br.minMs > 0 &&
+        br.minMs <= br.p50Ms &&
+        br.p50Ms <= br.maxMs &&
+        br.meanMs >= br.minMs &&
+        br.meanMs <= br.maxMs &&
+        br.dispatches > 0 &&
+        br.gpuBytes > 0 &&
+        br.loadMs > 0 &&
+        br.software === true &&
+        /3 frames, mean [\d.]+ ms/.test(benchOut) &&
+        /\d+ dispatches per frame, GPU memory [\d.]+ [KMG]?B, load \+ first frame [\d.]+ s/.test(benchOut),
+      benchErr || benchOut.replace(/\n/g, " | "),
+    );
+    const after = { status: await page.locator("#model-status").textContent(), talk: await page.locator("#talk").isDisabled() };
+    check("after the benchmark the page says the model was replaced (Talk off until a load)", /replaced the model/.test(after.status) && after.talk, `${after.status} Talk disabled: ${after.talk}`);
     await page.close();
   } finally {
     await b.close();

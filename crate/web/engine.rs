@@ -401,9 +401,9 @@ pub async fn engine_pull() -> Result<JsValue, JsValue> {
 
 /// Timings of random-weight frames at a preset size, through the same [`Session`] frame loop as a
 /// conversation (and as `parle bench mimi` / `parle bench lm`). `options` is JSON:
-/// `{ preset: "mimi" | "lm-small" | "lm-7b" | "custom", frames, quant: "q4" | "q8" | "bf16",
-/// config (custom: a config.json text), lm (custom: with the LM, default true), forceF32,
-/// noSubgroups }`. Replaces any loaded model. Resolves to JSON with `preset`, `description`,
+/// `{ preset: "mimi" | "lm-small" | "lm-7b" | "tiny" | "custom", frames,
+/// quant: "q4" | "q8" | "bf16", config (custom: a config.json text), lm (custom: with the LM,
+/// default true), forceF32, noSubgroups }`. Replaces any loaded model. Resolves to JSON with `preset`, `description`,
 /// `frames`, `meanMs`, `p50Ms`, `minMs`, `maxMs`, `rtf`, `gpuBytes`, `loadMs`, `dispatches`,
 /// `adapter`.
 #[wasm_bindgen(js_name = engineBench)]
@@ -456,6 +456,13 @@ pub async fn engine_bench(options: String) -> Result<String, JsValue> {
                 if with_lm { "LM + Mimi" } else { "Mimi" }
             ),
         ),
+        // The shapes of the tiny LM test fixture: checks that the benchmark runs in seconds,
+        // even on a software adapter; it measures nothing.
+        "tiny" => (
+            Some(include_str!("../../tests/fixtures/lm/delay1/config.json")),
+            Some(Weights::Random { format, seed: 7 }),
+            format!("the tiny test model's shapes (LM dim 64 + Mimi dim 32, random {quant} weights): a check that the benchmark runs, not a measurement"),
+        ),
         "mimi" => (
             None,
             None,
@@ -474,7 +481,7 @@ pub async fn engine_bench(options: String) -> Result<String, JsValue> {
         p => {
             return Err(error(
                 "input",
-                &format!("unknown benchmark preset '{p}': mimi, lm-small, lm-7b or custom"),
+                &format!("unknown benchmark preset '{p}': mimi, lm-small, lm-7b, tiny or custom"),
             ))
         }
     };
