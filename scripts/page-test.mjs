@@ -477,7 +477,12 @@ const FAKE_RATE = 48000;
 // The page finished loading its model (or showed why not).
 const modelSettled = () => document.getElementById("model-status").classList.contains("ok") || !document.getElementById("error").hidden;
 
-async function pageTests() {
+async function pageTests(shared) {
+  await loopbackPageTests();
+  await moshiPageTests(shared);
+}
+
+async function loopbackPageTests() {
   // Its own server (stopped for the offline part) on its own port: its own origin and storage.
   let server = await serve();
   const port = server.address().port;
@@ -500,8 +505,21 @@ async function pageTests() {
     // Talk with the keyboard (Space), for 10+ s.
     const talkStart = requests.length;
     await page.locator("body").press("Space");
-    await page.waitForFunction(() => document.body.classList.contains("talking"), null, { timeout: 20000 });
-    check("Space starts a conversation (keyboard access)", true);
+    const spaceStarted = await page
+      .waitForFunction(() => document.body.classList.contains("talking"), null, { timeout: 20000 })
+      .then(() => true, () => false);
+    // The key went to the page (the body had the focus, not the Talk button): the shortcut, not a
+    // button press.
+    const talkState = await page.evaluate(() => ({
+      pressed: document.getElementById("talk").getAttribute("aria-pressed"),
+      stop: !document.getElementById("stop").disabled,
+      focus: document.activeElement?.id || document.activeElement?.tagName,
+    }));
+    check(
+      "Space starts a conversation (keyboard access)",
+      spaceStarted && talkState.pressed === "true" && talkState.stop && talkState.focus === "BODY",
+      `body.talking ${spaceStarted}, #talk aria-pressed ${talkState.pressed}, Stop enabled ${talkState.stop}, focus on ${talkState.focus}`,
+    );
     const mic = await page.evaluate(() => window.parleApp.mic);
     check(
       "getUserMedia asked for echo cancellation, noise suppression, gain control",
@@ -575,27 +593,6 @@ async function pageTests() {
     check("the conversation's output is the loopback of its input (replayed through step())", replay.length > 0 && maxErr < 1e-4 && corr > 0.999, `${replay.length} frames, max |Δ| ${maxErr.toExponential(2)}, r = ${corr.toFixed(5)}`);
     const played = await page.evaluate(() => window.parleApp.stats?.playback?.played ?? 0);
     check("audio reached the speaker (playback worklet)", played > 0, `${played.toFixed(2)} s played`);
-
-    // Moshi (the tiny LM fixture) through the page: its words appear in the transcript.
-    if (existsSync(join(LM_DIR, "model.safetensors"))) {
-      await page.locator("#model-url").fill("/fixtures/lm/delay1/");
-      await page.evaluate(() => (document.getElementById("model-status").className = "status"));
-      await page.locator("#model-load").click();
-      await page.waitForFunction(modelSettled, null, { timeout: 180000 });
-      const st = await status.textContent();
-      await page.locator("#talk").click();
-      const words = await page
-        .waitForFunction(() => document.getElementById("transcript").textContent.length > 0 && document.getElementById("transcript").textContent, null, { timeout: 90000 })
-        .then((h) => h.jsonValue())
-        .catch(() => "");
-      await page.locator("#stop").click();
-      check("Moshi through the page: its words appear in the live transcript", /Moshi loaded/.test(st) && words.length > 0, `${st.split(":")[0]}; transcript ${JSON.stringify(words).slice(0, 40)}`);
-      // Back to the loopback for what follows.
-      await page.locator("#model-url").fill("/conv/tiny_b/");
-      await page.evaluate(() => (document.getElementById("model-status").className = "status"));
-      await page.locator("#model-load").click();
-      await page.waitForFunction(modelSettled, null, { timeout: 180000 });
-    }
 
     // A lost GPU device: the page says so and restarts the engine without a page reload.
     await page.evaluate(() => window.parleApp.engine._call("loseDevice"));
@@ -817,6 +814,127 @@ async function echoTests(server) {
     const bad = await inPage(page, async () => window.parleApp.engine.startConversation({ echoPath: "speaker" }).then(() => null, (e) => ({ code: e.code, message: e.message })));
     check("an unknown echoPath is rejected", bad?.code === "input" && /echoPath/.test(bad.message), bad?.message ?? "(started!)");
     await page.screenshot({ path: join(OUT, "echo-path.png"), fullPage: true });
+    await page.close();
+  } finally {
+    await b.close();
+  }
+}
+
+// Moshi (the tiny LM fixture) through the page for ≥ 10 s, in a browser of its own: the fake
+// microphone plays its file once, so a second conversation in the loopback's browser would hear
+// little of it.
+async function moshiPageTests(server) {
+  if (!existsSync(join(LM_DIR, "model.safetensors"))) {
+    skip("Moshi through the page", "tests/fixtures/lm/delay1 is not in this checkout");
+    return;
+  }
+  const base = `http://127.0.0.1:${server.address().port}`;
+  const source = testSignal(12, FAKE_RATE, 13);
+  const micWav = join(tmp, "mic-moshi.wav");
+  writeWav16(micWav, source, FAKE_RATE);
+  const b = await launch([...WEBGPU, ...fakeMic(micWav)], "moshi");
+  try {
+    const page = await b.context.newPage();
+    await page.goto(`${base}/?model=/fixtures/lm/delay1/&autoload`);
+    await page.waitForFunction(modelSettled, null, { timeout: 180000 });
+    const st = await page.locator("#model-status").textContent();
+    check("the page loads Moshi (the tiny LM fixture)", /Moshi loaded/.test(st), st);
+    await page.locator("#talk").click();
+    // The whole microphone file (12 s = 150 frames) and a little more.
+    const heard = await page
+      .waitForFunction(() => (window.parleApp.stats?.framesIn ?? 0) >= 160 && window.parleApp.stats.framesIn, null, { timeout: 60000 })
+      .then((h) => h.jsonValue())
+      .catch(() => 0);
+    const shown = {
+      frame: await page.locator("#st-frame").textContent(),
+      rtf: await page.locator("#st-rtf").textContent(),
+      latency: await page.locator("#st-latency").textContent(),
+      buffer: await page.locator("#st-buffer").textContent(),
+      dropped: await page.locator("#st-dropped").textContent(),
+    };
+    await page.screenshot({ path: join(OUT, "moshi.png"), fullPage: true });
+    await page.locator("#stop").click();
+    await page.waitForFunction(() => !document.body.classList.contains("talking"));
+    const errorShown = !(await page.locator("#error").isHidden());
+    check("Moshi: a conversation without an error", !errorShown, errorShown ? (await page.locator("#error").textContent()).trim() : `${heard} frames heard`);
+    check("Moshi: stats are shown (frame time, RTF, latency, buffer, drops)", Object.values(shown).every((t) => t && t !== "–"), JSON.stringify(shown));
+    const transcript = await page.locator("#transcript").textContent();
+
+    const rec = await page.evaluate(async () => {
+      const r = await window.parleApp.engine.recording({ raw: true });
+      return { user: Array.from(r.user), model: Array.from(r.model), processed: Array.from(r.processed) };
+    });
+    const user = Float32Array.from(rec.user);
+    const model = Float32Array.from(rec.model);
+    const seconds = user.length / 24000;
+    check("Moshi: the conversation ran ≥ 10 s of microphone audio", seconds >= 10, `${seconds.toFixed(1)} s captured, ${rec.processed.length} frames through the model (the rest dropped: SwiftShader is slower than real time)`);
+    const out = rec.processed.map((i) => model.subarray(i * FRAME, (i + 1) * FRAME));
+    const outRms = out.length ? rms(Float32Array.from(out.flatMap((f) => Array.from(f)))) : 0;
+    check("Moshi: its output is not silent", outRms > 1e-3, `rms ${outRms.toFixed(4)} over ${out.length} frames`);
+    // The frames Moshi heard, replayed through step() from a reset with the same sampling settings
+    // (the sampler draws from (seed, step, site): no other state), give the recorded output and
+    // the transcript the page showed from its onText events.
+    const replay = await page.evaluate(async ({ frames }) => {
+      const e = window.parleApp.engine;
+      await e.reset();
+      const outs = [];
+      for (const f of frames) {
+        const o = await e.step(new Float32Array(f));
+        outs.push({ pcm: o.pcm ? Array.from(o.pcm) : null, text: o.text });
+      }
+      return outs;
+    }, { frames: rec.processed.map((i) => Array.from(user.subarray(i * FRAME, (i + 1) * FRAME))) });
+    let maxErr = 0;
+    let silentSteps = 0;
+    replay.forEach((r, k) => {
+      if (!r.pcm) silentSteps++;
+      const pcm = r.pcm ?? new Array(FRAME).fill(0); // no completed frame yet: silence on the track
+      pcm.forEach((x, j) => (maxErr = Math.max(maxErr, Math.abs(x - out[k][j]))));
+    });
+    const replayText = replay.map((r) => r.text).join("");
+    check(
+      "Moshi: the conversation's output is Moshi's for what it heard (replayed through step())",
+      replay.length > 1 && replay.length === out.length && maxErr < 1e-4,
+      `${replay.length} frames (${silentSteps} before Moshi's first frame), max |Δ| ${maxErr.toExponential(2)}`,
+    );
+    check(
+      "Moshi: its words appear in the live transcript (onText), as the replay says them",
+      transcript.length > 0 && transcript === replayText,
+      `page ${JSON.stringify(transcript).slice(0, 60)}, replay ${JSON.stringify(replayText).slice(0, 60)}`,
+    );
+
+    // The benchmark button, on its tiny test preset: the real-size presets take minutes per
+    // frame on SwiftShader (scripts/bench-browser.mjs runs them, for the README's figures).
+    await page.locator("#bench summary").click();
+    await page.locator("#bench-preset").selectOption("tiny");
+    await page.locator("#bench-frames").fill("3");
+    await page.locator("#bench-run").click();
+    const benched = await page
+      .waitForFunction(() => window.parleApp.bench || !document.getElementById("error").hidden, null, { timeout: 180000 })
+      .then(() => true, () => false);
+    const br = await page.evaluate(() => window.parleApp.bench);
+    const benchOut = await page.locator("#bench-out").textContent();
+    const benchErr = (await page.locator("#error").isHidden()) ? "" : (await page.locator("#error").textContent()).trim();
+    check(
+      "the benchmark button runs random-weight frames and shows frames, mean, dispatches, GPU memory, load time",
+      benched &&
+        br?.preset === "tiny" &&
+        br.frames === 3 &&
+        br.minMs > 0 &&
+        br.minMs <= br.p50Ms &&
+        br.p50Ms <= br.maxMs &&
+        br.meanMs >= br.minMs &&
+        br.meanMs <= br.maxMs &&
+        br.dispatches > 0 &&
+        br.gpuBytes > 0 &&
+        br.loadMs > 0 &&
+        br.software === true &&
+        /3 frames, mean [\d.]+ ms/.test(benchOut) &&
+        /\d+ dispatches per frame, GPU memory [\d.]+ [KMG]?B, load \+ first frame [\d.]+ s/.test(benchOut),
+      benchErr || benchOut.replace(/\n/g, " | "),
+    );
+    const after = { status: await page.locator("#model-status").textContent(), talk: await page.locator("#talk").isDisabled() };
+    check("after the benchmark the page says the model was replaced (Talk off until a load)", /replaced the model/.test(after.status) && after.talk, `${after.status} Talk disabled: ${after.talk}`);
     await page.close();
   } finally {
     await b.close();

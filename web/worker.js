@@ -191,11 +191,12 @@ function startConversation({ capture, playback, record }, post) {
     playback,
     post,
     queue: [],
-    running: false,
     framesIn: 0,
     framesOut: 0,
     dropped: 0,
-    times: [],
+    times: [], // the last 50 frames' latencies (push to result), ms
+    service: [], // and their service times, ms
+    lastOut: null,
     levelIn: -100,
     levelOut: -100,
     started: performance.now(),
@@ -227,27 +228,51 @@ async function idle() {
   await pumping;
 }
 
+// Frames pushed to the GPU and not yet read back: the session's double-buffered readback allows
+// two, so the next frame's GPU work overlaps the previous frame's readback (mapAsync takes
+// milliseconds to resolve even when the GPU is done).
+const MAX_IN_FLIGHT = 2;
+
+// One loop at a time, across conversations too: a stopped conversation's loop still pulls its
+// frames in flight, and the next conversation's loop starts after it.
+let pumpActive = false;
+
 async function pump() {
   const c = conv;
-  if (!c || c.running) return;
-  c.running = true;
+  if (!c || pumpActive) return;
+  pumpActive = true;
   stepping = true;
   let done;
   pumping = new Promise((r) => (done = r));
+  const inFlight = []; // pushed frames, oldest first
   try {
-    while (conv === c && c.queue.length) {
-      const m = c.queue.shift();
-      if (pendingSampling) {
-        pkg.engineConfigure(JSON.stringify(pendingSampling));
-        pendingSampling = null;
+    for (;;) {
+      // Push what has arrived (between pulls: the session is out of its slot while a pull
+      // awaits), then await the oldest frame.
+      while (conv === c && c.queue.length && inFlight.length < MAX_IN_FLIGHT) {
+        const m = c.queue.shift();
+        if (pendingSampling) {
+          pkg.engineConfigure(JSON.stringify(pendingSampling));
+          pendingSampling = null;
+        }
+        c.levelIn = levelDb(m.samples);
+        m.pushed = performance.now();
+        pkg.enginePush(m.samples);
+        inFlight.push(m);
       }
-      const t0 = performance.now();
-      c.levelIn = levelDb(m.samples);
-      const out = await pkg.engineStep(m.samples);
-      const ms = performance.now() - t0;
-      if (conv !== c) break;
-      c.times.push(ms);
+      if (!inFlight.length) break;
+      const m = inFlight.shift();
+      const out = await pkg.enginePull();
+      // Stopped: still pull the frames in flight (a later step() must not get them), unused.
+      if (conv !== c) continue;
+      const now = performance.now();
+      // Latency: push to result. Service: the time the pipeline spent on this frame alone (from
+      // its push or the previous result, whichever is later), what the real-time factor needs.
+      c.times.push(now - m.pushed);
+      c.service.push(now - Math.max(m.pushed, c.lastOut ?? 0));
+      c.lastOut = now;
       if (c.times.length > 50) c.times.shift();
+      if (c.service.length > 50) c.service.shift();
       if (c.record) {
         c.record.processed.push(m.index);
         if (out.pcm) c.record.model[m.index] = out.pcm.slice();
@@ -262,27 +287,33 @@ async function pump() {
   } catch (e) {
     c.post({ event: "error", error: serialize(e) });
     if (conv === c) stopConversation();
+    // Leave no frame in flight for a later step() (on a lost device these fail at once).
+    for (let i = 0; i < inFlight.length; i++) await pkg.enginePull().catch(() => {});
   } finally {
-    c.running = false;
+    pumpActive = false;
     stepping = false;
     done();
+    if (conv && conv !== c && conv.queue.length) pump();
   }
 }
 
 function postStats() {
   const c = conv;
   if (!c) return;
-  const n = c.times.length;
-  const mean = n ? c.times.reduce((a, b) => a + b, 0) / n : null;
+  const mean = (xs) => (xs.length ? xs.reduce((a, b) => a + b, 0) / xs.length : null);
+  const latency = mean(c.times);
+  const service = mean(c.service);
   c.post({
     event: "stats",
     framesIn: c.framesIn,
     framesOut: c.framesOut,
     dropped: c.dropped,
     queued: c.queue.length,
-    frameMs: n ? c.times[n - 1] : null,
-    frameMsMean: mean,
-    rtf: mean === null ? null : mean / 80,
+    frameMs: c.times.length ? c.times[c.times.length - 1] : null,
+    frameMsMean: latency,
+    serviceMsMean: service,
+    throughput: service ? 1000 / service : null,
+    rtf: service === null ? null : service / 80,
     levelIn: c.levelIn,
     levelOut: c.levelOut,
     wasmBytes: wasmBytes(),

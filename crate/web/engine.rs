@@ -16,7 +16,7 @@ use super::source::{JsContainer, JsFile};
 use crate::gpu::{Context, GpuError};
 use crate::lm::Sampling;
 use crate::nn::Weights;
-use crate::session::{Kind, ModelParts, Session, SessionOptions};
+use crate::session::{Kind, ModelParts, Session, SessionOptions, StepOutput, MAX_IN_FLIGHT};
 use crate::text::Tokenizer;
 use crate::weights::{schedule_from_config, Checkpoint, WeightsError};
 
@@ -253,54 +253,70 @@ pub fn engine_dispose() {
     CTX.with(|c| c.borrow_mut().take());
 }
 
-/// One frame: `pcm` is 1920 samples at 24 kHz. Resolves to `{ pcm: Float32Array | null, text,
-/// textToken: number | null, audioTokens: Int32Array | null, userTokens: Int32Array | null,
-/// frame: number | null, gpuMs }` (`userTokens`: the user's codes the LM heard, Moshi only).
-#[wasm_bindgen(js_name = engineStep)]
-pub async fn engine_step(pcm: Vec<f32>) -> Result<JsValue, JsValue> {
-    let ctx = CTX
-        .with(|c| c.borrow().clone())
-        .ok_or_else(|| error("no-model", "no model is loaded: call load() first"))?;
-    let generation = GENERATION.with(|g| g.get());
-    let Some(mut session) = SESSION.with(|s| s.borrow_mut().take()) else {
-        return Err(if BUSY.with(|b| b.get()) {
-            error("busy", "a frame is already running: await it first")
-        } else {
-            error("no-model", "no model is loaded: call load() first")
-        });
-    };
+/// The error of a frame: a destroyed device first shows as failed submits and readbacks (the lost
+/// callback follows); either way it is a lost device to the page.
+fn frame_error(ctx: &Context, e: crate::Error) -> JsValue {
+    let lost = matches!(ctx.check(), Err(GpuError::DeviceLost { .. }))
+        || e.to_string().to_lowercase().contains("lost")
+        || e.to_string().to_lowercase().contains("destroyed");
+    if lost {
+        error(
+            "device-lost",
+            &format!("the GPU device was lost ({e}): restart the engine"),
+        )
+    } else {
+        engine_error(e)
+    }
+}
+
+fn current_ctx() -> Result<Rc<Context>, JsValue> {
+    CTX.with(|c| c.borrow().clone())
+        .ok_or_else(|| error("no-model", "no model is loaded: call load() first"))
+}
+
+/// Why there is no session to run a frame on.
+fn no_session() -> JsValue {
+    if BUSY.with(|b| b.get()) {
+        error("busy", "a frame is already running: await it first")
+    } else {
+        error("no-model", "no model is loaded: call load() first")
+    }
+}
+
+fn check_frame(session: &Session, pcm: &[f32]) -> Result<(), JsValue> {
     if pcm.len() != session.frame_size() {
-        let n = session.frame_size();
-        SESSION.with(|s| *s.borrow_mut() = Some(session));
         return Err(error(
             "input",
-            &format!("a frame is {n} samples at 24 kHz, got {}", pcm.len()),
+            &format!(
+                "a frame is {} samples at 24 kHz, got {}",
+                session.frame_size(),
+                pcm.len()
+            ),
         ));
     }
+    Ok(())
+}
+
+/// Await `f` with the session out of its slot, then put it back unless it was replaced or
+/// disposed meanwhile.
+async fn with_session_out<T>(
+    mut session: Session,
+    f: impl AsyncFnOnce(&mut Session) -> T,
+) -> (T, f64) {
+    let generation = GENERATION.with(|g| g.get());
     BUSY.with(|b| b.set(true));
     let t0 = js_sys::Date::now();
-    let out = session.step(&ctx, &pcm).await;
-    let gpu_ms = js_sys::Date::now() - t0;
+    let out = f(&mut session).await;
+    let ms = js_sys::Date::now() - t0;
     BUSY.with(|b| b.set(false));
-    // Put the session back unless it was replaced or disposed meanwhile.
     if GENERATION.with(|g| g.get()) == generation {
         SESSION.with(|s| *s.borrow_mut() = Some(session));
     }
-    let out = out.map_err(|e| {
-        // A destroyed device first shows as failed submits and readbacks; the lost callback
-        // follows. Either way it is a lost device to the page.
-        let lost = matches!(ctx.check(), Err(GpuError::DeviceLost { .. }))
-            || e.to_string().to_lowercase().contains("lost")
-            || e.to_string().to_lowercase().contains("destroyed");
-        if lost {
-            error(
-                "device-lost",
-                &format!("the GPU device was lost ({e}): restart the engine"),
-            )
-        } else {
-            engine_error(e)
-        }
-    })?;
+    (out, ms)
+}
+
+/// A frame's result as the JS object described at [`engine_step`].
+fn output_object(out: StepOutput, gpu_ms: f64) -> JsValue {
     let o = js_sys::Object::new();
     let set = |k: &str, v: JsValue| {
         let _ = js_sys::Reflect::set(&o, &k.into(), &v);
@@ -316,33 +332,78 @@ pub async fn engine_step(pcm: Vec<f32>) -> Result<JsValue, JsValue> {
         "textToken",
         out.text_token.map_or(JsValue::NULL, |t| t.into()),
     );
-    set(
-        "audioTokens",
-        out.audio_tokens.map_or(JsValue::NULL, |a| {
+    let codes = |a: Option<Vec<u32>>| {
+        a.map_or(JsValue::NULL, |a| {
             let v: Vec<i32> = a.iter().map(|&x| x as i32).collect();
             js_sys::Int32Array::from(&v[..]).into()
-        }),
-    );
-    set(
-        "userTokens",
-        out.user_tokens.map_or(JsValue::NULL, |a| {
-            let v: Vec<i32> = a.iter().map(|&x| x as i32).collect();
-            js_sys::Int32Array::from(&v[..]).into()
-        }),
-    );
+        })
+    };
+    set("audioTokens", codes(out.audio_tokens));
+    set("userTokens", codes(out.user_tokens));
     set(
         "frame",
         out.frame.map_or(JsValue::NULL, |f| (f as f64).into()),
     );
     set("gpuMs", gpu_ms.into());
-    Ok(o.into())
+    o.into()
+}
+
+/// One frame: `pcm` is 1920 samples at 24 kHz. Resolves to `{ pcm: Float32Array | null, text,
+/// textToken: number | null, audioTokens: Int32Array | null, userTokens: Int32Array | null,
+/// frame: number | null, gpuMs }` (`userTokens`: the user's codes the LM heard, Moshi only).
+#[wasm_bindgen(js_name = engineStep)]
+pub async fn engine_step(pcm: Vec<f32>) -> Result<JsValue, JsValue> {
+    let ctx = current_ctx()?;
+    let Some(session) = SESSION.with(|s| s.borrow_mut().take()) else {
+        return Err(no_session());
+    };
+    if let Err(e) = check_frame(&session, &pcm) {
+        SESSION.with(|s| *s.borrow_mut() = Some(session));
+        return Err(e);
+    }
+    let (out, gpu_ms) = with_session_out(session, async |s| s.step(&ctx, &pcm).await).await;
+    let out = out.map_err(|e| frame_error(&ctx, e))?;
+    Ok(output_object(out, gpu_ms))
+}
+
+/// Record and submit one frame (1920 samples at 24 kHz) without waiting for it: at most
+/// [`MAX_IN_FLIGHT`] frames may be pushed and not yet pulled. The conversation loop pushes the
+/// next frame before awaiting the previous one's readback, so that the GPU works on it meanwhile.
+#[wasm_bindgen(js_name = enginePush)]
+pub fn engine_push(pcm: Vec<f32>) -> Result<(), JsValue> {
+    let ctx = current_ctx()?;
+    SESSION.with(|s| {
+        let mut slot = s.borrow_mut();
+        let session = slot.as_mut().ok_or_else(no_session)?;
+        check_frame(session, &pcm)?;
+        if session.in_flight() >= MAX_IN_FLIGHT {
+            return Err(error(
+                "busy",
+                &format!("{MAX_IN_FLIGHT} frames are already in flight: pull one first"),
+            ));
+        }
+        session.push(&ctx, &pcm).map_err(|e| frame_error(&ctx, e))
+    })
+}
+
+/// Await the oldest pushed frame; resolves to what [`engine_step`] resolves to (`gpuMs`: the time
+/// this call awaited).
+#[wasm_bindgen(js_name = enginePull)]
+pub async fn engine_pull() -> Result<JsValue, JsValue> {
+    let ctx = current_ctx()?;
+    let Some(session) = SESSION.with(|s| s.borrow_mut().take()) else {
+        return Err(no_session());
+    };
+    let (out, gpu_ms) = with_session_out(session, async |s| s.pull(&ctx).await).await;
+    let out = out.map_err(|e| frame_error(&ctx, e))?;
+    Ok(output_object(out, gpu_ms))
 }
 
 /// Timings of random-weight frames at a preset size, through the same [`Session`] frame loop as a
 /// conversation (and as `parle bench mimi` / `parle bench lm`). `options` is JSON:
-/// `{ preset: "mimi" | "lm-small" | "lm-7b" | "custom", frames, quant: "q4" | "q8" | "bf16",
-/// config (custom: a config.json text), lm (custom: with the LM, default true), forceF32,
-/// noSubgroups }`. Replaces any loaded model. Resolves to JSON with `preset`, `description`,
+/// `{ preset: "mimi" | "lm-small" | "lm-7b" | "tiny" | "custom", frames,
+/// quant: "q4" | "q8" | "bf16", config (custom: a config.json text), lm (custom: with the LM,
+/// default true), forceF32, noSubgroups }`. Replaces any loaded model. Resolves to JSON with `preset`, `description`,
 /// `frames`, `meanMs`, `p50Ms`, `minMs`, `maxMs`, `rtf`, `gpuBytes`, `loadMs`, `dispatches`,
 /// `adapter`.
 #[wasm_bindgen(js_name = engineBench)]
@@ -395,6 +456,13 @@ pub async fn engine_bench(options: String) -> Result<String, JsValue> {
                 if with_lm { "LM + Mimi" } else { "Mimi" }
             ),
         ),
+        // The shapes of the tiny LM test fixture: checks that the benchmark runs in seconds,
+        // even on a software adapter; it measures nothing.
+        "tiny" => (
+            Some(include_str!("../../tests/fixtures/lm/delay1/config.json")),
+            Some(Weights::Random { format, seed: 7 }),
+            format!("the tiny test model's shapes (LM dim 64 + Mimi dim 32, random {quant} weights): a check that the benchmark runs, not a measurement"),
+        ),
         "mimi" => (
             None,
             None,
@@ -413,7 +481,7 @@ pub async fn engine_bench(options: String) -> Result<String, JsValue> {
         p => {
             return Err(error(
                 "input",
-                &format!("unknown benchmark preset '{p}': mimi, lm-small, lm-7b or custom"),
+                &format!("unknown benchmark preset '{p}': mimi, lm-small, lm-7b, tiny or custom"),
             ))
         }
     };
