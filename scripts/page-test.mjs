@@ -398,7 +398,9 @@ async function apiTests(server) {
       const lmFrames = frames(lmIn);
       while (lmFrames.length < n + 10) lmFrames.push(new Array(FRAME).fill(0));
       const gotLm = await inPage(page, async (api, { frames, n }) => {
-        const info = await engine.load("/fixtures/lm/delay1/");
+        const progress = [];
+        const info = await engine.load("/fixtures/lm/delay1/", { onProgress: (p) => p.phase === "download" && progress.push({ file: p.file, loaded: p.loaded, overall: p.overall }) });
+        info.progress = progress;
         engine.configure({ greedy: true, seed: 0 });
         const out = [];
         for (const f of frames) {
@@ -411,6 +413,16 @@ async function apiTests(server) {
       const eq =
         gotLm.out.length === n &&
         gotLm.out.every((o, f) => o.text === wantLm.text[f] && JSON.stringify(o.audio) === JSON.stringify(wantLm.audio[f]));
+      // A model of three files: the overall progress counts them all, from 0 to their sum.
+      const lmFiles = ["model.safetensors", "mimi.safetensors", "tokenizer.model"];
+      const lmBytes = lmFiles.reduce((s, f) => s + readFileSync(join(LM_DIR, f)).length, 0);
+      const ov = gotLm.info.progress.map((p) => p.overall);
+      const files = new Set(gotLm.info.progress.map((p) => p.file));
+      check(
+        "overall download progress goes 0 → 100 % across the model's files",
+        files.size === 3 && ov.every((o) => o && o.total === lmBytes) && ov[0].loaded === 0 && ov.at(-1).loaded === lmBytes && ov.every((o, i) => i === 0 || o.loaded >= ov[i - 1].loaded),
+        `${ov.length} events over ${[...files].join(", ")}; last ${ov.at(-1)?.loaded}/${ov.at(-1)?.total} (files: ${lmBytes} B)`,
+      );
       check("Moshi greedy tokens equal `parle run --greedy --tokens`", gotLm.info.kind === "moshi" && eq, `${gotLm.out.length}/${n} frames`);
       const text = gotLm.out.map((o) => o.piece).join("");
       check("Moshi's transcript equals `parle run --text`", text === wantLm.transcript, JSON.stringify(text).slice(0, 80));

@@ -177,7 +177,15 @@ function onProgress(p) {
   if (p.phase === "download") {
     const rate = p.rate ? `, ${fmtBytes(p.rate)}/s` : "";
     const eta = p.eta != null && p.loaded < p.total ? `, ${fmtTime(p.eta)} left` : "";
-    $("progress-text").textContent = `Downloading ${p.file}: ${fmtBytes(p.loaded)} of ${fmtBytes(p.total)} (${Math.round(frac * 100)} %${rate}${eta})`;
+    let text = `Downloading ${p.file}: ${fmtBytes(p.loaded)} of ${fmtBytes(p.total)} (${Math.round(frac * 100)} %${rate}${eta})`;
+    // The bar follows all of the model's files when their sizes are known.
+    const o = p.overall;
+    if (o?.total) {
+      $("progress").value = o.loaded / o.total;
+      const left = o.eta != null && o.loaded < o.total ? `, ${fmtTime(o.eta)} left` : "";
+      text += `\nAll files: ${fmtBytes(o.loaded)} of ${fmtBytes(o.total)} (${Math.round((100 * o.loaded) / o.total)} %${left})`;
+    }
+    $("progress-text").textContent = text;
   } else if (p.phase === "gpu") {
     $("progress-text").textContent = `Loading ${p.file} onto the GPU: ${Math.round(frac * 100)} %`;
   } else {

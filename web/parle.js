@@ -270,7 +270,8 @@ export class Engine {
    * (a FileList / File[] from an <input type=file webkitdirectory>, or a directory handle from
    * showDirectoryPicker()). Files are downloaded into the browser's storage once (resuming an
    * interrupted download) and read from there afterwards; local files are read in place.
-   * `onProgress({ phase: "download" | "gpu", file, loaded, total, rate, eta })`. Options:
+   * `onProgress({ phase: "download" | "gpu", file, loaded, total, rate, eta, overall })`; download
+   * events carry `overall: { loaded, total, rate, eta }` over all of the model's files. Options:
    * `mimiOnly` (the codec loopback from a Moshi repository: only Mimi is downloaded),
    * `codebooks` (loopback), `storage: "cache"` (force the Cache Storage fallback), `sampling`,
    * `warmup` (default true: run one silent frame at load so that the GPU pipelines are compiled

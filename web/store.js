@@ -218,20 +218,49 @@ async function resolveRemote(base, mimiOnly) {
 
 // ---- downloading ------------------------------------------------------------------------------
 
+// Bytes per second over the last few seconds of (time, bytes) samples.
+function rateWindow(windowMs = 3000) {
+  const samples = [];
+  return (now, loaded) => {
+    samples.push([now, loaded]);
+    while (samples.length > 2 && now - samples[0][0] > windowMs) samples.shift();
+    const [t0, b0] = samples[0];
+    return now > t0 ? ((loaded - b0) * 1000) / (now - t0) : 0;
+  };
+}
+
 // Progress of one file: bytes, rate over the last few seconds, time left.
 function progressMeter(file, total, onProgress) {
-  const samples = [];
+  const rateOf = rateWindow();
   let last = 0;
   return (loaded, force = false) => {
     const now = performance.now();
     if (!force && now - last < 100) return;
     last = now;
-    samples.push([now, loaded]);
-    while (samples.length > 2 && now - samples[0][0] > 3000) samples.shift();
-    const [t0, b0] = samples[0];
-    const rate = now > t0 ? ((loaded - b0) * 1000) / (now - t0) : 0;
+    const rate = rateOf(now, loaded);
     const eta = rate > 0 && total ? (total - loaded) / rate : null;
     onProgress?.({ phase: "download", file, loaded, total, rate, eta });
+  };
+}
+
+// Progress over all of a model's files: each download event gains `overall: { loaded, total,
+// rate, eta }`, counting the files already stored (`stored(part)`) as loaded. `total` is null
+// when a server did not say a file's size.
+function overallProgress(parts, stored, onProgress) {
+  const sizeKnown = parts.every((p) => p.size != null);
+  const total = sizeKnown ? parts.reduce((s, p) => s + p.size, 0) : null;
+  const have = new Map(parts.map((p) => [p.name, stored(p) ? p.size ?? 0 : 0]));
+  const rateOf = rateWindow();
+  return (e) => {
+    if (e.phase === "download") {
+      have.set(e.file, e.loaded);
+      let loaded = 0;
+      for (const n of have.values()) loaded += n;
+      const rate = rateOf(performance.now(), loaded);
+      const eta = rate > 0 && total ? Math.max(0, total - loaded) / rate : null;
+      e = { ...e, overall: { loaded, total, rate, eta } };
+    }
+    onProgress?.(e);
   };
 }
 
@@ -385,7 +414,8 @@ async function openUrlModelInner(base, { onProgress, storage, mimiOnly = false }
     for (const p of todo) needed += Math.max(0, (p.size ?? 0) - (await fileSize(dir, p.name)));
     await checkQuota(needed);
     await writeJson(dir, "manifest.json", manifest);
-    for (const p of todo) await download(dir, manifest, p, onProgress);
+    const overall = overallProgress(Object.values(parts).filter(Boolean), (p) => manifest.complete[p.name], onProgress);
+    for (const p of todo) await download(dir, manifest, p, overall);
   }
   const opened = [];
   const files = {};
@@ -440,12 +470,15 @@ async function openCachedModel(base, { onProgress, mimiOnly }) {
     let needed = 0;
     for (const p of Object.values(parts)) if (p && !(await cache.match(p.url))) needed += p.size ?? 0;
     await checkQuota(needed);
+    const cached = new Set();
+    for (const p of Object.values(parts)) if (p && (await cache.match(p.url))) cached.add(p.name);
+    const overall = overallProgress(Object.values(parts).filter(Boolean), (p) => cached.has(p.name), onProgress);
     for (const p of Object.values(parts)) {
-      if (!p || (await cache.match(p.url))) continue;
+      if (!p || cached.has(p.name)) continue;
       const res = await netFetch(p.name, p.url);
       if (!res.ok) throw httpError(p.name, p.url, res);
       const total = contentLength(res);
-      const meter = progressMeter(p.name, total, onProgress);
+      const meter = progressMeter(p.name, total, overall);
       let loaded = 0;
       const counted = res.body.pipeThrough(
         new TransformStream({
