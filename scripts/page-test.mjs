@@ -421,9 +421,11 @@ async function apiTests(server) {
       const lmFrames = frames(lmIn);
       while (lmFrames.length < n + 10) lmFrames.push(new Array(FRAME).fill(0));
       const gotLm = await inPage(page, async (api, { frames, n }) => {
+        const before = await engine.inspect("/fixtures/lm/delay1/");
         const progress = [];
         const info = await engine.load("/fixtures/lm/delay1/", { onProgress: (p) => p.phase === "download" && progress.push({ file: p.file, loaded: p.loaded, overall: p.overall }) });
         info.progress = progress;
+        info.inspected = { before, after: await engine.inspect("/fixtures/lm/delay1/") };
         engine.configure({ greedy: true, seed: 0 });
         const out = [];
         for (const f of frames) {
@@ -445,6 +447,16 @@ async function apiTests(server) {
         "overall download progress goes 0 → 100 % across the model's files",
         files.size === 3 && ov.every((o) => o && o.total === lmBytes) && ov[0].loaded === 0 && ov.at(-1).loaded === lmBytes && ov.every((o, i) => i === 0 || o.loaded >= ov[i - 1].loaded),
         `${ov.length} events over ${[...files].join(", ")}; last ${ov.at(-1)?.loaded}/${ov.at(-1)?.total} (files: ${lmBytes} B)`,
+      );
+      // inspect(): the files and sizes before a download, what is stored after it, and a GPU
+      // memory estimate within a factor of 2 of what the load then took.
+      const { before, after } = gotLm.info.inspected;
+      const sizesOk = lmFiles.every((f) => before.files.find((x) => x.name === f)?.size === readFileSync(join(LM_DIR, f)).length);
+      const ratio = before.gpuBytes / gotLm.info.gpuBytes;
+      check(
+        "inspect() gives the files' sizes before a download, 0 to download after it, and a GPU memory estimate within 2× of the load's",
+        before.kind === "moshi" && before.files.length === 3 && sizesOk && before.bytes === lmBytes && before.toDownload === lmBytes && after.toDownload === 0 && ratio > 0.5 && ratio < 2,
+        `${before.files.map((f) => `${f.role} ${f.name} ${f.size} B`).join(", ")}; to download ${before.toDownload} → ${after.toDownload} B; GPU estimate ${before.gpuBytes} B, loaded ${gotLm.info.gpuBytes} B (×${ratio.toFixed(2)})`,
       );
       check("Moshi greedy tokens equal `parle run --greedy --tokens`", gotLm.info.kind === "moshi" && eq, `${gotLm.out.length}/${n} frames`);
       const text = gotLm.out.map((o) => o.piece).join("");
@@ -871,6 +883,17 @@ async function moshiPageTests(server) {
   try {
     const page = await b.context.newPage();
     await page.goto(`${base}/?model=/fixtures/lm/delay1/&autoload`);
+    // Before the download, the page says what the model needs (asked of the server), against the
+    // adapter; the note changes once the model is loaded.
+    const note = await page
+      .waitForFunction(() => /to download/.test(document.getElementById("model-note").textContent) && document.getElementById("model-note").textContent, null, { timeout: 60000 })
+      .then((h) => h.jsonValue())
+      .catch(() => "");
+    check(
+      "before a download the page shows the model's files, bytes and GPU memory against the adapter",
+      /^Moshi: 3 files, 2\.52 MB, 2\.52 MB to download\. GPU memory ≈ [\d.]+ [KMG]?B; this GPU allows buffers up to [\d.]+ [KMG]?B .*software adapter/.test(note),
+      note,
+    );
     await page.waitForFunction(modelSettled, null, { timeout: 180000 });
     const st = await page.locator("#model-status").textContent();
     check("the page loads Moshi (the tiny LM fixture)", /Moshi loaded/.test(st), st);

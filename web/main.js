@@ -147,10 +147,38 @@ async function updateModelNote() {
     note = "Pick the folder of a downloaded model: its files are read in place, never uploaded or copied.";
   }
   $("model-note").textContent = note;
+  inspectModel(p);
   try {
     const est = await navigator.storage?.estimate?.();
     if (est?.quota) $("storage-status").textContent = `Browser storage for this site: ${fmtBytes(est.usage)} used of ${fmtBytes(est.quota)}.`;
   } catch {}
+}
+
+// Ask the server what the chosen model needs (its files' sizes, what is already stored) and
+// show it against what the adapter offers; the preset's approximate figures stay if it cannot
+// be asked (offline, CORS).
+let inspecting = 0;
+async function inspectModel(p) {
+  const url = p.id === "custom" ? $("model-url").value.trim() : p.url;
+  // The loaded model needs no question (and the conversation's request log stays clean).
+  if (!engine || !url || p.id === "local" || (info && lastLoad?.source === url)) return;
+  const ticket = ++inspecting;
+  let r;
+  try {
+    r = await engine.inspect(url, { mimiOnly: p.id === "custom" ? new URLSearchParams(location.search).has("mimi") : !!p.mimiOnly });
+  } catch (e) {
+    if (ticket === inspecting && p.id === "custom") $("model-note").textContent = `The server could not be asked about this model (${e.message}); a model already in this browser's storage still loads.`;
+    return;
+  }
+  if (ticket !== inspecting || r.bytes == null) return;
+  const a = engine.gpu.adapter;
+  const stored = r.bytes - r.toDownload;
+  $("model-note").textContent =
+    `${r.kind === "moshi" ? "Moshi" : "Mimi loopback"}: ${r.files.length} file${r.files.length > 1 ? "s" : ""}, ${fmtBytes(r.bytes)}` +
+    (r.toDownload === 0 ? " (all in this browser's storage: no download)" : `, ${fmtBytes(r.toDownload)} to download${stored > 0 ? ` (${fmtBytes(stored)} already stored)` : ""}`) +
+    `. GPU memory ≈ ${fmtBytes(r.gpuBytes)}; this GPU allows buffers up to ${fmtBytes(a.maxBufferSize)} (browsers do not say how much memory a GPU has)` +
+    `${a.software ? "; it is a software adapter: far slower than real time" : ""}.`;
+  $("model-note").dataset.inspected = url;
 }
 
 function modelSource() {
@@ -384,6 +412,7 @@ function main() {
     $("model-url").value = params.get("model");
   }
   $("model-pick").onchange = updateModelNote;
+  $("model-url").onchange = updateModelNote;
   $("model-load").onclick = () => {
     try {
       loadModel(modelSource());

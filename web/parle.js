@@ -299,6 +299,18 @@ export class Engine {
     return this.model;
   }
 
+  /**
+   * What load(url) would need, asked of the server before any download: resolves to
+   * `{ kind, files: [{ role, name, size, stored }], bytes, toDownload, gpuBytes }` (`stored`:
+   * bytes already in this browser's storage; `gpuBytes`: an estimate of the GPU memory; the
+   * sizes are null when the server does not give them).
+   */
+  async inspect(source, { mimiOnly = false } = {}) {
+    let url = new URL(String(source), document.baseURI).href;
+    if (!url.endsWith("/")) url += "/";
+    return this._call("inspect", { url, mimiOnly });
+  }
+
   /** Sampling settings (apply from the next frame); `codebooks` reloads the Mimi loopback. */
   configure(options = {}) {
     return this._call("configure", { options });

@@ -567,6 +567,30 @@ export async function openLocalModel(entries, { onProgress, mimiOnly = false } =
   };
 }
 
+// What loading `base` would take, asked of the server before any download (config.json and a
+// HEAD per file): { config (text or null), files: [{ role, name, size, stored }] } where `size`
+// is null when the server does not say it and `stored` is the bytes already in OPFS.
+export async function inspectUrlModel(base, { mimiOnly = false } = {}) {
+  const { config, parts } = await resolveRemote(base, mimiOnly);
+  let dir = null;
+  if (opfsAvailable()) {
+    try {
+      dir = await (await modelsRoot()).getDirectoryHandle(keyOf(mimiOnly ? `${base}#mimi` : base));
+    } catch {
+      dir = null; // nothing stored for this model yet
+    }
+  }
+  const manifest = dir ? await readJson(dir, "manifest.json") : null;
+  const files = [];
+  for (const [role, p] of Object.entries(parts)) {
+    if (!p) continue;
+    const have = dir ? await fileSize(dir, p.name) : 0;
+    const stored = manifest?.complete?.[p.name] ? have : Math.min(have, p.size ?? 0);
+    files.push({ role, name: p.name, size: p.size, stored });
+  }
+  return { config, files };
+}
+
 // Models held in OPFS: [{ url, bytes, complete }].
 export async function listCached() {
   const out = [];

@@ -5,12 +5,13 @@
 // the capture worklet on a MessagePort and leave for the playback worklet on another: audio never
 // goes through the page's thread.
 
-import { openUrlModel, openLocalModel, listCached, deleteCached, StoreError } from "./store.js";
+import { openUrlModel, openLocalModel, inspectUrlModel, listCached, deleteCached, StoreError } from "./store.js";
 
 let pkg = null; // the wasm package's exports once loaded
 let wasm = null; // the raw wasm exports (for the memory size)
 let loading = null;
 let options = { forceF32: false, noSubgroups: false };
+let f16 = false; // the device uses shader-f16 (the KV caches are f16, else f32)
 let model = null; // what engineLoad returned, plus how it was opened
 let conv = null; // the running conversation
 let stepping = false; // a step is running (engine.step or the conversation loop)
@@ -76,6 +77,7 @@ async function init(opts) {
     const msg = String(e?.message ?? e);
     throw new EngineError(/too small/.test(msg) ? "limits" : "gpu", msg);
   }
+  f16 = /shader-f16:\s+on/.test(report);
   const info = adapter.info ?? {};
   const limits = adapter.limits;
   return {
@@ -133,6 +135,59 @@ async function load({ source, codebooks, storage, sampling, mimiOnly, warmup }, 
   info.wasmBytes = wasmBytes();
   model = { info, source, codebooks, storage, mimiOnly };
   return info;
+}
+
+// What loading a model URL would need, before downloading it: its files (size, bytes already
+// stored), the bytes to download and an estimate of the GPU memory it will take.
+async function inspect({ url, mimiOnly }) {
+  let found;
+  try {
+    found = await inspectUrlModel(url, { mimiOnly });
+  } catch (e) {
+    if (e instanceof StoreError) throw e;
+    throw new EngineError("storage", String(e?.message ?? e));
+  }
+  const { config, files } = found;
+  let cfg = {};
+  try {
+    cfg = config ? JSON.parse(config) : {};
+  } catch {
+    cfg = {}; // resolveRemote already rejected a malformed config.json
+  }
+  const known = files.every((f) => f.size != null);
+  const sum = (xs) => xs.reduce((a, b) => a + b, 0);
+  const kind = files.some((f) => f.role === "lm") ? "moshi" : "mimi";
+  return {
+    kind,
+    files,
+    bytes: known ? sum(files.map((f) => f.size)) : null,
+    toDownload: known ? sum(files.map((f) => Math.max(0, f.size - f.stored))) : null,
+    gpuBytes: known ? estimateGpuBytes(kind, files, cfg) : null,
+  };
+}
+
+// The 7B's sizes: what an absent config.json key means (crate/lm's LmConfig).
+const LM_DEFAULTS = { dim: 4096, num_layers: 32, context: 3000, text_card: 32000, card: 2048, n_q: 16, dep_q: 8, depformer_dim: 1024 };
+
+// GPU memory a model takes, roughly: the weights as their files hold them (they are uploaded in
+// their own format), plus for a quantized LM its embedding tables dequantized to bf16 at load
+// (for the 7B: 626 MB instead of 196 MB as q4 or 332 MB as q8), plus the temporal transformer's
+// KV cache at the config's context (f16, or f32 without shader-f16). For the 7B q4 this gives
+// ≈ 6.7 GB where `parle bench lm --random-real-size --quant q4` measured 6.67 GiB (7.2 GB).
+function estimateGpuBytes(kind, files, cfg) {
+  let bytes = files.filter((f) => f.role !== "tokenizer").reduce((s, f) => s + f.size, 0);
+  if (kind !== "moshi") return bytes;
+  const c = { ...LM_DEFAULTS, ...cfg };
+  const lm = files.find((f) => f.role === "lm");
+  const bits = /q4/i.test(lm.name) ? 4 : /q8/i.test(lm.name) ? 8 : 16;
+  if (bits < 16) {
+    const rows = c.text_card + 1 + c.n_q * (c.card + 1);
+    const depRows = c.text_card + 1 + (c.dep_q - 1) * (c.card + 1);
+    const bf16 = 2 * (rows * c.dim + depRows * c.depformer_dim);
+    bytes += bf16 * (1 - (bits === 4 ? 196 / 626 : 332 / 626));
+  }
+  bytes += 2 * c.num_layers * c.context * c.dim * (f16 ? 2 : 4);
+  return Math.round(bytes);
 }
 
 async function step(pcm) {
@@ -408,6 +463,9 @@ onmessage = async (e) => {
         break;
       case "load":
         value = await load(m, post);
+        break;
+      case "inspect":
+        value = await inspect(m);
         break;
       case "configure":
         value = await configure(m.options);
