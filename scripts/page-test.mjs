@@ -200,6 +200,12 @@ function native(model, input, extra = []) {
   return { pcm: readWav(`${out}.wav`).channels[0], audio, text: t.text?.values ?? null, transcript };
 }
 
+// The model's output frames of a recorded conversation (those it processed) and their rms.
+function processedOutput(rec, model) {
+  const out = rec.processed.map((i) => model.subarray(i * FRAME, (i + 1) * FRAME));
+  return { out, outRms: out.length ? rms(Float32Array.from(out.flatMap((f) => Array.from(f)))) : 0 };
+}
+
 // ---- browser helpers ---------------------------------------------------------------------------
 
 async function launch(flags, name) {
@@ -623,8 +629,7 @@ async function loopbackPageTests() {
     const lagB = bestLag(es, eu, 100);
     const env = lagA.r >= lagB.r ? { r: lagA.r, lagMs: lagA.lag * 20 } : { r: lagB.r, lagMs: -lagB.lag * 20 };
     check("captured audio follows the microphone signal (envelope correlation > 0.7)", env.r > 0.7, `r = ${env.r.toFixed(3)} at ${env.lagMs} ms, rms ${rms(user).toFixed(3)}`);
-    const out = rec.processed.map((i) => model.subarray(i * FRAME, (i + 1) * FRAME));
-    const outRms = out.length ? rms(Float32Array.from(out.flatMap((f) => Array.from(f)))) : 0;
+    const { out, outRms } = processedOutput(rec, model);
     check("the model's output is not silent", outRms > 1e-3, `rms ${outRms.toFixed(4)} over ${out.length} frames`);
     // Loopback: the frames the model heard, replayed through step(), give the recorded output.
     const replay = await page.evaluate(async ({ frames }) => {
@@ -926,8 +931,7 @@ async function moshiPageTests(server) {
     const model = Float32Array.from(rec.model);
     const seconds = user.length / 24000;
     check("Moshi: the conversation ran ≥ 10 s of microphone audio", seconds >= 10, `${seconds.toFixed(1)} s captured, ${rec.processed.length} frames through the model (the rest dropped: SwiftShader is slower than real time)`);
-    const out = rec.processed.map((i) => model.subarray(i * FRAME, (i + 1) * FRAME));
-    const outRms = out.length ? rms(Float32Array.from(out.flatMap((f) => Array.from(f)))) : 0;
+    const { out, outRms } = processedOutput(rec, model);
     check("Moshi: its output is not silent", outRms > 1e-3, `rms ${outRms.toFixed(4)} over ${out.length} frames`);
     // The frames Moshi heard, replayed through step() from a reset with the same sampling settings
     // (the sampler draws from (seed, step, site): no other state), give the recorded output and

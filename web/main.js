@@ -4,6 +4,7 @@
 // ?autoload, ?f32, ?nosubgroups.
 
 import { createEngine } from "./parle.js";
+import { formatBytes as fmtBytes } from "./format.js";
 
 const $ = (id) => document.getElementById(id);
 const HF = "https://huggingface.co/kyutai";
@@ -67,16 +68,6 @@ function setStatus(id, text, cls = "") {
   $(id).className = `status ${cls}`.trim();
 }
 
-function fmtBytes(n) {
-  if (n == null || !Number.isFinite(n)) return "?";
-  const u = ["B", "KB", "MB", "GB", "TB"];
-  let i = 0;
-  while (n >= 1000 && i < u.length - 1) {
-    n /= 1000;
-    i++;
-  }
-  return `${n.toFixed(i === 0 ? 0 : n < 10 ? 2 : 1)} ${u[i]}`;
-}
 
 function fmtTime(s) {
   if (s == null || !Number.isFinite(s)) return "";

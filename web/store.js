@@ -13,6 +13,8 @@
 // Every reader is `{ name, size, readInto(dest: Uint8Array, at: number) → bytesRead }`, the shape
 // the wasm side expects (crate/web/source.rs), and synchronous: this module only runs in a worker.
 
+import { formatBytes } from "./format.js";
+
 // Published file names, in the order they are looked for (crate/session/dir.rs and the weights
 // readers use the same lists).
 export const LM_NAMES = ["model.safetensors", "model.q8.safetensors", "model.q4.safetensors", "model.q8.gguf"];
@@ -34,16 +36,6 @@ export function opfsAvailable() {
   return typeof navigator.storage?.getDirectory === "function" && typeof FileSystemSyncAccessHandle !== "undefined";
 }
 
-export function formatBytes(n) {
-  if (!Number.isFinite(n)) return "?";
-  const u = ["B", "KB", "MB", "GB", "TB"];
-  let i = 0;
-  while (n >= 1000 && i < u.length - 1) {
-    n /= 1000;
-    i++;
-  }
-  return `${n.toFixed(i === 0 ? 0 : n < 10 ? 2 : 1)} ${u[i]}`;
-}
 
 // A directory name for a model URL: readable and collision-free (a hash of the whole URL).
 function keyOf(url) {

@@ -4,7 +4,7 @@
 // the engine worker keeps them in the Origin Private File System (web/store.js), and a model
 // stored there loads with no request at all.
 
-const CACHE = "parle-shell-v2";
+const CACHE = "parle-shell-v3";
 const SHELL = [
   "./",
   "index.html",
@@ -12,6 +12,7 @@ const SHELL = [
   "main.js",
   "parle.js",
   "store.js",
+  "format.js",
   "worker.js",
   "capture-worklet.js",
   "playback-worklet.js",
