@@ -172,8 +172,8 @@ const LM_DEFAULTS = { dim: 4096, num_layers: 32, context: 3000, text_card: 32000
 // GPU memory a model takes, roughly: the weights as their files hold them (they are uploaded in
 // their own format), plus for a quantized LM its embedding tables dequantized to bf16 at load
 // (for the 7B: 626 MB instead of 196 MB as q4 or 332 MB as q8), plus the temporal transformer's
-// KV cache at the config's context (f16, or f32 without shader-f16). For the 7B q4 this gives
-// ≈ 6.7 GB where `parle bench lm --random-real-size --quant q4` measured 6.67 GiB (7.2 GB).
+// KV cache at the config's context (f16, or f32 without shader-f16): the parts that
+// `parle bench lm --random-real-size` reports for the 7B (activations and Mimi's state are small).
 function estimateGpuBytes(kind, files, cfg) {
   let bytes = files.filter((f) => f.role !== "tokenizer").reduce((s, f) => s + f.size, 0);
   if (kind !== "moshi") return bytes;
