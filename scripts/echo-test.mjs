@@ -40,7 +40,7 @@ import { fileURLToPath } from "node:url";
 import { chromium } from "playwright-core";
 
 import { startServer } from "./serve.mjs";
-import { readWav, resampleLinear, writeWav16 } from "./lib/audio.mjs";
+import { readWav, resampleLinear, tapWorkletSource, writeWav16 } from "./lib/audio.mjs";
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), "..");
 const CHROMIUM = process.env.CHROMIUM ?? "/usr/bin/chromium";
@@ -59,6 +59,9 @@ const SETTLE_S = 3; // left out of the energies: the canceller adapts during the
 const MIN_REDUCTION_DB = { direct: 20, peer: 10 };
 // The echo with cancellation off must be loud: else the loopback carries nothing to cancel.
 const MIN_ECHO_RMS = 0.01;
+
+// The microphone recorder in the page (an AudioWorklet posting 8192-sample blocks).
+const RECORDER = tapWorkletSource("echo-rec", 8192);
 
 const sleep = (ms) => new Promise((ok) => setTimeout(ok, ms));
 
@@ -117,7 +120,7 @@ async function startPulse() {
 
 // Play `signal` (24 kHz) through the app's playback worklet on `path`, and record the microphone
 // (echoCancellation `ec`, no noise suppression, no gain control) in the same AudioContext.
-async function playAndRecord({ path, ec, signal, seconds }) {
+async function playAndRecord({ path, ec, signal, seconds, recorderSource }) {
   const FRAME = 1920;
   const { peerPlayback } = await import("/parle.js");
   const stream = await navigator.mediaDevices.getUserMedia({ audio: { channelCount: 1, echoCancellation: ec, noiseSuppression: false, autoGainControl: false } });
@@ -125,15 +128,7 @@ async function playAndRecord({ path, ec, signal, seconds }) {
   let peer = null;
   try {
     await ctx.audioWorklet.addModule("/playback-worklet.js");
-    const rec = `registerProcessor("echo-rec", class extends AudioWorkletProcessor {
-      constructor() { super(); this.buf = new Float32Array(8192); this.n = 0; }
-      process(inputs) {
-        const x = inputs[0][0];
-        if (x) for (let i = 0; i < x.length; i++) { this.buf[this.n++] = x[i]; if (this.n === this.buf.length) { this.port.postMessage(this.buf); this.buf = new Float32Array(8192); this.n = 0; } }
-        return true;
-      }
-    });`;
-    await ctx.audioWorklet.addModule(URL.createObjectURL(new Blob([rec], { type: "text/javascript" })));
+    await ctx.audioWorklet.addModule(URL.createObjectURL(new Blob([recorderSource], { type: "text/javascript" })));
     const playback = new AudioWorkletNode(ctx, "parle-playback", { numberOfInputs: 0, numberOfOutputs: 1, outputChannelCount: [1] });
     if (path === "peer") peer = await peerPlayback(ctx, playback);
     else if (path === "direct") playback.connect(ctx.destination);
@@ -205,7 +200,7 @@ async function measure(base, pulse, { disableCwec, signal }) {
         // like a user talking; it is not in the browser's echo reference, so it must stay.
         const user = path === "near-end" ? spawn("paplay", ["--device=parle_speaker", pulse.userWav], { env: pulseEnv, stdio: "ignore" }) : null;
         try {
-          out[path][ec ? "on" : "off"] = await page.evaluate(playAndRecord, { path, ec, signal: Array.from(signal), seconds: SECONDS });
+          out[path][ec ? "on" : "off"] = await page.evaluate(playAndRecord, { path, ec, signal: Array.from(signal), seconds: SECONDS, recorderSource: RECORDER });
         } finally {
           user?.kill();
         }

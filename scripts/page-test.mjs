@@ -20,7 +20,7 @@ import { fileURLToPath } from "node:url";
 import { chromium } from "playwright-core";
 
 import { startServer } from "./serve.mjs";
-import { bestLag, envelope, pearson, readSafetensors, readWav, resampleLinear, rms, testSignal, writeWav16 } from "./lib/audio.mjs";
+import { bestLag, envelope, pearson, readSafetensors, readWav, resampleLinear, rms, tapWorkletSource, testSignal, writeWav16 } from "./lib/audio.mjs";
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), "..");
 const OUT = process.env.PARLE_SCREENSHOTS ?? join(ROOT, "target", "page-test");
@@ -204,6 +204,28 @@ function native(model, input, extra = []) {
 function processedOutput(rec, model) {
   const out = rec.processed.map((i) => model.subarray(i * FRAME, (i + 1) * FRAME));
   return { out, outRms: out.length ? rms(Float32Array.from(out.flatMap((f) => Array.from(f)))) : 0 };
+}
+
+// The frames a conversation's model heard (`indices` into the recorded user track), replayed
+// through step() after reset(): [{ pcm: number[] | null, text }].
+function replayThroughStep(page, user, indices) {
+  return page.evaluate(async ({ frames }) => {
+    const e = window.parleApp.engine;
+    await e.reset();
+    const outs = [];
+    for (const f of frames) {
+      const o = await e.step(new Float32Array(f));
+      outs.push({ pcm: o.pcm ? Array.from(o.pcm) : null, text: o.text });
+    }
+    return outs;
+  }, { frames: indices.map((i) => Array.from(user.subarray(i * FRAME, (i + 1) * FRAME))) });
+}
+
+// The largest |replayed - recorded| sample; a step without a frame yet is silence on the track.
+function replayError(replay, out) {
+  let maxErr = 0;
+  replay.forEach((r, k) => out[k].forEach((y, j) => (maxErr = Math.max(maxErr, Math.abs((r.pcm ? r.pcm[j] : 0) - y)))));
+  return maxErr;
 }
 
 // ---- browser helpers ---------------------------------------------------------------------------
@@ -632,16 +654,9 @@ async function loopbackPageTests() {
     const { out, outRms } = processedOutput(rec, model);
     check("the model's output is not silent", outRms > 1e-3, `rms ${outRms.toFixed(4)} over ${out.length} frames`);
     // Loopback: the frames the model heard, replayed through step(), give the recorded output.
-    const replay = await page.evaluate(async ({ frames }) => {
-      const e = window.parleApp.engine;
-      await e.reset();
-      const outs = [];
-      for (const f of frames) outs.push(Array.from((await e.step(new Float32Array(f))).pcm));
-      return outs;
-    }, { frames: rec.processed.slice(0, 6).map((i) => Array.from(user.subarray(i * FRAME, (i + 1) * FRAME))) });
-    let maxErr = 0;
-    replay.forEach((f, k) => f.forEach((x, j) => (maxErr = Math.max(maxErr, Math.abs(x - out[k][j])))));
-    const corr = replay.length ? pearson(Float32Array.from(replay.flat()), Float32Array.from(out.slice(0, replay.length).flatMap((f) => Array.from(f)))) : 0;
+    const replay = await replayThroughStep(page, user, rec.processed.slice(0, 6));
+    const maxErr = replayError(replay, out);
+    const corr = replay.length ? pearson(Float32Array.from(replay.flatMap((r) => r.pcm ?? [])), Float32Array.from(out.slice(0, replay.length).flatMap((f) => Array.from(f)))) : 0;
     check("the conversation's output is the loopback of its input (replayed through step())", replay.length > 0 && maxErr < 1e-4 && corr > 0.999, `${replay.length} frames, max |Δ| ${maxErr.toExponential(2)}, r = ${corr.toFixed(5)}`);
     const played = await page.evaluate(() => window.parleApp.stats?.playback?.played ?? 0);
     check("audio reached the speaker (playback worklet)", played > 0, `${played.toFixed(2)} s played`);
@@ -685,15 +700,8 @@ async function loopbackPageTests() {
 
 // ---- echo: the playback path through a local RTCPeerConnection ----------------------------------
 
-// An AudioWorklet that posts what reaches its input in 4096-sample blocks (a test tap).
-const TAP_WORKLET = `registerProcessor("test-tap", class extends AudioWorkletProcessor {
-  constructor() { super(); this.buf = new Float32Array(4096); this.n = 0; }
-  process(inputs) {
-    const x = inputs[0][0];
-    if (x) for (let i = 0; i < x.length; i++) { this.buf[this.n++] = x[i]; if (this.n === this.buf.length) { this.port.postMessage(this.buf); this.buf = new Float32Array(4096); this.n = 0; } }
-    return true;
-  }
-});`;
+// A test tap: posts what reaches its input in 4096-sample blocks.
+const TAP_WORKLET = tapWorkletSource("test-tap", 4096);
 
 async function echoTests(server) {
   const base = `http://127.0.0.1:${server.address().port}`;
@@ -936,23 +944,9 @@ async function moshiPageTests(server) {
     // The frames Moshi heard, replayed through step() from a reset with the same sampling settings
     // (the sampler draws from (seed, step, site): no other state), give the recorded output and
     // the transcript the page showed from its onText events.
-    const replay = await page.evaluate(async ({ frames }) => {
-      const e = window.parleApp.engine;
-      await e.reset();
-      const outs = [];
-      for (const f of frames) {
-        const o = await e.step(new Float32Array(f));
-        outs.push({ pcm: o.pcm ? Array.from(o.pcm) : null, text: o.text });
-      }
-      return outs;
-    }, { frames: rec.processed.map((i) => Array.from(user.subarray(i * FRAME, (i + 1) * FRAME))) });
-    let maxErr = 0;
-    let silentSteps = 0;
-    replay.forEach((r, k) => {
-      if (!r.pcm) silentSteps++;
-      const pcm = r.pcm ?? new Array(FRAME).fill(0); // no completed frame yet: silence on the track
-      pcm.forEach((x, j) => (maxErr = Math.max(maxErr, Math.abs(x - out[k][j]))));
-    });
+    const replay = await replayThroughStep(page, user, rec.processed);
+    const maxErr = replayError(replay, out);
+    const silentSteps = replay.filter((r) => !r.pcm).length;
     const replayText = replay.map((r) => r.text).join("");
     check(
       "Moshi: the conversation's output is Moshi's for what it heard (replayed through step())",

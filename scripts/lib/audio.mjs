@@ -179,3 +179,17 @@ export function bestLag(a, b, maxLag) {
   }
   return best;
 }
+
+// The source of an AudioWorklet module registering `name`: a processor that posts what reaches
+// its input in Float32Array blocks of `block` samples (the browser tests' tap on an audio graph;
+// load it from a Blob URL).
+export function tapWorkletSource(name, block) {
+  return `registerProcessor(${JSON.stringify(name)}, class extends AudioWorkletProcessor {
+  constructor() { super(); this.buf = new Float32Array(${block}); this.n = 0; }
+  process(inputs) {
+    const x = inputs[0][0];
+    if (x) for (let i = 0; i < x.length; i++) { this.buf[this.n++] = x[i]; if (this.n === this.buf.length) { this.port.postMessage(this.buf); this.buf = new Float32Array(${block}); this.n = 0; } }
+    return true;
+  }
+});`;
+}
