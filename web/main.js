@@ -150,13 +150,20 @@ async function updateModelNote() {
 // be asked (offline, CORS).
 let inspecting = 0;
 async function inspectModel(p) {
-  const url = p.id === "custom" ? $("model-url").value.trim() : p.url;
+  if (!engine || p.id === "local") return;
+  let req;
+  try {
+    req = modelSource();
+  } catch {
+    return; // no URL entered yet
+  }
+  const url = req.source;
   // The loaded model needs no question (and the conversation's request log stays clean).
-  if (!engine || !url || p.id === "local" || (info && lastLoad?.source === url)) return;
+  if (info && lastLoad?.source === url) return;
   const ticket = ++inspecting;
   let r;
   try {
-    r = await engine.inspect(url, { mimiOnly: p.id === "custom" ? new URLSearchParams(location.search).has("mimi") : !!p.mimiOnly });
+    r = await engine.inspect(url, { mimiOnly: req.options.mimiOnly });
   } catch (e) {
     if (ticket === inspecting && p.id === "custom") $("model-note").textContent = `The server could not be asked about this model (${e.message}); a model already in this browser's storage still loads.`;
     return;

@@ -47,6 +47,11 @@ function loadWasm() {
   return loading;
 }
 
+// The storage module's errors as they are; anything else it throws is a storage failure.
+function storageError(e) {
+  return e instanceof StoreError ? e : new EngineError("storage", String(e?.message ?? e));
+}
+
 // ---- requests ----------------------------------------------------------------------------------
 
 async function init(opts) {
@@ -107,8 +112,7 @@ async function load({ source, codebooks, storage, sampling, mimiOnly, warmup }, 
         ? await openUrlModel(source.url, { onProgress, storage, mimiOnly })
         : await openLocalModel(source.files, { onProgress, mimiOnly });
   } catch (e) {
-    if (e instanceof StoreError) throw e;
-    throw new EngineError("storage", String(e?.message ?? e));
+    throw storageError(e);
   }
   let info;
   try {
@@ -144,16 +148,10 @@ async function inspect({ url, mimiOnly }) {
   try {
     found = await inspectUrlModel(url, { mimiOnly });
   } catch (e) {
-    if (e instanceof StoreError) throw e;
-    throw new EngineError("storage", String(e?.message ?? e));
+    throw storageError(e);
   }
   const { config, files } = found;
-  let cfg = {};
-  try {
-    cfg = config ? JSON.parse(config) : {};
-  } catch {
-    cfg = {}; // resolveRemote already rejected a malformed config.json
-  }
+  const cfg = config ? JSON.parse(config) : {}; // valid JSON: resolveRemote checked it
   const known = files.every((f) => f.size != null);
   const sum = (xs) => xs.reduce((a, b) => a + b, 0);
   const kind = files.some((f) => f.role === "lm") ? "moshi" : "mimi";
