@@ -4,6 +4,8 @@
 # end gives each stage's result and duration, and the exit status is non-zero if any failed.
 #
 # Stages:
+#   standalone  no tracked file refers to anything outside the repository (a sibling "shared"
+#               folder, one machine's absolute paths, a symlink that leaves the tree)
 #   fmt         cargo fmt --check
 #   clippy      cargo clippy -D warnings, native and wasm32
 #   native      cargo test: unit tests and the kernel tests on the native GPU (lavapipe in CI)
@@ -25,9 +27,32 @@
 set -uo pipefail
 source "$(dirname "$0")/env.sh"
 
-ALL=(fmt clippy native fallback no-adapter browser wasm-pkg worklets js-api page page-echo echo page-errors)
+ALL=(standalone fmt clippy native fallback no-adapter browser wasm-pkg worklets js-api page page-echo echo page-errors)
 STAGES=("$@")
 [ ${#STAGES[@]} -eq 0 ] && STAGES=("${ALL[@]}")
+
+# A clone must build and pass its tests with nothing beside it: no tracked file may point into a
+# sibling `shared` folder or at one machine's home or work directories, and no tracked symlink may
+# leave the repository. (The patterns are assembled so that this file does not match itself.)
+stage_standalone() {
+  local up='\.\.' sib='/shared' bad rc=0
+  bad="$(git ls-files -z | xargs -0 grep -nIE -e "${up}${sib}\b" -e "(^|[^A-Za-z0-9_.])/(work|root|home/[A-Za-z0-9_.-]+)/" 2>/dev/null)"
+  if [ -n "$bad" ]; then
+    echo "tracked files refer to paths outside the repository:"
+    echo "$bad"
+    rc=1
+  fi
+  local link target
+  while IFS= read -r link; do
+    target="$(realpath -m "$link")"
+    case "$target" in
+      "$ROOT"/*) ;;
+      *) echo "tracked symlink leaves the repository: $link -> $(readlink "$link")"; rc=1 ;;
+    esac
+  done < <(git ls-files -s | awk '$1 == "120000" { print $4 }')
+  [ $rc -eq 0 ] && echo "no tracked file refers outside the repository ($(git ls-files | wc -l) files checked)"
+  return $rc
+}
 
 stage_fmt() {
   cargo fmt --all -- --check

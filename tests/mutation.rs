@@ -1053,7 +1053,7 @@ fn lm_config_reader() {
     use parle::lm::LmConfig;
     let kyutai = std::fs::read_to_string(
         std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../shared/fixtures/kyutai-test-lm/config.json"),
+            .join("tests/fixtures/kyutai-test-lm/config.json"),
     )
     .expect("kyutai-test-lm config");
     let seeds = vec![

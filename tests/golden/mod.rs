@@ -76,27 +76,27 @@ pub struct Report {
     pub lines: Vec<String>,
 }
 
-/// Kyutai's own tiny LM (`../shared/fixtures/kyutai-test-lm`): LayerNorm, sinusoidal
+/// Kyutai's own tiny LM (`tests/fixtures/kyutai-test-lm`, copied from kyutai-labs/moshi): LayerNorm, sinusoidal
 /// positions in both transformers, context 4 (the ring wraps), delays [0, 1, 2, 4], low-rank
 /// depformer embeddings, weight schedule [0, 1, 1]. `LMModel.forward` teacher-forced on the
 /// codes; its logits are undelayed: codebook k's logits at step s are at position s − d_k.
 pub async fn kyutai_test_lm(ctx: &Context, f32_cache: bool, tol: f32) -> Result<Report, String> {
-    let cfg_text = include_str!("../../../shared/fixtures/kyutai-test-lm/config.json");
+    let cfg_text = include_str!("../fixtures/kyutai-test-lm/config.json");
     // Under canonical names: the stacked depformer attention is served per weight set.
     let model = Checkpoint::from_bytes(
         "test_lm_model.safetensors",
-        include_bytes!("../../../shared/fixtures/kyutai-test-lm/test_lm_model.safetensors")
+        include_bytes!("../fixtures/kyutai-test-lm/test_lm_model.safetensors")
             .to_vec(),
         None,
     )
     .map_err(|e| e.to_string())?;
     let codes_t = Tensors::new(
         "test_lm_codes.safetensors",
-        include_bytes!("../../../shared/fixtures/kyutai-test-lm/test_lm_codes.safetensors"),
+        include_bytes!("../fixtures/kyutai-test-lm/test_lm_codes.safetensors"),
     );
     let out = Tensors::new(
         "test_lm_out.safetensors",
-        include_bytes!("../../../shared/fixtures/kyutai-test-lm/test_lm_out.safetensors"),
+        include_bytes!("../fixtures/kyutai-test-lm/test_lm_out.safetensors"),
     );
     let cfg = LmConfig::from_json(cfg_text).map_err(|e| e.to_string())?;
     let opts = LmOptions {
