@@ -104,7 +104,7 @@ export function startServer({ web = join(ROOT, "web"), mounts = {}, port = 0, ho
   async function handle(req, res) {
     for (const [k, v] of Object.entries(SECURITY_HEADERS)) res.setHeader(k, v);
     if (!hostAllowed(req.headers.host, names)) {
-      return plain(req, res, 421, `this server answers only to localhost, 127.0.0.1 or [::1]${names.size ? ` and ${[...names].join(", ")}` : ""}, not to Host: ${req.headers.host ?? "(none)"}`);
+      return plain(req, res, 421, `this server answers only to localhost, 127.0.0.1 or [::1]${names.size ? ` and ${[...names].join(", ")}` : ""}, not to Host: ${String(req.headers.host ?? "(none)").slice(0, 100)}`);
     }
     if (onRequest?.(req, res)) return;
     if (req.method !== "GET" && req.method !== "HEAD") return plain(req, res, 405, `${req.method} is not supported: this server only serves files (GET, HEAD)`, { Allow: "GET, HEAD" });
@@ -141,7 +141,7 @@ export function startServer({ web = join(ROOT, "web"), mounts = {}, port = 0, ho
 // single range (or none), so its own looser parsing never decides.
 function sendFile(req, res, { path, stat }, name) {
   const etag = strongEtag(stat);
-  const range = req.method === "GET" || req.method === "HEAD" ? parseRange(req.headers.range, stat.size) : { kind: "whole" };
+  const range = parseRange(req.headers.range, stat.size);
   const honour = range.kind !== "whole" && ifRangeAllows(req.headers["if-range"], etag, stat.mtimeMs);
   delete req.headers["if-range"];
   if (!honour) delete req.headers.range;

@@ -60,6 +60,7 @@ const TYPED = {
   "a.svg": "image/svg+xml",
   "a.png": "image/png",
   "a.wav": "audio/wav",
+  "a.txt": "text/plain",
   "a.gguf": "application/octet-stream",
   "a.xyz": "application/octet-stream",
   "noext": "application/octet-stream",
@@ -223,7 +224,7 @@ async function validatorChecks(port) {
     describe(head),
   );
   const inm = await get(port, url, { headers: { "if-none-match": etag } });
-  check("If-None-Match with the ETag is 304 without a body", inm.status === 304 && inm.body.length === 0, describe(inm));
+  check("If-None-Match with the ETag is 304 without a body, with the ETag and Accept-Ranges", inm.status === 304 && inm.body.length === 0 && inm.headers.etag === etag && inm.headers["accept-ranges"] === "bytes", describe(inm));
   const inmOther = await get(port, url, { headers: { "if-none-match": '"other"' } });
   check("If-None-Match with another ETag is 200 with the file", inmOther.status === 200 && inmOther.body.equals(DATA), describe(inmOther));
   const cases = [
