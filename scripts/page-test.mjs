@@ -2,7 +2,7 @@
 // The browser tests of the app (web/) and its JS API (web/parle.js), in the system Chromium
 // driven by Playwright (playwright-core, executablePath /usr/bin/chromium; WebGPU there is
 // SwiftShader). The app and the fixture models are served from 127.0.0.1 by scripts/serve.mjs
-// (sirv), which logs every request and can cut or truncate responses.
+// (startServer), which logs every request and can cut or truncate responses.
 //
 //   node scripts/page-test.mjs [GROUP...]     groups: api, page, echo, errors, server (default: all)
 //
