@@ -139,7 +139,10 @@ function serveChild(args, { ulimit } = {}) {
       if (mm || child.exit !== null || Date.now() - t0 > 15000) {
         clearInterval(poll);
         if (mm) ok(Object.assign(child, { port: Number(mm[1]), stop: () => proc.kill() }));
-        else fail(new Error(`serve.mjs ${args.join(" ")} did not start (exit ${child.exit}): ${child.out}${child.err}`));
+        else {
+          proc.kill();
+          fail(new Error(`serve.mjs ${args.join(" ")} did not print a 127.0.0.1 address (exit ${child.exit}): ${child.out}${child.err}`));
+        }
       }
     }, 50);
   });
