@@ -123,7 +123,7 @@ page_test() {
 }
 
 stage_js-api() {
-  page_test api
+  page_test api store
 }
 
 stage_page() {
