@@ -128,7 +128,7 @@ function formatModel(folder, lmFile) {
   return d;
 }
 
-const STORE_MOUNTS = ["/st-change/", "/st-change2/", "/st-over/", "/st-over2/", "/st-unsized/", "/st-getsized/", "/st-hashbad/", "/st-hashok/", "/st-legacy/", "/st-foreign/"];
+const STORE_MOUNTS = ["/st-change/", "/st-change2/", "/st-over/", "/st-over2/", "/st-unsized/", "/st-getsized/", "/st-hashbad/", "/st-hashok/", "/st-redirect/", "/st-legacy/", "/st-foreign/"];
 
 async function serve() {
   const server = await startServer({
@@ -1324,6 +1324,17 @@ async function storeTests(server) {
       okFirst.error?.code === "download" && ok.codes === oldCodes && ok.info.verified?.["model.safetensors"] === "sha256" && okRec?.verified === "sha256" && okRec?.sha256 === right &&
         okGets.length === 1 && okGets[0].range === `bytes=${N >> 1}-` && okGets[0].status === 206,
       `first load: ${what(okFirst)}; second: ${what(ok)}; ${show(okGets)}; manifest ${JSON.stringify(okRec)}`,
+    );
+
+    // A CDN that a model URL redirects to has its own ETag, for Hugging Face's Xet storage also
+    // 64 hex digits but not the file's SHA-256: not taken for one (the load works, checked by size).
+    hooks.set("/st-redirect/tiny_b/model.safetensors", (req, res) => (res.writeHead(302, { location: "/st-cdn/blob-e3b0c442" }).end(), true));
+    hooks.set("/st-cdn/", (req, res) => answerFile(req, res, OLD, { headers: { etag: `"${sha(NEW)}"` } }));
+    const cdn = await load("/st-redirect/tiny_b/");
+    check(
+      "store: a 64-hex ETag of a CDN behind a redirect is not taken for the file's SHA-256 (loads, verified by size)",
+      cdn.codes === oldCodes && cdn.info.verified?.["model.safetensors"] === "size",
+      `${what(cdn)}; verified ${JSON.stringify(cdn.info?.verified)}`,
     );
 
     // 6. File names from config.json that are not plain names of the model's directory: a config

@@ -16,7 +16,8 @@
 #   wasm-pkg    the wasm package for the page (web/pkg), with its size (raw and gzip)
 #   worklets    the audio worklets' framing, resampling and jitter buffer, in Node
 #   js-api      web/parle.js in headless Chromium (Playwright): fixture models against the
-#               native CLI's outputs, downloads (progress, Range resumption, OPFS, quota), errors
+#               native CLI's outputs, downloads (progress, Range resumption, OPFS, quota), errors;
+#               the store's integrity checks (changed files, sizes, SHA-256, store keys, names)
 #   page        the app in headless Chromium: a 10 s conversation through the fake microphone,
 #               stats, recording, device loss and restart, offline reload
 #   page-echo   the playback paths for echo cancellation (direct, local WebRTC loopback, fallback)

@@ -17,11 +17,11 @@
 // - a body is cut off, and the file refused, as soon as it exceeds its announced size (HEAD, or
 //   the response's Content-Length / Content-Range); a file whose size nobody announces is refused
 //   (so the quota check before the download always covers it);
-// - where the host publishes the file's SHA-256 (Hugging Face's LFS ETag, or X-Linked-Etag on
-//   a `resolve` redirect: 64 hex digits), the bytes are hashed as they stream in (a resumed
-//   download first hashes the prefix already stored, read back from OPFS once) and compared
-//   before the file counts as complete; a mismatch downloads the file once more from 0, then
-//   fails with code "integrity" naming the file.
+// - where the server publishes the file's SHA-256 (X-Linked-Etag, or a strong ETag of 64 hex
+//   digits from the server asked, not from a CDN it redirects to: see publishedSha256), the bytes
+//   are hashed as they stream in (a resumed download first hashes the prefix already stored,
+//   read back from OPFS once) and compared before the file counts as complete; a mismatch
+//   downloads the file once more from 0, then fails with code "integrity" naming the file.
 // File names from config.json must be plain names in the model directory (see `configFileName`).
 //
 // Where OPFS sync access handles are missing, files go to the Cache Storage instead (no
@@ -215,11 +215,14 @@ function contentLength(res) {
   return Number.isFinite(n) && n >= 0 ? n : null;
 }
 
-// The SHA-256 a response publishes for its content: Hugging Face's X-Linked-Etag (on a `resolve`
-// redirect) or a strong ETag of exactly 64 hex digits (its LFS files), else null.
-export function publishedSha256(headers) {
-  for (const h of ["x-linked-etag", "etag"]) {
-    const m = /^"?([0-9a-fA-F]{64})"?$/.exec(headers.get(h)?.trim() ?? "");
+// The SHA-256 a response publishes for its content, else null: Hugging Face's X-Linked-Etag, or a
+// strong ETag, when either is exactly 64 hex digits. Only from the server asked, not after a
+// redirect: the ETag of a CDN that a `resolve` URL redirects to is its own (for Hugging Face's
+// Xet storage also 64 hex digits, but not the file's SHA-256), and a browser never sees the
+// redirect's own headers (where X-Linked-Etag is).
+export function publishedSha256(res) {
+  for (const h of res.redirected ? ["x-linked-etag"] : ["x-linked-etag", "etag"]) {
+    const m = /^"?([0-9a-fA-F]{64})"?$/.exec(res.headers.get(h)?.trim() ?? "");
     if (m) return m[1].toLowerCase();
   }
   return null;
@@ -255,7 +258,7 @@ async function probe(base, name) {
   const res = await netFetch(name, url, { method: "HEAD" });
   if (res.status === 404 || res.status === 410) return null;
   if (!res.ok) throw httpError(name, url, res);
-  return { name, url, size: contentLength(res), ...validatorOf(res), sha256: publishedSha256(res.headers) };
+  return { name, url, size: contentLength(res), ...validatorOf(res), sha256: publishedSha256(res) };
 }
 
 async function firstOf(base, names) {
@@ -475,7 +478,7 @@ async function download(dir, manifest, part, onProgress, newHasher) {
         have = 0;
         dispose(hasher);
         hasher = null;
-        rec = { size: total, ...validatorOf(res), sha256: publishedSha256(res.headers) ?? part.sha256 ?? null, verified: null, complete: false };
+        rec = { size: total, ...validatorOf(res), sha256: publishedSha256(res) ?? part.sha256 ?? null, verified: null, complete: false };
         manifest.files[name] = rec;
       } else {
         throw httpError(name, url, res);
@@ -702,7 +705,7 @@ async function cacheDownload(cache, part, onProgress, newHasher) {
       throw e;
     }
     if (part.size == null) await checkQuota(total);
-    const sha256 = publishedSha256(res.headers) ?? part.sha256 ?? null;
+    const sha256 = publishedSha256(res) ?? part.sha256 ?? null;
     const hasher = sha256 && newHasher ? newHasher() : null;
     const meter = progressMeter(name, total, onProgress);
     let loaded = 0;
