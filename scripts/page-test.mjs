@@ -1176,17 +1176,17 @@ async function storeTests(server) {
       globalThis.engine = await api.createEngine();
     });
     // load(url) then the codes of the test frames; or the error, as { code, message, file }.
-    const load = (url) =>
-      inPage(page, async (api, { url, frames }) => {
+    const load = (url, opts = {}) =>
+      inPage(page, async (api, { url, frames, opts }) => {
         try {
-          const info = await engine.load(url, { warmup: false });
+          const info = await engine.load(url, { warmup: false, ...opts });
           const codes = [];
           for (const f of frames) codes.push(Array.from((await engine.step(new Float32Array(f))).audioTokens));
           return { info, codes: JSON.stringify(codes) };
         } catch (e) {
           return { error: { code: e.code, message: e.message, file: e.file } };
         }
-      }, { url, frames: inFrames });
+      }, { url, frames: inFrames, opts });
     // The manifest the store keeps in OPFS for a model URL.
     const manifestOf = (url) =>
       inPage(page, async (api, url) => {
@@ -1324,6 +1324,19 @@ async function storeTests(server) {
       okFirst.error?.code === "download" && ok.codes === oldCodes && ok.info.verified?.["model.safetensors"] === "sha256" && okRec?.verified === "sha256" && okRec?.sha256 === right &&
         okGets.length === 1 && okGets[0].range === `bytes=${N >> 1}-` && okGets[0].status === 206,
       `first load: ${what(okFirst)}; second: ${what(ok)}; ${show(okGets)}; manifest ${JSON.stringify(okRec)}`,
+    );
+
+    // The Cache Storage fallback applies the same checks: a wrong SHA-256 is fetched twice, then
+    // refused; a body longer than announced is refused; the right SHA-256 is verified.
+    requests.length = 0;
+    const cacheBad = await load("/st-hashbad/tiny_b/", { storage: "cache" });
+    const cacheBadGets = gets("/st-hashbad/tiny_b/model.safetensors");
+    const cacheOver = await load("/st-over/tiny_b/", { storage: "cache" });
+    const cacheOk = await load("/st-hashok/tiny_b/", { storage: "cache" });
+    check(
+      "store: the Cache Storage fallback refuses a wrong SHA-256 (after two downloads) and a body longer than announced, and verifies the right SHA-256",
+      cacheBad.error?.code === "integrity" && cacheBadGets.length === 2 && cacheOver.error?.code === "size" && cacheOk.codes === oldCodes && cacheOk.info.verified?.["model.safetensors"] === "sha256",
+      `wrong hash: ${what(cacheBad)} (${show(cacheBadGets)}); longer body: ${what(cacheOver)}; right hash: ${what(cacheOk)}, verified ${JSON.stringify(cacheOk.info?.verified)}`,
     );
 
     // A CDN that a model URL redirects to has its own ETag, for Hugging Face's Xet storage also
