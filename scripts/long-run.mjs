@@ -23,6 +23,7 @@ import { fileURLToPath } from "node:url";
 import { chromium } from "playwright-core";
 
 import { startServer } from "./serve.mjs";
+import { writeShellVersion } from "./shell-version.mjs";
 import { testSignal, writeWav16 } from "./lib/audio.mjs";
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), "..");
@@ -69,6 +70,7 @@ async function main() {
   const tmp = mkdtempSync(join(tmpdir(), "parle-long-"));
   const mic = join(tmp, "mic.wav");
   writeWav16(mic, testSignal(20, 48000, 5), 48000); // looped by Chromium's fake microphone
+  writeShellVersion(); // web/version.js as web/ is now (the service worker imports it)
   const server = await startServer({ mounts: { "/fixtures/": join(ROOT, "tests", "fixtures") } });
   const base = `http://127.0.0.1:${server.address().port}`;
   const context = await chromium.launchPersistentContext(join(tmp, "profile"), {

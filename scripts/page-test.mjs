@@ -1089,6 +1089,10 @@ async function serverTests() {
 
 // ---- one app version, nothing before the user asks, bounded latency (issue 12, items 3-5) ------
 
+// The app's build id (web/version.js, which the service worker imports) as web/ is now, even if
+// it changed since the last `npm run build:wasm`.
+if (existsSync(join(ROOT, "web", "pkg", "parle_bg.wasm"))) writeShellVersion();
+
 // A server of its own for `web` (a copy of web/ for the version tests), with the fixtures at
 // /fixtures/, logging what it serves into `log`; `cors` lets another origin's page read it.
 async function serveApp({ web = join(ROOT, "web"), port = 0, log = [], cors = false } = {}) {
