@@ -33,13 +33,14 @@ import { fileInside, realFolder, requestPath } from "./lib/url-path.mjs";
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), "..");
 
 // The page loads only its own scripts, module worker, audio worklets and service worker, and
-// instantiates wasm ('wasm-unsafe-eval'); it fetches models from here or from any https origin
-// the user names (huggingface.co); it has no inline scripts or styles.
+// instantiates wasm ('wasm-unsafe-eval'); it fetches models from here, from any https origin
+// the user names (huggingface.co), or from a model server on this machine (http on a loopback
+// address, any port: another local host of model folders); it has no inline scripts or styles.
 export const CSP = [
   "default-src 'self'",
   "script-src 'self' 'wasm-unsafe-eval'",
   "worker-src 'self'",
-  "connect-src 'self' https:",
+  "connect-src 'self' https: http://127.0.0.1:* http://localhost:* http://[::1]:*",
   "img-src 'self'",
   "media-src 'self'",
   "style-src 'self'",

@@ -339,9 +339,9 @@ async function headerChecks(port) {
       h["permissions-policy"] === "microphone=(self)" &&
       h["referrer-policy"] === "no-referrer" &&
       /script-src 'self' 'wasm-unsafe-eval'(;|$)/.test(csp) &&
-      /connect-src 'self' https:(;|$)/.test(csp) &&
+      /connect-src 'self' https: http:\/\/127\.0\.0\.1:\* http:\/\/localhost:\* http:\/\/\[::1\]:\*(;|$)/.test(csp) &&
       /default-src 'self'/.test(csp) &&
-      !/unsafe-inline|'unsafe-eval'|blob:|data:|\*/.test(csp);
+      !/unsafe-inline|'unsafe-eval'|blob:|data:|[\s'"]\*|http:(;|\s|$)/.test(csp);
     check(`${what}: nosniff, Permissions-Policy microphone=(self), Referrer-Policy no-referrer, a CSP of the app's own scripts + wasm`, ok, `${r.status}: ${csp}`);
   }
 }

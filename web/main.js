@@ -2,6 +2,11 @@
 // Everything heavy happens in the engine worker behind parle.js; this thread only draws.
 // URL parameters: ?model=URL (preselect a model directory), ?mimi (load only Mimi: loopback),
 // ?autoload, ?f32, ?nosubgroups.
+//
+// Nothing leaves before the user asks: opening the page contacts only its own origin. Another
+// origin (Hugging Face for the presets, a ?model= URL elsewhere) is asked about a model's sizes
+// only once the user picks the model or presses Load; ?autoload loads at once only from the
+// page's own origin, and for another one names it and waits for Load.
 
 import { createEngine } from "./parle.js";
 import { formatBytes as fmtBytes } from "./format.js";
@@ -160,6 +165,10 @@ async function inspectModel(p) {
   const url = req.source;
   // The loaded model needs no question (and the conversation's request log stays clean).
   if (info && lastLoad?.source === url) return;
+  if (!userChose && !isSameOrigin(url)) {
+    $("model-note").textContent += ` The files come from ${new URL(url, location.href).origin}: its sizes are asked for when you pick this model or press Load, not before.`;
+    return;
+  }
   const ticket = ++inspecting;
   let r;
   try {
@@ -195,6 +204,18 @@ function modelSource() {
 }
 
 let pickedDir = null;
+
+// The user chose the model source (picked a preset, typed a URL, pressed Load): from then on the
+// page may ask its server about the model. Before that, only the page's own origin is asked.
+let userChose = false;
+
+function isSameOrigin(url) {
+  try {
+    return new URL(url, location.href).origin === location.origin;
+  } catch {
+    return false;
+  }
+}
 
 function onProgress(p) {
   $("progress-box").hidden = false;
@@ -292,17 +313,37 @@ function showStats(s) {
   $("st-rtf").textContent =
     s.rtf == null
       ? "–"
-      : `${s.rtf.toFixed(2)} ${s.rtf < 1 ? "(faster than real time)" : "(slower than real time: frames are dropped)"}, ${s.throughput.toFixed(1)} frames/s (real time: 12.5)`;
+      : `${s.rtf.toFixed(2)} (this GPU runs this model at ${fmtSpeed(s.speed)}× real time), ${s.throughput.toFixed(1)} frames/s (real time: 12.5)`;
   const webrtc = s.peerDelayMs == null ? "" : `, ${Math.round(s.peerDelayMs)} ms WebRTC`;
-  $("st-latency").textContent = s.latencyMs == null ? "–" : `${Math.round(s.latencyMs)} ms (incl. ${Math.round(s.hardwareLatencyMs)} ms audio hardware${webrtc})`;
+  const bound = s.latencyBoundMs == null ? "" : `; at most ${Math.round(s.latencyBoundMs)} ms`;
+  $("st-latency").textContent = s.latencyMs == null ? "–" : `${Math.round(s.latencyMs)} ms (incl. ${Math.round(s.hardwareLatencyMs)} ms audio hardware${webrtc}${bound})`;
+  showSpeed(s);
   $("st-echo").textContent = s.echoPath ? `${s.echoPath}: ${s.echoPathReason}` : "–";
   const p = s.playback ?? {};
   $("st-buffer").textContent = p.bufferedMs == null ? "–" : `${Math.round(p.bufferedMs)} ms buffered, ${p.underruns} underruns, ${p.drops} drops, ${p.missed?.toFixed(1)} s missed`;
-  $("st-dropped").textContent = s.dropped == null ? "–" : `${s.dropped} (queue ${s.queued})`;
+  $("st-dropped").textContent = s.dropped == null ? "–" : `${s.dropped} of ${s.framesIn} microphone frames (queue ${s.queued})`;
   $("st-frames").textContent = s.framesIn == null ? "–" : `${s.framesIn} / ${s.framesOut}`;
   if (s.levelIn != null) $("level-in").value = Math.max(-60, s.levelIn);
   if (s.levelOut != null) $("level-out").value = Math.max(-60, s.levelOut);
   window.parleApp.stats = s;
+}
+
+// 0.043 -> "0.043", 0.5 -> "0.50", 3.2 -> "3.2": two significant digits.
+function fmtSpeed(x) {
+  return x == null ? "–" : x >= 10 ? x.toFixed(0) : x.toPrecision(2);
+}
+
+// When the GPU is slower than real time, say so plainly, with what the page does about it and
+// what the user can try. (A few frames first: the first ones include pipeline compilation.)
+function showSpeed(s) {
+  const slow = s.speed != null && s.speed < 1 && s.framesOut >= 3;
+  $("slow").hidden = !slow;
+  if (!slow) return;
+  $("slow").textContent =
+    `This GPU runs this model at ${fmtSpeed(s.speed)}× real time: it cannot keep up, so parle skips the microphone frames it has ` +
+    `no time for (${s.dropped} of ${s.framesIn} so far) to keep Moshi's delay bounded: at most ${s.backlogBoundMs} ms of waiting, ` +
+    `then two frames on the GPU and ${s.playbackBoundMs} ms of playback buffer (now ${s.latencyMs == null ? "–" : Math.round(s.latencyMs)} ms mic → speaker). ` +
+    "Try a smaller or quantized model (4-bit), another GPU or browser, or close other tabs that use the GPU.";
 }
 
 async function startTalking() {
@@ -383,18 +424,62 @@ async function runBench() {
 
 // ---- offline ------------------------------------------------------------------------------------
 
+// One app version at a time (sw.js): this page keeps the build it was served, and a newer build,
+// once the service worker has fetched and stored all of it, is offered here ("a new version is
+// ready — reload") rather than mixed into a running page.
 async function registerServiceWorker() {
+  const build = window.PARLE_BUILD?.id ?? null;
+  $("build").textContent = build ? `build ${build}` : "";
+  window.parleApp.build = build;
   if (!("serviceWorker" in navigator)) {
     $("offline-status").textContent = "offline use not supported by this browser";
     return;
   }
+  const sw = navigator.serviceWorker;
+  let reg;
   try {
-    await navigator.serviceWorker.register("sw.js");
-    await navigator.serviceWorker.ready;
-    $("offline-status").textContent = "the app works offline; downloaded models stay in this browser";
+    reg = await sw.register("sw.js");
   } catch (e) {
-    $("offline-status").textContent = `offline cache unavailable (${e.message})`;
+    const hint = build ? "" : " (version.js is missing: build the app with npm run build:wasm)";
+    $("offline-status").textContent = `offline cache unavailable (${e.message})${hint}`;
+    return;
   }
+  let reloading = false;
+  const offer = () => {
+    $("update").hidden = false;
+  };
+  const offerIfWaiting = () => {
+    if (reg.waiting && sw.controller) offer();
+  };
+  reg.addEventListener("updatefound", () => {
+    const w = reg.installing;
+    w?.addEventListener("statechange", () => w.state === "installed" && offerIfWaiting());
+  });
+  offerIfWaiting();
+  $("update-reload").onclick = async () => {
+    reloading = true;
+    $("update-reload").disabled = true;
+    await stopTalking();
+    if (reg.waiting) reg.waiting.postMessage({ type: "activate" });
+    else location.reload(); // another tab already switched to the new version
+  };
+  sw.addEventListener("controllerchange", () => {
+    if (reloading) location.reload();
+    else sw.controller?.postMessage({ type: "status" });
+  });
+  sw.addEventListener("message", (e) => {
+    if (e.data?.type !== "status") return;
+    // Another tab switched to a newer build: this page's files are no longer what is served.
+    if (build && e.data.build !== build) offer();
+    $("offline-status").textContent = e.data.stored
+      ? "the app works offline; downloaded models stay in this browser"
+      : "the app could not be stored for offline use (the browser's storage is full): it needs the network";
+    $("offline-status").dataset.stored = String(e.data.stored);
+  });
+  await sw.ready;
+  sw.controller?.postMessage({ type: "status" });
+  // A page left open still learns of a new version (the browser checks on navigations only).
+  setInterval(() => reg.update().catch(() => {}), 3600 * 1000);
 }
 
 // ---- start-up -----------------------------------------------------------------------------------
@@ -409,9 +494,14 @@ function main() {
     $("model-pick").value = "custom";
     $("model-url").value = params.get("model");
   }
-  $("model-pick").onchange = updateModelNote;
-  $("model-url").onchange = updateModelNote;
+  const chosen = () => {
+    userChose = true;
+    updateModelNote();
+  };
+  $("model-pick").onchange = chosen;
+  $("model-url").onchange = chosen;
   $("model-load").onclick = () => {
+    userChose = true;
     try {
       loadModel(modelSource());
     } catch (e) {
@@ -455,7 +545,10 @@ function main() {
   registerServiceWorker();
   updateModelNote();
   startEngine().then((ok) => {
-    if (ok && params.has("autoload")) $("model-load").click();
+    if (!ok || !params.has("autoload")) return;
+    // Autoload from the page's own origin; another origin is named and waits for a click.
+    if (!params.has("model") || isSameOrigin(params.get("model"))) $("model-load").click();
+    else setStatus("model-status", `This link asks to load a model from ${new URL(params.get("model"), location.href).origin}. Nothing has been requested from it: press Load to download the model from there.`, "warn");
   });
 }
 

@@ -373,6 +373,9 @@ export class Engine {
    * Talk: microphone -> capture worklet -> worker (model) -> playback worklet -> speakers. The
    * frames travel worklet <-> worker on their own MessagePorts, never through this thread.
    * `onText(text)`, `onStats(stats)` (merged engine and playback stats), `onError(err)`.
+   * Stats include `framesIn`, `framesOut`, `dropped` (microphone frames skipped because the GPU
+   * could not keep up), `speed` (this GPU runs this model at `speed`× real time), `latencyMs`
+   * (mic -> speaker) and `latencyBoundMs` (what it cannot exceed), `gpuBytes`, `wasmBytes`.
    * `record: true` keeps both sides for recording(). `echoPath`: "auto" (default), "direct" or
    * "peer" (see the top of this file). Resolves to { sampleRate, settings, label, echoPath,
    * echoPathReason, echoFallback } (echoFallback: the peer path was asked for but did not connect).
@@ -445,6 +448,8 @@ export class Engine {
           peer: peerStats,
           peerDelayMs,
           latencyMs: playStats.latencyMs == null ? null : playStats.latencyMs + hardwareLatencyMs + (peerDelayMs ?? 0),
+          // What latencyMs cannot exceed (worker.js: backlog + frames in flight + playback buffer).
+          latencyBoundMs: engineStats.latencyBoundMs == null ? null : engineStats.latencyBoundMs + hardwareLatencyMs + (peerDelayMs ?? 0),
           adapter: this.model?.adapter,
         });
       };

@@ -235,7 +235,20 @@ function levelDb(x) {
 
 // ---- the conversation ------------------------------------------------------------------------
 
-const MAX_QUEUE = 3; // frames waiting for the GPU before the oldest is dropped (240 ms)
+// Bounded latency when the GPU is slower than real time. Frames arrive every 80 ms whatever the
+// GPU does; a frame that would wait behind MAX_BACKLOG newer ones is dropped (and counted), the way
+// Kyutai's client trims its playback buffer back to its target when it grows too long: the model
+// skips what it could not hear in time rather than falling further and further behind. So a frame
+// waits at most MAX_BACKLOG * 80 ms before the GPU takes it, then at most MAX_IN_FLIGHT frame
+// times on the GPU (it may queue behind the frame before it): mic -> speaker latency is at most
+// BACKLOG_BOUND_MS + MAX_IN_FLIGHT * (the GPU's frame time) + the playback buffer (<= 240 ms,
+// playback-worklet.js) + the audio hardware's latency; with a GPU that keeps up (a frame in
+// <= 80 ms), at most 640 ms + the hardware's. The stats report the bound with the measured frame
+// time, and the frames dropped.
+const MAX_BACKLOG = 3;
+const FRAME_MS = 80;
+const BACKLOG_BOUND_MS = MAX_BACKLOG * FRAME_MS;
+const PLAYBACK_BOUND_MS = 240; // playback-worklet.js: 80 ms + cushion (<= 80) + extra (<= 80)
 
 function startConversation({ capture, playback, record }, post) {
   if (!model) throw new EngineError("no-model", "no model is loaded: call load() first");
@@ -250,6 +263,7 @@ function startConversation({ capture, playback, record }, post) {
     dropped: 0,
     times: [], // the last 50 frames' latencies (push to result), ms
     service: [], // and their service times, ms
+    waits: [], // and how long they waited for the GPU (arrival to push), ms
     lastOut: null,
     levelIn: -100,
     levelOut: -100,
@@ -261,13 +275,14 @@ function startConversation({ capture, playback, record }, post) {
     const m = e.data;
     if (!conv || m.type !== "frame") return;
     m.index = conv.framesIn++;
+    m.arrived = performance.now();
     if (conv.record) {
       // Both tracks stay on the microphone's timeline: a dropped frame is silence on Moshi's.
       conv.record.user.push(m.samples.slice());
       conv.record.model.push(null);
     }
     conv.queue.push(m);
-    if (conv.queue.length > MAX_QUEUE) {
+    if (conv.queue.length > MAX_BACKLOG) {
       conv.queue.shift();
       conv.dropped++;
     }
@@ -324,9 +339,9 @@ async function pump() {
       // its push or the previous result, whichever is later), what the real-time factor needs.
       c.times.push(now - m.pushed);
       c.service.push(now - Math.max(m.pushed, c.lastOut ?? 0));
+      c.waits.push(m.pushed - m.arrived);
       c.lastOut = now;
-      if (c.times.length > 50) c.times.shift();
-      if (c.service.length > 50) c.service.shift();
+      for (const xs of [c.times, c.service, c.waits]) if (xs.length > 50) xs.shift();
       if (c.record) {
         c.record.processed.push(m.index);
         if (out.pcm) c.record.model[m.index] = out.pcm.slice();
@@ -355,8 +370,10 @@ function postStats() {
   const c = conv;
   if (!c) return;
   const mean = (xs) => (xs.length ? xs.reduce((a, b) => a + b, 0) / xs.length : null);
+  const max = (xs) => (xs.length ? Math.max(...xs) : null);
   const latency = mean(c.times);
   const service = mean(c.service);
+  const frameMsMax = max(c.times);
   c.post({
     event: "stats",
     framesIn: c.framesIn,
@@ -365,12 +382,23 @@ function postStats() {
     queued: c.queue.length,
     frameMs: c.times.length ? c.times[c.times.length - 1] : null,
     frameMsMean: latency,
+    frameMsMax,
+    waitMsMean: mean(c.waits),
+    waitMsMax: max(c.waits),
     serviceMsMean: service,
     throughput: service ? 1000 / service : null,
-    rtf: service === null ? null : service / 80,
+    rtf: service === null ? null : service / FRAME_MS,
+    // How fast this GPU runs this model: 1 is real time, 0.05 twenty times too slow.
+    speed: service ? FRAME_MS / service : null,
+    backlogBoundMs: BACKLOG_BOUND_MS,
+    playbackBoundMs: PLAYBACK_BOUND_MS,
+    // Mic -> speaker, without the audio hardware and WebRTC (parle.js adds them): the backlog,
+    // the frames in flight at the slowest frame time seen lately, the playback buffer.
+    latencyBoundMs: frameMsMax === null ? null : BACKLOG_BOUND_MS + MAX_IN_FLIGHT * Math.max(FRAME_MS, max(c.service)) + PLAYBACK_BOUND_MS,
     levelIn: c.levelIn,
     levelOut: c.levelOut,
     wasmBytes: wasmBytes(),
+    gpuBytes: pkg?.engineGpuBytes?.() ?? null,
     seconds: (performance.now() - c.started) / 1000,
   });
 }

@@ -552,3 +552,15 @@ pub fn engine_lose_device() {
         ctx.device.destroy();
     }
 }
+
+/// GPU memory the engine holds now, in bytes (every buffer it allocated and has not freed), or 0
+/// before the GPU is opened: the conversation's stats report it so that a long session can show
+/// it stays flat.
+#[wasm_bindgen(js_name = engineGpuBytes)]
+pub fn engine_gpu_bytes() -> f64 {
+    CTX.with(|c| {
+        c.borrow()
+            .as_ref()
+            .map_or(0.0, |ctx| ctx.allocated_bytes() as f64)
+    })
+}
