@@ -40,7 +40,7 @@ export const CSP = [
   "default-src 'self'",
   "script-src 'self' 'wasm-unsafe-eval'",
   "worker-src 'self'",
-  "connect-src 'self' https: http://127.0.0.1:* http://localhost:* http://[::1]:*",
+  "connect-src 'self' https: http://127.0.0.1:* http://localhost:*",
   "img-src 'self'",
   "media-src 'self'",
   "style-src 'self'",
@@ -80,7 +80,9 @@ function plain(req, res, status, message, headers = {}) {
     res.destroy();
     return;
   }
-  for (const name of res.getHeaderNames()) if (!(name in LOWER_SECURITY)) res.removeHeader(name);
+  // Drop what a file response had set (type, length, validators), keep the security headers and
+  // any CORS headers an onRequest hook added (a 404 must stay readable to the page that asked).
+  for (const name of res.getHeaderNames()) if (!(name in LOWER_SECURITY) && !name.startsWith("access-control-")) res.removeHeader(name);
   const body = Buffer.from(`${message}\n`);
   res.writeHead(status, { ...headers, "Content-Type": "text/plain; charset=utf-8", "Content-Length": body.length });
   res.end(req.method === "HEAD" ? undefined : body);
