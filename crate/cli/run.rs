@@ -10,9 +10,10 @@ use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use parle::audio;
 use parle::gpu::Context;
-use parle::lm::{quant_format, Sampling};
+use parle::lm::Sampling;
 use parle::nn::WeightOptions;
 use parle::session::{Kind, Session, SessionOptions, StepOutput};
+use parle::weights::quant_format;
 use safetensors::tensor::{serialize_to_file, Dtype, TensorView};
 
 #[derive(Args)]
