@@ -7,7 +7,8 @@
 #   standalone  no tracked file refers to anything outside the repository (a sibling "shared"
 #               folder, one machine's absolute paths, a symlink that leaves the tree)
 #   layers      the layering rules that a grep can check: crate/weights and crate/text use
-#               nothing of the GPU layers (gpu, kernels, nn and above)
+#               nothing of the GPU layers (gpu, kernels, nn and above); no crate/**/*.rs file
+#               has more than 800 lines (split it by job)
 #   fmt         cargo fmt --check
 #   clippy      cargo clippy -D warnings, native and wasm32
 #   native      cargo test: unit tests and the kernel tests on the native GPU (lavapipe in CI)
@@ -67,6 +68,15 @@ stage_layers() {
     rc=1
   else
     echo "crate/weights and crate/text use no GPU layer"
+  fi
+  local long
+  long="$(find crate -name '*.rs' -print0 | xargs -0 wc -l | awk '$2 != "total" && $1 > 800 { print "  " $2 ": " $1 " lines" }')"
+  if [ -n "$long" ]; then
+    echo "Rust files over 800 lines (split them into modules with one job each):"
+    echo "$long"
+    rc=1
+  else
+    echo "no Rust file in crate/ has more than 800 lines"
   fi
   return $rc
 }
