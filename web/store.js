@@ -33,7 +33,7 @@
 
 import { formatBytes } from "./format.js";
 
-// Published file names, in the order they are looked for (crate/session/dir.rs and the weights
+// Published file names, in the order they are looked for (crate/weights/dir.rs and the weights
 // readers use the same lists).
 export const LM_NAMES = ["model.safetensors", "model.q8.safetensors", "model.q4.safetensors", "model.q8.gguf"];
 export const MIMI_NAMES = ["tokenizer-e351c8d8-checkpoint125.safetensors", "mimi.safetensors"];
@@ -278,7 +278,7 @@ async function named(base, cfg, key) {
   return p;
 }
 
-// Which file plays which part (the rules of crate/session/dir.rs, over HTTP).
+// Which file plays which part (the rules of crate/weights/dir.rs, over HTTP).
 async function resolveRemote(base, mimiOnly) {
   const cfgUrl = new URL("config.json", base).href;
   const res = await netFetch("config.json", cfgUrl);
