@@ -120,7 +120,7 @@ async function startPulse() {
 
 // Play `signal` (24 kHz) through the app's playback worklet on `path`, and record the microphone
 // (echoCancellation `ec`, no noise suppression, no gain control) in the same AudioContext.
-async function playAndRecord({ path, ec, signal, seconds, recorderSource }) {
+async function playAndRecord({ path, ec, signal, seconds, recorderUrl }) {
   const FRAME = 1920;
   const { peerPlayback } = await import("/parle.js");
   const stream = await navigator.mediaDevices.getUserMedia({ audio: { channelCount: 1, echoCancellation: ec, noiseSuppression: false, autoGainControl: false } });
@@ -128,7 +128,7 @@ async function playAndRecord({ path, ec, signal, seconds, recorderSource }) {
   let peer = null;
   try {
     await ctx.audioWorklet.addModule("/playback-worklet.js");
-    await ctx.audioWorklet.addModule(URL.createObjectURL(new Blob([recorderSource], { type: "text/javascript" })));
+    await ctx.audioWorklet.addModule(recorderUrl);
     const playback = new AudioWorkletNode(ctx, "parle-playback", { numberOfInputs: 0, numberOfOutputs: 1, outputChannelCount: [1] });
     if (path === "peer") peer = await peerPlayback(ctx, playback);
     else if (path === "direct") playback.connect(ctx.destination);
@@ -200,7 +200,7 @@ async function measure(base, pulse, { disableCwec, signal }) {
         // like a user talking; it is not in the browser's echo reference, so it must stay.
         const user = path === "near-end" ? spawn("paplay", ["--device=parle_speaker", pulse.userWav], { env: pulseEnv, stdio: "ignore" }) : null;
         try {
-          out[path][ec ? "on" : "off"] = await page.evaluate(playAndRecord, { path, ec, signal: Array.from(signal), seconds: SECONDS, recorderSource: RECORDER });
+          out[path][ec ? "on" : "off"] = await page.evaluate(playAndRecord, { path, ec, signal: Array.from(signal), seconds: SECONDS, recorderUrl: "/__echo-recorder.js" });
         } finally {
           user?.kill();
         }
@@ -236,6 +236,11 @@ async function main() {
   writeWav16(pulse.userWav, user, 24000);
   const server = await startServer({
     onRequest(req, res) {
+      // The recorder worklet is served from the app's origin: the server's CSP admits no blob: worklets.
+      if (req.url === "/__echo-recorder.js") {
+        res.writeHead(200, { "content-type": "text/javascript" }).end(RECORDER);
+        return true;
+      }
       if (req.url !== "/__echo.html") return false;
       res.writeHead(200, { "content-type": "text/html" }).end("<!doctype html><title>parle echo test</title><body>echo test</body>");
       return true;

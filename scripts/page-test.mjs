@@ -2,7 +2,7 @@
 // The browser tests of the app (web/) and its JS API (web/parle.js), in the system Chromium
 // driven by Playwright (playwright-core, executablePath /usr/bin/chromium; WebGPU there is
 // SwiftShader). The app and the fixture models are served from 127.0.0.1 by scripts/serve.mjs
-// (sirv), which logs every request and can cut or truncate responses.
+// (startServer), which logs every request and can cut or truncate responses.
 //
 //   node scripts/page-test.mjs [GROUP...]     groups: api, page, echo, errors, server (default: all)
 //
@@ -20,6 +20,8 @@ import { fileURLToPath } from "node:url";
 import { chromium } from "playwright-core";
 
 import { startServer } from "./serve.mjs";
+import { statSync } from "node:fs";
+import { strongEtag } from "./lib/http-range.mjs";
 import { bestLag, envelope, pearson, readSafetensors, readWav, resampleLinear, rms, tapWorkletSource, testSignal, writeWav16 } from "./lib/audio.mjs";
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), "..");
@@ -178,8 +180,10 @@ function cutOnce(path) {
   hooks.set(path, (req, res) => {
     if (done || req.method !== "GET" || req.headers.range) return false;
     done = true;
-    const body = readFileSync(join(FIXTURES, "mimi", path.replace(/^\/cut\//, "")));
-    res.writeHead(200, { "content-type": "application/octet-stream", "content-length": body.length, etag: '"cut-test"' });
+    const file = join(FIXTURES, "mimi", path.replace(/^\/cut\//, ""));
+    const body = readFileSync(file);
+    // The file's own ETag: the resumption's If-Range must match what the server sends.
+    res.writeHead(200, { "content-type": "application/octet-stream", "content-length": body.length, etag: strongEtag(statSync(file)) });
     res.write(body.subarray(0, body.length >> 1), () => setTimeout(() => res.destroy(), 50));
     return true;
   });
@@ -260,13 +264,15 @@ async function launch(flags, name) {
 const sleep = (ms) => new Promise((ok) => setTimeout(ok, ms));
 
 // Run `fn` in the page with the API module imported as `api` (globals persist between calls).
-function inPage(page, fn, arg) {
+// The server's CSP has no 'unsafe-eval': `fn` is compiled synchronously inside the evaluation
+// (which DevTools exempts), not after an await.
+async function inPage(page, fn, arg) {
+  await page.evaluate(async () => {
+    globalThis.api ??= await import("/parle.js");
+  });
   return page.evaluate(
-    async ([src, arg]) => {
-      globalThis.api ??= await import("/parle.js");
-      // eslint-disable-next-line no-new-func
-      return await new Function("api", "arg", `return (${src})(api, arg);`)(globalThis.api, arg);
-    },
+    // eslint-disable-next-line no-new-func
+    ([src, arg]) => new Function("api", "arg", `return (${src})(api, arg);`)(globalThis.api, arg),
     [fn.toString(), arg],
   );
 }
@@ -732,13 +738,17 @@ async function echoTests(server) {
 
     // A conversation on the peer path: the model's audio must arrive through pc2, and what the
     // remote stream carries must follow what the playback worklet played.
-    const peer = await page.evaluate(async (tapSource) => {
+    // The tap is served from the app's origin: the server's CSP admits no blob: worklets.
+    hooks.set("/__tap-worklet.js", (req, res) => {
+      res.writeHead(200, { "content-type": "text/javascript" }).end(TAP_WORKLET);
+      return true;
+    });
+    const peer = await page.evaluate(async (tapUrl) => {
       const e = window.parleApp.engine;
       await e.reset();
       let last = null;
       const r = await e.startConversation({ echoPath: "peer", record: true, onStats: (s) => (last = s) });
       const a = e._audio;
-      const tapUrl = URL.createObjectURL(new Blob([tapSource], { type: "text/javascript" }));
       const tap = async (ctx, connect) => {
         await ctx.audioWorklet.addModule(tapUrl);
         const node = new AudioWorkletNode(ctx, "test-tap", { numberOfOutputs: 0 });
@@ -790,7 +800,7 @@ async function echoTests(server) {
         pcs: window.__pcs.map((pc) => pc.connectionState),
         audioAfterStop: { srcObject: !!window.__peer.audio.srcObject, paused: window.__peer.audio.paused },
       };
-    }, TAP_WORKLET);
+    }, "/__tap-worklet.js");
     check('startConversation({ echoPath: "peer" }) takes the peer path', peer.result.echoPath === "peer" && !peer.result.echoFallback && peer.last?.echoPath === "peer", `${peer.result.echoPath}: ${peer.result.echoPathReason}`);
     const ps = peer.peerStats ?? {};
     check(

@@ -17,6 +17,10 @@
 #               (tests/web.rs, tests/web_mimi.rs, wasm-bindgen-test)
 #   wasm-pkg    the wasm package for the page (web/pkg), with its size (raw and gzip)
 #   worklets    the audio worklets' framing, resampling and jitter buffer, in Node
+#   server      npm start's server in Node (scripts/server-test.mjs): Range, HEAD, If-Range, ETags,
+#               what it refuses (dotfiles, links out of the folder, foreign Host, other methods,
+#               bad paths), security headers, a load test on a 3 GiB sparse file, aborted
+#               downloads, a low ulimit -n, the CLI's usage errors and --host warning
 #   js-api      web/parle.js in headless Chromium (Playwright): fixture models against the
 #               native CLI's outputs, downloads (progress, Range resumption, OPFS, quota), errors
 #   page        the app in headless Chromium: a 10 s conversation through the fake microphone,
@@ -29,7 +33,7 @@
 set -uo pipefail
 source "$(dirname "$0")/env.sh"
 
-ALL=(standalone layers fmt clippy native fallback no-adapter browser wasm-pkg worklets js-api page page-echo echo page-errors)
+ALL=(standalone layers fmt clippy native fallback no-adapter browser wasm-pkg worklets server js-api page page-echo echo page-errors)
 STAGES=("$@")
 [ ${#STAGES[@]} -eq 0 ] && STAGES=("${ALL[@]}")
 
@@ -130,6 +134,10 @@ stage_wasm-pkg() {
 
 stage_worklets() {
   node scripts/worklet-test.mjs
+}
+
+stage_server() {
+  node scripts/server-test.mjs
 }
 
 # The browser tests compare with the native CLI's outputs (parle run): build it first (a no-op
