@@ -4,7 +4,7 @@
 // SwiftShader). The app and the fixture models are served from 127.0.0.1 by scripts/serve.mjs
 // (startServer), which logs every request and can cut or truncate responses.
 //
-//   node scripts/page-test.mjs [GROUP...]     groups: api, page, echo, errors, server (default: all)
+//   node scripts/page-test.mjs [GROUP...]     groups: api, store, page, echo, errors, server (default: all)
 //
 // Prints one "ok"/"FAIL"/"skip" line per check and ends with "page: N passed, N failed".
 // Screenshots and logs go to $PARLE_SCREENSHOTS (default target/page-test/).
@@ -13,6 +13,7 @@
 // default $CARGO_TARGET_DIR/debug/parle or target/debug/parle).
 
 import { execFileSync, spawn } from "node:child_process";
+import { createHash } from "node:crypto";
 import { closeSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync, writeSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
@@ -20,8 +21,6 @@ import { fileURLToPath } from "node:url";
 import { chromium } from "playwright-core";
 
 import { startServer } from "./serve.mjs";
-import { statSync } from "node:fs";
-import { strongEtag } from "./lib/http-range.mjs";
 import { bestLag, envelope, pearson, readSafetensors, readWav, resampleLinear, rms, tapWorkletSource, testSignal, writeWav16 } from "./lib/audio.mjs";
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), "..");
@@ -129,6 +128,8 @@ function formatModel(folder, lmFile) {
   return d;
 }
 
+const STORE_MOUNTS = ["/st-change/", "/st-change2/", "/st-over/", "/st-over2/", "/st-unsized/", "/st-getsized/", "/st-hashbad/", "/st-hashok/", "/st-redirect/", "/st-legacy/", "/st-foreign/"];
+
 async function serve() {
   const server = await startServer({
     mounts: {
@@ -143,6 +144,8 @@ async function serve() {
         ? { "/formats/mlx_q4/": formatModel("mlx_q4", "model.q4.safetensors"), "/formats/candle_q8_gguf/": formatModel("candle_q8_gguf", "model.q8.gguf") }
         : {}),
       "/conv/": join(FIXTURES, "mimi"),
+      // The store group's models (their weight files are answered by its hooks).
+      ...Object.fromEntries(STORE_MOUNTS.map((p) => [p, join(FIXTURES, "mimi")])),
       // Cut 1000 bytes into the tensor data: the header is whole, a tensor runs past the end.
       "/bad/": truncatedModel(8 + Number(readFileSync(join(MIMI_DIR, "model.safetensors")).readBigUInt64LE(0)) + 1000),
     },
@@ -174,18 +177,42 @@ async function serve() {
   return server;
 }
 
-// Cut the first full-length GET of `path` after half its bytes (the connection drops).
+// Answer a HEAD, GET or Range GET for one file from `body`, with headers of the test's choosing
+// (fault injection that does not depend on the server's own headers). `size`: the Content-Length
+// a HEAD announces (null: none); `length: false`: a GET without Content-Length (chunked); `cut`:
+// drop the connection after this many bytes of a whole-file GET.
+function answerFile(req, res, body, { headers = {}, size = body.length, length = true, cut = null } = {}) {
+  const common = { "content-type": "application/octet-stream", "accept-ranges": "bytes", ...headers };
+  if (req.method === "HEAD") {
+    res.writeHead(200, { ...common, ...(size === null ? {} : { "content-length": size }) }).end();
+    return true;
+  }
+  const range = /^bytes=(\d+)-$/.exec(req.headers.range ?? "");
+  if (range) {
+    const start = Number(range[1]);
+    if (start >= body.length) {
+      res.writeHead(416, { "content-range": `bytes */${body.length}` }).end();
+      return true;
+    }
+    res.writeHead(206, { ...common, "content-length": body.length - start, "content-range": `bytes ${start}-${body.length - 1}/${body.length}` });
+    res.end(body.subarray(start));
+    return true;
+  }
+  res.writeHead(200, { ...common, ...(length ? { "content-length": body.length } : {}) });
+  if (cut !== null) res.write(body.subarray(0, cut), () => setTimeout(() => res.destroy(), 50));
+  else res.end(body);
+  return true;
+}
+
+// Serve `path` (a file of the tiny Mimi fixture under /cut/) with one ETag for every request, and
+// cut the first full-length GET after half its bytes (the connection drops).
 function cutOnce(path) {
   let done = false;
+  const body = readFileSync(join(FIXTURES, "mimi", path.replace(/^\/cut\//, "")));
   hooks.set(path, (req, res) => {
-    if (done || req.method !== "GET" || req.headers.range) return false;
-    done = true;
-    const file = join(FIXTURES, "mimi", path.replace(/^\/cut\//, ""));
-    const body = readFileSync(file);
-    // The file's own ETag: the resumption's If-Range must match what the server sends.
-    res.writeHead(200, { "content-type": "application/octet-stream", "content-length": body.length, etag: strongEtag(statSync(file)) });
-    res.write(body.subarray(0, body.length >> 1), () => setTimeout(() => res.destroy(), 50));
-    return true;
+    const cut = !done && req.method === "GET" && !req.headers.range;
+    if (cut) done = true;
+    return answerFile(req, res, body, { headers: { etag: '"cut-test"' }, cut: cut ? body.length >> 1 : null });
   });
 }
 
@@ -1092,7 +1119,315 @@ async function serverTests() {
 
 // ---- main --------------------------------------------------------------------------------------
 
-const GROUPS = { api: apiTests, page: pageTests, echo: echoTests, errors: errorTests, server: serverTests };
+// ---- the model store: downloads that are right or fail loudly ----------------------------------
+
+// tiny_b's model.safetensors with every weight changed (×(1 + 0.3 sin i)): the same size and
+// tensors, other codes: a new version of the file on the server. Returns its directory.
+function changedMimi() {
+  const d = join(tmp, "changed-mimi");
+  mkdirSync(d, { recursive: true });
+  copyFileSync(join(MIMI_DIR, "config.json"), join(d, "config.json"));
+  const out = Buffer.from(readFileSync(join(MIMI_DIR, "model.safetensors")));
+  const n = Number(out.readBigUInt64LE(0));
+  for (let o = 8 + n, i = 0; o + 4 <= out.length; o += 4, i++) out.writeFloatLE(out.readFloatLE(o) * (1 + 0.3 * Math.sin(i)), o);
+  writeFileSync(join(d, "model.safetensors"), out);
+  return d;
+}
+
+// The store key older versions used (FNV-1a-32 of the URL and its last 80 characters).
+function legacyKey(url) {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < url.length; i++) h = Math.imul(h ^ url.charCodeAt(i), 0x01000193) >>> 0;
+  return `${url.replace(/^[a-z]+:\/\//, "").replace(/[^A-Za-z0-9._-]+/g, "_").slice(-80)}-${h.toString(16).padStart(8, "0")}`;
+}
+
+// Two model URLs under `prefix` that differ in their first path segment and share the legacy
+// store key (a birthday search over random segments: ~2^16 tries).
+function legacyCollision(origin, prefix) {
+  const tail = "/a-long-path-to-the-model-files-that-makes-the-last-eighty-characters-of-both-urls-equal/tiny_b/";
+  const seen = new Map();
+  for (let i = 0; ; i++) {
+    const seg = `s${i.toString(36)}`;
+    const url = `${origin}${prefix}${seg}${tail}`;
+    const h = legacyKey(url).slice(-8);
+    const other = seen.get(h);
+    if (other) return [other, url];
+    seen.set(h, url);
+  }
+}
+
+async function storeTests(server) {
+  const origin = `http://127.0.0.1:${server.address().port}`;
+  const sig = testSignal(0.48, 24000, 11); // 6 frames
+  const input = writeWav16(join(tmp, "store-in.wav"), sig, 24000);
+  const inFrames = frames(input).slice(0, 4);
+  const OLD = readFileSync(join(MIMI_DIR, "model.safetensors"));
+  const NEW_DIR = changedMimi();
+  const NEW = readFileSync(join(NEW_DIR, "model.safetensors"));
+  const codesOf = (dir) => JSON.stringify(native(dir, join(tmp, "store-in.wav")).audio.slice(0, inFrames.length));
+  const oldCodes = codesOf(MIMI_DIR);
+  const newCodes = codesOf(NEW_DIR);
+  check("store: the changed file gives other codes than the original (natively)", oldCodes !== newCodes);
+  const sha = (b) => createHash("sha256").update(b).digest("hex");
+  const config = readFileSync(join(MIMI_DIR, "config.json"));
+  const N = OLD.length;
+  const gets = (path) => requests.filter((q) => q.url === path && q.method === "GET");
+  const show = (qs) => qs.map((q) => `${q.method} ${q.range ?? "(whole)"} → ${q.status}`).join(", ") || "none";
+
+  const b = await launch(WEBGPU, "store");
+  try {
+    const page = await b.context.newPage();
+    await page.goto(`${origin}/__test.html`);
+    await inPage(page, async (api) => {
+      globalThis.engine = await api.createEngine();
+    });
+    // load(url) then the codes of the test frames; or the error, as { code, message, file }.
+    const load = (url, opts = {}) =>
+      inPage(page, async (api, { url, frames, opts }) => {
+        try {
+          const info = await engine.load(url, { warmup: false, ...opts });
+          const codes = [];
+          for (const f of frames) codes.push(Array.from((await engine.step(new Float32Array(f))).audioTokens));
+          return { info, codes: JSON.stringify(codes) };
+        } catch (e) {
+          return { error: { code: e.code, message: e.message, file: e.file } };
+        }
+      }, { url, frames: inFrames, opts });
+    // The manifest the store keeps in OPFS for a model URL.
+    const manifestOf = (url) =>
+      inPage(page, async (api, url) => {
+        try {
+          const store = await import("/store.js");
+          const abs = new URL(url, location.href).href;
+          const root = await (await navigator.storage.getDirectory()).getDirectoryHandle("parle-models");
+          const dir = await root.getDirectoryHandle(await store.storeKey(abs));
+          return JSON.parse(await (await (await dir.getFileHandle("manifest.json")).getFile()).text());
+        } catch (e) {
+          return { error: String(e?.message ?? e) };
+        }
+      }, url);
+    const what = (r) => (r.error ? `error ${r.error.code}: ${r.error.message}` : `loaded, codes ${r.codes === newCodes ? "= new file's" : r.codes === oldCodes ? "= old file's" : "= neither file's"}`);
+
+    // 1. A download cut half-way; the file then changes on the server (new ETag). Twice: with a
+    // stale HEAD still announcing the old version (the 206 itself says the new one), and with a
+    // HEAD announcing the new one. Never a mix of the two versions: the new file's codes.
+    for (const staleHead of [true, false]) {
+      const dir = staleHead ? "/st-change/tiny_b/" : "/st-change2/tiny_b/";
+      const path = `${dir}model.safetensors`;
+      const state = { phase: 1, cut: false };
+      hooks.set(path, (req, res) => {
+        if (state.phase === 1) {
+          if (req.method === "HEAD") return answerFile(req, res, OLD, { headers: { etag: '"v-old"' } });
+          if (state.cut) return res.writeHead(503).end(), true; // the server is down until it changes
+          state.cut = true;
+          return answerFile(req, res, OLD, { headers: { etag: '"v-old"' }, cut: N >> 1 });
+        }
+        if (req.method === "HEAD" && staleHead) return answerFile(req, res, OLD, { headers: { etag: '"v-old"' } });
+        return answerFile(req, res, NEW, { headers: { etag: '"v-new"' } });
+      });
+      const first = await load(dir);
+      check(`store: a download cut half-way fails and keeps its first half (${staleHead ? "stale HEAD" : "fresh HEAD"})`, first.error?.code === "download", what(first));
+      state.phase = 2;
+      requests.length = 0;
+      const second = await load(dir);
+      const g = gets(path);
+      const m = second.error ? null : await manifestOf(dir);
+      const rec = m?.files?.["model.safetensors"];
+      // Stale HEAD: the Range request is answered by the new version (206, new ETag): not
+      // appended, the file restarts from 0. Fresh HEAD: the changed ETag means no Range at all.
+      const restarted = staleHead
+        ? g.length === 2 && g[0].range === `bytes=${N >> 1}-` && g[0].status === 206 && !g[1].range && g[1].status === 200
+        : g.length === 1 && !g[0].range && g[0].status === 200;
+      check(
+        `store: after the file changed on the server (${staleHead ? "a 206 with a new ETag" : "HEAD with a new ETag"}), the store restarts from 0 and loads the new file's codes`,
+        !second.error && second.codes === newCodes && restarted && rec?.etag === '"v-new"' && rec?.complete === true && rec?.size === N,
+        `${what(second)}; ${show(g)}; manifest ${JSON.stringify(rec)}`,
+      );
+    }
+    // A plain server (no SHA-256 published): the manifest says the size was verified.
+    const plain = await manifestOf("/st-change2/tiny_b/");
+    check("store: a file with no published SHA-256 is recorded as verified by size", plain.files?.["model.safetensors"]?.verified === "size" && plain.url === `${origin}/st-change2/tiny_b/`, JSON.stringify(plain.files));
+
+    // 2. Two URLs that shared a store key in older versions (FNV-1a-32 + the last 80 characters):
+    // each loads its own model, the second with requests of its own.
+    const [urlA, urlB] = legacyCollision(origin, "/st-key/");
+    hooks.set("/st-key/", (req, res) => {
+      const file = req.url.split("/").pop();
+      const dirOf = req.url === new URL(urlA).pathname + file ? MIMI_DIR : NEW_DIR;
+      if (file !== "config.json" && file !== "model.safetensors") return res.writeHead(404).end(), true;
+      return answerFile(req, res, readFileSync(join(dirOf, file)), { headers: { etag: `"${dirOf === MIMI_DIR ? "a" : "b"}-${file}"` } });
+    });
+    const a = await load(urlA);
+    requests.length = 0;
+    const bb = await load(urlB);
+    const bReqs = requests.filter((q) => q.url.startsWith(new URL(urlB).pathname));
+    check(
+      "store: two URLs with the same legacy store key each load their own model (the second makes its own requests)",
+      legacyKey(urlA) === legacyKey(urlB) && a.codes === oldCodes && bb.codes === newCodes && bReqs.some((q) => q.method === "GET" && q.url.endsWith("/model.safetensors")),
+      `legacy key ${legacyKey(urlA) === legacyKey(urlB) ? "shared" : "differs"}; first ${what(a)}; second ${what(bb)} with ${bReqs.length} requests`,
+    );
+
+    // 3. A body longer than announced: cut off and refused (HEAD says N, the GET sends more
+    // without a Content-Length; or its Content-Length disagrees with the HEAD).
+    const longer = Buffer.concat([OLD, Buffer.alloc(4096, 7)]);
+    hooks.set("/st-over/tiny_b/model.safetensors", (req, res) => answerFile(req, res, longer, { size: N, length: false }));
+    hooks.set("/st-over2/tiny_b/model.safetensors", (req, res) => answerFile(req, res, longer, { size: N }));
+    for (const [dir, how] of [["/st-over/tiny_b/", "no Content-Length"], ["/st-over2/tiny_b/", "a Content-Length larger than the HEAD's"]]) {
+      const r = await load(dir);
+      const stored = (await inPage(page, async () => engine.cached())).find((c) => c.url === `${origin}${dir}`);
+      check(
+        `store: a body longer than its HEAD said (${how}) is refused with a clear error and not stored`,
+        r.error?.code === "size" && r.error.file === "model.safetensors" && new RegExp(`${N}`).test(r.error.message) && stored?.complete === false && stored?.bytes === 0,
+        `${what(r)}; stored ${JSON.stringify(stored)}`,
+      );
+    }
+
+    // 4. A file with no size anywhere (no Content-Length on HEAD or GET): refused before it is
+    // stored. With a size on the GET only: downloaded (the quota checked then).
+    hooks.set("/st-unsized/tiny_b/model.safetensors", (req, res) => answerFile(req, res, OLD, { size: null, length: false }));
+    hooks.set("/st-getsized/tiny_b/model.safetensors", (req, res) => answerFile(req, res, OLD, { size: null }));
+    const unsized = await load("/st-unsized/tiny_b/");
+    check(
+      "store: a file whose size nobody announces is refused with a clear error",
+      unsized.error?.code === "size" && /does not say how big/.test(unsized.error.message) && unsized.error.file === "model.safetensors",
+      what(unsized),
+    );
+    const getSized = await load("/st-getsized/tiny_b/");
+    check("store: a file sized by its GET only (no size on HEAD) downloads and loads", getSized.codes === oldCodes, what(getSized));
+
+    // 5. A published SHA-256 (Hugging Face's X-Linked-Etag / LFS ETag). Wrong: one download more,
+    // then an "integrity" error naming the file. Right, on a download cut half-way: resumed
+    // (the stored half hashed again), and the manifest says verified sha256.
+    const wrong = sha(NEW);
+    hooks.set("/st-hashbad/tiny_b/model.safetensors", (req, res) => answerFile(req, res, OLD, { headers: { etag: `"${wrong}"`, "x-linked-etag": `"${wrong}"` } }));
+    requests.length = 0;
+    const bad = await load("/st-hashbad/tiny_b/");
+    const badGets = gets("/st-hashbad/tiny_b/model.safetensors");
+    check(
+      "store: a file whose SHA-256 is not the published one is downloaded twice, then refused naming the file (\"integrity\")",
+      bad.error?.code === "integrity" && bad.error.file === "model.safetensors" && /model\.safetensors/.test(bad.error.message) && badGets.length === 2 && badGets.every((q) => !q.range && q.status === 200),
+      `${what(bad)}; ${show(badGets)}`,
+    );
+    const right = sha(OLD);
+    const hashState = { phase: 1, cut: false };
+    hooks.set("/st-hashok/tiny_b/model.safetensors", (req, res) => {
+      const headers = { etag: `"${right}"`, "x-linked-etag": `"${right}"` };
+      if (hashState.phase === 1 && req.method === "GET") {
+        if (hashState.cut) return res.writeHead(503).end(), true;
+        hashState.cut = true;
+        return answerFile(req, res, OLD, { headers, cut: N >> 1 });
+      }
+      return answerFile(req, res, OLD, { headers });
+    });
+    const okFirst = await load("/st-hashok/tiny_b/");
+    hashState.phase = 2;
+    requests.length = 0;
+    const ok = await load("/st-hashok/tiny_b/");
+    const okGets = gets("/st-hashok/tiny_b/model.safetensors");
+    const okRec = ok.error ? null : (await manifestOf("/st-hashok/tiny_b/")).files?.["model.safetensors"];
+    check(
+      "store: with the right SHA-256, a download cut half-way resumes on the next load (206, the stored half hashed again) and the manifest records verified sha256",
+      okFirst.error?.code === "download" && ok.codes === oldCodes && ok.info.verified?.["model.safetensors"] === "sha256" && okRec?.verified === "sha256" && okRec?.sha256 === right &&
+        okGets.length === 1 && okGets[0].range === `bytes=${N >> 1}-` && okGets[0].status === 206,
+      `first load: ${what(okFirst)}; second: ${what(ok)}; ${show(okGets)}; manifest ${JSON.stringify(okRec)}`,
+    );
+
+    // The Cache Storage fallback applies the same checks: a wrong SHA-256 is fetched twice, then
+    // refused; a body longer than announced is refused; the right SHA-256 is verified.
+    requests.length = 0;
+    const cacheBad = await load("/st-hashbad/tiny_b/", { storage: "cache" });
+    const cacheBadGets = gets("/st-hashbad/tiny_b/model.safetensors");
+    const cacheOver = await load("/st-over/tiny_b/", { storage: "cache" });
+    const cacheOk = await load("/st-hashok/tiny_b/", { storage: "cache" });
+    check(
+      "store: the Cache Storage fallback refuses a wrong SHA-256 (after two downloads) and a body longer than announced, and verifies the right SHA-256",
+      cacheBad.error?.code === "integrity" && cacheBadGets.length === 2 && cacheOver.error?.code === "size" && cacheOk.codes === oldCodes && cacheOk.info.verified?.["model.safetensors"] === "sha256",
+      `wrong hash: ${what(cacheBad)} (${show(cacheBadGets)}); longer body: ${what(cacheOver)}; right hash: ${what(cacheOk)}, verified ${JSON.stringify(cacheOk.info?.verified)}`,
+    );
+
+    // A CDN that a model URL redirects to has its own ETag, for Hugging Face's Xet storage also
+    // 64 hex digits but not the file's SHA-256: not taken for one (the load works, checked by size).
+    hooks.set("/st-redirect/tiny_b/model.safetensors", (req, res) => (res.writeHead(302, { location: "/st-cdn/blob-e3b0c442" }).end(), true));
+    hooks.set("/st-cdn/", (req, res) => answerFile(req, res, OLD, { headers: { etag: `"${sha(NEW)}"` } }));
+    const cdn = await load("/st-redirect/tiny_b/");
+    check(
+      "store: a 64-hex ETag of a CDN behind a redirect is not taken for the file's SHA-256 (loads, verified by size)",
+      cdn.codes === oldCodes && cdn.info.verified?.["model.safetensors"] === "size",
+      `${what(cdn)}; verified ${JSON.stringify(cdn.info?.verified)}`,
+    );
+
+    // 6. File names from config.json that are not plain names of the model's directory: a config
+    // error naming the key and the value, and no request for them.
+    const badNames = [
+      ["mimi_name", "..\\..\\secret.safetensors"],
+      ["moshi_name", "manifest.json"],
+      ["tokenizer_name", "../x"],
+      ["mimi_name", ".hidden"],
+    ];
+    for (const [i, [key, value]] of badNames.entries()) {
+      const dir = `/st-names/${i}/`;
+      hooks.set(dir, (req, res) => {
+        if (req.url !== `${dir}config.json`) return answerFile(req, res, OLD);
+        return answerFile(req, res, Buffer.from(JSON.stringify({ ...JSON.parse(config), [key]: value })));
+      });
+      requests.length = 0;
+      const r = await load(dir);
+      const others = requests.filter((q) => q.url !== `${dir}config.json`);
+      check(
+        `store: config.json "${key}": ${JSON.stringify(value)} is refused before any request for it`,
+        r.error?.code === "config" && r.error.message.includes(`"${key}"`) && r.error.message.includes(JSON.stringify(value)) && others.length === 0,
+        `${what(r)}; other requests: ${others.map((q) => `${q.method} ${q.url}`).join(", ") || "none"}`,
+      );
+    }
+
+    // 7. Stores that must not be used: one from an older version (legacy key, old manifest saying
+    // complete) and one whose manifest was made for another URL; both hold a zero-filled file.
+    // Loading their URLs downloads afresh; the legacy store is listed and deleted by its URL.
+    const planted = await inPage(page, async (api, { legacyUrl, legacyKey, foreignUrl, n, config }) => {
+      const store = await import("/store.js");
+      const root = await (await navigator.storage.getDirectory()).getDirectoryHandle("parle-models", { create: true });
+      const plant = async (key, manifest) => {
+        const dir = await root.getDirectoryHandle(key, { create: true });
+        for (const [name, bytes] of [["model.safetensors", new Uint8Array(n)], ["manifest.json", new TextEncoder().encode(JSON.stringify(manifest))]]) {
+          const w = await (await dir.getFileHandle(name, { create: true })).createWritable();
+          await w.write(bytes);
+          await w.close();
+        }
+      };
+      const part = { name: "model.safetensors", url: `${legacyUrl}model.safetensors`, size: n };
+      await plant(legacyKey, { url: legacyUrl, config, parts: { mimi: part, lm: null, tokenizer: null }, sizes: { "model.safetensors": { size: n, etag: null } }, complete: { "model.safetensors": true } });
+      const foreign = new URL(foreignUrl, location.href).href;
+      await plant(store.storeKey ? await store.storeKey(foreign) : "no-store-key", {
+        version: 2, url: "http://elsewhere.invalid/model/", mimiOnly: false, config, parts: { mimi: { ...part, url: `${foreign}model.safetensors` }, lm: null, tokenizer: null },
+        files: { "model.safetensors": { size: n, etag: null, verified: "size", complete: true } },
+      });
+      return (await engine.cached()).filter((c) => c.url === legacyUrl).map((c) => c.legacy);
+    }, { legacyUrl: `${origin}/st-legacy/tiny_b/`, legacyKey: legacyKey(`${origin}/st-legacy/tiny_b/`), foreignUrl: "/st-foreign/tiny_b/", n: N, config: config.toString() });
+    for (const [dir, label] of [["/st-legacy/tiny_b/", "a store from an older version"], ["/st-foreign/tiny_b/", "a store whose manifest names another URL"]]) {
+      requests.length = 0;
+      const r = await load(dir);
+      const g = gets(`${dir}model.safetensors`);
+      check(`store: ${label} is not used: the model is downloaded afresh and gives its codes`, r.codes === oldCodes && g.length === 1 && g[0].status === 200, `${what(r)}; ${show(g)}`);
+    }
+    const listed = await inPage(page, async (api, url) => {
+      const before = (await engine.cached()).filter((c) => c.url === url).map((c) => c.legacy);
+      await engine.deleteCached(url);
+      const after = (await engine.cached()).filter((c) => c.url === url).length;
+      return { before, after };
+    }, `${origin}/st-legacy/tiny_b/`);
+    check(
+      "store: an older version's store is listed (legacy) and deleteCached(url) deletes it with the new one",
+      JSON.stringify(planted) === "[true]" && JSON.stringify(listed.before.sort()) === "[false,true]" && listed.after === 0,
+      `planted ${JSON.stringify(planted)}, listed ${JSON.stringify(listed.before)}, after deleting ${listed.after}`,
+    );
+    await inPage(page, async () => engine.dispose());
+    await page.close();
+  } finally {
+    await b.close();
+  }
+}
+
+const GROUPS = { api: apiTests, store: storeTests, page: pageTests, echo: echoTests, errors: errorTests, server: serverTests };
 
 async function main() {
   const want = process.argv.slice(2);

@@ -22,7 +22,8 @@
 #               bad paths), security headers, a load test on a 3 GiB sparse file, aborted
 #               downloads, a low ulimit -n, the CLI's usage errors and --host warning
 #   js-api      web/parle.js in headless Chromium (Playwright): fixture models against the
-#               native CLI's outputs, downloads (progress, Range resumption, OPFS, quota), errors
+#               native CLI's outputs, downloads (progress, Range resumption, OPFS, quota), errors;
+#               the store's integrity checks (changed files, sizes, SHA-256, store keys, names)
 #   page        the app in headless Chromium: a 10 s conversation through the fake microphone,
 #               stats, recording, device loss and restart, offline reload
 #   page-echo   the playback paths for echo cancellation (direct, local WebRTC loopback, fallback)
@@ -148,7 +149,7 @@ page_test() {
 }
 
 stage_js-api() {
-  page_test api
+  page_test api store
 }
 
 stage_page() {

@@ -14,9 +14,9 @@ use std::path::{Path, PathBuf};
 use half::{bf16, f16};
 use parle::weights::names::{to_canonical, Naming, Transform};
 use parle::weights::{
-    companion, embedding_table, inspect, linear_weight, write_gguf, Checkpoint, ContainerKind,
-    DType, GgufFile, GgufHeader, GgufValue, LinearTensor, MemoryGguf, ModelFiles, RandomWeights,
-    SafetensorsFile, TensorSource, UsageTracker, WeightsError,
+    companion, config_file_name, embedding_table, inspect, linear_weight, write_gguf, Checkpoint,
+    ContainerKind, DType, GgufFile, GgufHeader, GgufValue, LinearTensor, MemoryGguf, ModelFiles,
+    RandomWeights, SafetensorsFile, TensorSource, UsageTracker, WeightsError,
 };
 use parle::weights::{quant, quant_format, HostLinear, WeightFormat};
 use safetensors::tensor::{serialize, Dtype as StDtype, TensorView};
@@ -1231,6 +1231,62 @@ fn model_directory_resolution() {
         .unwrap_err()
         .to_string()
         .contains("not valid JSON"));
+    std::fs::remove_dir_all(d).unwrap();
+}
+
+/// File names from `config.json` must be plain names of the model's directory (the rule the
+/// browser's store applies too): paths, `..`, hidden files and the store's own files are refused
+/// with the key and the value named, before any file is looked for; good names still resolve.
+#[test]
+fn config_file_names_are_plain() {
+    let d = tmp_dir("names");
+    let st = safetensors_bytes(&[("emb.0.weight", DType::F32, vec![1, 4], vec![0; 16])]);
+    std::fs::write(d.join("model.safetensors"), &st).unwrap();
+    // Files a bad name would reach if it were followed.
+    std::fs::write(d.join("manifest.json"), &st).unwrap();
+    std::fs::write(d.join(".hidden"), &st).unwrap();
+    let bad = [
+        ("mimi_name", r"..\..\secret.safetensors"),
+        ("mimi_name", "../secret.safetensors"),
+        ("moshi_name", "manifest.json"),
+        ("moshi_name", "MANIFEST.JSON"),
+        ("tokenizer_name", "parle-manifest.json"),
+        ("tokenizer_name", ".hidden"),
+        ("mimi_name", "../x"),
+        ("mimi_name", "sub/model.safetensors"),
+        ("mimi_name", "/etc/passwd"),
+        ("mimi_name", "hf://kyutai/x/.."),
+        ("mimi_name", ""),
+        ("mimi_name", "a b.safetensors"),
+    ];
+    for (key, value) in bad {
+        let cfg = serde_json::json!({ key: value });
+        std::fs::write(d.join("config.json"), cfg.to_string()).unwrap();
+        let e = ModelFiles::resolve(&d)
+            .expect_err(&format!("{key} = {value:?} must be refused"))
+            .to_string();
+        let quoted = serde_json::to_string(value).unwrap();
+        assert!(
+            e.contains(&format!("'{key}'")) && e.contains(&quoted) && e.contains("not a file name"),
+            "{key} = {value:?}: {e}"
+        );
+    }
+    // Accepted: plain names (also with '@', '-', '_') and an hf:// reference's last part.
+    for (value, file) in [
+        ("model.safetensors", "model.safetensors"),
+        ("hf://kyutai/x/model.safetensors", "model.safetensors"),
+        ("Model_v1@2-x.safetensors", "Model_v1@2-x.safetensors"),
+    ] {
+        std::fs::write(d.join(file), &st).unwrap();
+        std::fs::write(
+            d.join("config.json"),
+            serde_json::json!({ "moshi_name": value }).to_string(),
+        )
+        .unwrap();
+        let f = ModelFiles::resolve(&d).unwrap_or_else(|e| panic!("{value}: {e}"));
+        assert_eq!(f.lm, d.join(file), "{value}");
+    }
+    assert_eq!(config_file_name("k", "x.bin").unwrap(), "x.bin");
     std::fs::remove_dir_all(d).unwrap();
 }
 

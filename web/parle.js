@@ -351,7 +351,10 @@ export class Engine {
     return this._call("selfTest");
   }
 
-  /** Models kept in the browser's storage: [{ url, bytes, complete }]. */
+  /**
+   * Models kept in the browser's storage: [{ url, key, bytes, complete, legacy }] (`legacy`: a
+   * store from an older version of parle, never used again; deleteCached(url) removes it).
+   */
   cached() {
     return this._call("cached");
   }

@@ -2,16 +2,34 @@
 // progress and resumption, and readers that hand the engine one byte range at a time.
 //
 // A model is a directory URL laid out like a Kyutai Hugging Face repo. Its files go to
-// OPFS:/parle-models/<key>/ with a manifest.json saying which file plays which part, each file's
-// size and ETag, and which files are complete. A model whose manifest says every file is complete
-// opens with no network request at all (offline, second visit). A partial file is resumed with an
-// HTTP Range request (If-Range: its ETag) on the next try.
+// OPFS:/parle-models/<key>/, where <key> is a SHA-256 of the model URL (a readable tail of the URL
+// in front), with a manifest.json recording the URL it was made for, which file plays which part,
+// and per file its size, validator (ETag / Last-Modified), SHA-256 when the host publishes one,
+// what was verified ("sha256" or "size") and whether it is complete. A manifest made for another
+// URL, or by an older version of parle, is never used: that store starts afresh. A model whose
+// manifest says every file is complete (and whose files have their recorded sizes) opens with no
+// network request at all (offline, second visit).
+//
+// Downloads are right or fail loudly:
+// - a partial file is resumed with a Range request only while its validator still matches what
+//   the server says (HEAD), and the 206's own validator and Content-Range total must match what
+//   was stored, else the file starts again from byte 0;
+// - a body is cut off, and the file refused, as soon as it exceeds its announced size (HEAD, or
+//   the response's Content-Length / Content-Range); a file whose size nobody announces is refused
+//   (so the quota check before the download always covers it);
+// - where the server publishes the file's SHA-256 (X-Linked-Etag, or a strong ETag of 64 hex
+//   digits from the server asked, not from a CDN it redirects to: see publishedSha256), the bytes
+//   are hashed as they stream in (a resumed download first hashes the prefix already stored,
+//   read back from OPFS once) and compared before the file counts as complete; a mismatch
+//   downloads the file once more from 0, then fails with code "integrity" naming the file.
+// File names from config.json must be plain names in the model directory (see `configFileName`).
 //
 // Where OPFS sync access handles are missing, files go to the Cache Storage instead (no
-// resumption there) and are read back through Blob slices.
+// resumption there; the same size and hash checks) and are read back through Blob slices.
 //
 // Every reader is `{ name, size, readInto(dest: Uint8Array, at: number) → bytesRead }`, the shape
 // the wasm side expects (crate/web/source.rs), and synchronous: this module only runs in a worker.
+// Hashing needs the wasm package's `Sha256`: the worker passes `newHasher` to the openers.
 
 import { formatBytes } from "./format.js";
 
@@ -37,12 +55,67 @@ export function opfsAvailable() {
 }
 
 
-// A directory name for a model URL: readable and collision-free (a hash of the whole URL).
-function keyOf(url) {
+// The version of the manifest this file writes; stores without it are from older versions.
+const STORE_VERSION = 2;
+const MANIFEST = "manifest.json";
+
+// The config.json keys that name files of the model directory.
+export const FILE_KEYS = ["moshi_name", "mimi_name", "tokenizer_name"];
+// A file name the store accepts from config.json (crate/weights/dir.rs has the same rule).
+const NAME_RE = /^[A-Za-z0-9][A-Za-z0-9._@-]*$/;
+// Names the store writes itself (OPFS: the manifest; the Cache Storage fallback: its manifests,
+// cached under the model's URL): a model file may not be called that.
+const CACHE_MANIFESTS = ["parle-manifest.json", "parle-manifest-mimi.json"];
+const RESERVED_NAMES = [MANIFEST, ...CACHE_MANIFESTS];
+
+// The file that config.json's `key` names: a plain file name of the model directory, or an
+// `hf://…/NAME` reference whose last part is one. Anything else (a path, "..", a hidden file, the
+// store's own manifest) is a config error naming the key and the value, before any request.
+export function configFileName(key, v) {
+  if (typeof v !== "string") {
+    throw new StoreError("config", `config.json: "${key}" must be a file name, got ${JSON.stringify(v)}`, "config.json");
+  }
+  const name = v.startsWith("hf://") ? v.slice(5).split("/").pop() : v;
+  if (!NAME_RE.test(name) || RESERVED_NAMES.includes(name.toLowerCase())) {
+    throw new StoreError(
+      "config",
+      `config.json: "${key}" is ${JSON.stringify(v)}, which is not a file name parle accepts: a file of the model's own directory, ` +
+        `made of letters, digits, '.', '_', '@' and '-', not starting with '.', and not ${RESERVED_NAMES.join(", ")}. Fix config.json.`,
+      "config.json",
+    );
+  }
+  return name;
+}
+
+function checkConfigNames(cfg) {
+  for (const key of FILE_KEYS) if (cfg?.[key] !== undefined && cfg?.[key] !== null) configFileName(key, cfg[key]);
+}
+
+function hex(bytes) {
+  return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+// The OPFS directory name of a model URL: a readable tail of the URL, then the SHA-256 of the
+// whole URL (`#mimi` appended for the codec-only store of a Moshi repository).
+export async function storeKey(base, mimiOnly = false) {
+  const url = mimiOnly ? `${base}#mimi` : base;
+  const digest = await crypto.subtle.digest("SHA-256", new TextEncoder().encode(url));
+  const tail = url.replace(/^[a-z]+:\/\//, "").replace(/[^A-Za-z0-9._-]+/g, "_").slice(-40);
+  return `${tail}-${hex(new Uint8Array(digest))}`;
+}
+
+// The directory name older versions used (FNV-1a-32 and the URL's last 80 characters: two URLs
+// could share it). Only to find and delete their stores; never to open one.
+function legacyKeyOf(url) {
   let h = 0x811c9dc5;
   for (let i = 0; i < url.length; i++) h = Math.imul(h ^ url.charCodeAt(i), 0x01000193) >>> 0;
   const tail = url.replace(/^[a-z]+:\/\//, "").replace(/[^A-Za-z0-9._-]+/g, "_").slice(-80);
   return `${tail}-${h.toString(16).padStart(8, "0")}`;
+}
+
+// A manifest this version wrote for exactly this URL (and mode).
+function ownManifest(m, base, mimiOnly) {
+  return !!m && m.version === STORE_VERSION && m.url === base && !!m.mimiOnly === !!mimiOnly && !!m.files && !!m.parts;
 }
 
 // ---- readers -------------------------------------------------------------------------------
@@ -139,16 +212,53 @@ async function netFetch(file, url, init) {
 function contentLength(res) {
   const v = res.headers.get("content-length") ?? res.headers.get("x-linked-size");
   const n = v === null ? NaN : Number(v);
-  return Number.isFinite(n) ? n : null;
+  return Number.isFinite(n) && n >= 0 ? n : null;
 }
 
-// HEAD: does the file exist, and how big is it?
+// The SHA-256 a response publishes for its content, else null: Hugging Face's X-Linked-Etag, or a
+// strong ETag, when either is exactly 64 hex digits. Only from the server asked, not after a
+// redirect: the ETag of a CDN that a `resolve` URL redirects to is its own (for Hugging Face's
+// Xet storage also 64 hex digits, but not the file's SHA-256), and a browser never sees the
+// redirect's own headers (where X-Linked-Etag is).
+export function publishedSha256(res) {
+  for (const h of res.redirected ? ["x-linked-etag"] : ["x-linked-etag", "etag"]) {
+    const m = /^"?([0-9a-fA-F]{64})"?$/.exec(res.headers.get(h)?.trim() ?? "");
+    if (m) return m[1].toLowerCase();
+  }
+  return null;
+}
+
+// What identifies one version of a file on the server.
+function validatorOf(res) {
+  return { etag: res.headers.get("etag"), lastModified: res.headers.get("last-modified") };
+}
+
+// Does `res` describe the version recorded in `rec`? Every validator both carry must be equal,
+// and at least one must be carried by both.
+function sameVersion(rec, v) {
+  let compared = 0;
+  for (const k of ["etag", "lastModified"]) {
+    if (rec[k] && v[k]) {
+      if (rec[k] !== v[k]) return false;
+      compared++;
+    }
+  }
+  return compared > 0;
+}
+
+// The validator to send in If-Range: a strong ETag, else the date (a weak ETag may not be used).
+function ifRange(rec) {
+  if (rec.etag && !rec.etag.startsWith("W/")) return rec.etag;
+  return rec.lastModified ?? null;
+}
+
+// HEAD: does the file exist, how big is it, which version is it, and its SHA-256 if published?
 async function probe(base, name) {
   const url = new URL(name, base).href;
   const res = await netFetch(name, url, { method: "HEAD" });
   if (res.status === 404 || res.status === 410) return null;
   if (!res.ok) throw httpError(name, url, res);
-  return { name, url, size: contentLength(res), etag: res.headers.get("etag") };
+  return { name, url, size: contentLength(res), ...validatorOf(res), sha256: publishedSha256(res) };
 }
 
 async function firstOf(base, names) {
@@ -162,8 +272,7 @@ async function firstOf(base, names) {
 async function named(base, cfg, key) {
   const v = cfg?.[key];
   if (v === undefined || v === null) return undefined;
-  if (typeof v !== "string") throw new StoreError("config", `config.json: "${key}" must be a file name, got ${JSON.stringify(v)}`, "config.json");
-  const name = v.split("/").pop();
+  const name = configFileName(key, v);
   const p = await probe(base, name);
   if (!p) throw new StoreError("download", `${name}: named by "${key}" in config.json but not found at ${new URL(name, base).href}`, name);
   return p;
@@ -186,6 +295,7 @@ async function resolveRemote(base, mimiOnly) {
     if (typeof cfg !== "object" || cfg === null || Array.isArray(cfg)) {
       throw new StoreError("config", `config.json at ${cfgUrl} is not a JSON object`, "config.json");
     }
+    checkConfigNames(cfg);
   }
   let lm = await named(base, cfg, "moshi_name");
   if (lm === undefined) lm = await firstOf(base, LM_NAMES);
@@ -256,49 +366,127 @@ function overallProgress(parts, stored, onProgress) {
   };
 }
 
-// Download `part` into `dir`, resuming a partial file. The manifest records its ETag and size
-// before the first byte is written, so a later visit knows whether a Range request may continue.
-async function download(dir, manifest, part, onProgress) {
+const HASH_CHUNK = 8 << 20; // bytes read back from OPFS at a time to hash a stored prefix
+
+// Hash the first `n` bytes of an open file into a new hasher (a resumed download's prefix).
+function hashStored(handle, n, newHasher) {
+  const hasher = newHasher();
+  const buf = new Uint8Array(Math.min(HASH_CHUNK, Math.max(1, n)));
+  for (let at = 0; at < n; ) {
+    const want = Math.min(buf.length, n - at);
+    const got = handle.read(buf.subarray(0, want), { at });
+    if (got <= 0) throw new Error(`reading back the stored file stopped at ${at} of ${n} bytes`);
+    hasher.update(buf.subarray(0, got));
+    at += got;
+  }
+  return hasher;
+}
+
+function dispose(hasher) {
+  try {
+    hasher?.free?.();
+  } catch {}
+}
+
+// "bytes START-END/TOTAL" → { start, end, total }, or null.
+function contentRange(res) {
+  const m = /^bytes (\d+)-(\d+)\/(\d+)$/.exec(res.headers.get("content-range")?.trim() ?? "");
+  return m ? { start: Number(m[1]), end: Number(m[2]), total: Number(m[3]) } : null;
+}
+
+function sizeError(name, message) {
+  return new StoreError("size", `${name}: ${message}`, name);
+}
+
+// The size a 200 response's body must have: what the HEAD announced, which the response's own
+// Content-Length must agree with; a file nobody gives a size for is refused.
+function expectedSize(part, res) {
+  const told = contentLength(res);
+  if (part.size != null && told != null && told !== part.size) {
+    throw sizeError(
+      part.name,
+      `the server announced ${part.size} bytes (HEAD) but sends ${told} bytes (GET): the file changed or a proxy serves something else. The file is refused; load the model again.`,
+    );
+  }
+  const size = part.size ?? told;
+  if (size == null) {
+    throw sizeError(
+      part.name,
+      `the server at ${part.url} does not say how big the file is (no Content-Length on HEAD or GET), so its download could not be checked against the storage quota or for completeness. It is refused: serve the file with a Content-Length.`,
+    );
+  }
+  return size;
+}
+
+// Download `part` into `dir`, resuming a partial file whose record (manifest.files[name]) still
+// describes the server's version. The record (size, validator, SHA-256) is written before the
+// first byte of a response, so a later visit knows whether a Range request may continue.
+// `newHasher()` gives an incremental SHA-256 (`update(bytes)`, `finish()` → hex).
+async function download(dir, manifest, part, onProgress, newHasher) {
   const { name, url } = part;
   const handle = await (await dir.getFileHandle(name, { create: true })).createSyncAccessHandle();
+  let hasher = null; // the SHA-256 of bytes [0, have) when the file has a published digest
+  const save = () => writeJson(dir, MANIFEST, manifest);
   try {
     let have = handle.getSize();
-    const meter = progressMeter(name, part.size, onProgress);
-    for (let attempt = 0; ; attempt++) {
-      const prev = manifest.sizes[name];
-      const headers = {};
-      if (have > 0 && prev && have < prev.size) {
-        headers.Range = `bytes=${have}-`;
-        if (prev.etag) headers["If-Range"] = prev.etag;
-      } else if (have > 0) {
+    let rec = manifest.files[name];
+    const meter = progressMeter(name, part.size ?? rec?.size ?? null, onProgress);
+    let damaged = 0; // downloads that ended with the wrong SHA-256
+    for (let attempt = 0; ; ) {
+      // Resume only a prefix of a known size and version.
+      if (have > 0 && !(rec && have < rec.size && ifRange(rec))) {
         handle.truncate(0);
         have = 0;
+        dispose(hasher);
+        hasher = null;
+      }
+      const headers = {};
+      if (have > 0) {
+        headers.Range = `bytes=${have}-`;
+        headers["If-Range"] = ifRange(rec);
       }
       const res = await netFetch(name, url, { headers });
       let total;
-      if (res.status === 206) {
-        const m = /bytes (\d+)-\d+\/(\d+)/.exec(res.headers.get("content-range") ?? "");
-        if (!m || Number(m[1]) !== have) {
-          // Not the range asked for: start again from the beginning.
+      if (res.status === 206 && have > 0) {
+        // Appended only if it is the rest of the very version stored.
+        const cr = contentRange(res);
+        if (!cr || cr.start !== have || cr.total !== rec.size || !sameVersion(rec, validatorOf(res))) {
           await res.body?.cancel();
           handle.truncate(0);
           have = 0;
-          manifest.sizes[name] = null;
-          continue;
+          dispose(hasher);
+          hasher = null;
+          continue; // the whole file, from byte 0
         }
-        total = Number(m[2]);
-      } else if (res.ok) {
-        if (have > 0) handle.truncate(0);
+        total = cr.total;
+      } else if (res.status === 416 && have > 0) {
+        await res.body?.cancel();
+        handle.truncate(0);
         have = 0;
-        total = contentLength(res);
-      } else if (res.status === 416 && prev && have === prev.size) {
-        total = have;
+        continue;
+      } else if (res.status === 206) {
+        await res.body?.cancel();
+        throw new StoreError("download", `${name}: the server answered a request for the whole file with a part of it (206 from ${url})`, name);
+      } else if (res.ok) {
+        try {
+          total = expectedSize(part, res);
+        } catch (e) {
+          await res.body?.cancel();
+          throw e;
+        }
+        handle.truncate(0);
+        have = 0;
+        dispose(hasher);
+        hasher = null;
+        rec = { size: total, ...validatorOf(res), sha256: publishedSha256(res) ?? part.sha256 ?? null, verified: null, complete: false };
+        manifest.files[name] = rec;
       } else {
         throw httpError(name, url, res);
       }
-      manifest.sizes[name] = { size: total, etag: res.headers.get("etag") };
-      manifest.complete[name] = false;
-      await writeJson(dir, "manifest.json", manifest);
+      if (part.size == null) await checkQuota(total - have);
+      rec.complete = false;
+      await save();
+      if (rec.sha256 && newHasher && !hasher) hasher = hashStored(handle, have, newHasher);
       meter(have, true);
       try {
         if (res.body && have !== total) {
@@ -306,21 +494,29 @@ async function download(dir, manifest, part, onProgress) {
           for (;;) {
             const { done, value } = await reader.read();
             if (done) break;
+            if (have + value.length > total) {
+              await reader.cancel();
+              throw sizeError(
+                name,
+                `the server sent more than the ${total} bytes it announced for this file (${url}). The file is refused; the server or a proxy serves something else.`,
+              );
+            }
             handle.write(value, { at: have });
+            hasher?.update(value);
             have += value.length;
             meter(have);
           }
         }
         handle.flush();
-        if (total !== null && have !== total) throw new Error(`the connection closed after ${have} of ${total} bytes`);
-        meter(have, true);
-        manifest.sizes[name] = { size: have, etag: res.headers.get("etag") };
-        manifest.complete[name] = true;
-        await writeJson(dir, "manifest.json", manifest);
-        return;
+        if (have !== total) throw new Error(`the connection closed after ${have} of ${total} bytes`);
       } catch (e) {
         handle.flush();
-        if (e instanceof StoreError && e.code === "quota") throw e;
+        if (e instanceof StoreError) {
+          handle.truncate(0);
+          delete manifest.files[name];
+          await save();
+          throw e;
+        }
         if (e?.name === "QuotaExceededError") {
           throw new StoreError("quota", `${name}: the browser's storage for this site is full after ${formatBytes(have)} (${e.message}). Delete cached models or free disk space.`, name);
         }
@@ -332,9 +528,37 @@ async function download(dir, manifest, part, onProgress) {
           );
         }
         await new Promise((r) => setTimeout(r, 500 * 2 ** attempt));
+        attempt++;
+        continue;
       }
+      meter(have, true);
+      if (hasher) {
+        const got = hasher.finish();
+        dispose(hasher);
+        hasher = null;
+        if (got !== rec.sha256) {
+          handle.truncate(0);
+          have = 0;
+          delete manifest.files[name];
+          await save();
+          if (damaged++ === 0) continue; // once more, from byte 0
+          throw new StoreError(
+            "integrity",
+            `${name} is damaged: its SHA-256 is ${got} but the server publishes ${rec.sha256} for it (${url}); downloaded twice with the same result. ` +
+              "The file was deleted; the server or a proxy serves a corrupted copy.",
+            name,
+          );
+        }
+        rec.verified = "sha256";
+      } else {
+        rec.verified = "size";
+      }
+      rec.complete = true;
+      await save();
+      return;
     }
   } finally {
+    dispose(hasher);
     handle.close();
   }
 }
@@ -373,19 +597,36 @@ export async function openUrlModel(base, opts = {}) {
   }
 }
 
-async function openUrlModelInner(base, { onProgress, storage, mimiOnly = false }) {
-  if (storage === "cache" || !opfsAvailable()) return openCachedModel(base, { onProgress, mimiOnly });
+// Remove everything in a model's directory (a store made for another URL or by an older version).
+async function clearDir(dir) {
+  const names = [];
+  for await (const [n] of dir.entries()) names.push(n);
+  for (const n of names) await dir.removeEntry(n, { recursive: true });
+}
+
+// Is the stored file `name` (record `rec`) still the version the server describes in `p`?
+function stillServed(rec, p) {
+  if (!rec || (p.size != null && rec.size !== p.size)) return false;
+  if (rec.sha256 && p.sha256 && rec.sha256 !== p.sha256) return false;
+  return sameVersion(rec, p);
+}
+
+async function openUrlModelInner(base, { onProgress, storage, mimiOnly = false, newHasher }) {
+  if (storage === "cache" || !opfsAvailable()) return openCachedModel(base, { onProgress, mimiOnly, newHasher });
   const root = await modelsRoot();
-  const dir = await root.getDirectoryHandle(keyOf(mimiOnly ? `${base}#mimi` : base), { create: true });
-  let manifest = await readJson(dir, "manifest.json");
-  const complete = (m) =>
-    m && Object.values(m.parts).every((p) => !p || (m.complete[p.name] && m.sizes[p.name]));
-  // Trust the manifest only if every file is there at its recorded size (storage can be evicted).
-  let intact = complete(manifest);
+  const dir = await root.getDirectoryHandle(await storeKey(base, mimiOnly), { create: true });
+  let manifest = await readJson(dir, MANIFEST);
+  if (!ownManifest(manifest, base, mimiOnly)) {
+    // Not stored for this URL by this version: start afresh.
+    await clearDir(dir);
+    manifest = null;
+  }
+  // Trust the manifest only if every file is complete at its recorded size (storage can be evicted).
+  let intact = !!manifest && Object.values(manifest.parts).every((p) => !p || manifest.files[p.name]?.complete);
   for (const p of intact ? Object.values(manifest.parts) : []) {
-    if (p && (await fileSize(dir, p.name)) !== manifest.sizes[p.name].size) {
+    if (p && (await fileSize(dir, p.name)) !== manifest.files[p.name].size) {
       intact = false;
-      manifest.complete[p.name] = false;
+      manifest.files[p.name].complete = false;
     }
   }
   let fromCache = true;
@@ -393,21 +634,20 @@ async function openUrlModelInner(base, { onProgress, storage, mimiOnly = false }
     fromCache = false;
     const { config, parts } = await resolveRemote(base, mimiOnly);
     const old = manifest;
-    manifest = { url: base, config, parts, sizes: {}, complete: {}, saved: Date.now() };
-    // Keep what a previous try knew about partial files, so that they resume.
+    manifest = { version: STORE_VERSION, url: base, mimiOnly: !!mimiOnly, config, parts, files: {}, saved: Date.now() };
+    // Keep what a previous try stored of the same version of a file: it resumes (or is done).
     for (const p of Object.values(parts)) {
       if (!p) continue;
-      const before = old?.sizes?.[p.name];
-      if (before && (!p.etag || !before.etag || p.etag === before.etag)) manifest.sizes[p.name] = before;
-      if (old?.complete?.[p.name] && before && before.size === p.size) manifest.complete[p.name] = true;
+      const before = old?.files?.[p.name];
+      if (stillServed(before, p)) manifest.files[p.name] = { ...before, complete: !!before.complete && (await fileSize(dir, p.name)) === before.size };
     }
-    const todo = Object.values(parts).filter((p) => p && !manifest.complete[p.name]);
+    const todo = Object.values(parts).filter((p) => p && !manifest.files[p.name]?.complete);
     let needed = 0;
-    for (const p of todo) needed += Math.max(0, (p.size ?? 0) - (await fileSize(dir, p.name)));
+    for (const p of todo) needed += Math.max(0, (p.size ?? 0) - (manifest.files[p.name] ? await fileSize(dir, p.name) : 0));
     await checkQuota(needed);
-    await writeJson(dir, "manifest.json", manifest);
-    const overall = overallProgress(Object.values(parts).filter(Boolean), (p) => manifest.complete[p.name], onProgress);
-    for (const p of todo) await download(dir, manifest, p, overall);
+    await writeJson(dir, MANIFEST, manifest);
+    const overall = overallProgress(Object.values(parts).filter(Boolean), (p) => manifest.files[p.name]?.complete, onProgress);
+    for (const p of todo) await download(dir, manifest, p, overall, newHasher);
   }
   const opened = [];
   const files = {};
@@ -430,6 +670,7 @@ async function openUrlModelInner(base, { onProgress, storage, mimiOnly = false }
     files,
     fromCache,
     bytes: Object.values(files).reduce((s, f) => s + (f?.size ?? 0), 0),
+    verified: Object.fromEntries(Object.values(manifest.parts).filter(Boolean).map((p) => [p.name, manifest.files[p.name]?.verified ?? null])),
     close: () => opened.forEach((h) => h.close()),
   };
 }
@@ -448,48 +689,95 @@ function gpuMeter(file, total, onProgress) {
   };
 }
 
+// One file into the Cache Storage: its body is counted (and hashed, when the host publishes its
+// SHA-256) as it streams into the cache, cut off past its announced size; a wrong digest
+// downloads it once more, then fails with "integrity". Returns the file's record.
+async function cacheDownload(cache, part, onProgress, newHasher) {
+  const { name, url } = part;
+  for (let damaged = 0; ; damaged++) {
+    const res = await netFetch(name, url);
+    if (!res.ok || res.status === 206) throw httpError(name, url, res);
+    let total;
+    try {
+      total = expectedSize(part, res);
+    } catch (e) {
+      await res.body?.cancel();
+      throw e;
+    }
+    if (part.size == null) await checkQuota(total);
+    const sha256 = publishedSha256(res) ?? part.sha256 ?? null;
+    const hasher = sha256 && newHasher ? newHasher() : null;
+    const meter = progressMeter(name, total, onProgress);
+    let loaded = 0;
+    let failure = null; // what stopped the stream (cache.put's rejection may not carry it)
+    const fail = (e) => {
+      failure = e;
+      throw e;
+    };
+    const checked = res.body.pipeThrough(
+      new TransformStream({
+        transform(chunk, ctl) {
+          if (loaded + chunk.length > total) {
+            fail(sizeError(name, `the server sent more than the ${total} bytes it announced for this file (${url}). The file is refused; the server or a proxy serves something else.`));
+          }
+          hasher?.update(chunk);
+          loaded += chunk.length;
+          meter(loaded);
+          ctl.enqueue(chunk);
+        },
+        flush() {
+          if (loaded !== total) fail(new Error(`the connection closed after ${loaded} of ${total} bytes`));
+        },
+      }),
+    );
+    let digest = null;
+    try {
+      await cache.put(url, new Response(checked, { headers: res.headers }));
+      digest = hasher?.finish() ?? null;
+    } catch (err) {
+      const e = failure ?? err;
+      await cache.delete(url);
+      if (e instanceof StoreError) throw e;
+      const code = e?.name === "QuotaExceededError" ? "quota" : "download";
+      throw new StoreError(code, `${name}: the download failed after ${formatBytes(loaded)} (${e?.message ?? e})`, name);
+    } finally {
+      dispose(hasher);
+    }
+    meter(loaded, true);
+    if (digest === null || digest === sha256) {
+      return { size: total, ...validatorOf(res), sha256, verified: digest ? "sha256" : "size", complete: true };
+    }
+    await cache.delete(url);
+    if (damaged > 0) {
+      throw new StoreError(
+        "integrity",
+        `${name} is damaged: its SHA-256 is ${digest} but the server publishes ${sha256} for it (${url}); downloaded twice with the same result. ` +
+          "The file was deleted; the server or a proxy serves a corrupted copy.",
+        name,
+      );
+    }
+  }
+}
+
 // The Cache Storage fallback: the whole file is one cached response, read back as a Blob.
-async function openCachedModel(base, { onProgress, mimiOnly }) {
+async function openCachedModel(base, { onProgress, mimiOnly, newHasher }) {
   const cache = await caches.open("parle-models-v1");
-  const manifestUrl = new URL(mimiOnly ? "parle-manifest-mimi.json" : "parle-manifest.json", base).href;
+  const manifestUrl = new URL(CACHE_MANIFESTS[mimiOnly ? 1 : 0], base).href;
   let manifest = null;
   const hit = await cache.match(manifestUrl);
-  if (hit) manifest = await hit.json();
+  if (hit) manifest = await hit.json().catch(() => null);
+  if (!ownManifest(manifest, base, mimiOnly)) manifest = null;
   let fromCache = !!manifest;
   if (!manifest) {
     const { config, parts } = await resolveRemote(base, mimiOnly);
-    manifest = { url: base, config, parts };
+    manifest = { version: STORE_VERSION, url: base, mimiOnly: !!mimiOnly, config, parts, files: {} };
+    // Files cached without this version's manifest are not trusted: fetched again.
+    for (const p of Object.values(parts)) if (p) await cache.delete(p.url);
     let needed = 0;
-    for (const p of Object.values(parts)) if (p && !(await cache.match(p.url))) needed += p.size ?? 0;
+    for (const p of Object.values(parts)) if (p) needed += p.size ?? 0;
     await checkQuota(needed);
-    const cached = new Set();
-    for (const p of Object.values(parts)) if (p && (await cache.match(p.url))) cached.add(p.name);
-    const overall = overallProgress(Object.values(parts).filter(Boolean), (p) => cached.has(p.name), onProgress);
-    for (const p of Object.values(parts)) {
-      if (!p || cached.has(p.name)) continue;
-      const res = await netFetch(p.name, p.url);
-      if (!res.ok) throw httpError(p.name, p.url, res);
-      const total = contentLength(res);
-      const meter = progressMeter(p.name, total, overall);
-      let loaded = 0;
-      const counted = res.body.pipeThrough(
-        new TransformStream({
-          transform(chunk, ctl) {
-            loaded += chunk.length;
-            meter(loaded);
-            ctl.enqueue(chunk);
-          },
-        }),
-      );
-      try {
-        await cache.put(p.url, new Response(counted, { headers: res.headers }));
-      } catch (e) {
-        await cache.delete(p.url);
-        const code = e?.name === "QuotaExceededError" ? "quota" : "download";
-        throw new StoreError(code, `${p.name}: the download failed after ${formatBytes(loaded)} (${e?.message ?? e})`, p.name);
-      }
-      meter(loaded, true);
-    }
+    const overall = overallProgress(Object.values(parts).filter(Boolean), () => false, onProgress);
+    for (const p of Object.values(parts)) if (p) manifest.files[p.name] = await cacheDownload(cache, p, overall, newHasher);
     await cache.put(manifestUrl, new Response(JSON.stringify(manifest), { headers: { "content-type": "application/json" } }));
   }
   const files = {};
@@ -501,6 +789,9 @@ async function openCachedModel(base, { onProgress, mimiOnly }) {
     const res = await cache.match(p.url);
     if (!res) throw new StoreError("storage", `${p.name}: missing from the cache; load the model again`, p.name);
     const blob = await res.blob();
+    if (blob.size !== manifest.files[p.name]?.size) {
+      throw new StoreError("storage", `${p.name}: the cached copy has ${blob.size} bytes, not ${manifest.files[p.name]?.size}; delete the cached model and load it again`, p.name);
+    }
     files[role] = blobReader(p.name, blob, gpuMeter(p.name, blob.size, onProgress));
   }
   return {
@@ -508,6 +799,7 @@ async function openCachedModel(base, { onProgress, mimiOnly }) {
     files,
     fromCache,
     bytes: Object.values(files).reduce((s, f) => s + (f?.size ?? 0), 0),
+    verified: Object.fromEntries(Object.values(manifest.parts).filter(Boolean).map((p) => [p.name, manifest.files[p.name]?.verified ?? null])),
     close() {},
   };
 }
@@ -526,11 +818,12 @@ export async function openLocalModel(entries, { onProgress, mimiOnly = false } =
     } catch (e) {
       throw new StoreError("config", `config.json is not valid JSON (${e.message})`, "config.json");
     }
+    checkConfigNames(cfg);
   }
   const pick = (key, names) => {
     const v = cfg?.[key];
-    if (typeof v === "string") {
-      const n = v.split("/").pop();
+    if (v !== undefined && v !== null) {
+      const n = configFileName(key, v);
       if (!byName.has(n)) throw new StoreError("download", `${n}: named by "${key}" in config.json but not among the files picked`, n);
       return n;
     }
@@ -567,46 +860,57 @@ export async function inspectUrlModel(base, { mimiOnly = false } = {}) {
   let dir = null;
   if (opfsAvailable()) {
     try {
-      dir = await (await modelsRoot()).getDirectoryHandle(keyOf(mimiOnly ? `${base}#mimi` : base));
+      dir = await (await modelsRoot()).getDirectoryHandle(await storeKey(base, mimiOnly));
     } catch {
       dir = null; // nothing stored for this model yet
     }
   }
-  const manifest = dir ? await readJson(dir, "manifest.json") : null;
+  let manifest = dir ? await readJson(dir, MANIFEST) : null;
+  if (!ownManifest(manifest, base, mimiOnly)) manifest = null; // not used by load() either
   const files = [];
   for (const [role, p] of Object.entries(parts)) {
     if (!p) continue;
-    const have = dir ? await fileSize(dir, p.name) : 0;
-    const stored = manifest?.complete?.[p.name] ? have : Math.min(have, p.size ?? 0);
+    const rec = manifest?.files?.[p.name];
+    const have = rec && stillServed(rec, p) ? await fileSize(dir, p.name) : 0;
+    const stored = rec?.complete ? have : Math.min(have, p.size ?? 0);
     files.push({ role, name: p.name, size: p.size, stored });
   }
   return { config, files };
 }
 
-// Models held in OPFS: [{ url, bytes, complete }].
+// Models held in OPFS: [{ url, key, bytes, complete, legacy }]. `legacy`: a store from an older
+// version of parle, never opened again (loading its URL downloads afresh) but listed so that it
+// can be deleted.
 export async function listCached() {
   const out = [];
   if (!opfsAvailable()) return out;
   const root = await modelsRoot();
   for await (const [key, h] of root.entries()) {
     if (h.kind !== "directory") continue;
-    const m = await readJson(h, "manifest.json");
+    const m = await readJson(h, MANIFEST);
     let bytes = 0;
-    for await (const [n, f] of h.entries()) if (f.kind === "file" && n !== "manifest.json") bytes += (await f.getFile()).size;
-    const complete = !!m && Object.values(m.parts).every((p) => !p || m.complete[p.name]);
-    out.push({ url: m?.url ?? key, key, bytes, complete });
+    for await (const [n, f] of h.entries()) if (f.kind === "file" && n !== MANIFEST) bytes += (await f.getFile()).size;
+    const legacy = m?.version !== STORE_VERSION;
+    const complete = !legacy && !!m.parts && Object.values(m.parts).every((p) => !p || m.files?.[p.name]?.complete);
+    out.push({ url: typeof m?.url === "string" ? m.url : key, key, bytes, complete, legacy });
   }
   return out;
 }
 
-// Forget one model (by URL), or every model.
+// Forget one model (by URL: its stores of this version and of older ones, found by their
+// manifest's URL or their key), or every model.
 export async function deleteCached(url) {
   if (opfsAvailable()) {
     const root = await navigator.storage.getDirectory();
     if (url) {
       const models = await modelsRoot();
-      await models.removeEntry(keyOf(url), { recursive: true }).catch(() => {});
-      await models.removeEntry(keyOf(`${url}#mimi`), { recursive: true }).catch(() => {});
+      const keys = new Set([await storeKey(url), await storeKey(url, true), legacyKeyOf(url), legacyKeyOf(`${url}#mimi`), url]);
+      const doomed = [];
+      for await (const [key, h] of models.entries()) {
+        if (h.kind !== "directory") continue;
+        if (keys.has(key) || (await readJson(h, MANIFEST))?.url === url) doomed.push(key);
+      }
+      for (const key of doomed) await models.removeEntry(key, { recursive: true }).catch(() => {});
     } else {
       await root.removeEntry(ROOT_DIR, { recursive: true }).catch(() => {});
     }

@@ -109,7 +109,7 @@ async function load({ source, codebooks, storage, sampling, mimiOnly, warmup }, 
   try {
     opened =
       source.kind === "url"
-        ? await openUrlModel(source.url, { onProgress, storage, mimiOnly })
+        ? await openUrlModel(source.url, { onProgress, storage, mimiOnly, newHasher: () => new pkg.Sha256() })
         : await openLocalModel(source.files, { onProgress, mimiOnly });
   } catch (e) {
     throw storageError(e);
@@ -136,6 +136,7 @@ async function load({ source, codebooks, storage, sampling, mimiOnly, warmup }, 
   }
   info.fromCache = opened.fromCache;
   info.fileBytes = opened.bytes;
+  if (opened.verified) info.verified = opened.verified; // per file: "sha256" or "size"
   info.wasmBytes = wasmBytes();
   model = { info, source, codebooks, storage, mimiOnly };
   return info;

@@ -6,7 +6,7 @@
 //!
 //! `engine` drives a conversation (`engineLoad`, `engineStep`, …) for `web/parle.js`; `source`
 //! reads model files that the worker keeps in the Origin Private File System (or the user picked)
-//! one tensor at a time.
+//! one tensor at a time; `hash` is the SHA-256 the worker checks downloads with.
 
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -17,6 +17,7 @@ use crate::gpu::{Context, GpuError, Options, Recorder};
 use crate::kernels::elementwise;
 
 mod engine;
+mod hash;
 mod source;
 
 #[wasm_bindgen(start)]

@@ -28,6 +28,47 @@ fn cfg_err(m: String) -> WeightsError {
     WeightsError::Config(m)
 }
 
+/// The `config.json` keys that name files of the model's directory.
+pub const CONFIG_FILE_KEYS: &[&str] = &["moshi_name", "mimi_name", "tokenizer_name"];
+
+/// Names a model file may not have: the files the browser's store writes beside the model's own
+/// (`web/store.js`), so that the same `config.json` is accepted or refused on both sides.
+pub const RESERVED_FILE_NAMES: &[&str] = &[
+    "manifest.json",
+    "parle-manifest.json",
+    "parle-manifest-mimi.json",
+];
+
+/// The file that `config.json`'s `key` names: a plain file name of the model's directory
+/// (`^[A-Za-z0-9][A-Za-z0-9._@-]*$`, not one of [`RESERVED_FILE_NAMES`]), or an `hf://…/NAME`
+/// reference whose last part is one. Anything else (a path, `..`, a hidden file) is an error
+/// naming the key and the value.
+pub fn config_file_name<'a>(key: &str, value: &'a str) -> Result<&'a str, WeightsError> {
+    let name = match value.strip_prefix("hf://") {
+        Some(rest) => rest.rsplit('/').next().unwrap_or(rest),
+        None => value,
+    };
+    let plain = name
+        .chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_alphanumeric())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '@' | '-'));
+    let reserved = RESERVED_FILE_NAMES
+        .iter()
+        .any(|r| r.eq_ignore_ascii_case(name));
+    if !plain || reserved {
+        return Err(cfg_err(format!(
+            "config.json: '{key}' is {value:?}, which is not a file name parle accepts: a file of \
+             the model's own directory, made of letters, digits, '.', '_', '@' and '-', not \
+             starting with '.', and not {}. Fix config.json.",
+            RESERVED_FILE_NAMES.join(", ")
+        )));
+    }
+    Ok(name)
+}
+
 impl ModelFiles {
     /// Find the files of `path`: a model directory, or an LM checkpoint file (whose directory
     /// holds the rest). The LM file is `config.json`'s `moshi_name` when given, else the first of
@@ -61,15 +102,26 @@ impl ModelFiles {
             }
             None => None,
         };
-        // A file named by the config: its last path component (configs may say `hf://…/name`).
+        // Every file the config names is checked before any is looked for.
+        let value = |key: &str| -> Result<Option<&str>, WeightsError> {
+            match config_json.as_ref().and_then(|c| c.get(key)) {
+                None | Some(serde_json::Value::Null) => Ok(None),
+                Some(v) => v.as_str().map(Some).ok_or_else(|| {
+                    cfg_err(format!("config.json: '{key}' is {v}, expected a file name"))
+                }),
+            }
+        };
+        for key in CONFIG_FILE_KEYS {
+            if let Some(s) = value(key)? {
+                config_file_name(key, s)?;
+            }
+        }
+        // A file named by the config (configs may say `hf://…/name`: its last part).
         let named = |key: &str| -> Result<Option<PathBuf>, WeightsError> {
-            let Some(v) = config_json.as_ref().and_then(|c| c.get(key)) else {
+            let Some(s) = value(key)? else {
                 return Ok(None);
             };
-            let s = v.as_str().ok_or_else(|| {
-                cfg_err(format!("config.json: '{key}' is {v}, expected a file name"))
-            })?;
-            let name = s.rsplit('/').next().unwrap_or(s);
+            let name = config_file_name(key, s)?;
             let p = dir.join(name);
             if !p.is_file() {
                 return Err(cfg_err(format!(
