@@ -122,7 +122,7 @@ pub fn mlx_dequantize(q: &MlxAffine) -> Vec<f32> {
 }
 
 /// bitsandbytes' `1/127` (`int8_vectorwise_dequant` multiplies by this constant, rounded to f32).
-pub const INV127: f32 = 7.874_015_718_698_502e-3;
+pub const INV127: f32 = 7.874_016e-3; // = 7.874015718698502e-3 rounded to f32
 
 /// bitsandbytes `int8_vectorwise_quant` (threshold 0) on rows of `k` weights, as moshi's
 /// `QLinear` calls it: the weight is first rounded to f16, `scb = max|w|` per row (f32),
