@@ -141,7 +141,7 @@ async function serve() {
       "/big/": bigModel(BIG_PADDING),
       "/big96/": bigModel(96 << 20),
       ...(existsSync(join(FIXTURES, "lm", "formats", "mlx_q4"))
-        ? { "/formats/mlx_q4/": formatModel("mlx_q4", "model.q4.safetensors"), "/formats/candle_q8_gguf/": formatModel("candle_q8_gguf", "model.q8.gguf"), "/formats/pytorch_q8/": formatModel("pytorch_q8", "model.q8.safetensors") }
+        ? { "/formats/mlx_q4/": formatModel("mlx_q4", "model.q4.safetensors"), "/formats/candle_q8_gguf/": formatModel("candle_q8_gguf", "model.q8.gguf") }
         : {}),
       "/conv/": join(FIXTURES, "mimi"),
       // The store group's models (their weight files are answered by its hooks).
@@ -524,13 +524,13 @@ async function apiTests(server) {
       check("Moshi's transcript equals `parle run --text`", text === wantLm.transcript, JSON.stringify(text).slice(0, 80));
     }
 
-    // The published checkpoint formats (MLX 4-bit, candle Q8_0 GGUF, PyTorch int8) of a tiny LM: greedy tokens
+    // The published checkpoint formats (MLX 4-bit, candle Q8_0 GGUF) of a tiny LM: greedy tokens
     // in the browser equal the native CLI's on the same directory.
     if (!existsSync(join(FIXTURES, "lm", "formats", "mlx_q4"))) {
       skip("MLX q4 and GGUF checkpoints: greedy tokens equal the native CLI's", "tests/fixtures/lm/formats is not in this checkout");
     } else {
       const fIn = writeWav16(join(tmp, "formats-in.wav"), testSignal(0.48, 24000, 5), 24000);
-      for (const [folder, label] of [["mlx_q4", "MLX q4"], ["candle_q8_gguf", "GGUF Q8_0"], ["pytorch_q8", "PyTorch int8"]]) {
+      for (const [folder, label] of [["mlx_q4", "MLX q4"], ["candle_q8_gguf", "GGUF Q8_0"]]) {
         const want = native(join(tmp, "formats", folder), join(tmp, "formats-in.wav"), ["--greedy"]);
         const n = want.audio.length;
         const fFrames = frames(fIn);
