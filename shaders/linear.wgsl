@@ -27,6 +27,10 @@
 //             s (both affine formats): one u32 per group of G = 32 << p.group_shift weights along K:
 //             low 16 bits = bf16 scale, high 16 bits = bf16 bias; group g of row r at word r·K/G + g.
 //             w = scale · q + bias.
+//   W_I8ROW   w: array<vec2<u32>>, K/8 per row: PyTorch int8 (bitsandbytes row-wise) codes, byte j of
+//             word i = element 4i + j (two's complement); row r at words r·K/4 .. (no blocks).
+//             s: one f32 per row (its bit pattern): scb[r], the row's absmax. y = scb[r]/127 · Σ q·x
+//             (the row scale multiplies the reduced sum, before bias and output mode).
 // Input transforms (one define): IN_PLAIN X = x. IN_RMS X = x·nw / sqrt(mean_k(x²) + eps) (the sum of
 //   squares is accumulated in the main loop, which reads every x element of the row exactly once per
 //   workgroup, and reduced with the dot products; the 1/rms factor is applied to the sums). IN_LAYER
@@ -37,7 +41,8 @@
 // Output (p.out_mode): 0 store y = v, 1 accumulate y += v, 2 y += scale[col]·v, v = Σ + bias.
 // Bindings (group 0):
 //   0 w:     weight codes / values, read (type per format, above)
-//   1 s:     array<u32>, read           (scales: Q8_0 f16 pairs, affine bf16 scale|bias; unused otherwise)
+//   1 s:     array<u32>, read           (scales: Q8_0 f16 pairs, affine bf16 scale|bias, int8-row f32
+//                                        scb per row; unused otherwise)
 //   2 x:     array<vec4<f32>>, read     (activations)
 //   3 bias:  array<f32>, read           (read only when p.has_bias != 0)
 //   4 y:     array<f32>, read_write     (output [M, y_stride]; a different buffer from every other binding)
@@ -84,6 +89,9 @@ struct Params {
 //#endif
 //#if W_AFF4
 @group(0) @binding(0) var<storage, read> w: array<u32>;       // one u32 = 8 uint4 codes
+//#endif
+//#if W_I8ROW
+@group(0) @binding(0) var<storage, read> w: array<vec2<u32>>; // one vec2 = 8 int8 codes
 //#endif
 @group(0) @binding(1) var<storage, read> s: array<u32>;
 @group(0) @binding(2) var<storage, read> x: array<vec4<f32>>;
@@ -302,6 +310,17 @@ fn step(c: u32, rw: vec4<u32>, m0: u32, acc: ptr<function, array<vec4<f32>, MT>>
         (*acc)[i] += d * vec4<f32>(i8_dot(w0, x0, x1), i8_dot(w1, x0, x1), i8_dot(w2, x0, x1), i8_dot(w3, x0, x1));
     }
 //#endif
+//#if W_I8ROW
+    let w0 = w[rw.x * cs + c];
+    let w1 = w[rw.y * cs + c];
+    let w2 = w[rw.z * cs + c];
+    let w3 = w[rw.w * cs + c];
+    for (var i = 0u; i < MT; i++) {
+        let x0 = xin(i, m0, 2u * c) * X8;
+        let x1 = xin(i, m0, 2u * c + 1u) * X8;
+        (*acc)[i] += vec4<f32>(i8_dot(w0, x0, x1), i8_dot(w1, x0, x1), i8_dot(w2, x0, x1), i8_dot(w3, x0, x1));
+    }
+//#endif
 //#if W_AFF8
     let w0 = w[rw.x * cs + c];
     let w1 = w[rw.y * cs + c];
@@ -478,6 +497,10 @@ fn linear(
         if (n < p.n && m < p.m) {
 //#if IN_RMS
             t *= 1.0 / sqrt(ss[i].x * inv_k + p.eps);
+//#endif
+//#if W_I8ROW
+            // bitsandbytes' 1/127 (int8_vectorwise_dequant), rounded to f32.
+            t *= bitcast<f32>(s[p.row_offset + n]) * 0.007874015718698502;
 //#endif
             let col = p.y_col + n;
             if (p.has_bias != 0u) {

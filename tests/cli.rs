@@ -198,6 +198,10 @@ fn info_reports_model_formats() {
             "candle_q8_gguf",
             "GGUF with candle names; quantization: Q8_0",
         ),
+        (
+            "pytorch_q8",
+            "safetensors with PyTorch names; quantization: PyTorch int8 (bitsandbytes row-wise)",
+        ),
     ] {
         let text = run_ok(parle().args(["info", "--model"]).arg(lm.join(dir)));
         assert!(text.contains(want), "{dir}: {text}");

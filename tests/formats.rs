@@ -1555,3 +1555,224 @@ fn fixture_checkpoints_in_memory_match_files() {
         }
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// PyTorch int8 (bitsandbytes row-wise): `X.weight` I8 `[rows, k]` + `X.weight_scb` F32 `[rows]`
+
+/// A hand-made int8 file: good weights in the split and stacked names, and damaged companions.
+#[test]
+fn int8_row_weights_and_damaged_companions() {
+    let (rows, k) = (6usize, 16usize);
+    let w = values(rows * k, 7);
+    let (codes, scb) = quant::int8_row_quantize(&w, k as u32).unwrap();
+    let t = |n: &'static str, d: DType, s: Vec<usize>, b: Vec<u8>| (n, d, s, b);
+    let tensors = vec![
+        t("good.weight", DType::I8, vec![rows, k], codes.clone()),
+        t("good.weight_scb", DType::F32, vec![rows], f32_bytes(&scb)),
+        t("short.weight", DType::I8, vec![rows, k], codes.clone()),
+        t(
+            "short.weight_scb",
+            DType::F32,
+            vec![rows - 1],
+            f32_bytes(&scb[1..]),
+        ),
+        t("bf16scb.weight", DType::I8, vec![rows, k], codes.clone()),
+        t(
+            "bf16scb.weight_scb",
+            DType::BF16,
+            vec![rows],
+            bf16_bytes(&scb),
+        ),
+        t("noscb.weight", DType::I8, vec![rows, k], codes.clone()),
+        t("nan.weight", DType::I8, vec![rows, k], codes.clone()),
+        t("nan.weight_scb", DType::F32, vec![rows], {
+            let mut s = scb.clone();
+            s[4] = f32::NAN;
+            f32_bytes(&s)
+        }),
+        // The temporal attention in the package's split form, and a stacked depformer one.
+        t(
+            "transformer.layers.0.self_attn.in_projs.0.weight",
+            DType::I8,
+            vec![rows, k],
+            codes.clone(),
+        ),
+        t(
+            "transformer.layers.0.self_attn.in_projs.0.weight_scb",
+            DType::F32,
+            vec![rows],
+            f32_bytes(&scb),
+        ),
+    ];
+    let ck = Checkpoint::from_bytes("q8.safetensors", safetensors_bytes(&tensors), None).unwrap();
+    let want = quant::int8_row_dequantize(&codes, &scb, k);
+    let lt = linear_weight(&ck, "good.weight", rows, k).unwrap();
+    assert_eq!(lt.format(), WeightFormat::Int8Row);
+    assert_eq!(lt.to_f32(), want);
+    assert_eq!(lt.clone().into_host(rows, k).unwrap().dequantize(), want);
+    assert_eq!(ck.f32("good.weight", &[rows, k]).unwrap(), want);
+    // Within half a step (+ the f16 rounding) of the original weights.
+    for (r, (a, b)) in w.chunks(k).zip(want.chunks(k)).enumerate() {
+        let amax = a.iter().fold(0f32, |m, x| m.max(x.abs()));
+        for (x, y) in a.iter().zip(b) {
+            assert!(
+                (x - y).abs() <= amax / 254.0 + amax / 1024.0,
+                "row {r}: {x} vs {y}"
+            );
+        }
+    }
+    // The split temporal name and its companion take the canonical names.
+    let canon = "transformer.layers.0.self_attn.in_proj_weight";
+    assert_eq!(
+        ck.info(&format!("{canon}_scb")).unwrap(),
+        (DType::F32, vec![rows])
+    );
+    assert_eq!(linear_weight(&ck, canon, rows, k).unwrap().to_f32(), want);
+    // Every damage is an error naming the companion and the cause.
+    let e = err_text(linear_weight(&ck, "short.weight", rows, k));
+    assert!(
+        e.contains("short.weight_scb") && e.contains("[5]") && e.contains("[6]"),
+        "{e}"
+    );
+    let e = err_text(linear_weight(&ck, "bf16scb.weight", rows, k));
+    assert!(
+        e.contains("bf16scb.weight_scb") && e.contains("BF16") && e.contains("F32"),
+        "{e}"
+    );
+    let e = err_text(linear_weight(&ck, "noscb.weight", rows, k));
+    assert!(
+        e.contains("noscb.weight_scb") && e.contains("missing") && e.contains("int8"),
+        "{e}"
+    );
+    let e = err_text(linear_weight(&ck, "nan.weight", rows, k));
+    assert!(
+        e.contains("nan.weight_scb") && e.contains("row 4") && e.contains("NaN"),
+        "{e}"
+    );
+    let e = err_text(ck.f32("short.weight", &[rows, k]));
+    assert!(e.contains("short.weight_scb"), "{e}");
+    // A wrong shape of the codes is named before the companion is read.
+    let e = err_text(linear_weight(&ck, "good.weight", rows, k + 8));
+    assert!(e.contains("good.weight") && e.contains("[6, 24]"), "{e}");
+    // The stacked depformer form (moshi's load hook splits `in_proj_weight_scb` like the weight).
+    let stacked = vec![
+        t(
+            "depformer.layers.0.self_attn.in_proj_weight",
+            DType::I8,
+            vec![2 * 3 * k, k],
+            {
+                let (c, _) = quant::int8_row_quantize(&values(6 * k * k, 9), k as u32).unwrap();
+                c
+            },
+        ),
+        t(
+            "depformer.layers.0.self_attn.in_proj_weight_scb",
+            DType::F32,
+            vec![6 * k],
+            {
+                let (_, s) = quant::int8_row_quantize(&values(6 * k * k, 9), k as u32).unwrap();
+                f32_bytes(&s)
+            },
+        ),
+    ];
+    let ck = Checkpoint::from_bytes("s.safetensors", safetensors_bytes(&stacked), None).unwrap();
+    let (c, s) = quant::int8_row_quantize(&values(6 * k * k, 9), k as u32).unwrap();
+    let all = quant::int8_row_dequantize(&c, &s, k);
+    for j in 0..2 {
+        let n = format!("depformer.layers.0.self_attn.in_projs.{j}.weight");
+        assert_eq!(
+            ck.info(&format!("{n}_scb")).unwrap(),
+            (DType::F32, vec![3 * k])
+        );
+        let v = linear_weight(&ck, &n, 3 * k, k).unwrap().to_f32();
+        assert_eq!(v, all[j * 3 * k * k..(j + 1) * 3 * k * k], "block {j}");
+    }
+}
+
+/// The fixture LM in PyTorch int8 (`pytorch_q8`: its own model seed, so compared with its own
+/// reference only): detected from its contents, every linear int8 with its `weight_scb`,
+/// embeddings and norms bf16, nothing unused, values bit-equal to the reference's dequantization.
+#[test]
+fn fixture_pytorch_int8() {
+    let r = inspect::describe(&fixtures().join("pytorch_q8")).unwrap();
+    assert_eq!(
+        (
+            r.container,
+            r.naming,
+            r.quantization.as_str(),
+            r.stored_tensors
+        ),
+        (
+            ContainerKind::Safetensors,
+            Naming::PyTorch,
+            "PyTorch int8 (bitsandbytes row-wise)",
+            212
+        )
+    );
+    assert_eq!(r.dtypes["int8-quantized"], 89);
+    assert_eq!(r.dtypes["int8 weight_scb"], 89);
+    println!("{r}");
+    let f = fixture("pytorch_q8");
+    assert_eq!(f.meta["format"], "pytorch_q8");
+    let names = f.ck.names();
+    assert_eq!(names.len(), 123 + 89);
+    let u = UsageTracker::new(&f.ck);
+    let (mut int8, mut bf16) = (0, 0);
+    for n in &names {
+        let Some(base) = n.strip_suffix("_scb") else {
+            let s = f.ck.info(n).unwrap().1;
+            if s.len() == 2 {
+                let t = linear_weight(&u, n, s[0], s[1]).unwrap();
+                match t.format() {
+                    WeightFormat::Int8Row => int8 += 1,
+                    WeightFormat::Bf16 => bf16 += 1,
+                    other => panic!("{n}: {other:?}"),
+                }
+                assert_eq!(
+                    t.clone().into_host(s[0], s[1]).unwrap().dequantize(),
+                    t.to_f32(),
+                    "{n}"
+                );
+            } else {
+                u.f32(n, &s).unwrap();
+            }
+            continue;
+        };
+        assert_eq!(f.ck.info(base).unwrap().0, DType::I8, "{n}");
+    }
+    // 89 linears (every nn.Linear, heads and depformer inputs included); 25 embedding tables.
+    assert_eq!((int8, bf16), (89, 25));
+    u.finish().unwrap();
+    let sums = f.meta["checksums"].as_object().unwrap();
+    assert_eq!(sums.len(), 95);
+    for (pname, c) in sums {
+        let shape: Vec<usize> = c["shape"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| d.as_u64().unwrap() as usize)
+            .collect();
+        let v = published(&f.ck, pname, &shape);
+        let sum: f64 = v.iter().map(|&x| x as f64).sum();
+        let abs: f64 = v.iter().map(|&x| (x as f64).abs()).sum();
+        let (ws, wa) = (c["sum"].as_f64().unwrap(), c["abs_sum"].as_f64().unwrap());
+        assert!(
+            (sum - ws).abs() <= 1e-9 * wa.max(1.0),
+            "{pname}: sum {sum} vs {ws}"
+        );
+        assert!(
+            (abs - wa).abs() <= 1e-9 * wa.max(1.0),
+            "{pname}: |sum| {abs} vs {wa}"
+        );
+        let first: Vec<f32> = c["first"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_f64().unwrap() as f32)
+            .collect();
+        assert_eq!(&v[..first.len()], first.as_slice(), "{pname}");
+    }
+    let bytes = std::fs::read(&f.files.lm).unwrap();
+    let m = Checkpoint::from_bytes("pytorch_q8", bytes, None).unwrap();
+    assert_eq!(m.names(), names);
+}

@@ -1367,7 +1367,48 @@ fn checkpoint_reader() {
         ]),
         116,
     );
-    let seeds = vec![seed("mlx q4", mlx), seed("pytorch stacked", torch)];
+    // PyTorch int8 (bitsandbytes row-wise): I8 codes with their F32 `weight_scb`, a stacked
+    // depformer attention (its scb split with it) and the split temporal form.
+    let int8 = safetensors(
+        &obj(&[
+            entry(
+                "depformer.layers.0.self_attn.in_proj_weight",
+                "I8",
+                "12,8",
+                "0",
+                "96",
+            ),
+            entry(
+                "depformer.layers.0.self_attn.in_proj_weight_scb",
+                "F32",
+                "12",
+                "96",
+                "144",
+            ),
+            entry(
+                "transformer.layers.0.self_attn.in_projs.0.weight",
+                "I8",
+                "6,8",
+                "144",
+                "192",
+            ),
+            entry(
+                "transformer.layers.0.self_attn.in_projs.0.weight_scb",
+                "F32",
+                "6",
+                "192",
+                "216",
+            ),
+            entry("text_linear.weight", "I8", "3,8", "216", "240"),
+            entry("text_linear.weight_scb", "F32", "3", "240", "252"),
+        ]),
+        252,
+    );
+    let seeds = vec![
+        seed("mlx q4", mlx),
+        seed("pytorch stacked", torch),
+        seed("pytorch int8", int8),
+    ];
     mutate_reader("checkpoint", &seeds, 48, |b| {
         let sched: &[usize] = &[0, 1, 1, 2];
         let ck = Checkpoint::from_bytes("fuzz.safetensors", b.to_vec(), Some(sched))

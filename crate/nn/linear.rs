@@ -128,6 +128,8 @@ impl Linear {
                     Some(FillMode::AffineScaleBias),
                     2.0 * scale / ((1u32 << bits) as f32),
                 ),
+                // w = q·scb/127 with |q| ≤ 128: |w| ≲ |scb|.
+                WeightFormat::Int8Row => (FillMode::Bits, Some(FillMode::F32), scale),
             };
             fill::fill(&mut rec, data.view(), mode, part_seed, scale)?;
             let scales = match s_mode {

@@ -16,6 +16,9 @@ pub enum WeightFormat {
     /// MLX affine group quantization, `w = s·q + β` per group of `group` weights along K,
     /// unsigned `bits`-bit codes; `bits ∈ {4, 8}`, `group ∈ {32, 64}`, K a multiple of `group`.
     Affine { bits: u32, group: u32 },
+    /// PyTorch int8 (bitsandbytes row-wise, `moshi/utils/quantize.py` `QLinear`): int8 codes
+    /// `q` `[rows, K]`, one f32 absmax `scb` per row, `w = q·scb/127`; K a multiple of 8.
+    Int8Row,
 }
 
 impl WeightFormat {
@@ -31,16 +34,18 @@ impl WeightFormat {
             Self::Bf16 => "bf16".into(),
             Self::Q8_0 => "q8_0".into(),
             Self::Affine { bits, group } => format!("q{bits}g{group}"),
+            Self::Int8Row => "int8_row".into(),
         }
     }
 
-    /// The K granularity of the format (f32 4, bf16 8, Q8_0 32, affine the group size).
+    /// The K granularity of the format (f32 4, bf16 8, Q8_0 32, affine the group size, int8 rows 8).
     pub fn k_multiple(&self) -> u32 {
         match self {
             Self::F32 => 4,
             Self::Bf16 => 8,
             Self::Q8_0 => 32,
             Self::Affine { group, .. } => *group,
+            Self::Int8Row => 8,
         }
     }
 
@@ -74,18 +79,19 @@ impl WeightFormat {
         match self {
             Self::F32 => e,
             Self::Bf16 => e / 2,
-            Self::Q8_0 => e / 4,
+            Self::Q8_0 | Self::Int8Row => e / 4,
             Self::Affine { bits, .. } => e * *bits as u64 / 32,
         }
     }
 
-    /// u32 words of the scale stream (0 for f32 and bf16).
+    /// u32 words of the scale stream (0 for f32 and bf16; one f32 per row for int8 rows).
     pub fn scale_words(&self, rows: u32, k: u32) -> u64 {
         let e = rows as u64 * k as u64;
         match self {
             Self::F32 | Self::Bf16 => 0,
             Self::Q8_0 => (e / 32).div_ceil(2),
             Self::Affine { group, .. } => e / *group as u64,
+            Self::Int8Row => rows as u64,
         }
     }
 

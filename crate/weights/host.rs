@@ -8,6 +8,8 @@
 //!   `f` is even). 34 bytes per 32 weights, as published.
 //! * MLX affine (bits 4 or 8, group 32 or 64): the published u32 code words unchanged, and one u32
 //!   per group holding the bf16 scale (low half) and bf16 bias (high half), kept exact.
+//! * int8 rows (PyTorch bitsandbytes): the published int8 codes, 4 per u32 in element order
+//!   (row `n` at words `n·K/4 ..`), and one f32 `scb` (the row's absmax) per row, as published.
 
 use half::{bf16, f16};
 
@@ -23,7 +25,8 @@ pub struct HostLinear {
     pub k: u32,
     /// Codes / values (the streams of the module documentation).
     pub data: Vec<u32>,
-    /// Q8_0: f16 scales two per word; affine: `bf16 scale | bf16 bias << 16` per group; else empty.
+    /// Q8_0: f16 scales two per word; affine: `bf16 scale | bf16 bias << 16` per group; int8
+    /// rows: the f32 `scb` of each row; else empty.
     pub scales: Vec<u32>,
 }
 
@@ -143,9 +146,29 @@ impl HostLinear {
         })
     }
 
+    /// Published PyTorch int8 row-wise tensors of a `[rows, k]` weight: `weight` int8 codes
+    /// (`rows·k` bytes) and `weight_scb` f32 `[rows]`.
+    pub fn from_int8_row(
+        codes: &[u8],
+        scb: &[f32],
+        rows: u32,
+        k: u32,
+    ) -> Result<Self, WeightsError> {
+        WeightFormat::Int8Row.check_k(k)?;
+        check_len("int8 weight", codes.len(), rows as u64 * k as u64)?;
+        check_len("int8 weight_scb", scb.len() * 4, rows as u64 * 4)?;
+        Ok(Self {
+            format: WeightFormat::Int8Row,
+            rows,
+            k,
+            data: bytes_to_words(codes),
+            scales: scb.iter().map(|v| v.to_bits()).collect(),
+        })
+    }
+
     /// Quantize (or convert) f32 weights `[rows, k]` into `format` the way the published
     /// checkpoints were made: bf16 round-to-nearest-even, ggml's Q8_0 reference quantizer, MLX's
-    /// affine quantizer.
+    /// affine quantizer, bitsandbytes' row-wise int8 quantizer.
     pub fn quantize(
         format: WeightFormat,
         w: &[f32],
@@ -166,6 +189,10 @@ impl HostLinear {
             WeightFormat::Q8_0 => Self::from_q8_0_blocks(&quant::q8_0_quantize(w, k)?, rows, k),
             WeightFormat::Affine { bits, group } => {
                 Self::from_mlx(&quant::mlx_quantize(w, k, bits, group)?, rows, k)
+            }
+            WeightFormat::Int8Row => {
+                let (codes, scb) = quant::int8_row_quantize(w, k)?;
+                Self::from_int8_row(&codes, &scb, rows, k)
             }
         }
     }
@@ -205,6 +232,11 @@ impl HostLinear {
                     }
                 }
                 out
+            }
+            WeightFormat::Int8Row => {
+                let codes: Vec<u8> = self.data.iter().flat_map(|w| w.to_le_bytes()).collect();
+                let scb: Vec<f32> = self.scales.iter().map(|&b| f32::from_bits(b)).collect();
+                quant::int8_row_dequantize(&codes, &scb, k)
             }
         }
     }

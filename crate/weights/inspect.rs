@@ -16,7 +16,7 @@ pub struct ModelReport {
     pub files: ModelFiles,
     pub container: ContainerKind,
     pub naming: Naming,
-    /// e.g. `bf16`, `Q8_0`, `MLX affine 4-bit, group 32`.
+    /// e.g. `bf16`, `Q8_0`, `MLX affine 4-bit, group 32`, `PyTorch int8 (bitsandbytes row-wise)`.
     pub quantization: String,
     /// Tensors stored in the LM file.
     pub stored_tensors: usize,
@@ -89,8 +89,15 @@ pub fn describe(path: &Path) -> Result<ModelReport, WeightsError> {
                     .info(&format!("{base}weight"))
                     .is_some_and(|(d, _)| d == DType::U32)
         });
+        let is_scb = n
+            .strip_suffix("_scb")
+            .is_some_and(|base| ck.info(base).is_some_and(|(d, _)| d == DType::I8));
         let key = if is_companion {
             "MLX scales/biases".to_string()
+        } else if is_scb {
+            "int8 weight_scb".to_string()
+        } else if dtype == DType::I8 {
+            "int8-quantized".to_string()
         } else if dtype == DType::U32 {
             "MLX-quantized".to_string()
         } else {
@@ -126,6 +133,8 @@ pub fn describe(path: &Path) -> Result<ModelReport, WeightsError> {
             Some((bits, group)) => format!("MLX affine {bits}-bit, group {group}"),
             None => "MLX affine (bits and group not determined)".into(),
         }
+    } else if dtypes.contains_key("int8-quantized") {
+        "PyTorch int8 (bitsandbytes row-wise)".into()
     } else if count(DType::Q8_0) > 0 {
         "Q8_0".into()
     } else if count(DType::BF16) >= count(DType::F32).max(count(DType::F16)) {

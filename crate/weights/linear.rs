@@ -25,6 +25,9 @@ pub enum LinearTensor {
         scales: Vec<u8>,
         biases: Vec<u8>,
     },
+    /// PyTorch int8 row-wise (bitsandbytes, `moshi/utils/quantize.py`): int8 codes `[rows, k]`
+    /// as bytes and the f32 `weight_scb` `[rows]` (each row's absmax); `w = q·scb/127`.
+    Int8Row { codes: Vec<u8>, scb: Vec<f32> },
 }
 
 fn words(b: &[u8]) -> impl Iterator<Item = u32> + '_ {
@@ -47,6 +50,7 @@ impl LinearTensor {
                 bits: *bits,
                 group: *group,
             },
+            Self::Int8Row { .. } => WeightFormat::Int8Row,
         }
     }
 
@@ -62,10 +66,12 @@ impl LinearTensor {
                 biases,
                 ..
             } => (codes.len() + scales.len() + biases.len()) as u64,
+            Self::Int8Row { codes, scb } => (codes.len() + 4 * scb.len()) as u64,
         }
     }
 
-    /// The f32 weights, row-major `[rows, k]` (dequantized in f32: `d·q`, `s·q + β`).
+    /// The f32 weights, row-major `[rows, k]` (dequantized in f32: `d·q`, `s·q + β`,
+    /// `(q·scb)·(1/127)` as bitsandbytes does).
     pub fn to_f32(&self) -> Vec<f32> {
         match self {
             Self::F32(v) => v.clone(),
@@ -95,6 +101,14 @@ impl LinearTensor {
                     }
                 }
                 out
+            }
+            Self::Int8Row { codes, scb } => {
+                let k = if scb.is_empty() {
+                    0
+                } else {
+                    codes.len() / scb.len()
+                };
+                quant::int8_row_dequantize(codes, scb, k)
             }
         }
     }
@@ -147,6 +161,10 @@ impl LinearTensor {
             WeightFormat::Bf16 => Self::Bf16(self.to_bf16_bytes()),
             WeightFormat::Q8_0 => Self::Q8_0(quant::q8_0_quantize(&w, k32)?),
             WeightFormat::Affine { bits, group } => mlx(bits, group)?,
+            WeightFormat::Int8Row => {
+                let (codes, scb) = quant::int8_row_quantize(&w, k32)?;
+                Self::Int8Row { codes, scb }
+            }
         })
     }
 
@@ -174,6 +192,7 @@ impl LinearTensor {
                 r,
                 kk,
             ),
+            Self::Int8Row { codes, scb } => HostLinear::from_int8_row(&codes, &scb, r, kk),
         }
     }
 }
@@ -258,8 +277,69 @@ pub(crate) fn mlx_from_raw<S: TensorSource + ?Sized>(
     })
 }
 
+/// The name of the `weight_scb` companion of a PyTorch int8 weight `name`: `X.weight` →
+/// `X.weight_scb` (canonical `in_proj_weight` → `in_proj_weight_scb`, moshi's own stacked name).
+pub fn scb_companion(name: &str) -> String {
+    format!("{name}_scb")
+}
+
+/// A PyTorch int8 row-wise weight from its code tensor `t` (I8 `[rows, k]`, shape already
+/// checked) and the `weight_scb` companion of `name` in `src` (F32 `[rows]`, finite, ≥ 0).
+pub(crate) fn int8_from_raw<S: TensorSource + ?Sized>(
+    src: &S,
+    name: &str,
+    t: RawTensor,
+    rows: usize,
+) -> Result<LinearTensor, WeightsError> {
+    let file = src.file();
+    let n = scb_companion(name);
+    let c = src.raw(&n).map_err(|e| match e {
+        WeightsError::Missing { .. } => WeightsError::Format {
+            file: file.clone(),
+            message: format!(
+                "'{name}' holds int8 codes (PyTorch bitsandbytes row-wise) but its companion '{n}' (F32 [{rows}], one absmax per row) is missing"
+            ),
+        },
+        e => e,
+    })?;
+    if c.dtype != DType::F32 {
+        return Err(WeightsError::DType {
+            file,
+            tensor: n,
+            found: c.dtype.name().into(),
+            expected: "F32 (bitsandbytes weight_scb, one absmax per row)".into(),
+        });
+    }
+    if c.shape != [rows] {
+        return Err(WeightsError::Shape {
+            file,
+            tensor: n,
+            found: c.shape,
+            expected: vec![rows],
+        });
+    }
+    let scb: Vec<f32> = bytemuck::pod_collect_to_vec(&c.bytes);
+    if let Some((r, v)) = scb
+        .iter()
+        .enumerate()
+        .find(|(_, v)| !v.is_finite() || **v < 0.0)
+    {
+        return Err(WeightsError::Format {
+            file,
+            message: format!(
+                "'{n}' row {r} is {v}; a row absmax must be finite and ≥ 0. Download the checkpoint again."
+            ),
+        });
+    }
+    Ok(LinearTensor::Int8Row {
+        codes: t.bytes,
+        scb,
+    })
+}
+
 /// The `[rows, k]` weight `name` of `src` in its published layout: f32 (or F16, converted),
-/// bf16, Q8_0 blocks, or MLX affine codes with their `scales` / `biases` companions. Checks the
+/// bf16, Q8_0 blocks, MLX affine codes with their `scales` / `biases` companions, or PyTorch int8
+/// codes with their `weight_scb` companion ([`scb_companion`]). Checks the
 /// (logical) shape and that the GPU kernels support the quantization (MLX: 4 or 8 bits, group 32
 /// or 64; K a multiple of the block). Errors name the file, the tensor and the expected shape.
 pub fn linear_weight(
@@ -334,12 +414,14 @@ fn weight(
         ),
         DType::BF16 => LinearTensor::Bf16(t.bytes),
         DType::Q8_0 => LinearTensor::Q8_0(t.bytes),
+        DType::I8 => int8_from_raw(src, name, t, rows)?,
         d => {
             return Err(WeightsError::DType {
                 file: src.file(),
                 tensor: name.into(),
                 found: d.name().into(),
-                expected: "F32, F16, BF16, Q8_0 or MLX U32 codes".into(),
+                expected: "F32, F16, BF16, Q8_0, MLX U32 codes or int8 codes with weight_scb"
+                    .into(),
             })
         }
     })

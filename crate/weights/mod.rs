@@ -37,7 +37,7 @@ pub use checkpoint::{Checkpoint, Container, ContainerKind};
 pub use format::{quant_format, WeightFormat};
 pub use gguf::{dtype_ggml, ggml_type_name, write_gguf, GgufHeader, GgufValue, MemoryGguf};
 pub use host::HostLinear;
-pub use linear::{embedding_table, linear_weight, LinearTensor};
+pub use linear::{embedding_table, linear_weight, scb_companion, LinearTensor};
 pub use memory::{MemorySafetensors, RandomWeights};
 pub use names::Naming;
 pub use quant::MlxAffine;
@@ -55,7 +55,7 @@ pub use safetensors::{to_f32, DType, SafetensorsHeader, TensorEntry};
 use thiserror::Error;
 
 /// LM checkpoint names of the published repos (spec §4.1), in the order they are looked for:
-/// PyTorch / MLX / candle bf16, MLX (or PyTorch bitsandbytes) q8, MLX q4, candle Q8_0 GGUF.
+/// PyTorch / MLX / candle bf16, MLX or PyTorch (bitsandbytes int8) q8, MLX q4, candle Q8_0 GGUF.
 pub const LM_FILE_NAMES: &[&str] = &[
     "model.safetensors",
     "model.q8.safetensors",
@@ -231,7 +231,8 @@ pub fn companion(name: &str, what: &str) -> String {
 }
 
 /// [`TensorSource::f32`] for any source that implements [`TensorSource::raw`]: float dtypes and
-/// Q8_0 are converted, MLX affine codes (U32 + `scales` + `biases` companions) dequantized.
+/// Q8_0 are converted, MLX affine codes (U32 + `scales` + `biases` companions) and PyTorch int8
+/// codes (I8 + `weight_scb`) dequantized.
 pub fn tensor_f32<S: TensorSource + ?Sized>(
     src: &S,
     name: &str,
@@ -261,6 +262,9 @@ pub fn tensor_f32<S: TensorSource + ?Sized>(
     }
     if t.shape != shape {
         return Err(shape_err(t.shape));
+    }
+    if t.dtype == DType::I8 && shape.len() == 2 {
+        return Ok(linear::int8_from_raw(src, name, t, shape[0])?.to_f32());
     }
     to_f32(t.dtype, &t.bytes).ok_or_else(|| WeightsError::DType {
         file,

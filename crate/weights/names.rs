@@ -7,7 +7,9 @@
 //!   `depformer.layers.{l}.self_attn.out_projs.{j}.weight` `[Dd, Dd]` (a PyTorch file's stacked
 //!   `in_proj_weight [n·3·Dd, Dd]` serves row block `j`, without a copy of the rest);
 //! * MLX-quantized weights keep their companions: `X.scales` / `X.biases` next to `X.weight`
-//!   (`in_proj_scales` next to the temporal `in_proj_weight`; see [`super::companion`]).
+//!   (`in_proj_scales` next to the temporal `in_proj_weight`; see [`super::companion`]);
+//!   PyTorch int8 weights their `X.weight_scb` (`[rows]`), named and split like the weight
+//!   (`in_proj_weight_scb`, `in_projs.{j}.weight_scb`; see [`super::scb_companion`]).
 //!
 //! Norms are `X.alpha` `[1, 1, D]` in every format (MLX stores `X.weight` `[D]`).
 //!
@@ -401,7 +403,9 @@ impl NameMap {
         let layer_norm = entries.contains_key("out_norm.bias");
         for name in names {
             let e = &entries[name];
-            for (canon, transform) in canonical(naming, name, &e.shape, schedule, layer_norm) {
+            for (canon, transform) in scb_canonical(naming, name, entries, schedule)
+                .unwrap_or_else(|| canonical(naming, name, &e.shape, schedule, layer_norm))
+            {
                 let list = map.entry(canon.clone()).or_default();
                 if let Some(first) = list.first() {
                     let f = &entries[&first.name];
@@ -423,6 +427,29 @@ impl NameMap {
         }
         Ok(Self { naming, map })
     }
+}
+
+/// A PyTorch int8 `X_scb` (bitsandbytes row absmax, `[rows]`) follows its weight `X`: the
+/// canonical names of `X` with `_scb` appended, with the same row blocks (moshi's load hook
+/// splits a stacked `in_proj_weight_scb` like `in_proj_weight`). `None` when `name` is not an
+/// `_scb` beside a stored weight.
+fn scb_canonical(
+    naming: Naming,
+    name: &str,
+    entries: &BTreeMap<String, TensorEntry>,
+    schedule: Option<&[usize]>,
+) -> Option<Vec<(String, Transform)>> {
+    if naming == Naming::Mlx {
+        return None;
+    }
+    let base = name.strip_suffix("_scb")?;
+    let w = entries.get(base)?;
+    Some(
+        canonical(naming, base, &w.shape, schedule, false)
+            .into_iter()
+            .map(|(c, t)| (format!("{c}_scb"), t))
+            .collect(),
+    )
 }
 
 /// Sort key comparing runs of digits numerically (`slices.2` before `slices.10`).

@@ -120,3 +120,38 @@ pub fn mlx_dequantize(q: &MlxAffine) -> Vec<f32> {
     }
     out
 }
+
+/// bitsandbytes' `1/127` (`int8_vectorwise_dequant` multiplies by this constant, rounded to f32).
+pub const INV127: f32 = 7.874_016e-3; // = 7.874015718698502e-3 rounded to f32
+
+/// bitsandbytes `int8_vectorwise_quant` (threshold 0) on rows of `k` weights, as moshi's
+/// `QLinear` calls it: the weight is first rounded to f16, `scb = max|w|` per row (f32),
+/// `q = round(w · (127 / scb))` with ties to even. Returns the int8 codes (as bytes, row-major)
+/// and the per-row `scb`. An all-zero row gets `scb = 0` and zero codes.
+pub fn int8_row_quantize(w: &[f32], k: u32) -> Result<(Vec<u8>, Vec<f32>), WeightsError> {
+    WeightFormat::Int8Row.check_k(k)?;
+    rows_of(w, k)?;
+    let mut codes = Vec::with_capacity(w.len());
+    let mut scb = Vec::with_capacity(w.len() / k as usize);
+    for row in w.chunks_exact(k as usize) {
+        let h: Vec<f32> = row.iter().map(|&v| f16::from_f32(v).to_f32()).collect();
+        let amax = h.iter().fold(0.0f32, |a, &v| a.max(v.abs()));
+        let inv = if amax > 0.0 { 127.0 / amax } else { 0.0 };
+        codes.extend(
+            h.iter()
+                .map(|&v| (v * inv).round_ties_even().clamp(-127.0, 127.0) as i8 as u8),
+        );
+        scb.push(amax);
+    }
+    Ok((codes, scb))
+}
+
+/// Dequantize int8 row-wise weights (bitsandbytes `int8_vectorwise_dequant`, in f32):
+/// `w = (q · scb[row]) · INV127`, rows of `k` codes.
+pub fn int8_row_dequantize(codes: &[u8], scb: &[f32], k: usize) -> Vec<f32> {
+    codes
+        .chunks(k.max(1))
+        .zip(scb)
+        .flat_map(|(row, &s)| row.iter().map(move |&q| (q as i8 as f32 * s) * INV127))
+        .collect()
+}

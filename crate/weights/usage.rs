@@ -4,11 +4,11 @@
 use std::cell::RefCell;
 use std::collections::BTreeSet;
 
-use super::{companion, DType, RawTensor, TensorSource, WeightsError};
+use super::{companion, scb_companion, DType, RawTensor, TensorSource, WeightsError};
 
 /// A [`TensorSource`] wrapper recording every name asked for with [`TensorSource::f32`] or
-/// [`TensorSource::raw`] (the `scales` / `biases` companions of an MLX-quantized weight count
-/// with it); [`TensorSource::info`] peeks without counting.
+/// [`TensorSource::raw`] (the `scales` / `biases` companions of an MLX-quantized weight and the
+/// `weight_scb` of a PyTorch int8 one count with it); [`TensorSource::info`] peeks without counting.
 pub struct UsageTracker<'a> {
     inner: &'a dyn TensorSource,
     used: RefCell<BTreeSet<String>>,
@@ -25,9 +25,15 @@ impl<'a> UsageTracker<'a> {
     fn mark(&self, name: &str) {
         let mut u = self.used.borrow_mut();
         u.insert(name.to_string());
-        if self.inner.info(name).is_some_and(|(d, _)| d == DType::U32) {
-            u.insert(companion(name, "scales"));
-            u.insert(companion(name, "biases"));
+        match self.inner.info(name).map(|(d, _)| d) {
+            Some(DType::U32) => {
+                u.insert(companion(name, "scales"));
+                u.insert(companion(name, "biases"));
+            }
+            Some(DType::I8) => {
+                u.insert(scb_companion(name));
+            }
+            _ => {}
         }
     }
 

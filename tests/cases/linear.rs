@@ -1,6 +1,6 @@
 //! `linear` against an f64 CPU matmul on the host-dequantized weights, for every weight format.
 //! The published layouts are built first (bf16 bytes, ggml Q8_0 blocks, MLX u32 codes + bf16
-//! scales/biases), dequantized on the host *from the published layout*, and converted to the GPU
+//! scales/biases, PyTorch int8 codes + f32 row absmax), dequantized on the host *from the published layout*, and converted to the GPU
 //! layout with the same helpers the model loader uses, so a packing bug fails the comparison.
 
 use parle::gpu::{Context, Recorder};
@@ -18,6 +18,7 @@ cases!(
     q8_0_shapes,
     q4_shapes,
     q8_affine_shapes,
+    int8_row_shapes,
     affine_other_groups,
     odd_k_and_n,
     row_block_and_bias,
@@ -35,6 +36,7 @@ cases!(
 
 const Q4: WeightFormat = WeightFormat::MLX_Q4;
 const Q8: WeightFormat = WeightFormat::MLX_Q8;
+const I8: WeightFormat = WeightFormat::Int8Row;
 
 /// Build a `[rows, k]` weight in `format` via its published layout. Returns the GPU-layout host
 /// weight and the dequantized f32 weights (from the published layout).
@@ -88,6 +90,11 @@ fn make_weight(
                 deq,
             )
         }
+        WeightFormat::Int8Row => {
+            let (codes, scb) = gpu(quant::int8_row_quantize(&w, k))?;
+            let deq = quant::int8_row_dequantize(&codes, &scb, k as usize);
+            (gpu(HostLinear::from_int8_row(&codes, &scb, rows, k))?, deq)
+        }
     };
     // The quantized weights must still resemble the originals (catches a degenerate quantizer):
     // max |w − deq| relative to max |w|.
@@ -104,6 +111,8 @@ fn make_weight(
         // The bf16 scale and bias of a group add up to ~2^-9 of its range to the half step.
         WeightFormat::Affine { bits: 8, .. } => 0.02,
         WeightFormat::Affine { .. } => 0.15,
+        // Half a step of max|row|/127, plus the f16 rounding before quantization.
+        WeightFormat::Int8Row => 0.005,
     };
     if worst > limit {
         return Err(format!(
@@ -183,12 +192,13 @@ enum Out {
 
 const INPUTS: [In; 5] = [In::Plain, In::Rms, In::Layer, In::Silu, In::Gelu];
 const OUTPUTS: [Out; 3] = [Out::Store, Out::Acc, Out::Scaled];
-const FORMATS: [WeightFormat; 5] = [
+const FORMATS: [WeightFormat; 6] = [
     WeightFormat::F32,
     WeightFormat::Bf16,
     WeightFormat::Q8_0,
     Q4,
     Q8,
+    I8,
 ];
 
 struct Case {
@@ -434,6 +444,9 @@ async fn q4_shapes(ctx: &Context, size: Size) -> CaseResult {
 async fn q8_affine_shapes(ctx: &Context, size: Size) -> CaseResult {
     shapes(ctx, size, Q8).await
 }
+async fn int8_row_shapes(ctx: &Context, size: Size) -> CaseResult {
+    shapes(ctx, size, I8).await
+}
 
 /// Affine q4 with group 64 and q8 with group 32 (group and bits are independent parameters).
 async fn affine_other_groups(ctx: &Context, size: Size) -> CaseResult {
@@ -464,6 +477,7 @@ async fn odd_k_and_n(ctx: &Context, size: Size) -> CaseResult {
         WeightFormat::Q8_0,
         Q4,
         Q8,
+        I8,
     ] {
         let mut c = Case::new(f, k, n, 1);
         c.bias = true;
@@ -476,6 +490,7 @@ async fn odd_k_and_n(ctx: &Context, size: Size) -> CaseResult {
         (WeightFormat::Q8_0, 32),
         (Q4, 32),
         (Q8, 64),
+        (I8, 8),
     ] {
         run(ctx, Case::new(f, k, 1, 1)).await?;
         run(ctx, Case::new(f, k, 6, 3)).await?;
@@ -495,6 +510,7 @@ async fn row_block_and_bias(ctx: &Context, size: Size) -> CaseResult {
         Q4,
         Q8,
         WeightFormat::F32,
+        I8,
     ] {
         for (blk, m) in [(1u32, 1u32), (blocks - 1, 2)] {
             let mut c = Case::new(f, k, n, m);
@@ -572,6 +588,7 @@ async fn batch_tiles(ctx: &Context, size: Size) -> CaseResult {
         (Q4, 11),
         (WeightFormat::Q8_0, 16),
         (Q8, 19),
+        (I8, 13),
     ] {
         run(ctx, Case::new(f, k, n, m)).await?;
     }
@@ -759,6 +776,39 @@ async fn published_layouts(_ctx: &Context, _size: Size) -> CaseResult {
     let d = gpu(HostLinear::from_mlx(&q, 1, 64))?.dequantize();
     if d[..5] != [510.0, 2.0, 4.0, 6.0, 0.0] {
         return Err(format!("mlx q8 dequantization {:?}", &d[..5]));
+    }
+    // PyTorch int8 rows: codes 4 per word in element order, the f32 scb of each row kept bit for
+    // bit; w = (q·scb)·(1/127) in f32.
+    let codes: Vec<u8> = [1i8, -2, 3, -127, 127, 0, -1, 64]
+        .iter()
+        .chain(&[-64i8, 5, 6, 7, 8, 9, 10, 11])
+        .map(|&q| q as u8)
+        .collect();
+    let h = gpu(HostLinear::from_int8_row(&codes, &[254.0, 0.5], 2, 8))?;
+    if h.data[0] != u32::from_le_bytes([1, 0xFE, 3, 0x81]) || h.data.len() != 4 {
+        return Err(format!("int8 row words {:#010x?}", h.data));
+    }
+    if h.scales != [254.0f32.to_bits(), 0.5f32.to_bits()] {
+        return Err(format!("int8 row scb words {:#010x?}", h.scales));
+    }
+    let d = h.dequantize();
+    if d != quant::int8_row_dequantize(&codes, &[254.0, 0.5], 8)
+        || d[0] != (254.0f32 * quant::INV127)
+        || d[3] != (-127.0 * 254.0f32) * quant::INV127
+        || d[8] != (-64.0 * 0.5f32) * quant::INV127
+    {
+        return Err(format!("int8 row dequantization {d:?}"));
+    }
+    if gpu(HostLinear::from_int8_row(&codes, &[1.0], 2, 8)).is_ok() {
+        return Err("int8 row weight with one scb for two rows accepted".into());
+    }
+    // bitsandbytes' quantizer: the row absmax maps to ±127, ties to even (torch.round), f16 first.
+    let (q, scb) = gpu(quant::int8_row_quantize(
+        &[127.0, -2.5, 0.5, 1.5, -0.5, 3.25, 1.0 + 1e-4, 0.0],
+        8,
+    ))?;
+    if scb != [127.0] || q != [127, 0xFE, 0, 2, 0, 3, 1, 0] {
+        return Err(format!("int8 row quantization {q:?} {scb:?}"));
     }
     // The quantizers reproduce their own grid exactly.
     let w: Vec<f32> = (0..64).map(|i| (i as f32 - 20.0) / 8.0).collect();

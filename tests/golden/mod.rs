@@ -162,7 +162,8 @@ pub async fn kyutai_test_lm(ctx: &Context, f32_cache: bool, tol: f32) -> Result<
 }
 
 /// The tiny LM of `tests/fixtures/lm/formats` in each published format (folder, config,
-/// checkpoint, reference): PyTorch bf16, MLX q4, MLX q8, candle Q8_0 GGUF.
+/// checkpoint, reference): PyTorch bf16, MLX q4, MLX q8, candle Q8_0 GGUF, PyTorch int8
+/// (bitsandbytes row-wise; its own model seed, see the fixture's README).
 pub const FORMATS: &[(&str, &str, &[u8], &[u8])] = &[
     (
         "pytorch_bf16",
@@ -187,6 +188,12 @@ pub const FORMATS: &[(&str, &str, &[u8], &[u8])] = &[
         include_str!("../fixtures/lm/formats/candle_q8_gguf/config.json"),
         include_bytes!("../fixtures/lm/formats/candle_q8_gguf/model.q8.gguf"),
         include_bytes!("../fixtures/lm/formats/candle_q8_gguf/reference.safetensors"),
+    ),
+    (
+        "pytorch_q8",
+        include_str!("../fixtures/lm/formats/pytorch_q8/config.json"),
+        include_bytes!("../fixtures/lm/formats/pytorch_q8/model.q8.safetensors"),
+        include_bytes!("../fixtures/lm/formats/pytorch_q8/reference.safetensors"),
     ),
 ];
 

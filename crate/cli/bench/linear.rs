@@ -69,6 +69,10 @@ pub fn cases(ctx: &Context) -> Result<Vec<Case>> {
             list.push((f, k, n, 1, what, Fused::Plain));
         }
     }
+    // PyTorch int8 (bitsandbytes row-wise, the `-pytorch-q8` repos) at the same shapes.
+    for (k, n, what) in shapes {
+        list.push((WeightFormat::Int8Row, k, n, 1, what, Fused::Plain));
+    }
     list.push((
         WeightFormat::F32,
         1024,

@@ -1,12 +1,13 @@
 //! `Linear`: `y[m, n] = Σ_k x[m, k] · W[n, k] (+ bias[n])`, i.e. `y = x · Wᵀ` with `W` in PyTorch
-//! `[out = N, in = K]` row-major layout, for f32, bf16, Q8_0 (ggml) and MLX affine 4/8-bit weights
-//! (`shaders/linear.wgsl`). Built for small M (the LM's batch-1 gemv is the hot path); any M works.
+//! `[out = N, in = K]` row-major layout, for f32, bf16, Q8_0 (ggml), MLX affine 4/8-bit and
+//! PyTorch int8 row-wise (bitsandbytes) weights (`shaders/linear.wgsl`). Built for small M (the LM's batch-1 gemv is the hot path); any M works.
 //!
 //! Layouts: `x` `[M, K]` f32 row-major, `y` `[M, N]` f32 row-major, `bias` `[N]` f32. The weight
 //! streams on the GPU are those of [`crate::weights::HostLinear`] (one per
 //! [`crate::weights::WeightFormat`]): f32 values, bf16 pairs in u32 words, Q8_0 int8 codes plus
 //! f16 scales two per word (the kernel reads them with `unpack2x16float`), MLX affine code words
-//! plus one `bf16 scale | bf16 bias << 16` word per group (`w = s·q + β`). [`LinearWeights`]
+//! plus one `bf16 scale | bf16 bias << 16` word per group (`w = s·q + β`), int8 row-wise codes
+//! plus one f32 `scb` per row (`y = scb/127 · Σ q·x`, the row scale applied to the sum). [`LinearWeights`]
 //! (`buffers.rs`) holds them on the GPU and uploads them from the host.
 //!
 //! Dispatch: workgroups of 64 invocations, each computing 4 consecutive output rows for a tile of
@@ -142,6 +143,7 @@ fn define(format: WeightFormat) -> &'static str {
         WeightFormat::Q8_0 => "W_Q8_0",
         WeightFormat::Affine { bits: 4, .. } => "W_AFF4",
         WeightFormat::Affine { .. } => "W_AFF8",
+        WeightFormat::Int8Row => "W_I8ROW",
     }
 }
 
