@@ -74,14 +74,13 @@ impl Params {
         bias: Bias,
         c_out: u32,
     ) -> crate::Result<Self> {
+        // The weight first: a checkpoint that disagrees with the config is named by its weight.
+        let weight = w.tensor(ctx, "weight", shape, 0.0)?;
         let b = match bias {
             Bias::With => Some(w.tensor(ctx, "bias", &[c_out as usize], 0.0)?),
             Bias::Without => None,
         };
-        Ok(Self {
-            w: w.tensor(ctx, "weight", shape, 0.0)?,
-            b,
-        })
+        Ok(Self { w: weight, b })
     }
 
     fn views(&self) -> ConvWeights<'_> {

@@ -191,3 +191,37 @@ impl<'a> Scope<'a> {
         self.weights.values(&self.name(leaf), shape, fill)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::weights::RandomWeights;
+
+    #[test]
+    fn scope_names_join_with_dots() {
+        let w = Weights::Random {
+            format: WeightFormat::F32,
+            seed: 0,
+        };
+        assert_eq!(w.root().name("x"), "x");
+        assert_eq!(w.root().prefix(), "");
+        let conv = w.pp("encoder").pp("model").pp(3).pp("conv");
+        assert_eq!(conv.prefix(), "encoder.model.3.conv");
+        assert_eq!(conv.name("weight"), "encoder.model.3.conv.weight");
+        assert_eq!(w.pp("a").values("b", &[2, 3], 0.5).unwrap(), vec![0.5; 6]);
+    }
+
+    #[test]
+    fn scope_reads_the_full_name() {
+        let src = RandomWeights { seed: 3 };
+        let w = Weights::checkpoint(&src);
+        let scoped = w
+            .pp("quantizer")
+            .pp("rvq_first")
+            .values("x.weight", &[4, 2], 0.0);
+        let full = src.f32("quantizer.rvq_first.x.weight", &[4, 2]).unwrap();
+        assert_eq!(scoped.unwrap(), full);
+        let other = src.f32("quantizer.rvq_rest.x.weight", &[4, 2]).unwrap();
+        assert_ne!(full, other, "names must pick different tensors");
+    }
+}
