@@ -5,8 +5,6 @@
 //! WGSL kernels in `shaders/`) → `gpu` (device, buffers, pipelines, recorder, readback).
 //! `weights` and `text` read files and know no GPU.
 
-#[cfg(not(target_arch = "wasm32"))]
-pub mod audio;
 pub mod gpu;
 pub mod kernels;
 pub mod lm;

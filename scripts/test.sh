@@ -6,6 +6,9 @@
 # Stages:
 #   standalone  no tracked file refers to anything outside the repository (a sibling "shared"
 #               folder, one machine's absolute paths, a symlink that leaves the tree)
+#   layers      the layering rules that a grep can check: crate/weights and crate/text use
+#               nothing of the GPU layers (gpu, kernels, nn and above); no crate/**/*.rs file
+#               has more than 800 lines (split it by job)
 #   fmt         cargo fmt --check
 #   clippy      cargo clippy -D warnings, native and wasm32
 #   native      cargo test: unit tests and the kernel tests on the native GPU (lavapipe in CI)
@@ -32,7 +35,7 @@
 set -uo pipefail
 source "$(dirname "$0")/env.sh"
 
-ALL=(standalone fmt clippy native fallback no-adapter browser wasm-pkg worklets server js-api page page-echo echo page-errors)
+ALL=(standalone layers fmt clippy native fallback no-adapter browser wasm-pkg worklets server js-api page page-echo echo page-errors)
 STAGES=("$@")
 [ ${#STAGES[@]} -eq 0 ] && STAGES=("${ALL[@]}")
 
@@ -56,6 +59,30 @@ stage_standalone() {
     esac
   done < <(git ls-files -s | awk '$1 == "120000" { print $4 }')
   [ $rc -eq 0 ] && echo "no tracked file refers outside the repository ($(git ls-files | wc -l) files checked)"
+  return $rc
+}
+
+# The layers of ARCHITECTURE.md, where a grep can tell: the file readers (crate/weights,
+# crate/text) know no GPU, so they name no module of the GPU layers or above, nor wgpu.
+stage_layers() {
+  local bad rc=0
+  bad="$(grep -rnE 'crate::(gpu|kernels|nn|mimi|lm|session|web)\b|crate::\{[^}]*\b(gpu|kernels|nn|mimi|lm|session|web)\b|\bwgpu::' crate/weights crate/text)"
+  if [ -n "$bad" ]; then
+    echo "crate/weights and crate/text must not use the GPU layers (move that code to crate/nn or crate/kernels):"
+    echo "$bad"
+    rc=1
+  else
+    echo "crate/weights and crate/text use no GPU layer"
+  fi
+  local long
+  long="$(find crate -name '*.rs' -print0 | xargs -0 wc -l | awk '$2 != "total" && $1 > 800 { print "  " $2 ": " $1 " lines" }')"
+  if [ -n "$long" ]; then
+    echo "Rust files over 800 lines (split them into modules with one job each):"
+    echo "$long"
+    rc=1
+  else
+    echo "no Rust file in crate/ has more than 800 lines"
+  fi
   return $rc
 }
 

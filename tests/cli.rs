@@ -4,6 +4,18 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+/// The CLI's WAV module, compiled in: the tests below check its reader and resampler, and
+/// `run_writes_speech_transcript_and_reference_tokens` reads the CLI's output with it.
+#[path = "../crate/cli/audio.rs"]
+#[allow(dead_code)]
+mod audio;
+use audio::{read_wav_mono, resample, WAV_RATES};
+
+/// A WAV held in memory, decoded to mono f32 at its own rate: `(samples, rate)`.
+fn wav_from_bytes(name: &str, bytes: &[u8]) -> Result<(Vec<f32>, u32), audio::AudioError> {
+    audio::decode_wav_mono(name, std::io::Cursor::new(bytes))
+}
+
 fn parle() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_parle"));
     c.env("XDG_RUNTIME_DIR", std::env::temp_dir());
@@ -250,7 +262,7 @@ fn run_writes_speech_transcript_and_reference_tokens() {
     assert_eq!(ts, vec![shape[1]], "text [T]");
     assert_eq!(audio, want_audio);
     assert_eq!(text[..], want_text[..shape[1]]);
-    let pcm = parle::audio::read_wav_mono(&wav, 24000).unwrap();
+    let pcm = audio::read_wav_mono(&wav, 24000).unwrap();
     assert_eq!(pcm.len(), shape[1] * 1920);
     assert!(
         pcm.iter().any(|x| x.abs() > 1e-3),
@@ -306,4 +318,78 @@ fn malformed_config_is_named() {
         let err = run_err(&mut c);
         assert!(err.contains("config.json"), "{args:?}: {err}");
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The CLI's WAV reader and resampler (crate/cli/audio.rs)
+
+#[test]
+fn resample_keeps_a_sine() {
+    let from = 22050;
+    let x: Vec<f32> = (0..22050)
+        .map(|i| (2.0 * std::f32::consts::PI * 440.0 * i as f32 / from as f32).sin())
+        .collect();
+    let y = resample(&x, from, 24000).unwrap();
+    assert_eq!(y.len(), 24000);
+    // Compare with the analytic sine away from the edges.
+    let mut err = 0f32;
+    for (i, &v) in y.iter().enumerate().skip(2000).take(20000) {
+        let t = i as f32 / 24000.0;
+        err = err.max((v - (2.0 * std::f32::consts::PI * 440.0 * t).sin()).abs());
+    }
+    assert!(err < 1e-2, "max error {err}");
+}
+
+#[test]
+fn resample_extreme_rates() {
+    // The ends of WAV_RATES and rates sharing no factor with 24 kHz.
+    let x = vec![0.5f32; 3000];
+    for from in [*WAV_RATES.start(), *WAV_RATES.end(), 44_101, 767_999] {
+        let y = resample(&x, from, 24000).unwrap();
+        assert_eq!(y.len(), (3000u64 * 24000).div_ceil(from as u64) as usize);
+    }
+}
+
+#[test]
+fn wav_from_bytes_reads_and_rejects() {
+    // 16-bit stereo at 48 kHz: 2 frames.
+    let mut b = b"RIFF".to_vec();
+    b.extend(44u32.to_le_bytes());
+    b.extend(b"WAVEfmt ");
+    b.extend(16u32.to_le_bytes());
+    for v in [1u16, 2] {
+        b.extend(v.to_le_bytes());
+    }
+    b.extend(48000u32.to_le_bytes());
+    b.extend((48000u32 * 4).to_le_bytes());
+    for v in [4u16, 16] {
+        b.extend(v.to_le_bytes());
+    }
+    b.extend(b"data");
+    b.extend(8u32.to_le_bytes());
+    for v in [16384i16, 0, -32768, -32768] {
+        b.extend(v.to_le_bytes());
+    }
+    let (mono, rate) = wav_from_bytes("t.wav", &b).unwrap();
+    assert_eq!((mono, rate), (vec![0.25, -1.0], 48000));
+    // A sample rate out of range is named (byte rate kept consistent: hound checks it).
+    b[24..28].copy_from_slice(&500u32.to_le_bytes());
+    b[28..32].copy_from_slice(&2000u32.to_le_bytes());
+    let e = wav_from_bytes("t.wav", &b).unwrap_err().to_string();
+    assert!(e.starts_with("t.wav: ") && e.contains("500 Hz"), "{e}");
+    b[28..32].copy_from_slice(&(48000u32 * 4).to_le_bytes());
+    // Truncated data.
+    b[24..28].copy_from_slice(&48000u32.to_le_bytes());
+    let e = wav_from_bytes("t.wav", &b[..b.len() - 3])
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("truncated"), "{e}");
+}
+
+#[test]
+fn rejects_non_wav() {
+    let p = std::env::temp_dir().join("parle-not-a-wav.wav");
+    std::fs::write(&p, b"this is not audio").unwrap();
+    let e = read_wav_mono(&p, 24000).unwrap_err();
+    assert!(e.to_string().contains("not a WAV"), "{e}");
 }

@@ -12,13 +12,13 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use half::{bf16, f16};
-use parle::kernels::linear::{quant, HostLinear, WeightFormat};
 use parle::weights::names::{to_canonical, Naming, Transform};
 use parle::weights::{
     companion, config_file_name, embedding_table, inspect, linear_weight, write_gguf, Checkpoint,
     ContainerKind, DType, GgufFile, GgufHeader, GgufValue, LinearTensor, MemoryGguf, ModelFiles,
-    Quant, RandomWeights, SafetensorsFile, TensorSource, UsageTracker, WeightsError,
+    RandomWeights, SafetensorsFile, TensorSource, UsageTracker, WeightsError,
 };
+use parle::weights::{quant, quant_format, HostLinear, WeightFormat};
 use safetensors::tensor::{serialize, Dtype as StDtype, TensorView};
 
 // ---------------------------------------------------------------------------------------------
@@ -1134,8 +1134,11 @@ fn quant_at_load() {
     let bf = LinearTensor::Bf16(bf16_bytes(&w));
     let wb: Vec<f32> = w.iter().map(|&x| bf16::from_f32(x).to_f32()).collect();
     assert_eq!(bf.clone().quantized(None, k).unwrap(), bf);
-    assert_eq!(bf.clone().quantized(Some(Quant::Bf16), k).unwrap(), bf);
-    let q4 = bf.clone().quantized(Some(Quant::Q4), k).unwrap();
+    assert_eq!(
+        bf.clone().quantized(Some(WeightFormat::Bf16), k).unwrap(),
+        bf
+    );
+    let q4 = bf.clone().quantized(Some(WeightFormat::MLX_Q4), k).unwrap();
     assert_eq!(q4.format(), WeightFormat::MLX_Q4);
     let want = HostLinear::quantize(WeightFormat::MLX_Q4, &wb, rows as u32, k as u32).unwrap();
     assert_eq!(
@@ -1143,13 +1146,13 @@ fn quant_at_load() {
         want.dequantize()
     );
     let q8 = LinearTensor::F32(w.clone())
-        .quantized(Some(Quant::Q8_0), k)
+        .quantized(Some(WeightFormat::Q8_0), k)
         .unwrap();
     assert_eq!(
         q8,
         LinearTensor::Q8_0(quant::q8_0_quantize(&w, k as u32).unwrap())
     );
-    let m8 = bf.clone().quantized(Some(Quant::Q8), k).unwrap();
+    let m8 = bf.clone().quantized(Some(WeightFormat::MLX_Q8), k).unwrap();
     assert_eq!(m8.format(), WeightFormat::MLX_Q8);
     let want = HostLinear::quantize(WeightFormat::MLX_Q8, &wb, rows as u32, k as u32).unwrap();
     assert_eq!(
@@ -1158,18 +1161,24 @@ fn quant_at_load() {
     );
     assert_eq!(
         LinearTensor::F32(w.clone())
-            .quantized(Some(Quant::Bf16), k)
+            .quantized(Some(WeightFormat::Bf16), k)
             .unwrap(),
         bf
     );
     // Already quantized: kept as is when it is the asked format, else an error.
-    assert_eq!(q8.clone().quantized(Some(Quant::Q8_0), k).unwrap(), q8);
-    let e = q8.quantized(Some(Quant::Q4), k).unwrap_err().to_string();
+    assert_eq!(
+        q8.clone().quantized(Some(WeightFormat::Q8_0), k).unwrap(),
+        q8
+    );
+    let e = q8
+        .quantized(Some(WeightFormat::MLX_Q4), k)
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("already q8_0"), "{e}");
-    assert_eq!("q4".parse::<Quant>().unwrap(), Quant::Q4);
-    assert_eq!("q8".parse::<Quant>().unwrap(), Quant::Q8);
-    assert_eq!("Q8_0".parse::<Quant>().unwrap(), Quant::Q8_0);
-    assert!("q3".parse::<Quant>().is_err());
+    assert_eq!(quant_format("q4"), Some(WeightFormat::MLX_Q4));
+    assert_eq!(quant_format("q8"), Some(WeightFormat::MLX_Q8));
+    assert_eq!(quant_format("Q8_0"), Some(WeightFormat::Q8_0));
+    assert!(quant_format("q3").is_none());
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -24,6 +24,10 @@
 //! `mutate_reader("name", &seeds, 16, |b| parse(b).map_err(|e| e.to_string()))`.
 #![cfg(not(target_arch = "wasm32"))]
 
+/// The CLI's WAV module, compiled in to fuzz its reader.
+#[path = "../crate/cli/audio.rs"]
+#[allow(dead_code)]
+mod audio;
 mod gguf_bytes;
 use gguf_bytes::Gguf;
 use std::alloc::{GlobalAlloc, Layout, System};
@@ -1013,14 +1017,14 @@ fn wav_seeds() -> Vec<Seed> {
     seeds
 }
 
-/// WAV (`parle::audio::wav_from_bytes`: hound on the bytes, checks, mix to mono).
+/// WAV (the CLI's `audio::decode_wav_mono`: hound on the bytes, checks, mix to mono).
 /// Allocation: samples are collected as read, 4 bytes per input sample (8-bit input: 4× its
 /// bytes) and twice that while the vector grows, plus the mono copy: 16×.
 #[test]
 fn wav_reader() {
     let seeds = wav_seeds();
     mutate_reader("wav", &seeds, 16, |b| {
-        parle::audio::wav_from_bytes("fuzz.wav", b)
+        audio::decode_wav_mono("fuzz.wav", std::io::Cursor::new(b))
             .map(|(s, rate)| s.len() + rate as usize)
             .map_err(|e| e.to_string())
     });

@@ -4,6 +4,8 @@
 //! package's binaries) it is an empty stub.
 
 #[cfg(not(target_arch = "wasm32"))]
+mod audio;
+#[cfg(not(target_arch = "wasm32"))]
 mod bench;
 #[cfg(not(target_arch = "wasm32"))]
 mod mimi;

@@ -5,11 +5,12 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context as _, Result};
 use clap::Subcommand;
 use indicatif::{ProgressBar, ProgressStyle};
-use parle::audio;
 use parle::gpu::Context;
 use parle::mimi::Mimi;
 use parle::weights::SafetensorsFile;
 use safetensors::tensor::{serialize_to_file, Dtype, TensorView};
+
+use crate::audio;
 
 #[derive(Subcommand)]
 pub enum MimiCmd {

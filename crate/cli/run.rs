@@ -8,12 +8,14 @@ use std::time::Instant;
 use anyhow::{bail, Context as _, Result};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
-use parle::audio;
 use parle::gpu::Context;
-use parle::lm::{quant_format, Sampling};
+use parle::lm::Sampling;
 use parle::nn::WeightOptions;
 use parle::session::{Kind, Session, SessionOptions, StepOutput};
+use parle::weights::quant_format;
 use safetensors::tensor::{serialize_to_file, Dtype, TensorView};
+
+use crate::audio;
 
 #[derive(Args)]
 pub struct RunArgs {

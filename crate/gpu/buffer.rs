@@ -1,9 +1,7 @@
-//! GPU buffers with stable ids (for the bind-group cache) and a static allocation plan.
+//! GPU buffers with stable ids (for the bind-group cache) and byte-range views of them.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-
-use super::{Context, GpuError, GpuResult};
 
 static NEXT_BUFFER_ID: AtomicU64 = AtomicU64::new(1);
 
@@ -91,50 +89,5 @@ pub struct View<'a> {
 impl<'a> From<&'a GpuBuffer> for View<'a> {
     fn from(b: &'a GpuBuffer) -> Self {
         b.view()
-    }
-}
-
-/// A static buffer plan: every buffer a model needs is declared up front, checked against the
-/// device's limits, and allocated at once, so that nothing is allocated per frame.
-#[derive(Default)]
-pub struct BufferPlan {
-    entries: Vec<(String, u64, BufferUsage)>,
-}
-
-impl BufferPlan {
-    pub fn new() -> Self {
-        Self::default()
-    }
-    /// Declare a buffer; returns its index in the plan.
-    pub fn add(&mut self, label: impl Into<String>, bytes: u64, usage: BufferUsage) -> usize {
-        self.entries.push((label.into(), bytes, usage));
-        self.entries.len() - 1
-    }
-    /// Total bytes the plan will allocate.
-    pub fn total_bytes(&self) -> u64 {
-        self.entries.iter().map(|e| e.1).sum()
-    }
-    pub fn len(&self) -> usize {
-        self.entries.len()
-    }
-    pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
-    }
-    /// Check the plan against the device limits, then allocate every buffer (zero-filled).
-    pub fn allocate(&self, ctx: &Context) -> GpuResult<Vec<GpuBuffer>> {
-        let max = ctx.caps().max_storage_binding;
-        for (label, bytes, usage) in &self.entries {
-            if *usage == BufferUsage::Storage && *bytes > max {
-                return Err(GpuError::BufferTooLarge {
-                    label: label.clone(),
-                    bytes: *bytes,
-                    max,
-                });
-            }
-        }
-        self.entries
-            .iter()
-            .map(|(label, bytes, usage)| ctx.create_buffer(label, *bytes, *usage))
-            .collect()
     }
 }

@@ -1,4 +1,4 @@
-//! GPU runtime: device acquisition and capabilities, buffers from a static plan, WGSL kernel
+//! GPU runtime: device acquisition and capabilities, buffers with views, WGSL kernel
 //! assembly with per-backend preludes, cached pipelines and bind groups, a frame recorder that
 //! puts many dispatches into one command encoder and one submit, and readback.
 
@@ -10,7 +10,7 @@ mod readback;
 mod recorder;
 mod wgsl;
 
-pub use buffer::{BufferPlan, BufferUsage, GpuBuffer, View};
+pub use buffer::{BufferUsage, GpuBuffer, View};
 pub use context::{Capabilities, Context, Options};
 pub use error::GpuError;
 pub use kernel::{Binding, Kernel, Pipeline, Variant};

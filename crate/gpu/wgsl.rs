@@ -1,8 +1,19 @@
 //! Compile-time checks on WGSL sources and a tiny line preprocessor.
 //!
 //! Kernels keep both their subgroup and shared-memory variants (and f16/f32 variants) in one
-//! file, separated by `//#if NAME`, `//#else`, `//#endif` lines (nestable). Lines that begin with
-//! `//#` are always removed; everything else is kept or dropped as a whole line.
+//! file, separated by `//#if NAME`, `//#else`, `//#endif` lines (nestable). Code shared between
+//! shader files lives in `shaders/common/` and is pasted in by `//#include "common/NAME.wgsl"`
+//! (itself preprocessed with the same defines; the files are listed in [`SHARED`]). Lines that
+//! begin with `//#` are always removed; everything else is kept or dropped as a whole line.
+
+/// The shader code that `//#include "NAME"` pastes in, by name.
+const SHARED: &[(&str, &str)] = &[(
+    "common/rope.wgsl",
+    include_str!("../../shaders/common/rope.wgsl"),
+)];
+
+/// Includes nest at most this deep (an include cycle is an error, not a hang).
+const MAX_INCLUDE_DEPTH: usize = 4;
 
 /// `true` when `needle` occurs in `hay`. Usable in `const` context, so launchers can assert at
 /// compile time that their workgroup size and binding numbers match the WGSL text.
@@ -26,8 +37,13 @@ pub const fn wgsl_contains(hay: &str, needle: &str) -> bool {
     false
 }
 
-/// Keep the lines whose `//#if` conditions hold for the set of `defines`.
+/// Keep the lines whose `//#if` conditions hold for the set of `defines`, with the shared files
+/// of their `//#include` lines pasted in.
 pub fn preprocess(source: &str, defines: &[&str]) -> Result<String, String> {
+    preprocess_at(source, defines, 0)
+}
+
+fn preprocess_at(source: &str, defines: &[&str], depth: usize) -> Result<String, String> {
     // Each stack entry: (this branch active, some branch of this `if` was already taken, parent active).
     let mut stack: Vec<(bool, bool, bool)> = Vec::new();
     let mut out = String::with_capacity(source.len());
@@ -61,6 +77,30 @@ pub fn preprocess(source: &str, defines: &[&str]) -> Result<String, String> {
                         .pop()
                         .ok_or(format!("line {}: `//#endif` without `//#if`", lineno + 1))?;
                 }
+                Some("include") if active(&stack) => {
+                    let name = rest.trim_start()["include".len()..]
+                        .trim()
+                        .trim_matches('"');
+                    let shared = SHARED
+                        .iter()
+                        .find(|(n, _)| *n == name)
+                        .map(|(_, src)| *src)
+                        .ok_or(format!(
+                            "line {}: `//#include \"{name}\"`: no such shared shader file (known: {})",
+                            lineno + 1,
+                            SHARED.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", ")
+                        ))?;
+                    if depth >= MAX_INCLUDE_DEPTH {
+                        return Err(format!(
+                            "line {}: `//#include \"{name}\"` nests deeper than {MAX_INCLUDE_DEPTH} (an include cycle?)",
+                            lineno + 1
+                        ));
+                    }
+                    let body = preprocess_at(shared, defines, depth + 1)
+                        .map_err(|e| format!("in {name}: {e}"))?;
+                    out.push_str(&body);
+                }
+                Some("include") => {}
                 other => {
                     return Err(format!(
                         "line {}: unknown directive {:?}",
@@ -101,5 +141,24 @@ mod tests {
         assert_eq!(preprocess(src, &[]).unwrap(), "a\ne\nf\n");
         assert!(preprocess("//#if X\n", &[]).is_err());
         assert!(preprocess("//#endif\n", &[]).is_err());
+    }
+
+    #[test]
+    fn include_pastes_shared_code() {
+        let rope = SHARED[0].1;
+        let src = "a\n//#include \"common/rope.wgsl\"\nb\n";
+        assert_eq!(
+            preprocess(src, &[]).unwrap(),
+            format!("a\n{}b\n", preprocess(rope, &[]).unwrap())
+        );
+        assert!(rope.contains("fn cos_sin("));
+        // Only where its branch is active.
+        let inactive = "a\n//#if X\n//#include \"common/rope.wgsl\"\n//#endif\nb\n";
+        assert_eq!(preprocess(inactive, &[]).unwrap(), "a\nb\n");
+        let e = preprocess("//#include \"common/none.wgsl\"\n", &[]).unwrap_err();
+        assert!(
+            e.contains("common/none.wgsl") && e.contains("common/rope.wgsl"),
+            "{e}"
+        );
     }
 }

@@ -13,7 +13,6 @@
 
 use crate::gpu::{BufferUsage, Context, GpuBuffer, Recorder};
 use crate::kernels::embed::TableFormat;
-use crate::kernels::linear::WeightFormat;
 use crate::kernels::linear::{LinearInput, LinearOutput};
 use crate::kernels::sampling::{self, LogitRows, SampleConfig, TokenSlots};
 use crate::nn::{
@@ -487,17 +486,5 @@ impl Lm {
         }
         self.step += 1;
         Ok(())
-    }
-}
-
-/// Weight formats a bf16 checkpoint can be converted to at load (`--quant`).
-pub fn quant_format(name: &str) -> Option<WeightFormat> {
-    match name {
-        "q4" => Some(WeightFormat::MLX_Q4),
-        "q8" => Some(WeightFormat::MLX_Q8),
-        "q8_0" => Some(WeightFormat::Q8_0),
-        "bf16" => Some(WeightFormat::Bf16),
-        "f32" => Some(WeightFormat::F32),
-        _ => None,
     }
 }

@@ -3,10 +3,8 @@
 
 use crate::gpu::{BufferUsage, Context, GpuBuffer, Recorder, View};
 use crate::kernels::fill::{self, FillMode};
-use crate::kernels::linear::{
-    self, HostLinear, LinearInput, LinearOpts, LinearOutput, LinearWeights, WeightFormat,
-};
-use crate::weights::TensorSource;
+use crate::kernels::linear::{self, LinearInput, LinearOpts, LinearOutput, LinearWeights};
+use crate::weights::{HostLinear, TensorSource, WeightFormat};
 
 /// How weights are kept on the GPU when they are loaded.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -26,21 +24,6 @@ pub struct Linear {
     k: u32,
 }
 
-/// The format's K granularity (f32 4, bf16 8, Q8_0 32, affine the group size).
-fn k_multiple(format: WeightFormat) -> u32 {
-    match format {
-        WeightFormat::F32 => 4,
-        WeightFormat::Bf16 => 8,
-        WeightFormat::Q8_0 => 32,
-        WeightFormat::Affine { group, .. } => group,
-    }
-}
-
-/// `k` rounded up to the format's granularity.
-pub fn padded_k(format: WeightFormat, k: u32) -> u32 {
-    k.next_multiple_of(k_multiple(format))
-}
-
 impl Linear {
     /// Load `name` (`[out, inp]`) from a checkpoint: in its published layout (f32, bf16, Q8_0,
     /// MLX q4/q8: [`crate::weights::linear_weight`]), or converted to `opts.quant`.
@@ -54,7 +37,7 @@ impl Linear {
     ) -> crate::Result<Self> {
         let t = crate::weights::linear_weight(src, name, out, inp)?;
         let format = opts.quant.unwrap_or(t.format());
-        if format == t.format() && padded_k(format, inp as u32) == inp as u32 {
+        if format == t.format() && format.padded_k(inp as u32) == inp as u32 {
             return Self::from_host(ctx, name, &t.into_host(out, inp)?);
         }
         Self::from_f32(
@@ -80,7 +63,7 @@ impl Linear {
         opts: &WeightOptions,
     ) -> crate::Result<Self> {
         let format = opts.quant.unwrap_or(WeightFormat::F32);
-        let kp = padded_k(format, k);
+        let kp = format.padded_k(k);
         let host = if kp == k {
             HostLinear::quantize(format, w, rows, k)?
         } else {
@@ -91,7 +74,7 @@ impl Linear {
             HostLinear::quantize(format, &padded, rows, kp)?
         };
         Ok(Self {
-            w: host.upload(ctx, label)?,
+            w: LinearWeights::upload(ctx, &host, label)?,
             bias: None,
             k,
         })
@@ -100,7 +83,7 @@ impl Linear {
     /// A weight already in its GPU layout.
     pub fn from_host(ctx: &Context, label: &str, host: &HostLinear) -> crate::Result<Self> {
         Ok(Self {
-            w: host.upload(ctx, label)?,
+            w: LinearWeights::upload(ctx, host, label)?,
             bias: None,
             k: host.k,
         })
@@ -116,7 +99,7 @@ impl Linear {
         k: u32,
         seed: u32,
     ) -> crate::Result<Self> {
-        let kp = padded_k(format, k);
+        let kp = format.padded_k(k);
         let max = ctx.caps().max_storage_binding;
         let per_row = 4 * format.data_words(1, kp).max(1);
         let max_rows = ((max / per_row) / 4 * 4).clamp(4, u32::MAX as u64) as u32;

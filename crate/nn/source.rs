@@ -3,8 +3,7 @@
 //! [`Weights`] and never see the difference.
 
 use crate::gpu::{Context, GpuBuffer};
-use crate::kernels::linear::WeightFormat;
-use crate::weights::TensorSource;
+use crate::weights::{TensorSource, WeightFormat};
 
 use super::linear::{Linear, WeightOptions};
 use super::norm::{Norm, NormKind};

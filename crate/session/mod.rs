@@ -176,7 +176,7 @@ impl Session {
         })
     }
 
-    /// Open a model directory (see [`ModelDir`]).
+    /// Open a model directory (resolved by [`crate::weights::ModelFiles`]).
     #[cfg(not(target_arch = "wasm32"))]
     pub fn load_dir(
         ctx: &Context,

@@ -408,7 +408,7 @@ pub async fn engine_pull() -> Result<JsValue, JsValue> {
 /// `adapter`.
 #[wasm_bindgen(js_name = engineBench)]
 pub async fn engine_bench(options: String) -> Result<String, JsValue> {
-    use crate::lm::quant_format;
+    use crate::weights::quant_format;
     use crate::weights::RandomWeights;
 
     if BUSY.with(|b| b.get()) {

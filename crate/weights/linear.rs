@@ -4,9 +4,8 @@
 
 use half::bf16;
 
-use super::{companion, DType, RawTensor, TensorSource, WeightsError};
-use crate::gpu::GpuResult;
-use crate::kernels::linear::{quant, HostLinear, MlxAffine, WeightFormat};
+use super::quant::{self, MlxAffine};
+use super::{companion, DType, HostLinear, RawTensor, TensorSource, WeightFormat, WeightsError};
 
 /// A `[rows, k]` weight as published (rows = outputs or vocabulary entries, k = inputs / dim).
 #[derive(Debug, Clone, PartialEq)]
@@ -26,47 +25,6 @@ pub enum LinearTensor {
         scales: Vec<u8>,
         biases: Vec<u8>,
     },
-}
-
-/// What `--quant` asks for: quantize a bf16/f32 checkpoint's linears at load (the same names
-/// as `crate::lm::quant_format`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Quant {
-    /// bf16 (f32 weights are rounded; bf16 kept).
-    Bf16,
-    /// MLX affine 8-bit, group 64 (8.5 bits per weight), as Kyutai's q8 files.
-    Q8,
-    /// ggml Q8_0 (8.5 bits per weight), as candle's GGUF.
-    Q8_0,
-    /// MLX affine 4-bit, group 32 (5 bits per weight), as Kyutai's q4 files.
-    Q4,
-}
-
-impl std::str::FromStr for Quant {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s.to_ascii_lowercase().as_str() {
-            "bf16" => Ok(Self::Bf16),
-            "q8" => Ok(Self::Q8),
-            "q8_0" => Ok(Self::Q8_0),
-            "q4" => Ok(Self::Q4),
-            _ => Err(format!(
-                "unknown quantization '{s}' (use q4, q8, q8_0 or bf16)"
-            )),
-        }
-    }
-}
-
-impl Quant {
-    /// The GPU weight format it produces.
-    pub fn format(self) -> WeightFormat {
-        match self {
-            Self::Bf16 => WeightFormat::Bf16,
-            Self::Q8 => WeightFormat::MLX_Q8,
-            Self::Q8_0 => WeightFormat::Q8_0,
-            Self::Q4 => WeightFormat::MLX_Q4,
-        }
-    }
 }
 
 fn words(b: &[u8]) -> impl Iterator<Item = u32> + '_ {
@@ -155,12 +113,13 @@ impl LinearTensor {
         }
     }
 
-    /// Quantize (or round) an f32/bf16 weight with `k` inputs per row for `--quant`; `None` keeps
-    /// the weight as it is. A weight already quantized in another format is an error: `--quant`
-    /// applies to bf16 (or f32) checkpoints.
-    pub fn quantized(self, q: Option<Quant>, k: usize) -> crate::Result<Self> {
-        let Some(q) = q else { return Ok(self) };
-        let target = q.format();
+    /// Quantize (or round) an f32/bf16 weight with `k` inputs per row into `target` (a `--quant`
+    /// format, [`super::quant_format`]); `None` keeps the weight as it is. A weight already
+    /// quantized in another format is an error: `--quant` applies to bf16 (or f32) checkpoints.
+    pub fn quantized(self, target: Option<WeightFormat>, k: usize) -> Result<Self, WeightsError> {
+        let Some(target) = target else {
+            return Ok(self);
+        };
         if self.format() == target {
             return Ok(self);
         }
@@ -169,12 +128,11 @@ impl LinearTensor {
                 "--quant {} applies to bf16 or f32 checkpoints; this one is already {}",
                 target.name(),
                 self.format().name()
-            ))
-            .into());
+            )));
         }
         let w = self.to_f32();
         let k32 = k as u32;
-        let mlx = |bits: u32, group: u32| -> crate::Result<Self> {
+        let mlx = |bits: u32, group: u32| -> Result<Self, WeightsError> {
             let m = quant::mlx_quantize(&w, k32, bits, group)?;
             Ok(Self::MlxAffine {
                 bits,
@@ -184,16 +142,16 @@ impl LinearTensor {
                 biases: m.biases.iter().flat_map(|h| h.to_le_bytes()).collect(),
             })
         };
-        Ok(match q {
-            Quant::Bf16 => Self::Bf16(self.to_bf16_bytes()),
-            Quant::Q8_0 => Self::Q8_0(quant::q8_0_quantize(&w, k32)?),
-            Quant::Q8 => mlx(8, 64)?,
-            Quant::Q4 => mlx(4, 32)?,
+        Ok(match target {
+            WeightFormat::F32 => Self::F32(w),
+            WeightFormat::Bf16 => Self::Bf16(self.to_bf16_bytes()),
+            WeightFormat::Q8_0 => Self::Q8_0(quant::q8_0_quantize(&w, k32)?),
+            WeightFormat::Affine { bits, group } => mlx(bits, group)?,
         })
     }
 
-    /// The GPU layout of this `[rows, k]` weight (upload it with [`HostLinear::upload`]).
-    pub fn into_host(self, rows: usize, k: usize) -> GpuResult<HostLinear> {
+    /// The GPU layout of this `[rows, k]` weight (the GPU side uploads it as it is).
+    pub fn into_host(self, rows: usize, k: usize) -> Result<HostLinear, WeightsError> {
         let (r, kk) = (rows as u32, k as u32);
         match self {
             Self::F32(v) => HostLinear::from_f32(&v, r, kk),

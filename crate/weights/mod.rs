@@ -8,18 +8,23 @@
 //!   (PyTorch, MLX, candle; spec §4.8) under one canonical set of names and shapes, the
 //!   format detected from the file's contents.
 //! * [`linear_weight`] hands a linear (or embedding) weight out as a [`LinearTensor`] in its
-//!   published layout (f32, bf16, Q8_0 blocks, MLX affine codes + scales + biases), which the GPU
-//!   side turns into its buffers without knowing the file format.
+//!   published layout (f32, bf16, Q8_0 blocks, MLX affine codes + scales + biases);
+//!   [`LinearTensor::into_host`] repacks it into a [`HostLinear`], the streams of its
+//!   [`WeightFormat`] that the GPU side uploads without knowing the file format. [`quant`] holds
+//!   the quantizers of the published formats (`--quant`, [`quant_format`]).
 //! * [`UsageTracker`] records which tensors a model asked for, so a load can fail on tensors it
 //!   did not use; [`ModelFiles`] finds the files of a model directory (native).
 
 mod checkpoint;
+mod format;
 mod gguf;
+mod host;
 mod linear;
 #[cfg(not(target_arch = "wasm32"))]
 mod loader;
 mod memory;
 pub mod names;
+pub mod quant;
 mod safetensors;
 mod usage;
 
@@ -29,10 +34,13 @@ mod dir;
 pub mod inspect;
 
 pub use checkpoint::{Checkpoint, Container, ContainerKind};
+pub use format::{quant_format, WeightFormat};
 pub use gguf::{dtype_ggml, ggml_type_name, write_gguf, GgufHeader, GgufValue, MemoryGguf};
-pub use linear::{embedding_table, linear_weight, LinearTensor, Quant};
+pub use host::HostLinear;
+pub use linear::{embedding_table, linear_weight, LinearTensor};
 pub use memory::{MemorySafetensors, RandomWeights};
 pub use names::Naming;
+pub use quant::MlxAffine;
 pub use usage::UsageTracker;
 
 #[cfg(not(target_arch = "wasm32"))]
@@ -105,6 +113,10 @@ pub enum WeightsError {
     Io { file: String, message: String },
     #[error("config: {0}")]
     Config(String),
+    /// A weight that does not fit its format's layout (K not a multiple of the block, stream
+    /// lengths that disagree with the shape, an unsupported quantization).
+    #[error("weight layout: {0}")]
+    Layout(String),
 }
 
 impl WeightsError {

@@ -5,9 +5,9 @@
 
 use parle::gpu::{Context, Recorder};
 use parle::kernels::linear::{
-    self, quant, reference, HostLinear, LinearInput, LinearOpts, LinearOutput, LinearWeights,
-    WeightFormat,
+    self, reference, LinearInput, LinearOpts, LinearOutput, LinearWeights,
 };
+use parle::weights::{quant, HostLinear, MlxAffine, WeightFormat};
 
 use crate::cases;
 use crate::common::{gpu, log, CaseResult, Rng, Size};
@@ -331,9 +331,9 @@ async fn run(ctx: &Context, c: Case) -> CaseResult {
     }
 
     let full = if c.split_rows > 0 {
-        gpu(host.upload_split(ctx, "w", c.split_rows))?
+        gpu(LinearWeights::upload_split(ctx, &host, "w", c.split_rows))?
     } else {
-        gpu(host.upload(ctx, "w"))?
+        gpu(LinearWeights::upload(ctx, &host, "w"))?
     };
     let w = if c.row_offset > 0 || c.total_rows != c.n {
         gpu(full.rows(c.row_offset, c.n))?
@@ -521,7 +521,7 @@ async fn split_weights(ctx: &Context, _size: Size) -> CaseResult {
     for f in [WeightFormat::Q8_0, WeightFormat::Bf16, Q4] {
         let k = if f == Q4 { 128 } else { k };
         let (host, deq) = make_weight(f, rows, k, 77)?;
-        let w = gpu(host.upload_split(ctx, "w", 10))?; // parts of 8 rows: 8, 8, 8, 6
+        let w = gpu(LinearWeights::upload_split(ctx, &host, "w", 10))?; // parts of 8 rows: 8, 8, 8, 6
         if w.part_count() != 4 {
             return Err(format!("{} parts, want 4", w.part_count()));
         }
@@ -726,7 +726,7 @@ async fn published_layouts(_ctx: &Context, _size: Size) -> CaseResult {
         return Err("q8_0 dequantization differs".into());
     }
     // MLX q4: element 8w + j is nibble j of word w; scale | bias << 16 per group.
-    let q = linear::MlxAffine {
+    let q = MlxAffine {
         bits: 4,
         group: 32,
         weight: vec![0x7654_3210, 0xFEDC_BA98, 0, 0x1000_0000],
@@ -749,7 +749,7 @@ async fn published_layouts(_ctx: &Context, _size: Size) -> CaseResult {
     // MLX q8 group 64: byte j of word w is element 4w + j.
     let mut weight = vec![0u32; 16];
     weight[0] = 0x0302_01FF;
-    let q = linear::MlxAffine {
+    let q = MlxAffine {
         bits: 8,
         group: 64,
         weight,
@@ -795,13 +795,13 @@ async fn bad_arguments(ctx: &Context, _size: Size) -> CaseResult {
     {
         return Err("3-bit affine accepted".into());
     }
-    let w = gpu(gpu(HostLinear::quantize(
+    let host = gpu(HostLinear::quantize(
         WeightFormat::Bf16,
         &[0.5; 64 * 8],
         8,
         64,
-    ))?
-    .upload(ctx, "w"))?;
+    ))?;
+    let w = gpu(LinearWeights::upload(ctx, &host, "w"))?;
     if w.rows(6, 3).is_ok() {
         return Err("row block past the end accepted".into());
     }
@@ -835,13 +835,13 @@ async fn bad_arguments(ctx: &Context, _size: Size) -> CaseResult {
 
 /// Wrong fused options come back as errors.
 async fn bad_fused_arguments(ctx: &Context, _size: Size) -> CaseResult {
-    let w = gpu(gpu(HostLinear::quantize(
+    let host = gpu(HostLinear::quantize(
         WeightFormat::F32,
         &[0.5; 64 * 8],
         8,
         64,
-    ))?
-    .upload(ctx, "w"))?;
+    ))?;
+    let w = gpu(LinearWeights::upload(ctx, &host, "w"))?;
     let x = gpu(ctx.upload("x", &[0f32; 128]))?;
     let y = gpu(ctx.upload("y", &[0f32; 16]))?;
     let small = gpu(ctx.upload("small", &[1f32; 4]))?;

@@ -121,6 +121,7 @@ pub fn assert_close(what: &str, got: &[f32], want: &[f32], atol: f32, rtol: f32)
     Ok(())
 }
 
-pub fn gpu<T>(r: parle::gpu::GpuResult<T>) -> Result<T, String> {
+/// Any engine result (GPU, weights) with its error as the case's message.
+pub fn gpu<T, E: std::fmt::Display>(r: Result<T, E>) -> Result<T, String> {
     r.map_err(|e| e.to_string())
 }

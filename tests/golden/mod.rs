@@ -85,8 +85,7 @@ pub async fn kyutai_test_lm(ctx: &Context, f32_cache: bool, tol: f32) -> Result<
     // Under canonical names: the stacked depformer attention is served per weight set.
     let model = Checkpoint::from_bytes(
         "test_lm_model.safetensors",
-        include_bytes!("../fixtures/kyutai-test-lm/test_lm_model.safetensors")
-            .to_vec(),
+        include_bytes!("../fixtures/kyutai-test-lm/test_lm_model.safetensors").to_vec(),
         None,
     )
     .map_err(|e| e.to_string())?;

@@ -10,9 +10,8 @@
 
 use anyhow::Result;
 use parle::gpu::{BufferUsage, Context};
-use parle::kernels::linear::{
-    self, LinearInput, LinearOpts, LinearOutput, LinearWeights, WeightFormat,
-};
+use parle::kernels::linear::{self, LinearInput, LinearOpts, LinearOutput, LinearWeights};
+use parle::weights::WeightFormat;
 
 use super::{buf, Case};
 

@@ -8,10 +8,11 @@ use std::time::Instant;
 use anyhow::{Context as _, Result};
 use parle::gpu::{BufferUsage, Context, Recorder};
 use parle::kernels::attention::kv_elem_bytes;
-use parle::lm::{quant_format, LmConfig, LmOptions, Sampling};
+use parle::lm::{LmConfig, LmOptions, Sampling};
 use parle::mimi::{Mimi, MimiConfig};
 use parle::nn::Weights;
 use parle::session::{ModelParts, Session, SessionOptions, MAX_IN_FLIGHT};
+use parle::weights::quant_format;
 use parle::weights::RandomWeights;
 
 /// Bytes per second of a device-local buffer copy (read + written bytes over time).

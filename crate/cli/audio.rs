@@ -1,5 +1,6 @@
 //! WAV input and output for the CLI: any common WAV (8/16/24/32-bit integer or 32-bit float,
-//! any channel count and sample rate) becomes 24 kHz mono f32; output is 24 kHz mono.
+//! any channel count and sample rate) becomes 24 kHz mono f32; output is 24 kHz mono. Its tests
+//! are in `tests/cli.rs`, which compiles this file in (as `tests/mutation.rs` does to fuzz it).
 
 use std::path::Path;
 
@@ -31,13 +32,8 @@ pub fn read_wav_mono(path: &Path, target_rate: u32) -> Result<Vec<f32>, AudioErr
     resample(&mono, rate, target_rate).map_err(|why| AudioError::Bad { file, why })
 }
 
-/// Decode a WAV held in memory to mono f32 at its own sample rate: `(samples, rate)`. `name`
-/// prefixes every error.
-pub fn wav_from_bytes(name: &str, bytes: &[u8]) -> Result<(Vec<f32>, u32), AudioError> {
-    decode_wav_mono(name, std::io::Cursor::new(bytes))
-}
-
-/// Decode a WAV stream to mono f32 at its own sample rate: `(samples, rate)`.
+/// Decode a WAV stream to mono f32 at its own sample rate: `(samples, rate)`. `name` prefixes
+/// every error.
 ///
 /// Memory: the samples are collected as they are read (never pre-allocated from the header's
 /// data length, which may lie), so a damaged header cannot cause a large allocation: at most
@@ -141,80 +137,4 @@ pub fn write_wav_mono(path: &Path, samples: &[f32], rate: u32) -> Result<(), Aud
         writer.write_sample(s).map_err(w)?;
     }
     writer.finalize().map_err(w)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn resample_keeps_a_sine() {
-        let from = 22050;
-        let x: Vec<f32> = (0..22050)
-            .map(|i| (2.0 * std::f32::consts::PI * 440.0 * i as f32 / from as f32).sin())
-            .collect();
-        let y = resample(&x, from, 24000).unwrap();
-        assert_eq!(y.len(), 24000);
-        // Compare with the analytic sine away from the edges.
-        let mut err = 0f32;
-        for (i, &v) in y.iter().enumerate().skip(2000).take(20000) {
-            let t = i as f32 / 24000.0;
-            err = err.max((v - (2.0 * std::f32::consts::PI * 440.0 * t).sin()).abs());
-        }
-        assert!(err < 1e-2, "max error {err}");
-    }
-
-    #[test]
-    fn resample_extreme_rates() {
-        // The ends of WAV_RATES and rates sharing no factor with 24 kHz.
-        let x = vec![0.5f32; 3000];
-        for from in [*WAV_RATES.start(), *WAV_RATES.end(), 44_101, 767_999] {
-            let y = resample(&x, from, 24000).unwrap();
-            assert_eq!(y.len(), (3000u64 * 24000).div_ceil(from as u64) as usize);
-        }
-    }
-
-    #[test]
-    fn wav_from_bytes_reads_and_rejects() {
-        // 16-bit stereo at 48 kHz: 2 frames.
-        let mut b = b"RIFF".to_vec();
-        b.extend(44u32.to_le_bytes());
-        b.extend(b"WAVEfmt ");
-        b.extend(16u32.to_le_bytes());
-        for v in [1u16, 2] {
-            b.extend(v.to_le_bytes());
-        }
-        b.extend(48000u32.to_le_bytes());
-        b.extend((48000u32 * 4).to_le_bytes());
-        for v in [4u16, 16] {
-            b.extend(v.to_le_bytes());
-        }
-        b.extend(b"data");
-        b.extend(8u32.to_le_bytes());
-        for v in [16384i16, 0, -32768, -32768] {
-            b.extend(v.to_le_bytes());
-        }
-        let (mono, rate) = wav_from_bytes("t.wav", &b).unwrap();
-        assert_eq!((mono, rate), (vec![0.25, -1.0], 48000));
-        // A sample rate out of range is named (byte rate kept consistent: hound checks it).
-        b[24..28].copy_from_slice(&500u32.to_le_bytes());
-        b[28..32].copy_from_slice(&2000u32.to_le_bytes());
-        let e = wav_from_bytes("t.wav", &b).unwrap_err().to_string();
-        assert!(e.starts_with("t.wav: ") && e.contains("500 Hz"), "{e}");
-        b[28..32].copy_from_slice(&(48000u32 * 4).to_le_bytes());
-        // Truncated data.
-        b[24..28].copy_from_slice(&48000u32.to_le_bytes());
-        let e = wav_from_bytes("t.wav", &b[..b.len() - 3])
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("truncated"), "{e}");
-    }
-
-    #[test]
-    fn rejects_non_wav() {
-        let p = std::env::temp_dir().join("parle-not-a-wav.wav");
-        std::fs::write(&p, b"this is not audio").unwrap();
-        let e = read_wav_mono(&p, 24000).unwrap_err();
-        assert!(e.to_string().contains("not a WAV"), "{e}");
-    }
 }

@@ -1,0 +1,284 @@
+//! Streaming causal Conv1d and ConvTranspose1d (spec §1.3): `shaders/conv1d.wgsl` and
+//! `shaders/convtr1d.wgsl`. Used by Mimi's SEANet encoder/decoder, its resampling convs and the
+//! quantizer projections (1×1 convs).
+//!
+//! Layouts: activations are channel-major `[C, T]` f32 (PyTorch `[B=1, C, T]`), contiguous.
+//! Conv1d weights `[C_out, C_in/G, K]`, ConvTranspose1d weights `[C_in, C_out/G, K]` (PyTorch),
+//! biases `[C_out]`.
+//!
+//! **Conv1d** ([`conv1d`]): `K_eff = (K−1)·d + 1`, left padding `P = K_eff − S` kept as a state
+//! `[C_in, P]`. A call with `T` new samples (`T` a positive multiple of `S`) computes exactly
+//! `T/S` outputs, a VALID conv over `cat(state, x)`, and the new state is the last `P` columns of
+//! that concatenation. At stream start the state is zeros ([`PadMode::Zeros`]) or `P` copies of
+//! the stream's first input column ([`PadMode::Replicate`]); this is a flag in the kernel
+//! parameters, so neither a reset nor the first call needs a host round trip.
+//!
+//! **ConvTranspose1d** ([`conv_tr1d`]): a call with `T` inputs computes the `(T−1)·S + K` raw
+//! outputs, adds the carried partial (`[C_out, K−S]`, zero at stream start) into the first `K−S`,
+//! emits the first `T·S` (plus bias) and keeps the last `K−S` (without bias) as the new partial.
+//!
+//! **State ping-pong**: [`Conv1dState`] / [`ConvTr1dState`] own two state buffers and a parity.
+//! A call reads one and writes the other, then flips the parity (at record time), so a call never
+//! reads and writes the same buffer and several calls may be recorded into one submit. A recorded
+//! call must be submitted: the state struct assumes it ran.
+//!
+//! **Fusions**: [`ConvOpts::elu_input`] applies ELU (alpha 1) to every input sample as it is
+//! read (SEANet's `ELU → conv`; the state holds ELU'd samples, as PyTorch's conv state does).
+//! [`ConvOpts::accumulate`] (Conv1d only) adds the result to `y` (`y += conv(x)`), for residual
+//! branches.
+//!
+//! **Dispatch geometry** (workgroups of 256; linear group index via [`crate::kernels::grid_1d`]):
+//! * `conv1d_direct` ([`ConvAlgo::Direct`]): one invocation per output time and `COT` output
+//!   channels (`COT` = 4 when it divides `C_out/G` and still gives ≥ 128 workgroups or the
+//!   device is a software rasterizer, else 1); a workgroup is 64 times × `4·COT` channels;
+//!   `ceil(T_out/64) · ceil(C_out/(4·COT))` groups.
+//! * `conv1d_rows` ([`ConvAlgo::Reduce`]): a workgroup computes 4 output channels × 8 output
+//!   times, 64 lanes per channel striding over the contiguous weight row (`C_in/G · K`),
+//!   shared-memory reduction; `ceil(C_out/4) · ceil(T_out/8)` groups. Chosen by
+//!   [`ConvAlgo::Auto`] for `T_out ≤ 16` (streaming frames, weight-bound) and, on hardware
+//!   adapters, for reductions `C_in/G · K ≥ 128` at any `T`. Weights are read as vec4 (define `W_VEC4`) when
+//!   `C_in/G · K` is a multiple of 4 and the weight view is 16-byte aligned.
+//! * `conv1d_tiled` ([`ConvAlgo::Tiled`]): implicit GEMM, 32 output channels × 64 output times
+//!   per workgroup, reduction chunks of 32 staged in shared memory; `ceil(T_out/64) ·
+//!   ceil(C_out/32)` groups. Needs `G = 1` or `C_out/G` a multiple of 32. Chosen by
+//!   [`ConvAlgo::Auto`] for short reductions at `T_out > 16` (e.g. the first conv, `C_in·K = 7`,
+//!   and the 1×1 convs of the first ResBlocks).
+//! * `conv1d_direct` is [`ConvAlgo::Auto`]'s last resort (grouped convs the tiled kernel cannot
+//!   take, with short reductions and long `T`).
+//! * both Conv1d kernels: `ceil(C_in·P/256)` extra groups write the new state.
+//! * `convtr_direct` ([`ConvAlgo::Direct`]): one invocation per raw output, `ceil(C_out·L/256)`
+//!   groups, `L = (T−1)·S + K`.
+//! * `convtr_cols` ([`ConvAlgo::Reduce`]): a workgroup owns `max(1, 32/K)` whole output channels
+//!   (their `(co, k)` weight columns, 32 at a time × 8 input-channel slices), reduces in shared
+//!   memory, then overlap-adds; `ceil(C_out/co_per_wg)` groups. Needs `K ≤ 64` and
+//!   `T · co_per_wg · K ≤ 2048`; chosen by [`ConvAlgo::Auto`] for `T ≤ 16` when it fits.
+//!
+//! Files: `shape.rs` (the layers' geometry), `state.rs` (the ping-pong streaming states),
+//! `conv1d.rs` and `convtr.rs` (the launchers and their parameter blocks), `reference.rs`.
+
+use crate::gpu::{wgsl_contains, Binding, GpuError, GpuResult, Kernel, View};
+
+mod conv1d;
+mod convtr;
+pub mod reference;
+mod shape;
+mod state;
+
+pub use conv1d::conv1d;
+pub use convtr::conv_tr1d;
+pub use shape::{Conv1d, ConvTr1d};
+pub use state::{Conv1dState, ConvTr1dState};
+
+const SRC1: &str = include_str!("../../../shaders/conv1d.wgsl");
+const SRCT: &str = include_str!("../../../shaders/convtr1d.wgsl");
+/// Invocations per workgroup of every conv kernel; must match `@workgroup_size` in the WGSL.
+pub const WG: u32 = 256;
+const _: () = assert!(wgsl_contains(
+    SRC1,
+    "@compute @workgroup_size(256)\nfn conv1d_direct("
+));
+const _: () = assert!(wgsl_contains(
+    SRC1,
+    "@compute @workgroup_size(256)\nfn conv1d_rows("
+));
+const _: () = assert!(wgsl_contains(
+    SRC1,
+    "@compute @workgroup_size(256)\nfn conv1d_tiled("
+));
+const _: () = assert!(wgsl_contains(SRC1, "let m0 = (g / p.tiles_t) * 32u;"));
+const _: () = assert!(wgsl_contains(SRC1, "let n0 = (g % p.tiles_t) * 64u;"));
+const _: () = assert!(wgsl_contains(
+    SRCT,
+    "@compute @workgroup_size(256)\nfn convtr_direct("
+));
+const _: () = assert!(wgsl_contains(
+    SRCT,
+    "@compute @workgroup_size(256)\nfn convtr_cols("
+));
+// Geometry constants the launcher relies on.
+const _: () = assert!(wgsl_contains(
+    SRC1,
+    "let t = (g % p.tiles_t) * 64u + lid.x % 64u;"
+));
+const _: () = assert!(wgsl_contains(
+    SRC1,
+    "let co0 = ((g / p.tiles_t) * 4u + lid.x / 64u) * COT;"
+));
+const _: () = assert!(wgsl_contains(SRC1, "let t0 = (g % p.tiles_t) * 8u;"));
+const _: () = assert!(wgsl_contains(
+    SRC1,
+    "let co = min(cg * 4u + lid.x / 64u, p.c_out - 1u);"
+));
+const _: () = assert!(wgsl_contains(
+    SRC1,
+    "let i = (g - p.main_groups) * 256u + lid;"
+));
+const _: () = assert!(wgsl_contains(SRCT, "var<workgroup> zc: array<f32, 2048>;"));
+const _: () = assert!(wgsl_contains(
+    SRCT,
+    "for (var c0 = 0u; c0 < p.n_cols; c0 += 32u)"
+));
+const _: () = assert!(wgsl_contains(SRC1, "@binding(6) var<uniform> p: Params"));
+const _: () = assert!(wgsl_contains(SRCT, "@binding(6) var<uniform> p: Params"));
+
+/// Output times per `conv1d_direct` workgroup.
+const DIRECT_TILE_T: u32 = 64;
+/// `conv1d_direct` computes 4 output channels per invocation only when that still makes this
+/// many workgroups (or on a software rasterizer, where parallelism is low anyway).
+const DIRECT_MIN_GROUPS: u32 = 128;
+/// Output channels per `conv1d_tiled` workgroup (its times: [`DIRECT_TILE_T`]).
+const TILE_CO: u32 = 32;
+/// Output channels and output times per `conv1d_rows` workgroup.
+const ROWS_PER_WG: u32 = 4;
+const ROWS_TILE_T: u32 = 8;
+/// `convtr_cols`: weight columns per pass and the shared `zc` capacity (floats).
+const COLS: u32 = 32;
+const ZC_CAPACITY: u32 = 2048;
+/// Largest `K` `convtr_cols` handles (two column passes per channel).
+const COLS_MAX_K: u32 = 64;
+/// [`ConvAlgo::Auto`] uses the reduction kernels up to this many output (conv1d) or input
+/// (convtr) times per call.
+const AUTO_REDUCE_MAX_T: u32 = 16;
+/// ... and for Conv1d also for any `T` when the reduction (`C_in/G · K`) is at least this long:
+/// measured on an H100 (Vulkan) at Mimi's shapes, `conv1d_rows` beat `conv1d_tiled` by 1.1–5×
+/// for reductions of 192 to 1280 (T_out 96 to 1920), and lost 3.7× at `C_in·K = 32`.
+const AUTO_REDUCE_MIN_R: u32 = 128;
+
+const BINDINGS: &[Binding] = &[
+    Binding::Read,
+    Binding::Read,
+    Binding::Read,
+    Binding::Read,
+    Binding::ReadWrite,
+    Binding::ReadWrite,
+];
+static CONV1D_DIRECT: Kernel = Kernel {
+    name: "conv1d_direct",
+    source: SRC1,
+    entry: "conv1d_direct",
+    bindings: BINDINGS,
+};
+static CONV1D_TILED: Kernel = Kernel {
+    name: "conv1d_tiled",
+    source: SRC1,
+    entry: "conv1d_tiled",
+    bindings: BINDINGS,
+};
+static CONV1D_ROWS: Kernel = Kernel {
+    name: "conv1d_rows",
+    source: SRC1,
+    entry: "conv1d_rows",
+    bindings: BINDINGS,
+};
+static CONVTR_DIRECT: Kernel = Kernel {
+    name: "convtr_direct",
+    source: SRCT,
+    entry: "convtr_direct",
+    bindings: BINDINGS,
+};
+static CONVTR_COLS: Kernel = Kernel {
+    name: "convtr_cols",
+    source: SRCT,
+    entry: "convtr_cols",
+    bindings: BINDINGS,
+};
+
+const F_HAS_BIAS: u32 = 1;
+const F_FIRST: u32 = 2;
+const F_REPLICATE: u32 = 4;
+const F_ELU_IN: u32 = 8;
+const F_ACCUMULATE: u32 = 16;
+const _: () = assert!(wgsl_contains(SRC1, "const HAS_BIAS: u32 = 1u;"));
+const _: () = assert!(wgsl_contains(SRC1, "const FIRST: u32 = 2u;"));
+const _: () = assert!(wgsl_contains(SRC1, "const REPLICATE: u32 = 4u;"));
+const _: () = assert!(wgsl_contains(SRC1, "const ELU_IN: u32 = 8u;"));
+const _: () = assert!(wgsl_contains(SRC1, "const ACCUMULATE: u32 = 16u;"));
+const _: () = assert!(wgsl_contains(SRCT, "const HAS_BIAS: u32 = 1u;"));
+const _: () = assert!(wgsl_contains(SRCT, "const FIRST: u32 = 2u;"));
+const _: () = assert!(wgsl_contains(SRCT, "const ELU_IN: u32 = 8u;"));
+
+/// How a Conv1d fills its left padding at stream start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum PadMode {
+    /// Zeros (`pad_mode="constant"`, every SEANet conv).
+    #[default]
+    Zeros,
+    /// `P` copies of the stream's first input column (the 25→12.5 Hz downsample conv).
+    Replicate,
+}
+
+/// Which kernel computes a conv.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ConvAlgo {
+    /// Conv1d: `Reduce` for `T_out ≤ 16` (streaming frames) or a reduction `C_in/G · K ≥ 128`,
+    /// else `Tiled` (or `Direct` where `Tiled` does not apply). ConvTranspose1d: `Reduce` for
+    /// `T ≤ 16` where it fits, else `Direct`.
+    #[default]
+    Auto,
+    /// One invocation per output (or per 4 output channels).
+    Direct,
+    /// Split the reduction over a workgroup (`conv1d_rows` / `convtr_cols`): best for short `T`,
+    /// where reading the weights dominates.
+    Reduce,
+    /// Conv1d only: implicit GEMM with shared-memory tiles of 32 channels × 64 times, for long
+    /// `T`; needs `G = 1` or `C_out/G` a multiple of 32 (else falls back to `Direct`). A
+    /// ConvTranspose1d treats it as `Direct`.
+    Tiled,
+}
+
+/// A conv layer's parameters on the GPU: `weight` (Conv1d `[C_out, C_in/G, K]`,
+/// ConvTranspose1d `[C_in, C_out/G, K]`, f32) and the optional `bias` `[C_out]`.
+#[derive(Debug, Clone, Copy)]
+pub struct ConvWeights<'a> {
+    pub weight: View<'a>,
+    pub bias: Option<View<'a>>,
+}
+
+/// Per-call options.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ConvOpts {
+    /// Apply ELU (alpha 1) to every input sample as it is read: computes `conv(ELU(x))`.
+    pub elu_input: bool,
+    /// Conv1d only: `y += conv(x)` instead of `y = conv(x)`.
+    pub accumulate: bool,
+    pub algo: ConvAlgo,
+}
+
+fn launch_err(kernel: &'static str, message: String) -> GpuError {
+    GpuError::Launch { kernel, message }
+}
+
+/// Check the views' sizes and that no read binding shares a buffer with a written one (WebGPU
+/// forbids it within one dispatch).
+fn check_views(
+    kernel: &'static str,
+    reads: &[(&str, View, u64)],
+    writes: &[(&str, View, u64)],
+) -> GpuResult<()> {
+    for (name, v, floats) in reads.iter().chain(writes) {
+        if v.size < floats * 4 {
+            return Err(launch_err(
+                kernel,
+                format!(
+                    "{name} view has {} bytes, needs {} ({floats} f32)",
+                    v.size,
+                    floats * 4
+                ),
+            ));
+        }
+    }
+    for (rn, r, _) in reads {
+        for (wn, w, _) in writes {
+            if r.buffer.id() == w.buffer.id() {
+                return Err(launch_err(
+                    kernel,
+                    format!(
+                        "{rn} and {wn} share buffer '{}': a dispatch cannot read one binding of a buffer it writes",
+                        r.buffer.label()
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
