@@ -9,9 +9,10 @@
 //! reader); row `RING` holds the initial tokens, row `RING + 1` takes outputs whose frame index
 //! is negative (discarded). Step `s` (spec §3.1) reads stream `c` from frame `s − 1 − d_c` and
 //! writes the text token of frame `s` and Moshi's codebook `k` of frame `s − d_{1+k}`; the user's
-//! codes of frame `s` are copied in by the caller ([`Lm::user_codes_slot`]).
+//! codes of frame `s` are copied in by the caller ([`Lm::user_codes_view`]); the session reads a
+//! completed frame through [`Lm::audio_token_view`] and [`Lm::frame_view`].
 
-use crate::gpu::{BufferUsage, Context, GpuBuffer, Recorder};
+use crate::gpu::{BufferUsage, Context, GpuBuffer, Recorder, View};
 use crate::kernels::embed::TableFormat;
 use crate::kernels::linear::{LinearInput, LinearOutput};
 use crate::kernels::sampling::{self, LogitRows, SampleConfig, TokenSlots};
@@ -170,8 +171,7 @@ impl Lm {
         let emb = Embeddings::load(ctx, w, &tables, d as u32, table_format)?;
         let transformer = Transformer::load(
             ctx,
-            w,
-            "transformer",
+            &w.pp("transformer"),
             &TransformerConfig {
                 f32_cache: opts.f32_cache,
                 ..cfg.temporal()
@@ -206,8 +206,7 @@ impl Lm {
             .collect::<crate::Result<Vec<_>>>()?;
         let dep_transformer = Transformer::load(
             ctx,
-            w,
-            "depformer",
+            &w.pp("depformer"),
             &TransformerConfig {
                 f32_cache: opts.f32_cache,
                 ..cfg.depformer()
@@ -318,6 +317,33 @@ impl Lm {
     /// Element index of the ring row of frame `f` (`width` consecutive tokens).
     pub fn frame_row(&self, f: usize) -> u32 {
         self.slot(f as isize, 0)
+    }
+
+    /// `n` tokens of [`Lm::tokens`] from element `index`.
+    fn token_view(&self, index: u32, n: usize) -> View<'_> {
+        self.tokens.slice(index as u64 * 4, n as u64 * 4)
+    }
+
+    /// Where the user's codes of frame `s` go (`n_q − dep_q` tokens): the caller copies them in
+    /// before recording step `s`.
+    pub fn user_codes_view(&self, s: usize) -> View<'_> {
+        self.token_view(self.user_codes_slot(s), self.cfg.user_streams())
+    }
+
+    /// The text token of frame `f` (chosen by step `f + d_0`).
+    pub fn text_token_view(&self, f: usize) -> View<'_> {
+        self.token_view(self.frame_row(f), 1)
+    }
+
+    /// Moshi's `dep_q` codebooks of frame `f`, complete once step `f + max(delays)` is recorded.
+    pub fn audio_token_view(&self, f: usize) -> View<'_> {
+        self.token_view(self.frame_row(f) + 1, self.cfg.dep_q)
+    }
+
+    /// The whole ring row of frame `f`: `[text, Moshi's codebooks, the user's codebooks]`
+    /// ([`Lm::width`] tokens).
+    pub fn frame_view(&self, f: usize) -> View<'_> {
+        self.token_view(self.frame_row(f), self.width())
     }
 
     /// Bytes of weights one step reads (temporal + text head + every depformer step).

@@ -1,33 +1,29 @@
 //! Mimi's codec transformer (`ProjectedTransformer` with d_model = dimension, no projections):
 //! the shared [`crate::nn::Transformer`] with LayerNorm, layer scale, interleaved RoPE, a plain
 //! GELU MLP and an f32 ring KV cache, run on the `[T, D]` rows of one frame (T = 25 Hz steps).
-//! The codec keeps channel-major `[D, T]` activations, so this wrapper transposes in and out.
+//! The codec keeps channel-major `[D, T]` activations, so this part transposes in and out.
 
 use crate::gpu::{BufferUsage, Context, GpuBuffer, Recorder};
 use crate::kernels::elementwise;
 use crate::nn::transformer::{self, Gating, Positional};
-use crate::nn::{NormKind, Weights};
-use crate::weights::TensorSource;
+use crate::nn::{NormKind, Scope};
 
 use super::config::TransformerConfig;
+use super::streaming::Streaming;
 
-pub struct Transformer {
+/// `encoder_transformer` or `decoder_transformer`: `[D, t]` in, `[D, t]` out.
+pub struct CodecTransformer {
     inner: transformer::Transformer,
     d: u32,
     t: u32,
     /// The `[t, D]` rows the layers run on.
     rows: GpuBuffer,
+    out: GpuBuffer,
 }
 
-impl Transformer {
-    /// Load `{prefix}.transformer.layers.{l}.*` for a call size of `t` rows per step.
-    pub fn load(
-        ctx: &Context,
-        f: &dyn TensorSource,
-        prefix: &str,
-        cfg: &TransformerConfig,
-        t: u32,
-    ) -> crate::Result<Self> {
+impl CodecTransformer {
+    /// Load `transformer.layers.{l}.*` of the scope `w` for a call of `t` rows (25 Hz steps).
+    pub fn load(ctx: &Context, w: &Scope, cfg: &TransformerConfig, t: u32) -> crate::Result<Self> {
         // The config was validated: LayerNorm, no gating, RoPE, causal.
         let nn_cfg = transformer::TransformerConfig {
             d_model: cfg.d_model,
@@ -47,40 +43,40 @@ impl Transformer {
             // The reference runs Mimi in f32 throughout.
             f32_cache: true,
         };
-        let inner = transformer::Transformer::load(
-            ctx,
-            &Weights::checkpoint(f),
-            &format!("{prefix}.transformer"),
-            &nn_cfg,
-        )?;
-        let rows = ctx.create_buffer(
-            &format!("{prefix} rows"),
-            (t as usize * cfg.d_model * 4) as u64,
-            BufferUsage::Storage,
-        )?;
+        let inner = transformer::Transformer::load(ctx, &w.pp("transformer"), &nn_cfg)?;
+        let bytes = (t as usize * cfg.d_model * 4) as u64;
+        let buffer = |what: &str| {
+            ctx.create_buffer(
+                &format!("{} {what}", w.prefix()),
+                bytes,
+                BufferUsage::Storage,
+            )
+        };
         Ok(Self {
             inner,
             d: cfg.d_model as u32,
             t,
-            rows,
+            rows: buffer("rows")?,
+            out: buffer("out")?,
         })
     }
+}
 
-    pub fn reset(&mut self) {
-        self.inner.reset();
-    }
-
-    /// Run the transformer on channel-major `input` = `[D, t]` (the codec's conv layout) into
-    /// `output` = `[D, t]`: transpose to rows, all layers, transpose back.
-    pub fn forward_channels(
-        &mut self,
-        rec: &mut Recorder,
-        input: &GpuBuffer,
-        output: &GpuBuffer,
-    ) -> crate::Result<()> {
+impl Streaming for CodecTransformer {
+    /// Channel-major `input` = `[D, t]` (the codec's conv layout): transpose to rows, all layers,
+    /// transpose back into the `[D, t]` output.
+    fn record(&mut self, rec: &mut Recorder, input: &GpuBuffer) -> crate::Result<()> {
         elementwise::transpose(rec, input.view(), self.rows.view(), self.d, self.t)?;
         self.inner.forward(rec, &self.rows)?;
-        elementwise::transpose(rec, self.rows.view(), output.view(), self.t, self.d)?;
+        elementwise::transpose(rec, self.rows.view(), self.out.view(), self.t, self.d)?;
         Ok(())
+    }
+
+    fn output(&self) -> &GpuBuffer {
+        &self.out
+    }
+
+    fn reset(&mut self) {
+        self.inner.reset();
     }
 }

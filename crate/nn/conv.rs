@@ -1,61 +1,112 @@
 //! Streaming convolution blocks (SEANet, spec §1.3–§1.5): a conv or conv-transpose layer with
 //! its weights, its ping-pong streaming state and the samples per call, and the residual block
 //! `x += conv1x1(ELU(conv_k(ELU(x))))`. Mimi's encoder and decoder are built from these.
+//!
+//! Layers load from the [`Scope`] that holds their `weight` (and `bias`): the caller scopes into
+//! the reference's module names (`….conv.conv` for a `StreamingConv1d`).
 
 use crate::gpu::{BufferUsage, Context, GpuBuffer, Recorder, View};
 use crate::kernels::conv::{
     self, Conv1d, Conv1dState, ConvOpts, ConvTr1d, ConvTr1dState, ConvWeights,
 };
-use crate::weights::TensorSource;
 
-/// Fetch one tensor from the source and upload it to its own GPU buffer.
-pub(crate) fn upload(
-    ctx: &Context,
-    f: &dyn TensorSource,
-    name: &str,
-    shape: &[usize],
-) -> crate::Result<GpuBuffer> {
-    let v = f.f32(name, shape)?;
-    Ok(ctx.upload(name, &v)?)
+use super::source::Scope;
+
+/// How a layer reads its input and writes its output in one call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ConvRun {
+    /// Read `ELU(x)` instead of `x` (SEANet's convs that follow an activation).
+    pub elu_input: bool,
+    /// `y += conv(x)` instead of `y = conv(x)` (conv only; the conv-transpose refuses it).
+    pub accumulate: bool,
 }
 
-/// A conv layer with its weights, its streaming state and its output buffer.
-pub struct ConvLayer {
+impl ConvRun {
+    /// `y = conv(x)`.
+    pub const PLAIN: Self = Self {
+        elu_input: false,
+        accumulate: false,
+    };
+    /// `y = conv(ELU(x))`.
+    pub const ELU_INPUT: Self = Self {
+        elu_input: true,
+        accumulate: false,
+    };
+    /// `y += conv(x)`.
+    pub const ACCUMULATE: Self = Self {
+        elu_input: false,
+        accumulate: true,
+    };
+    /// `y += conv(ELU(x))` (the residual block's last conv).
+    pub const ELU_ACCUMULATE: Self = Self {
+        elu_input: true,
+        accumulate: true,
+    };
+
+    fn opts(self) -> ConvOpts {
+        ConvOpts {
+            elu_input: self.elu_input,
+            accumulate: self.accumulate,
+            ..Default::default()
+        }
+    }
+}
+
+/// Whether a layer has a bias (`{scope}.bias` of `[c_out]`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Bias {
+    With,
+    Without,
+}
+
+/// A layer's parameters on the GPU.
+struct Params {
     w: GpuBuffer,
     b: Option<GpuBuffer>,
+}
+
+impl Params {
+    /// `weight` of `shape`, and `bias` of `[c_out]` when the layer has one.
+    fn load(
+        ctx: &Context,
+        w: &Scope,
+        shape: &[usize],
+        bias: Bias,
+        c_out: u32,
+    ) -> crate::Result<Self> {
+        let b = match bias {
+            Bias::With => Some(w.tensor(ctx, "bias", &[c_out as usize], 0.0)?),
+            Bias::Without => None,
+        };
+        Ok(Self {
+            w: w.tensor(ctx, "weight", shape, 0.0)?,
+            b,
+        })
+    }
+
+    fn views(&self) -> ConvWeights<'_> {
+        ConvWeights {
+            weight: self.w.view(),
+            bias: self.b.as_ref().map(|b| b.view()),
+        }
+    }
+}
+
+/// A conv layer with its weights, its streaming state and its input samples per call.
+pub struct ConvLayer {
+    params: Params,
     state: Conv1dState,
     /// Input samples per call.
     t_in: u32,
 }
 
-/// `{name}.weight` of `shape`, and `{name}.bias` of `[c_out]` when the layer has one.
-fn weight_and_bias(
-    ctx: &Context,
-    f: &dyn TensorSource,
-    name: &str,
-    shape: &[usize],
-    bias: Option<u32>,
-) -> crate::Result<(GpuBuffer, Option<GpuBuffer>)> {
-    let w = upload(ctx, f, &format!("{name}.weight"), shape)?;
-    let b = match bias {
-        Some(c_out) => Some(upload(ctx, f, &format!("{name}.bias"), &[c_out as usize])?),
-        None => None,
-    };
-    Ok((w, b))
-}
-
 impl ConvLayer {
-    /// Start a new stream (zero or replicate padding again).
-    pub fn reset(&mut self) {
-        self.state.reset();
-    }
-
+    /// Load `weight` `[c_out, c_in / groups, kernel]` (and `bias`) of the scope `w`.
     pub fn load(
         ctx: &Context,
-        f: &dyn TensorSource,
-        name: &str,
+        w: &Scope,
         conv: Conv1d,
-        bias: bool,
+        bias: Bias,
         t_in: u32,
     ) -> crate::Result<Self> {
         let shape = [
@@ -63,62 +114,40 @@ impl ConvLayer {
             (conv.c_in / conv.groups) as usize,
             conv.kernel as usize,
         ];
-        let (w, b) = weight_and_bias(ctx, f, name, &shape, bias.then_some(conv.c_out))?;
         Ok(Self {
-            w,
-            b,
-            state: Conv1dState::new(ctx, name, conv)?,
+            params: Params::load(ctx, w, &shape, bias, conv.c_out)?,
+            state: Conv1dState::new(ctx, w.prefix(), conv)?,
             t_in,
         })
     }
-    pub fn run(
-        &mut self,
-        rec: &mut Recorder,
-        x: View,
-        y: View,
-        elu_input: bool,
-        accumulate: bool,
-    ) -> crate::Result<()> {
-        let opts = ConvOpts {
-            elu_input,
-            accumulate,
-            ..Default::default()
-        };
-        conv::conv1d(
-            rec,
-            &mut self.state,
-            &ConvWeights {
-                weight: self.w.view(),
-                bias: self.b.as_ref().map(|b| b.view()),
-            },
-            x,
-            y,
-            self.t_in,
-            opts,
-        )?;
+
+    /// Start a new stream (zero or replicate padding again).
+    pub fn reset(&mut self) {
+        self.state.reset();
+    }
+
+    /// Record one call: `t_in` samples of `x` into `y`, as `how` says.
+    pub fn run(&mut self, rec: &mut Recorder, x: View, y: View, how: ConvRun) -> crate::Result<()> {
+        let weights = self.params.views();
+        conv::conv1d(rec, &mut self.state, &weights, x, y, self.t_in, how.opts())?;
         Ok(())
     }
 }
 
+/// A conv-transpose layer with its weights, its partial sums and its input samples per call.
 pub struct ConvTrLayer {
-    w: GpuBuffer,
-    b: Option<GpuBuffer>,
+    params: Params,
     state: ConvTr1dState,
     t_in: u32,
 }
 
 impl ConvTrLayer {
-    /// Start a new stream (no partial sums carried over).
-    pub fn reset(&mut self) {
-        self.state.reset();
-    }
-
+    /// Load `weight` `[c_in, c_out / groups, kernel]` (and `bias`) of the scope `w`.
     pub fn load(
         ctx: &Context,
-        f: &dyn TensorSource,
-        name: &str,
+        w: &Scope,
         conv: ConvTr1d,
-        bias: bool,
+        bias: Bias,
         t_in: u32,
     ) -> crate::Result<Self> {
         let shape = [
@@ -126,42 +155,26 @@ impl ConvTrLayer {
             (conv.c_out / conv.groups) as usize,
             conv.kernel as usize,
         ];
-        let (w, b) = weight_and_bias(ctx, f, name, &shape, bias.then_some(conv.c_out))?;
         Ok(Self {
-            w,
-            b,
-            state: ConvTr1dState::new(ctx, name, conv)?,
+            params: Params::load(ctx, w, &shape, bias, conv.c_out)?,
+            state: ConvTr1dState::new(ctx, w.prefix(), conv)?,
             t_in,
         })
     }
-    pub fn run(
-        &mut self,
-        rec: &mut Recorder,
-        x: View,
-        y: View,
-        elu_input: bool,
-    ) -> crate::Result<()> {
-        let opts = ConvOpts {
-            elu_input,
-            ..Default::default()
-        };
-        conv::conv_tr1d(
-            rec,
-            &mut self.state,
-            &ConvWeights {
-                weight: self.w.view(),
-                bias: self.b.as_ref().map(|b| b.view()),
-            },
-            x,
-            y,
-            self.t_in,
-            opts,
-        )?;
+
+    /// Start a new stream (no partial sums carried over).
+    pub fn reset(&mut self) {
+        self.state.reset();
+    }
+
+    /// Record one call: `t_in` samples of `x` into `y`, as `how` says.
+    pub fn run(&mut self, rec: &mut Recorder, x: View, y: View, how: ConvRun) -> crate::Result<()> {
+        let weights = self.params.views();
+        conv::conv_tr1d(rec, &mut self.state, &weights, x, y, self.t_in, how.opts())?;
         Ok(())
     }
 }
 
-/// SEANet residual block: `x += conv1x1(ELU(conv_k(ELU(x))))`, in place on `x`.
 /// A residual block's shape: `channels`, hidden `channels / compress`, the first conv's
 /// `kernel`, and `frames` input samples per call.
 #[derive(Debug, Clone, Copy)]
@@ -172,6 +185,7 @@ pub struct ResBlockShape {
     pub frames: u32,
 }
 
+/// SEANet residual block: `x += conv1x1(ELU(conv_k(ELU(x))))`, in place on `x`.
 pub struct ResBlock {
     c1: ConvLayer,
     c2: ConvLayer,
@@ -179,12 +193,8 @@ pub struct ResBlock {
 }
 
 impl ResBlock {
-    pub fn load(
-        ctx: &Context,
-        f: &dyn TensorSource,
-        name: &str,
-        shape: ResBlockShape,
-    ) -> crate::Result<Self> {
+    /// Load `block.1` and `block.3` (each a `StreamingConv1d`: `….conv.conv`) of the scope `w`.
+    pub fn load(ctx: &Context, w: &Scope, shape: ResBlockShape) -> crate::Result<Self> {
         let ResBlockShape {
             channels: c,
             compress,
@@ -192,37 +202,27 @@ impl ResBlock {
             frames: t,
         } = shape;
         let hidden = c / compress;
+        let conv = |i: u32| w.pp("block").pp(i).pp("conv").pp("conv");
         Ok(Self {
-            c1: ConvLayer::load(
-                ctx,
-                f,
-                &format!("{name}.block.1.conv.conv"),
-                Conv1d::new(c, hidden, k),
-                true,
-                t,
-            )?,
-            c2: ConvLayer::load(
-                ctx,
-                f,
-                &format!("{name}.block.3.conv.conv"),
-                Conv1d::new(hidden, c, 1),
-                true,
-                t,
-            )?,
+            c1: ConvLayer::load(ctx, &conv(1), Conv1d::new(c, hidden, k), Bias::With, t)?,
+            c2: ConvLayer::load(ctx, &conv(3), Conv1d::new(hidden, c, 1), Bias::With, t)?,
             hidden: ctx.create_buffer(
-                &format!("{name} hidden"),
+                &format!("{} hidden", w.prefix()),
                 (hidden * t * 4) as u64,
                 BufferUsage::Storage,
             )?,
         })
     }
+
+    /// Record one call on `x` in place.
     pub fn run(&mut self, rec: &mut Recorder, x: &GpuBuffer) -> crate::Result<()> {
-        self.c1
-            .run(rec, x.view(), self.hidden.view(), true, false)?;
-        self.c2.run(rec, self.hidden.view(), x.view(), true, true)
+        let h = self.hidden.view();
+        self.c1.run(rec, x.view(), h, ConvRun::ELU_INPUT)?;
+        self.c2.run(rec, h, x.view(), ConvRun::ELU_ACCUMULATE)
     }
+
     pub fn reset(&mut self) {
-        self.c1.state.reset();
-        self.c2.state.reset();
+        self.c1.reset();
+        self.c2.reset();
     }
 }

@@ -13,5 +13,5 @@ pub mod transformer;
 pub use embedding::{EmbeddingTable, Embeddings};
 pub use linear::{Linear, WeightOptions};
 pub use norm::{Norm, NormKind};
-pub use source::Weights;
+pub use source::{Scope, Weights};
 pub use transformer::{Gating, Positional, Transformer, TransformerConfig};

@@ -1,6 +1,10 @@
 //! Where a model's weights come from: a checkpoint (any [`TensorSource`]) or reproducible random
 //! values made on the GPU (benchmarks at the real size). Model loaders are written once against
-//! [`Weights`] and never see the difference.
+//! [`Weights`] and never see the difference. [`Weights::pp`] opens a [`Scope`]: a view under a
+//! name prefix, so that a loader names only its own tensors (`w.pp("encoder").pp("model").pp(0)`
+//! reads `encoder.model.0.*`).
+
+use std::fmt::Display;
 
 use crate::gpu::{Context, GpuBuffer};
 use crate::weights::{TensorSource, WeightFormat};
@@ -82,11 +86,7 @@ impl<'a> Weights<'a> {
         shape: &[usize],
         fill: f32,
     ) -> crate::Result<GpuBuffer> {
-        let v = match self {
-            Self::Checkpoint { source, .. } => source.f32(name, shape)?,
-            Self::Random { .. } => vec![fill; shape.iter().product()],
-        };
-        Ok(ctx.upload(name, &v)?)
+        Ok(ctx.upload(name, &self.values(name, shape, fill)?)?)
     }
 
     /// The f32 values of a tensor (checkpoint only; random sources give `None`).
@@ -97,7 +97,97 @@ impl<'a> Weights<'a> {
         }
     }
 
+    /// The f32 values of a tensor on the CPU (random: `fill` everywhere).
+    pub fn values(&self, name: &str, shape: &[usize], fill: f32) -> crate::Result<Vec<f32>> {
+        match self {
+            Self::Checkpoint { source, .. } => Ok(source.f32(name, shape)?),
+            Self::Random { .. } => Ok(vec![fill; shape.iter().product()]),
+        }
+    }
+
     pub fn is_random(&self) -> bool {
         matches!(self, Self::Random { .. })
+    }
+
+    /// The weights under `name` (see [`Scope`]).
+    pub fn pp(&self, name: impl Display) -> Scope<'a> {
+        self.root().pp(name)
+    }
+
+    /// Every weight, by its full name.
+    pub fn root(&self) -> Scope<'a> {
+        Scope {
+            weights: *self,
+            prefix: String::new(),
+        }
+    }
+}
+
+/// The weights under a name prefix: `scope.pp("layers").pp(3)` is the scope `{prefix}.layers.3`
+/// and `scope.linear(ctx, "weight", …)` reads `{prefix}.weight`. Model parts load from the scope
+/// of their module and name only their own tensors, as the reference's modules do.
+#[derive(Clone)]
+pub struct Scope<'a> {
+    weights: Weights<'a>,
+    prefix: String,
+}
+
+impl<'a> Scope<'a> {
+    /// The sub-scope `{prefix}.{name}` (`name` alone at the root).
+    pub fn pp(&self, name: impl Display) -> Scope<'a> {
+        Scope {
+            weights: self.weights,
+            prefix: self.name(&name.to_string()),
+        }
+    }
+
+    /// The full name of `leaf` in this scope.
+    pub fn name(&self, leaf: &str) -> String {
+        if self.prefix.is_empty() {
+            leaf.to_string()
+        } else {
+            format!("{}.{leaf}", self.prefix)
+        }
+    }
+
+    /// This scope's own name (empty at the root); also a label for its buffers.
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    pub fn weights(&self) -> &Weights<'a> {
+        &self.weights
+    }
+
+    /// The linear weight `{prefix}.{leaf}` `[out, inp]`.
+    pub fn linear(
+        &self,
+        ctx: &Context,
+        leaf: &str,
+        out: usize,
+        inp: usize,
+    ) -> crate::Result<Linear> {
+        self.weights.linear(ctx, &self.name(leaf), out, inp)
+    }
+
+    /// The normalisation layer whose parameters are this scope's (`{prefix}.weight`, …).
+    pub fn norm(&self, ctx: &Context, kind: NormKind, d: usize) -> crate::Result<Norm> {
+        self.weights.norm(ctx, &self.prefix, kind, d)
+    }
+
+    /// The f32 tensor `{prefix}.{leaf}` uploaded as is (random: `fill` everywhere).
+    pub fn tensor(
+        &self,
+        ctx: &Context,
+        leaf: &str,
+        shape: &[usize],
+        fill: f32,
+    ) -> crate::Result<GpuBuffer> {
+        self.weights.tensor(ctx, &self.name(leaf), shape, fill)
+    }
+
+    /// The f32 values of `{prefix}.{leaf}` on the CPU (random: `fill` everywhere).
+    pub fn values(&self, leaf: &str, shape: &[usize], fill: f32) -> crate::Result<Vec<f32>> {
+        self.weights.values(&self.name(leaf), shape, fill)
     }
 }

@@ -8,7 +8,8 @@
 //! ```
 //!
 //! Rows: `x` is `[t, d_model]` f32 (t = rows per call, e.g. 2 for Mimi at 25 Hz, 1 for the LM),
-//! updated in place. Weight names follow the reference package under `{prefix}.layers.{l}`.
+//! updated in place. Weight names follow the reference package under `layers.{l}` of the
+//! transformer's [`Scope`].
 //! With several weight sets (the depformer's weights per step), the call at position `p` uses
 //! set `schedule[p]`: stacked attention weights are split into row blocks, MLPs are
 //! `gating.{set}`.
@@ -21,7 +22,7 @@ use crate::kernels::rope::Rope;
 
 use super::linear::Linear;
 use super::norm::{Norm, NormKind};
-use super::source::Weights;
+use super::source::Scope;
 
 /// The feed-forward block (reference `gating`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -219,15 +220,10 @@ fn fbuf(ctx: &Context, label: &str, floats: usize) -> crate::Result<GpuBuffer> {
 }
 
 impl Transformer {
-    /// Load the layers `{prefix}.layers.{l}.*`. `sin_table_rows`: positions whose sinusoidal
-    /// embedding is precomputed (the depformer's steps; 0 elsewhere).
-    pub fn load(
-        ctx: &Context,
-        w: &Weights,
-        prefix: &str,
-        cfg: &TransformerConfig,
-    ) -> crate::Result<Self> {
+    /// Load the layers `layers.{l}.*` of the scope `w` (the reference's module names).
+    pub fn load(ctx: &Context, w: &Scope, cfg: &TransformerConfig) -> crate::Result<Self> {
         cfg.check()?;
+        let prefix = w.prefix();
         let (d, heads, dh) = (cfg.d_model, cfg.num_heads as u32, cfg.head_dim() as u32);
         let sets = cfg.weight_sets();
         let hidden = cfg.hidden();
@@ -240,40 +236,36 @@ impl Transformer {
         }
         let mut layers = Vec::with_capacity(cfg.num_layers);
         for l in 0..cfg.num_layers {
-            let p = format!("{prefix}.layers.{l}");
+            let p = w.pp("layers").pp(l);
+            let sa = p.pp("self_attn");
             let mut set_weights = Vec::with_capacity(sets);
             for j in 0..sets {
                 // Canonical names (crate::weights::names): one weight set is PyTorch's
                 // `in_proj_weight`; weight set j of several is `in_projs.{j}.weight`.
                 let (in_proj, out_proj) = if sets == 1 {
                     (
-                        w.linear(ctx, &format!("{p}.self_attn.in_proj_weight"), 3 * d, d)?,
-                        w.linear(ctx, &format!("{p}.self_attn.out_proj.weight"), d, d)?,
+                        sa.linear(ctx, "in_proj_weight", 3 * d, d)?,
+                        sa.pp("out_proj").linear(ctx, "weight", d, d)?,
                     )
                 } else {
                     (
-                        w.linear(ctx, &format!("{p}.self_attn.in_projs.{j}.weight"), 3 * d, d)?,
-                        w.linear(ctx, &format!("{p}.self_attn.out_projs.{j}.weight"), d, d)?,
+                        sa.pp("in_projs").pp(j).linear(ctx, "weight", 3 * d, d)?,
+                        sa.pp("out_projs").pp(j).linear(ctx, "weight", d, d)?,
                     )
                 };
                 let g = if sets == 1 {
-                    format!("{p}.gating")
+                    p.pp("gating")
                 } else {
-                    format!("{p}.gating.{j}")
+                    p.pp("gating").pp(j)
                 };
                 let mlp = match cfg.gating {
                     Gating::None => Mlp::Gelu {
-                        linear1: w.linear(ctx, &format!("{p}.linear1.weight"), hidden, d)?,
-                        linear2: w.linear(ctx, &format!("{p}.linear2.weight"), d, hidden)?,
+                        linear1: p.pp("linear1").linear(ctx, "weight", hidden, d)?,
+                        linear2: p.pp("linear2").linear(ctx, "weight", d, hidden)?,
                     },
                     Gating::Silu => Mlp::Silu {
-                        linear_in: w.linear(
-                            ctx,
-                            &format!("{g}.linear_in.weight"),
-                            2 * hidden,
-                            d,
-                        )?,
-                        linear_out: w.linear(ctx, &format!("{g}.linear_out.weight"), d, hidden)?,
+                        linear_in: g.pp("linear_in").linear(ctx, "weight", 2 * hidden, d)?,
+                        linear_out: g.pp("linear_out").linear(ctx, "weight", d, hidden)?,
                     },
                 };
                 set_weights.push(SetWeights {
@@ -284,19 +276,19 @@ impl Transformer {
             }
             let scale = |n: &str| -> crate::Result<Option<GpuBuffer>> {
                 if cfg.layer_scale {
-                    Ok(Some(w.tensor(ctx, &format!("{p}.{n}.scale"), &[d], 0.1)?))
+                    Ok(Some(p.pp(n).tensor(ctx, "scale", &[d], 0.1)?))
                 } else {
                     Ok(None)
                 }
             };
             layers.push(Layer {
-                norm1: w.norm(ctx, &format!("{p}.norm1"), cfg.norm, d)?,
-                norm2: w.norm(ctx, &format!("{p}.norm2"), cfg.norm, d)?,
+                norm1: p.pp("norm1").norm(ctx, cfg.norm, d)?,
+                norm2: p.pp("norm2").norm(ctx, cfg.norm, d)?,
                 sets: set_weights,
                 scale1: scale("layer_scale_1")?,
                 scale2: scale("layer_scale_2")?,
                 cache: ctx.create_buffer(
-                    &format!("{p} kv cache"),
+                    &format!("{} kv cache", p.prefix()),
                     attn.cache_bytes(ctx),
                     BufferUsage::Storage,
                 )?,

@@ -307,44 +307,32 @@ impl Session {
         let mut rec = Recorder::new(ctx, "frame");
         self.mimi.record_encode(&mut rec)?;
         let pcm_bytes = self.mimi.frame_size() as u64 * 4;
+        let tokens_out = self.out.slice(pcm_bytes, self.width as u64 * 4);
         let frame = match &mut self.lm {
             Some(lm) => {
                 let s = self.step;
-                let user = lm.config().user_streams() as u64;
-                let dep_q = lm.config().dep_q as u64;
-                rec.copy(
-                    self.mimi.codes.slice(0, user * 4),
-                    lm.tokens.slice(lm.user_codes_slot(s) as u64 * 4, user * 4),
-                );
+                rec.copy(self.mimi.codes().view(), lm.user_codes_view(s));
                 lm.record_step(&mut rec, TokenChoice::Sample(self.sampling))?;
                 let f = s.checked_sub(lm.config().max_delay());
                 if let Some(f) = f {
-                    let row = lm.frame_row(f) as u64 * 4;
-                    rec.copy(
-                        lm.tokens.slice(row + 4, dep_q * 4),
-                        self.mimi.codes_in.slice(0, dep_q * 4),
-                    );
+                    rec.copy(lm.audio_token_view(f), self.mimi.codes_in().view());
                     self.mimi.record_decode(&mut rec)?;
                     rec.copy(
-                        self.mimi.pcm_out.slice(0, pcm_bytes),
+                        self.mimi.pcm_out().slice(0, pcm_bytes),
                         self.out.slice(0, pcm_bytes),
                     );
-                    rec.copy(
-                        lm.tokens.slice(row, self.width as u64 * 4),
-                        self.out.slice(pcm_bytes, self.width as u64 * 4),
-                    );
+                    rec.copy(lm.frame_view(f), tokens_out);
                 }
                 f
             }
             None => {
-                let n = self.width as u64 * 4;
-                rec.copy(self.mimi.codes.slice(0, n), self.mimi.codes_in.slice(0, n));
+                rec.copy(self.mimi.codes().view(), self.mimi.codes_in().view());
                 self.mimi.record_decode(&mut rec)?;
                 rec.copy(
-                    self.mimi.pcm_out.slice(0, pcm_bytes),
+                    self.mimi.pcm_out().slice(0, pcm_bytes),
                     self.out.slice(0, pcm_bytes),
                 );
-                rec.copy(self.mimi.codes.slice(0, n), self.out.slice(pcm_bytes, n));
+                rec.copy(self.mimi.codes().view(), tokens_out);
                 Some(self.step)
             }
         };
