@@ -5,6 +5,7 @@
 //! WGSL kernels in `shaders/`) → `gpu` (device, buffers, pipelines, recorder, readback).
 //! `weights` and `text` read files and know no GPU.
 
+mod error;
 pub mod gpu;
 pub mod kernels;
 pub mod lm;
@@ -17,15 +18,4 @@ pub mod weights;
 #[cfg(target_arch = "wasm32")]
 pub mod web;
 
-/// Any error of the engine, each naming its cause.
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    #[error(transparent)]
-    Gpu(#[from] gpu::GpuError),
-    #[error(transparent)]
-    Weights(#[from] weights::WeightsError),
-    #[error(transparent)]
-    Text(#[from] text::TextError),
-}
-
-pub type Result<T> = std::result::Result<T, Error>;
+pub use error::{Error, ErrorCode, Result};

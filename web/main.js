@@ -98,7 +98,7 @@ async function startEngine() {
   }
   window.parleApp.engine = engine;
   const a = engine.gpu.adapter;
-  const name = engine.gpu.report.split("\n")[0].replace(/^adapter:\s*/, "");
+  const name = a.name;
   setStatus(
     "gpu-status",
     `${name}${a.software ? " — a software (CPU) adapter: the Mimi loopback works, Moshi will be far slower than real time" : ""}`,

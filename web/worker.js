@@ -54,6 +54,27 @@ function storageError(e) {
 
 // ---- requests ----------------------------------------------------------------------------------
 
+// The adapter report the page shows, written from gpuInfo's object (the facts of `parle info`).
+function gpuReport(c, software) {
+  const mib = (b) => `${Math.round(b / 1048576)} MiB`;
+  const onOff = (on, available) => (on ? "on" : available ? "off (available, switched off)" : "not available");
+  const l = c.limits;
+  return [
+    `adapter:            ${c.adapter}`,
+    `backend:            ${c.backend} (browser WebGPU)`,
+    `device type:        ${c.deviceType} (${software ? "software" : "hardware"})`,
+    `driver:             ${c.driver || "-"}`,
+    `shader-f16:         ${onOff(c.f16, c.f16Available)}`,
+    `subgroups:          ${c.subgroups ? `on (size ${c.subgroupSize[0]}..${c.subgroupSize[1]})` : onOff(false, c.subgroupsAvailable)}`,
+    `timestamp queries:  ${c.timestampQuery ? "yes" : "no"}`,
+    `max storage binding: ${mib(l.maxStorageBufferBindingSize)}`,
+    `max buffer size:    ${mib(l.maxBufferSize)}`,
+    `storage buffers/stage: ${l.maxStorageBuffersPerShaderStage}`,
+    `workgroup:          ${l.maxComputeInvocationsPerWorkgroup} invocations, x ≤ ${l.maxComputeWorkgroupSizeX}, ${l.maxComputeWorkgroupStorageSize} B shared, ${l.maxComputeWorkgroupsPerDimension} groups/dim`,
+    `offset alignment:   storage ${l.minStorageBufferOffsetAlignment} B, uniform ${l.minUniformBufferOffsetAlignment} B`,
+  ].join("\n");
+}
+
 async function init(opts) {
   options = { forceF32: !!opts.forceF32, noSubgroups: !!opts.noSubgroups };
   if (!navigator.gpu) {
@@ -75,26 +96,27 @@ async function init(opts) {
     );
   }
   await loadWasm();
-  let report;
+  let caps;
   try {
-    report = await pkg.gpuInfo(options.forceF32, options.noSubgroups);
+    caps = await pkg.gpuInfo(options.forceF32, options.noSubgroups);
   } catch (e) {
-    const msg = String(e?.message ?? e);
-    throw new EngineError(/too small/.test(msg) ? "limits" : "gpu", msg);
+    throw new EngineError(e?.code ?? "gpu", String(e?.message ?? e));
   }
-  f16 = /shader-f16:\s+on/.test(report);
+  f16 = caps.f16;
   const info = adapter.info ?? {};
-  const limits = adapter.limits;
+  const software = caps.software || info.isFallbackAdapter === true || adapter.isFallbackAdapter === true;
   return {
     version: pkg.version(),
-    report,
+    caps: { ...caps, software },
+    report: gpuReport(caps, software),
     adapter: {
+      name: caps.adapter,
       vendor: info.vendor ?? "",
       architecture: info.architecture ?? "",
       description: info.description ?? "",
-      software: /swiftshader|llvmpipe|lavapipe|warp|software/i.test(report) || info.isFallbackAdapter === true,
-      maxBufferSize: Number(limits.maxBufferSize),
-      maxStorageBufferBindingSize: Number(limits.maxStorageBufferBindingSize),
+      software,
+      maxBufferSize: caps.limits.maxBufferSize,
+      maxStorageBufferBindingSize: caps.limits.maxStorageBufferBindingSize,
     },
     wasmBytes: wasmBytes(),
   };

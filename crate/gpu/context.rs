@@ -181,7 +181,8 @@ pub struct Context {
     pub queue: wgpu::Queue,
     caps: Capabilities,
     pub(crate) caches: RefCell<Caches>,
-    errors: Arc<Mutex<Vec<String>>>,
+    /// Errors the device reported outside any error scope, classified by wgpu's error type.
+    errors: Arc<Mutex<Vec<GpuError>>>,
     lost: Arc<Mutex<Option<String>>>,
     /// Uniform buffer holding one 256-byte parameter slot per kernel launch of a frame.
     pub(crate) param_arena: GpuBuffer,
@@ -312,12 +313,18 @@ impl Context {
                 message: e.to_string(),
             })?;
 
-        let errors: Arc<Mutex<Vec<String>>> = Arc::default();
+        let errors: Arc<Mutex<Vec<GpuError>>> = Arc::default();
         let sink = errors.clone();
         device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| {
             log::error!("uncaptured GPU error: {e}");
+            let e = match e {
+                wgpu::Error::OutOfMemory { .. } => GpuError::OutOfMemoryReported {
+                    message: e.to_string(),
+                },
+                _ => GpuError::Validation(e.to_string()),
+            };
             if let Ok(mut v) = sink.lock() {
-                v.push(e.to_string());
+                v.push(e);
             }
         }));
         let lost: Arc<Mutex<Option<String>>> = Arc::default();
@@ -492,7 +499,7 @@ impl Context {
     }
 
     /// Errors reported asynchronously by the device (validation, out of memory) since last call.
-    pub fn take_errors(&self) -> Vec<String> {
+    pub fn take_errors(&self) -> Vec<GpuError> {
         self.errors
             .lock()
             .map(|mut v| std::mem::take(&mut *v))
@@ -502,15 +509,36 @@ impl Context {
     /// `Err` if the device was lost or reported an error since the last check.
     pub fn check(&self) -> GpuResult<()> {
         self.check_lost()?;
-        let errs = self.take_errors();
-        if errs.is_empty() {
-            Ok(())
-        } else {
-            Err(GpuError::Validation(errs.join("; ")))
+        let mut errs = self.take_errors();
+        // Out of memory is the actionable one when both kinds were reported.
+        if let Some(i) = errs
+            .iter()
+            .position(|e| matches!(e, GpuError::OutOfMemoryReported { .. }))
+        {
+            return Err(errs.swap_remove(i));
+        }
+        match errs.len() {
+            0 => Ok(()),
+            1 => Err(errs.remove(0)),
+            _ => Err(GpuError::Validation(
+                errs.iter()
+                    .map(|e| e.to_string())
+                    .collect::<Vec<_>>()
+                    .join("; "),
+            )),
         }
     }
 
-    fn check_lost(&self) -> GpuResult<()> {
+    /// Destroy the device on purpose (the page's device-loss drill). The context is lost from
+    /// now on, before the browser's lost callback comes.
+    pub fn destroy(&self) {
+        if let Ok(mut l) = self.lost.lock() {
+            l.get_or_insert_with(|| "Destroyed: the device was destroyed".into());
+        }
+        self.device.destroy();
+    }
+
+    pub(crate) fn check_lost(&self) -> GpuResult<()> {
         match self.lost.lock().ok().and_then(|l| l.clone()) {
             Some(reason) => Err(GpuError::DeviceLost { reason }),
             None => Ok(()),

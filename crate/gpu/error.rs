@@ -22,6 +22,8 @@ pub enum GpuError {
         "buffer '{label}' needs {bytes} bytes but this GPU binds at most {max} bytes per buffer"
     )]
     BufferTooLarge { label: String, bytes: u64, max: u64 },
+    #[error("the GPU ran out of memory: {message}. Close other GPU-heavy tabs or programs, or pick a smaller/quantized model")]
+    OutOfMemoryReported { message: String },
     #[error("the GPU device was lost ({reason}): reload the page or restart the program")]
     DeviceLost { reason: String },
     #[error("GPU validation error: {0}")]
@@ -35,4 +37,26 @@ pub enum GpuError {
         kernel: &'static str,
         message: String,
     },
+}
+
+impl GpuError {
+    /// The kind of this error, decided by the variant the GPU layer built from wgpu's own
+    /// error types (never by the message).
+    pub fn code(&self) -> crate::ErrorCode {
+        use crate::ErrorCode;
+        match self {
+            GpuError::NoAdapter { .. } => ErrorCode::NoAdapter,
+            GpuError::LimitsTooSmall { .. } | GpuError::BufferTooLarge { .. } => ErrorCode::Limits,
+            GpuError::OutOfMemory { .. } | GpuError::OutOfMemoryReported { .. } => {
+                ErrorCode::OutOfMemory
+            }
+            GpuError::DeviceLost { .. } => ErrorCode::DeviceLost,
+            GpuError::RequestDevice { .. }
+            | GpuError::Shader { .. }
+            | GpuError::Validation(_)
+            | GpuError::Readback(_)
+            | GpuError::ParamArenaFull { .. }
+            | GpuError::Launch { .. } => ErrorCode::Gpu,
+        }
+    }
 }

@@ -57,7 +57,10 @@ pub(crate) async fn map_read(
             w.wake();
         }
     });
-    MapFuture { ctx, state }.await.map_err(GpuError::Readback)?;
+    // A map that fails on a lost device is the loss, not a readback fault.
+    MapFuture { ctx, state }
+        .await
+        .map_err(|m| ctx.check_lost().err().unwrap_or(GpuError::Readback(m)))?;
     let out = {
         let view = buffer
             .get_mapped_range(0..size)

@@ -55,8 +55,12 @@ impl Mimi {
         // an error that names it.
         let path = dir.join("config.json");
         let cfg = match std::fs::read_to_string(&path) {
-            Ok(text) => MimiConfig::from_json(&text).map_err(|e| {
-                WeightsError::Config(format!("{}: {}", path.display(), e).replace("config: ", ""))
+            Ok(text) => MimiConfig::from_json(&text).map_err(|e| match e {
+                WeightsError::Config(message) => WeightsError::ConfigFile {
+                    file: path.display().to_string(),
+                    message,
+                },
+                other => other,
             })?,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => MimiConfig::default(),
             Err(e) => {
@@ -76,9 +80,9 @@ impl Mimi {
             .iter()
             .map(|c| dir.join(c))
             .find(|p| p.exists())
-            .ok_or_else(|| WeightsError::Io {
-                file: dir.display().to_string(),
-                message: format!("no Mimi weights found (looked for {candidates:?})"),
+            .ok_or_else(|| WeightsError::NoMimi {
+                dir: dir.display().to_string(),
+                looked_for: candidates.join(", "),
             })?;
         let f = SafetensorsFile::open(&path)?;
         Self::load(ctx, cfg, &f, n_q)

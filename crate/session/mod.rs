@@ -15,7 +15,10 @@ const MIMI_PROBE: &str = "encoder.model.0.conv.conv.weight";
 use std::collections::VecDeque;
 use std::sync::Arc;
 
-use crate::gpu::{BufferUsage, Context, FrameReadback, GpuBuffer, GpuError, Recorder};
+mod error;
+pub use error::SessionError;
+
+use crate::gpu::{BufferUsage, Context, FrameReadback, GpuBuffer, Recorder};
 use crate::lm::{Lm, LmConfig, LmOptions, Sampling, TokenChoice};
 use crate::mimi::{Mimi, MimiConfig};
 use crate::nn::{WeightOptions, Weights};
@@ -200,10 +203,10 @@ impl Session {
         };
         let mimi = SafetensorsFile::open(&mimi_path)?;
         if lm.is_none() && !mimi.header.tensors.contains_key(MIMI_PROBE) {
-            return Err(WeightsError::Io {
-                file: dir.display().to_string(),
-                message: format!(
-                    "no Mimi weights found ({} or config.json's \"mimi_name\"), and {} is not a Mimi checkpoint",
+            return Err(WeightsError::NoMimi {
+                dir: dir.display().to_string(),
+                looked_for: format!(
+                    "{} or config.json's \"mimi_name\", and {} is not a Mimi checkpoint",
                     crate::weights::MIMI_FILE_NAME,
                     mimi_path.display()
                 ),
@@ -284,24 +287,15 @@ impl Session {
 
     /// Record and submit one frame of `frame_size` samples. Nothing waits on the GPU.
     pub fn push(&mut self, ctx: &Context, pcm: &[f32]) -> crate::Result<()> {
-        let bad = |message: String| -> crate::Error {
-            GpuError::Launch {
-                kernel: "session",
-                message,
-            }
-            .into()
-        };
         if pcm.len() != self.frame_size() {
-            return Err(bad(format!(
-                "a frame has {} samples, got {}",
-                self.frame_size(),
-                pcm.len()
-            )));
+            return Err(SessionError::FrameSize {
+                want: self.frame_size(),
+                got: pcm.len(),
+            }
+            .into());
         }
         if self.pending.len() >= MAX_IN_FLIGHT {
-            return Err(bad(format!(
-                "{MAX_IN_FLIGHT} frames are already in flight: pull one first"
-            )));
+            return Err(SessionError::TooManyInFlight { max: MAX_IN_FLIGHT }.into());
         }
         ctx.write(self.mimi.pcm_in(), 0, bytemuck::cast_slice(pcm));
         let mut rec = Recorder::new(ctx, "frame");
@@ -352,7 +346,7 @@ impl Session {
     /// Await the oldest frame in flight.
     pub async fn pull(&mut self, ctx: &Context) -> crate::Result<StepOutput> {
         let Some(p) = self.pending.pop_front() else {
-            return Err(GpuError::Readback("no frame in flight: push one first".into()).into());
+            return Err(SessionError::NothingInFlight.into());
         };
         let bytes = self.readback.read(ctx, p.slot).await?;
         ctx.check()?;

@@ -12,13 +12,15 @@ use std::rc::Rc;
 use serde_json::{json, Value};
 use wasm_bindgen::prelude::*;
 
+use super::error::{error, from_error};
 use super::source::{JsContainer, JsFile};
-use crate::gpu::{Context, GpuError};
+use crate::gpu::Context;
 use crate::lm::Sampling;
 use crate::nn::Weights;
 use crate::session::{Kind, ModelParts, Session, SessionOptions, StepOutput, MAX_IN_FLIGHT};
 use crate::text::Tokenizer;
 use crate::weights::{schedule_from_config, Checkpoint, WeightsError};
+use crate::ErrorCode;
 
 thread_local! {
     /// The loaded session, when it is not out in an await.
@@ -32,31 +34,8 @@ thread_local! {
     static CTX: RefCell<Option<Rc<Context>>> = const { RefCell::new(None) };
 }
 
-/// A JavaScript `Error` whose `code` says what kind of failure it is, so that the page can pick
-/// its message and remedy: `device-lost`, `oom`, `weights`, `gpu`, `busy`, `no-model`, `input`.
-fn error(code: &str, message: &str) -> JsValue {
-    let e = js_sys::Error::new(message);
-    let _ = js_sys::Reflect::set(&e, &"code".into(), &code.into());
-    e.into()
-}
-
-fn engine_error(e: crate::Error) -> JsValue {
-    let code = match &e {
-        crate::Error::Gpu(GpuError::DeviceLost { .. }) => "device-lost",
-        crate::Error::Gpu(GpuError::OutOfMemory { .. }) => "oom",
-        crate::Error::Gpu(GpuError::Validation(m))
-            if m.to_lowercase().contains("out of memory") =>
-        {
-            "oom"
-        }
-        crate::Error::Gpu(_) => "gpu",
-        crate::Error::Weights(_) | crate::Error::Text(_) => "weights",
-    };
-    error(code, &e.to_string())
-}
-
 fn weights_error(e: WeightsError) -> JsValue {
-    engine_error(e.into())
+    from_error(e)
 }
 
 /// Sampling settings from a JSON object (`greedy`, `seed`, `textTemperature`, `textTopK`,
@@ -70,7 +49,12 @@ fn sampling_from(v: &Value, base: Sampling) -> Result<Sampling, JsValue> {
                 .as_f64()
                 .filter(|x| x.is_finite() && *x >= 0.0)
                 .map(Some)
-                .ok_or_else(|| error("input", &format!("{k} must be a number ≥ 0, got {x}"))),
+                .ok_or_else(|| {
+                    error(
+                        ErrorCode::Input,
+                        &format!("{k} must be a number ≥ 0, got {x}"),
+                    )
+                }),
         }
     };
     if let Some(x) = num("textTemperature")? {
@@ -96,7 +80,7 @@ fn sampling_from(v: &Value, base: Sampling) -> Result<Sampling, JsValue> {
         Some(Value::Bool(false)) | None | Some(Value::Null) => {}
         Some(x) => {
             return Err(error(
-                "input",
+                ErrorCode::Input,
                 &format!("greedy must be true or false, got {x}"),
             ))
         }
@@ -105,7 +89,7 @@ fn sampling_from(v: &Value, base: Sampling) -> Result<Sampling, JsValue> {
 }
 
 fn parse_json(text: &str) -> Result<Value, JsValue> {
-    serde_json::from_str(text).map_err(|e| error("input", &format!("bad options: {e}")))
+    serde_json::from_str(text).map_err(|e| error(ErrorCode::Input, &format!("bad options: {e}")))
 }
 
 /// Drop the session (and with it its GPU buffers).
@@ -131,7 +115,7 @@ pub async fn engine_load(
 ) -> Result<String, JsValue> {
     if BUSY.with(|b| b.get()) {
         return Err(error(
-            "busy",
+            ErrorCode::Busy,
             "a frame is still running: await it before loading",
         ));
     }
@@ -174,7 +158,7 @@ pub async fn engine_load(
     let tokenizer = match (&lm, tokenizer) {
         (Some(_), Some(f)) => {
             let bytes = f.read_all().map_err(weights_error)?;
-            Some(Tokenizer::from_bytes(&f.name(), &bytes).map_err(|e| engine_error(e.into()))?)
+            Some(Tokenizer::from_bytes(&f.name(), &bytes).map_err(from_error)?)
         }
         _ => None,
     };
@@ -191,8 +175,8 @@ pub async fn engine_load(
         sampling,
         ..SessionOptions::default()
     };
-    let session = Session::load(&ctx, parts, &session_opts).map_err(engine_error)?;
-    ctx.check().map_err(|e| engine_error(e.into()))?;
+    let session = Session::load(&ctx, parts, &session_opts).map_err(from_error)?;
+    ctx.check().map_err(from_error)?;
     let info = json!({
         "kind": match session.kind() { Kind::Moshi => "moshi", Kind::Mimi => "mimi" },
         "frameSize": session.frame_size(),
@@ -223,10 +207,13 @@ pub fn engine_configure(options: String) -> Result<(), JsValue> {
             Ok(())
         }
         None if BUSY.with(|b| b.get()) => Err(error(
-            "busy",
+            ErrorCode::Busy,
             "a frame is running: configure between frames",
         )),
-        None => Err(error("no-model", "no model is loaded: call load() first")),
+        None => Err(error(
+            ErrorCode::NoModel,
+            "no model is loaded: call load() first",
+        )),
     })
 }
 
@@ -239,10 +226,14 @@ pub fn engine_reset() -> Result<(), JsValue> {
             session.reset(&ctx);
             Ok(())
         }
-        _ if BUSY.with(|b| b.get()) => {
-            Err(error("busy", "a frame is running: reset between frames"))
-        }
-        _ => Err(error("no-model", "no model is loaded: call load() first")),
+        _ if BUSY.with(|b| b.get()) => Err(error(
+            ErrorCode::Busy,
+            "a frame is running: reset between frames",
+        )),
+        _ => Err(error(
+            ErrorCode::NoModel,
+            "no model is loaded: call load() first",
+        )),
     })
 }
 
@@ -254,39 +245,38 @@ pub fn engine_dispose() {
 }
 
 /// The error of a frame: a destroyed device first shows as failed submits and readbacks (the lost
-/// callback follows); either way it is a lost device to the page.
+/// callback may follow); once the context knows it is lost, that is the error the page gets.
 fn frame_error(ctx: &Context, e: crate::Error) -> JsValue {
-    let lost = matches!(ctx.check(), Err(GpuError::DeviceLost { .. }))
-        || e.to_string().to_lowercase().contains("lost")
-        || e.to_string().to_lowercase().contains("destroyed");
-    if lost {
-        error(
-            "device-lost",
-            &format!("the GPU device was lost ({e}): restart the engine"),
-        )
-    } else {
-        engine_error(e)
+    match ctx.check_lost() {
+        Err(lost) => error(
+            ErrorCode::DeviceLost,
+            &format!("{lost} (the frame failed with: {e})"),
+        ),
+        Ok(()) => from_error(e),
     }
 }
 
 fn current_ctx() -> Result<Rc<Context>, JsValue> {
     CTX.with(|c| c.borrow().clone())
-        .ok_or_else(|| error("no-model", "no model is loaded: call load() first"))
+        .ok_or_else(|| error(ErrorCode::NoModel, "no model is loaded: call load() first"))
 }
 
 /// Why there is no session to run a frame on.
 fn no_session() -> JsValue {
     if BUSY.with(|b| b.get()) {
-        error("busy", "a frame is already running: await it first")
+        error(
+            ErrorCode::Busy,
+            "a frame is already running: await it first",
+        )
     } else {
-        error("no-model", "no model is loaded: call load() first")
+        error(ErrorCode::NoModel, "no model is loaded: call load() first")
     }
 }
 
 fn check_frame(session: &Session, pcm: &[f32]) -> Result<(), JsValue> {
     if pcm.len() != session.frame_size() {
         return Err(error(
-            "input",
+            ErrorCode::Input,
             &format!(
                 "a frame is {} samples at 24 kHz, got {}",
                 session.frame_size(),
@@ -378,7 +368,7 @@ pub fn engine_push(pcm: Vec<f32>) -> Result<(), JsValue> {
         check_frame(session, &pcm)?;
         if session.in_flight() >= MAX_IN_FLIGHT {
             return Err(error(
-                "busy",
+                ErrorCode::Busy,
                 &format!("{MAX_IN_FLIGHT} frames are already in flight: pull one first"),
             ));
         }
@@ -412,7 +402,7 @@ pub async fn engine_bench(options: String) -> Result<String, JsValue> {
     use crate::weights::RandomWeights;
 
     if BUSY.with(|b| b.get()) {
-        return Err(error("busy", "a frame is still running"));
+        return Err(error(ErrorCode::Busy, "a frame is still running"));
     }
     let opts = parse_json(&options)?;
     let flag = |k: &str| opts.get(k).and_then(Value::as_bool).unwrap_or(false);
@@ -435,7 +425,7 @@ pub async fn engine_bench(options: String) -> Result<String, JsValue> {
     let ctx = super::context(flag("forceF32"), flag("noSubgroups")).await?;
     let format = quant_format(&quant).ok_or_else(|| {
         error(
-            "input",
+            ErrorCode::Input,
             &format!("quant {quant}: expected q4, q8, q8_0, bf16 or f32"),
         )
     })?;
@@ -479,8 +469,7 @@ pub async fn engine_bench(options: String) -> Result<String, JsValue> {
             format!("Moshi 7B shapes (context 500) + real-size Mimi, random {quant} weights"),
         ),
         p => {
-            return Err(error(
-                "input",
+            return Err(error(ErrorCode::Input,
                 &format!("unknown benchmark preset '{p}': mimi, lm-small, lm-7b, tiny or custom"),
             ))
         }
@@ -498,7 +487,7 @@ pub async fn engine_bench(options: String) -> Result<String, JsValue> {
         codebooks: Some(8),
         ..SessionOptions::default()
     };
-    let mut session = Session::load(&ctx, parts, &session_opts).map_err(engine_error)?;
+    let mut session = Session::load(&ctx, parts, &session_opts).map_err(from_error)?;
     let gpu_bytes = ctx.allocated_bytes() - before;
     let frame = session.frame_size();
     let pcm: Vec<f32> = (0..frame)
@@ -522,7 +511,7 @@ pub async fn engine_bench(options: String) -> Result<String, JsValue> {
     BUSY.with(|b| b.set(false));
     let dispatches = session.last_frame().dispatches;
     drop(session);
-    let (load_ms, mut times) = result.map_err(engine_error)?;
+    let (load_ms, mut times) = result.map_err(from_error)?;
     times.sort_by(f64::total_cmp);
     let n = times.len();
     let mean = times.iter().sum::<f64>() / n as f64;
@@ -549,7 +538,7 @@ pub async fn engine_bench(options: String) -> Result<String, JsValue> {
 #[wasm_bindgen(js_name = engineLoseDevice)]
 pub fn engine_lose_device() {
     if let Some(ctx) = CTX.with(|c| c.borrow().clone()) {
-        ctx.device.destroy();
+        ctx.destroy();
     }
 }
 

@@ -17,6 +17,7 @@ use crate::gpu::{Context, GpuError, Options, Recorder};
 use crate::kernels::elementwise;
 
 mod engine;
+mod error;
 mod hash;
 mod source;
 
@@ -39,12 +40,12 @@ thread_local! {
     static GPU: RefCell<Option<(OptionsKey, Rc<Context>)>> = const { RefCell::new(None) };
 }
 
-fn js_err(e: GpuError) -> JsError {
-    JsError::new(&e.to_string())
+fn js_err(e: GpuError) -> JsValue {
+    error::from_error(e)
 }
 
 /// The worker's context for these options, opening (or reopening) it if needed.
-async fn context(force_f32: bool, no_subgroups: bool) -> Result<Rc<Context>, JsError> {
+async fn context(force_f32: bool, no_subgroups: bool) -> Result<Rc<Context>, JsValue> {
     let key = (force_f32, no_subgroups);
     let cached = GPU.with(|g| {
         g.borrow()
@@ -67,18 +68,74 @@ async fn context(force_f32: bool, no_subgroups: bool) -> Result<Rc<Context>, JsE
     Ok(ctx)
 }
 
-/// Open the GPU and describe it (the same report as `parle info`). Rejects with a message
-/// naming the cause when WebGPU or a usable adapter is missing.
+/// Open the GPU and describe it as an object (the facts behind `parle info`'s report):
+/// `{ adapter, backend, deviceType, driver, software, f16, f16Available, subgroups,
+/// subgroupsAvailable, subgroupSize: [min, max], timestampQuery, limits: { maxBufferSize,
+/// maxStorageBufferBindingSize, maxStorageBuffersPerShaderStage, maxComputeInvocationsPerWorkgroup,
+/// maxComputeWorkgroupSizeX, maxComputeWorkgroupStorageSize, maxComputeWorkgroupsPerDimension,
+/// minStorageBufferOffsetAlignment, minUniformBufferOffsetAlignment } }`. Rejects with a coded
+/// error (`no-adapter`, `limits`, `gpu`) when no usable adapter is there.
 #[wasm_bindgen(js_name = gpuInfo)]
-pub async fn gpu_info(force_f32: bool, no_subgroups: bool) -> Result<String, JsError> {
-    Ok(context(force_f32, no_subgroups).await?.caps().report())
+pub async fn gpu_info(force_f32: bool, no_subgroups: bool) -> Result<JsValue, JsValue> {
+    let ctx = context(force_f32, no_subgroups).await?;
+    let c = ctx.caps();
+    let obj = js_sys::Object::new();
+    let set = |o: &js_sys::Object, k: &str, v: JsValue| {
+        let _ = js_sys::Reflect::set(o, &k.into(), &v);
+    };
+    set(&obj, "adapter", c.adapter_name.as_str().into());
+    set(&obj, "backend", c.backend.as_str().into());
+    set(&obj, "deviceType", c.device_type.as_str().into());
+    set(&obj, "driver", c.driver.as_str().into());
+    set(&obj, "software", c.is_software.into());
+    set(&obj, "f16", c.f16.into());
+    set(&obj, "f16Available", c.f16_available.into());
+    set(&obj, "subgroups", c.subgroups.into());
+    set(&obj, "subgroupsAvailable", c.subgroups_available.into());
+    let size = js_sys::Array::of2(&c.subgroup_min_size.into(), &c.subgroup_max_size.into());
+    set(&obj, "subgroupSize", size.into());
+    set(&obj, "timestampQuery", c.timestamp_query.into());
+    let limits = js_sys::Object::new();
+    for (k, v) in [
+        ("maxBufferSize", c.max_buffer_size as f64),
+        ("maxStorageBufferBindingSize", c.max_storage_binding as f64),
+        (
+            "maxStorageBuffersPerShaderStage",
+            c.max_storage_buffers_per_stage.into(),
+        ),
+        (
+            "maxComputeInvocationsPerWorkgroup",
+            c.max_invocations_per_workgroup.into(),
+        ),
+        ("maxComputeWorkgroupSizeX", c.max_workgroup_size_x.into()),
+        (
+            "maxComputeWorkgroupStorageSize",
+            c.max_workgroup_storage.into(),
+        ),
+        (
+            "maxComputeWorkgroupsPerDimension",
+            c.max_workgroups_per_dimension.into(),
+        ),
+        (
+            "minStorageBufferOffsetAlignment",
+            c.min_storage_offset_alignment.into(),
+        ),
+        (
+            "minUniformBufferOffsetAlignment",
+            c.min_uniform_offset_alignment.into(),
+        ),
+    ] {
+        set(&limits, k, v.into());
+    }
+    set(&obj, "limits", limits.into());
+    Ok(obj.into())
 }
 
 /// Run one kernel (exact-erf GELU over an odd-sized array) on the GPU, compare it with the CPU
 /// reference and return a one-line summary. Rejects when the browser's shader compiler refuses
 /// the kernel or the result is wrong.
 #[wasm_bindgen(js_name = gpuSelfTest)]
-pub async fn gpu_self_test(force_f32: bool, no_subgroups: bool) -> Result<String, JsError> {
+pub async fn gpu_self_test(force_f32: bool, no_subgroups: bool) -> Result<String, JsValue> {
     const N: usize = 65_537;
     const TOL: f32 = 1e-5;
     let ctx = context(force_f32, no_subgroups).await?;
@@ -113,7 +170,7 @@ pub async fn gpu_self_test(force_f32: bool, no_subgroups: bool) -> Result<String
         err(at)
     };
     if worst > TOL {
-        return Err(JsError::new(&format!(
+        return Err(error::error(crate::ErrorCode::Gpu, &format!(
             "GPU self-test failed: gelu_erf({}) gave {} where the CPU gives {} (error {worst:.2e} > {TOL:.0e})",
             x[at], got.get(at).copied().unwrap_or(f32::NAN), want[at]
         )));

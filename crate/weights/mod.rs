@@ -113,6 +113,12 @@ pub enum WeightsError {
     Io { file: String, message: String },
     #[error("config: {0}")]
     Config(String),
+    /// A config error found in a named file.
+    #[error("{file}: {message}")]
+    ConfigFile { file: String, message: String },
+    /// A model directory without the codec's weights.
+    #[error("{dir}: no Mimi weights found (looked for {looked_for}). Add the Mimi checkpoint to the directory.")]
+    NoMimi { dir: String, looked_for: String },
     /// A weight that does not fit its format's layout (K not a multiple of the block, stream
     /// lengths that disagree with the shape, an unsupported quantization).
     #[error("weight layout: {0}")]
@@ -120,6 +126,15 @@ pub enum WeightsError {
 }
 
 impl WeightsError {
+    /// The kind of this error: the config's own faults are [`crate::ErrorCode::Config`], the
+    /// rest concern the weights files.
+    pub fn code(&self) -> crate::ErrorCode {
+        match self {
+            WeightsError::Config(_) | WeightsError::ConfigFile { .. } => crate::ErrorCode::Config,
+            _ => crate::ErrorCode::Weights,
+        }
+    }
+
     /// A [`WeightsError::Missing`] from a lookup that did not know the shape, completed with the
     /// shape the model expected; other errors unchanged.
     pub fn expecting(self, shape: &[usize]) -> Self {

@@ -1,0 +1,25 @@
+//! Misuse of a [`super::Session`]: calls in the wrong order or with the wrong input.
+
+use crate::ErrorCode;
+
+/// A session call that does not fit the session's state or shape.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum SessionError {
+    #[error("a frame has {want} samples, got {got}")]
+    FrameSize { want: usize, got: usize },
+    #[error("{max} frames are already in flight: pull one first")]
+    TooManyInFlight { max: usize },
+    #[error("no frame in flight: push one first")]
+    NothingInFlight,
+}
+
+impl SessionError {
+    /// The kind of this error: a wrong frame or a pull with nothing pushed is bad input, a push
+    /// past the in-flight bound a busy engine.
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            SessionError::FrameSize { .. } | SessionError::NothingInFlight => ErrorCode::Input,
+            SessionError::TooManyInFlight { .. } => ErrorCode::Busy,
+        }
+    }
+}
