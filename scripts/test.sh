@@ -83,6 +83,16 @@ stage_layers() {
   else
     echo "no Rust file in crate/ has more than 800 lines"
   fi
+  # The front ends (CLI, page engine) go through the session: they name no model layer.
+  local front
+  front="$(grep -rnE 'crate::(lm|mimi|nn)\b|parle::(lm|mimi|nn)\b' crate/cli crate/web)"
+  if [ -n "$front" ]; then
+    echo "crate/cli and crate/web must reach the models only through crate/session:"
+    echo "$front"
+    rc=1
+  else
+    echo "crate/cli and crate/web use no nn, mimi or lm"
+  fi
   return $rc
 }
 

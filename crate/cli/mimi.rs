@@ -6,7 +6,7 @@ use anyhow::{bail, Context as _, Result};
 use clap::Subcommand;
 use indicatif::{ProgressBar, ProgressStyle};
 use parle::gpu::Context;
-use parle::mimi::Mimi;
+use parle::session::{CodecInput, CodecMode, CodecSession};
 use parle::weights::SafetensorsFile;
 use safetensors::tensor::{serialize_to_file, Dtype, TensorView};
 
@@ -57,7 +57,7 @@ pub fn run(ctx: &Context, cmd: MimiCmd) -> Result<()> {
             codebooks,
         } => {
             let mut mimi = load(ctx, &model, codebooks)?;
-            let codes = encode(ctx, &mut mimi, &input)?;
+            let (codes, _) = encode(ctx, &mut mimi, &input, CodecMode::Encode)?;
             write_codes(&output, &codes, mimi.num_codebooks())?;
             println!(
                 "{}: {} frames × {} codebooks → {}",
@@ -75,7 +75,7 @@ pub fn run(ctx: &Context, cmd: MimiCmd) -> Result<()> {
             let (codes, n_q) = read_codes(&input)?;
             let mut mimi = load(ctx, &model, Some(n_q))?;
             let pcm = decode(ctx, &mut mimi, &codes)?;
-            audio::write_wav_mono(&output, &pcm, mimi.cfg.sample_rate as u32)?;
+            audio::write_wav_mono(&output, &pcm, mimi.sample_rate() as u32)?;
             println!(
                 "{}: {} frames → {} samples at 24 kHz → {}",
                 input.display(),
@@ -91,9 +91,8 @@ pub fn run(ctx: &Context, cmd: MimiCmd) -> Result<()> {
             codebooks,
         } => {
             let mut mimi = load(ctx, &model, codebooks)?;
-            let codes = encode(ctx, &mut mimi, &input)?;
-            let pcm = decode(ctx, &mut mimi, &codes)?;
-            audio::write_wav_mono(&output, &pcm, mimi.cfg.sample_rate as u32)?;
+            let (codes, pcm) = encode(ctx, &mut mimi, &input, CodecMode::Roundtrip)?;
+            audio::write_wav_mono(&output, &pcm, mimi.sample_rate() as u32)?;
             println!(
                 "{}: {} frames × {} codebooks → {} samples → {}",
                 input.display(),
@@ -107,11 +106,11 @@ pub fn run(ctx: &Context, cmd: MimiCmd) -> Result<()> {
     Ok(())
 }
 
-fn load(ctx: &Context, dir: &Path, codebooks: Option<usize>) -> Result<Mimi> {
+fn load(ctx: &Context, dir: &Path, codebooks: Option<usize>) -> Result<CodecSession> {
     if !dir.is_dir() {
         bail!("model directory {} does not exist", dir.display());
     }
-    Mimi::load_dir(ctx, dir, codebooks)
+    CodecSession::load_dir(ctx, dir, codebooks)
         .with_context(|| format!("loading Mimi from {}", dir.display()))
 }
 
@@ -124,31 +123,40 @@ fn bar(n: usize, what: &str) -> ProgressBar {
     pb
 }
 
-/// Encode a whole file; the last partial frame is zero-padded.
-fn encode(ctx: &Context, mimi: &mut Mimi, input: &Path) -> Result<Vec<Vec<u32>>> {
-    let mut pcm = audio::read_wav_mono(input, mimi.cfg.sample_rate as u32)?;
+/// Encode a whole file (in [`CodecMode::Roundtrip`] decode it again); the last partial frame is
+/// zero-padded. Returns the codes and the decoded samples.
+fn encode(
+    ctx: &Context,
+    mimi: &mut CodecSession,
+    input: &Path,
+    mode: CodecMode,
+) -> Result<(Vec<Vec<u32>>, Vec<f32>)> {
+    let mut pcm = audio::read_wav_mono(input, mimi.sample_rate() as u32)?;
     let frame = mimi.frame_size();
     if pcm.is_empty() {
         bail!("{}: the file has no samples", input.display());
     }
     pcm.resize(pcm.len().div_ceil(frame) * frame, 0.0);
     let pb = bar(pcm.len() / frame, "encode");
-    let mut out = Vec::new();
-    for chunk in pcm.chunks(frame) {
-        out.push(pollster::block_on(mimi.encode_frame(ctx, chunk))?);
+    let (mut codes, mut out) = (Vec::new(), Vec::new());
+    let inputs = pcm.chunks(frame).map(|c| CodecInput::Pcm(c, mode));
+    pollster::block_on(mimi.run(ctx, inputs, |f| {
+        codes.extend(f.codes);
+        out.extend(f.pcm.unwrap_or_default());
         pb.inc(1);
-    }
+    }))?;
     pb.finish_and_clear();
-    Ok(out)
+    Ok((codes, out))
 }
 
-fn decode(ctx: &Context, mimi: &mut Mimi, codes: &[Vec<u32>]) -> Result<Vec<f32>> {
+fn decode(ctx: &Context, mimi: &mut CodecSession, codes: &[Vec<u32>]) -> Result<Vec<f32>> {
     let pb = bar(codes.len(), "decode");
     let mut pcm = Vec::new();
-    for frame in codes {
-        pcm.extend(pollster::block_on(mimi.decode_frame(ctx, frame))?);
+    let inputs = codes.iter().map(|c| CodecInput::Codes(c));
+    pollster::block_on(mimi.run(ctx, inputs, |f| {
+        pcm.extend(f.pcm.unwrap_or_default());
         pb.inc(1);
-    }
+    }))?;
     pb.finish_and_clear();
     Ok(pcm)
 }

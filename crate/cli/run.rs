@@ -9,10 +9,9 @@ use anyhow::{bail, Context as _, Result};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use parle::gpu::Context;
-use parle::lm::Sampling;
-use parle::nn::WeightOptions;
-use parle::session::{Kind, Session, SessionOptions, StepOutput};
-use parle::weights::quant_format;
+use parle::session::{
+    quant_format, Kind, Sampling, Session, SessionOptions, StepOutput, WeightOptions,
+};
 use safetensors::tensor::{serialize_to_file, Dtype, TensorView};
 
 use crate::audio;

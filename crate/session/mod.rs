@@ -8,9 +8,16 @@
 //! A directory that holds only Mimi runs the codec loopback: encode → decode, the codes as the
 //! frame's tokens.
 
-/// A tensor every Mimi checkpoint has (the first SEANet conv).
-#[cfg(not(target_arch = "wasm32"))]
-const MIMI_PROBE: &str = "encoder.model.0.conv.conv.weight";
+pub mod bench;
+mod codec;
+mod load;
+
+/// What front ends set: how tokens are drawn, LM and weight options.
+pub use crate::lm::{LmOptions, Sampling};
+pub use crate::nn::WeightOptions;
+pub use crate::weights::{quant_format, WeightFormat};
+pub use codec::{CodecFrame, CodecInput, CodecMode, CodecSession};
+pub use load::ModelSources;
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -19,9 +26,9 @@ mod error;
 pub use error::SessionError;
 
 use crate::gpu::{BufferUsage, Context, FrameReadback, GpuBuffer, Recorder};
-use crate::lm::{Lm, LmConfig, LmOptions, Sampling, TokenChoice};
+use crate::lm::{Lm, LmConfig, TokenChoice};
 use crate::mimi::{Mimi, MimiConfig};
-use crate::nn::{WeightOptions, Weights};
+use crate::nn::Weights;
 use crate::text::{TextStream, Tokenizer};
 use crate::weights::{TensorSource, WeightsError};
 
@@ -179,58 +186,6 @@ impl Session {
         })
     }
 
-    /// Open a model directory (resolved by [`crate::weights::ModelFiles`]).
-    #[cfg(not(target_arch = "wasm32"))]
-    pub fn load_dir(
-        ctx: &Context,
-        dir: &std::path::Path,
-        opts: &SessionOptions,
-    ) -> crate::Result<Self> {
-        use crate::weights::{ModelFiles, SafetensorsFile};
-        let files = ModelFiles::resolve(dir)?;
-        let config = match &files.config {
-            Some(p) => Some(std::fs::read_to_string(p).map_err(|e| WeightsError::Io {
-                file: p.display().to_string(),
-                message: e.to_string(),
-            })?),
-            None => None,
-        };
-        // Without Mimi weights beside it, the checkpoint must be Mimi itself: the codec
-        // loopback (a Mimi-only directory keeps them in `model.safetensors`).
-        let (lm, mimi_path) = match &files.mimi {
-            Some(m) => (Some(files.open_lm()?), m.clone()),
-            None => (None, files.lm.clone()),
-        };
-        let mimi = SafetensorsFile::open(&mimi_path)?;
-        if lm.is_none() && !mimi.header.tensors.contains_key(MIMI_PROBE) {
-            return Err(WeightsError::NoMimi {
-                dir: dir.display().to_string(),
-                looked_for: format!(
-                    "{} or config.json's \"mimi_name\", and {} is not a Mimi checkpoint",
-                    crate::weights::MIMI_FILE_NAME,
-                    mimi_path.display()
-                ),
-            }
-            .into());
-        }
-        let tokenizer = match (&lm, &files.tokenizer) {
-            (Some(_), Some(p)) => Some(Tokenizer::open(p)?),
-            _ => None,
-        };
-        let parts = ModelParts {
-            config: config.as_deref(),
-            mimi: &mimi,
-            lm: lm.as_ref().map(|f| Weights::checkpoint(f)),
-            tokenizer,
-        };
-        Self::load(ctx, parts, opts).map_err(|e| match e {
-            crate::Error::Weights(WeightsError::Config(m)) if config.is_some() => {
-                WeightsError::Config(format!("{}: {m}", dir.join("config.json").display())).into()
-            }
-            e => e,
-        })
-    }
-
     pub fn kind(&self) -> Kind {
         self.kind
     }
@@ -251,6 +206,14 @@ impl Session {
 
     pub fn mimi(&self) -> &Mimi {
         &self.mimi
+    }
+
+    /// Codebooks per stream: Moshi's (= the user's) in a conversation, the codec's in loopback.
+    pub fn codebooks(&self) -> usize {
+        match &self.lm {
+            Some(lm) => lm.config().dep_q,
+            None => self.mimi.num_codebooks(),
+        }
     }
 
     /// Counters of the last submitted frame.

@@ -15,11 +15,12 @@ use wasm_bindgen::prelude::*;
 use super::error::{error, from_error};
 use super::source::{JsContainer, JsFile};
 use crate::gpu::Context;
-use crate::lm::Sampling;
-use crate::nn::Weights;
-use crate::session::{Kind, ModelParts, Session, SessionOptions, StepOutput, MAX_IN_FLIGHT};
+use crate::session::bench::{run_frames, Preset, Workload};
+use crate::session::{
+    quant_format, Kind, ModelSources, Sampling, Session, SessionOptions, StepOutput, MAX_IN_FLIGHT,
+};
 use crate::text::Tokenizer;
-use crate::weights::{schedule_from_config, Checkpoint, WeightsError};
+use crate::weights::WeightsError;
 use crate::ErrorCode;
 
 thread_local! {
@@ -136,24 +137,10 @@ pub async fn engine_load(
         .map(|n| n as usize);
     let mimi = JsContainer::open(mimi).map_err(weights_error)?;
     // The LM in any published format (safetensors PyTorch/MLX/candle names, MLX q4/q8, GGUF
-    // Q8_0), under canonical names, as `Session::load_dir` opens it natively.
-    let (lm, lm_largest) = match lm {
-        Some(f) => {
-            let schedule = match config.as_deref() {
-                Some(text) => serde_json::from_str::<Value>(text)
-                    .ok()
-                    .map(|v| schedule_from_config(&v))
-                    .transpose()
-                    .map_err(weights_error)?
-                    .flatten(),
-                None => None,
-            };
-            let c = JsContainer::open(f).map_err(weights_error)?;
-            let largest = c.largest_tensor();
-            let ck = Checkpoint::new(Box::new(c), schedule.as_deref()).map_err(weights_error)?;
-            (Some(ck), largest)
-        }
-        None => (None, 0),
+    // Q8_0), presented under canonical names by the session, as `Session::load_dir` does.
+    let lm = match lm {
+        Some(f) => Some(JsContainer::open(f).map_err(weights_error)?),
+        None => None,
     };
     let tokenizer = match (&lm, tokenizer) {
         (Some(_), Some(f)) => {
@@ -162,12 +149,14 @@ pub async fn engine_load(
         }
         _ => None,
     };
-    let largest = mimi.largest_tensor().max(lm_largest);
+    let largest = mimi
+        .largest_tensor()
+        .max(lm.as_ref().map_or(0, |c| c.largest_tensor()));
     let before = ctx.allocated_bytes();
-    let parts = ModelParts {
-        config: config.as_deref(),
-        mimi: &mimi,
-        lm: lm.as_ref().map(|l| Weights::checkpoint(l)),
+    let sources = ModelSources {
+        config,
+        mimi: Box::new(mimi),
+        lm: lm.map(|c| Box::new(c) as _),
         tokenizer,
     };
     let session_opts = SessionOptions {
@@ -175,17 +164,14 @@ pub async fn engine_load(
         sampling,
         ..SessionOptions::default()
     };
-    let session = Session::load(&ctx, parts, &session_opts).map_err(from_error)?;
+    let session = Session::from_sources(&ctx, sources, &session_opts).map_err(from_error)?;
     ctx.check().map_err(from_error)?;
     let info = json!({
         "kind": match session.kind() { Kind::Moshi => "moshi", Kind::Mimi => "mimi" },
         "frameSize": session.frame_size(),
         "sampleRate": 24000,
         "latencyFrames": session.latency_frames(),
-        "codebooks": match session.lm() {
-            Some(lm) => lm.config().dep_q,
-            None => session.mimi().num_codebooks(),
-        },
+        "codebooks": session.codebooks(),
         "gpuBytes": ctx.allocated_bytes() - before,
         "largestTensor": largest,
         "loadMs": js_sys::Date::now() - t0,
@@ -398,15 +384,12 @@ pub async fn engine_pull() -> Result<JsValue, JsValue> {
 /// `adapter`.
 #[wasm_bindgen(js_name = engineBench)]
 pub async fn engine_bench(options: String) -> Result<String, JsValue> {
-    use crate::weights::quant_format;
-    use crate::weights::RandomWeights;
-
     if BUSY.with(|b| b.get()) {
         return Err(error(ErrorCode::Busy, "a frame is still running"));
     }
     let opts = parse_json(&options)?;
     let flag = |k: &str| opts.get(k).and_then(Value::as_bool).unwrap_or(false);
-    let preset = opts
+    let preset_name = opts
         .get("preset")
         .and_then(Value::as_str)
         .unwrap_or("mimi")
@@ -429,104 +412,47 @@ pub async fn engine_bench(options: String) -> Result<String, JsValue> {
             &format!("quant {quant}: expected q4, q8, q8_0, bf16 or f32"),
         )
     })?;
-    // The LM presets: Moshi's 7B shapes, and a ~1B model of the same structure for GPUs (and
-    // software adapters) that cannot hold the 7B's ~6 GB (6.1 GB measured, with Mimi).
     let custom = opts
         .get("config")
         .and_then(Value::as_str)
         .map(str::to_string);
     let with_lm = opts.get("lm").and_then(Value::as_bool).unwrap_or(true);
-    let (config, lm, description) = match preset.as_str() {
-        // Shapes from a config.json text (its LM keys, and its "mimi" key for the codec).
-        "custom" => (
-            custom.as_deref(),
-            with_lm.then_some(Weights::Random { format, seed: 7 }),
-            format!(
-                "{} from the given config, random {quant} weights",
-                if with_lm { "LM + Mimi" } else { "Mimi" }
-            ),
-        ),
-        // The shapes of the tiny LM test fixture: checks that the benchmark runs in seconds,
-        // even on a software adapter; it measures nothing.
-        "tiny" => (
-            Some(include_str!("../../tests/fixtures/lm/delay1/config.json")),
-            Some(Weights::Random { format, seed: 7 }),
-            format!("the tiny test model's shapes (LM dim 64 + Mimi dim 32, random {quant} weights): a check that the benchmark runs, not a measurement"),
-        ),
-        "mimi" => (
-            None,
-            None,
-            "Mimi at its real size (encoder + decoder, 8 codebooks), random weights".to_string(),
-        ),
-        "lm-small" => (
-            Some(r#"{"dim": 2048, "num_heads": 16, "num_layers": 16, "context": 500}"#),
-            Some(Weights::Random { format, seed: 7 }),
-            format!("Moshi-shaped ~1B LM (dim 2048, 16 layers, context 500) + real-size Mimi, random {quant} weights"),
-        ),
-        "lm-7b" => (
-            Some(r#"{"context": 500}"#),
-            Some(Weights::Random { format, seed: 7 }),
-            format!("Moshi 7B shapes (context 500) + real-size Mimi, random {quant} weights"),
-        ),
-        p => {
-            return Err(error(ErrorCode::Input,
-                &format!("unknown benchmark preset '{p}': mimi, lm-small, lm-7b, tiny or custom"),
-            ))
-        }
-    };
-    let mimi_src = RandomWeights { seed: 1 };
+    let preset =
+        Preset::parse(&preset_name, custom, with_lm).map_err(|m| error(ErrorCode::Input, &m))?;
+    let description = preset.description(&quant);
     let before = ctx.allocated_bytes();
     let t0 = js_sys::Date::now();
-    let parts = ModelParts {
-        config,
-        mimi: &mimi_src,
-        lm,
-        tokenizer: None,
-    };
-    let session_opts = SessionOptions {
-        codebooks: Some(8),
-        ..SessionOptions::default()
-    };
-    let mut session = Session::load(&ctx, parts, &session_opts).map_err(from_error)?;
+    let mut session = preset.load(&ctx, format).map_err(from_error)?;
     let gpu_bytes = ctx.allocated_bytes() - before;
-    let frame = session.frame_size();
-    let pcm: Vec<f32> = (0..frame)
-        .map(|i| 0.3 * ((i as f32) * 0.01 + (i * i) as f32 * 1e-6).sin())
-        .collect();
-    // The first frames compile pipelines: run one before the load time is taken.
+    // The first frames compile pipelines: the load time is taken when the first comes back.
     BUSY.with(|b| b.set(true));
-    let result = async {
-        session.step(&ctx, &pcm).await?;
-        let load_ms = js_sys::Date::now() - t0;
-        session.step(&ctx, &pcm).await?;
-        let mut times = Vec::with_capacity(frames);
-        for _ in 0..frames {
-            let t = js_sys::Date::now();
-            session.step(&ctx, &pcm).await?;
-            times.push(js_sys::Date::now() - t);
-        }
-        Ok::<_, crate::Error>((load_ms, times))
-    }
+    let result = run_frames(
+        &ctx,
+        Workload::Session(&mut session),
+        2,
+        frames,
+        1,
+        &js_sys::Date::now,
+    )
     .await;
     BUSY.with(|b| b.set(false));
-    let dispatches = session.last_frame().dispatches;
     drop(session);
-    let (load_ms, mut times) = result.map_err(from_error)?;
-    times.sort_by(f64::total_cmp);
-    let n = times.len();
-    let mean = times.iter().sum::<f64>() / n as f64;
+    let times = result.map_err(from_error)?;
+    let load_ms = times.first_ms - t0;
+    let sorted = times.sorted();
+    let n = sorted.len();
     Ok(json!({
-        "preset": preset,
+        "preset": preset_name,
         "description": description,
         "frames": n,
-        "meanMs": mean,
-        "p50Ms": times[n / 2],
-        "minMs": times[0],
-        "maxMs": times[n - 1],
-        "rtf": mean / 80.0,
+        "meanMs": times.mean_ms,
+        "p50Ms": sorted[n / 2],
+        "minMs": sorted[0],
+        "maxMs": sorted[n - 1],
+        "rtf": times.mean_ms / 80.0,
         "gpuBytes": gpu_bytes,
         "loadMs": load_ms,
-        "dispatches": dispatches,
+        "dispatches": times.dispatches,
         "adapter": ctx.caps().adapter_name,
         "software": ctx.caps().is_software,
     })

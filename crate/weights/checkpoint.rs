@@ -186,21 +186,7 @@ impl Checkpoint {
     /// A checkpoint on disk (safetensors or GGUF, told apart by the first bytes; native).
     #[cfg(not(target_arch = "wasm32"))]
     pub fn open(path: &std::path::Path, schedule: Option<&[usize]>) -> Result<Self, WeightsError> {
-        use std::io::Read;
-        let file = path.display().to_string();
-        let mut first = [0u8; 4];
-        let n = std::fs::File::open(path)
-            .and_then(|mut f| f.read(&mut first))
-            .map_err(|e| WeightsError::Io {
-                file: file.clone(),
-                message: e.to_string(),
-            })?;
-        let c: Box<dyn Container> = if GgufHeader::is_gguf(&first[..n]) {
-            Box::new(super::GgufFile::open(path)?)
-        } else {
-            Box::new(super::SafetensorsFile::open(path)?)
-        };
-        Self::new(c, schedule)
+        Self::new(open_container(path)?, schedule)
     }
 
     pub fn naming(&self) -> Naming {
@@ -267,4 +253,23 @@ impl TensorSource for Checkpoint {
             n.join(" + ")
         })
     }
+}
+
+/// A weights file on disk as stored (safetensors or GGUF, told apart by the first bytes; native).
+#[cfg(not(target_arch = "wasm32"))]
+pub fn open_container(path: &std::path::Path) -> Result<Box<dyn Container>, WeightsError> {
+    use std::io::Read;
+    let file = path.display().to_string();
+    let mut first = [0u8; 4];
+    let n = std::fs::File::open(path)
+        .and_then(|mut f| f.read(&mut first))
+        .map_err(|e| WeightsError::Io {
+            file: file.clone(),
+            message: e.to_string(),
+        })?;
+    Ok(if GgufHeader::is_gguf(&first[..n]) {
+        Box::new(super::GgufFile::open(path)?)
+    } else {
+        Box::new(super::SafetensorsFile::open(path)?)
+    })
 }

@@ -44,6 +44,8 @@ pub use quant::MlxAffine;
 pub use usage::UsageTracker;
 
 #[cfg(not(target_arch = "wasm32"))]
+pub use checkpoint::open_container;
+#[cfg(not(target_arch = "wasm32"))]
 pub use dir::{config_file_name, ModelFiles, CONFIG_FILE_KEYS, RESERVED_FILE_NAMES};
 #[cfg(not(target_arch = "wasm32"))]
 pub use gguf::GgufFile;

@@ -8,12 +8,8 @@ use std::time::Instant;
 use anyhow::{Context as _, Result};
 use parle::gpu::{BufferUsage, Context, Recorder};
 use parle::kernels::attention::kv_elem_bytes;
-use parle::lm::{LmConfig, LmOptions, Sampling};
-use parle::mimi::{Mimi, MimiConfig};
-use parle::nn::Weights;
-use parle::session::{ModelParts, Session, SessionOptions, MAX_IN_FLIGHT};
-use parle::weights::quant_format;
-use parle::weights::RandomWeights;
+use parle::session::bench::{mimi_bytes, run_frames, Preset, Workload};
+use parle::session::{quant_format, MAX_IN_FLIGHT};
 
 /// Bytes per second of a device-local buffer copy (read + written bytes over time).
 fn copy_rate(ctx: &Context) -> Result<f64> {
@@ -53,32 +49,12 @@ pub fn run(ctx: &Context, b: LmBench) -> Result<()> {
     println!("buffer copy: {:.1} GB/s (read + write)", rate / 1e9);
 
     // Mimi's own weight bytes, measured by loading it alone first.
-    let before = ctx.allocated_bytes();
-    let mimi_src = RandomWeights { seed: 1 };
-    let mimi_bytes = {
-        let _m = Mimi::load(ctx, MimiConfig::default(), &mimi_src, Some(8))?;
-        ctx.allocated_bytes() - before
-    };
+    let mimi_bytes = mimi_bytes(ctx)?;
 
-    let cfg = LmConfig {
-        context: b.context,
-        ..LmConfig::default()
-    };
-    let config_json = format!("{{\"context\": {}}}", b.context);
     let before = ctx.allocated_bytes();
     let t0 = Instant::now();
-    let opts = SessionOptions {
-        sampling: Sampling::default(),
-        lm: LmOptions::default(),
-        ..SessionOptions::default()
-    };
-    let parts = ModelParts {
-        config: Some(&config_json),
-        mimi: &mimi_src,
-        lm: Some(Weights::Random { format, seed: 7 }),
-        tokenizer: None,
-    };
-    let mut session = Session::load(ctx, parts, &opts)?;
+    let preset = Preset::Lm7b { context: b.context };
+    let mut session = preset.load(ctx, format)?;
     ctx.wait_idle()?;
     let load_s = t0.elapsed().as_secs_f64();
     let mem = ctx.allocated_bytes() - before;
@@ -98,50 +74,27 @@ pub fn run(ctx: &Context, b: LmBench) -> Result<()> {
         gib(mimi_bytes as f64)
     );
 
-    let frame = session.frame_size();
-    let pcm: Vec<f32> = (0..frame)
-        .map(|i| 0.3 * ((i as f32) * 0.01 + (i * i) as f32 * 1e-6).sin())
-        .collect();
     // As a live session runs: frame i + 1 is submitted before frame i is read back. Natively a
     // readback waits for everything submitted so far, so per-frame intervals are those of the
     // results pulled while the next frame was already queued; the mean is the throughput from
     // the last warm-up result to the last result.
     let warmup = 2;
     let total = warmup + b.frames;
-    let mut times = Vec::with_capacity(b.frames);
-    let mut dispatches = 0;
-    let mut pulled = 0;
-    let mut last = Instant::now();
-    let mut start = Instant::now();
-    for _ in 0..total {
-        session.push(ctx, &pcm)?;
-        dispatches = session.last_frame().dispatches;
-        if session.in_flight() == MAX_IN_FLIGHT {
-            pollster::block_on(session.pull(ctx))?;
-            pulled += 1;
-            if pulled > warmup {
-                times.push(last.elapsed().as_secs_f64());
-            }
-            if pulled == warmup {
-                start = Instant::now();
-            }
-            last = Instant::now();
-        }
-    }
-    while session.in_flight() > 0 {
-        pollster::block_on(session.pull(ctx))?;
-    }
-    let mean = start.elapsed().as_secs_f64() / b.frames.max(1) as f64;
+    let clock = Instant::now();
+    let now = || clock.elapsed().as_secs_f64() * 1e3;
+    let times = pollster::block_on(run_frames(
+        ctx,
+        Workload::Session(&mut session),
+        warmup,
+        b.frames,
+        MAX_IN_FLIGHT,
+        &now,
+    ))?;
     ctx.check()?;
-    let mut sorted = times.clone();
-    sorted.sort_by(f64::total_cmp);
-    let pct = |p: f64| {
-        if sorted.is_empty() {
-            mean
-        } else {
-            sorted[((sorted.len() - 1) as f64 * p).round() as usize]
-        }
-    };
+    let mean = times.mean_ms / 1e3;
+    let pct = |p: f64| times.percentile(p) / 1e3;
+    let dispatches = times.dispatches;
+    let cfg = session.lm().context("the session has an LM")?.config();
     // KV read per frame at the mean position of the timed frames.
     let mean_pos = (warmup + total) as f64 / 2.0;
     let keys = mean_pos.min(cfg.context as f64);

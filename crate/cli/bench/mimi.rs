@@ -1,22 +1,24 @@
-//! `parle bench mimi`: streaming encode and decode per 80 ms frame, as a live session runs them:
-//! write the input, record the frame, one submit, read the result back.
+//! `parle bench mimi`: streaming encode and decode per 80 ms frame through a codec session, as a
+//! live session runs them: write the input, record the frame, one submit, read the result back.
 
 use std::path::Path;
 use std::time::Instant;
 
 use anyhow::{bail, Result};
 use parle::gpu::Context;
-use parle::mimi::{Mimi, MimiConfig};
-use parle::weights::RandomWeights;
+use parle::session::bench::{run_frames, FrameTimes, Workload};
+use parle::session::CodecSession;
 
-fn stats(mut v: Vec<f64>) -> (f64, f64, f64) {
-    v.sort_by(|a, b| a.total_cmp(b));
-    let mean = v.iter().sum::<f64>() / v.len() as f64;
-    (
-        mean,
-        v[v.len() / 2],
-        v[(v.len() * 95 / 100).min(v.len() - 1)],
-    )
+/// Mean, p50 and p95 in ms.
+fn stats(t: &FrameTimes) -> (f64, f64, f64) {
+    let v = t.sorted();
+    let mean = v.iter().sum::<f64>() / v.len().max(1) as f64;
+    let at = |i: usize| {
+        v.get(i.min(v.len().saturating_sub(1)))
+            .copied()
+            .unwrap_or(mean)
+    };
+    (mean, at(v.len() / 2), at(v.len() * 95 / 100))
 }
 
 pub fn run(
@@ -28,83 +30,71 @@ pub fn run(
 ) -> Result<()> {
     let before = ctx.allocated_bytes();
     let t0 = Instant::now();
-    let mut mimi = match (model, random) {
-        (Some(dir), _) => Mimi::load_dir(ctx, dir, Some(codebooks))?,
-        (None, true) => Mimi::load(
-            ctx,
-            MimiConfig::default(),
-            &RandomWeights { seed: 1 },
-            Some(codebooks),
-        )?,
+    let mut codec = match (model, random) {
+        (Some(dir), _) => CodecSession::load_dir(ctx, dir, Some(codebooks))?,
+        (None, true) => CodecSession::random(ctx, codebooks)?,
         (None, false) => bail!("give --model DIR or --random-real-size"),
     };
     ctx.wait_idle()?;
     let load_s = t0.elapsed().as_secs_f64();
     let mem = ctx.allocated_bytes() - before;
-    let frame = mimi.frame_size();
-    let frame_s = frame as f64 / mimi.cfg.sample_rate;
+    let frame_ms = codec.frame_size() as f64 / codec.sample_rate() * 1e3;
     println!("{}", super::adapter_line(ctx));
     println!(
         "model: {}  codebooks: {}  GPU buffers: {:.1} MiB  load: {:.2} s",
         model
             .map(|m| m.display().to_string())
             .unwrap_or_else(|| "random weights, published Mimi size".into()),
-        mimi.num_codebooks(),
+        codec.num_codebooks(),
         mem as f64 / (1 << 20) as f64,
         load_s
     );
-    // A chirp so activations are not trivial.
-    let pcm: Vec<f32> = (0..frame)
-        .map(|i| 0.3 * ((i as f32) * 0.01 + (i * i) as f32 * 1e-6).sin())
-        .collect();
+    let clock = Instant::now();
+    let now = || clock.elapsed().as_secs_f64() * 1e3;
     let warmup = 3;
-    let (mut enc, mut dec) = (Vec::new(), Vec::new());
-    let (mut enc_dispatches, mut dec_dispatches) = (0, 0);
-    for i in 0..warmup + frames {
-        let t = Instant::now();
-        let codes = pollster::block_on(mimi.encode_frame(ctx, &pcm))?;
-        let te = t.elapsed().as_secs_f64();
-        let t = Instant::now();
-        pollster::block_on(mimi.decode_frame(ctx, &codes))?;
-        let td = t.elapsed().as_secs_f64();
-        (enc_dispatches, dec_dispatches) = mimi.last_dispatches;
-        if i >= warmup {
-            enc.push(te);
-            dec.push(td);
-        }
-    }
+    let enc = pollster::block_on(run_frames(
+        ctx,
+        Workload::Encode(&mut codec),
+        warmup,
+        frames,
+        1,
+        &now,
+    ))?;
+    let dec = pollster::block_on(run_frames(
+        ctx,
+        Workload::Decode(&mut codec),
+        warmup,
+        frames,
+        1,
+        &now,
+    ))?;
     ctx.check()?;
-    let (em, e50, e95) = stats(enc);
-    let (dm, d50, d95) = stats(dec);
+    let (em, e50, e95) = stats(&enc);
+    let (dm, d50, d95) = stats(&dec);
     println!(
         "{:<8} {:>10} {:>10} {:>10} {:>8} {:>11} {:>8}",
         "", "mean ms", "p50 ms", "p95 ms", "RTF", "dispatches", "submits"
     );
-    println!(
-        "{:<8} {:>10.2} {:>10.2} {:>10.2} {:>8.3} {:>11} {:>8}",
-        "encode",
-        em * 1e3,
-        e50 * 1e3,
-        e95 * 1e3,
-        em / frame_s,
-        enc_dispatches,
-        1
-    );
-    println!(
-        "{:<8} {:>10.2} {:>10.2} {:>10.2} {:>8.3} {:>11} {:>8}",
-        "decode",
-        dm * 1e3,
-        d50 * 1e3,
-        d95 * 1e3,
-        dm / frame_s,
-        dec_dispatches,
-        1
-    );
+    for (name, (m, p50, p95), d) in [
+        ("encode", (em, e50, e95), enc.dispatches),
+        ("decode", (dm, d50, d95), dec.dispatches),
+    ] {
+        println!(
+            "{:<8} {:>10.2} {:>10.2} {:>10.2} {:>8.3} {:>11} {:>8}",
+            name,
+            m,
+            p50,
+            p95,
+            m / frame_ms,
+            d,
+            1
+        );
+    }
     println!(
         "both     {:>10.2} ms per {:.0} ms frame: real-time factor {:.3} ({} frames timed, readback included)",
-        (em + dm) * 1e3,
-        frame_s * 1e3,
-        (em + dm) / frame_s,
+        em + dm,
+        frame_ms,
+        (em + dm) / frame_ms,
         frames
     );
     Ok(())

@@ -1,0 +1,225 @@
+//! Benchmarks through the session's frame loop, for `parle bench` and the page: the random-weight
+//! model presets ([`Preset`]) and the frame-timing loop ([`run_frames`]), written once.
+
+use super::{CodecMode, CodecSession, ModelParts, Session, SessionOptions};
+use crate::gpu::Context;
+use crate::nn::Weights;
+use crate::weights::{RandomWeights, WeightFormat};
+
+/// A model with random weights made on the GPU.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Preset {
+    /// Mimi at its real size (encoder + decoder, 8 codebooks).
+    Mimi,
+    /// A Moshi-shaped ~1B LM (dim 2048, 16 layers, context 500) + real-size Mimi: for GPUs (and
+    /// software adapters) that cannot hold the 7B's ~6 GB.
+    LmSmall,
+    /// Moshi 7B shapes + real-size Mimi.
+    Lm7b { context: usize },
+    /// The tiny LM test fixture's shapes: checks that a benchmark runs in seconds, even on a
+    /// software adapter; it measures nothing.
+    Tiny,
+    /// Shapes from a `config.json` text (its LM keys, and its `"mimi"` key for the codec).
+    Custom { config: Option<String>, lm: bool },
+}
+
+impl Preset {
+    /// The preset a name (`mimi`, `lm-small`, `lm-7b`, `tiny`, `custom`) stands for; `custom`
+    /// takes `config` and `lm`, `lm-7b` a context of 500.
+    pub fn parse(name: &str, config: Option<String>, lm: bool) -> Result<Self, String> {
+        Ok(match name {
+            "mimi" => Self::Mimi,
+            "lm-small" => Self::LmSmall,
+            "lm-7b" => Self::Lm7b { context: 500 },
+            "tiny" => Self::Tiny,
+            "custom" => Self::Custom { config, lm },
+            p => {
+                return Err(format!(
+                    "unknown benchmark preset '{p}': mimi, lm-small, lm-7b, tiny or custom"
+                ))
+            }
+        })
+    }
+
+    fn config(&self) -> Option<String> {
+        match self {
+            Self::Mimi => None,
+            Self::LmSmall => {
+                Some(r#"{"dim": 2048, "num_heads": 16, "num_layers": 16, "context": 500}"#.into())
+            }
+            Self::Lm7b { context } => Some(format!("{{\"context\": {context}}}")),
+            Self::Tiny => Some(include_str!("../../tests/fixtures/lm/delay1/config.json").into()),
+            Self::Custom { config, .. } => config.clone(),
+        }
+    }
+
+    fn has_lm(&self) -> bool {
+        match self {
+            Self::Mimi => false,
+            Self::Custom { lm, .. } => *lm,
+            _ => true,
+        }
+    }
+
+    /// What is measured, for the report (`quant`: the LM's weight format's name).
+    pub fn description(&self, quant: &str) -> String {
+        match self {
+            Self::Mimi => {
+                "Mimi at its real size (encoder + decoder, 8 codebooks), random weights".into()
+            }
+            Self::LmSmall => format!("Moshi-shaped ~1B LM (dim 2048, 16 layers, context 500) + real-size Mimi, random {quant} weights"),
+            Self::Lm7b { context } => format!(
+                "Moshi 7B shapes (context {context}) + real-size Mimi, random {quant} weights"
+            ),
+            Self::Tiny => format!("the tiny test model's shapes (LM dim 64 + Mimi dim 32, random {quant} weights): a check that the benchmark runs, not a measurement"),
+            Self::Custom { lm, .. } => format!(
+                "{} from the given config, random {quant} weights",
+                if *lm { "LM + Mimi" } else { "Mimi" }
+            ),
+        }
+    }
+
+    /// Build the session: the LM's linear weights in `format`, Mimi with 8 codebooks.
+    pub fn load(&self, ctx: &Context, format: WeightFormat) -> crate::Result<Session> {
+        let mimi = RandomWeights { seed: 1 };
+        let config = self.config();
+        let parts = ModelParts {
+            config: config.as_deref(),
+            mimi: &mimi,
+            lm: self.has_lm().then_some(Weights::Random { format, seed: 7 }),
+            tokenizer: None,
+        };
+        let opts = SessionOptions {
+            codebooks: Some(8),
+            ..SessionOptions::default()
+        };
+        Session::load(ctx, parts, &opts)
+    }
+}
+
+/// GPU bytes of real-size Mimi's weights and state with 8 codebooks (loaded alone and dropped).
+pub fn mimi_bytes(ctx: &Context) -> crate::Result<u64> {
+    let before = ctx.allocated_bytes();
+    let codec = CodecSession::random(ctx, 8)?;
+    let bytes = ctx.allocated_bytes() - before;
+    drop(codec);
+    Ok(bytes)
+}
+
+/// A chirp, so that activations are not trivial.
+pub fn chirp(n: usize) -> Vec<f32> {
+    (0..n)
+        .map(|i| 0.3 * ((i as f32) * 0.01 + (i * i) as f32 * 1e-6).sin())
+        .collect()
+}
+
+/// What [`run_frames`] times.
+pub enum Workload<'a> {
+    /// Whole conversation frames.
+    Session(&'a mut Session),
+    /// Codec encode frames.
+    Encode(&'a mut CodecSession),
+    /// Codec decode frames (of the codes of one encoded frame).
+    Decode(&'a mut CodecSession),
+}
+
+/// Frame timings.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct FrameTimes {
+    /// The clock when the first frame's result came back.
+    pub first_ms: f64,
+    /// Per timed frame: from the previous result to this one.
+    pub intervals_ms: Vec<f64>,
+    /// Time from the last warm-up result to the last result, per timed frame.
+    pub mean_ms: f64,
+    /// Kernel launches of the last frame.
+    pub dispatches: u32,
+}
+
+impl FrameTimes {
+    /// The intervals sorted (shortest first).
+    pub fn sorted(&self) -> Vec<f64> {
+        let mut v = self.intervals_ms.clone();
+        v.sort_by(f64::total_cmp);
+        v
+    }
+
+    /// The `p` quantile (0..=1) of the intervals, nearest rank; the mean when none were timed.
+    pub fn percentile(&self, p: f64) -> f64 {
+        let v = self.sorted();
+        if v.is_empty() {
+            return self.mean_ms;
+        }
+        v[((v.len() - 1) as f64 * p.clamp(0.0, 1.0)).round() as usize]
+    }
+}
+
+/// Run `warmup + frames` frames of a chirp through `work`, keeping up to `depth` frames in flight
+/// (1: each frame read back before the next is pushed; [`super::MAX_IN_FLIGHT`]: as a live
+/// session runs, frame i + 1 submitted before frame i is read back). `now` is a clock in ms.
+pub async fn run_frames(
+    ctx: &Context,
+    mut work: Workload<'_>,
+    warmup: usize,
+    frames: usize,
+    depth: usize,
+    now: &dyn Fn() -> f64,
+) -> crate::Result<FrameTimes> {
+    let depth = depth.clamp(1, super::MAX_IN_FLIGHT);
+    let codes = match &mut work {
+        Workload::Decode(c) => {
+            let pcm = chirp(c.frame_size());
+            c.push_pcm(ctx, &pcm, CodecMode::Encode)?;
+            c.pull(ctx).await?.codes.unwrap_or_default()
+        }
+        _ => Vec::new(),
+    };
+    let pcm = chirp(match &work {
+        Workload::Session(s) => s.frame_size(),
+        Workload::Encode(c) | Workload::Decode(c) => c.frame_size(),
+    });
+    let total = warmup + frames;
+    let (mut pushed, mut pulled) = (0, 0);
+    let mut times = FrameTimes::default();
+    let mut start = now();
+    let mut last = start;
+    while pulled < total {
+        while pushed < total && in_flight(&work) < depth {
+            match &mut work {
+                Workload::Session(s) => s.push(ctx, &pcm)?,
+                Workload::Encode(c) => c.push_pcm(ctx, &pcm, CodecMode::Encode)?,
+                Workload::Decode(c) => c.push_codes(ctx, &codes)?,
+            }
+            pushed += 1;
+        }
+        match &mut work {
+            Workload::Session(s) => drop(s.pull(ctx).await?),
+            Workload::Encode(c) | Workload::Decode(c) => drop(c.pull(ctx).await?),
+        }
+        pulled += 1;
+        let t = now();
+        if pulled == 1 {
+            times.first_ms = t;
+        }
+        if pulled > warmup {
+            times.intervals_ms.push(t - last);
+        }
+        if pulled == warmup {
+            start = t;
+        }
+        last = t;
+    }
+    times.mean_ms = (last - start) / frames.max(1) as f64;
+    times.dispatches = match &work {
+        Workload::Session(s) => s.last_frame().dispatches,
+        Workload::Encode(c) | Workload::Decode(c) => c.last_frame().dispatches,
+    };
+    Ok(times)
+}
+
+fn in_flight(work: &Workload) -> usize {
+    match work {
+        Workload::Session(s) => s.in_flight(),
+        Workload::Encode(c) | Workload::Decode(c) => c.in_flight(),
+    }
+}
