@@ -24,6 +24,7 @@ export const SHELL_FILES = [
   "style.css",
   "main.js",
   "parle.js",
+  "echo.js",
   "store.js",
   "format.js",
   "worker.js",
