@@ -164,16 +164,16 @@ async function serve() {
       return false;
     },
   });
-  // Close idle keep-alive sockets too when the server stops (the offline test).
-  const sockets = new Set();
-  server.on("connection", (s) => {
-    sockets.add(s);
-    s.on("close", () => sockets.delete(s));
-  });
+  return stoppable(server);
+}
+
+// `server.stop()`: stop listening and close every connection, idle keep-alive ones included (the
+// offline test needs the server really gone).
+function stoppable(server) {
   server.stop = () =>
     new Promise((ok) => {
       server.close(ok);
-      for (const s of sockets) s.destroy();
+      server.closeAllConnections();
     });
   return server;
 }
@@ -1150,18 +1150,8 @@ async function serveApp({ web = join(ROOT, "web"), port = 0, log = [], cors = fa
       return true;
     },
   });
-  const sockets = new Set();
-  server.on("connection", (s) => {
-    sockets.add(s);
-    s.on("close", () => sockets.delete(s));
-  });
-  server.stop = () =>
-    new Promise((ok) => {
-      server.close(ok);
-      for (const s of sockets) s.destroy();
-    });
   server.log = log;
-  return server;
+  return stoppable(server);
 }
 
 // The fake microphone playing a WAV over and over (the conversations here outlast it).
