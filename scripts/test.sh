@@ -195,11 +195,16 @@ for s in "${STAGES[@]}"; do
     exit 2
   fi
 done
+# Each stage's output is also kept in target/stage-logs/, so that the summary can repeat a failed
+# stage's failing lines: a CI log cut to its head and tail still says what failed.
+LOGS="$ROOT/target/stage-logs"
+mkdir -p "$LOGS"
 for s in "${STAGES[@]}"; do
   echo
   echo "==== $s ===="
   t0=$SECONDS
-  if "stage_$s"; then RESULT[$s]=ok; else RESULT[$s]=FAILED; fi
+  if "stage_$s" > >(tee "$LOGS/$s.log") 2>&1; then RESULT[$s]=ok; else RESULT[$s]=FAILED; fi
+  wait $! 2>/dev/null  # the tee, so the log is whole before the next stage starts
   DURATION[$s]=$((SECONDS - t0))
   echo "==== $s: ${RESULT[$s]} (${DURATION[$s]} s)"
 done
@@ -211,6 +216,14 @@ failed=0
 for s in "${STAGES[@]}"; do
   printf '  %-11s %-7s %5d s\n' "$s" "${RESULT[$s]}" "${DURATION[$s]}"
   if [ "${RESULT[$s]}" = ok ]; then passed=$((passed + 1)); else failed=$((failed + 1)); fi
+done
+for s in "${STAGES[@]}"; do
+  [ "${RESULT[$s]}" = ok ] && continue
+  echo
+  echo "==== $s failed; its failing lines (whole log: target/stage-logs/$s.log):"
+  grep -aE '^(FAIL |test .* FAILED|thread .* panicked|error(\[|:)|---- .* stdout ----)' "$LOGS/$s.log" | cut -c1-400 | head -40
+  echo "  … and its last lines:"
+  tail -n 12 "$LOGS/$s.log" | cut -c1-400
 done
 echo "stages: $passed passed, $failed failed"
 [ $failed -eq 0 ]
