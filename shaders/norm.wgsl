@@ -9,8 +9,9 @@
 //   3 p: Params (uniform)            3 y: array<f32>, read_write  (output [rows, D])
 //                                    4 p: Params (uniform)
 //   (layer_norm is compiled with the LAYER define, which adds the bias binding.)
-// Dispatch: @workgroup_size(256), one workgroup per row; the row index is wid.y * nwg.x + wid.x
-// (2-D grid when rows > 65535). Each invocation strides over the row by 256.
+// Dispatch: @workgroup_size(WG) (WG, a power of two, injected from the launcher), one workgroup
+// per row; the row index is wid.y * nwg.x + wid.x (2-D grid when rows > 65535). Each invocation
+// strides over the row by WG.
 //   rms_norm:   y = x * w / sqrt(mean(x^2) + eps)
 //   layer_norm: y = (x - mean) / sqrt(var + eps) * w + b   (biased variance, two passes: mean,
 //               then the mean of (x - mean)^2, so large offsets do not cancel)
@@ -18,8 +19,8 @@
 // than these plain strided loops (1x4096: 14.1 vs 11.6 us, 2x512: 11.6 vs 6.2 us per dispatch
 // including ~4 us of launch overhead), so rows are simply read twice.
 // Reductions: with SUBGROUPS, subgroupAdd, one partial per subgroup in `red` (subgroup k of the
-// workgroup = invocations [k*size, (k+1)*size), any size 1..256), then every subgroup adds the
-// partials; without, a shared-memory tree over 256 slots.
+// workgroup = invocations [k*size, (k+1)*size), any size 1..WG), then every subgroup adds the
+// partials; without, a shared-memory tree over WG slots.
 
 struct Params {
     rows: u32,
@@ -39,8 +40,7 @@ struct Params {
 @group(0) @binding(3) var<uniform> p: Params;
 //#endif
 
-const WG: u32 = 256u;
-var<workgroup> red: array<f32, 256>;
+var<workgroup> red: array<f32, WG>;
 
 //#if SUBGROUPS
 fn wg_sum(v: f32, lid: u32, sid: u32, ssz: u32) -> f32 {
@@ -76,7 +76,7 @@ fn wg_sum(v: f32, lid: u32) -> f32 {
 }
 //#endif
 
-@compute @workgroup_size(256)
+@compute @workgroup_size(WG)
 fn entry(
     @builtin(workgroup_id) wid: vec3<u32>,
     @builtin(num_workgroups) nwg: vec3<u32>,
