@@ -157,69 +157,7 @@ var<workgroup> pb: array<f32, WG>;           // exp(score - max) of the chunk's 
 var<workgroup> red: array<f32, WG>;          // reductions; first the RoPE angles of q
 var<workgroup> gsum: array<vec4<f32>, 2u * WG>; // per key group: Dp sums (groups * Dp = 8 WG floats)
 
-//#if SUBGROUPS
-fn wg_max(v: f32, lid: u32, sid: u32, ssz: u32) -> f32 {
-    let s = subgroupMax(v);
-    let nsg = (WG + ssz - 1u) / ssz;
-    if (sid == 0u) {
-        red[lid / ssz] = s;
-    }
-    workgroupBarrier();
-    var t = NEG;
-    for (var k = 0u; k < nsg; k += ssz) {
-        if (k + sid < nsg) {
-            t = max(t, red[k + sid]);
-        }
-    }
-    let total = subgroupMax(t);
-    workgroupBarrier();
-    return total;
-}
-fn wg_sum(v: f32, lid: u32, sid: u32, ssz: u32) -> f32 {
-    let s = subgroupAdd(v);
-    let nsg = (WG + ssz - 1u) / ssz;
-    if (sid == 0u) {
-        red[lid / ssz] = s;
-    }
-    workgroupBarrier();
-    var t = 0.0;
-    for (var k = 0u; k < nsg; k += ssz) {
-        if (k + sid < nsg) {
-            t += red[k + sid];
-        }
-    }
-    let total = subgroupAdd(t);
-    workgroupBarrier();
-    return total;
-}
-//#else
-fn wg_max(v: f32, lid: u32) -> f32 {
-    red[lid] = v;
-    workgroupBarrier();
-    for (var k = WG / 2u; k > 0u; k >>= 1u) {
-        if (lid < k) {
-            red[lid] = max(red[lid], red[lid + k]);
-        }
-        workgroupBarrier();
-    }
-    let total = red[0];
-    workgroupBarrier();
-    return total;
-}
-fn wg_sum(v: f32, lid: u32) -> f32 {
-    red[lid] = v;
-    workgroupBarrier();
-    for (var k = WG / 2u; k > 0u; k >>= 1u) {
-        if (lid < k) {
-            red[lid] += red[lid + k];
-        }
-        workgroupBarrier();
-    }
-    let total = red[0];
-    workgroupBarrier();
-    return total;
-}
-//#endif
+//#include "common/reduce.wgsl"
 
 // q . K[slot] for head h (q already scaled, in qs).
 fn score(slot: u32, h: u32) -> f32 {

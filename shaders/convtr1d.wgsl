@@ -24,13 +24,13 @@
 // Dispatch: @workgroup_size(WG); linear workgroup index g = wid.y · nwg.x + wid.x (2-D grid
 // when more than 65535 groups are needed).
 // Entry points:
-//   convtr_direct: one invocation per raw output (co, o), linear index g·256 + lid = co·L + o.
+//   convtr_direct: one invocation per raw output (co, o), linear index g·WG + lid = co·L + o.
 //     For long T.
 //   convtr_cols: a workgroup owns p.co_per_wg whole output channels [g·co_per_wg, …): their
 //     n_cols = co_per_wg·K weight columns (co, k). Pass 1, for 8 input times at a time and 32
 //     columns at a time: invocation lid = slice·32 + col sums over the input channels
 //     cl ≡ slice (mod 8) of its column, then the 8 slices are added in shared memory, giving
-//     zc[t, (co, k)] = Σ_cl x[ci, t] · w[ci, co_l, k] for all T in shared memory (T · n_cols ≤ 2048).
+//     zc[t, (co, k)] = Σ_cl x[ci, t] · w[ci, co_l, k] for all T in shared memory (T · n_cols ≤ ZC).
 //     Pass 2: the overlap-add z[co, o] = Σ_t zc[t, (co, o − t·S)] (+ partial), invocations
 //     striding over (co, o). For short T (streaming frames), where the weights dominate:
 //     32 consecutive columns are 128 contiguous bytes of a weight row.

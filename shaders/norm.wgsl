@@ -18,9 +18,8 @@
 // Measured (H100, Vulkan): holding the row in a private array (16 per invocation) was slower
 // than these plain strided loops (1x4096: 14.1 vs 11.6 us, 2x512: 11.6 vs 6.2 us per dispatch
 // including ~4 us of launch overhead), so rows are simply read twice.
-// Reductions: with SUBGROUPS, subgroupAdd, one partial per subgroup in `red` (subgroup k of the
-// workgroup = invocations [k*size, (k+1)*size), any size 1..WG), then every subgroup adds the
-// partials; without, a shared-memory tree over WG slots.
+// Reductions: wg_sum of common/reduce.wgsl over `red` (subgroupAdd with SUBGROUPS, a
+// shared-memory tree without).
 
 struct Params {
     rows: u32,
@@ -42,39 +41,7 @@ struct Params {
 
 var<workgroup> red: array<f32, WG>;
 
-//#if SUBGROUPS
-fn wg_sum(v: f32, lid: u32, sid: u32, ssz: u32) -> f32 {
-    let s = subgroupAdd(v);
-    let nsg = (WG + ssz - 1u) / ssz;
-    if (sid == 0u) {
-        red[lid / ssz] = s;
-    }
-    workgroupBarrier();
-    var t = 0.0;
-    for (var k = 0u; k < nsg; k += ssz) {
-        if (k + sid < nsg) {
-            t += red[k + sid];
-        }
-    }
-    let total = subgroupAdd(t);
-    workgroupBarrier();
-    return total;
-}
-//#else
-fn wg_sum(v: f32, lid: u32) -> f32 {
-    red[lid] = v;
-    workgroupBarrier();
-    for (var s = WG / 2u; s > 0u; s >>= 1u) {
-        if (lid < s) {
-            red[lid] += red[lid + s];
-        }
-        workgroupBarrier();
-    }
-    let total = red[0];
-    workgroupBarrier();
-    return total;
-}
-//#endif
+//#include "common/reduce.wgsl"
 
 @compute @workgroup_size(WG)
 fn entry(

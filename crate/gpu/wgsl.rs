@@ -9,10 +9,16 @@
 use super::{Kernel, Variant};
 
 /// The shader code that `//#include "NAME"` pastes in, by name.
-const SHARED: &[(&str, &str)] = &[(
-    "common/rope.wgsl",
-    include_str!("../../shaders/common/rope.wgsl"),
-)];
+const SHARED: &[(&str, &str)] = &[
+    (
+        "common/rope.wgsl",
+        include_str!("../../shaders/common/rope.wgsl"),
+    ),
+    (
+        "common/reduce.wgsl",
+        include_str!("../../shaders/common/reduce.wgsl"),
+    ),
+];
 
 /// Includes nest at most this deep (an include cycle is an error, not a hang).
 const MAX_INCLUDE_DEPTH: usize = 4;
