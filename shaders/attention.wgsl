@@ -24,25 +24,25 @@
 //
 // Entry points (one per define):
 // KV_APPEND  kv_append: bindings 0 qkv (read), 1 cache (read_write), 2 freqs (read), 3 p.
-//            @workgroup_size(256), one invocation per two adjacent elements (one RoPE pair) of
-//            a padded K or V cache row: j = (wid.y * nwg.x + wid.x) * 256 + lid, j < 2 * T * HDp/2,
+//            @workgroup_size(WG), one invocation per two adjacent elements (one RoPE pair) of
+//            a padded K or V cache row: j = (wid.y * nwg.x + wid.x) * WG + lid, j < 2 * T * HDp/2,
 //            i.e. which (0 = K, 1 = V) = j / (T*HDp/2), t = rem / (HDp/2), element
 //            e = 2 * (rem % (HDp/2)) of the padded row (head e / Dp, dim e % Dp).
 // ATTEND     attention: bindings 0 qkv (read), 1 cache (read), 2 out (read_write), 3 freqs (read),
 //            [SPLIT: 4 part (read_write), 5 p] else 4 p.
-//            @workgroup_size(256), workgroup (split s = wid.x, head h = wid.y, query t = wid.z).
+//            @workgroup_size(WG), workgroup (split s = wid.x, head h = wid.y, query t = wid.z).
 //            The padded head dim Dp is also the pipeline-override constant DH (constant loop trip
-//            counts). Keys go in chunks of 256; split s takes chunks [s*cps, (s+1)*cps) of its
+//            counts). Keys go in chunks of WG; split s takes chunks [s*cps, (s+1)*cps) of its
 //            query's range (cps = chunks_per_split). Per chunk: invocation i scores key i of the
 //            chunk (its whole K row, 16-byte loads), the chunk max is reduced across the workgroup
 //            (subgroups or shared memory), the running max/sums are rescaled (online softmax),
 //            p = exp(score - max) goes to shared memory, then the workgroup is viewed as
-//            (256 / (Dp/8)) key groups x (Dp/8) lanes: lane owns 8 output dims, group g adds
+//            (WG / (Dp/8)) key groups x (Dp/8) lanes: lane owns 8 output dims, group g adds
 //            keys g, g + groups, ... of the chunk (coalesced 16-byte V loads). At the end the
 //            groups' vectors and the invocations' exp sums are reduced; out = acc / l (the first
 //            Dh dims), or in split mode (m, l, acc) go to part.
 // COMBINE    attention_combine: bindings 0 part (read), 1 out (read_write), 2 p.
-//            @workgroup_size(256), workgroup (head h = wid.x, query t = wid.y); invocation
+//            @workgroup_size(WG), workgroup (head h = wid.x, query t = wid.y); invocation
 //            d < Dh merges the splits: M = max m_s, out = sum acc_s e^(m_s-M) / sum l_s e^(m_s-M).
 // Shared memory (ATTEND): q 1 KB, p 1 KB, reduction 1 KB (also the q angles), group sums 8 KB:
 // 11 KB < 16 KB. Scores of a whole 3000-key window would fit too (12 KB), but not beside the 8 KB of
@@ -71,7 +71,8 @@ struct Params {
     _pad2: u32,
 }
 
-const WG: u32 = 256u;
+// WG (256: invocations per workgroup, keys per chunk) and MAX_HEAD_DIM (256) are injected
+// from the launcher.
 // Finite "minus infinity": exp(NEG - m) is 0 and NEG - NEG is 0, never NaN.
 const NEG: f32 = -3.0e38;
 
@@ -87,11 +88,11 @@ const NEG: f32 = -3.0e38;
 @group(0) @binding(2) var<storage, read> freqs: array<f32>;
 @group(0) @binding(3) var<uniform> p: Params;
 
-var<workgroup> ang: array<f32, 256>;
+var<workgroup> ang: array<f32, WG>;
 
-@compute @workgroup_size(256)
+@compute @workgroup_size(WG)
 fn kv_append(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-    let j = (wid.y * nwg.x + wid.x) * 256u + lid;
+    let j = (wid.y * nwg.x + wid.x) * WG + lid;
     let half_row = p.hdp / 2u;
     let per = p.t * half_row;
     let live = j < 2u * per;
@@ -151,74 +152,12 @@ fn kv_append(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg
 // per-key loops have constant trip counts and compile to independent, unrolled loads.
 override DH: u32 = 64u;
 
-var<workgroup> qs: array<vec4<f32>, 64>;     // rotated, scaled q of this head, zero-padded to Dp <= 256
-var<workgroup> pb: array<f32, 256>;          // exp(score - max) of the chunk's keys
-var<workgroup> red: array<f32, 256>;         // reductions; first the RoPE angles of q
-var<workgroup> gsum: array<vec4<f32>, 512>;  // per key group: Dh sums (groups * Dh = 2048 floats)
+var<workgroup> qs: array<vec4<f32>, MAX_HEAD_DIM / 4u>; // rotated, scaled q of this head, zero-padded to Dp
+var<workgroup> pb: array<f32, WG>;           // exp(score - max) of the chunk's keys
+var<workgroup> red: array<f32, WG>;          // reductions; first the RoPE angles of q
+var<workgroup> gsum: array<vec4<f32>, 2u * WG>; // per key group: Dp sums (groups * Dp = 8 WG floats)
 
-//#if SUBGROUPS
-fn wg_max(v: f32, lid: u32, sid: u32, ssz: u32) -> f32 {
-    let s = subgroupMax(v);
-    let nsg = (WG + ssz - 1u) / ssz;
-    if (sid == 0u) {
-        red[lid / ssz] = s;
-    }
-    workgroupBarrier();
-    var t = NEG;
-    for (var k = 0u; k < nsg; k += ssz) {
-        if (k + sid < nsg) {
-            t = max(t, red[k + sid]);
-        }
-    }
-    let total = subgroupMax(t);
-    workgroupBarrier();
-    return total;
-}
-fn wg_sum(v: f32, lid: u32, sid: u32, ssz: u32) -> f32 {
-    let s = subgroupAdd(v);
-    let nsg = (WG + ssz - 1u) / ssz;
-    if (sid == 0u) {
-        red[lid / ssz] = s;
-    }
-    workgroupBarrier();
-    var t = 0.0;
-    for (var k = 0u; k < nsg; k += ssz) {
-        if (k + sid < nsg) {
-            t += red[k + sid];
-        }
-    }
-    let total = subgroupAdd(t);
-    workgroupBarrier();
-    return total;
-}
-//#else
-fn wg_max(v: f32, lid: u32) -> f32 {
-    red[lid] = v;
-    workgroupBarrier();
-    for (var k = WG / 2u; k > 0u; k >>= 1u) {
-        if (lid < k) {
-            red[lid] = max(red[lid], red[lid + k]);
-        }
-        workgroupBarrier();
-    }
-    let total = red[0];
-    workgroupBarrier();
-    return total;
-}
-fn wg_sum(v: f32, lid: u32) -> f32 {
-    red[lid] = v;
-    workgroupBarrier();
-    for (var k = WG / 2u; k > 0u; k >>= 1u) {
-        if (lid < k) {
-            red[lid] += red[lid + k];
-        }
-        workgroupBarrier();
-    }
-    let total = red[0];
-    workgroupBarrier();
-    return total;
-}
-//#endif
+//#include "common/reduce.wgsl"
 
 // q . K[slot] for head h (q already scaled, in qs).
 fn score(slot: u32, h: u32) -> f32 {
@@ -254,7 +193,7 @@ fn v_row(slot: u32, h: u32, lane: u32) -> array<vec4<f32>, 2> {
 //#endif
 }
 
-@compute @workgroup_size(256)
+@compute @workgroup_size(WG)
 fn attention(
     @builtin(workgroup_id) wid: vec3<u32>,
     @builtin(local_invocation_index) lid: u32,
@@ -313,7 +252,7 @@ fn attention(
         lo = max(lo, end - p.capacity);
     }
     let n = pq + 1u - lo;
-    let nch = (n + 255u) / 256u;
+    let nch = (n + WG - 1u) / WG;
     let c0 = split * p.chunks_per_split;
     let c1 = min(nch, c0 + p.chunks_per_split);
 
@@ -330,7 +269,7 @@ fn attention(
     var acc1 = vec4<f32>(0.0);
     workgroupBarrier();
     for (var c = c0; c < c1; c++) {
-        let first = c * 256u;
+        let first = c * WG;
         let j = first + lid;
         let live = j < n;
         var sc = NEG;
@@ -351,7 +290,7 @@ fn attention(
         acc0 *= alpha;
         acc1 *= alpha;
         workgroupBarrier();
-        let cnt = min(256u, n - first);
+        let cnt = min(WG, n - first);
         if (v_active) {
             // Four keys per step: their loads are independent and in flight together.
             let base = lo + first;
@@ -429,7 +368,7 @@ fn attention(
 @group(0) @binding(1) var<storage, read_write> out: array<f32>;
 @group(0) @binding(2) var<uniform> p: Params;
 
-@compute @workgroup_size(256)
+@compute @workgroup_size(WG)
 fn attention_combine(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
     let h = wid.x;
     let t = wid.y;

@@ -22,7 +22,7 @@
 //   4 y:         array<f32>, read_write  [C_out, T_out]
 //   5 state_out: array<f32>, read_write  [C_in, P]; a different buffer from state_in (ping-pong)
 //   6 p:         Params (uniform, dynamic offset)
-// Dispatch: @workgroup_size(256); linear workgroup index g = wid.y · nwg.x + wid.x (2-D grid
+// Dispatch: @workgroup_size(WG); linear workgroup index g = wid.y · nwg.x + wid.x (2-D grid
 // when more than 65535 groups are needed). Groups g < p.main_groups compute y; groups
 // g ≥ p.main_groups write state_out, one invocation per element (C_in·P elements).
 // Entry points:
@@ -62,11 +62,11 @@ struct Params {
     _pad1: u32,
 }
 
-const HAS_BIAS: u32 = 1u;
-const FIRST: u32 = 2u;
-const REPLICATE: u32 = 4u;
-const ELU_IN: u32 = 8u;
-const ACCUMULATE: u32 = 16u;
+// Injected from the launcher: WG, the tile geometry TILE_T (times per conv1d_direct and
+// conv1d_tiled workgroup), TILE_CO (channels per conv1d_tiled workgroup), ROWS_CO and ROWS_T
+// (channels and times per conv1d_rows workgroup), and the p.flags bits HAS_BIAS, FIRST,
+// REPLICATE, ELU_IN, ACCUMULATE. The kernel bodies are written for these values:
+const_assert WG == 256u && TILE_T == 64u && TILE_CO == 32u && ROWS_CO == 4u && ROWS_T == 8u;
 
 @group(0) @binding(0) var<storage, read> x: array<f32>;
 @group(0) @binding(1) var<storage, read> state_in: array<f32>;
@@ -118,7 +118,7 @@ fn store(co: u32, t: u32, acc: f32) {
 
 // state'[ci, j] = win[ci, T_in + j], invocation i of the state-update groups.
 fn update_state(g: u32, lid: u32) {
-    let i = (g - p.main_groups) * 256u + lid;
+    let i = (g - p.main_groups) * WG + lid;
     if (i < p.state_n) {
         let ci = i / p.pad;
         let j = i - ci * p.pad;
@@ -127,15 +127,15 @@ fn update_state(g: u32, lid: u32) {
 }
 
 //#if !W_VEC4
-@compute @workgroup_size(256)
+@compute @workgroup_size(WG)
 fn conv1d_direct(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
     let g = wid.y * nwg.x + wid.x;
     if (g >= p.main_groups) {
         update_state(g, lid.x);
         return;
     }
-    let t = (g % p.tiles_t) * 64u + lid.x % 64u;
-    let co0 = ((g / p.tiles_t) * 4u + lid.x / 64u) * COT;
+    let t = (g % p.tiles_t) * TILE_T + lid.x % TILE_T;
+    let co0 = ((g / p.tiles_t) * (WG / TILE_T) + lid.x / TILE_T) * COT;
     if (t >= p.t_out || co0 >= p.c_out) {
         return;
     }
@@ -189,15 +189,15 @@ fn tile_store(co: u32, t: u32, v: vec4<f32>) {
     }
 }
 
-@compute @workgroup_size(256)
+@compute @workgroup_size(WG)
 fn conv1d_tiled(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
     let g = wid.y * nwg.x + wid.x;
     if (g >= p.main_groups) {
         update_state(g, lid.x);
         return;
     }
-    let m0 = (g / p.tiles_t) * 32u;
-    let n0 = (g % p.tiles_t) * 64u;
+    let m0 = (g / p.tiles_t) * TILE_CO;
+    let n0 = (g % p.tiles_t) * TILE_T;
     // This invocation: channels m0 + 2·ty + i (i < 2), times n0 + tx + 16·j (j < 4).
     let tx = lid.x % 16u;
     let ty = lid.x / 16u;
@@ -284,7 +284,7 @@ fn rows_acc4(lo: ptr<function, vec4<f32>>, hi: ptr<function, vec4<f32>>, r: u32,
     rows_acc(lo, hi, r + 3u, wv.w, ci0, t0, nt);
 }
 
-@compute @workgroup_size(256)
+@compute @workgroup_size(WG)
 fn conv1d_rows(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
     let g = wid.y * nwg.x + wid.x;
     if (g >= p.main_groups) {
@@ -296,8 +296,8 @@ fn conv1d_rows(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) n
     // and store nothing.
     // g = channel group · tiles_t + time chunk: 4 channels × 8 output times per workgroup.
     let cg = g / p.tiles_t;
-    let t0 = (g % p.tiles_t) * 8u;
-    let co = min(cg * 4u + lid.x / 64u, p.c_out - 1u);
+    let t0 = (g % p.tiles_t) * ROWS_T;
+    let co = min(cg * ROWS_CO + lid.x / (WG / ROWS_CO), p.c_out - 1u);
     let ci0 = (co / p.cout_g) * p.cin_g;
     let r_len = p.cin_g * p.k;
     let wrow = co * r_len;

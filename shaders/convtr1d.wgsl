@@ -21,16 +21,16 @@
 //   4 y:           array<f32>, read_write  [C_out, T·S]
 //   5 partial_out: array<f32>, read_write  [C_out, K − S]; a different buffer from partial_in (ping-pong)
 //   6 p:           Params (uniform, dynamic offset)
-// Dispatch: @workgroup_size(256); linear workgroup index g = wid.y · nwg.x + wid.x (2-D grid
+// Dispatch: @workgroup_size(WG); linear workgroup index g = wid.y · nwg.x + wid.x (2-D grid
 // when more than 65535 groups are needed).
 // Entry points:
-//   convtr_direct: one invocation per raw output (co, o), linear index g·256 + lid = co·L + o.
+//   convtr_direct: one invocation per raw output (co, o), linear index g·WG + lid = co·L + o.
 //     For long T.
 //   convtr_cols: a workgroup owns p.co_per_wg whole output channels [g·co_per_wg, …): their
 //     n_cols = co_per_wg·K weight columns (co, k). Pass 1, for 8 input times at a time and 32
 //     columns at a time: invocation lid = slice·32 + col sums over the input channels
 //     cl ≡ slice (mod 8) of its column, then the 8 slices are added in shared memory, giving
-//     zc[t, (co, k)] = Σ_cl x[ci, t] · w[ci, co_l, k] for all T in shared memory (T · n_cols ≤ 2048).
+//     zc[t, (co, k)] = Σ_cl x[ci, t] · w[ci, co_l, k] for all T in shared memory (T · n_cols ≤ ZC).
 //     Pass 2: the overlap-add z[co, o] = Σ_t zc[t, (co, o − t·S)] (+ partial), invocations
 //     striding over (co, o). For short T (streaming frames), where the weights dominate:
 //     32 consecutive columns are 128 contiguous bytes of a weight row.
@@ -54,9 +54,9 @@ struct Params {
     _pad1: u32,
 }
 
-const HAS_BIAS: u32 = 1u;
-const FIRST: u32 = 2u;
-const ELU_IN: u32 = 8u;
+// Injected from the launcher: WG, COLS (weight columns per convtr_cols pass), ZC (the floats
+// of zc) and the p.flags bits HAS_BIAS, FIRST, ELU_IN. The kernel bodies are written for:
+const_assert WG == 256u && COLS == 32u;
 
 @group(0) @binding(0) var<storage, read> x: array<f32>;
 @group(0) @binding(1) var<storage, read> partial_in: array<f32>;
@@ -98,9 +98,9 @@ fn finish(co: u32, o: u32, z: f32) {
     }
 }
 
-@compute @workgroup_size(256)
+@compute @workgroup_size(WG)
 fn convtr_direct(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
-    let i = (wid.y * nwg.x + wid.x) * 256u + lid.x;
+    let i = (wid.y * nwg.x + wid.x) * WG + lid.x;
     if (i >= p.n_out) {
         return;
     }
@@ -124,7 +124,7 @@ fn convtr_direct(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups)
 // red[(slice · 8 + tt) · 32 + col]: per-slice partial sums of pass 1.
 var<workgroup> red: array<f32, 2048>;
 // zc[t · n_cols + col]: the reduced column products for every input time of the call.
-var<workgroup> zc: array<f32, 2048>;
+var<workgroup> zc: array<f32, ZC>;
 
 // x[ci, t0 + tt] (ELU'd), or 0 for tt ≥ nt.
 fn xin_t(ci: u32, t0: u32, tt: u32, nt: u32) -> f32 {
@@ -143,7 +143,7 @@ fn cols_acc(lo: ptr<function, vec4<f32>>, hi: ptr<function, vec4<f32>>, ci: u32,
     }
 }
 
-@compute @workgroup_size(256)
+@compute @workgroup_size(WG)
 fn convtr_cols(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
     let g = wid.y * nwg.x + wid.x;
     let co0 = g * p.co_per_wg;
@@ -151,7 +151,7 @@ fn convtr_cols(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) n
     let slice = lid.x / 32u;
     for (var t0 = 0u; t0 < p.t_in; t0 += 8u) {
         let nt = min(8u, p.t_in - t0);
-        for (var c0 = 0u; c0 < p.n_cols; c0 += 32u) {
+        for (var c0 = 0u; c0 < p.n_cols; c0 += COLS) {
             var lo = vec4<f32>(0.0);
             var hi = vec4<f32>(0.0);
             let m = c0 + col;
@@ -205,7 +205,7 @@ fn convtr_cols(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) n
     }
     // Pass 2: overlap-add. zc is complete (the last barrier above ordered every write).
     let n = p.co_per_wg * p.l_full;
-    for (var j = lid.x; j < n; j += 256u) {
+    for (var j = lid.x; j < n; j += WG) {
         let cw = j / p.l_full;
         let o = j - cw * p.l_full;
         let co = co0 + cw;

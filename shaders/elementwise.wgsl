@@ -7,7 +7,7 @@
 //   1 b: array<f32>, read          (per-channel scale for `residual_add`; gate input unused otherwise)
 //   2 y: array<f32>, read_write    (output; for `residual_add` y += scale ⊙ r in place)
 //   3 p: Params (uniform, dynamic offset)
-// Dispatch: @workgroup_size(256), one invocation per output element; the linear workgroup index is
+// Dispatch: @workgroup_size(WG) (WG injected from the launcher), one invocation per output element; the linear workgroup index is
 // wid.y * nwg.x + wid.x (2-D grid when more than 65535 groups are needed).
 // Entry points:
 //   elu:          y[i] = a[i] > 0 ? a[i] : exp(a[i]) - 1           (alpha = 1)
@@ -44,7 +44,7 @@ struct Params {
 @group(0) @binding(3) var<uniform> p: Params;
 
 fn linear_index(wid: vec3<u32>, nwg: vec3<u32>, lid: vec3<u32>) -> u32 {
-    return (wid.y * nwg.x + wid.x) * 256u + lid.x;
+    return (wid.y * nwg.x + wid.x) * WG + lid.x;
 }
 
 //#if !COPY
@@ -58,7 +58,7 @@ fn erf_f32(x: f32) -> f32 {
     return select(r - 1.0, 1.0 - r, x >= 0.0);
 }
 
-@compute @workgroup_size(256)
+@compute @workgroup_size(WG)
 fn elu(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
     let i = linear_index(wid, nwg, lid);
     if (i >= p.n) { return; }
@@ -66,7 +66,7 @@ fn elu(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3
     y[i] = select(exp(x) - 1.0, x, x > 0.0);
 }
 
-@compute @workgroup_size(256)
+@compute @workgroup_size(WG)
 fn gelu_erf(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
     let i = linear_index(wid, nwg, lid);
     if (i >= p.n) { return; }
@@ -74,7 +74,7 @@ fn gelu_erf(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg:
     y[i] = 0.5 * x * (1.0 + erf_f32(x * 0.70710678118654752));
 }
 
-@compute @workgroup_size(256)
+@compute @workgroup_size(WG)
 fn silu_gate(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
     let i = linear_index(wid, nwg, lid);
     if (i >= p.n) { return; }
@@ -85,7 +85,7 @@ fn silu_gate(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg
     y[i] = g / (1.0 + exp(-g)) * v;
 }
 
-@compute @workgroup_size(256)
+@compute @workgroup_size(WG)
 fn residual_add(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
     let i = linear_index(wid, nwg, lid);
     if (i >= p.n) { return; }
@@ -96,7 +96,7 @@ fn residual_add(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) 
     y[i] = y[i] + s * a[i];
 }
 
-@compute @workgroup_size(256)
+@compute @workgroup_size(WG)
 fn transpose(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
     let i = linear_index(wid, nwg, lid);
     if (i >= p.n) { return; }
@@ -108,7 +108,7 @@ fn transpose(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg
     y[i] = a[r * cols + c];
 }
 //#else
-@compute @workgroup_size(256)
+@compute @workgroup_size(WG)
 fn copy(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
     let i = linear_index(wid, nwg, lid);
     if (i >= p.n) { return; }

@@ -6,7 +6,7 @@
 //   a stream contributes nothing (a zero vector) when id_s is outside
 //   [first_id, first_id + n_rows): this covers the "zero" token 0xFFFFFFFF (-1 as i32) and lets one
 //   big table be split by rows over several buffers (one launch per buffer, accumulating).
-//   Streams are summed in f32 by a fixed tree (slots s and s + 8, then s + 4, …), then added to
+//   Streams are summed in f32 by a fixed tree (slots s and s + 8, then s + 4, … for 16 slots), then added to
 //   out (accumulate) or stored.
 //
 // Layouts:
@@ -20,11 +20,12 @@
 //   1 tokens: array<u32>, read
 //   2 out:    array<f32>, read_write
 //   3 p:      Params (uniform, dynamic offset)
-// Dispatch: @workgroup_size(256) = 16 stream slots x 16 table words; invocation l of workgroup g
-// loads word w = 16 g + l % 16 of stream l / 16's row (all rows of a launch are read in
-// parallel), then a shared-memory tree sums the 16 slots. A word is one f32 element (F32) or
-// two bf16 elements, out[2w] and out[2w+1] (BF16). Grid x = ceil(words / 16) with words = dim
-// (F32) or dim / 2 (BF16). The first n_streams invocations first read the token ids.
+// Dispatch: @workgroup_size(WG) = WG / WORDS stream slots x WORDS table words (both injected
+// from the launcher: 16 x 16); invocation l of workgroup g loads word
+// w = WORDS g + l % WORDS of stream l / WORDS's row (all rows of a launch are read in parallel),
+// then a shared-memory tree sums the slots. A word is one f32 element (F32) or two bf16 elements,
+// out[2w] and out[2w+1] (BF16). Grid x = ceil(words / WORDS) with words = dim (F32) or dim / 2
+// (BF16). The first n_streams invocations first read the token ids.
 
 struct Params {
     dim: u32,       // elements per row
@@ -40,10 +41,10 @@ struct Params {
 @group(0) @binding(2) var<storage, read_write> out: array<f32>;
 @group(0) @binding(3) var<uniform> p: Params;
 
-var<workgroup> rel_ids: array<u32, 16>;
-var<workgroup> part: array<vec2<f32>, 256>;
+var<workgroup> rel_ids: array<u32, WG / WORDS>;
+var<workgroup> part: array<vec2<f32>, WG>;
 
-@compute @workgroup_size(256)
+@compute @workgroup_size(WG)
 fn embed_sum(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
     let l = lid.x;
     if (l < p.n_streams) {
@@ -51,8 +52,8 @@ fn embed_sum(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id
         rel_ids[l] = tokens[st.x] - st.z; // wraps to a huge value below first_id (and for -1)
     }
     workgroupBarrier();
-    let s = l / 16u;               // stream slot
-    let w = wid.x * 16u + l % 16u; // table word
+    let s = l / WORDS;                 // stream slot
+    let w = wid.x * WORDS + l % WORDS; // table word
     let bf16 = (p.flags & 2u) != 0u;
     let words = select(p.dim, p.dim / 2u, bf16);
     var v = vec2<f32>(0.0, 0.0);
@@ -71,13 +72,13 @@ fn embed_sum(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id
     }
     part[l] = v;
     workgroupBarrier();
-    for (var off = 128u; off >= 16u; off >>= 1u) {
+    for (var off = WG / 2u; off >= WORDS; off >>= 1u) {
         if (l < off) {
             part[l] = part[l] + part[l + off];
         }
         workgroupBarrier();
     }
-    if (l >= 16u || w >= words) { return; }
+    if (l >= WORDS || w >= words) { return; }
     var acc = part[l];
     let accumulate = (p.flags & 1u) != 0u;
     if (bf16) {

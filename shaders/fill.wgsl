@@ -6,7 +6,7 @@
 // Bindings (group 0):
 //   0 out: array<u32>, read_write
 //   1 p:   Params (uniform, dynamic offset)
-// Dispatch: @workgroup_size(256), one invocation per word; the linear workgroup index is
+// Dispatch: @workgroup_size(WG) (WG injected from the launcher), one invocation per word; the linear workgroup index is
 // wid.y * nwg.x + wid.x (2-D grid when more than 65535 groups are needed).
 // Modes (u = uniform in [0, 1) from pcg(word index, seed); v = 2u − 1):
 //   0 F32:       f32 bits of p.scale · v
@@ -40,10 +40,10 @@ fn bf16_bits(x: f32) -> u32 {
     return bitcast<u32>(x) >> 16u;
 }
 
-@compute @workgroup_size(256)
+@compute @workgroup_size(WG)
 fn fill(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
         @builtin(local_invocation_index) lid: u32) {
-    let i = (wid.y * nwg.x + wid.x) * 256u + lid;
+    let i = (wid.y * nwg.x + wid.x) * WG + lid;
     if (i >= p.n) {
         return;
     }

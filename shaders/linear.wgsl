@@ -51,7 +51,8 @@
 //   7 scale: array<f32>, read           (out_mode 2)
 //   8 p:     Params (uniform, dynamic offset)
 // Unused bindings are bound to x by the launcher.
-// Dispatch: @workgroup_size(64). A workgroup computes R = 4 consecutive output rows n0 .. n0+3 for MT
+// Dispatch: @workgroup_size(WG) (WG = 64, R and MAX_MT injected from the launcher). A workgroup
+// computes R = 4 consecutive output rows n0 .. n0+3 for MT
 // consecutive batch rows (MT = 1, 2, 4 or 8 by define MT2/MT4/MT8): the row tile is
 // t = wid.y · nwg.x + wid.x (2-D grid when more than 65535 tiles), n0 = 4t, and the batch tile is
 // wid.z (m0 = MT · wid.z). Invocation l takes steps l, l + 64, … of the 4 rows (coalesced loads;
@@ -102,10 +103,10 @@ struct Params {
 @group(0) @binding(7) var<storage, read> scale: array<f32>;
 @group(0) @binding(8) var<uniform> p: Params;
 
-const WG: u32 = 64u;
-const R: u32 = 4u;
+// R rows are the 4 lanes of a vec4.
+const_assert R == 4u;
 //#if MT8
-const MT: u32 = 8u;
+const MT: u32 = MAX_MT;
 //#else
 //#if MT4
 const MT: u32 = 4u;
@@ -371,7 +372,7 @@ fn step(c: u32, rw: vec4<u32>, m0: u32, acc: ptr<function, array<vec4<f32>, MT>>
 //#endif
 }
 
-@compute @workgroup_size(64)
+@compute @workgroup_size(WG)
 fn linear(
     @builtin(workgroup_id) wid: vec3<u32>,
     @builtin(num_workgroups) nwg: vec3<u32>,

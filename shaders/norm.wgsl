@@ -9,17 +9,17 @@
 //   3 p: Params (uniform)            3 y: array<f32>, read_write  (output [rows, D])
 //                                    4 p: Params (uniform)
 //   (layer_norm is compiled with the LAYER define, which adds the bias binding.)
-// Dispatch: @workgroup_size(256), one workgroup per row; the row index is wid.y * nwg.x + wid.x
-// (2-D grid when rows > 65535). Each invocation strides over the row by 256.
+// Dispatch: @workgroup_size(WG) (WG, a power of two, injected from the launcher), one workgroup
+// per row; the row index is wid.y * nwg.x + wid.x (2-D grid when rows > 65535). Each invocation
+// strides over the row by WG.
 //   rms_norm:   y = x * w / sqrt(mean(x^2) + eps)
 //   layer_norm: y = (x - mean) / sqrt(var + eps) * w + b   (biased variance, two passes: mean,
 //               then the mean of (x - mean)^2, so large offsets do not cancel)
 // Measured (H100, Vulkan): holding the row in a private array (16 per invocation) was slower
 // than these plain strided loops (1x4096: 14.1 vs 11.6 us, 2x512: 11.6 vs 6.2 us per dispatch
 // including ~4 us of launch overhead), so rows are simply read twice.
-// Reductions: with SUBGROUPS, subgroupAdd, one partial per subgroup in `red` (subgroup k of the
-// workgroup = invocations [k*size, (k+1)*size), any size 1..256), then every subgroup adds the
-// partials; without, a shared-memory tree over 256 slots.
+// Reductions: wg_sum of common/reduce.wgsl over `red` (subgroupAdd with SUBGROUPS, a
+// shared-memory tree without).
 
 struct Params {
     rows: u32,
@@ -39,44 +39,11 @@ struct Params {
 @group(0) @binding(3) var<uniform> p: Params;
 //#endif
 
-const WG: u32 = 256u;
-var<workgroup> red: array<f32, 256>;
+var<workgroup> red: array<f32, WG>;
 
-//#if SUBGROUPS
-fn wg_sum(v: f32, lid: u32, sid: u32, ssz: u32) -> f32 {
-    let s = subgroupAdd(v);
-    let nsg = (WG + ssz - 1u) / ssz;
-    if (sid == 0u) {
-        red[lid / ssz] = s;
-    }
-    workgroupBarrier();
-    var t = 0.0;
-    for (var k = 0u; k < nsg; k += ssz) {
-        if (k + sid < nsg) {
-            t += red[k + sid];
-        }
-    }
-    let total = subgroupAdd(t);
-    workgroupBarrier();
-    return total;
-}
-//#else
-fn wg_sum(v: f32, lid: u32) -> f32 {
-    red[lid] = v;
-    workgroupBarrier();
-    for (var s = WG / 2u; s > 0u; s >>= 1u) {
-        if (lid < s) {
-            red[lid] += red[lid + s];
-        }
-        workgroupBarrier();
-    }
-    let total = red[0];
-    workgroupBarrier();
-    return total;
-}
-//#endif
+//#include "common/reduce.wgsl"
 
-@compute @workgroup_size(256)
+@compute @workgroup_size(WG)
 fn entry(
     @builtin(workgroup_id) wid: vec3<u32>,
     @builtin(num_workgroups) nwg: vec3<u32>,

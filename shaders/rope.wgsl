@@ -15,9 +15,10 @@
 //   0 freqs: array<f32>, read        ([Dh/2] inverse frequencies max_period^(-2i/Dh), from the CPU)
 //   1 x: array<f32>, read_write      (rotated in place)
 //   2 p: Params (uniform)
-// Dispatch: @workgroup_size(256); each workgroup rotates 256 pairs of one row: with
-// groups_per_row = ceil(parts*H*(Dh/2) / 256) and g = wid.y * nwg.x + wid.x, row = g / groups_per_row
-// and pair index j = (g % groups_per_row) * 256 + lid, j -> (part, head, i) with i fastest.
+// Dispatch: @workgroup_size(WG) (WG injected from the launcher); each workgroup rotates WG pairs
+// of one row: with groups_per_row = ceil(parts*H*(Dh/2) / WG) and g = wid.y * nwg.x + wid.x,
+// row = g / groups_per_row and pair index j = (g % groups_per_row) * WG + lid, j -> (part, head, i)
+// with i fastest.
 
 struct Params {
     rows: u32,
@@ -38,18 +39,18 @@ struct Params {
 @group(0) @binding(1) var<storage, read_write> x: array<f32>;
 @group(0) @binding(2) var<uniform> p: Params;
 
-var<workgroup> ang: array<f32, 256>;
+var<workgroup> ang: array<f32, WG>;
 
 //#include "common/rope.wgsl"
 
-@compute @workgroup_size(256)
+@compute @workgroup_size(WG)
 fn entry(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
     let g = wid.y * nwg.x + wid.x;
     let row = g / p.groups_per_row;
     if (row >= p.rows) {
         return;
     }
-    let j = (g % p.groups_per_row) * 256u + lid;
+    let j = (g % p.groups_per_row) * WG + lid;
     let per_part = p.heads * p.half;
     let live = j < p.parts * per_part;
     let i = j % p.half;

@@ -14,7 +14,8 @@
 //   out      decoder output, element (t, d) at out[p.io_offset + t * p.io_t_stride + d * p.io_d_stride]
 //
 // Encode: launches rvq_level for l = 0 .. L-1, then rvq_finish (L + 1 launches in all).
-//   rvq_level (level l), @workgroup_size(256), grid [G, T, 1], workgroup g handles rows 16g..16g+15:
+// WG (256), ROWS (16) and MAX_DIM are injected from the launcher.
+//   rvq_level (level l), @workgroup_size(WG), grid [G, T, 1], workgroup g handles rows 16g..16g+15:
 //     1. (l > 0) argmin over parts[(l-1) % 2, t, :] -> code c of level l-1 (every workgroup
 //        redoes this small reduction, so no separate launch is needed); r_l = r_{l-1} - E_{l-1}[c]
 //        into shared memory; workgroup 0 also writes code (l-1, t) and residual slot l % 2.
@@ -22,7 +23,7 @@
 //     2. dist(j) = Σ_d (r_l[d] - E_l[j, d])², 16 lanes per row (lane i takes the vec4 columns
 //        i, i + 16, …; lane 0 adds the 16 partials in order), then the smallest of the 16 rows
 //        (lowest row on ties) -> parts[l % 2, t, g].
-//   rvq_finish, @workgroup_size(256), grid [T, 1, 1]: argmin of the last level from its parts,
+//   rvq_finish, @workgroup_size(WG), grid [T, 1, 1]: argmin of the last level from its parts,
 //     writes its code and the final residual (slot 0).
 //   Distances are computed directly, not as ||E||² - 2 r·E (no cancellation), and every row goes
 //   through the same operations in the same order, so identical rows give bit-identical
@@ -39,7 +40,7 @@
 // Decode (define DECODE):
 //   rvq_decode out(t, d) = Σ_{l < p.levels} E_l[codes(l, t), d], summed in level order in f32;
 //              a code >= bins (e.g. 0xFFFFFFFF) contributes zero.
-//              @workgroup_size(256), one invocation per (t, d): grid [ceil(dc / 256), T, 1].
+//              @workgroup_size(WG), one invocation per (t, d): grid [ceil(dc / WG), T, 1].
 // Bindings (decode, group 0):
 //   0 cb:    array<f32>, read
 //   1 codes: array<u32>, read
@@ -67,9 +68,9 @@ struct Params {
 @group(0) @binding(2) var<storage, read_write> out: array<f32>;
 @group(0) @binding(3) var<uniform> p: Params;
 
-@compute @workgroup_size(256)
+@compute @workgroup_size(WG)
 fn rvq_decode(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
-    let d = wid.x * 256u + lid.x;
+    let d = wid.x * WG + lid.x;
     let t = wid.y;
     if (d >= p.dc) { return; }
     var acc = 0.0;
@@ -90,16 +91,18 @@ fn rvq_decode(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_i
 @group(0) @binding(5) var<uniform> p: Params;
 
 const NONE: u32 = 0xffffffffu;
+// The reductions below are written for ROWS = 16 rows x 16 lanes.
+const_assert WG == 256u && ROWS == 16u;
 
-var<workgroup> rs: array<vec4<f32>, 256>;
-var<workgroup> red_d: array<f32, 256>;
-var<workgroup> red_i: array<u32, 256>;
+var<workgroup> rs: array<vec4<f32>, MAX_DIM / 4u>;
+var<workgroup> red_d: array<f32, WG>;
+var<workgroup> red_i: array<u32, WG>;
 var<workgroup> red2_d: array<f32, 16>;
 var<workgroup> red2_i: array<u32, 16>;
 var<workgroup> chosen: u32;
 
 fn groups() -> u32 {
-    return (p.bins + 15u) / 16u;
+    return (p.bins + ROWS - 1u) / ROWS;
 }
 
 // (distance, row) lexicographic order; NONE (no candidate) loses. Callers drop NaN distances.
@@ -120,7 +123,7 @@ fn argmin_parts(slot: u32, t: u32, l: u32) -> u32 {
     let base = (slot * p.t + t) * g;
     var bd = 0.0;
     var bi = NONE;
-    for (var i = l; i < g; i += 256u) {
+    for (var i = l; i < g; i += WG) {
         let v = parts[base + i];
         if (!is_nan(v.x) && less(bitcast<f32>(v.x), v.y, bd, bi)) {
             bd = bitcast<f32>(v.x);
@@ -169,13 +172,13 @@ fn cb_at(level: u32, row: u32, d: u32) -> f32 {
     return cb[(level * p.bins + row) * (p.dc / 4u) + d / 4u][d % 4u];
 }
 
-@compute @workgroup_size(256)
+@compute @workgroup_size(WG)
 fn rvq_level(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
     let l = lid.x;
     let t = wid.y;
     let level = p.level;
     let dv = p.dc / 4u;
-    let j = wid.x * 16u + l / 16u;
+    let j = wid.x * ROWS + l / 16u;
     let lane = l % 16u;
     // Start the loads of this workgroup's codebook rows before the residual is known
     // (the first 4 vec4 per lane cover dc <= 256).
@@ -186,14 +189,14 @@ fn rvq_level(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id
     let e3 = cb[base + min(lane + 48u, dv - 1u)];
 
     if (level == 0u) {
-        for (var i = l; i < dv; i += 256u) {
+        for (var i = l; i < dv; i += WG) {
             let d = 4u * i;
             rs[i] = vec4<f32>(r_in(0u, t, d), r_in(0u, t, d + 1u), r_in(0u, t, d + 2u), r_in(0u, t, d + 3u));
         }
     } else {
         let prev = level - 1u;
         let c = argmin_parts(prev % 2u, t, l);
-        for (var i = l; i < dv; i += 256u) {
+        for (var i = l; i < dv; i += WG) {
             let d = 4u * i;
             let r = vec4<f32>(r_in(prev, t, d), r_in(prev, t, d + 1u), r_in(prev, t, d + 2u), r_in(prev, t, d + 3u));
             let v = r - cb[(prev * p.bins + c) * dv + i];
@@ -235,7 +238,7 @@ fn rvq_level(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id
         var bd = 0.0;
         var bi = NONE;
         for (var b = 0u; b < 16u; b++) {
-            let row = wid.x * 16u + b;
+            let row = wid.x * ROWS + b;
             let d = red2_d[b];
             if (row < p.bins && !is_nan(bitcast<u32>(d)) && less(d, row, bd, bi)) {
                 bd = d;
@@ -246,7 +249,7 @@ fn rvq_level(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id
     }
 }
 
-@compute @workgroup_size(256)
+@compute @workgroup_size(WG)
 fn rvq_finish(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
     let t = wid.x;
     let last = p.level;
@@ -256,7 +259,7 @@ fn rvq_finish(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_i
     }
     // Slot 0 gets the final residual (in place when the last level's input is slot 0 itself:
     // each element is read and written by the same invocation).
-    for (var d = lid.x; d < p.dc; d += 256u) {
+    for (var d = lid.x; d < p.dc; d += WG) {
         residual[t * p.dc + d] = r_in(last, t, d) - cb_at(last, c, d);
     }
 }

@@ -10,7 +10,9 @@
 //   0 logits: array<f32>, read
 //   1 tokens: array<u32>, read_write
 //   2 p:      Params (uniform, dynamic offset)
-// Dispatch: @workgroup_size(256), one workgroup per row; row = wid.y * nwg.x + wid.x (2-D grid
+// Dispatch: @workgroup_size(WG) (WG injected from the launcher; the radix bins, the 16 x 16
+// reductions and the workgroup arrays below are written for WG = 256), one workgroup per row;
+// row = wid.y * nwg.x + wid.x (2-D grid
 // beyond 65535 rows). With p.draws = D > 0 (D <= 256) the top-k set is found once per row, then
 // invocation d < D computes draw d alone by a sequential pass over the row (cheap many draws
 // from a small vocabulary, e.g. for statistical tests). Each thread reads elements l, l + 256, … of the row, 4 loads per loop trip.
@@ -66,8 +68,9 @@ var<workgroup> red2_i: array<u32, 16>;
 
 const NONE: u32 = 0xffffffffu;
 // Elements per thread per loop trip: 4 independent loads issued back to back (indices
-// i0 + 256 j, j < 4) before any of them is used, so that each thread keeps 4 loads in flight.
-const STEP: u32 = 1024u; // 256 * 4
+// i0 + WG j, j < 4) before any of them is used, so that each thread keeps 4 loads in flight.
+const STEP: u32 = 4u * WG;
+const_assert WG == 256u;
 
 var<private> row_base: u32;
 
@@ -183,7 +186,7 @@ struct Row4 {
 }
 
 fn load4(i0: u32) -> Row4 {
-    return Row4(ld(i0), ld(i0 + 256u), ld(i0 + 512u), ld(i0 + 768u));
+    return Row4(ld(i0), ld(i0 + WG), ld(i0 + 2u * WG), ld(i0 + 3u * WG));
 }
 
 fn greedy_step(bk: ptr<function, u32>, bi: ptr<function, u32>, i: u32, x: f32) {
@@ -219,7 +222,7 @@ fn gumbel_step(bs: ptr<function, f32>, bi: ptr<function, u32>, i: u32, x: f32, p
     }
 }
 
-@compute @workgroup_size(256)
+@compute @workgroup_size(WG)
 fn sample(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_id) lid3: vec3<u32>) {
     let row = wid.y * nwg.x + wid.x;
     if (row >= p.rows) { return; }
@@ -233,9 +236,9 @@ fn sample(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: v
         for (var i0 = l; i0 < n; i0 += STEP) {
             let r = load4(i0);
             greedy_step(&bk, &bi, i0, r.x0);
-            greedy_step(&bk, &bi, i0 + 256u, r.x1);
-            greedy_step(&bk, &bi, i0 + 512u, r.x2);
-            greedy_step(&bk, &bi, i0 + 768u, r.x3);
+            greedy_step(&bk, &bi, i0 + WG, r.x1);
+            greedy_step(&bk, &bi, i0 + 2u * WG, r.x2);
+            greedy_step(&bk, &bi, i0 + 3u * WG, r.x3);
         }
         red_s[l] = 0.0;
         red_k[l] = bk;
@@ -262,9 +265,9 @@ fn sample(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: v
             for (var i0 = l; i0 < n; i0 += STEP) {
                 let r = load4(i0);
                 hist_step(i0, r.x0, radix_round, pk, mk, pi, mi, copy);
-                hist_step(i0 + 256u, r.x1, radix_round, pk, mk, pi, mi, copy);
-                hist_step(i0 + 512u, r.x2, radix_round, pk, mk, pi, mi, copy);
-                hist_step(i0 + 768u, r.x3, radix_round, pk, mk, pi, mi, copy);
+                hist_step(i0 + WG, r.x1, radix_round, pk, mk, pi, mi, copy);
+                hist_step(i0 + 2u * WG, r.x2, radix_round, pk, mk, pi, mi, copy);
+                hist_step(i0 + 3u * WG, r.x3, radix_round, pk, mk, pi, mi, copy);
             }
             workgroupBarrier();
             // Bin l's count over the copies; zero them for the next round.
@@ -318,9 +321,9 @@ fn sample(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: v
     for (var i0 = l; i0 < n; i0 += STEP) {
         let r = load4(i0);
         gumbel_step(&bs, &bi, i0, r.x0, pk, pi, counter);
-        gumbel_step(&bs, &bi, i0 + 256u, r.x1, pk, pi, counter);
-        gumbel_step(&bs, &bi, i0 + 512u, r.x2, pk, pi, counter);
-        gumbel_step(&bs, &bi, i0 + 768u, r.x3, pk, pi, counter);
+        gumbel_step(&bs, &bi, i0 + WG, r.x1, pk, pi, counter);
+        gumbel_step(&bs, &bi, i0 + 2u * WG, r.x2, pk, pi, counter);
+        gumbel_step(&bs, &bi, i0 + 3u * WG, r.x3, pk, pi, counter);
     }
     red_s[l] = bs;
     red_k[l] = 0u;

@@ -8,16 +8,16 @@
 //   0 x: array<f32>, read            0 y: array<f32>, read_write  (input, overwritten)
 //   1 y: array<f32>, read_write      1 p: Params (uniform)
 //   2 p: Params (uniform)
-// Dispatch: @workgroup_size(256), one workgroup per row; the row index is wid.y * nwg.x + wid.x
-// (2-D grid when rows > 65535). Two passes over the row: (1) each invocation keeps an online
+// Dispatch: @workgroup_size(WG) (WG, a power of two, injected from the launcher), one workgroup
+// per row; the row index is wid.y * nwg.x + wid.x (2-D grid when rows > 65535). Two passes over the row: (1) each invocation keeps an online
 // (max, sum of exp) pair over its strided elements, pairs are merged across the workgroup;
 // (2) each invocation writes its elements.
 // Measured (H100, Vulkan): unrolling by 8 through a private array was slower (71 vs 53 us for
 // 1x32000), so the loops stay plain. One workgroup per row is latency-bound for a single
 // 32000-row; split rows over several workgroups if that ever matters.
 // Reductions: with SUBGROUPS, subgroupMax/subgroupAdd, one partial per subgroup in shared memory
-// (subgroup k = invocations [k*size, (k+1)*size), any size 1..256), then every subgroup merges the
-// partials; without, a shared-memory tree over 256 slots.
+// (subgroup k = invocations [k*size, (k+1)*size), any size 1..WG), then every subgroup merges the
+// partials; without, a shared-memory tree over WG slots.
 
 struct Params {
     rows: u32,
@@ -41,11 +41,10 @@ fn load(i: u32) -> f32 {
 }
 //#endif
 
-const WG: u32 = 256u;
 // Finite "minus infinity": exp(NEG - m) is 0 and NEG - NEG is 0, never NaN.
 const NEG: f32 = -3.0e38;
-var<workgroup> red_m: array<f32, 256>;
-var<workgroup> red_s: array<f32, 256>;
+var<workgroup> red_m: array<f32, WG>;
+var<workgroup> red_s: array<f32, WG>;
 
 // Merge (m, s) with (m2, s2): the max, and both sums rescaled to it.
 fn merge(a: vec2<f32>, b: vec2<f32>) -> vec2<f32> {
@@ -93,7 +92,7 @@ fn wg_merge(v: vec2<f32>, lid: u32) -> vec2<f32> {
 }
 //#endif
 
-@compute @workgroup_size(256)
+@compute @workgroup_size(WG)
 fn entry(
     @builtin(workgroup_id) wid: vec3<u32>,
     @builtin(num_workgroups) nwg: vec3<u32>,

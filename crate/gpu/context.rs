@@ -420,14 +420,7 @@ impl Context {
     /// The per-backend WGSL prelude: `enable` directives that this backend accepts.
     /// naga rejects `enable subgroups;` while Chrome's Tint requires it.
     pub fn prelude(&self) -> String {
-        let mut p = String::new();
-        if self.caps.f16 {
-            p.push_str("enable f16;\n");
-        }
-        if self.caps.subgroups && self.caps.web {
-            p.push_str("enable subgroups;\n");
-        }
-        p
+        super::wgsl::prelude(self.caps.f16, self.caps.subgroups && self.caps.web)
     }
 
     /// Allocate a zero-filled buffer.

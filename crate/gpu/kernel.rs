@@ -4,12 +4,17 @@
 //! Binding convention for every kernel: `@group(0)`, bindings `0..n-1` are the storage buffers in
 //! the order of [`Kernel::bindings`], and binding `n` is `var<uniform> p: Params` bound with a
 //! dynamic offset into the recorder's parameter arena.
+//!
+//! A `Kernel` is also the contract between its launcher and its WGSL: the defines that select its
+//! bindings, the geometry constants injected into the source ([`Kernel::consts`]), the workgroup
+//! size the launcher's dispatch assumes and the Rust layout of its `Params`. `tests/reflect.rs`
+//! parses every kernel variant with naga and checks the WGSL against all of them.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use super::{Context, GpuError, GpuResult};
+use super::{Context, GpuError, GpuResult, ParamsLayout};
 
 /// How a kernel uses one storage binding.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -20,13 +25,23 @@ pub enum Binding {
     ReadWrite,
 }
 
-/// A compute kernel: WGSL source, entry point and binding list.
+/// A compute kernel: WGSL source, entry point, binding list, and what the launcher assumes of it.
 #[derive(Debug)]
 pub struct Kernel {
     pub name: &'static str,
     pub source: &'static str,
     pub entry: &'static str,
     pub bindings: &'static [Binding],
+    /// `//#if` defines this kernel is always compiled with (those that select its entry point and
+    /// its binding numbers), on top of the device's and the [`Variant`]'s.
+    pub defines: &'static [&'static str],
+    /// Geometry constants, injected ahead of the source as `const NAME: u32 = VALUEu;` so that the
+    /// launcher's Rust constant is the only place the number is written.
+    pub consts: &'static [(&'static str, u32)],
+    /// `@workgroup_size` the launcher's dispatch geometry assumes.
+    pub workgroup: [u32; 3],
+    /// The Rust layout of the `Params` block bound at binding `bindings.len()`.
+    pub params: &'static ParamsLayout,
 }
 
 /// The variant of a kernel to compile: extra `//#if` defines and pipeline-override constants.
@@ -82,13 +97,13 @@ impl Context {
         if let Some(p) = self.caches.borrow().pipelines.get(&key) {
             return Ok(p.clone());
         }
-        let mut defines = self.defines();
-        defines.extend(variant.defines.iter().copied());
-        let body = super::preprocess(kernel.source, &defines).map_err(|m| GpuError::Shader {
-            kernel: kernel.name.into(),
-            message: m,
-        })?;
-        let source = format!("{}{}", self.prelude(), body);
+        let source =
+            super::assemble(kernel, variant, &self.defines(), &self.prelude()).map_err(|m| {
+                GpuError::Shader {
+                    kernel: kernel.name.into(),
+                    message: m,
+                }
+            })?;
 
         let mut entries: Vec<wgpu::BindGroupLayoutEntry> = kernel
             .bindings

@@ -6,6 +6,7 @@ mod buffer;
 mod context;
 mod error;
 mod kernel;
+mod params;
 mod readback;
 mod recorder;
 mod wgsl;
@@ -14,9 +15,10 @@ pub use buffer::{BufferUsage, GpuBuffer, View};
 pub use context::{Capabilities, Context, Options};
 pub use error::GpuError;
 pub use kernel::{Binding, Kernel, Pipeline, Variant};
+pub use params::{ParamsField, ParamsLayout};
 pub use readback::FrameReadback;
 pub use recorder::{Recorder, PARAM_SLOT_BYTES};
-pub use wgsl::{preprocess, wgsl_contains};
+pub use wgsl::{assemble, prelude, preprocess};
 
 /// Result type of the GPU layer.
 pub type GpuResult<T> = Result<T, GpuError>;

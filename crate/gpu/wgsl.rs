@@ -1,4 +1,4 @@
-//! Compile-time checks on WGSL sources and a tiny line preprocessor.
+//! Kernel source assembly: a tiny line preprocessor, injected constants and backend preludes.
 //!
 //! Kernels keep both their subgroup and shared-memory variants (and f16/f32 variants) in one
 //! file, separated by `//#if NAME`, `//#else`, `//#endif` lines (nestable). Code shared between
@@ -6,35 +6,57 @@
 //! (itself preprocessed with the same defines; the files are listed in [`SHARED`]). Lines that
 //! begin with `//#` are always removed; everything else is kept or dropped as a whole line.
 
+use super::{Kernel, Variant};
+
 /// The shader code that `//#include "NAME"` pastes in, by name.
-const SHARED: &[(&str, &str)] = &[(
-    "common/rope.wgsl",
-    include_str!("../../shaders/common/rope.wgsl"),
-)];
+const SHARED: &[(&str, &str)] = &[
+    (
+        "common/rope.wgsl",
+        include_str!("../../shaders/common/rope.wgsl"),
+    ),
+    (
+        "common/reduce.wgsl",
+        include_str!("../../shaders/common/reduce.wgsl"),
+    ),
+];
 
 /// Includes nest at most this deep (an include cycle is an error, not a hang).
 const MAX_INCLUDE_DEPTH: usize = 4;
 
-/// `true` when `needle` occurs in `hay`. Usable in `const` context, so launchers can assert at
-/// compile time that their workgroup size and binding numbers match the WGSL text.
-pub const fn wgsl_contains(hay: &str, needle: &str) -> bool {
-    let h = hay.as_bytes();
-    let n = needle.as_bytes();
-    if n.len() > h.len() {
-        return false;
+/// The WGSL that compiles `kernel` for `variant` on a device with `device_defines`: `prelude`
+/// (the backend's `enable` directives), then one `const NAME: u32 = VALUEu;` per
+/// [`Kernel::consts`] entry, then the source preprocessed with the device's, the kernel's and the
+/// variant's defines. The runtime and `tests/reflect.rs` both go through here.
+pub fn assemble(
+    kernel: &Kernel,
+    variant: &Variant,
+    device_defines: &[&str],
+    prelude: &str,
+) -> Result<String, String> {
+    let mut defines: Vec<&str> = device_defines.to_vec();
+    defines.extend(kernel.defines.iter().copied());
+    defines.extend(variant.defines.iter().copied());
+    let body = preprocess(kernel.source, &defines)?;
+    let mut out = String::with_capacity(prelude.len() + body.len() + 64);
+    out.push_str(prelude);
+    for (name, value) in kernel.consts {
+        out.push_str(&format!("const {name}: u32 = {value}u;\n"));
     }
-    let mut i = 0;
-    while i + n.len() <= h.len() {
-        let mut j = 0;
-        while j < n.len() && h[i + j] == n[j] {
-            j += 1;
-        }
-        if j == n.len() {
-            return true;
-        }
-        i += 1;
+    out.push_str(&body);
+    Ok(out)
+}
+
+/// The `enable` directives a backend accepts: `enable f16;` with shader-f16, and `enable
+/// subgroups;` only where the compiler requires it (Chrome's Tint does; naga rejects it).
+pub fn prelude(f16: bool, enable_subgroups: bool) -> String {
+    let mut p = String::new();
+    if f16 {
+        p.push_str("enable f16;\n");
     }
-    false
+    if enable_subgroups {
+        p.push_str("enable subgroups;\n");
+    }
+    p
 }
 
 /// Keep the lines whose `//#if` conditions hold for the set of `defines`, with the shared files
@@ -127,13 +149,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn contains_works_in_const() {
-        const SRC: &str = "@compute @workgroup_size(64)\nfn main() {}";
-        const _: () = assert!(wgsl_contains(SRC, "@workgroup_size(64)"));
-        assert!(!wgsl_contains(SRC, "@workgroup_size(128)"));
-    }
-
-    #[test]
     fn preprocess_branches() {
         let src = "a\n//#if X\nb\n//#if !Y\nc\n//#else\nd\n//#endif\n//#else\ne\n//#endif\nf\n";
         assert_eq!(preprocess(src, &["X"]).unwrap(), "a\nb\nc\nf\n");
@@ -160,5 +175,35 @@ mod tests {
             e.contains("common/none.wgsl") && e.contains("common/rope.wgsl"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn assemble_puts_prelude_constants_then_the_variant_body() {
+        static LAYOUT: crate::gpu::ParamsLayout = crate::gpu::ParamsLayout {
+            name: "Params",
+            size: 0,
+            fields: &[],
+        };
+        static K: Kernel = Kernel {
+            name: "k",
+            source: "a\n//#if K\nb\n//#endif\n//#if V\nc\n//#endif\n//#if D\nd\n//#endif\n",
+            entry: "main",
+            bindings: &[],
+            defines: &["K"],
+            consts: &[("WG", 64), ("R", 4)],
+            workgroup: [64, 1, 1],
+            params: &LAYOUT,
+        };
+        let v = Variant::none().define("V");
+        assert_eq!(
+            assemble(&K, &v, &["D"], "enable f16;\n").unwrap(),
+            "enable f16;\nconst WG: u32 = 64u;\nconst R: u32 = 4u;\na\nb\nc\nd\n"
+        );
+        assert_eq!(
+            assemble(&K, &Variant::none(), &[], "").unwrap(),
+            "const WG: u32 = 64u;\nconst R: u32 = 4u;\na\nb\n"
+        );
+        assert_eq!(prelude(true, true), "enable f16;\nenable subgroups;\n");
+        assert_eq!(prelude(false, false), "");
     }
 }

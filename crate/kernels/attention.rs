@@ -37,44 +37,16 @@
 use bytemuck::{Pod, Zeroable};
 
 use super::rope::Rope;
-use crate::gpu::{
-    wgsl_contains, Binding, Context, GpuError, GpuResult, Kernel, Recorder, Variant, View,
-};
+use crate::gpu::{Binding, Context, GpuError, GpuResult, Kernel, Recorder, Variant, View};
 
 const SRC: &str = include_str!("../../shaders/attention.wgsl");
-/// Invocations per workgroup of every entry point; also the keys per chunk.
+/// Invocations per workgroup of every entry point; also the keys per chunk (injected into the
+/// WGSL as `WG`; a power of two for the shared-memory trees).
 pub const WG: u32 = 256;
-const _: () = assert!(wgsl_contains(
-    SRC,
-    "@compute @workgroup_size(256)\nfn kv_append("
-));
-const _: () = assert!(wgsl_contains(
-    SRC,
-    "@compute @workgroup_size(256)\nfn attention("
-));
-const _: () = assert!(wgsl_contains(
-    SRC,
-    "@compute @workgroup_size(256)\nfn attention_combine("
-));
-const _: () = assert!(wgsl_contains(SRC, "const WG: u32 = 256u;"));
-const _: () = assert!(wgsl_contains(
-    SRC,
-    "var<workgroup> qs: array<vec4<f32>, 64>;"
-));
-const _: () = assert!(wgsl_contains(SRC, "var<workgroup> ang: array<f32, 256>;"));
-const _: () = assert!(wgsl_contains(
-    SRC,
-    "@binding(2) var<storage, read> freqs: array<f32>;\n@group(0) @binding(3) var<uniform> p: Params"
-));
-const _: () = assert!(wgsl_contains(
-    SRC,
-    "@binding(3) var<storage, read> freqs: array<f32>;\n//#if SPLIT"
-));
-const _: () = assert!(wgsl_contains(SRC, "@binding(2) var<uniform> p: Params"));
-const _: () = assert!(wgsl_contains(SRC, "@binding(4) var<uniform> p: Params"));
-const _: () = assert!(wgsl_contains(SRC, "@binding(5) var<uniform> p: Params"));
+const _: () = assert!(WG.is_power_of_two() && MAX_HEAD_DIM <= WG);
 
-/// The largest head dimension (q lives in 64 vec4 of shared memory).
+/// The largest head dimension (q lives in `MAX_HEAD_DIM / 4` vec4 of shared memory; injected as
+/// `MAX_HEAD_DIM`).
 pub const MAX_HEAD_DIM: u32 = 256;
 /// Cache rows of each head are padded to a multiple of this many elements.
 pub const HEAD_DIM_ALIGN: u32 = 8;
@@ -86,12 +58,18 @@ pub fn padded_head_dim(head_dim: u32) -> u32 {
 /// Workgroups the split path aims for (several per multiprocessor on big GPUs).
 pub const SPLIT_TARGET_GROUPS: u32 = 256;
 
+const CONSTS: &[(&str, u32)] = &[("WG", WG), ("MAX_HEAD_DIM", MAX_HEAD_DIM)];
+
 static KV_APPEND: Kernel = Kernel {
     name: "kv_append",
     source: SRC,
     entry: "kv_append",
     // qkv, cache, freqs
     bindings: &[Binding::Read, Binding::ReadWrite, Binding::Read],
+    defines: &["KV_APPEND"],
+    consts: CONSTS,
+    workgroup: [WG, 1, 1],
+    params: &Params::LAYOUT,
 };
 static ATTENTION: Kernel = Kernel {
     name: "attention",
@@ -104,6 +82,10 @@ static ATTENTION: Kernel = Kernel {
         Binding::ReadWrite,
         Binding::Read,
     ],
+    defines: &["ATTEND"],
+    consts: CONSTS,
+    workgroup: [WG, 1, 1],
+    params: &Params::LAYOUT,
 };
 static ATTENTION_SPLIT: Kernel = Kernel {
     name: "attention_split",
@@ -117,37 +99,78 @@ static ATTENTION_SPLIT: Kernel = Kernel {
         Binding::Read,
         Binding::ReadWrite,
     ],
+    defines: &["ATTEND", "SPLIT"],
+    consts: CONSTS,
+    workgroup: [WG, 1, 1],
+    params: &Params::LAYOUT,
 };
 static COMBINE: Kernel = Kernel {
     name: "attention_combine",
     source: SRC,
     entry: "attention_combine",
     bindings: &[Binding::Read, Binding::ReadWrite],
+    defines: &["COMBINE"],
+    consts: CONSTS,
+    workgroup: [WG, 1, 1],
+    params: &Params::LAYOUT,
 };
 
-#[repr(C)]
-#[derive(Clone, Copy, Pod, Zeroable, Default)]
-struct Params {
-    t: u32,
-    heads: u32,
-    head_dim: u32,
-    hd: u32,
-    row_stride: u32,
-    q_offset: u32,
-    k_offset: u32,
-    v_offset: u32,
-    pos0: u32,
-    capacity: u32,
-    window: u32,
-    splits: u32,
-    chunks_per_split: u32,
-    scale: f32,
-    dp: u32,
-    hdp: u32,
-    rope: u32,
-    _pad: [u32; 3],
+/// The cache-precision variant: `KV16` when the cache holds f16 (only on shader-f16 devices).
+fn cache_variant(kv16: bool) -> Variant {
+    if kv16 {
+        Variant::none().define("KV16")
+    } else {
+        Variant::none()
+    }
 }
-crate::assert_params_fit!(Params);
+
+/// The attention variant for padded head dim `dp` (the pipeline-override constant `DH`).
+fn attend_variant(kv16: bool, dp: u32) -> Variant {
+    cache_variant(kv16).constant("DH", dp as i64)
+}
+
+/// The kernel variants this module launches (for `tests/reflect.rs`): both cache precisions
+/// where the device has shader-f16, and the padded head dims of Mimi, Moshi and the extremes.
+pub fn variants(device: &[&str]) -> Vec<(&'static Kernel, Variant)> {
+    let mut v = vec![(&COMBINE, Variant::none())];
+    let kv16s: &[bool] = if device.contains(&"F16") {
+        &[false, true]
+    } else {
+        &[false]
+    };
+    for &kv16 in kv16s {
+        v.push((&KV_APPEND, cache_variant(kv16)));
+        for dp in [HEAD_DIM_ALIGN, 64, 128, MAX_HEAD_DIM] {
+            v.push((&ATTENTION, attend_variant(kv16, dp)));
+            v.push((&ATTENTION_SPLIT, attend_variant(kv16, dp)));
+        }
+    }
+    v
+}
+
+crate::params_struct! {
+    #[derive(Clone, Copy, Pod, Zeroable, Default)]
+    struct Params {
+        t: u32,
+        heads: u32,
+        head_dim: u32,
+        hd: u32,
+        row_stride: u32,
+        q_offset: u32,
+        k_offset: u32,
+        v_offset: u32,
+        pos0: u32,
+        capacity: u32,
+        window: u32,
+        splits: u32,
+        chunks_per_split: u32,
+        scale: f32,
+        dp: u32,
+        hdp: u32,
+        rope: u32,
+        _pad: [u32; 3],
+    }
+}
 
 /// Bytes of one cache element on this device: 2 (f16) with shader-f16, else 4.
 pub fn kv_elem_bytes(ctx: &Context) -> u64 {
@@ -261,14 +284,6 @@ impl AttnConfig {
     /// Whether this layer's cache holds f16 on `ctx`.
     pub fn kv16(&self, ctx: &Context) -> bool {
         ctx.caps().f16 && !self.f32_cache
-    }
-
-    fn variant(&self, ctx: &Context) -> Variant {
-        if self.kv16(ctx) {
-            Variant::none().define("KV16")
-        } else {
-            Variant::none()
-        }
     }
 
     fn hd(&self) -> u64 {
@@ -408,7 +423,7 @@ impl AttnConfig {
         );
         rec.launch(
             &KV_APPEND,
-            &self.variant(ctx).define("KV_APPEND"),
+            &cache_variant(self.kv16(ctx)),
             &[qkv, cache, self.freqs(qkv)],
             &p,
             groups,
@@ -461,12 +476,12 @@ impl AttnConfig {
                 .min(fit.min(u32::MAX as u64) as u32);
         }
         let freqs = self.freqs(qkv);
-        let dp = self.padded_head_dim() as i64;
+        let variant = attend_variant(self.kv16(ctx), self.padded_head_dim());
         if splits <= 1 {
             p.chunks_per_split = chunks;
             return rec.launch(
                 &ATTENTION,
-                &self.variant(ctx).define("ATTEND").constant("DH", dp),
+                &variant,
                 &[qkv, cache, out, freqs],
                 &p,
                 [1, self.heads, t],
@@ -484,18 +499,14 @@ impl AttnConfig {
         };
         rec.launch(
             &ATTENTION_SPLIT,
-            &self
-                .variant(ctx)
-                .define("ATTEND")
-                .define("SPLIT")
-                .constant("DH", dp),
+            &variant,
             &[qkv, cache, out, freqs, scratch],
             &p,
             [splits, self.heads, t],
         )?;
         rec.launch(
             &COMBINE,
-            &Variant::none().define("COMBINE"),
+            &Variant::none(),
             &[scratch, out],
             &p,
             [self.heads, t, 1],

@@ -5,101 +5,58 @@
 
 use bytemuck::{Pod, Zeroable};
 
-use crate::gpu::{wgsl_contains, Binding, GpuError, GpuResult, Kernel, Recorder, Variant, View};
+use crate::gpu::{Binding, GpuError, GpuResult, Kernel, Recorder, Variant, View};
 
 const SRC: &str = include_str!("../../shaders/elementwise.wgsl");
-/// Invocations per workgroup; must match `@workgroup_size` in the WGSL.
+/// Invocations per workgroup (injected into the WGSL as `WG`).
 pub const WG: u32 = 256;
-const _: () = assert!(wgsl_contains(SRC, "@compute @workgroup_size(256)\nfn elu("));
-const _: () = assert!(wgsl_contains(
-    SRC,
-    "@compute @workgroup_size(256)\nfn gelu_erf("
-));
-const _: () = assert!(wgsl_contains(
-    SRC,
-    "@compute @workgroup_size(256)\nfn silu_gate("
-));
-const _: () = assert!(wgsl_contains(
-    SRC,
-    "@compute @workgroup_size(256)\nfn residual_add("
-));
-const _: () = assert!(wgsl_contains(
-    SRC,
-    "@compute @workgroup_size(256)\nfn transpose("
-));
-const _: () = assert!(wgsl_contains(
-    SRC,
-    "@compute @workgroup_size(256)\nfn copy("
-));
-const _: () = assert!(wgsl_contains(SRC, ") * 256u + lid.x"));
-const _: () = assert!(wgsl_contains(SRC, "@binding(3) var<uniform> p: Params"));
 
 const BINDINGS: &[Binding] = &[Binding::Read, Binding::Read, Binding::ReadWrite];
-static ELU: Kernel = Kernel {
-    name: "elu",
-    source: SRC,
-    entry: "elu",
-    bindings: BINDINGS,
-};
-static GELU: Kernel = Kernel {
-    name: "gelu_erf",
-    source: SRC,
-    entry: "gelu_erf",
-    bindings: BINDINGS,
-};
-static SILU_GATE: Kernel = Kernel {
-    name: "silu_gate",
-    source: SRC,
-    entry: "silu_gate",
-    bindings: BINDINGS,
-};
-static TRANSPOSE: Kernel = Kernel {
-    name: "transpose",
-    source: SRC,
-    entry: "transpose",
-    bindings: BINDINGS,
-};
-static COPY: Kernel = Kernel {
-    name: "copy",
-    source: SRC,
-    entry: "copy",
-    bindings: BINDINGS,
-};
-static RESIDUAL: Kernel = Kernel {
-    name: "residual_add",
-    source: SRC,
-    entry: "residual_add",
-    bindings: BINDINGS,
-};
-
-#[repr(C)]
-#[derive(Clone, Copy, Pod, Zeroable, Default)]
-struct Params {
-    n: u32,
-    hidden: u32,
-    channels: u32,
-    channel_stride: u32,
-    use_scale: u32,
-    _pad: [u32; 3],
+const fn kernel(entry: &'static str, defines: &'static [&'static str]) -> Kernel {
+    Kernel {
+        name: entry,
+        source: SRC,
+        entry,
+        bindings: BINDINGS,
+        defines,
+        consts: &[("WG", WG)],
+        workgroup: [WG, 1, 1],
+        params: &Params::LAYOUT,
+    }
 }
-crate::assert_params_fit!(Params);
+static ELU: Kernel = kernel("elu", &[]);
+static GELU: Kernel = kernel("gelu_erf", &[]);
+static SILU_GATE: Kernel = kernel("silu_gate", &[]);
+static TRANSPOSE: Kernel = kernel("transpose", &[]);
+static COPY: Kernel = kernel("copy", &["COPY"]);
+static RESIDUAL: Kernel = kernel("residual_add", &[]);
+
+/// The kernel variants this module launches (for `tests/reflect.rs`).
+pub fn variants(_device: &[&str]) -> Vec<(&'static Kernel, Variant)> {
+    [&ELU, &GELU, &SILU_GATE, &TRANSPOSE, &COPY, &RESIDUAL]
+        .into_iter()
+        .map(|k| (k, Variant::none()))
+        .collect()
+}
+
+crate::params_struct! {
+    #[derive(Clone, Copy, Pod, Zeroable, Default)]
+    struct Params {
+        n: u32,
+        hidden: u32,
+        channels: u32,
+        channel_stride: u32,
+        use_scale: u32,
+        _pad: [u32; 3],
+    }
+}
 
 fn launch(rec: &mut Recorder, k: &'static Kernel, views: [View; 3], p: Params) -> GpuResult<()> {
-    launch_variant(rec, k, &Variant::none(), views, p)
-}
-
-fn launch_variant(
-    rec: &mut Recorder,
-    k: &'static Kernel,
-    variant: &Variant,
-    views: [View; 3],
-    p: Params,
-) -> GpuResult<()> {
     let groups = super::grid_1d(
         p.n.div_ceil(WG),
         rec.ctx().caps().max_workgroups_per_dimension,
     );
-    rec.launch(k, variant, &views, &p, groups)
+    rec.launch(k, &Variant::none(), &views, &p, groups)
 }
 
 /// `y[i] = x[i]` for `n` f32, `n` a multiple of 4 (one vec4 per invocation): a plain streaming
@@ -127,7 +84,7 @@ pub fn copy(rec: &mut Recorder, x: View, y: View, n: u32) -> GpuResult<()> {
         n: n / 4,
         ..Default::default()
     };
-    launch_variant(rec, &COPY, &Variant::none().define("COPY"), [x, x, y], p)
+    launch(rec, &COPY, [x, x, y], p)
 }
 
 /// `y = ELU(x)` (alpha 1) over `n` elements. `y` may not alias `x`.

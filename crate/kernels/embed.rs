@@ -20,30 +20,36 @@
 
 use bytemuck::{Pod, Zeroable};
 
-use crate::gpu::{wgsl_contains, Binding, GpuError, GpuResult, Kernel, Recorder, Variant, View};
+use crate::gpu::{Binding, GpuError, GpuResult, Kernel, Recorder, Variant, View};
 
 const SRC: &str = include_str!("../../shaders/embed.wgsl");
-/// Invocations per workgroup; must match `@workgroup_size` in the WGSL.
+/// Invocations per workgroup (injected into the WGSL as `WG`).
 pub const WG: u32 = 256;
-const _: () = assert!(wgsl_contains(
-    SRC,
-    "@compute @workgroup_size(256)\nfn embed_sum("
-));
-/// Table words handled by one workgroup.
+/// Table words handled by one workgroup (injected as `WORDS`); `WG / WORDS` stream slots.
 pub const WORDS_PER_GROUP: u32 = 16;
-const _: () = assert!(wgsl_contains(SRC, "let w = wid.x * 16u + l % 16u;"));
-const _: () = assert!(wgsl_contains(SRC, "streams: array<vec4<u32>, 15>,"));
-const _: () = assert!(wgsl_contains(SRC, "@binding(3) var<uniform> p: Params"));
 
 /// Streams one launch can sum (the parameter block holds 15 stream descriptors).
 pub const MAX_STREAMS_PER_LAUNCH: usize = 15;
+// The slots are summed by a halving tree, and every stream needs a slot.
+const _: () =
+    assert!((WG / WORDS_PER_GROUP).is_power_of_two() && WG.is_multiple_of(WORDS_PER_GROUP));
+const _: () = assert!(MAX_STREAMS_PER_LAUNCH as u32 <= WG / WORDS_PER_GROUP);
 
 static EMBED_SUM: Kernel = Kernel {
     name: "embed_sum",
     source: SRC,
     entry: "embed_sum",
     bindings: &[Binding::Read, Binding::Read, Binding::ReadWrite],
+    defines: &[],
+    consts: &[("WG", WG), ("WORDS", WORDS_PER_GROUP)],
+    workgroup: [WG, 1, 1],
+    params: &Params::LAYOUT,
 };
+
+/// The kernel variants this module launches (for `tests/reflect.rs`).
+pub fn variants(_device: &[&str]) -> Vec<(&'static Kernel, Variant)> {
+    vec![(&EMBED_SUM, Variant::none())]
+}
 
 /// Element format of an embedding table.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -87,16 +93,16 @@ impl Stream {
     }
 }
 
-#[repr(C)]
-#[derive(Clone, Copy, Pod, Zeroable)]
-struct Params {
-    dim: u32,
-    n_streams: u32,
-    flags: u32,
-    _pad: u32,
-    streams: [[u32; 4]; MAX_STREAMS_PER_LAUNCH],
+crate::params_struct! {
+    #[derive(Clone, Copy, Pod, Zeroable)]
+    struct Params {
+        dim: u32,
+        n_streams: u32,
+        flags: u32,
+        _pad: u32,
+        streams: [[u32; 4]; MAX_STREAMS_PER_LAUNCH],
+    }
 }
-crate::assert_params_fit!(Params);
 const _: () = assert!(std::mem::size_of::<Params>() == 256);
 
 /// One bound table buffer: `[rows, dim]` row-major elements in `format` (several tables may be

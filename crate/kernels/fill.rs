@@ -6,23 +6,27 @@
 
 use bytemuck::{Pod, Zeroable};
 
-use crate::gpu::{wgsl_contains, Binding, GpuError, GpuResult, Kernel, Recorder, Variant, View};
+use crate::gpu::{Binding, GpuError, GpuResult, Kernel, Recorder, Variant, View};
 
 const SRC: &str = include_str!("../../shaders/fill.wgsl");
-/// Invocations per workgroup; must match `@workgroup_size` in the WGSL.
+/// Invocations per workgroup (injected into the WGSL as `WG`).
 pub const WG: u32 = 256;
-const _: () = assert!(wgsl_contains(
-    SRC,
-    "@compute @workgroup_size(256)\nfn fill("
-));
-const _: () = assert!(wgsl_contains(SRC, "@binding(1) var<uniform> p: Params"));
 
 static FILL: Kernel = Kernel {
     name: "fill",
     source: SRC,
     entry: "fill",
     bindings: &[Binding::ReadWrite],
+    defines: &[],
+    consts: &[("WG", WG)],
+    workgroup: [WG, 1, 1],
+    params: &Params::LAYOUT,
 };
+
+/// The kernel variants this module launches (for `tests/reflect.rs`).
+pub fn variants(_device: &[&str]) -> Vec<(&'static Kernel, Variant)> {
+    vec![(&FILL, Variant::none())]
+}
 
 /// What the words hold (see the modes in `shaders/fill.wgsl`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -39,15 +43,15 @@ pub enum FillMode {
     AffineScaleBias = 4,
 }
 
-#[repr(C)]
-#[derive(Clone, Copy, Pod, Zeroable, Default)]
-struct Params {
-    n: u32,
-    mode: u32,
-    seed: u32,
-    scale: f32,
+crate::params_struct! {
+    #[derive(Clone, Copy, Pod, Zeroable, Default)]
+    struct Params {
+        n: u32,
+        mode: u32,
+        seed: u32,
+        scale: f32,
+    }
 }
-crate::assert_params_fit!(Params);
 
 /// Fill every word of `out` according to `mode`, reproducibly from `seed`.
 pub fn fill(rec: &mut Recorder, out: View, mode: FillMode, seed: u32, scale: f32) -> GpuResult<()> {

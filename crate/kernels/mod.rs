@@ -1,8 +1,12 @@
 //! Launchers for the WGSL kernels in `shaders/`, one module per kernel family, each with a plain
 //! Rust CPU reference (`reference` submodule) used by the tests.
 //!
-//! Every launcher states its buffer layouts and dispatch geometry, and checks at compile time
-//! (with [`crate::gpu::wgsl_contains`]) that the WGSL declares the same workgroup size.
+//! Every launcher states its buffer layouts and dispatch geometry. Its `Kernel` statics carry the
+//! contract with the WGSL (binding list, defines, injected geometry constants, workgroup size,
+//! `Params` layout) and its `variants` function lists every variant it compiles; `tests/reflect.rs`
+//! checks all of them against the WGSL with naga.
+
+use crate::gpu::{Kernel, Variant};
 
 pub mod attention;
 pub mod conv;
@@ -27,10 +31,22 @@ pub fn grid_1d(groups: u32, max_per_dim: u32) -> [u32; 3] {
     }
 }
 
-/// `#[repr(C)]` parameter blocks are uploaded as raw bytes; this asserts a block fits a slot.
-#[macro_export]
-macro_rules! assert_params_fit {
-    ($t:ty) => {
-        const _: () = assert!(std::mem::size_of::<$t>() as u64 <= $crate::gpu::PARAM_SLOT_BYTES);
-    };
+/// Every kernel variant the launchers compile on a device with `device_defines` (the context's
+/// `F16`, `SUBGROUPS`, `WEB`), for `tests/reflect.rs`.
+pub fn variants(device_defines: &[&str]) -> Vec<(&'static Kernel, Variant)> {
+    let d = device_defines;
+    [
+        attention::variants(d),
+        conv::variants(d),
+        elementwise::variants(d),
+        embed::variants(d),
+        fill::variants(d),
+        linear::variants(d),
+        norm::variants(d),
+        rope::variants(d),
+        rvq::variants(d),
+        sampling::variants(d),
+        softmax::variants(d),
+    ]
+    .concat()
 }

@@ -8,18 +8,13 @@
 
 use bytemuck::{Pod, Zeroable};
 
-use crate::gpu::{wgsl_contains, Binding, GpuError, GpuResult, Kernel, Recorder, Variant, View};
+use crate::gpu::{Binding, GpuError, GpuResult, Kernel, Recorder, Variant, View};
 
 const SRC: &str = include_str!("../../shaders/norm.wgsl");
-/// Invocations per workgroup (one workgroup per row); must match `@workgroup_size` in the WGSL.
+/// Invocations per workgroup (one workgroup per row; injected into the WGSL as `WG`). A power of
+/// two (the shared-memory tree halves it).
 pub const WG: u32 = 256;
-const _: () = assert!(wgsl_contains(
-    SRC,
-    "@compute @workgroup_size(256)\nfn entry("
-));
-const _: () = assert!(wgsl_contains(SRC, "const WG: u32 = 256u;"));
-const _: () = assert!(wgsl_contains(SRC, "@binding(3) var<uniform> p: Params"));
-const _: () = assert!(wgsl_contains(SRC, "@binding(4) var<uniform> p: Params"));
+const _: () = assert!(WG.is_power_of_two());
 
 /// Moshi's RMSNorm epsilon (`rms_norm_f32`).
 pub const RMS_EPS_MOSHI: f32 = 1e-8;
@@ -31,6 +26,10 @@ static RMS: Kernel = Kernel {
     source: SRC,
     entry: "entry",
     bindings: &[Binding::Read, Binding::Read, Binding::ReadWrite],
+    defines: &[],
+    consts: &[("WG", WG)],
+    workgroup: [WG, 1, 1],
+    params: &Params::LAYOUT,
 };
 static LAYER: Kernel = Kernel {
     name: "layer_norm",
@@ -42,17 +41,26 @@ static LAYER: Kernel = Kernel {
         Binding::Read,
         Binding::ReadWrite,
     ],
+    defines: &["LAYER"],
+    consts: &[("WG", WG)],
+    workgroup: [WG, 1, 1],
+    params: &Params::LAYOUT,
 };
 
-#[repr(C)]
-#[derive(Clone, Copy, Pod, Zeroable, Default)]
-struct Params {
-    rows: u32,
-    d: u32,
-    eps: f32,
-    _pad: u32,
+/// The kernel variants this module launches (for `tests/reflect.rs`).
+pub fn variants(_device: &[&str]) -> Vec<(&'static Kernel, Variant)> {
+    vec![(&RMS, Variant::none()), (&LAYER, Variant::none())]
 }
-crate::assert_params_fit!(Params);
+
+crate::params_struct! {
+    #[derive(Clone, Copy, Pod, Zeroable, Default)]
+    struct Params {
+        rows: u32,
+        d: u32,
+        eps: f32,
+        _pad: u32,
+    }
+}
 
 fn check(kernel: &'static str, rows: u32, d: u32, views: &[(&str, &View, u64)]) -> GpuResult<()> {
     let bad = |message: String| GpuError::Launch { kernel, message };
@@ -148,13 +156,7 @@ fn layer_norm_launch(
         _pad: 0,
     };
     let groups = super::grid_1d(rows, rec.ctx().caps().max_workgroups_per_dimension);
-    rec.launch(
-        &LAYER,
-        &Variant::none().define("LAYER"),
-        &[x, w, b, y],
-        &p,
-        groups,
-    )
+    rec.launch(&LAYER, &Variant::none(), &[x, w, b, y], &p, groups)
 }
 
 /// Plain Rust references (f64 accumulation) for the tests.

@@ -13,20 +13,12 @@
 use bytemuck::{Pod, Zeroable};
 
 use crate::gpu::{
-    wgsl_contains, Binding, Context, GpuBuffer, GpuError, GpuResult, Kernel, Recorder, Variant,
-    View,
+    Binding, Context, GpuBuffer, GpuError, GpuResult, Kernel, Recorder, Variant, View,
 };
 
 const SRC: &str = include_str!("../../shaders/rope.wgsl");
-/// Pairs per workgroup; must match `@workgroup_size` in the WGSL.
+/// Pairs per workgroup (injected into the WGSL as `WG`).
 pub const WG: u32 = 256;
-const _: () = assert!(wgsl_contains(
-    SRC,
-    "@compute @workgroup_size(256)\nfn entry("
-));
-const _: () = assert!(wgsl_contains(SRC, "* 256u + lid;"));
-const _: () = assert!(wgsl_contains(SRC, "var<workgroup> ang: array<f32, 256>;"));
-const _: () = assert!(wgsl_contains(SRC, "@binding(2) var<uniform> p: Params"));
 
 /// The largest head dimension the kernel handles.
 pub const MAX_HEAD_DIM: u32 = 1024;
@@ -36,23 +28,32 @@ static ROPE: Kernel = Kernel {
     source: SRC,
     entry: "entry",
     bindings: &[Binding::Read, Binding::ReadWrite],
+    defines: &[],
+    consts: &[("WG", WG)],
+    workgroup: [WG, 1, 1],
+    params: &Params::LAYOUT,
 };
 
-#[repr(C)]
-#[derive(Clone, Copy, Pod, Zeroable, Default)]
-struct Params {
-    rows: u32,
-    heads: u32,
-    half: u32,
-    row_stride: u32,
-    q_offset: u32,
-    k_offset: u32,
-    parts: u32,
-    pos0: u32,
-    groups_per_row: u32,
-    _pad: [u32; 3],
+/// The kernel variants this module launches (for `tests/reflect.rs`).
+pub fn variants(_device: &[&str]) -> Vec<(&'static Kernel, Variant)> {
+    vec![(&ROPE, Variant::none())]
 }
-crate::assert_params_fit!(Params);
+
+crate::params_struct! {
+    #[derive(Clone, Copy, Pod, Zeroable, Default)]
+    struct Params {
+        rows: u32,
+        heads: u32,
+        half: u32,
+        row_stride: u32,
+        q_offset: u32,
+        k_offset: u32,
+        parts: u32,
+        pos0: u32,
+        groups_per_row: u32,
+        _pad: [u32; 3],
+    }
+}
 
 /// Where q and k sit in each row of the buffer RoPE rotates (all counts in f32 elements).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

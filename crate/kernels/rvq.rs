@@ -33,34 +33,18 @@
 
 use bytemuck::{Pod, Zeroable};
 
-use crate::gpu::{wgsl_contains, Binding, GpuError, GpuResult, Kernel, Recorder, Variant, View};
+use crate::gpu::{Binding, GpuError, GpuResult, Kernel, Recorder, Variant, View};
 
 const SRC: &str = include_str!("../../shaders/rvq.wgsl");
-/// Invocations per workgroup of every RVQ kernel; must match `@workgroup_size` in the WGSL.
+/// Invocations per workgroup of every RVQ kernel (injected into the WGSL as `WG`).
 pub const WG: u32 = 256;
-/// Codebook rows handled by one `rvq_level` workgroup (16 lanes each).
+/// Codebook rows handled by one `rvq_level` workgroup, 16 lanes each (injected as `ROWS`; the
+/// WGSL's reductions are written for 16 × 16 and assert it).
 pub const BINS_PER_GROUP: u32 = 16;
-/// Largest codebook dimension (the residual is staged in 256 vec4 of shared memory).
+/// Largest codebook dimension (the residual is staged in `MAX_DIM / 4` vec4 of shared memory;
+/// injected as `MAX_DIM`).
 pub const MAX_DIM: u32 = 1024;
-const _: () = assert!(wgsl_contains(
-    SRC,
-    "@compute @workgroup_size(256)\nfn rvq_level("
-));
-const _: () = assert!(wgsl_contains(
-    SRC,
-    "@compute @workgroup_size(256)\nfn rvq_finish("
-));
-const _: () = assert!(wgsl_contains(
-    SRC,
-    "@compute @workgroup_size(256)\nfn rvq_decode("
-));
-const _: () = assert!(wgsl_contains(SRC, "let j = wid.x * 16u + l / 16u;"));
-const _: () = assert!(wgsl_contains(
-    SRC,
-    "var<workgroup> rs: array<vec4<f32>, 256>;"
-));
-const _: () = assert!(wgsl_contains(SRC, "@binding(5) var<uniform> p: Params"));
-const _: () = assert!(wgsl_contains(SRC, "@binding(3) var<uniform> p: Params"));
+const CONSTS: &[(&str, u32)] = &[("WG", WG), ("ROWS", BINS_PER_GROUP), ("MAX_DIM", MAX_DIM)];
 
 const ENCODE_BINDINGS: &[Binding] = &[
     Binding::Read,
@@ -74,37 +58,57 @@ static LEVEL: Kernel = Kernel {
     source: SRC,
     entry: "rvq_level",
     bindings: ENCODE_BINDINGS,
+    defines: &[],
+    consts: CONSTS,
+    workgroup: [WG, 1, 1],
+    params: &Params::LAYOUT,
 };
 static FINISH: Kernel = Kernel {
     name: "rvq_finish",
     source: SRC,
     entry: "rvq_finish",
     bindings: ENCODE_BINDINGS,
+    defines: &[],
+    consts: CONSTS,
+    workgroup: [WG, 1, 1],
+    params: &Params::LAYOUT,
 };
 static DECODE: Kernel = Kernel {
     name: "rvq_decode",
     source: SRC,
     entry: "rvq_decode",
     bindings: &[Binding::Read, Binding::Read, Binding::ReadWrite],
+    defines: &["DECODE"],
+    consts: CONSTS,
+    workgroup: [WG, 1, 1],
+    params: &Params::LAYOUT,
 };
 
-#[repr(C)]
-#[derive(Clone, Copy, Pod, Zeroable, Default)]
-struct Params {
-    t: u32,
-    dc: u32,
-    bins: u32,
-    level: u32,
-    levels: u32,
-    io_offset: u32,
-    io_t_stride: u32,
-    io_d_stride: u32,
-    code_offset: u32,
-    code_l_stride: u32,
-    code_t_stride: u32,
-    _pad: u32,
+/// The kernel variants this module launches (for `tests/reflect.rs`).
+pub fn variants(_device: &[&str]) -> Vec<(&'static Kernel, Variant)> {
+    [&LEVEL, &FINISH, &DECODE]
+        .into_iter()
+        .map(|k| (k, Variant::none()))
+        .collect()
 }
-crate::assert_params_fit!(Params);
+
+crate::params_struct! {
+    #[derive(Clone, Copy, Pod, Zeroable, Default)]
+    struct Params {
+        t: u32,
+        dc: u32,
+        bins: u32,
+        level: u32,
+        levels: u32,
+        io_offset: u32,
+        io_t_stride: u32,
+        io_d_stride: u32,
+        code_offset: u32,
+        code_l_stride: u32,
+        code_t_stride: u32,
+        _pad: u32,
+    }
+}
 
 /// Where element `(t, d)` of an encoder input / decoder output lives: `offset + t·t_stride + d·d_stride`
 /// (in f32 elements of the bound view).
@@ -385,7 +389,7 @@ pub fn decode(
     };
     rec.launch(
         &DECODE,
-        &Variant::none().define("DECODE"),
+        &Variant::none(),
         &[codebooks.view, codes, out],
         &p,
         [dim.div_ceil(WG), t, 1],

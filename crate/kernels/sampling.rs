@@ -30,28 +30,28 @@
 
 use bytemuck::{Pod, Zeroable};
 
-use crate::gpu::{wgsl_contains, Binding, GpuError, GpuResult, Kernel, Recorder, Variant, View};
+use crate::gpu::{Binding, GpuError, GpuResult, Kernel, Recorder, Variant, View};
 
 const SRC: &str = include_str!("../../shaders/sampling.wgsl");
-/// Invocations per workgroup; must match `@workgroup_size` in the WGSL.
+/// Invocations per workgroup (injected into the WGSL as `WG`; the kernel's radix bins and its
+/// 16 × 16 reductions are written for 256, which it asserts with `const_assert`).
 pub const WG: u32 = 256;
-const _: () = assert!(wgsl_contains(
-    SRC,
-    "@compute @workgroup_size(256)\nfn sample("
-));
-const _: () = assert!(wgsl_contains(SRC, "const STEP: u32 = 1024u; // 256 * 4"));
-const _: () = assert!(wgsl_contains(
-    SRC,
-    "var<workgroup> hist: array<atomic<u32>, 2048>;"
-));
-const _: () = assert!(wgsl_contains(SRC, "@binding(2) var<uniform> p: Params"));
 
 static SAMPLE: Kernel = Kernel {
     name: "sample",
     source: SRC,
     entry: "sample",
     bindings: &[Binding::Read, Binding::ReadWrite],
+    defines: &[],
+    consts: &[("WG", WG)],
+    workgroup: [WG, 1, 1],
+    params: &Params::LAYOUT,
 };
+
+/// The kernel variants this module launches (for `tests/reflect.rs`).
+pub fn variants(_device: &[&str]) -> Vec<(&'static Kernel, Variant)> {
+    vec![(&SAMPLE, Variant::none())]
+}
 
 /// How to draw.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -92,23 +92,23 @@ impl SampleConfig {
     }
 }
 
-#[repr(C)]
-#[derive(Clone, Copy, Pod, Zeroable, Default)]
-struct Params {
-    n: u32,
-    logits_offset: u32,
-    row_stride: u32,
-    rows: u32,
-    out_index: u32,
-    top_k: u32,
-    greedy: u32,
-    seed: u32,
-    counter: u32,
-    stream: u32,
-    inv_temp: f32,
-    draws: u32,
+crate::params_struct! {
+    #[derive(Clone, Copy, Pod, Zeroable, Default)]
+    struct Params {
+        n: u32,
+        logits_offset: u32,
+        row_stride: u32,
+        rows: u32,
+        out_index: u32,
+        top_k: u32,
+        greedy: u32,
+        seed: u32,
+        counter: u32,
+        stream: u32,
+        inv_temp: f32,
+        draws: u32,
+    }
 }
-crate::assert_params_fit!(Params);
 
 /// `rows` rows of `n` f32 logits in `view`: row `r` starts at element `offset + r·row_stride`
 /// (`row_stride = 0` draws the same row again, with the next counters).

@@ -9,41 +9,52 @@
 
 use bytemuck::{Pod, Zeroable};
 
-use crate::gpu::{wgsl_contains, Binding, GpuError, GpuResult, Kernel, Recorder, Variant, View};
+use crate::gpu::{Binding, GpuError, GpuResult, Kernel, Recorder, Variant, View};
 
 const SRC: &str = include_str!("../../shaders/softmax.wgsl");
-/// Invocations per workgroup (one workgroup per row); must match `@workgroup_size` in the WGSL.
+/// Invocations per workgroup (one workgroup per row; injected into the WGSL as `WG`). A power of
+/// two (the shared-memory tree halves it).
 pub const WG: u32 = 256;
-const _: () = assert!(wgsl_contains(
-    SRC,
-    "@compute @workgroup_size(256)\nfn entry("
-));
-const _: () = assert!(wgsl_contains(SRC, "const WG: u32 = 256u;"));
-const _: () = assert!(wgsl_contains(SRC, "@binding(1) var<uniform> p: Params"));
-const _: () = assert!(wgsl_contains(SRC, "@binding(2) var<uniform> p: Params"));
+const _: () = assert!(WG.is_power_of_two());
 
 static SOFTMAX: Kernel = Kernel {
     name: "softmax",
     source: SRC,
     entry: "entry",
     bindings: &[Binding::Read, Binding::ReadWrite],
+    defines: &[],
+    consts: &[("WG", WG)],
+    workgroup: [WG, 1, 1],
+    params: &Params::LAYOUT,
 };
 static SOFTMAX_INPLACE: Kernel = Kernel {
     name: "softmax_inplace",
     source: SRC,
     entry: "entry",
     bindings: &[Binding::ReadWrite],
+    defines: &["INPLACE"],
+    consts: &[("WG", WG)],
+    workgroup: [WG, 1, 1],
+    params: &Params::LAYOUT,
 };
 
-#[repr(C)]
-#[derive(Clone, Copy, Pod, Zeroable, Default)]
-struct Params {
-    rows: u32,
-    n: u32,
-    scale: f32,
-    _pad: u32,
+/// The kernel variants this module launches (for `tests/reflect.rs`).
+pub fn variants(_device: &[&str]) -> Vec<(&'static Kernel, Variant)> {
+    vec![
+        (&SOFTMAX, Variant::none()),
+        (&SOFTMAX_INPLACE, Variant::none()),
+    ]
 }
-crate::assert_params_fit!(Params);
+
+crate::params_struct! {
+    #[derive(Clone, Copy, Pod, Zeroable, Default)]
+    struct Params {
+        rows: u32,
+        n: u32,
+        scale: f32,
+        _pad: u32,
+    }
+}
 
 fn check(kernel: &'static str, views: &[(&str, &View)], rows: u32, n: u32) -> GpuResult<()> {
     let need = rows as u64 * n as u64 * 4;
@@ -103,13 +114,7 @@ pub fn softmax_inplace(
         _pad: 0,
     };
     let groups = super::grid_1d(rows, rec.ctx().caps().max_workgroups_per_dimension);
-    rec.launch(
-        &SOFTMAX_INPLACE,
-        &Variant::none().define("INPLACE"),
-        &[y],
-        &p,
-        groups,
-    )
+    rec.launch(&SOFTMAX_INPLACE, &Variant::none(), &[y], &p, groups)
 }
 
 /// Plain Rust reference (f64) for the tests.

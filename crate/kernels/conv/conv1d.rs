@@ -4,33 +4,33 @@
 use bytemuck::{Pod, Zeroable};
 
 use super::{
-    check_views, launch_err, Conv1dState, ConvAlgo, ConvOpts, ConvWeights, PadMode,
-    AUTO_REDUCE_MAX_T, AUTO_REDUCE_MIN_R, CONV1D_DIRECT, CONV1D_ROWS, CONV1D_TILED,
-    DIRECT_MIN_GROUPS, DIRECT_TILE_T, F_ACCUMULATE, F_ELU_IN, F_FIRST, F_HAS_BIAS, F_REPLICATE,
-    ROWS_PER_WG, ROWS_TILE_T, TILE_CO, WG,
+    check_views, direct_variant, launch_err, rows_variant, Conv1dState, ConvAlgo, ConvOpts,
+    ConvWeights, PadMode, AUTO_REDUCE_MAX_T, AUTO_REDUCE_MIN_R, CONV1D_DIRECT, CONV1D_ROWS,
+    CONV1D_TILED, DIRECT_CO_PER_WG, DIRECT_MIN_GROUPS, DIRECT_TILE_T, F_ACCUMULATE, F_ELU_IN,
+    F_FIRST, F_HAS_BIAS, F_REPLICATE, ROWS_PER_WG, ROWS_TILE_T, TILE_CO, WG,
 };
 use crate::gpu::{GpuResult, Recorder, Variant, View};
 
-#[repr(C)]
-#[derive(Clone, Copy, Pod, Zeroable, Default, Debug)]
-struct Conv1dParams {
-    c_in: u32,
-    c_out: u32,
-    k: u32,
-    stride: u32,
-    dilation: u32,
-    cin_g: u32,
-    cout_g: u32,
-    pad: u32,
-    t_in: u32,
-    t_out: u32,
-    flags: u32,
-    main_groups: u32,
-    tiles_t: u32,
-    state_n: u32,
-    _pad: [u32; 2],
+crate::params_struct! {
+    #[derive(Clone, Copy, Pod, Zeroable, Default, Debug)]
+    pub(super) struct Conv1dParams {
+        c_in: u32,
+        c_out: u32,
+        k: u32,
+        stride: u32,
+        dilation: u32,
+        cin_g: u32,
+        cout_g: u32,
+        pad: u32,
+        t_in: u32,
+        t_out: u32,
+        flags: u32,
+        main_groups: u32,
+        tiles_t: u32,
+        state_n: u32,
+        _pad: [u32; 2],
+    }
 }
-crate::assert_params_fit!(Conv1dParams);
 
 /// Streaming causal Conv1d: `y [C_out, T/S] = conv(cat(state, x))`, `x [C_in, T]`; updates the
 /// state. `weights.weight` is `[C_out, C_in/G, K]`, `weights.bias` `[C_out]`. `t` must be a
@@ -106,7 +106,7 @@ pub fn conv1d(
     let main_groups = match algo {
         ConvAlgo::Reduce => c.c_out.div_ceil(ROWS_PER_WG) * tiles_t,
         ConvAlgo::Tiled => tiles_t * c.c_out.div_ceil(TILE_CO),
-        _ => tiles_t * c.c_out.div_ceil(4 * cot),
+        _ => tiles_t * c.c_out.div_ceil(DIRECT_CO_PER_WG * cot),
     };
     let state_n = c.c_in * pad;
     let groups = main_groups + state_n.div_ceil(WG);
@@ -146,20 +146,16 @@ pub fn conv1d(
     let (kernel, variant, w) = match algo {
         ConvAlgo::Reduce if vec4 => (
             &CONV1D_ROWS,
-            Variant::none().define("W_VEC4"),
+            rows_variant(true),
             // Exactly the weights, so that the binding is a whole number of vec4s.
             View {
                 size: c.weight_len() as u64 * 4,
                 ..w
             },
         ),
-        ConvAlgo::Reduce => (&CONV1D_ROWS, Variant::none(), w),
+        ConvAlgo::Reduce => (&CONV1D_ROWS, rows_variant(false), w),
         ConvAlgo::Tiled => (&CONV1D_TILED, Variant::none(), w),
-        _ => (
-            &CONV1D_DIRECT,
-            Variant::none().constant("COT", cot as i64),
-            w,
-        ),
+        _ => (&CONV1D_DIRECT, direct_variant(cot), w),
     };
     let grid = crate::kernels::grid_1d(groups, rec.ctx().caps().max_workgroups_per_dimension);
     rec.launch(

@@ -9,26 +9,26 @@ use super::{
 };
 use crate::gpu::{GpuResult, Recorder, Variant, View};
 
-#[repr(C)]
-#[derive(Clone, Copy, Pod, Zeroable, Default, Debug)]
-struct ConvTrParams {
-    c_in: u32,
-    c_out: u32,
-    k: u32,
-    stride: u32,
-    cin_g: u32,
-    cout_g: u32,
-    t_in: u32,
-    l_full: u32,
-    emit: u32,
-    pk: u32,
-    flags: u32,
-    co_per_wg: u32,
-    n_cols: u32,
-    n_out: u32,
-    _pad: [u32; 2],
+crate::params_struct! {
+    #[derive(Clone, Copy, Pod, Zeroable, Default, Debug)]
+    pub(super) struct ConvTrParams {
+        c_in: u32,
+        c_out: u32,
+        k: u32,
+        stride: u32,
+        cin_g: u32,
+        cout_g: u32,
+        t_in: u32,
+        l_full: u32,
+        emit: u32,
+        pk: u32,
+        flags: u32,
+        co_per_wg: u32,
+        n_cols: u32,
+        n_out: u32,
+        _pad: [u32; 2],
+    }
 }
-crate::assert_params_fit!(ConvTrParams);
 
 /// Streaming causal ConvTranspose1d: `y [C_out, T·S]` from `x [C_in, T]`; updates the partial.
 /// `weights.weight` is `[C_in, C_out/G, K]`, `weights.bias` `[C_out]`. `x` and the weights must

@@ -56,7 +56,9 @@
 //! Files: `shape.rs` (the layers' geometry), `state.rs` (the ping-pong streaming states),
 //! `conv1d.rs` and `convtr.rs` (the launchers and their parameter blocks), `reference.rs`.
 
-use crate::gpu::{wgsl_contains, Binding, GpuError, GpuResult, Kernel, View};
+use crate::gpu::{Binding, GpuError, GpuResult, Kernel, Variant, View};
+use conv1d::Conv1dParams;
+use convtr::ConvTrParams;
 
 mod conv1d;
 mod convtr;
@@ -71,58 +73,15 @@ pub use state::{Conv1dState, ConvTr1dState};
 
 const SRC1: &str = include_str!("../../../shaders/conv1d.wgsl");
 const SRCT: &str = include_str!("../../../shaders/convtr1d.wgsl");
-/// Invocations per workgroup of every conv kernel; must match `@workgroup_size` in the WGSL.
+/// Invocations per workgroup of every conv kernel (injected into the WGSL as `WG`).
 pub const WG: u32 = 256;
-const _: () = assert!(wgsl_contains(
-    SRC1,
-    "@compute @workgroup_size(256)\nfn conv1d_direct("
-));
-const _: () = assert!(wgsl_contains(
-    SRC1,
-    "@compute @workgroup_size(256)\nfn conv1d_rows("
-));
-const _: () = assert!(wgsl_contains(
-    SRC1,
-    "@compute @workgroup_size(256)\nfn conv1d_tiled("
-));
-const _: () = assert!(wgsl_contains(SRC1, "let m0 = (g / p.tiles_t) * 32u;"));
-const _: () = assert!(wgsl_contains(SRC1, "let n0 = (g % p.tiles_t) * 64u;"));
-const _: () = assert!(wgsl_contains(
-    SRCT,
-    "@compute @workgroup_size(256)\nfn convtr_direct("
-));
-const _: () = assert!(wgsl_contains(
-    SRCT,
-    "@compute @workgroup_size(256)\nfn convtr_cols("
-));
-// Geometry constants the launcher relies on.
-const _: () = assert!(wgsl_contains(
-    SRC1,
-    "let t = (g % p.tiles_t) * 64u + lid.x % 64u;"
-));
-const _: () = assert!(wgsl_contains(
-    SRC1,
-    "let co0 = ((g / p.tiles_t) * 4u + lid.x / 64u) * COT;"
-));
-const _: () = assert!(wgsl_contains(SRC1, "let t0 = (g % p.tiles_t) * 8u;"));
-const _: () = assert!(wgsl_contains(
-    SRC1,
-    "let co = min(cg * 4u + lid.x / 64u, p.c_out - 1u);"
-));
-const _: () = assert!(wgsl_contains(
-    SRC1,
-    "let i = (g - p.main_groups) * 256u + lid;"
-));
-const _: () = assert!(wgsl_contains(SRCT, "var<workgroup> zc: array<f32, 2048>;"));
-const _: () = assert!(wgsl_contains(
-    SRCT,
-    "for (var c0 = 0u; c0 < p.n_cols; c0 += 32u)"
-));
-const _: () = assert!(wgsl_contains(SRC1, "@binding(6) var<uniform> p: Params"));
-const _: () = assert!(wgsl_contains(SRCT, "@binding(6) var<uniform> p: Params"));
-
-/// Output times per `conv1d_direct` workgroup.
+// The geometry below is injected into the WGSL (`conv1d.wgsl`: `TILE_T`, `TILE_CO`, `ROWS_CO`,
+// `ROWS_T`; `convtr1d.wgsl`: `COLS`, `ZC`), whose kernels are written for these values and
+// `const_assert` them.
+/// Output times per `conv1d_direct` (and `conv1d_tiled`) workgroup.
 const DIRECT_TILE_T: u32 = 64;
+/// Output channel groups (of `COT` channels) per `conv1d_direct` workgroup.
+const DIRECT_CO_PER_WG: u32 = WG / DIRECT_TILE_T;
 /// `conv1d_direct` computes 4 output channels per invocation only when that still makes this
 /// many workgroups (or on a software rasterizer, where parallelism is low anyway).
 const DIRECT_MIN_GROUPS: u32 = 128;
@@ -144,6 +103,33 @@ const AUTO_REDUCE_MAX_T: u32 = 16;
 /// for reductions of 192 to 1280 (T_out 96 to 1920), and lost 3.7× at `C_in·K = 32`.
 const AUTO_REDUCE_MIN_R: u32 = 128;
 
+const F_HAS_BIAS: u32 = 1;
+const F_FIRST: u32 = 2;
+const F_REPLICATE: u32 = 4;
+const F_ELU_IN: u32 = 8;
+const F_ACCUMULATE: u32 = 16;
+
+const CONSTS1: &[(&str, u32)] = &[
+    ("WG", WG),
+    ("TILE_T", DIRECT_TILE_T),
+    ("TILE_CO", TILE_CO),
+    ("ROWS_CO", ROWS_PER_WG),
+    ("ROWS_T", ROWS_TILE_T),
+    ("HAS_BIAS", F_HAS_BIAS),
+    ("FIRST", F_FIRST),
+    ("REPLICATE", F_REPLICATE),
+    ("ELU_IN", F_ELU_IN),
+    ("ACCUMULATE", F_ACCUMULATE),
+];
+const CONSTST: &[(&str, u32)] = &[
+    ("WG", WG),
+    ("COLS", COLS),
+    ("ZC", ZC_CAPACITY),
+    ("HAS_BIAS", F_HAS_BIAS),
+    ("FIRST", F_FIRST),
+    ("ELU_IN", F_ELU_IN),
+];
+
 const BINDINGS: &[Binding] = &[
     Binding::Read,
     Binding::Read,
@@ -157,45 +143,78 @@ static CONV1D_DIRECT: Kernel = Kernel {
     source: SRC1,
     entry: "conv1d_direct",
     bindings: BINDINGS,
+    defines: &[],
+    consts: CONSTS1,
+    workgroup: [WG, 1, 1],
+    params: &Conv1dParams::LAYOUT,
 };
 static CONV1D_TILED: Kernel = Kernel {
     name: "conv1d_tiled",
     source: SRC1,
     entry: "conv1d_tiled",
     bindings: BINDINGS,
+    defines: &[],
+    consts: CONSTS1,
+    workgroup: [WG, 1, 1],
+    params: &Conv1dParams::LAYOUT,
 };
 static CONV1D_ROWS: Kernel = Kernel {
     name: "conv1d_rows",
     source: SRC1,
     entry: "conv1d_rows",
     bindings: BINDINGS,
+    defines: &[],
+    consts: CONSTS1,
+    workgroup: [WG, 1, 1],
+    params: &Conv1dParams::LAYOUT,
 };
 static CONVTR_DIRECT: Kernel = Kernel {
     name: "convtr_direct",
     source: SRCT,
     entry: "convtr_direct",
     bindings: BINDINGS,
+    defines: &[],
+    consts: CONSTST,
+    workgroup: [WG, 1, 1],
+    params: &ConvTrParams::LAYOUT,
 };
 static CONVTR_COLS: Kernel = Kernel {
     name: "convtr_cols",
     source: SRCT,
     entry: "convtr_cols",
     bindings: BINDINGS,
+    defines: &[],
+    consts: CONSTST,
+    workgroup: [WG, 1, 1],
+    params: &ConvTrParams::LAYOUT,
 };
 
-const F_HAS_BIAS: u32 = 1;
-const F_FIRST: u32 = 2;
-const F_REPLICATE: u32 = 4;
-const F_ELU_IN: u32 = 8;
-const F_ACCUMULATE: u32 = 16;
-const _: () = assert!(wgsl_contains(SRC1, "const HAS_BIAS: u32 = 1u;"));
-const _: () = assert!(wgsl_contains(SRC1, "const FIRST: u32 = 2u;"));
-const _: () = assert!(wgsl_contains(SRC1, "const REPLICATE: u32 = 4u;"));
-const _: () = assert!(wgsl_contains(SRC1, "const ELU_IN: u32 = 8u;"));
-const _: () = assert!(wgsl_contains(SRC1, "const ACCUMULATE: u32 = 16u;"));
-const _: () = assert!(wgsl_contains(SRCT, "const HAS_BIAS: u32 = 1u;"));
-const _: () = assert!(wgsl_contains(SRCT, "const FIRST: u32 = 2u;"));
-const _: () = assert!(wgsl_contains(SRCT, "const ELU_IN: u32 = 8u;"));
+/// `conv1d_rows` reads the weights as vec4 (`W_VEC4`) when every row starts 16-byte aligned.
+fn rows_variant(vec4: bool) -> Variant {
+    if vec4 {
+        Variant::none().define("W_VEC4")
+    } else {
+        Variant::none()
+    }
+}
+
+/// `conv1d_direct` computing `cot` (1 or 4) output channels per invocation (override `COT`).
+fn direct_variant(cot: u32) -> Variant {
+    Variant::none().constant("COT", cot as i64)
+}
+
+/// The kernel variants this module launches (for `tests/reflect.rs`).
+pub fn variants(_device: &[&str]) -> Vec<(&'static Kernel, Variant)> {
+    vec![
+        (&CONV1D_DIRECT, direct_variant(1)),
+        (&CONV1D_DIRECT, direct_variant(4)),
+        (&CONV1D_TILED, Variant::none()),
+        (&CONV1D_ROWS, rows_variant(false)),
+        (&CONV1D_ROWS, rows_variant(true)),
+        (&CONVTR_DIRECT, Variant::none()),
+        (&CONVTR_COLS, Variant::none()),
+    ]
+}
 
 /// How a Conv1d fills its left padding at stream start.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

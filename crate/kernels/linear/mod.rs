@@ -39,7 +39,7 @@
 
 use bytemuck::{Pod, Zeroable};
 
-use crate::gpu::{wgsl_contains, Binding, GpuError, GpuResult, Kernel, Recorder, Variant, View};
+use crate::gpu::{Binding, GpuError, GpuResult, Kernel, Recorder, Variant, View};
 use crate::weights::WeightFormat;
 
 mod buffers;
@@ -48,42 +48,15 @@ pub mod reference;
 pub use buffers::LinearWeights;
 
 const SRC: &str = include_str!("../../../shaders/linear.wgsl");
-/// Invocations per workgroup; must match `@workgroup_size` in the WGSL.
+/// Invocations per workgroup (injected into the WGSL as `WG`).
 pub const WG: u32 = 64;
-/// Output rows per workgroup.
+/// Output rows per workgroup (injected as `R`; one vec4 lane each, so 4).
 pub const ROWS_PER_GROUP: u32 = 4;
-/// Largest batch tile (batch rows per workgroup).
+/// Largest batch tile (batch rows per workgroup; injected as `MAX_MT`, the `MT8` tile).
 pub const MAX_BATCH_TILE: u32 = 8;
-const _: () = assert!(wgsl_contains(
-    SRC,
-    "@compute @workgroup_size(64)\nfn linear("
-));
-const _: () = assert!(wgsl_contains(SRC, "const WG: u32 = 64u;"));
-const _: () = assert!(wgsl_contains(SRC, "const R: u32 = 4u;"));
-const _: () = assert!(wgsl_contains(SRC, "const MT: u32 = 8u;"));
-const _: () = assert!(wgsl_contains(
-    SRC,
-    "var<workgroup> red: array<vec4<f32>, WG * MT>;"
-));
 // Shared memory of the largest tile fits WebGPU's guaranteed 16 KiB.
 const _: () = assert!(WG * MAX_BATCH_TILE * 16 <= 16384);
-const _: () = assert!(wgsl_contains(
-    SRC,
-    "@binding(4) var<storage, read_write> y: array<f32>;"
-));
-const _: () = assert!(wgsl_contains(
-    SRC,
-    "@binding(5) var<storage, read> nw: array<vec4<f32>>;"
-));
-const _: () = assert!(wgsl_contains(
-    SRC,
-    "@binding(6) var<storage, read> nb: array<vec4<f32>>;"
-));
-const _: () = assert!(wgsl_contains(
-    SRC,
-    "@binding(7) var<storage, read> scale: array<f32>;"
-));
-const _: () = assert!(wgsl_contains(SRC, "@binding(8) var<uniform> p: Params"));
+const _: () = assert!(WG.is_power_of_two());
 
 static KERNEL: Kernel = Kernel {
     name: "linear",
@@ -99,26 +72,34 @@ static KERNEL: Kernel = Kernel {
         Binding::Read,      // nb
         Binding::Read,      // scale
     ],
+    defines: &[],
+    consts: &[
+        ("WG", WG),
+        ("R", ROWS_PER_GROUP),
+        ("MAX_MT", MAX_BATCH_TILE),
+    ],
+    workgroup: [WG, 1, 1],
+    params: &Params::LAYOUT,
 };
 
-#[repr(C)]
-#[derive(Clone, Copy, Pod, Zeroable, Default)]
-struct Params {
-    n: u32,
-    k: u32,
-    m: u32,
-    row_offset: u32,
-    chunks: u32,
-    group_shift: u32,
-    has_bias: u32,
-    y_stride: u32,
-    y_col: u32,
-    x_stride: u32,
-    out_mode: u32,
-    eps: f32,
-    _pad: u32,
+crate::params_struct! {
+    #[derive(Clone, Copy, Pod, Zeroable, Default)]
+    struct Params {
+        n: u32,
+        k: u32,
+        m: u32,
+        row_offset: u32,
+        chunks: u32,
+        group_shift: u32,
+        has_bias: u32,
+        y_stride: u32,
+        y_col: u32,
+        x_stride: u32,
+        out_mode: u32,
+        eps: f32,
+        _pad: u32,
+    }
 }
-crate::assert_params_fit!(Params);
 
 fn err(message: impl Into<String>) -> GpuError {
     GpuError::Launch {
@@ -135,16 +116,51 @@ fn step(format: WeightFormat) -> u32 {
     }
 }
 
+/// The WGSL defines that select a weight format's loads ([`define`]).
+const FORMAT_DEFINES: [&str; 6] = ["W_F32", "W_BF16", "W_Q8_0", "W_AFF4", "W_AFF8", "W_I8ROW"];
+/// The WGSL defines that select what is applied to `x` as it is loaded ([`LinearInput`]).
+const INPUT_DEFINES: [&str; 5] = ["IN_PLAIN", "IN_RMS", "IN_LAYER", "IN_SILU", "IN_GELU"];
+/// The batch tiles (`MT`) and the defines that select them.
+const TILES: [(u32, Option<&str>); 4] = [
+    (1, None),
+    (2, Some("MT2")),
+    (4, Some("MT4")),
+    (MAX_BATCH_TILE, Some("MT8")),
+];
+
 /// The WGSL define that selects `format`'s weight loads.
 fn define(format: WeightFormat) -> &'static str {
-    match format {
-        WeightFormat::F32 => "W_F32",
-        WeightFormat::Bf16 => "W_BF16",
-        WeightFormat::Q8_0 => "W_Q8_0",
-        WeightFormat::Affine { bits: 4, .. } => "W_AFF4",
-        WeightFormat::Affine { .. } => "W_AFF8",
-        WeightFormat::Int8Row => "W_I8ROW",
+    FORMAT_DEFINES[match format {
+        WeightFormat::F32 => 0,
+        WeightFormat::Bf16 => 1,
+        WeightFormat::Q8_0 => 2,
+        WeightFormat::Affine { bits: 4, .. } => 3,
+        WeightFormat::Affine { .. } => 4,
+        WeightFormat::Int8Row => 5,
+    }]
+}
+
+/// The variant for a weight format's define, an input define and a batch tile of [`TILES`].
+fn variant(format_define: &'static str, input_define: &'static str, mt: u32) -> Variant {
+    let mut v = Variant::none().define(format_define).define(input_define);
+    if let Some(&(_, Some(d))) = TILES.iter().find(|(t, _)| *t == mt) {
+        v = v.define(d);
     }
+    v
+}
+
+/// The kernel variants this module launches (for `tests/reflect.rs`): every weight format ×
+/// input transform × batch tile.
+pub fn variants(_device: &[&str]) -> Vec<(&'static Kernel, Variant)> {
+    let mut out = Vec::new();
+    for f in FORMAT_DEFINES {
+        for i in INPUT_DEFINES {
+            for (mt, _) in TILES {
+                out.push((&KERNEL, variant(f, i, mt)));
+            }
+        }
+    }
+    out
 }
 
 /// What [`linear_with`] applies to `x` as it loads it (per batch row, in f32, inside the kernel).
@@ -253,11 +269,13 @@ pub fn linear_with(
         Ok(())
     };
     let (input_define, norm_w, norm_b, eps) = match opts.input {
-        LinearInput::Plain => ("IN_PLAIN", None, None, 0.0),
-        LinearInput::RmsNorm { weight, eps } => ("IN_RMS", Some(weight), None, eps),
-        LinearInput::LayerNorm { weight, bias, eps } => ("IN_LAYER", Some(weight), Some(bias), eps),
-        LinearInput::SiluGate => ("IN_SILU", None, None, 0.0),
-        LinearInput::GeluErf => ("IN_GELU", None, None, 0.0),
+        LinearInput::Plain => (INPUT_DEFINES[0], None, None, 0.0),
+        LinearInput::RmsNorm { weight, eps } => (INPUT_DEFINES[1], Some(weight), None, eps),
+        LinearInput::LayerNorm { weight, bias, eps } => {
+            (INPUT_DEFINES[2], Some(weight), Some(bias), eps)
+        }
+        LinearInput::SiluGate => (INPUT_DEFINES[3], None, None, 0.0),
+        LinearInput::GeluErf => (INPUT_DEFINES[4], None, None, 0.0),
     };
     let (out_mode, scale) = match opts.out {
         LinearOutput::Store => (0, None),
@@ -314,15 +332,7 @@ pub fn linear_with(
             "M = {m} needs {batch_tiles} batch tiles, more than {max_groups}"
         )));
     }
-    let mut variant = Variant::none()
-        .define(define(w.format))
-        .define(input_define);
-    match mt {
-        2 => variant = variant.define("MT2"),
-        4 => variant = variant.define("MT4"),
-        8 => variant = variant.define("MT8"),
-        _ => {}
-    }
+    let variant = variant(define(w.format), input_define, mt);
     let (lo, hi) = (w.row_offset, w.row_offset + n);
     for part in w.parts.iter() {
         let (a, b) = (lo.max(part.first_row), hi.min(part.first_row + part.rows));
