@@ -518,14 +518,15 @@ async function apiTests(server) {
         `${ov.length} events over ${[...files].join(", ")}; last ${ov.at(-1)?.loaded}/${ov.at(-1)?.total} (files: ${lmBytes} B)`,
       );
       // inspect(): the files and sizes before a download, what is stored after it, and a GPU
-      // memory estimate within a factor of 2 of what the load then took.
+      // memory estimate (crate/web's engineEstimate, from config.json and the LM's header read
+      // by Range requests) within 5 % of what the load then allocated.
       const { before, after } = gotLm.info.inspected;
       const sizesOk = lmFiles.every((f) => before.files.find((x) => x.name === f)?.size === readFileSync(join(LM_DIR, f)).length);
       const ratio = before.gpuBytes / gotLm.info.gpuBytes;
       check(
-        "inspect() gives the files' sizes before a download, 0 to download after it, and a GPU memory estimate within 2× of the load's",
-        before.kind === "moshi" && before.files.length === 3 && sizesOk && before.bytes === lmBytes && before.toDownload === lmBytes && after.toDownload === 0 && ratio > 0.5 && ratio < 2,
-        `${before.files.map((f) => `${f.role} ${f.name} ${f.size} B`).join(", ")}; to download ${before.toDownload} → ${after.toDownload} B; GPU estimate ${before.gpuBytes} B, loaded ${gotLm.info.gpuBytes} B (×${ratio.toFixed(2)})`,
+        "inspect() gives the files' sizes before a download, 0 to download after it, and a GPU memory estimate within 5 % of the load's",
+        before.kind === "moshi" && before.files.length === 3 && sizesOk && before.bytes === lmBytes && before.toDownload === lmBytes && after.toDownload === 0 && Math.abs(ratio - 1) <= 0.05,
+        `${before.files.map((f) => `${f.role} ${f.name} ${f.size} B`).join(", ")}; to download ${before.toDownload} → ${after.toDownload} B; GPU estimate ${before.gpuBytes} B, loaded ${gotLm.info.gpuBytes} B (×${ratio.toFixed(4)})`,
       );
       check("Moshi greedy tokens equal `parle run --greedy --tokens`", gotLm.info.kind === "moshi" && eq, `${gotLm.out.length}/${n} frames`);
       const text = gotLm.out.map((o) => o.piece).join("");
@@ -548,7 +549,9 @@ async function apiTests(server) {
         const fFrames = frames(fIn);
         while (fFrames.length < n + 4) fFrames.push(new Array(FRAME).fill(0));
         const gotF = await inPage(page, async (api, { url, frames, n }) => {
+          const inspected = await engine.inspect(url);
           const info = await engine.load(url);
+          info.inspected = inspected;
           await engine.configure({ greedy: true, seed: 0 });
           const out = [];
           for (const f of frames) {
@@ -560,6 +563,8 @@ async function apiTests(server) {
         }, { url: `/formats/${folder}/`, frames: fFrames, n });
         const same = gotF.out.length === n && gotF.out.every((o, f) => o.text === want.text[f] && JSON.stringify(o.audio) === JSON.stringify(want.audio[f]));
         check(`${label} checkpoint: greedy tokens equal \`parle run --greedy --tokens\``, gotF.info.kind === "moshi" && same, `${gotF.out.length}/${n} frames`);
+        const fRatio = gotF.info.inspected.gpuBytes / gotF.info.gpuBytes;
+        check(`${label} checkpoint: inspect()'s GPU memory estimate (from its header) is within 5 % of the load's`, Math.abs(fRatio - 1) <= 0.05, `estimate ${gotF.info.inspected.gpuBytes} B, loaded ${gotF.info.gpuBytes} B (×${fRatio.toFixed(4)})`);
       }
     }
 

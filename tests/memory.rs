@@ -159,12 +159,14 @@ fn estimate_matches_allocated_bytes() {
         (Preset::Lm7b { context: 500 }, WeightFormat::MLX_Q4),
         (Preset::Lm7b { context: 3000 }, WeightFormat::Bf16),
     ] {
-        let est = preset.estimate(format, f16).unwrap();
-        println!(
-            "preset {preset:?} ({}): estimate {} B (not loaded here)\n{est}",
-            format.name(),
-            est.total()
-        );
+        for f16 in [true, false] {
+            let est = preset.estimate(format, f16).unwrap();
+            println!(
+                "preset {preset:?} ({}, shader-f16 {f16}): estimate {} B (not loaded here)\n{est}",
+                format.name(),
+                est.total()
+            );
+        }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }

@@ -158,9 +158,10 @@ export class Engine {
 
   /**
    * What load(url) would need, asked of the server before any download: resolves to
-   * `{ kind, files: [{ role, name, size, stored }], bytes, toDownload, gpuBytes }` (`stored`:
-   * bytes already in this browser's storage; `gpuBytes`: an estimate of the GPU memory; the
-   * sizes are null when the server does not give them).
+   * `{ kind, files: [{ role, name, size, stored }], bytes, toDownload, gpuBytes, gpu }` (`stored`:
+   * bytes already in this browser's storage; `gpuBytes`: the GPU memory the load will allocate,
+   * estimated from config.json and the LM checkpoint's header (Range requests), `gpu` its parts;
+   * null when the server does not give the sizes).
    */
   async inspect(source, { mimiOnly = false } = {}) {
     let url = new URL(String(source), document.baseURI).href;

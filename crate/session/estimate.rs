@@ -88,7 +88,8 @@ pub fn estimate_sources(
 }
 
 /// The estimate of a model directory (its headers only are read), as
-/// [`super::Session::load_dir`] would load it.
+/// [`super::Session::load_dir`] would load it. A directory whose only checkpoint is an LM (no
+/// Mimi beside it, which a load refuses) is estimated with its config's Mimi.
 #[cfg(not(target_arch = "wasm32"))]
 pub fn estimate_dir(
     dir: &std::path::Path,
@@ -104,10 +105,9 @@ pub fn estimate_dir(
         })?),
         None => None,
     };
-    let lm = match &files.mimi {
-        Some(_) => Some(open_container(&files.lm)?),
-        None => None,
-    };
+    let lm = open_container(&files.lm)?;
+    let loopback = files.mimi.is_none() && lm.entries().contains_key(super::load::MIMI_PROBE);
+    let lm = (!loopback).then_some(lm);
     estimate_sources(config.as_deref(), lm, opts, f16)
 }
 

@@ -9,7 +9,7 @@ use crate::weights::{Container, TensorSource};
 
 /// A tensor every Mimi checkpoint has (the first SEANet conv).
 #[cfg(not(target_arch = "wasm32"))]
-const MIMI_PROBE: &str = "encoder.model.0.conv.conv.weight";
+pub(super) const MIMI_PROBE: &str = "encoder.model.0.conv.conv.weight";
 
 /// The opened files of a model.
 pub struct ModelSources {
