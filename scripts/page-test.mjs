@@ -440,13 +440,20 @@ async function apiTests(server) {
     await page.setInputFiles("#pick", [join(MIMI_DIR, "config.json"), join(MIMI_DIR, "model.safetensors")]);
     requests.length = 0;
     const local = await inPage(page, async (api, frame) => {
+      const inspected = await engine.inspect(document.getElementById("pick").files);
       const info = await engine.load(document.getElementById("pick").files);
-      return { info, codes: Array.from((await engine.step(new Float32Array(frame))).audioTokens) };
+      return { inspected, info, codes: Array.from((await engine.step(new Float32Array(frame))).audioTokens) };
     }, frames(input)[0]);
     check(
       "local files load in place (no request) and give the same codes",
       local.info.kind === "mimi" && JSON.stringify(local.codes) === firstCodes && requests.length === 0,
       `${requests.length} requests`,
+    );
+    const localRatio = local.inspected.gpuBytes / local.info.gpuBytes;
+    check(
+      "inspect() of local files: nothing to download and a GPU memory estimate within 5 % of the load's",
+      local.inspected.kind === "mimi" && local.inspected.toDownload === 0 && Math.abs(localRatio - 1) <= 0.05,
+      `estimate ${local.inspected.gpuBytes} B, loaded ${local.info.gpuBytes} B (×${localRatio.toFixed(4)})`,
     );
 
     // A 4.1 GiB file: downloaded into OPFS and read tensor by tensor from past 4 GiB, never whole
@@ -529,6 +536,24 @@ async function apiTests(server) {
         `${before.files.map((f) => `${f.role} ${f.name} ${f.size} B`).join(", ")}; to download ${before.toDownload} → ${after.toDownload} B; GPU estimate ${before.gpuBytes} B, loaded ${gotLm.info.gpuBytes} B (×${ratio.toFixed(4)})`,
       );
       check("Moshi greedy tokens equal `parle run --greedy --tokens`", gotLm.info.kind === "moshi" && eq, `${gotLm.out.length}/${n} frames`);
+      // The same model as local files: the LM header is read in place (File.slice), no request.
+      await page.evaluate(() => {
+        if (document.getElementById("pick")) return;
+        const i = document.createElement("input");
+        i.type = "file";
+        i.multiple = true;
+        i.id = "pick";
+        document.body.append(i);
+      });
+      await page.setInputFiles("#pick", lmFiles.concat("config.json").map((f) => join(LM_DIR, f)));
+      requests.length = 0;
+      const localLm = await inPage(page, async () => engine.inspect(document.getElementById("pick").files));
+      const localLmRatio = localLm.gpuBytes / gotLm.info.gpuBytes;
+      check(
+        "inspect() of a local Moshi folder reads the LM header in place: no request, the estimate within 5 % of the load's",
+        localLm.kind === "moshi" && requests.length === 0 && Math.abs(localLmRatio - 1) <= 0.05,
+        `${requests.length} requests; estimate ${localLm.gpuBytes} B, loaded ${gotLm.info.gpuBytes} B (×${localLmRatio.toFixed(4)})`,
+      );
       const text = gotLm.out.map((o) => o.piece).join("");
       check("Moshi's transcript equals `parle run --text`", text === wantLm.transcript, JSON.stringify(text).slice(0, 80));
     }

@@ -168,7 +168,8 @@ async function load({ source, codebooks, storage, sampling, mimiOnly, warmup }, 
 // stored), the bytes to download and the GPU memory it will take: crate/web's engineEstimate
 // (the Rust estimate `parle info --model` prints) from config.json and the LM checkpoint's
 // header, fetched with Range requests (a few KB for safetensors, from 1 MiB for GGUF).
-async function inspect({ url, mimiOnly }) {
+async function inspect({ url, local, mimiOnly }) {
+  if (local) return inspectLocal(local, mimiOnly);
   let found;
   try {
     found = await inspectUrlModel(url, { mimiOnly });
@@ -195,6 +196,35 @@ async function inspect({ url, mimiOnly }) {
     bytes: known ? sum(files.map((f) => f.size)) : null,
     toDownload: known ? sum(files.map((f) => Math.max(0, f.size - f.stored))) : null,
     gpuBytes: gpu?.total ?? null,
+    gpu,
+  };
+}
+
+// inspect() of local files: their sizes, nothing to download, and the estimate from config.json
+// and the LM header read in place (File.slice).
+async function inspectLocal(local, mimiOnly) {
+  let opened;
+  try {
+    opened = await openLocalModel(local, { mimiOnly });
+  } catch (e) {
+    throw storageError(e);
+  }
+  const { config, files: readers } = opened;
+  const files = Object.entries(readers)
+    .filter(([, f]) => f)
+    .map(([role, f]) => ({ role, name: f.name, size: f.size, stored: f.size }));
+  let gpu;
+  try {
+    gpu = JSON.parse(pkg.engineEstimate(JSON.stringify({ f16 }), config, readers.lm));
+  } catch (e) {
+    throw new EngineError(e?.code ?? "weights", String(e?.message ?? e), readers.lm?.name);
+  }
+  return {
+    kind: readers.lm ? "moshi" : "mimi",
+    files,
+    bytes: files.reduce((s, f) => s + f.size, 0),
+    toDownload: 0,
+    gpuBytes: gpu.total,
     gpu,
   };
 }
