@@ -10,6 +10,7 @@
 use std::path::{Path, PathBuf};
 
 use parle::gpu::{Context, Options};
+use parle::kernels::embed::TableFormat;
 use parle::lm::{Lm, LmConfig, LmOptions};
 use parle::nn::Weights;
 use parle::session::bench::Preset;
@@ -116,24 +117,22 @@ fn estimate_matches_allocated_bytes() {
     for (what, config, file) in &lms {
         let text = std::fs::read_to_string(config).unwrap();
         let ck = canonical_lm(Some(&text), open_container(file).unwrap()).unwrap();
-        for f32_cache in [false, true] {
+        for (f32_cache, tables) in [(false, None), (true, None), (true, Some(TableFormat::F32))] {
             let mut opts = SessionOptions::default();
             opts.lm.f32_cache = f32_cache;
+            opts.lm.tables = tables;
             let src = LinearSource::Checkpoint {
                 src: &ck as &dyn TensorSource,
                 quant: None,
             };
             let est = estimate(Some(&text), Some(src), &opts, f16).unwrap();
             let cfg = LmConfig::from_json(&text).unwrap();
-            let lm_opts = LmOptions {
-                f32_cache,
-                ..LmOptions::default()
-            };
+            let lm_opts = LmOptions { f32_cache, tables };
             let before = ctx.allocated_bytes();
             let lm = Lm::load(&ctx, cfg, &Weights::checkpoint(&ck), &lm_opts).unwrap();
             let measured = ctx.allocated_bytes() - before;
             drop(lm);
-            let what = format!("{what} (LM alone, f32 KV cache: {f32_cache})");
+            let what = format!("{what} (LM alone, f32 KV cache: {f32_cache}, tables {tables:?})");
             failures.extend(compare(&what, est.lm(), measured, &est));
         }
     }
@@ -182,4 +181,31 @@ fn estimate_matches_allocated_bytes() {
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// Inputs a load would refuse are refused by the estimate too, with the load's message.
+#[test]
+fn estimate_refuses_what_a_load_refuses() {
+    let opts = SessionOptions {
+        codebooks: Some(99),
+        ..SessionOptions::default()
+    };
+    let e = estimate_dir(&fixtures().join("mimi/tiny_a"), &opts, false).unwrap_err();
+    assert!(e.to_string().contains("99 codebooks requested"), "{e}");
+    let lm = Some(LinearSource::Random(WeightFormat::MLX_Q4));
+    let e = estimate(
+        Some("{\"dim\": \"big\"}"),
+        lm,
+        &SessionOptions::default(),
+        false,
+    )
+    .unwrap_err();
+    assert!(e.to_string().contains("dim"), "{e}");
+    let e = estimate_dir(
+        &fixtures().join("no-such-model"),
+        &SessionOptions::default(),
+        false,
+    )
+    .unwrap_err();
+    assert!(e.to_string().contains("no-such-model"), "{e}");
 }

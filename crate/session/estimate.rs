@@ -4,10 +4,15 @@
 
 use super::bench::Preset;
 use super::SessionOptions;
+use crate::kernels::embed::TableFormat;
 use crate::lm::LmConfig;
 use crate::mimi::MimiConfig;
-use crate::weights::estimate::{self, Facts, GpuEstimate, LinearSource, ModelShape};
-use crate::weights::{schedule_from_config, Checkpoint, Container, TensorSource, WeightFormat};
+use crate::weights::estimate::{
+    self, Facts, GpuEstimate, LinearSource, ModelShape, TablePrecision,
+};
+use crate::weights::{
+    schedule_from_config, Checkpoint, Container, TensorSource, WeightFormat, WeightsError,
+};
 
 /// The estimate of a session built from `config` (text of `config.json`, `None`: the 7B and the
 /// published Mimi), with an LM whose tensors `lm` describes (`None`: the Mimi loopback), on an
@@ -35,6 +40,14 @@ pub fn estimate(
         }
         None => {
             let n_q = opts.codebooks.unwrap_or(mimi_cfg.quantizer.n_q);
+            // As `Mimi::load` checks the loopback's codebooks.
+            if n_q < 2 || n_q > mimi_cfg.quantizer.n_q {
+                return Err(WeightsError::Config(format!(
+                    "{n_q} codebooks requested, the model has 2..={}",
+                    mimi_cfg.quantizer.n_q
+                ))
+                .into());
+            }
             (None, n_q, n_q)
         }
     };
@@ -46,6 +59,10 @@ pub fn estimate(
     let facts = Facts {
         f16,
         f32_cache: opts.lm.f32_cache,
+        tables: opts.lm.tables.map(|t| match t {
+            TableFormat::F32 => TablePrecision::F32,
+            TableFormat::Bf16 => TablePrecision::Bf16,
+        }),
     };
     let src = lm.unwrap_or(LinearSource::Random(WeightFormat::F32));
     Ok(estimate::estimate(&shape, src, facts))

@@ -29,7 +29,7 @@ impl LmShape {
     pub fn add_to(&self, e: &mut GpuEstimate, src: LinearSource, facts: Facts) {
         let (d, dd) = (self.dim, self.depformer_dim);
         let f16 = facts.f16 && !facts.f32_cache;
-        let elem = src.tables().bytes_per_element();
+        let elem = facts.tables.unwrap_or(src.tables()).bytes_per_element();
         // Temporal tables (n_q audio + text) of width d, depformer tables of width `rank`.
         let rows = self.n_q as u64 * (self.card as u64 + 1) + self.text_card as u64 + 1;
         e.lm_tables += table_buffer_bytes(rows, d as u64 * elem);

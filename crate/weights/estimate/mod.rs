@@ -168,6 +168,8 @@ pub struct Facts {
     pub f16: bool,
     /// Keep the LM's KV caches in f32.
     pub f32_cache: bool,
+    /// The LM's table precision when the load options force one (`None`: [`LinearSource::tables`]).
+    pub tables: Option<TablePrecision>,
 }
 
 /// A model's GPU memory, part by part (bytes, each buffer rounded as the runtime rounds it).
