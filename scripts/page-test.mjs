@@ -440,13 +440,20 @@ async function apiTests(server) {
     await page.setInputFiles("#pick", [join(MIMI_DIR, "config.json"), join(MIMI_DIR, "model.safetensors")]);
     requests.length = 0;
     const local = await inPage(page, async (api, frame) => {
+      const inspected = await engine.inspect(document.getElementById("pick").files);
       const info = await engine.load(document.getElementById("pick").files);
-      return { info, codes: Array.from((await engine.step(new Float32Array(frame))).audioTokens) };
+      return { inspected, info, codes: Array.from((await engine.step(new Float32Array(frame))).audioTokens) };
     }, frames(input)[0]);
     check(
       "local files load in place (no request) and give the same codes",
       local.info.kind === "mimi" && JSON.stringify(local.codes) === firstCodes && requests.length === 0,
       `${requests.length} requests`,
+    );
+    const localRatio = local.inspected.gpuBytes / local.info.gpuBytes;
+    check(
+      "inspect() of local files: nothing to download and a GPU memory estimate within 5 % of the load's",
+      local.inspected.kind === "mimi" && local.inspected.toDownload === 0 && Math.abs(localRatio - 1) <= 0.05,
+      `estimate ${local.inspected.gpuBytes} B, loaded ${local.info.gpuBytes} B (×${localRatio.toFixed(4)})`,
     );
 
     // A 4.1 GiB file: downloaded into OPFS and read tensor by tensor from past 4 GiB, never whole
@@ -518,16 +525,35 @@ async function apiTests(server) {
         `${ov.length} events over ${[...files].join(", ")}; last ${ov.at(-1)?.loaded}/${ov.at(-1)?.total} (files: ${lmBytes} B)`,
       );
       // inspect(): the files and sizes before a download, what is stored after it, and a GPU
-      // memory estimate within a factor of 2 of what the load then took.
+      // memory estimate (crate/web's engineEstimate, from config.json and the LM's header read
+      // by Range requests) within 5 % of what the load then allocated.
       const { before, after } = gotLm.info.inspected;
       const sizesOk = lmFiles.every((f) => before.files.find((x) => x.name === f)?.size === readFileSync(join(LM_DIR, f)).length);
       const ratio = before.gpuBytes / gotLm.info.gpuBytes;
       check(
-        "inspect() gives the files' sizes before a download, 0 to download after it, and a GPU memory estimate within 2× of the load's",
-        before.kind === "moshi" && before.files.length === 3 && sizesOk && before.bytes === lmBytes && before.toDownload === lmBytes && after.toDownload === 0 && ratio > 0.5 && ratio < 2,
-        `${before.files.map((f) => `${f.role} ${f.name} ${f.size} B`).join(", ")}; to download ${before.toDownload} → ${after.toDownload} B; GPU estimate ${before.gpuBytes} B, loaded ${gotLm.info.gpuBytes} B (×${ratio.toFixed(2)})`,
+        "inspect() gives the files' sizes before a download, 0 to download after it, and a GPU memory estimate within 5 % of the load's",
+        before.kind === "moshi" && before.files.length === 3 && sizesOk && before.bytes === lmBytes && before.toDownload === lmBytes && after.toDownload === 0 && Math.abs(ratio - 1) <= 0.05,
+        `${before.files.map((f) => `${f.role} ${f.name} ${f.size} B`).join(", ")}; to download ${before.toDownload} → ${after.toDownload} B; GPU estimate ${before.gpuBytes} B, loaded ${gotLm.info.gpuBytes} B (×${ratio.toFixed(4)})`,
       );
       check("Moshi greedy tokens equal `parle run --greedy --tokens`", gotLm.info.kind === "moshi" && eq, `${gotLm.out.length}/${n} frames`);
+      // The same model as local files: the LM header is read in place (File.slice), no request.
+      await page.evaluate(() => {
+        if (document.getElementById("pick")) return;
+        const i = document.createElement("input");
+        i.type = "file";
+        i.multiple = true;
+        i.id = "pick";
+        document.body.append(i);
+      });
+      await page.setInputFiles("#pick", lmFiles.concat("config.json").map((f) => join(LM_DIR, f)));
+      requests.length = 0;
+      const localLm = await inPage(page, async () => engine.inspect(document.getElementById("pick").files));
+      const localLmRatio = localLm.gpuBytes / gotLm.info.gpuBytes;
+      check(
+        "inspect() of a local Moshi folder reads the LM header in place: no request, the estimate within 5 % of the load's",
+        localLm.kind === "moshi" && requests.length === 0 && Math.abs(localLmRatio - 1) <= 0.05,
+        `${requests.length} requests; estimate ${localLm.gpuBytes} B, loaded ${gotLm.info.gpuBytes} B (×${localLmRatio.toFixed(4)})`,
+      );
       const text = gotLm.out.map((o) => o.piece).join("");
       check("Moshi's transcript equals `parle run --text`", text === wantLm.transcript, JSON.stringify(text).slice(0, 80));
     }
@@ -548,7 +574,9 @@ async function apiTests(server) {
         const fFrames = frames(fIn);
         while (fFrames.length < n + 4) fFrames.push(new Array(FRAME).fill(0));
         const gotF = await inPage(page, async (api, { url, frames, n }) => {
+          const inspected = await engine.inspect(url);
           const info = await engine.load(url);
+          info.inspected = inspected;
           await engine.configure({ greedy: true, seed: 0 });
           const out = [];
           for (const f of frames) {
@@ -560,6 +588,8 @@ async function apiTests(server) {
         }, { url: `/formats/${folder}/`, frames: fFrames, n });
         const same = gotF.out.length === n && gotF.out.every((o, f) => o.text === want.text[f] && JSON.stringify(o.audio) === JSON.stringify(want.audio[f]));
         check(`${label} checkpoint: greedy tokens equal \`parle run --greedy --tokens\``, gotF.info.kind === "moshi" && same, `${gotF.out.length}/${n} frames`);
+        const fRatio = gotF.info.inspected.gpuBytes / gotF.info.gpuBytes;
+        check(`${label} checkpoint: inspect()'s GPU memory estimate (from its header) is within 5 % of the load's`, Math.abs(fRatio - 1) <= 0.05, `estimate ${gotF.info.inspected.gpuBytes} B, loaded ${gotF.info.gpuBytes} B (×${fRatio.toFixed(4)})`);
       }
     }
 

@@ -206,7 +206,8 @@ fn info_reports_model_formats() {
         let text = run_ok(parle().args(["info", "--model"]).arg(lm.join(dir)));
         assert!(text.contains(want), "{dir}: {text}");
         assert!(text.contains("tensors: "), "{text}");
-        assert!(text.contains("GPU: "), "{text}");
+        assert!(text.contains("GPU memory estimate: "), "{text}");
+        assert!(text.contains("KV cache"), "{text}");
     }
     let empty = tmp("no-model");
     std::fs::create_dir_all(&empty).unwrap();

@@ -1379,10 +1379,7 @@ fn fixture_formats_are_detected() {
             "{name}"
         );
         assert!(r.files.config.is_some());
-        assert!(
-            r.gpu_bytes > 0 && r.gpu_bytes < 2 * r.file_bytes,
-            "{name}: {r}"
-        );
+        assert!(r.file_bytes > 0, "{name}: {r}");
         let text = r.to_string();
         assert!(text.contains(q), "{text}");
         println!("{text}");

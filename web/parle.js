@@ -157,12 +157,18 @@ export class Engine {
   }
 
   /**
-   * What load(url) would need, asked of the server before any download: resolves to
-   * `{ kind, files: [{ role, name, size, stored }], bytes, toDownload, gpuBytes }` (`stored`:
-   * bytes already in this browser's storage; `gpuBytes`: an estimate of the GPU memory; the
-   * sizes are null when the server does not give them).
+   * What load(source) would need, asked of the server before any download (or, for local
+   * files, read from them in place): resolves to
+   * `{ kind, files: [{ role, name, size, stored }], bytes, toDownload, gpuBytes, gpu }` (`stored`:
+   * bytes already in this browser's storage; `gpuBytes`: the GPU memory the load will allocate,
+   * estimated from config.json and the LM checkpoint's header (Range requests), `gpu` its parts;
+   * null when the server does not give the sizes).
    */
   async inspect(source, { mimiOnly = false } = {}) {
+    if (typeof source !== "string" && !(source instanceof URL)) {
+      // Local files: read in place (config.json and the LM header through File.slice).
+      return this._call("inspect", { local: await localFiles(source), mimiOnly });
+    }
     let url = new URL(String(source), document.baseURI).href;
     if (!url.endsWith("/")) url += "/";
     return this._call("inspect", { url, mimiOnly });

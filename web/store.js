@@ -875,7 +875,65 @@ export async function inspectUrlModel(base, { mimiOnly = false } = {}) {
     const stored = rec?.complete ? have : Math.min(have, p.size ?? 0);
     files.push({ role, name: p.name, size: p.size, stored });
   }
-  return { config, files };
+  return { config, files, lm: parts.lm };
+}
+
+// What a file's header read stops at when it needs bytes past the ones fetched.
+const SHORT_PREFIX = "past the bytes fetched for the header";
+
+// Bytes [0, n) of a remote file by one Range request (from a server that ignores Range, the
+// start of the body; the rest is cancelled, never read).
+async function fetchPrefix({ name, url }, n) {
+  const res = await netFetch(name, url, { headers: { Range: `bytes=0-${n - 1}` } });
+  if (!res.ok) throw httpError(name, url, res);
+  const out = new Uint8Array(n);
+  let got = 0;
+  const reader = res.body.getReader();
+  while (got < n) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    const k = Math.min(value.length, n - got);
+    out.set(value.subarray(0, k), got);
+    got += k;
+  }
+  await reader.cancel().catch(() => {});
+  return out.subarray(0, got);
+}
+
+// engine.inspect(): `use(file)` on a stand-in for the remote checkpoint `part` ({ name, url,
+// size }) that holds only its first bytes: safetensors' 8-byte length and JSON header (two Range
+// requests, the header's size), GGUF's first MiB, doubled while the header reader asks past it
+// (up to 64 MiB). `file` is what crate/web's JsFile reads: { name, size, readInto(dest, at) }.
+export async function withRemoteHeader(part, use) {
+  const size = part.size;
+  let prefix = await fetchPrefix(part, Math.min(size, 4096));
+  const gguf = prefix.length >= 4 && String.fromCharCode(...prefix.subarray(0, 4)) === "GGUF";
+  let want = prefix.length;
+  if (gguf) want = Math.min(size, 1 << 20);
+  else if (prefix.length >= 8) {
+    const n = Number(new DataView(prefix.buffer, prefix.byteOffset, 8).getBigUint64(0, true));
+    if (n <= 100 << 20) want = Math.min(size, 8 + n); // larger: the reader names the bad header
+  }
+  if (want > prefix.length) prefix = await fetchPrefix(part, want);
+  for (;;) {
+    const held = prefix;
+    const file = {
+      name: part.name,
+      size,
+      readInto(dest, at) {
+        if (at + dest.length > held.length) throw new Error(`bytes ${at}..${at + dest.length} are ${SHORT_PREFIX} (${held.length})`);
+        dest.set(held.subarray(at, at + dest.length));
+        return dest.length;
+      },
+    };
+    try {
+      return use(file);
+    } catch (e) {
+      const more = String(e?.message ?? e).includes(SHORT_PREFIX) && prefix.length < size && prefix.length < 64 << 20;
+      if (!more) throw e;
+      prefix = await fetchPrefix(part, Math.min(size, 2 * prefix.length));
+    }
+  }
 }
 
 // Models held in OPFS: [{ url, key, bytes, complete, legacy }]. `legacy`: a store from an older

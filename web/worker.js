@@ -5,7 +5,7 @@
 // the capture worklet on a MessagePort and leave for the playback worklet on another: audio never
 // goes through the page's thread.
 
-import { openUrlModel, openLocalModel, inspectUrlModel, listCached, deleteCached, StoreError } from "./store.js";
+import { openUrlModel, openLocalModel, inspectUrlModel, withRemoteHeader, listCached, deleteCached, StoreError } from "./store.js";
 
 let pkg = null; // the wasm package's exports once loaded
 let wasm = null; // the raw wasm exports (for the memory size)
@@ -165,50 +165,68 @@ async function load({ source, codebooks, storage, sampling, mimiOnly, warmup }, 
 }
 
 // What loading a model URL would need, before downloading it: its files (size, bytes already
-// stored), the bytes to download and an estimate of the GPU memory it will take.
-async function inspect({ url, mimiOnly }) {
+// stored), the bytes to download and the GPU memory it will take: crate/web's engineEstimate
+// (the Rust estimate `parle info --model` prints) from config.json and the LM checkpoint's
+// header, fetched with Range requests (a few KB for safetensors, from 1 MiB for GGUF).
+async function inspect({ url, local, mimiOnly }) {
+  if (local) return inspectLocal(local, mimiOnly);
   let found;
   try {
     found = await inspectUrlModel(url, { mimiOnly });
   } catch (e) {
     throw storageError(e);
   }
-  const { config, files } = found;
-  const cfg = config ? JSON.parse(config) : {}; // valid JSON: resolveRemote checked it
+  const { config, files, lm } = found;
   const known = files.every((f) => f.size != null);
   const sum = (xs) => xs.reduce((a, b) => a + b, 0);
-  const kind = files.some((f) => f.role === "lm") ? "moshi" : "mimi";
+  const kind = lm ? "moshi" : "mimi";
+  let gpu = null;
+  if (known) {
+    const options = JSON.stringify({ f16 });
+    const estimate = (file) => JSON.parse(pkg.engineEstimate(options, config, file));
+    try {
+      gpu = lm ? await withRemoteHeader(lm, estimate) : estimate(null);
+    } catch (e) {
+      throw e instanceof StoreError ? e : new EngineError(e?.code ?? "weights", String(e?.message ?? e), lm?.name);
+    }
+  }
   return {
     kind,
     files,
     bytes: known ? sum(files.map((f) => f.size)) : null,
     toDownload: known ? sum(files.map((f) => Math.max(0, f.size - f.stored))) : null,
-    gpuBytes: known ? estimateGpuBytes(kind, files, cfg) : null,
+    gpuBytes: gpu?.total ?? null,
+    gpu,
   };
 }
 
-// The 7B's sizes: what an absent config.json key means (crate/lm's LmConfig).
-const LM_DEFAULTS = { dim: 4096, num_layers: 32, context: 3000, text_card: 32000, card: 2048, n_q: 16, dep_q: 8, depformer_dim: 1024 };
-
-// GPU memory a model takes, roughly: the weights as their files hold them (they are uploaded in
-// their own format), plus for a quantized LM its embedding tables dequantized to bf16 at load
-// (for the 7B: 626 MB instead of 196 MB as q4 or 332 MB as q8), plus the temporal transformer's
-// KV cache at the config's context (f16, or f32 without shader-f16): the parts that
-// `parle bench lm --random-real-size` reports for the 7B (activations and Mimi's state are small).
-function estimateGpuBytes(kind, files, cfg) {
-  let bytes = files.filter((f) => f.role !== "tokenizer").reduce((s, f) => s + f.size, 0);
-  if (kind !== "moshi") return bytes;
-  const c = { ...LM_DEFAULTS, ...cfg };
-  const lm = files.find((f) => f.role === "lm");
-  const bits = /q4/i.test(lm.name) ? 4 : /q8/i.test(lm.name) ? 8 : 16;
-  if (bits < 16) {
-    const rows = c.text_card + 1 + c.n_q * (c.card + 1);
-    const depRows = c.text_card + 1 + (c.dep_q - 1) * (c.card + 1);
-    const bf16 = 2 * (rows * c.dim + depRows * c.depformer_dim);
-    bytes += bf16 * (1 - (bits === 4 ? 196 / 626 : 332 / 626));
+// inspect() of local files: their sizes, nothing to download, and the estimate from config.json
+// and the LM header read in place (File.slice).
+async function inspectLocal(local, mimiOnly) {
+  let opened;
+  try {
+    opened = await openLocalModel(local, { mimiOnly });
+  } catch (e) {
+    throw storageError(e);
   }
-  bytes += 2 * c.num_layers * c.context * c.dim * (f16 ? 2 : 4);
-  return Math.round(bytes);
+  const { config, files: readers } = opened;
+  const files = Object.entries(readers)
+    .filter(([, f]) => f)
+    .map(([role, f]) => ({ role, name: f.name, size: f.size, stored: f.size }));
+  let gpu;
+  try {
+    gpu = JSON.parse(pkg.engineEstimate(JSON.stringify({ f16 }), config, readers.lm));
+  } catch (e) {
+    throw new EngineError(e?.code ?? "weights", String(e?.message ?? e), readers.lm?.name);
+  }
+  return {
+    kind: readers.lm ? "moshi" : "mimi",
+    files,
+    bytes: files.reduce((s, f) => s + f.size, 0),
+    toDownload: 0,
+    gpuBytes: gpu.total,
+    gpu,
+  };
 }
 
 async function step(pcm) {

@@ -67,15 +67,33 @@ fn main() {
 
 #[cfg(not(target_arch = "wasm32"))]
 fn run(cli: Cli) -> anyhow::Result<()> {
-    if let Command::Info { model: Some(dir) } = &cli.command {
-        println!("{}", parle::weights::inspect::describe(dir)?);
-    }
+    let report = match &cli.command {
+        Command::Info { model: Some(dir) } => {
+            let r = parle::weights::inspect::describe(dir)?;
+            println!("{r}");
+            Some(r)
+        }
+        _ => None,
+    };
     let mut opts = Options::from_env();
     opts.force_f32 |= cli.force_f32;
     opts.no_subgroups |= cli.no_subgroups;
     let ctx = pollster::block_on(Context::new(&opts))?;
     match cli.command {
-        Command::Info { .. } => {
+        Command::Info { model } => {
+            if let (Some(dir), Some(r)) = (model, report) {
+                let f16 = ctx.caps().f16;
+                let opts = parle::session::SessionOptions::default();
+                let e = parle::session::estimate::estimate_dir(&dir, &opts, f16)?;
+                println!(
+                    "{e}\n  (on this adapter: shader-f16 {}, so the LM's KV caches are {})",
+                    if f16 { "on" } else { "off" },
+                    if f16 { "f16" } else { "f32" }
+                );
+                if e.lm() > 0 && r.files.mimi.is_none() {
+                    println!("  (no Mimi checkpoint here: Mimi is counted as the config describes it; a load needs its weights)");
+                }
+            }
             println!("{}", ctx.caps().report());
             Ok(())
         }

@@ -48,15 +48,12 @@ const _: () = assert!(WG.is_power_of_two() && MAX_HEAD_DIM <= WG);
 /// The largest head dimension (q lives in `MAX_HEAD_DIM / 4` vec4 of shared memory; injected as
 /// `MAX_HEAD_DIM`).
 pub const MAX_HEAD_DIM: u32 = 256;
-/// Cache rows of each head are padded to a multiple of this many elements.
-pub const HEAD_DIM_ALIGN: u32 = 8;
-
-/// `head_dim` rounded up to a multiple of [`HEAD_DIM_ALIGN`]: the per-head stride of the cache.
-pub fn padded_head_dim(head_dim: u32) -> u32 {
-    head_dim.div_ceil(HEAD_DIM_ALIGN) * HEAD_DIM_ALIGN
-}
 /// Workgroups the split path aims for (several per multiprocessor on big GPUs).
-pub const SPLIT_TARGET_GROUPS: u32 = 256;
+pub use crate::weights::estimate::SPLIT_TARGET_GROUPS;
+/// Cache rows of each head are padded to a multiple of this many elements; `padded_head_dim`
+/// rounds a head dimension up to it (the per-head stride of the cache). Both live with the
+/// memory estimate, which sizes caches by the same rule.
+pub use crate::weights::estimate::{padded_head_dim, HEAD_DIM_ALIGN};
 
 const CONSTS: &[(&str, u32)] = &[("WG", WG), ("MAX_HEAD_DIM", MAX_HEAD_DIM)];
 
@@ -298,14 +295,18 @@ impl AttnConfig {
     /// Bytes of this layer's KV cache on `ctx` (`[2, capacity, heads, Dp]`).
     pub fn cache_bytes(&self, ctx: &Context) -> u64 {
         let elem = if self.kv16(ctx) { 2 } else { 4 };
-        2 * self.capacity as u64 * self.hdp() * elem
+        crate::weights::estimate::kv_cache_bytes(self.capacity, self.heads, self.head_dim, elem)
     }
 
     /// Scratch bytes that let [`AttnConfig::attention_with`] split long key ranges for up to
     /// `max_t` queries per call (a smaller scratch just splits less).
     pub fn scratch_bytes(&self, max_t: u32) -> u64 {
-        let pairs = self.heads as u64 * max_t.max(1) as u64;
-        (self.split_groups as u64 + pairs) * (self.padded_head_dim() as u64 + 2) * 4
+        crate::weights::estimate::attention_split_bytes(
+            self.heads,
+            self.head_dim,
+            self.split_groups,
+            max_t,
+        )
     }
 
     fn check(&self, kernel: &'static str, t: u32, pos0: u32) -> GpuResult<()> {

@@ -6,6 +6,7 @@ use serde_json::{Map, Value};
 
 use crate::nn::transformer::{Gating, Positional, TransformerConfig};
 use crate::nn::NormKind;
+use crate::weights::estimate::LmShape;
 use crate::weights::WeightsError;
 
 /// Moshi LM hyper-parameters.
@@ -435,6 +436,35 @@ impl LmConfig {
             Gating::Silu
         } else {
             Gating::None
+        }
+    }
+
+    /// The shape the memory estimate sizes the LM's buffers from (`f32_cache`: the load's
+    /// [`crate::lm::LmOptions::f32_cache`]).
+    pub fn shape(&self, f32_cache: bool) -> LmShape {
+        let norm = NormKind::from_name(&self.norm).unwrap_or(NormKind::RmsNorm { eps: 1e-8 });
+        LmShape {
+            dim: self.dim,
+            depformer_dim: self.depformer_dim,
+            n_q: self.n_q,
+            dep_q: self.dep_q,
+            card: self.card,
+            text_card: self.text_card,
+            text_card_out: self.text_card_out,
+            depformer_in_count: self.depformer_in_count(),
+            low_rank: self.depformer_low_rank_embeddings,
+            max_delay: self.max_delay(),
+            layer_norm: matches!(norm, NormKind::LayerNorm { .. }),
+            temporal: TransformerConfig {
+                f32_cache,
+                ..self.temporal()
+            }
+            .shape("transformer"),
+            depformer: TransformerConfig {
+                f32_cache,
+                ..self.depformer()
+            }
+            .shape("depformer"),
         }
     }
 

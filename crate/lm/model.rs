@@ -19,7 +19,8 @@ use crate::kernels::sampling::{self, LogitRows, SampleConfig, TokenSlots};
 use crate::nn::{
     EmbeddingTable, Embeddings, Linear, Norm, NormKind, Transformer, TransformerConfig, Weights,
 };
-use crate::weights::{DType, UsageTracker};
+use crate::weights::estimate::TablePrecision;
+use crate::weights::UsageTracker;
 
 use super::config::LmConfig;
 
@@ -148,10 +149,13 @@ impl Lm {
 
     fn build(ctx: &Context, cfg: LmConfig, w: &Weights, opts: &LmOptions) -> crate::Result<Self> {
         let table_format = opts.tables.unwrap_or(match w {
-            Weights::Checkpoint { source, .. } => match source.dtype("text_emb.weight") {
-                Some(DType::F32) => TableFormat::F32,
-                _ => TableFormat::Bf16,
-            },
+            // The rule the memory estimate uses too.
+            Weights::Checkpoint { source, .. } => {
+                match TablePrecision::at_load(source.dtype("text_emb.weight")) {
+                    TablePrecision::F32 => TableFormat::F32,
+                    TablePrecision::Bf16 => TableFormat::Bf16,
+                }
+            }
             Weights::Random { .. } => TableFormat::Bf16,
         });
         cfg.validate()?;

@@ -5,6 +5,8 @@
 
 use serde::Deserialize;
 
+use super::transformer::nn_config;
+use crate::weights::estimate::MimiShape;
 use crate::weights::WeightsError;
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -171,6 +173,27 @@ impl MimiConfig {
     /// Encoder steps (SEANet frame rate) per code frame (2 for Mimi).
     pub fn downsample_stride(&self) -> usize {
         self.frame_size() / self.hop()
+    }
+
+    /// The shape the memory estimate sizes Mimi's buffers from, with `n_q` codebooks loaded.
+    pub fn shape(&self, n_q: usize) -> MimiShape {
+        let s = &self.seanet;
+        let steps = self.downsample_stride();
+        MimiShape {
+            frame: self.frame_size() as u64,
+            steps: steps as u64,
+            n_filters: s.n_filters as u64,
+            ratios: s.ratios.iter().map(|&r| r as u64).collect(),
+            dimension: s.dimension as u64,
+            kernel: s.kernel_size as u64,
+            residual_kernel: s.residual_kernel_size as u64,
+            last_kernel: s.last_kernel_size as u64,
+            compress: s.compress as u64,
+            transformer: nn_config(&self.transformer, steps as u32).shape("transformer"),
+            q_dim: self.quantizer.dimension as u64,
+            bins: self.quantizer.bins as u64,
+            n_q: n_q as u64,
+        }
     }
 
     pub fn validate(&self) -> Result<(), WeightsError> {

@@ -21,28 +21,33 @@ pub struct CodecTransformer {
     out: GpuBuffer,
 }
 
+/// The shared transformer's config for a codec transformer of `t` rows per call (the config was
+/// validated: LayerNorm, no gating, RoPE, causal).
+pub fn nn_config(cfg: &TransformerConfig, t: u32) -> transformer::TransformerConfig {
+    transformer::TransformerConfig {
+        d_model: cfg.d_model,
+        num_heads: cfg.num_heads,
+        num_layers: cfg.num_layers,
+        dim_feedforward: cfg.dim_feedforward,
+        norm: NormKind::LayerNorm { eps: 1e-5 },
+        gating: Gating::None,
+        positional: Positional::Rope,
+        max_period: cfg.max_period as f32,
+        layer_scale: cfg.layer_scale.is_some(),
+        // A ring of context + t − 1 slots keeps the exact window `0 ≤ pq − pk < context`
+        // for every query of a call, so streaming equals whole-utterance processing (§1.6).
+        context: cfg.context,
+        rows: t,
+        schedule: Vec::new(),
+        // The reference runs Mimi in f32 throughout.
+        f32_cache: true,
+    }
+}
+
 impl CodecTransformer {
     /// Load `transformer.layers.{l}.*` of the scope `w` for a call of `t` rows (25 Hz steps).
     pub fn load(ctx: &Context, w: &Scope, cfg: &TransformerConfig, t: u32) -> crate::Result<Self> {
-        // The config was validated: LayerNorm, no gating, RoPE, causal.
-        let nn_cfg = transformer::TransformerConfig {
-            d_model: cfg.d_model,
-            num_heads: cfg.num_heads,
-            num_layers: cfg.num_layers,
-            dim_feedforward: cfg.dim_feedforward,
-            norm: NormKind::LayerNorm { eps: 1e-5 },
-            gating: Gating::None,
-            positional: Positional::Rope,
-            max_period: cfg.max_period as f32,
-            layer_scale: cfg.layer_scale.is_some(),
-            // A ring of context + t − 1 slots keeps the exact window `0 ≤ pq − pk < context`
-            // for every query of a call, so streaming equals whole-utterance processing (§1.6).
-            context: cfg.context,
-            rows: t,
-            schedule: Vec::new(),
-            // The reference runs Mimi in f32 throughout.
-            f32_cache: true,
-        };
+        let nn_cfg = nn_config(cfg, t);
         let inner = transformer::Transformer::load(ctx, &w.pp("transformer"), &nn_cfg)?;
         let bytes = (t as usize * cfg.d_model * 4) as u64;
         let buffer = |what: &str| {

@@ -86,7 +86,7 @@ impl Embeddings {
         for (bi, entries) in plan.iter().enumerate() {
             let rows: u64 = entries.iter().map(|e| e.2 as u64).sum();
             let label = format!("embeddings {bi}");
-            let size = (rows * row_bytes).next_multiple_of(4).max(4);
+            let size = crate::weights::estimate::table_buffer_bytes(rows, row_bytes);
             bytes += size;
             let buf = ctx.create_buffer(&label, size, BufferUsage::Storage)?;
             match w {

@@ -96,6 +96,27 @@ impl TransformerConfig {
         (self.context as u32 + self.rows - 1).max(1)
     }
 
+    /// The shape the memory estimate sizes this transformer's buffers from (tensors under
+    /// `prefix`).
+    pub fn shape(&self, prefix: &str) -> crate::weights::estimate::TransformerShape {
+        crate::weights::estimate::TransformerShape {
+            prefix: prefix.into(),
+            d_model: self.d_model,
+            num_heads: self.num_heads,
+            num_layers: self.num_layers,
+            hidden: self.hidden(),
+            gated: self.gating == Gating::Silu,
+            layer_norm: matches!(self.norm, NormKind::LayerNorm { .. }),
+            layer_scale: self.layer_scale,
+            kv_capacity: self.kv_capacity(),
+            rows: self.rows,
+            weight_sets: self.weight_sets(),
+            rope: self.positional == Positional::Rope,
+            sin_rows: (self.positional == Positional::Sin).then_some(self.schedule.len()),
+            f32_cache: self.f32_cache,
+        }
+    }
+
     fn check(&self) -> crate::Result<()> {
         let bad = |m: String| crate::weights::WeightsError::Config(m);
         if self.num_heads == 0 || self.d_model == 0 || !self.d_model.is_multiple_of(self.num_heads)

@@ -41,7 +41,7 @@ impl Preset {
         })
     }
 
-    fn config(&self) -> Option<String> {
+    pub(super) fn config(&self) -> Option<String> {
         match self {
             Self::Mimi => None,
             Self::LmSmall => {
@@ -53,7 +53,7 @@ impl Preset {
         }
     }
 
-    fn has_lm(&self) -> bool {
+    pub(super) fn has_lm(&self) -> bool {
         match self {
             Self::Mimi => false,
             Self::Custom { lm, .. } => *lm,

@@ -5,11 +5,11 @@
 use super::{ModelParts, Session, SessionOptions};
 use crate::nn::Weights;
 use crate::text::Tokenizer;
-use crate::weights::{schedule_from_config, Checkpoint, Container, TensorSource};
+use crate::weights::{Container, TensorSource};
 
 /// A tensor every Mimi checkpoint has (the first SEANet conv).
 #[cfg(not(target_arch = "wasm32"))]
-const MIMI_PROBE: &str = "encoder.model.0.conv.conv.weight";
+pub(super) const MIMI_PROBE: &str = "encoder.model.0.conv.conv.weight";
 
 /// The opened files of a model.
 pub struct ModelSources {
@@ -31,17 +31,8 @@ impl Session {
         src: ModelSources,
         opts: &SessionOptions,
     ) -> crate::Result<Self> {
-        // A config.json that is not JSON is reported by the config parsers in `load`.
-        let schedule = match src.config.as_deref() {
-            Some(text) => serde_json::from_str::<serde_json::Value>(text)
-                .ok()
-                .map(|v| schedule_from_config(&v))
-                .transpose()?
-                .flatten(),
-            None => None,
-        };
         let lm = match src.lm {
-            Some(c) => Some(Checkpoint::new(c, schedule.as_deref())?),
+            Some(c) => Some(super::estimate::canonical_lm(src.config.as_deref(), c)?),
             None => None,
         };
         let parts = ModelParts {

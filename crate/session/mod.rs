@@ -10,6 +10,7 @@
 
 pub mod bench;
 mod codec;
+pub mod estimate;
 mod load;
 
 /// What front ends set: how tokens are drawn, LM and weight options.

@@ -6,7 +6,8 @@
 //!
 //! `engine` drives a conversation (`engineLoad`, `engineStep`, …) for `web/parle.js`; `source`
 //! reads model files that the worker keeps in the Origin Private File System (or the user picked)
-//! one tensor at a time; `hash` is the SHA-256 the worker checks downloads with.
+//! one tensor at a time; `hash` is the SHA-256 the worker checks downloads with; `estimate` is the
+//! GPU-memory estimate `engine.inspect()` gives before a download.
 
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -18,6 +19,7 @@ use crate::kernels::elementwise;
 
 mod engine;
 mod error;
+mod estimate;
 mod hash;
 mod source;
 

@@ -1,5 +1,6 @@
 //! `parle info --model DIR`: what a model directory holds: the LM file's container, naming and
-//! quantization (detected from its contents), tensor counts, file and GPU bytes (native).
+//! quantization (detected from its contents), tensor counts and file bytes (native). The GPU
+//! memory a load takes is [`super::estimate`]'s (the CLI prints it below this report).
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -25,28 +26,8 @@ pub struct ModelReport {
     /// Stored dtype → number of canonical tensors.
     pub dtypes: BTreeMap<String, usize>,
     pub file_bytes: u64,
-    /// Bytes the LM weights take on the GPU in their published layouts (norm vectors as f32).
-    pub gpu_bytes: u64,
-    /// Of which embedding tables (gathered rows)…
-    pub embedding_bytes: u64,
-    /// … which would take this many bytes dequantized to bf16.
-    pub embedding_bf16_bytes: u64,
     /// Mimi: tensor count and file bytes.
     pub mimi: Option<(usize, u64)>,
-}
-
-fn is_embedding(name: &str) -> bool {
-    let base = name
-        .strip_suffix(".weight")
-        .or_else(|| name.strip_suffix(".scales"))
-        .or_else(|| name.strip_suffix(".biases"));
-    base.is_some_and(|b| {
-        b == "text_emb"
-            || b == "depformer_text_emb"
-            || b.strip_prefix("emb.")
-                .or_else(|| b.strip_prefix("depformer_emb."))
-                .is_some_and(|i| i.bytes().all(|c| c.is_ascii_digit()))
-    })
 }
 
 /// MLX bits and group of a U32 code tensor `[rows, cols]` with `k` inputs and `groups` groups
@@ -77,9 +58,8 @@ pub fn describe(path: &Path) -> Result<ModelReport, WeightsError> {
             mlx_bits_group(*codes.last()?, *s.last()?, dim?)
         });
     let mut dtypes: BTreeMap<String, usize> = BTreeMap::new();
-    let (mut gpu, mut emb, mut emb_bf16) = (0u64, 0u64, 0u64);
     for n in &names {
-        let Some((dtype, shape)) = ck.info(n) else {
+        let Some(dtype) = ck.dtype(n) else {
             continue;
         };
         let is_companion = ["scales", "biases"].iter().any(|w| {
@@ -104,28 +84,6 @@ pub fn describe(path: &Path) -> Result<ModelReport, WeightsError> {
             dtype.name().to_string()
         };
         *dtypes.entry(key).or_default() += 1;
-        let numel: u64 = shape.iter().map(|&d| d as u64).product();
-        let bytes = dtype.nbytes(&shape).unwrap_or(0);
-        // Norm vectors ([1, 1, D] or [D]) are kept in f32.
-        let is_vector = shape.iter().filter(|&&d| d > 1).count() <= 1;
-        let b = if is_vector && dtype.is_float() {
-            4 * numel
-        } else {
-            bytes
-        };
-        gpu += b;
-        if is_embedding(n) {
-            emb += b;
-            if n.ends_with("weight") {
-                let rows = shape.first().copied().unwrap_or(0) as u64;
-                let cols = shape.last().copied().unwrap_or(0) as u64;
-                let k = match (dtype, mlx) {
-                    (DType::U32, Some((bits, _))) => cols.saturating_mul(32) / bits as u64,
-                    _ => cols,
-                };
-                emb_bf16 += 2 * rows * k;
-            }
-        }
     }
     let count = |d: DType| dtypes.get(d.name()).copied().unwrap_or(0);
     let quantization = if dtypes.contains_key("MLX-quantized") {
@@ -160,9 +118,6 @@ pub fn describe(path: &Path) -> Result<ModelReport, WeightsError> {
         canonical_tensors: names.len(),
         dtypes,
         file_bytes,
-        gpu_bytes: gpu,
-        embedding_bytes: emb,
-        embedding_bf16_bytes: emb_bf16,
         mimi,
         files,
     })
@@ -216,13 +171,6 @@ impl fmt::Display for ModelReport {
             d.join(", ")
         )?;
         writeln!(f, "    file: {}", size(self.file_bytes))?;
-        writeln!(
-            f,
-            "    GPU: {} (embedding tables {}; {} if dequantized to bf16)",
-            size(self.gpu_bytes),
-            size(self.embedding_bytes),
-            size(self.embedding_bf16_bytes)
-        )?;
         match (&self.files.mimi, self.mimi) {
             (Some(p), Some((n, b))) => {
                 writeln!(f, "  Mimi: {} ({n} tensors, {})", name(p), size(b))?

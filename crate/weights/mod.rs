@@ -14,8 +14,10 @@
 //!   the quantizers of the published formats (`--quant`, [`quant_format`]).
 //! * [`UsageTracker`] records which tensors a model asked for, so a load can fail on tensors it
 //!   did not use; [`ModelFiles`] finds the files of a model directory (native).
+//! * [`estimate`]: the GPU memory a model will take, from headers and config, before a load.
 
 mod checkpoint;
+pub mod estimate;
 mod format;
 mod gguf;
 mod host;

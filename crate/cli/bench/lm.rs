@@ -58,6 +58,7 @@ pub fn run(ctx: &Context, b: LmBench) -> Result<()> {
     ctx.wait_idle()?;
     let load_s = t0.elapsed().as_secs_f64();
     let mem = ctx.allocated_bytes() - before;
+    let est = preset.estimate(format, ctx.caps().f16)?;
     let lm = session.lm().context("the session has an LM")?;
     let lm_read = lm.weight_bytes_per_step();
     let lm_stored = lm.weight_bytes();
@@ -73,6 +74,7 @@ pub fn run(ctx: &Context, b: LmBench) -> Result<()> {
         gib(lm_stored as f64),
         gib(mimi_bytes as f64)
     );
+    println!("{}", super::estimate_vs_measured(&est, mem));
 
     // As a live session runs: frame i + 1 is submitted before frame i is read back. Natively a
     // readback waits for everything submitted so far, so per-frame intervals are those of the

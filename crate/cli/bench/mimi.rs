@@ -7,7 +7,8 @@ use std::time::Instant;
 use anyhow::{bail, Result};
 use parle::gpu::Context;
 use parle::session::bench::{run_frames, FrameTimes, Workload};
-use parle::session::CodecSession;
+use parle::session::estimate::estimate;
+use parle::session::{CodecSession, SessionOptions};
 
 /// Mean, p50 and p95 in ms.
 fn stats(t: &FrameTimes) -> (f64, f64, f64) {
@@ -38,6 +39,15 @@ pub fn run(
     ctx.wait_idle()?;
     let load_s = t0.elapsed().as_secs_f64();
     let mem = ctx.allocated_bytes() - before;
+    let config = match model {
+        Some(dir) => std::fs::read_to_string(dir.join("config.json")).ok(),
+        None => None,
+    };
+    let opts = SessionOptions {
+        codebooks: Some(codebooks),
+        ..SessionOptions::default()
+    };
+    let est = estimate(config.as_deref(), None, &opts, ctx.caps().f16)?;
     let frame_ms = codec.frame_size() as f64 / codec.sample_rate() * 1e3;
     println!("{}", super::adapter_line(ctx));
     println!(
@@ -49,6 +59,7 @@ pub fn run(
         mem as f64 / (1 << 20) as f64,
         load_s
     );
+    println!("{}", super::estimate_vs_measured(&est, mem));
     let clock = Instant::now();
     let now = || clock.elapsed().as_secs_f64() * 1e3;
     let warmup = 3;

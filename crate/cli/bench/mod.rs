@@ -114,6 +114,16 @@ impl Case {
     }
 }
 
+/// The GPU-memory estimate (computed before the load from config and headers) next to what the
+/// load allocated.
+pub fn estimate_vs_measured(est: &parle::weights::estimate::GpuEstimate, measured: u64) -> String {
+    format!(
+        "{est}\nGPU memory estimated {} bytes, allocated {measured} bytes: estimate / allocated = {:.4}",
+        est.total(),
+        est.total() as f64 / measured.max(1) as f64
+    )
+}
+
 /// A zero-filled f32 storage buffer of `floats` elements.
 pub fn buf(ctx: &Context, label: &str, floats: usize) -> Result<GpuBuffer> {
     Ok(ctx.create_buffer(label, floats as u64 * 4, BufferUsage::Storage)?)

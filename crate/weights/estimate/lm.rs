@@ -1,0 +1,77 @@
+//! The Moshi LM's buffers (`lm::Lm::load`): embedding tables, the temporal transformer, the
+//! out norm and text head, the depformer (inputs, tables, low-rank projections, transformer,
+//! heads) and the step's activations, logits and token ring.
+
+use super::transformer::TransformerShape;
+use super::{buffer_bytes, floats, table_buffer_bytes, Facts, GpuEstimate, LinearSource};
+
+/// The LM's shape as its loader builds it (`lm::LmConfig::shape`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct LmShape {
+    pub dim: usize,
+    pub depformer_dim: usize,
+    pub n_q: usize,
+    pub dep_q: usize,
+    pub card: usize,
+    pub text_card: usize,
+    pub text_card_out: usize,
+    pub depformer_in_count: usize,
+    pub low_rank: Option<usize>,
+    pub max_delay: usize,
+    /// The out norm is a LayerNorm (weight and bias) rather than an RMSNorm (alpha).
+    pub layer_norm: bool,
+    pub temporal: TransformerShape,
+    pub depformer: TransformerShape,
+}
+
+impl LmShape {
+    /// Add the LM's parts to `e`.
+    pub fn add_to(&self, e: &mut GpuEstimate, src: LinearSource, facts: Facts) {
+        let (d, dd) = (self.dim, self.depformer_dim);
+        let f16 = facts.f16 && !facts.f32_cache;
+        let elem = facts.tables.unwrap_or(src.tables()).bytes_per_element();
+        // Temporal tables (n_q audio + text) of width d, depformer tables of width `rank`.
+        let rows = self.n_q as u64 * (self.card as u64 + 1) + self.text_card as u64 + 1;
+        e.lm_tables += table_buffer_bytes(rows, d as u64 * elem);
+        let rank = self.low_rank.unwrap_or(dd);
+        let dep_tables = 1 + self.dep_q.saturating_sub(1);
+        let dep_rows = self.text_card as u64
+            + 1
+            + self.dep_q.saturating_sub(1) as u64 * (self.card as u64 + 1);
+        e.lm_tables += table_buffer_bytes(dep_rows, rank as u64 * elem);
+
+        for t in [&self.temporal, &self.depformer] {
+            let b = t.bytes(src, f16);
+            e.lm_weights += b.weights;
+            e.lm_kv_cache += b.kv_cache;
+            e.lm_activations += b.activations;
+        }
+        let norm = if self.layer_norm { 2 } else { 1 };
+        e.lm_weights += norm * floats(d as u64);
+        let text = "text_linear.weight";
+        e.lm_weights += src.bytes(text, self.text_card_out, d);
+        for j in 0..self.depformer_in_count {
+            e.lm_weights += src.bytes(&format!("depformer_in.{j}.weight"), dd, d);
+        }
+        if let Some(r) = self.low_rank {
+            e.lm_weights += src.bytes("depformer_text_emb.low_rank.weight", dd, r);
+            for k in 0..dep_tables - 1 {
+                e.lm_weights += src.bytes(&format!("depformer_emb.{k}.low_rank.weight"), dd, r);
+            }
+        }
+        for k in 0..self.dep_q {
+            e.lm_weights += src.bytes(&format!("linears.{k}.weight"), self.card, dd);
+        }
+        // Step buffers: depformer input and low-rank embedding, the token ring (plus its
+        // initial and discard rows), x, the normed z, logits, forced tokens.
+        let ring = 2 * self.max_delay as u64 + 2;
+        let width = self.n_q as u64 + 1;
+        e.lm_activations += floats(dd as u64) + floats(rank as u64);
+        e.lm_activations += buffer_bytes((ring + 2) * width * 4);
+        e.lm_activations += floats(d as u64);
+        e.lm_activations += floats(src.padded_k(text, d).max(d as u64));
+        e.lm_activations += floats(self.text_card_out as u64);
+        e.lm_activations += floats(self.dep_q as u64 * (self.card as u64).next_multiple_of(64));
+        e.lm_activations += buffer_bytes((self.dep_q as u64 + 1) * 4);
+    }
+}
