@@ -406,11 +406,15 @@ async function apiTests(server) {
       return { info, codes: Array.from(o.audioTokens) };
     }, "/cut/tiny_b/");
     const gets = requests.filter((q) => q.url === "/cut/tiny_b/model.safetensors" && q.method === "GET");
+    // The server sends half the file before the connection drops; the store resumes from what it
+    // had written when the error reached it: more than nothing, at most that half (on a loaded
+    // machine the browser may report the drop before it has handed over every received byte).
     const half = mimiBytes >> 1;
+    const from = Number(/^bytes=(\d+)-$/.exec(gets[1]?.range ?? "")?.[1] ?? NaN);
     check(
       "an interrupted download resumes with Range",
-      gets.length === 2 && !gets[0].range && gets[1].range === `bytes=${half}-` && gets[1].status === 206 && resumed.info.kind === "mimi",
-      gets.map((q) => `GET ${q.range ?? "(whole)"} → ${q.status}`).join(", "),
+      gets.length === 2 && !gets[0].range && from > 0 && from <= half && gets[1].status === 206 && resumed.info.kind === "mimi",
+      `${gets.map((q) => `GET ${q.range ?? "(whole)"} → ${q.status}`).join(", ")} (cut after ${half} bytes)`,
     );
 
     // The Cache Storage fallback (browsers without OPFS sync access handles): same result, and
