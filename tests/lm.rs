@@ -25,8 +25,9 @@ fn kyutai_test_lm_logits() {
     pollster::block_on(golden::check_kyutai_test_lm(&ctx, |l| println!("{l}")));
 }
 
-/// The tiny LM in every published format (PyTorch bf16, MLX q4 / q8, candle Q8_0 GGUF), each
-/// loaded in its own layout: greedy tokens equal to PyPI moshi's on the weights the file encodes.
+/// The tiny LM in every published format (PyTorch bf16, MLX q4 / q8, candle Q8_0 GGUF, PyTorch
+/// int8), each loaded in its own layout, embedding tables included: greedy tokens equal to PyPI
+/// moshi's on the weights the file encodes, dequantized exactly in f32.
 #[test]
 fn formats_greedy_tokens() {
     let ctx = context();
@@ -78,4 +79,40 @@ fn delay2_greedy() {
 #[test]
 fn delay2_forced_logits() {
     forced(&moshi_fixture!("delay2"));
+}
+
+/// The same reference with the tables dequantized exactly at load (f32) still agrees, while
+/// rounding the MLX q4 / q8 tables to bf16 (what parle did before its gather read quantized
+/// tables) changes a greedy token within the 12 steps: the reference is the exact one, and the
+/// formats test would catch a gather that loses the format's precision.
+#[test]
+fn formats_tables_rounded_to_bf16_diverge() {
+    use parle::weights::WeightFormat;
+    let ctx = context();
+    for (i, (name, ..)) in golden::FORMATS.iter().enumerate() {
+        let exact = pollster::block_on(golden::formats_greedy_tables(
+            &ctx,
+            i,
+            Some(WeightFormat::F32),
+        ))
+        .unwrap();
+        println!("{name}, f32 tables: {} tokens equal", exact.compared);
+        assert!(exact.lines.is_empty(), "{}", exact.lines.join("\n"));
+        let bf16 = pollster::block_on(golden::formats_greedy_tables(
+            &ctx,
+            i,
+            Some(WeightFormat::Bf16),
+        ))
+        .unwrap();
+        println!(
+            "{name}, tables rounded to bf16: {}",
+            bf16.lines.first().map_or("all equal", |l| l.as_str())
+        );
+        if name.starts_with("mlx_") {
+            assert!(
+                !bf16.lines.is_empty(),
+                "{name}: bf16 tables gave the exact tokens"
+            );
+        }
+    }
 }
