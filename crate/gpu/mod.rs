@@ -14,7 +14,7 @@ pub use buffer::{BufferUsage, GpuBuffer, View};
 pub use context::{Capabilities, Context, Options};
 pub use error::GpuError;
 pub use kernel::{Binding, Kernel, Pipeline, Variant};
-pub use readback::FrameReadback;
+pub use readback::{FrameReadback, SlotRead};
 pub use recorder::{Recorder, PARAM_SLOT_BYTES};
 pub use wgsl::{preprocess, wgsl_contains};
 
