@@ -1,18 +1,28 @@
-// embed.wgsl: embedding gather-and-sum over token streams (Moshi's input embedding, spec §2.3).
+// embed.wgsl: embedding gather-and-sum over token streams (Moshi's input embedding, spec §2.3), each
+// table read in the format its checkpoint stores it in and dequantized exactly in f32.
 //
-//   out[d] (= or +=) Σ_s table[row_s(id_s), d]      for d in [0, dim)
-//   id_s     = tokens[stream_s.token]                (token ids are produced on the GPU)
-//   row_s(i) = stream_s.row_offset + (i - stream_s.first_id)
-//   a stream contributes nothing (a zero vector) when id_s is outside
-//   [first_id, first_id + n_rows): this covers the "zero" token 0xFFFFFFFF (-1 as i32) and lets one
-//   big table be split by rows over several buffers (one launch per buffer, accumulating).
-//   Streams are summed in f32 by a fixed tree (slots s and s + 8, then s + 4, … for 16 slots), then added to
-//   out (accumulate) or stored.
+//   out[d] (= or +=) Σ_s table_s[id_s - first_id_s, d]      for d in [0, dim)
+//   id_s = tokens[token_s]                                   (token ids are produced on the GPU)
+//   a stream contributes nothing (a zero vector) when id_s is outside [first_id, first_id + n_rows):
+//   this covers the "zero" token 0xFFFFFFFF (-1 as i32) and lets one big table be split by rows over
+//   several buffers (one launch per buffer, accumulating). Streams are summed in f32 by a fixed tree
+//   (slots s and s + 8, then s + 4, …), then added to out (accumulate) or stored.
 //
 // Layouts:
-//   table  [rows_total, dim] row-major, several tables concatenated along rows (one buffer);
-//          F32: one f32 per u32 word; BF16 (flags bit 1): u32 words holding two bf16, element 2w in
-//          the low 16 bits and 2w+1 in the high 16 bits (little-endian bf16 array); dim even.
+//   table  u32 words holding table pieces (rows first_id .. first_id + n_rows of one table) at word
+//          offsets `base` (multiples of 64); within a piece, element i = r·dim + d (r = id - first_id):
+//          data: element i in word base + i / (32/b) at bit b·(i mod 32/b), b = element bits;
+//          scales at sbase = base + align64(ceil(n_rows·dim·b / 32)), per format (kind):
+//            0 F32    b 32, f32 bit patterns.                                           w = v
+//            1 BF16   b 16, bf16 (low half = even element).                             w = v
+//            2 Q8_0   b 8, int8 codes; f16 d of block i/32, two per word (even low).    w = d·q
+//            3 AFF4   b 4, MLX codes (unsigned); word per group i/G: bf16 s | bf16 β<<16. w = s·q + β
+//            4 AFF8   b 8, idem.                                                        w = s·q + β
+//          (the layout of crate/weights/table.rs; G = 32 << group shift). Every product is exact in
+//          f32 (s·q: ≤ 8 × 8 significant bits, d·q: 11 × 8), so a fused multiply-add gives the same
+//          bits as the reference's separate roundings, which the CPU reference test checks.
+//          (PyTorch int8 rows, w = (q·scb)·(1/127), are not gathered: a compiler may reassociate
+//          the two roundings, so such tables are dequantized to f32 at load.)
 //   tokens u32 ids (element index into the bound view).
 //   out    f32 [dim].
 // Bindings (group 0):
@@ -20,19 +30,18 @@
 //   1 tokens: array<u32>, read
 //   2 out:    array<f32>, read_write
 //   3 p:      Params (uniform, dynamic offset)
-// Dispatch: @workgroup_size(WG) = WG / WORDS stream slots x WORDS table words (both injected
-// from the launcher: 16 x 16); invocation l of workgroup g loads word
-// w = WORDS g + l % WORDS of stream l / WORDS's row (all rows of a launch are read in parallel),
-// then a shared-memory tree sums the slots. A word is one f32 element (F32) or two bf16 elements,
-// out[2w] and out[2w+1] (BF16). Grid x = ceil(words / WORDS) with words = dim (F32) or dim / 2
-// (BF16). The first n_streams invocations first read the token ids.
+// Dispatch: @workgroup_size(WG) = WG / LANES stream slots x LANES lanes (injected from the
+// launcher: 16 x 16); lane j of slot s in workgroup g gathers elements 4 (16 g + j) .. +3 of
+// stream s's row (all rows of a launch are read in
+// parallel, each in its own format), then a shared-memory tree sums the 16 slots. Grid
+// x = ceil(dim / 64). The first n_streams invocations first read the token ids.
 
 struct Params {
     dim: u32,       // elements per row
     n_streams: u32, // streams in this launch (at most 15)
-    flags: u32,     // bit 0: accumulate into out; bit 1: table is bf16
+    flags: u32,     // bit 0: accumulate into out
     _pad: u32,
-    // stream s: (token element index, row_offset, first_id, n_rows)
+    // stream s: (token element index | kind << 24 | group shift << 28, first_id, n_rows, base word)
     streams: array<vec4<u32>, 15>,
 }
 
@@ -41,57 +50,99 @@ struct Params {
 @group(0) @binding(2) var<storage, read_write> out: array<f32>;
 @group(0) @binding(3) var<uniform> p: Params;
 
-var<workgroup> rel_ids: array<u32, WG / WORDS>;
-var<workgroup> part: array<vec2<f32>, WG>;
+// The slot tree and the lane arithmetic below are written for 16 slots x 16 lanes.
+const_assert WG == 256u && LANES == 16u;
+
+var<workgroup> rel_ids: array<u32, WG / LANES>;
+var<workgroup> part: array<vec4<f32>, WG>;
+
+// f16 bits -> f32, exact (subnormals are m·2^-24, normal in f32).
+fn f16_bits_to_f32(h: u32) -> f32 {
+    let sign = (h & 0x8000u) << 16u;
+    let e = (h >> 10u) & 0x1fu;
+    let m = h & 0x3ffu;
+    if (e == 0u) {
+        return bitcast<f32>(bitcast<u32>(f32(m) * 5.9604644775390625e-8) | sign);
+    }
+    if (e == 31u) {
+        return bitcast<f32>(sign | 0x7f800000u | (m << 13u));
+    }
+    return bitcast<f32>(sign | ((e + 112u) << 23u) | (m << 13u));
+}
+
+// Signed byte (two's complement) as f32.
+fn i8_value(c: u32) -> f32 {
+    return f32(bitcast<i32>(c << 24u) >> 24u);
+}
+
+// Element i (piece-local flat index) of the piece `st`.
+fn element(st: vec4<u32>, i: u32) -> f32 {
+    let kind = (st.x >> 24u) & 15u;
+    let base = st.w;
+    if (kind == 0u) {
+        return bitcast<f32>(table[base + i]);
+    }
+    if (kind == 1u) {
+        let u = table[base + (i >> 1u)];
+        return bitcast<f32>(select(u << 16u, u & 0xffff0000u, (i & 1u) != 0u));
+    }
+    let bits = select(8u, 4u, kind == 3u);
+    let per = 32u / bits;
+    let code = (table[base + i / per] >> ((i % per) * bits)) & ((1u << bits) - 1u);
+    let data_words = (st.z * p.dim + per - 1u) / per;
+    let sbase = base + ((data_words + ALIGN_WORDS - 1u) & ~(ALIGN_WORDS - 1u));
+    if (kind == 2u) {
+        let f = i >> 5u;
+        let h = (table[sbase + (f >> 1u)] >> ((f & 1u) * 16u)) & 0xffffu;
+        return f16_bits_to_f32(h) * i8_value(code);
+    }
+    let group = 32u << ((st.x >> 28u) & 3u);
+    let sb = table[sbase + i / group];
+    return bitcast<f32>(sb << 16u) * f32(code) + bitcast<f32>(sb & 0xffff0000u);
+}
 
 @compute @workgroup_size(WG)
 fn embed_sum(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
     let l = lid.x;
     if (l < p.n_streams) {
         let st = p.streams[l];
-        rel_ids[l] = tokens[st.x] - st.z; // wraps to a huge value below first_id (and for -1)
+        rel_ids[l] = tokens[st.x & 0xffffffu] - st.y; // wraps to a huge value below first_id (and for -1)
     }
     workgroupBarrier();
-    let s = l / WORDS;                 // stream slot
-    let w = wid.x * WORDS + l % WORDS; // table word
-    let bf16 = (p.flags & 2u) != 0u;
-    let words = select(p.dim, p.dim / 2u, bf16);
-    var v = vec2<f32>(0.0, 0.0);
-    if (s < p.n_streams && w < words) {
+    let s = l / 16u;                      // stream slot
+    let e0 = (wid.x * 16u + l % 16u) * 4u; // first element of this lane
+    var v = vec4<f32>(0.0);
+    if (s < p.n_streams && e0 < p.dim) {
         let st = p.streams[s];
-        let rel = rel_ids[s];
-        if (rel < st.w) {
-            let row = st.y + rel;
-            if (bf16) {
-                let u = table[row * (p.dim / 2u) + w];
-                v = vec2<f32>(bitcast<f32>(u << 16u), bitcast<f32>(u & 0xffff0000u));
-            } else {
-                v.x = bitcast<f32>(table[row * p.dim + w]);
+        let r = rel_ids[s];
+        if (r < st.z) {
+            let i0 = r * p.dim + e0;
+            for (var j = 0u; j < 4u; j++) {
+                if (e0 + j < p.dim) {
+                    v[j] = element(st, i0 + j);
+                }
             }
         }
     }
     part[l] = v;
     workgroupBarrier();
-    for (var off = WG / 2u; off >= WORDS; off >>= 1u) {
+    for (var off = 128u; off >= 16u; off >>= 1u) {
         if (l < off) {
             part[l] = part[l] + part[l + off];
         }
         workgroupBarrier();
     }
-    if (l >= WORDS || w >= words) { return; }
-    var acc = part[l];
+    if (l >= 16u) { return; }
+    let acc = part[l];
     let accumulate = (p.flags & 1u) != 0u;
-    if (bf16) {
-        let o = 2u * w;
-        if (accumulate) {
-            acc += vec2<f32>(out[o], out[o + 1u]);
+    for (var j = 0u; j < 4u; j++) {
+        let d = e0 + j;
+        if (d < p.dim) {
+            var x = acc[j];
+            if (accumulate) {
+                x += out[d];
+            }
+            out[d] = x;
         }
-        out[o] = acc.x;
-        out[o + 1u] = acc.y;
-    } else {
-        if (accumulate) {
-            acc.x += out[w];
-        }
-        out[w] = acc.x;
     }
 }

@@ -1773,3 +1773,92 @@ fn fixture_pytorch_int8() {
     let m = Checkpoint::from_bytes("pytorch_q8", bytes, None).unwrap();
     assert_eq!(m.names(), names);
 }
+
+/// Embedding tables stay in the file's format on the GPU: the format each fixture stores its
+/// tables in is read from the tensor info alone, and the GPU bytes follow; formats the gather does
+/// not read (int8 rows, MLX 2-bit or group 128) become f32. Printed: the 7B's tables (temporal
+/// 16 × 2049 + 32001 rows of 4096, depformer 32001 + 7 × 2049 rows of 1024) per format, from
+/// `table_bytes` (the same function the loader sizes its buffers with); MLX q4 kept as stored
+/// saves over 400 MB against the tables rounded to bf16.
+#[test]
+fn embedding_tables_keep_their_stored_format() {
+    use parle::weights::{gather_format, stored_table_format, table_bytes, table_gpu_bytes};
+    let want = [
+        ("pytorch_bf16", WeightFormat::Bf16),
+        ("mlx_q4", WeightFormat::MLX_Q4),
+        ("mlx_q8", WeightFormat::MLX_Q8),
+        ("candle_q8_gguf", WeightFormat::Q8_0),
+        ("pytorch_q8", WeightFormat::Bf16),
+    ];
+    for (name, format) in want {
+        let ck = fixture(name).ck;
+        for (t, rows, dim) in [
+            ("text_emb.weight", 321u32, 64u32),
+            ("emb.3.weight", 65, 64),
+            ("depformer_emb.6.weight", 65, 64),
+        ] {
+            assert_eq!(
+                stored_table_format(&ck, t, dim as usize),
+                Some(format),
+                "{name} {t}"
+            );
+            assert_eq!(
+                table_gpu_bytes(&ck, t, rows, dim, None),
+                Some(table_bytes(format, rows, dim)),
+                "{name} {t}"
+            );
+            // Also when read: the published layout of the table is that format.
+            let stored = embedding_table(&ck, t, rows as usize, dim as usize).unwrap();
+            assert_eq!(stored.format(), format, "{name} {t}");
+        }
+    }
+    assert_eq!(gather_format(WeightFormat::Int8Row, 64), WeightFormat::F32);
+    assert_eq!(
+        gather_format(WeightFormat::Affine { bits: 2, group: 64 }, 64),
+        WeightFormat::F32
+    );
+    assert_eq!(
+        gather_format(
+            WeightFormat::Affine {
+                bits: 4,
+                group: 128
+            },
+            256
+        ),
+        WeightFormat::F32
+    );
+    assert_eq!(gather_format(WeightFormat::Q8_0, 48), WeightFormat::F32);
+    assert_eq!(
+        gather_format(WeightFormat::MLX_Q4, 96),
+        WeightFormat::MLX_Q4
+    );
+    // Exact sizes of small pieces: q4 3 rows of 64 = 24 code words (padded to 64) + 6 scale
+    // words, padded to 128 words; bf16 5 rows of 3 = 8 words, padded to 64.
+    assert_eq!(table_bytes(WeightFormat::MLX_Q4, 3, 64), 512);
+    assert_eq!(table_bytes(WeightFormat::Bf16, 5, 3), 256);
+    assert_eq!(table_bytes(WeightFormat::Q8_0, 1, 96), 512);
+
+    let seven_b = |f: WeightFormat| -> u64 {
+        table_bytes(f, 32001, 4096)
+            + 16 * table_bytes(f, 2049, 4096)
+            + table_bytes(f, 32001, 1024)
+            + 7 * table_bytes(f, 2049, 1024)
+    };
+    let mib = |b: u64| b as f64 / (1u64 << 20) as f64;
+    for f in [
+        WeightFormat::F32,
+        WeightFormat::Bf16,
+        WeightFormat::MLX_Q8,
+        WeightFormat::Q8_0,
+        WeightFormat::MLX_Q4,
+    ] {
+        println!(
+            "7B embedding tables as {}: {:.1} MiB",
+            f.name(),
+            mib(seven_b(f))
+        );
+    }
+    let saved = seven_b(WeightFormat::Bf16) - seven_b(WeightFormat::MLX_Q4);
+    println!("7B MLX q4 tables kept as q4 instead of bf16: {saved} bytes less");
+    assert!(saved > 400_000_000, "{saved}");
+}

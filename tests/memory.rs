@@ -10,7 +10,7 @@
 use std::path::{Path, PathBuf};
 
 use parle::gpu::{Context, Options};
-use parle::kernels::embed::TableFormat;
+
 use parle::lm::{Lm, LmConfig, LmOptions};
 use parle::nn::Weights;
 use parle::session::bench::Preset;
@@ -117,7 +117,7 @@ fn estimate_matches_allocated_bytes() {
     for (what, config, file) in &lms {
         let text = std::fs::read_to_string(config).unwrap();
         let ck = canonical_lm(Some(&text), open_container(file).unwrap()).unwrap();
-        for (f32_cache, tables) in [(false, None), (true, None), (true, Some(TableFormat::F32))] {
+        for (f32_cache, tables) in [(false, None), (true, None), (true, Some(WeightFormat::F32))] {
             let mut opts = SessionOptions::default();
             opts.lm.f32_cache = f32_cache;
             opts.lm.tables = tables;

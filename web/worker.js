@@ -326,6 +326,16 @@ function startConversation({ capture, playback, record }, post) {
       conv.queue.shift();
       conv.dropped++;
     }
+    // While the loop awaits a readback, a frame that arrives is submitted at once (the session
+    // is not held during the wait); otherwise the loop starts and pushes it.
+    if (pumpActive && pumpConv === conv) {
+      try {
+        pushArrived(conv);
+      } catch (err) {
+        conv.post({ event: "error", error: serialize(err) });
+        stopConversation();
+      }
+    }
     pump();
   };
 }
@@ -337,41 +347,53 @@ async function idle() {
   await pumping;
 }
 
-// Frames pushed to the GPU and not yet read back: the session's double-buffered readback allows
-// two, so the next frame's GPU work overlaps the previous frame's readback (mapAsync takes
-// milliseconds to resolve even when the GPU is done).
+// Frames pushed to the GPU and not yet read back, the one being pulled included: the session's
+// double-buffered readback allows two, so the next frame's GPU work overlaps the previous frame's
+// readback (mapAsync takes milliseconds to resolve even when the GPU is done).
 const MAX_IN_FLIGHT = 2;
 
 // One loop at a time, across conversations too: a stopped conversation's loop still pulls its
 // frames in flight, and the next conversation's loop starts after it.
 let pumpActive = false;
+let pumpConv = null; // the conversation the running loop serves
+let inFlight = []; // its pushed frames, oldest first (inFlight[0] is the one being pulled)
+
+// Push the frames that have arrived, up to MAX_IN_FLIGHT in flight.
+function pushArrived(c) {
+  while (conv === c && c.queue.length && inFlight.length < MAX_IN_FLIGHT) {
+    const m = c.queue.shift();
+    if (pendingSampling) {
+      pkg.engineConfigure(JSON.stringify(pendingSampling));
+      pendingSampling = null;
+    }
+    c.levelIn = levelDb(m.samples);
+    m.pushed = performance.now();
+    pkg.enginePush(m.samples);
+    inFlight.push(m);
+  }
+}
 
 async function pump() {
   const c = conv;
   if (!c || pumpActive) return;
   pumpActive = true;
+  pumpConv = c;
+  inFlight = [];
   stepping = true;
   let done;
   pumping = new Promise((r) => (done = r));
-  const inFlight = []; // pushed frames, oldest first
+  let pulling = false;
   try {
     for (;;) {
-      // Push what has arrived (between pulls: the session is out of its slot while a pull
-      // awaits), then await the oldest frame.
-      while (conv === c && c.queue.length && inFlight.length < MAX_IN_FLIGHT) {
-        const m = c.queue.shift();
-        if (pendingSampling) {
-          pkg.engineConfigure(JSON.stringify(pendingSampling));
-          pendingSampling = null;
-        }
-        c.levelIn = levelDb(m.samples);
-        m.pushed = performance.now();
-        pkg.enginePush(m.samples);
-        inFlight.push(m);
-      }
+      // Push what has arrived, then await the oldest frame; frames arriving during the await are
+      // pushed by the capture handler.
+      pushArrived(c);
       if (!inFlight.length) break;
-      const m = inFlight.shift();
+      const m = inFlight[0];
+      pulling = true;
       const out = await pkg.enginePull();
+      pulling = false;
+      inFlight.shift();
       // Stopped: still pull the frames in flight (a later step() must not get them), unused.
       if (conv !== c) continue;
       const now = performance.now();
@@ -394,12 +416,17 @@ async function pump() {
       if (out.text) c.post({ event: "text", text: out.text, textToken: out.textToken, frame: out.frame });
     }
   } catch (e) {
-    c.post({ event: "error", error: serialize(e) });
-    if (conv === c) stopConversation();
-    // Leave no frame in flight for a later step() (on a lost device these fail at once).
-    for (let i = 0; i < inFlight.length; i++) await pkg.enginePull().catch(() => {});
+    if (conv === c) {
+      c.post({ event: "error", error: serialize(e) });
+      stopConversation();
+    }
+    // Leave no frame in flight for a later step() (a failed pull already took its frame; on a
+    // lost device these fail at once).
+    for (let i = pulling ? 1 : 0; i < inFlight.length; i++) await pkg.enginePull().catch(() => {});
   } finally {
     pumpActive = false;
+    pumpConv = null;
+    inFlight = [];
     stepping = false;
     done();
     if (conv && conv !== c && conv.queue.length) pump();

@@ -16,7 +16,7 @@ pub use context::{Capabilities, Context, Options};
 pub use error::GpuError;
 pub use kernel::{Binding, Kernel, Pipeline, Variant};
 pub use params::{ParamsField, ParamsLayout};
-pub use readback::FrameReadback;
+pub use readback::{FrameReadback, SlotRead};
 pub use recorder::{Recorder, PARAM_SLOT_BYTES};
 pub use wgsl::{assemble, prelude, preprocess};
 

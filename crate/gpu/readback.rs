@@ -71,6 +71,19 @@ pub(crate) async fn map_read(
     Ok(out)
 }
 
+/// One staging buffer's read, detached from its [`FrameReadback`] ([`FrameReadback::slot_read`]).
+pub struct SlotRead {
+    buffer: GpuBuffer,
+    size: u64,
+}
+
+impl SlotRead {
+    /// Await the copy and return its bytes.
+    pub async fn read(self, ctx: &Context) -> GpuResult<Vec<u8>> {
+        map_read(ctx, self.buffer.raw(), self.size).await
+    }
+}
+
 /// Double-buffered per-frame readback of a small region (PCM, tokens, counters): frame N copies
 /// into staging buffer N mod 2, so the next frame can be recorded and submitted while frame N's
 /// buffer is still being mapped.
@@ -105,6 +118,20 @@ impl FrameReadback {
     /// Await the copy of `slot` and return its bytes.
     pub async fn read(&self, ctx: &Context, slot: usize) -> GpuResult<Vec<u8>> {
         map_read(ctx, self.staging[slot].raw(), self.size).await
+    }
+
+    /// The read of `slot` as a value that owns its staging buffer (a shared handle), so that it can
+    /// be awaited without borrowing this readback (or what owns it).
+    pub fn slot_read(&self, slot: usize) -> SlotRead {
+        SlotRead {
+            buffer: self.staging[slot].clone(),
+            size: self.size,
+        }
+    }
+
+    /// The slot the next [`FrameReadback::record`] copies into.
+    pub fn next_slot(&self) -> usize {
+        self.next
     }
 
     pub fn size(&self) -> u64 {

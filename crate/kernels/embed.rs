@@ -1,39 +1,47 @@
 //! Embedding gather and sum over token streams (`shaders/embed.wgsl`; Moshi's input embedding,
-//! spec §2.3).
+//! spec §2.3), every table read in the format its checkpoint stores it in.
 //!
-//! `out[d] (= or +=) Σ_s table[stream_s.row_offset + (id_s − stream_s.first_id), d]` with
-//! `id_s = tokens[stream_s.token]`, read on the GPU (ids come from the sampler and are never read
-//! back). An id outside `[first_id, first_id + rows)` — in particular the "zero" token
-//! `0xFFFFFFFF` (−1) — contributes a zero vector.
+//! `out[d] (= or +=) Σ_s table_s[id_s − stream_s.first_id, d]` with `id_s = tokens[stream_s.token]`,
+//! read on the GPU (ids come from the sampler and are never read back). An id outside
+//! `[first_id, first_id + rows)` — in particular the "zero" token `0xFFFFFFFF` (−1) — contributes a
+//! zero vector.
 //!
-//! Layouts: `table` is `[rows_total, dim]` row-major holding several tables concatenated along
-//! rows, in f32 or bf16 (u32 words holding two bf16, element `2w` in the low half: a plain
-//! little-endian bf16 array); `tokens` is a u32 array; `out` is f32 `[dim]`.
-//! Tables that live in different buffers (or one table too big for one binding, split by rows with
-//! `first_id`) are summed by one call per buffer ([`EmbedTable`]) with `accumulate = true` after the first.
+//! Layout: the bound `table` view holds table pieces (rows `first_id .. first_id + rows` of one
+//! table) at word offsets [`Stream::base`] (multiples of 64 words), each in its own format
+//! ([`crate::weights::table_piece`]: f32, bf16, ggml Q8_0, MLX affine 4/8-bit),
+//! so tables of mixed formats share one buffer and one launch. Each element is dequantized exactly
+//! in f32 (`d·q`, `s·q + β`: the values the reference tools compute, bit for bit).
+//! `tokens` is a u32 array; `out` is f32 `[dim]`. Tables that live in different buffers (or a
+//! table too big for one binding, split by rows with `first_id`) are summed by one call per buffer
+//! with `accumulate = true` after the first.
 //!
-//! Dispatch: workgroups of 256 invocations = 16 stream slots × 16 table words (a word is one f32
-//! or two bf16), so that every row of a launch is loaded in parallel, then summed by a fixed
-//! shared-memory tree; grid `[ceil(words / 16), 1, 1]` with `words = dim` (f32) or `dim / 2`
-//! (bf16). At most [`MAX_STREAMS_PER_LAUNCH`] streams go into one launch; [`embed_sum`] splits
-//! longer lists into several accumulating launches.
+//! Dispatch: workgroups of 256 invocations = 16 stream slots × 16 lanes of 4 elements, so that every
+//! row of a launch is gathered in parallel, then summed by a fixed shared-memory tree; grid
+//! `[ceil(dim / 64), 1, 1]`. At most [`MAX_STREAMS_PER_LAUNCH`] streams go into one launch;
+//! [`embed_sum`] splits longer lists into several accumulating launches.
 
 use bytemuck::{Pod, Zeroable};
 
 use crate::gpu::{Binding, GpuError, GpuResult, Kernel, Recorder, Variant, View};
+use crate::weights::{gather_reads, table_bytes, WeightFormat, TABLE_ALIGN_WORDS};
 
 const SRC: &str = include_str!("../../shaders/embed.wgsl");
 /// Invocations per workgroup (injected into the WGSL as `WG`).
 pub const WG: u32 = 256;
-/// Table words handled by one workgroup (injected as `WORDS`); `WG / WORDS` stream slots.
-pub const WORDS_PER_GROUP: u32 = 16;
+/// Lanes per stream slot (injected as `LANES`); `WG / LANES` stream slots.
+const LANES: u32 = 16;
+/// Table elements handled by one workgroup (`LANES` lanes × 4).
+pub const ELEMENTS_PER_GROUP: u32 = LANES * 4;
+// The scale stream starts at the next `TABLE_ALIGN_WORDS` boundary after the data
+// (weights::table; injected as `ALIGN_WORDS`).
+const _: () = assert!(TABLE_ALIGN_WORDS.is_power_of_two());
+// Every stream of a launch needs a slot.
+const _: () = assert!(MAX_STREAMS_PER_LAUNCH as u32 <= WG / LANES);
 
 /// Streams one launch can sum (the parameter block holds 15 stream descriptors).
 pub const MAX_STREAMS_PER_LAUNCH: usize = 15;
-// The slots are summed by a halving tree, and every stream needs a slot.
-const _: () =
-    assert!((WG / WORDS_PER_GROUP).is_power_of_two() && WG.is_multiple_of(WORDS_PER_GROUP));
-const _: () = assert!(MAX_STREAMS_PER_LAUNCH as u32 <= WG / WORDS_PER_GROUP);
+/// Token indices must fit the descriptor's low 24 bits.
+pub const MAX_TOKEN_INDEX: u32 = (1 << 24) - 1;
 
 static EMBED_SUM: Kernel = Kernel {
     name: "embed_sum",
@@ -41,7 +49,11 @@ static EMBED_SUM: Kernel = Kernel {
     entry: "embed_sum",
     bindings: &[Binding::Read, Binding::Read, Binding::ReadWrite],
     defines: &[],
-    consts: &[("WG", WG), ("WORDS", WORDS_PER_GROUP)],
+    consts: &[
+        ("WG", WG),
+        ("LANES", LANES),
+        ("ALIGN_WORDS", TABLE_ALIGN_WORDS as u32),
+    ],
     workgroup: [WG, 1, 1],
     params: &Params::LAYOUT,
 };
@@ -51,42 +63,41 @@ pub fn variants(_device: &[&str]) -> Vec<(&'static Kernel, Variant)> {
     vec![(&EMBED_SUM, Variant::none())]
 }
 
-/// Element format of an embedding table.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TableFormat {
-    F32,
-    /// bf16, packed two per u32 word (low half first); `dim` must be even.
-    Bf16,
-}
-
-impl TableFormat {
-    pub fn bytes_per_element(self) -> u64 {
-        match self {
-            TableFormat::F32 => 4,
-            TableFormat::Bf16 => 2,
+/// The shader's format code (`kind | group shift << 4`) of a table format the gather reads
+/// (checked by the caller with `gather_reads`).
+fn format_code(format: WeightFormat) -> u32 {
+    match format {
+        WeightFormat::F32 | WeightFormat::Int8Row => 0,
+        WeightFormat::Bf16 => 1,
+        WeightFormat::Q8_0 => 2,
+        WeightFormat::Affine { bits, group } => {
+            (if bits == 4 { 3 } else { 4 }) | (group / 32).trailing_zeros() << 4
         }
     }
 }
 
-/// One token stream: which token it reads and where its table lives in the bound table buffer.
+/// One token stream: which token it reads and where its table piece lives in the bound buffer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Stream {
     /// Element index of this stream's token id in the `tokens` view.
     pub token: u32,
-    /// Row of the table buffer that holds id `first_id`.
-    pub row_offset: u32,
-    /// First id held in this buffer (0 unless a table is split by rows over several buffers).
+    /// Format of the table piece.
+    pub format: WeightFormat,
+    /// Word offset of the piece in the table view (a multiple of 64).
+    pub base: u32,
+    /// First id held in this piece (0 unless a table is split by rows over several buffers).
     pub first_id: u32,
-    /// Ids `first_id .. first_id + rows` are in this buffer; others contribute zero.
+    /// Ids `first_id .. first_id + rows` are in this piece; others contribute zero.
     pub rows: u32,
 }
 
 impl Stream {
-    /// A whole table of `rows` rows starting at row `row_offset`, reading `tokens[token]`.
-    pub fn new(token: u32, row_offset: u32, rows: u32) -> Self {
+    /// A whole table of `rows` rows in `format` at word `base`, reading `tokens[token]`.
+    pub fn new(token: u32, format: WeightFormat, base: u32, rows: u32) -> Self {
         Self {
             token,
-            row_offset,
+            format,
+            base,
             first_id: 0,
             rows,
         }
@@ -105,17 +116,16 @@ crate::params_struct! {
 }
 const _: () = assert!(std::mem::size_of::<Params>() == 256);
 
-/// One bound table buffer: `[rows, dim]` row-major elements in `format` (several tables may be
-/// concatenated along rows; each [`Stream`] says where its own starts).
+/// One bound table buffer holding pieces of width `dim` (see [`Stream`]).
 #[derive(Debug, Clone, Copy)]
 pub struct EmbedTable<'a> {
     pub view: View<'a>,
-    pub format: TableFormat,
     /// Elements per row (the embedding dimension).
     pub dim: u32,
 }
 
-/// `out[d] (= or += when accumulate) Σ_s table[row_s(tokens[s.token]), d]` for `d < table.dim`.
+/// `out[d] (= or += when accumulate) Σ_s table_s[tokens[s.token] − s.first_id, d]` for
+/// `d < table.dim`.
 ///
 /// Streams are summed in f32 (a fixed tree order). With no streams and `accumulate = false`, `out`
 /// is zeroed. More than [`MAX_STREAMS_PER_LAUNCH`] streams take several launches.
@@ -127,20 +137,13 @@ pub fn embed_sum(
     out: View,
     accumulate: bool,
 ) -> GpuResult<()> {
-    let EmbedTable {
-        view: table,
-        format,
-        dim,
-    } = *table;
+    let EmbedTable { view: table, dim } = *table;
     let bad = |message: String| GpuError::Launch {
         kernel: EMBED_SUM.name,
         message,
     };
     if dim == 0 {
         return Err(bad("dim is 0".into()));
-    }
-    if format == TableFormat::Bf16 && !dim.is_multiple_of(2) {
-        return Err(bad(format!("bf16 tables need an even dim, got {dim}")));
     }
     if out.size < dim as u64 * 4 {
         return Err(bad(format!(
@@ -149,16 +152,36 @@ pub fn embed_sum(
             dim as u64 * 4
         )));
     }
-    let row_bytes = dim as u64 * format.bytes_per_element();
     for (i, s) in streams.iter().enumerate() {
-        let end_row = s.row_offset as u64 + s.rows as u64;
-        if end_row * row_bytes > table.size {
+        if !gather_reads(s.format, dim) {
             return Err(bad(format!(
-                "stream {i}: rows {}..{end_row} of {dim} {format:?} elements exceed the table view ({} bytes)",
-                s.row_offset, table.size
+                "stream {i}: {} tables of width {dim} cannot be gathered (f32, bf16, Q8_0 with width a multiple of 32, MLX 4/8-bit with group 32/64 dividing the width); dequantize them to f32 at load",
+                s.format.name()
             )));
         }
-        if (s.token as u64 + 1) * 4 > tokens.size {
+        if !(s.base as u64).is_multiple_of(TABLE_ALIGN_WORDS) {
+            return Err(bad(format!(
+                "stream {i}: base word {} is not a multiple of {TABLE_ALIGN_WORDS}",
+                s.base
+            )));
+        }
+        let end = 4 * s.base as u64 + table_bytes(s.format, s.rows, dim);
+        if end > table.size {
+            return Err(bad(format!(
+                "stream {i}: {} rows of {dim} {} elements at word {} end at byte {end}, past the table view ({} bytes)",
+                s.rows,
+                s.format.name(),
+                s.base,
+                table.size
+            )));
+        }
+        if s.rows as u64 * dim as u64 + 32 > u32::MAX as u64 {
+            return Err(bad(format!(
+                "stream {i}: {} rows of width {dim} are too many for one piece (split the table by rows)",
+                s.rows
+            )));
+        }
+        if s.token > MAX_TOKEN_INDEX || (s.token as u64 + 1) * 4 > tokens.size {
             return Err(bad(format!(
                 "stream {i}: token index {} is outside the tokens view ({} bytes)",
                 s.token, tokens.size
@@ -171,18 +194,13 @@ pub fn embed_sum(
             )));
         }
     }
-    let words = match format {
-        TableFormat::F32 => dim,
-        TableFormat::Bf16 => dim / 2,
-    };
     let max_groups = rec.ctx().caps().max_workgroups_per_dimension;
-    if words.div_ceil(WORDS_PER_GROUP) > max_groups {
+    let groups = dim.div_ceil(ELEMENTS_PER_GROUP);
+    if groups > max_groups {
         return Err(bad(format!(
             "dim {dim} needs more than {max_groups} workgroups"
         )));
     }
-    let groups = [words.div_ceil(WORDS_PER_GROUP), 1, 1];
-    let bf16_flag = if format == TableFormat::Bf16 { 2 } else { 0 };
     let mut first = true;
     let chunks: Vec<&[Stream]> = if streams.is_empty() {
         vec![&[]]
@@ -193,60 +211,38 @@ pub fn embed_sum(
         let mut p = Params {
             dim,
             n_streams: chunk.len() as u32,
-            flags: bf16_flag | (accumulate || !first) as u32,
+            flags: (accumulate || !first) as u32,
             _pad: 0,
             streams: [[0; 4]; MAX_STREAMS_PER_LAUNCH],
         };
         for (d, s) in p.streams.iter_mut().zip(chunk) {
-            *d = [s.token, s.row_offset, s.first_id, s.rows];
+            *d = [
+                s.token | format_code(s.format) << 24,
+                s.first_id,
+                s.rows,
+                s.base,
+            ];
         }
         rec.launch(
             &EMBED_SUM,
             &Variant::none(),
             &[table, tokens, out],
             &p,
-            groups,
+            [groups, 1, 1],
         )?;
         first = false;
     }
     Ok(())
 }
 
-/// Plain Rust references for the tests.
+/// Plain Rust reference for the tests.
 pub mod reference {
     use super::Stream;
 
-    /// An embedding table as the CPU sees it.
-    #[derive(Clone, Copy)]
-    pub enum Table<'a> {
-        F32(&'a [f32]),
-        /// Raw bf16 bit patterns.
-        Bf16(&'a [u16]),
-    }
-
-    impl Table<'_> {
-        pub fn get(&self, i: usize) -> f64 {
-            match self {
-                Table::F32(t) => t[i] as f64,
-                Table::Bf16(t) => bf16_to_f32(t[i]) as f64,
-            }
-        }
-    }
-
-    pub fn bf16_to_f32(b: u16) -> f32 {
-        f32::from_bits((b as u32) << 16)
-    }
-
-    /// bf16 bit patterns packed two per u32 word (element `2w` in the low half), as the GPU reads them.
-    pub fn pack_bf16(v: &[u16]) -> Vec<u32> {
-        v.chunks(2)
-            .map(|c| c[0] as u32 | (*c.get(1).unwrap_or(&0) as u32) << 16)
-            .collect()
-    }
-
-    /// `init + Σ_s table[row_s(tokens[s.token])]` in f64 (init zero when `None`).
+    /// `init + Σ_s table_s[tokens[s.token] − s.first_id]` in f64 (init zero when `None`), with
+    /// `tables[i]` the f32 values (`[rows, dim]`, the CPU's dequantization) of stream `i`'s piece.
     pub fn embed_sum(
-        table: Table,
+        tables: &[&[f32]],
         dim: usize,
         tokens: &[u32],
         streams: &[Stream],
@@ -256,14 +252,14 @@ pub mod reference {
             Some(v) => v[..dim].iter().map(|&x| x as f64).collect(),
             None => vec![0.0; dim],
         };
-        for s in streams {
+        for (s, t) in streams.iter().zip(tables) {
             let id = tokens[s.token as usize];
             if id < s.first_id || id - s.first_id >= s.rows {
                 continue;
             }
-            let row = (s.row_offset + (id - s.first_id)) as usize;
+            let row = (id - s.first_id) as usize;
             for (d, a) in acc.iter_mut().enumerate() {
-                *a += table.get(row * dim + d);
+                *a += t[row * dim + d] as f64;
             }
         }
         acc.into_iter().map(|x| x as f32).collect()

@@ -13,14 +13,12 @@
 //! completed frame through [`Lm::audio_token_view`] and [`Lm::frame_view`].
 
 use crate::gpu::{BufferUsage, Context, GpuBuffer, Recorder, View};
-use crate::kernels::embed::TableFormat;
 use crate::kernels::linear::{LinearInput, LinearOutput};
 use crate::kernels::sampling::{self, LogitRows, SampleConfig, TokenSlots};
 use crate::nn::{
     EmbeddingTable, Embeddings, Linear, Norm, NormKind, Transformer, TransformerConfig, Weights,
 };
-use crate::weights::estimate::TablePrecision;
-use crate::weights::UsageTracker;
+use crate::weights::{UsageTracker, WeightFormat};
 
 use super::config::LmConfig;
 
@@ -61,9 +59,12 @@ impl Sampling {
 /// How the LM keeps its tables and caches on the GPU.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct LmOptions {
-    /// Embedding tables: f32 or bf16; `None` keeps the checkpoint's own precision (bf16 for
-    /// bf16 files, f32 for f32 files; random weights: bf16, as published).
-    pub tables: Option<TableFormat>,
+    /// Embedding tables: `None` keeps each table in the format its checkpoint stores it in (MLX
+    /// q4/q8, Q8_0, bf16, f32; gathered with exact f32 dequantization; random weights: bf16, or the
+    /// linears' format when that is Q8_0 or MLX affine, as published); `Some(F32)` dequantizes
+    /// them exactly at load, `Some(Bf16)` rounds them to bf16, a quantized format quantizes a
+    /// bf16/f32 table at load.
+    pub tables: Option<WeightFormat>,
     /// Keep the KV caches in f32 even where the device has shader-f16 (f16 halves their memory;
     /// the tiny golden models then agree with the reference to ~2e-4 instead of ~5e-7).
     pub f32_cache: bool,
@@ -148,16 +149,7 @@ impl Lm {
     }
 
     fn build(ctx: &Context, cfg: LmConfig, w: &Weights, opts: &LmOptions) -> crate::Result<Self> {
-        let table_format = opts.tables.unwrap_or(match w {
-            // The rule the memory estimate uses too.
-            Weights::Checkpoint { source, .. } => {
-                match TablePrecision::at_load(source.dtype("text_emb.weight")) {
-                    TablePrecision::F32 => TableFormat::F32,
-                    TablePrecision::Bf16 => TableFormat::Bf16,
-                }
-            }
-            Weights::Random { .. } => TableFormat::Bf16,
-        });
+        let table_format = opts.tables;
         cfg.validate()?;
         let (d, dd) = (cfg.dim, cfg.depformer_dim);
         let norm = NormKind::from_name(&cfg.norm).unwrap_or(NormKind::RmsNorm { eps: 1e-8 });
@@ -371,6 +363,15 @@ impl Lm {
     }
 
     /// Bytes of weights stored on the GPU.
+    /// GPU bytes of the embedding tables (temporal and depformer) and the format of the text
+    /// table (all tables of a published checkpoint share it).
+    pub fn table_bytes(&self) -> (u64, Option<WeightFormat>) {
+        (
+            self.emb.bytes() + self.dep.emb.bytes(),
+            self.emb.format(self.cfg.n_q),
+        )
+    }
+
     pub fn weight_bytes(&self) -> u64 {
         self.emb.bytes()
             + self.transformer.weight_bytes()

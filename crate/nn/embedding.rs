@@ -1,11 +1,18 @@
 //! Token embedding tables on the GPU and their gathered sum (`kernels::embed`): the LM's 17
-//! input streams, the depformer's previous-token tables. Tables are packed into as few buffers
-//! as the storage-binding limit allows (a table larger than one binding is split by rows), so
-//! summing all streams of a step takes one launch per buffer (and per 15 streams).
+//! input streams, the depformer's previous-token tables. Each table stays in the format its
+//! checkpoint stores it in (MLX q4/q8, Q8_0, bf16, …; the gather dequantizes exactly in f32)
+//! unless the caller asks for f32 or bf16. Tables are packed into as few buffers as the
+//! storage-binding limit allows (a table larger than one binding is split by rows), whatever
+//! their formats, so summing all streams of a step takes one launch per buffer (and per 15
+//! streams).
 
 use crate::gpu::{BufferUsage, Context, GpuBuffer, GpuError, Recorder, View};
-use crate::kernels::embed::{self, EmbedTable, Stream, TableFormat};
+use crate::kernels::embed::{self, EmbedTable, Stream};
 use crate::kernels::fill::{self, FillMode};
+use crate::weights::{
+    embedding_table, gather_format, gather_reads, random_table_format, stored_table_format,
+    table_bytes, table_data_words, table_in_format, table_piece, WeightFormat,
+};
 
 use super::source::Weights;
 
@@ -20,115 +27,190 @@ pub struct EmbeddingTable {
 #[derive(Debug, Clone, Copy)]
 struct Piece {
     buffer: usize,
-    row_offset: u32,
+    /// Word offset in the buffer.
+    base: u32,
     first_id: u32,
     rows: u32,
+    format: WeightFormat,
 }
 
 /// A set of tables of one width.
 pub struct Embeddings {
     dim: u32,
-    format: TableFormat,
     buffers: Vec<GpuBuffer>,
     tables: Vec<Vec<Piece>>,
     bytes: u64,
 }
 
-fn bf16_bytes(v: &[f32]) -> Vec<u8> {
-    v.iter()
-        .flat_map(|x| half::bf16::from_f32(*x).to_le_bytes())
-        .collect()
+/// Fill a buffer of random table pieces on the GPU (values of magnitude about 1).
+fn fill_random(
+    ctx: &Context,
+    buf: &GpuBuffer,
+    pieces: &[Piece],
+    dim: u32,
+    seed: u32,
+) -> crate::Result<()> {
+    let mut rec = Recorder::new(ctx, "random embeddings");
+    let format = pieces.first().map_or(WeightFormat::Bf16, |p| p.format);
+    let mode = match format {
+        WeightFormat::F32 => FillMode::F32,
+        WeightFormat::Bf16 => FillMode::Bf16Pair,
+        _ => FillMode::Bits,
+    };
+    fill::fill(&mut rec, buf.view(), mode, seed, 1.0)?;
+    for (i, p) in pieces.iter().enumerate() {
+        let (s_mode, s_scale) = match p.format {
+            WeightFormat::Q8_0 => (FillMode::F16PairPositive, 1.0 / 64.0),
+            WeightFormat::Affine { bits, .. } => {
+                (FillMode::AffineScaleBias, 2.0 / (1u32 << bits) as f32)
+            }
+            WeightFormat::F32 | WeightFormat::Bf16 | WeightFormat::Int8Row => continue,
+        };
+        let data = table_data_words(p.format, p.rows, dim).next_multiple_of(64);
+        let start = 4 * (p.base as u64 + data);
+        let end = 4 * p.base as u64 + table_bytes(p.format, p.rows, dim);
+        let s = buf.slice(start, end - start);
+        fill::fill(
+            &mut rec,
+            s,
+            s_mode,
+            seed ^ (i as u32 + 1).wrapping_mul(0x5bd1_e995),
+            s_scale,
+        )?;
+    }
+    rec.submit()?;
+    Ok(())
 }
 
 impl Embeddings {
-    /// Load `tables` of width `dim` in `format` (f32, or bf16 as the published checkpoints).
+    /// Load `tables` of width `dim`, each kept in `target` (`Some(F32)`: exact f32 dequantization,
+    /// `Some(Bf16)`: rounded to bf16) or, with `None`, in the format its checkpoint stores it in
+    /// where the gather reads it (else f32). Random weights: bf16 tables, or the linears'
+    /// format when that is Q8_0 or MLX affine (as the published files).
     pub fn load(
         ctx: &Context,
         w: &Weights,
         tables: &[EmbeddingTable],
         dim: u32,
-        format: TableFormat,
+        target: Option<WeightFormat>,
     ) -> crate::Result<Self> {
-        let row_bytes = dim as u64 * format.bytes_per_element();
-        let max_rows = (ctx.caps().max_storage_binding / row_bytes).min(u32::MAX as u64) as u32;
-        if max_rows == 0 || (format == TableFormat::Bf16 && !dim.is_multiple_of(2)) {
-            return Err(GpuError::Launch {
+        let bad = |message: String| -> crate::Error {
+            GpuError::Launch {
                 kernel: "embeddings",
-                message: format!("cannot store {format:?} rows of width {dim}"),
+                message,
             }
-            .into());
+            .into()
+        };
+        // The format of each table on the GPU, known before anything is read where the source
+        // says how the table is stored.
+        let mut formats = Vec::with_capacity(tables.len());
+        for t in tables {
+            let f = match (w, target) {
+                (_, Some(f)) => f,
+                (Weights::Random { format, .. }, None) => random_table_format(*format),
+                (Weights::Checkpoint { source, .. }, None) => {
+                    match stored_table_format(*source, &t.name, dim as usize) {
+                        Some(f) => gather_format(f, dim),
+                        None => gather_format(
+                            embedding_table(*source, &t.name, t.rows as usize, dim as usize)?
+                                .format(),
+                            dim,
+                        ),
+                    }
+                }
+            };
+            if !gather_reads(f, dim) {
+                return Err(bad(format!(
+                    "cannot keep embedding tables of width {dim} in {}",
+                    f.name()
+                )));
+            }
+            formats.push(f);
         }
-        // Plan: fill buffers of up to `max_rows` rows, splitting tables where needed.
-        let mut plan: Vec<Vec<(usize, u32, u32)>> = vec![Vec::new()]; // (table, first_id, rows)
-        let mut used = 0u32;
+        // Plan: fill buffers of up to one binding, splitting tables by rows where needed.
+        let caps = ctx.caps();
+        let limit = caps.max_storage_binding.min(caps.max_buffer_size);
+        let max_piece_rows = ((u32::MAX as u64 - 32) / dim as u64).min(u32::MAX as u64) as u32;
+        let mut used = vec![0u64]; // bytes per buffer
         let mut pieces = vec![Vec::new(); tables.len()];
         for (ti, t) in tables.iter().enumerate() {
+            let f = formats[ti];
             let mut id = 0;
             while id < t.rows {
-                if used == max_rows {
-                    plan.push(Vec::new());
-                    used = 0;
+                let room = limit - used.last().copied().unwrap_or(0);
+                // The most rows that fit in `room` (table_bytes grows with rows).
+                let (mut lo, mut hi) = (0u32, (t.rows - id).min(max_piece_rows));
+                while lo < hi {
+                    let mid = lo + (hi - lo).div_ceil(2);
+                    if table_bytes(f, mid, dim) <= room {
+                        lo = mid;
+                    } else {
+                        hi = mid - 1;
+                    }
                 }
-                let n = (t.rows - id).min(max_rows - used);
+                if lo == 0 {
+                    if used.last() == Some(&0) {
+                        return Err(bad(format!(
+                            "one {} row of width {dim} does not fit a {limit}-byte binding",
+                            f.name()
+                        )));
+                    }
+                    used.push(0);
+                    continue;
+                }
+                let buffer = used.len() - 1;
+                let at = &mut used[buffer];
                 pieces[ti].push(Piece {
-                    buffer: plan.len() - 1,
-                    row_offset: used,
+                    buffer,
+                    base: (*at / 4) as u32,
                     first_id: id,
-                    rows: n,
+                    rows: lo,
+                    format: f,
                 });
-                plan.last_mut().expect("a buffer").push((ti, id, n));
-                used += n;
-                id += n;
+                *at += table_bytes(f, lo, dim);
+                id += lo;
             }
         }
-        let mut buffers = Vec::with_capacity(plan.len());
-        let mut bytes = 0u64;
-        for (bi, entries) in plan.iter().enumerate() {
-            let rows: u64 = entries.iter().map(|e| e.2 as u64).sum();
-            let label = format!("embeddings {bi}");
-            let size = crate::weights::estimate::table_buffer_bytes(rows, row_bytes);
-            bytes += size;
-            let buf = ctx.create_buffer(&label, size, BufferUsage::Storage)?;
-            match w {
-                Weights::Random { seed, .. } => {
-                    let mut rec = Recorder::new(ctx, "random embeddings");
-                    let mode = match format {
-                        TableFormat::F32 => FillMode::F32,
-                        TableFormat::Bf16 => FillMode::Bf16Pair,
-                    };
-                    fill::fill(&mut rec, buf.view(), mode, seed ^ bi as u32, 1.0)?;
-                    rec.submit()?;
+        let mut buffers: Vec<GpuBuffer> = Vec::with_capacity(used.len());
+        for (bi, &size) in used.iter().enumerate() {
+            buffers.push(ctx.create_buffer(
+                &format!("embeddings {bi}"),
+                size.max(4),
+                BufferUsage::Storage,
+            )?);
+        }
+        match w {
+            Weights::Random { seed, .. } => {
+                for (bi, buf) in buffers.iter().enumerate() {
+                    let mine: Vec<Piece> = pieces
+                        .iter()
+                        .flatten()
+                        .filter(|p| p.buffer == bi)
+                        .copied()
+                        .collect();
+                    fill_random(ctx, buf, &mine, dim, seed ^ bi as u32)?;
                 }
-                Weights::Checkpoint { .. } => {
-                    let mut at = 0u64;
-                    let mut whole: Option<(usize, Vec<f32>)> = None;
-                    for &(ti, first, n) in entries {
-                        let t = &tables[ti];
-                        if whole.as_ref().is_none_or(|(i, _)| *i != ti) {
-                            let v = w
-                                .host_f32(&t.name, &[t.rows as usize, dim as usize])?
-                                .unwrap_or_default();
-                            whole = Some((ti, v));
-                        }
-                        let v = &whole.as_ref().expect("loaded").1;
-                        let rows = &v[(first * dim) as usize..((first + n) * dim) as usize];
-                        let data = match format {
-                            TableFormat::F32 => bytemuck::cast_slice(rows).to_vec(),
-                            TableFormat::Bf16 => bf16_bytes(rows),
-                        };
-                        ctx.write(&buf, at, &data);
-                        at += data.len() as u64;
+            }
+            Weights::Checkpoint { source, .. } => {
+                for (ti, t) in tables.iter().enumerate() {
+                    let stored = embedding_table(*source, &t.name, t.rows as usize, dim as usize)?;
+                    let table = table_in_format(stored, Some(formats[ti]), dim)?;
+                    for p in &pieces[ti] {
+                        let words = table_piece(&table, dim, p.first_id, p.rows)?;
+                        ctx.write(
+                            &buffers[p.buffer],
+                            4 * p.base as u64,
+                            bytemuck::cast_slice(&words),
+                        );
                     }
                 }
             }
-            buffers.push(buf);
         }
         Ok(Self {
             dim,
-            format,
+            bytes: used.iter().sum(),
             buffers,
             tables: pieces,
-            bytes,
         })
     }
 
@@ -139,6 +221,11 @@ impl Embeddings {
     /// Bytes stored on the GPU.
     pub fn bytes(&self) -> u64 {
         self.bytes
+    }
+
+    /// The format table `i` is kept in on the GPU.
+    pub fn format(&self, i: usize) -> Option<WeightFormat> {
+        self.tables.get(i)?.first().map(|p| p.format)
     }
 
     /// `out (= or +=) Σ table_i[tokens[token_i]]` over `streams` = `(table, token index)`.
@@ -161,7 +248,8 @@ impl Embeddings {
                         .filter(move |p| p.buffer == bi)
                         .map(move |p| Stream {
                             token,
-                            row_offset: p.row_offset,
+                            format: p.format,
+                            base: p.base,
                             first_id: p.first_id,
                             rows: p.rows,
                         })
@@ -172,7 +260,6 @@ impl Embeddings {
             }
             let table = EmbedTable {
                 view: buf.view(),
-                format: self.format,
                 dim: self.dim,
             };
             embed::embed_sum(rec, &table, tokens, &list, out, !first)?;
@@ -182,7 +269,6 @@ impl Embeddings {
             // No stream touched any buffer: the sum is zero.
             let table = EmbedTable {
                 view: self.buffers[0].view(),
-                format: self.format,
                 dim: self.dim,
             };
             embed::embed_sum(rec, &table, tokens, &[], out, false)?;

@@ -11,6 +11,10 @@ pub enum SessionError {
     TooManyInFlight { max: usize },
     #[error("no frame in flight: push one first")]
     NothingInFlight,
+    #[error("the oldest frame's readback is already being awaited: await that pull first")]
+    AlreadyWaiting,
+    #[error("the frame was dropped by a reset (or another model) while its readback was awaited")]
+    FrameDropped,
 }
 
 impl SessionError {
@@ -19,7 +23,8 @@ impl SessionError {
     pub fn code(&self) -> ErrorCode {
         match self {
             SessionError::FrameSize { .. } | SessionError::NothingInFlight => ErrorCode::Input,
-            SessionError::TooManyInFlight { .. } => ErrorCode::Busy,
+            SessionError::TooManyInFlight { .. } | SessionError::AlreadyWaiting => ErrorCode::Busy,
+            SessionError::FrameDropped => ErrorCode::Input,
         }
     }
 }

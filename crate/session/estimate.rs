@@ -4,12 +4,9 @@
 
 use super::bench::Preset;
 use super::SessionOptions;
-use crate::kernels::embed::TableFormat;
 use crate::lm::LmConfig;
 use crate::mimi::MimiConfig;
-use crate::weights::estimate::{
-    self, Facts, GpuEstimate, LinearSource, ModelShape, TablePrecision,
-};
+use crate::weights::estimate::{self, Facts, GpuEstimate, LinearSource, ModelShape};
 use crate::weights::{
     schedule_from_config, Checkpoint, Container, TensorSource, WeightFormat, WeightsError,
 };
@@ -59,10 +56,7 @@ pub fn estimate(
     let facts = Facts {
         f16,
         f32_cache: opts.lm.f32_cache,
-        tables: opts.lm.tables.map(|t| match t {
-            TableFormat::F32 => TablePrecision::F32,
-            TableFormat::Bf16 => TablePrecision::Bf16,
-        }),
+        tables: opts.lm.tables,
     };
     let src = lm.unwrap_or(LinearSource::Random(WeightFormat::F32));
     Ok(estimate::estimate(&shape, src, facts))

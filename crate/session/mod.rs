@@ -3,7 +3,9 @@
 //! the GPU into the token ring) and Mimi's decoder of Moshi's completed frame — all recorded into
 //! one command buffer and submitted once, with no CPU wait inside the frame and one small async
 //! readback (PCM + the frame's tokens). [`Session::push`] submits a frame; [`Session::pull`]
-//! awaits the oldest pending one, so frame N+1 can run while frame N is being read back.
+//! awaits the oldest pending one, so frame N+1 can run while frame N is being read back. `pull` is
+//! [`Session::wait_oldest`] (a [`FrameWait`] that owns what it awaits, so the session is free
+//! meanwhile: a front end can push a frame that arrives during the wait) then [`Session::take`].
 //!
 //! A directory that holds only Mimi runs the codec loopback: encode → decode, the codes as the
 //! frame's tokens.
@@ -21,12 +23,13 @@ pub use codec::{CodecFrame, CodecInput, CodecMode, CodecSession};
 pub use load::ModelSources;
 
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 mod error;
 pub use error::SessionError;
 
-use crate::gpu::{BufferUsage, Context, FrameReadback, GpuBuffer, Recorder};
+use crate::gpu::{BufferUsage, Context, FrameReadback, GpuBuffer, GpuResult, Recorder, SlotRead};
 use crate::lm::{Lm, LmConfig, TokenChoice};
 use crate::mimi::{Mimi, MimiConfig};
 use crate::nn::Weights;
@@ -81,6 +84,37 @@ pub struct FrameStats {
 struct Pending {
     slot: usize,
     frame: Option<usize>,
+    /// Unique over the process (a [`FrameBytes`] of another session or of a frame dropped by a
+    /// reset never matches).
+    id: u64,
+}
+
+static NEXT_FRAME_ID: AtomicU64 = AtomicU64::new(1);
+
+/// The readback of the oldest frame in flight ([`Session::wait_oldest`]), awaited without the
+/// session.
+pub struct FrameWait {
+    id: u64,
+    slot: usize,
+    read: SlotRead,
+}
+
+impl FrameWait {
+    /// Await the frame's readback; give the result to [`Session::take`] (also when it failed).
+    pub async fn wait(self, ctx: &Context) -> FrameBytes {
+        FrameBytes {
+            id: self.id,
+            slot: self.slot,
+            bytes: self.read.read(ctx).await,
+        }
+    }
+}
+
+/// What a [`FrameWait`] read back, for [`Session::take`].
+pub struct FrameBytes {
+    id: u64,
+    slot: usize,
+    bytes: GpuResult<Vec<u8>>,
 }
 
 /// The pieces a session is built from, whatever they were read from (files natively, bytes or
@@ -106,6 +140,8 @@ pub struct Session {
     width: usize,
     readback: FrameReadback,
     pending: VecDeque<Pending>,
+    /// The staging slot a [`FrameWait`] is mapping (no push may copy into it until its take).
+    waiting: Option<usize>,
     step: usize,
     last: FrameStats,
 }
@@ -182,6 +218,7 @@ impl Session {
             text,
             sampling: opts.sampling,
             pending: VecDeque::new(),
+            waiting: None,
             step: 0,
             last: FrameStats::default(),
         })
@@ -261,6 +298,10 @@ impl Session {
         if self.pending.len() >= MAX_IN_FLIGHT {
             return Err(SessionError::TooManyInFlight { max: MAX_IN_FLIGHT }.into());
         }
+        if self.waiting == Some(self.readback.next_slot()) {
+            // Only after a reset during a wait: that frame's staging buffer is still mapping.
+            return Err(SessionError::AlreadyWaiting.into());
+        }
         ctx.write(self.mimi.pcm_in(), 0, bytemuck::cast_slice(pcm));
         let mut rec = Recorder::new(ctx, "frame");
         self.mimi.record_encode(&mut rec)?;
@@ -302,17 +343,53 @@ impl Session {
             submits: 1,
             readbacks: 1,
         };
-        self.pending.push_back(Pending { slot, frame });
+        self.pending.push_back(Pending {
+            slot,
+            frame,
+            id: NEXT_FRAME_ID.fetch_add(1, Ordering::Relaxed),
+        });
         self.step += 1;
         Ok(())
     }
 
-    /// Await the oldest frame in flight.
+    /// Await the oldest frame in flight ([`Session::wait_oldest`], then [`Session::take`]).
     pub async fn pull(&mut self, ctx: &Context) -> crate::Result<StepOutput> {
-        let Some(p) = self.pending.pop_front() else {
+        let wait = self.wait_oldest()?;
+        let bytes = wait.wait(ctx).await;
+        self.take(ctx, bytes)
+    }
+
+    /// The readback of the oldest frame in flight, to await without holding the session (frames
+    /// may be pushed meanwhile, up to [`MAX_IN_FLIGHT`] in all); one wait at a time.
+    pub fn wait_oldest(&mut self) -> crate::Result<FrameWait> {
+        let Some(p) = self.pending.front() else {
             return Err(SessionError::NothingInFlight.into());
         };
-        let bytes = self.readback.read(ctx, p.slot).await?;
+        if self.waiting.is_some() {
+            return Err(SessionError::AlreadyWaiting.into());
+        }
+        self.waiting = Some(p.slot);
+        Ok(FrameWait {
+            id: p.id,
+            slot: p.slot,
+            read: self.readback.slot_read(p.slot),
+        })
+    }
+
+    /// The oldest frame's output from what its [`FrameWait`] read back. The frame leaves the
+    /// session (also when the readback failed); a frame dropped by a reset meanwhile is an error.
+    pub fn take(&mut self, ctx: &Context, read: FrameBytes) -> crate::Result<StepOutput> {
+        if self.waiting == Some(read.slot) {
+            self.waiting = None;
+        }
+        let p = match self.pending.front() {
+            Some(p) if p.id == read.id => self.pending.pop_front().expect("a pending frame"),
+            _ => {
+                read.bytes?;
+                return Err(SessionError::FrameDropped.into());
+            }
+        };
+        let bytes = read.bytes?;
         ctx.check()?;
         let Some(frame) = p.frame else {
             return Ok(StepOutput::default());

@@ -343,8 +343,9 @@ pub async fn engine_step(pcm: Vec<f32>) -> Result<JsValue, JsValue> {
 }
 
 /// Record and submit one frame (1920 samples at 24 kHz) without waiting for it: at most
-/// [`MAX_IN_FLIGHT`] frames may be pushed and not yet pulled. The conversation loop pushes the
-/// next frame before awaiting the previous one's readback, so that the GPU works on it meanwhile.
+/// [`MAX_IN_FLIGHT`] frames may be pushed and not yet pulled (the one an [`engine_pull`] awaits
+/// included). The conversation loop pushes each frame as it arrives, also while a pull awaits the
+/// previous one's readback, so that the GPU works on it meanwhile.
 #[wasm_bindgen(js_name = enginePush)]
 pub fn engine_push(pcm: Vec<f32>) -> Result<(), JsValue> {
     let ctx = current_ctx()?;
@@ -363,15 +364,29 @@ pub fn engine_push(pcm: Vec<f32>) -> Result<(), JsValue> {
 }
 
 /// Await the oldest pushed frame; resolves to what [`engine_step`] resolves to (`gpuMs`: the time
-/// this call awaited).
+/// this call awaited). The session stays in its slot during the wait ([`Session::wait_oldest`],
+/// then [`Session::take`]), so a frame that arrives meanwhile can be pushed at once.
 #[wasm_bindgen(js_name = enginePull)]
 pub async fn engine_pull() -> Result<JsValue, JsValue> {
     let ctx = current_ctx()?;
-    let Some(session) = SESSION.with(|s| s.borrow_mut().take()) else {
-        return Err(no_session());
-    };
-    let (out, gpu_ms) = with_session_out(session, async |s| s.pull(&ctx).await).await;
-    let out = out.map_err(|e| frame_error(&ctx, e))?;
+    let wait = SESSION
+        .with(|s| s.borrow_mut().as_mut().map(|s| s.wait_oldest()))
+        .ok_or_else(no_session)?
+        .map_err(|e| frame_error(&ctx, e))?;
+    let generation = GENERATION.with(|g| g.get());
+    let t0 = js_sys::Date::now();
+    let bytes = wait.wait(&ctx).await;
+    let gpu_ms = js_sys::Date::now() - t0;
+    if GENERATION.with(|g| g.get()) != generation {
+        return Err(error(
+            ErrorCode::NoModel,
+            "the model was replaced or disposed while this frame was read back",
+        ));
+    }
+    let out = SESSION
+        .with(|s| s.borrow_mut().as_mut().map(|s| s.take(&ctx, bytes)))
+        .ok_or_else(no_session)?
+        .map_err(|e| frame_error(&ctx, e))?;
     Ok(output_object(out, gpu_ms))
 }
 

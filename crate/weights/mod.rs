@@ -28,6 +28,7 @@ mod memory;
 pub mod names;
 pub mod quant;
 mod safetensors;
+mod table;
 mod usage;
 
 #[cfg(not(target_arch = "wasm32"))]
@@ -43,6 +44,11 @@ pub use linear::{embedding_table, linear_weight, scb_companion, LinearTensor};
 pub use memory::{MemorySafetensors, RandomWeights};
 pub use names::Naming;
 pub use quant::MlxAffine;
+pub use table::{
+    gather_format, gather_reads, loaded_table_format, random_table_format, stored_table_format,
+    table_bytes, table_data_words, table_element_bits, table_gpu_bytes, table_in_format,
+    table_piece, TABLE_ALIGN_WORDS,
+};
 pub use usage::UsageTracker;
 
 #[cfg(not(target_arch = "wasm32"))]

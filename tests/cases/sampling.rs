@@ -1,6 +1,7 @@
 use parle::gpu::{BufferUsage, Context, Recorder};
-use parle::kernels::embed::{self, EmbedTable, Stream, TableFormat};
+use parle::kernels::embed::{self, EmbedTable, Stream};
 use parle::kernels::sampling::{self, reference, LogitRows, SampleConfig, TokenSlots};
+use parle::weights::WeightFormat;
 
 use crate::cases;
 use crate::common::{assert_close, gpu, CaseResult, Rng, Size};
@@ -462,8 +463,17 @@ async fn sample_then_embed_on_gpu(ctx: &Context, _size: Size) -> CaseResult {
     let mut logits = logits_row(&mut rng, text_vocab + 2 * audio_vocab, 2.0);
     logits[17] = 50.0; // text argmax
     let lb = gpu(ctx.upload("logits", &logits))?;
-    let table = rng.vec((text_vocab + 1 + 2 * (audio_vocab + 1)) * dim, 1.0);
-    let tab = gpu(ctx.upload("table", &table))?;
+    let sizes = [text_vocab + 1, audio_vocab + 1, audio_vocab + 1];
+    let parts: Vec<Vec<f32>> = sizes.iter().map(|&r| rng.vec(r * dim, 1.0)).collect();
+    // Each table at a 64-word boundary (the gather's piece alignment).
+    let mut words: Vec<f32> = Vec::new();
+    let mut bases = Vec::new();
+    for p in &parts {
+        bases.push(words.len() as u32);
+        words.extend_from_slice(p);
+        words.resize(words.len().next_multiple_of(64), 0.0);
+    }
+    let tab = gpu(ctx.upload("table", &words))?;
     let tokens = gpu(ctx.create_buffer("tokens", 4 * 4, BufferUsage::Storage))?;
     let out = gpu(ctx.create_buffer("out", (dim * 4) as u64, BufferUsage::Storage))?;
     let audio_cfg = |stream| SampleConfig::top_k(0.8, 5, 3, 11, stream);
@@ -488,20 +498,13 @@ async fn sample_then_embed_on_gpu(ctx: &Context, _size: Size) -> CaseResult {
             1 + a as u32,
         ))?;
     }
-    let streams = [
-        Stream::new(0, 0, text_vocab as u32 + 1),
-        Stream::new(1, text_vocab as u32 + 1, audio_vocab as u32 + 1),
-        Stream::new(
-            2,
-            (text_vocab + 1 + audio_vocab + 1) as u32,
-            audio_vocab as u32 + 1,
-        ),
-    ];
+    let streams: Vec<Stream> = (0..3)
+        .map(|i| Stream::new(i as u32, WeightFormat::F32, bases[i], sizes[i] as u32))
+        .collect();
     gpu(embed::embed_sum(
         &mut rec,
         &EmbedTable {
             view: tab.view(),
-            format: TableFormat::F32,
             dim: dim as u32,
         },
         tokens.view(),
@@ -522,7 +525,7 @@ async fn sample_then_embed_on_gpu(ctx: &Context, _size: Size) -> CaseResult {
     ];
     let ids4 = [ids[0], ids[1], ids[2], 0];
     let want = embed::reference::embed_sum(
-        embed::reference::Table::F32(&table),
+        &[&parts[0], &parts[1], &parts[2]],
         dim,
         &ids4,
         &streams,

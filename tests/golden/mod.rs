@@ -4,10 +4,9 @@
 #![allow(dead_code)]
 
 use parle::gpu::{Context, Recorder};
-use parle::kernels::embed::TableFormat;
 use parle::lm::{Lm, LmConfig, LmOptions, TokenChoice};
 use parle::nn::Weights;
-use parle::weights::{Checkpoint, MemorySafetensors, TensorSource};
+use parle::weights::{Checkpoint, MemorySafetensors, TensorSource, WeightFormat};
 
 pub struct Tensors(pub MemorySafetensors);
 
@@ -99,7 +98,7 @@ pub async fn kyutai_test_lm(ctx: &Context, f32_cache: bool, tol: f32) -> Result<
     );
     let cfg = LmConfig::from_json(cfg_text).map_err(|e| e.to_string())?;
     let opts = LmOptions {
-        tables: Some(TableFormat::F32),
+        tables: Some(WeightFormat::F32),
         f32_cache,
     };
     let mut lm = Lm::load(ctx, cfg.clone(), &Weights::checkpoint(&model), &opts)
@@ -214,7 +213,28 @@ fn argmax(v: &[f32]) -> (usize, f32) {
 /// every step's text token and 8 depformer tokens must be PyPI moshi's (`LMGen`, greedy, on the
 /// weights that file encodes). `compared` counts the tokens checked, `max_err` is the smallest
 /// top-1 − top-2 logit gap seen on the GPU.
+///
+/// The embedding tables stay in the file's format (MLX q4/q8, Q8_0, bf16; gathered with exact f32
+/// dequantization), which this checks too; `tables` overrides that (`Some(Bf16)`: rounded at load).
 pub async fn formats_greedy(ctx: &Context, which: usize) -> Result<Report, String> {
+    formats_greedy_tables(ctx, which, None).await
+}
+
+/// The table format each fixture's file stores its embeddings in.
+pub const FORMAT_TABLES: &[WeightFormat] = &[
+    WeightFormat::Bf16,
+    WeightFormat::MLX_Q4,
+    WeightFormat::MLX_Q8,
+    WeightFormat::Q8_0,
+    WeightFormat::Bf16,
+];
+
+/// [`formats_greedy`] with the tables kept as `tables` says (`None`: as stored).
+pub async fn formats_greedy_tables(
+    ctx: &Context,
+    which: usize,
+    tables: Option<WeightFormat>,
+) -> Result<Report, String> {
     use parle::lm::Sampling;
     use parle::weights::UsageTracker;
 
@@ -223,12 +243,20 @@ pub async fn formats_greedy(ctx: &Context, which: usize) -> Result<Report, Strin
     let ck = Checkpoint::from_bytes(name, model.to_vec(), None).map_err(|e| e.to_string())?;
     let used = UsageTracker::new(&ck);
     let opts = LmOptions {
-        tables: Some(TableFormat::F32),
+        tables,
         f32_cache: true,
     };
     let mut lm = Lm::load(ctx, cfg.clone(), &Weights::checkpoint(&used), &opts)
         .map_err(|e| format!("{name}: {e}"))?;
     used.finish().map_err(|e| e.to_string())?;
+    let want_tables = tables.unwrap_or(FORMAT_TABLES[which]);
+    if lm.table_bytes().1 != Some(want_tables) {
+        return Err(format!(
+            "{name}: embedding tables kept as {:?}, want {}",
+            lm.table_bytes().1,
+            want_tables.name()
+        ));
+    }
     let r = Tensors::new("reference.safetensors", reference);
     let codes = r.i64("input_codes");
     let text = r.i64("text_tokens");

@@ -62,9 +62,12 @@ pub fn run(ctx: &Context, b: LmBench) -> Result<()> {
     let lm = session.lm().context("the session has an LM")?;
     let lm_read = lm.weight_bytes_per_step();
     let lm_stored = lm.weight_bytes();
+    let (table_bytes, table_format) = lm.table_bytes();
+    let table_format = table_format.map_or("?".into(), |f| f.name());
     println!(
-        "model: Moshi 7B shapes, random weights, linear weights {} (embeddings bf16), context {}; load {:.2} s",
+        "model: Moshi 7B shapes, random weights, linear weights {} (embedding tables {table_format}, {:.1} MiB), context {}; load {:.2} s",
         format.name(),
+        table_bytes as f64 / (1u64 << 20) as f64,
         b.context,
         load_s
     );

@@ -3,7 +3,8 @@
 //! heads) and the step's activations, logits and token ring.
 
 use super::transformer::TransformerShape;
-use super::{buffer_bytes, floats, table_buffer_bytes, Facts, GpuEstimate, LinearSource};
+use super::{buffer_bytes, floats, Facts, GpuEstimate, LinearSource};
+use crate::weights::table_bytes;
 
 /// The LM's shape as its loader builds it (`lm::LmConfig::shape`).
 #[derive(Debug, Clone, PartialEq)]
@@ -29,16 +30,32 @@ impl LmShape {
     pub fn add_to(&self, e: &mut GpuEstimate, src: LinearSource, facts: Facts) {
         let (d, dd) = (self.dim, self.depformer_dim);
         let f16 = facts.f16 && !facts.f32_cache;
-        let elem = facts.tables.unwrap_or(src.tables()).bytes_per_element();
-        // Temporal tables (n_q audio + text) of width d, depformer tables of width `rank`.
-        let rows = self.n_q as u64 * (self.card as u64 + 1) + self.text_card as u64 + 1;
-        e.lm_tables += table_buffer_bytes(rows, d as u64 * elem);
+        // Temporal tables (n_q audio + text) of width d, depformer tables (text, then dep_q − 1
+        // audio) of width `rank`, each kept in its own format and packed into one buffer per set
+        // (`nn::Embeddings::load`).
         let rank = self.low_rank.unwrap_or(dd);
         let dep_tables = 1 + self.dep_q.saturating_sub(1);
-        let dep_rows = self.text_card as u64
-            + 1
-            + self.dep_q.saturating_sub(1) as u64 * (self.card as u64 + 1);
-        e.lm_tables += table_buffer_bytes(dep_rows, rank as u64 * elem);
+        let set = |tables: Vec<(String, usize)>, width: usize| -> u64 {
+            let bytes: u64 = tables
+                .iter()
+                .map(|(name, rows)| {
+                    let f = src.table_format(name, width as u32, facts.tables);
+                    table_bytes(f, *rows as u32, width as u32)
+                })
+                .sum();
+            bytes.max(4)
+        };
+        let mut temporal: Vec<(String, usize)> = (0..self.n_q)
+            .map(|k| (format!("emb.{k}.weight"), self.card + 1))
+            .collect();
+        temporal.push(("text_emb.weight".into(), self.text_card + 1));
+        e.lm_tables += set(temporal, d);
+        let mut dep = vec![("depformer_text_emb.weight".to_string(), self.text_card + 1)];
+        dep.extend(
+            (0..self.dep_q.saturating_sub(1))
+                .map(|k| (format!("depformer_emb.{k}.weight"), self.card + 1)),
+        );
+        e.lm_tables += set(dep, rank);
 
         for t in [&self.temporal, &self.depformer] {
             let b = t.bytes(src, f16);

@@ -7,7 +7,7 @@
 //! `engine.inspect()` print it; `tests/memory.rs` checks it against what loads allocate.
 //!
 //! The size rules that loaders share with the estimate live here ([`kv_cache_bytes`],
-//! [`attention_split_bytes`], [`TablePrecision`] and [`table_buffer_bytes`], [`stored_format`]),
+//! [`attention_split_bytes`], the table rules of `weights::table`, [`stored_format`]),
 //! so that the two cannot drift apart; the rest mirrors the loaders' buffer plans, which the
 //! memory test compares buffer total by buffer total.
 
@@ -21,7 +21,9 @@ pub use transformer::TransformerShape;
 
 use std::fmt;
 
-use super::{companion, DType, TensorSource, WeightFormat};
+use super::{
+    companion, loaded_table_format, random_table_format, DType, TensorSource, WeightFormat,
+};
 
 /// Head dimensions are padded to a multiple of this in KV cache rows and attention scratch.
 pub const HEAD_DIM_ALIGN: u32 = 8;
@@ -53,37 +55,6 @@ pub fn buffer_bytes(bytes: u64) -> u64 {
 /// A buffer of `floats` f32 (or u32) elements as the loaders allocate it (at least one).
 fn floats(n: u64) -> u64 {
     buffer_bytes(n.max(1) * 4)
-}
-
-/// How embedding tables are held on the GPU: the LM loader and the estimate both decide it here.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TablePrecision {
-    F32,
-    Bf16,
-}
-
-impl TablePrecision {
-    /// The precision tables of a checkpoint are converted to at load, from the stored dtype of
-    /// its text table (`None`: no header, e.g. random weights): f32 files keep f32, everything
-    /// else (bf16, and quantized tables, dequantized) becomes bf16.
-    pub fn at_load(text_table: Option<DType>) -> Self {
-        match text_table {
-            Some(DType::F32) => Self::F32,
-            _ => Self::Bf16,
-        }
-    }
-
-    pub fn bytes_per_element(self) -> u64 {
-        match self {
-            Self::F32 => 4,
-            Self::Bf16 => 2,
-        }
-    }
-}
-
-/// Bytes of one embedding buffer holding `rows` rows of `row_bytes` (what the loader allocates).
-pub fn table_buffer_bytes(rows: u64, row_bytes: u64) -> u64 {
-    (rows * row_bytes).next_multiple_of(4).max(4)
 }
 
 /// The format a stored linear weight `name` with `k` inputs keeps on the GPU, read from the
@@ -150,13 +121,13 @@ impl LinearSource<'_> {
         self.format(name, k).padded_k(k as u32) as u64
     }
 
-    /// The precision the embedding tables are converted to at load.
-    pub fn tables(&self) -> TablePrecision {
+    /// The format the embedding table `name` (`[rows, dim]`) is kept in on the GPU, or `target`
+    /// when the load options force one (the loader's rule: [`crate::weights::loaded_table_format`]
+    /// for checkpoints, [`crate::weights::random_table_format`] for random weights).
+    pub fn table_format(&self, name: &str, dim: u32, target: Option<WeightFormat>) -> WeightFormat {
         match self {
-            Self::Checkpoint { src, .. } if !src.is_generator() => {
-                TablePrecision::at_load(src.dtype("text_emb.weight"))
-            }
-            _ => TablePrecision::Bf16,
+            Self::Checkpoint { src, .. } => loaded_table_format(*src, name, dim, target),
+            Self::Random(f) => target.unwrap_or(random_table_format(*f)),
         }
     }
 }
@@ -168,8 +139,9 @@ pub struct Facts {
     pub f16: bool,
     /// Keep the LM's KV caches in f32.
     pub f32_cache: bool,
-    /// The LM's table precision when the load options force one (`None`: [`LinearSource::tables`]).
-    pub tables: Option<TablePrecision>,
+    /// The LM's table format when the load options force one (`None`: each table as the loader
+    /// keeps it, [`LinearSource::table_format`]).
+    pub tables: Option<WeightFormat>,
 }
 
 /// A model's GPU memory, part by part (bytes, each buffer rounded as the runtime rounds it).
@@ -178,7 +150,7 @@ pub struct GpuEstimate {
     /// LM linears in the GPU format they are loaded in (as stored, or converted by `--quant`),
     /// norms and layer scales in f32.
     pub lm_weights: u64,
-    /// LM embedding tables as converted at load (quantized tables dequantized to bf16).
+    /// LM embedding tables as kept on the GPU (in their stored format where the gather reads it).
     pub lm_tables: u64,
     /// LM KV caches (temporal transformer at the config's context, depformer ring).
     pub lm_kv_cache: u64,
