@@ -10,6 +10,7 @@
 
 pub mod bench;
 mod codec;
+mod config;
 mod load;
 
 /// What front ends set: how tokens are drawn, LM and weight options.
@@ -17,6 +18,7 @@ pub use crate::lm::{LmOptions, Sampling};
 pub use crate::nn::WeightOptions;
 pub use crate::weights::{quant_format, WeightFormat};
 pub use codec::{CodecFrame, CodecInput, CodecMode, CodecSession};
+pub use config::{GenerationConfig, ModelConfig, ModelIo, ModelKind, ModelType, SttConfig};
 pub use load::ModelSources;
 
 use std::collections::VecDeque;
@@ -26,8 +28,8 @@ mod error;
 pub use error::SessionError;
 
 use crate::gpu::{BufferUsage, Context, FrameReadback, GpuBuffer, Recorder};
-use crate::lm::{Lm, LmConfig, TokenChoice};
-use crate::mimi::{Mimi, MimiConfig};
+use crate::lm::{Lm, TokenChoice};
+use crate::mimi::Mimi;
 use crate::nn::Weights;
 use crate::text::{TextStream, Tokenizer};
 use crate::weights::{TensorSource, WeightsError};
@@ -115,16 +117,22 @@ pub const MAX_IN_FLIGHT: usize = 2;
 impl Session {
     /// Build a session from its parts.
     pub fn load(ctx: &Context, parts: ModelParts, opts: &SessionOptions) -> crate::Result<Self> {
-        let mimi_cfg = match parts.config {
-            Some(t) => MimiConfig::from_json(t)?,
-            None => MimiConfig::default(),
-        };
+        let cfg = ModelConfig::parse(parts.config)?;
+        Self::load_config(ctx, &cfg, parts, opts)
+    }
+
+    /// Build a session from its parts with their config already parsed (`parts.config` is not
+    /// read again).
+    pub fn load_config(
+        ctx: &Context,
+        config: &ModelConfig,
+        parts: ModelParts,
+        opts: &SessionOptions,
+    ) -> crate::Result<Self> {
+        let mimi_cfg = config.mimi.clone();
         let (kind, lm, n_q) = match parts.lm {
             Some(w) => {
-                let cfg = match parts.config {
-                    Some(t) => LmConfig::from_json(t)?,
-                    None => LmConfig::default(),
-                };
+                let cfg = config.lm.clone();
                 let user = cfg.user_streams();
                 if user != cfg.dep_q {
                     return Err(WeightsError::Config(format!(
