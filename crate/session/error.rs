@@ -11,6 +11,9 @@ pub enum SessionError {
     TooManyInFlight { max: usize },
     #[error("no frame in flight: push one first")]
     NothingInFlight,
+    /// A setting out of range (a negative temperature, a top-k of 0), named.
+    #[error("{0}")]
+    Input(String),
 }
 
 impl SessionError {
@@ -18,7 +21,9 @@ impl SessionError {
     /// past the in-flight bound a busy engine.
     pub fn code(&self) -> ErrorCode {
         match self {
-            SessionError::FrameSize { .. } | SessionError::NothingInFlight => ErrorCode::Input,
+            SessionError::FrameSize { .. }
+            | SessionError::NothingInFlight
+            | SessionError::Input(_) => ErrorCode::Input,
             SessionError::TooManyInFlight { .. } => ErrorCode::Busy,
         }
     }

@@ -12,6 +12,7 @@ pub mod bench;
 mod codec;
 mod config;
 mod load;
+mod sampling;
 
 /// What front ends set: how tokens are drawn, LM and weight options.
 pub use crate::lm::{LmOptions, Sampling};
@@ -20,6 +21,7 @@ pub use crate::weights::{quant_format, WeightFormat};
 pub use codec::{CodecFrame, CodecInput, CodecMode, CodecSession};
 pub use config::{GenerationConfig, ModelConfig, ModelIo, ModelKind, ModelType, SttConfig};
 pub use load::ModelSources;
+pub use sampling::SamplingSettings;
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -48,7 +50,9 @@ pub enum Kind {
 pub struct SessionOptions {
     /// Mimi codebooks in loopback mode (default: all of the model's).
     pub codebooks: Option<usize>,
-    pub sampling: Sampling,
+    /// How tokens are drawn: these settings over the model's defaults
+    /// ([`ModelConfig::sampling`]).
+    pub sampling: SamplingSettings,
     pub lm: LmOptions,
     pub weights: WeightOptions,
 }
@@ -187,7 +191,10 @@ impl Session {
             mimi,
             lm,
             text,
-            sampling: opts.sampling,
+            sampling: opts
+                .sampling
+                .apply(config.sampling())
+                .map_err(SessionError::Input)?,
             pending: VecDeque::new(),
             step: 0,
             last: FrameStats::default(),
