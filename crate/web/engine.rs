@@ -135,7 +135,20 @@ pub async fn engine_load(
     Ok(info.to_string())
 }
 
-/// Change how tokens are drawn (JSON, see [`sampling_from`]); applies from the next frame.
+/// Check `engineConfigure`'s options without applying them (the worker checks settings given
+/// during a conversation at once, and applies them between frames): the same `input` errors.
+#[wasm_bindgen(js_name = engineCheckConfigure)]
+pub fn engine_check_configure(options: String) -> Result<(), JsValue> {
+    let opts: ConfigureOptions = parse(&options, "engineConfigure")?;
+    opts.sampling()
+        .apply(crate::session::Sampling::default())
+        .map(|_| ())
+        .map_err(|m| error(ErrorCode::Input, &m))
+}
+
+/// Change how tokens are drawn (JSON: `{ greedy, seed, textTemperature, textTopK,
+/// audioTemperature, audioTopK, codebooks }`, each over the current value); applies from the next
+/// frame.
 #[wasm_bindgen(js_name = engineConfigure)]
 pub fn engine_configure(options: String) -> Result<(), JsValue> {
     let opts: ConfigureOptions = parse(&options, "engineConfigure")?;
