@@ -130,7 +130,7 @@ fn session_push_during_a_readback_wait() {
     let mimi = golden::Tensors::new("mimi.safetensors", fx.mimi);
     let r = golden::Tensors::new("reference.safetensors", fx.reference);
     let opts = SessionOptions {
-        sampling: parle::lm::Sampling::greedy(),
+        sampling: parle::lm::Sampling::greedy().into(),
         ..SessionOptions::default()
     };
     let load = || {

@@ -47,6 +47,15 @@ function loadWasm() {
   return loading;
 }
 
+// The wasm package's model-directory resolver, for the store (crate/web/model.rs): what to look
+// for, and which file plays which part, by the same rules as the native `parle`.
+function resolver() {
+  return {
+    lookups: (config) => JSON.parse(pkg.modelLookups(config ?? undefined)),
+    resolve: (names, config, mimiOnly) => JSON.parse(pkg.resolveModel(JSON.stringify(names), config ?? undefined, !!mimiOnly)),
+  };
+}
+
 // The storage module's errors as they are; anything else it throws is a storage failure.
 function storageError(e) {
   return e instanceof StoreError ? e : new EngineError("storage", String(e?.message ?? e));
@@ -131,8 +140,8 @@ async function load({ source, codebooks, storage, sampling, mimiOnly, warmup }, 
   try {
     opened =
       source.kind === "url"
-        ? await openUrlModel(source.url, { onProgress, storage, mimiOnly, newHasher: () => new pkg.Sha256() })
-        : await openLocalModel(source.files, { onProgress, mimiOnly });
+        ? await openUrlModel(source.url, { onProgress, storage, mimiOnly, newHasher: () => new pkg.Sha256(), resolver: resolver() })
+        : await openLocalModel(source.files, { onProgress, mimiOnly, resolver: resolver() });
   } catch (e) {
     throw storageError(e);
   }
@@ -169,17 +178,18 @@ async function load({ source, codebooks, storage, sampling, mimiOnly, warmup }, 
 // (the Rust estimate `parle info --model` prints) from config.json and the LM checkpoint's
 // header, fetched with Range requests (a few KB for safetensors, from 1 MiB for GGUF).
 async function inspect({ url, local, mimiOnly }) {
+  await loadWasm();
   if (local) return inspectLocal(local, mimiOnly);
   let found;
   try {
-    found = await inspectUrlModel(url, { mimiOnly });
+    found = await inspectUrlModel(url, { mimiOnly, resolver: resolver() });
   } catch (e) {
     throw storageError(e);
   }
-  const { config, files, lm } = found;
+  const { config, model, files, lm } = found;
   const known = files.every((f) => f.size != null);
   const sum = (xs) => xs.reduce((a, b) => a + b, 0);
-  const kind = lm ? "moshi" : "mimi";
+  const kind = model.kind;
   let gpu = null;
   if (known) {
     const options = JSON.stringify({ f16 });
@@ -192,6 +202,8 @@ async function inspect({ url, local, mimiOnly }) {
   }
   return {
     kind,
+    io: model.io,
+    sampling: model.sampling,
     files,
     bytes: known ? sum(files.map((f) => f.size)) : null,
     toDownload: known ? sum(files.map((f) => Math.max(0, f.size - f.stored))) : null,
@@ -205,11 +217,11 @@ async function inspect({ url, local, mimiOnly }) {
 async function inspectLocal(local, mimiOnly) {
   let opened;
   try {
-    opened = await openLocalModel(local, { mimiOnly });
+    opened = await openLocalModel(local, { mimiOnly, resolver: resolver() });
   } catch (e) {
     throw storageError(e);
   }
-  const { config, files: readers } = opened;
+  const { config, model, files: readers } = opened;
   const files = Object.entries(readers)
     .filter(([, f]) => f)
     .map(([role, f]) => ({ role, name: f.name, size: f.size, stored: f.size }));
@@ -220,7 +232,9 @@ async function inspectLocal(local, mimiOnly) {
     throw new EngineError(e?.code ?? "weights", String(e?.message ?? e), readers.lm?.name);
   }
   return {
-    kind: readers.lm ? "moshi" : "mimi",
+    kind: model.kind,
+    io: model.io,
+    sampling: model.sampling,
     files,
     bytes: files.reduce((s, f) => s + f.size, 0),
     toDownload: 0,
@@ -249,6 +263,8 @@ let pendingSampling = null; // sampling settings given during a conversation, ap
 
 async function configure(opts) {
   if (!model) throw new EngineError("no-model", "no model is loaded: call load() first");
+  // An unknown option or a bad value is an `input` error now, not between two frames later.
+  pkg.engineCheckConfigure(JSON.stringify(opts));
   const { codebooks, ...sampling } = opts;
   if (conv && (codebooks === undefined || codebooks === null || codebooks === model.info.codebooks)) {
     pendingSampling = { ...pendingSampling, ...sampling };

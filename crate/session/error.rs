@@ -15,6 +15,9 @@ pub enum SessionError {
     AlreadyWaiting,
     #[error("the frame was dropped by a reset (or another model) while its readback was awaited")]
     FrameDropped,
+    /// A setting out of range (a negative temperature, a top-k of 0), named.
+    #[error("{0}")]
+    Input(String),
 }
 
 impl SessionError {
@@ -22,9 +25,11 @@ impl SessionError {
     /// past the in-flight bound a busy engine.
     pub fn code(&self) -> ErrorCode {
         match self {
-            SessionError::FrameSize { .. } | SessionError::NothingInFlight => ErrorCode::Input,
+            SessionError::FrameSize { .. }
+            | SessionError::NothingInFlight
+            | SessionError::FrameDropped
+            | SessionError::Input(_) => ErrorCode::Input,
             SessionError::TooManyInFlight { .. } | SessionError::AlreadyWaiting => ErrorCode::Busy,
-            SessionError::FrameDropped => ErrorCode::Input,
         }
     }
 }

@@ -3,13 +3,9 @@
 //! under canonical names and the load options go into [`crate::weights::estimate::estimate`].
 
 use super::bench::Preset;
-use super::SessionOptions;
-use crate::lm::LmConfig;
-use crate::mimi::MimiConfig;
+use super::{ModelConfig, SessionOptions};
 use crate::weights::estimate::{self, Facts, GpuEstimate, LinearSource, ModelShape};
-use crate::weights::{
-    schedule_from_config, Checkpoint, Container, TensorSource, WeightFormat, WeightsError,
-};
+use crate::weights::{Checkpoint, Container, TensorSource, WeightFormat, WeightsError};
 
 /// The estimate of a session built from `config` (text of `config.json`, `None`: the 7B and the
 /// published Mimi), with an LM whose tensors `lm` describes (`None`: the Mimi loopback), on an
@@ -20,17 +16,13 @@ pub fn estimate(
     opts: &SessionOptions,
     f16: bool,
 ) -> crate::Result<GpuEstimate> {
-    let mimi_cfg = match config {
-        Some(t) => MimiConfig::from_json(t)?,
-        None => MimiConfig::default(),
-    };
+    // Parsed as a load parses it (one typed config for Mimi and the LM).
+    let model = ModelConfig::parse(config)?;
+    let mimi_cfg = model.mimi.clone();
     mimi_cfg.validate()?;
     let (lm_shape, n_q, width) = match lm {
         Some(_) => {
-            let cfg = match config {
-                Some(t) => LmConfig::from_json(t)?,
-                None => LmConfig::default(),
-            };
+            let cfg = model.lm.clone();
             cfg.validate()?;
             let shape = cfg.shape(opts.lm.f32_cache);
             (Some(shape), cfg.user_streams(), cfg.n_q + 1)
@@ -65,15 +57,9 @@ pub fn estimate(
 /// The LM container presented under canonical names with `config`'s depformer schedule, as
 /// [`super::Session::from_sources`] presents it.
 pub fn canonical_lm(config: Option<&str>, lm: Box<dyn Container>) -> crate::Result<Checkpoint> {
-    // A config.json that is not JSON is reported by the config parsers.
-    let schedule = match config {
-        Some(text) => serde_json::from_str::<serde_json::Value>(text)
-            .ok()
-            .map(|v| schedule_from_config(&v))
-            .transpose()?
-            .flatten(),
-        None => None,
-    };
+    let schedule = ModelConfig::parse(config)?
+        .lm
+        .depformer_weights_per_step_schedule;
     Ok(Checkpoint::new(lm, schedule.as_deref())?)
 }
 

@@ -12,15 +12,19 @@
 
 pub mod bench;
 mod codec;
+mod config;
 pub mod estimate;
 mod load;
+mod sampling;
 
 /// What front ends set: how tokens are drawn, LM and weight options.
 pub use crate::lm::{LmOptions, Sampling};
 pub use crate::nn::WeightOptions;
 pub use crate::weights::{quant_format, WeightFormat};
 pub use codec::{CodecFrame, CodecInput, CodecMode, CodecSession};
+pub use config::{GenerationConfig, ModelConfig, ModelIo, ModelKind, ModelType, SttConfig};
 pub use load::ModelSources;
+pub use sampling::SamplingSettings;
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -30,8 +34,8 @@ mod error;
 pub use error::SessionError;
 
 use crate::gpu::{BufferUsage, Context, FrameReadback, GpuBuffer, GpuResult, Recorder, SlotRead};
-use crate::lm::{Lm, LmConfig, TokenChoice};
-use crate::mimi::{Mimi, MimiConfig};
+use crate::lm::{Lm, TokenChoice};
+use crate::mimi::Mimi;
 use crate::nn::Weights;
 use crate::text::{TextStream, Tokenizer};
 use crate::weights::{TensorSource, WeightsError};
@@ -50,7 +54,9 @@ pub enum Kind {
 pub struct SessionOptions {
     /// Mimi codebooks in loopback mode (default: all of the model's).
     pub codebooks: Option<usize>,
-    pub sampling: Sampling,
+    /// How tokens are drawn: these settings over the model's defaults
+    /// ([`ModelConfig::sampling`]).
+    pub sampling: SamplingSettings,
     pub lm: LmOptions,
     pub weights: WeightOptions,
 }
@@ -152,16 +158,22 @@ pub const MAX_IN_FLIGHT: usize = 2;
 impl Session {
     /// Build a session from its parts.
     pub fn load(ctx: &Context, parts: ModelParts, opts: &SessionOptions) -> crate::Result<Self> {
-        let mimi_cfg = match parts.config {
-            Some(t) => MimiConfig::from_json(t)?,
-            None => MimiConfig::default(),
-        };
+        let cfg = ModelConfig::parse(parts.config)?;
+        Self::load_config(ctx, &cfg, parts, opts)
+    }
+
+    /// Build a session from its parts with their config already parsed (`parts.config` is not
+    /// read again).
+    pub fn load_config(
+        ctx: &Context,
+        config: &ModelConfig,
+        parts: ModelParts,
+        opts: &SessionOptions,
+    ) -> crate::Result<Self> {
+        let mimi_cfg = config.mimi.clone();
         let (kind, lm, n_q) = match parts.lm {
             Some(w) => {
-                let cfg = match parts.config {
-                    Some(t) => LmConfig::from_json(t)?,
-                    None => LmConfig::default(),
-                };
+                let cfg = config.lm.clone();
                 let user = cfg.user_streams();
                 if user != cfg.dep_q {
                     return Err(WeightsError::Config(format!(
@@ -216,7 +228,10 @@ impl Session {
             mimi,
             lm,
             text,
-            sampling: opts.sampling,
+            sampling: opts
+                .sampling
+                .apply(config.sampling())
+                .map_err(SessionError::Input)?,
             pending: VecDeque::new(),
             waiting: None,
             step: 0,

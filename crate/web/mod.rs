@@ -7,7 +7,9 @@
 //! `engine` drives a conversation (`engineLoad`, `engineStep`, …) for `web/parle.js`; `source`
 //! reads model files that the worker keeps in the Origin Private File System (or the user picked)
 //! one tensor at a time; `hash` is the SHA-256 the worker checks downloads with; `estimate` is the
-//! GPU-memory estimate `engine.inspect()` gives before a download.
+//! GPU-memory estimate `engine.inspect()` gives before a download; `model` is the
+//! model-directory resolver and typed config `web/store.js` asks; `options` the serde types of
+//! the exports' JSON options.
 
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -21,6 +23,8 @@ mod engine;
 mod error;
 mod estimate;
 mod hash;
+mod model;
+mod options;
 mod source;
 
 #[wasm_bindgen(start)]

@@ -17,6 +17,7 @@
 //! * [`estimate`]: the GPU memory a model will take, from headers and config, before a load.
 
 mod checkpoint;
+pub mod config;
 pub mod estimate;
 mod format;
 mod gguf;
@@ -27,6 +28,7 @@ mod loader;
 mod memory;
 pub mod names;
 pub mod quant;
+pub mod resolve;
 mod safetensors;
 mod table;
 mod usage;
@@ -37,6 +39,7 @@ mod dir;
 pub mod inspect;
 
 pub use checkpoint::{Checkpoint, Container, ContainerKind};
+pub use config::{config_file_name, ConfigFiles, CONFIG_FILE_KEYS, RESERVED_FILE_NAMES};
 pub use format::{quant_format, WeightFormat};
 pub use gguf::{dtype_ggml, ggml_type_name, write_gguf, GgufHeader, GgufValue, MemoryGguf};
 pub use host::HostLinear;
@@ -44,6 +47,7 @@ pub use linear::{embedding_table, linear_weight, scb_companion, LinearTensor};
 pub use memory::{MemorySafetensors, RandomWeights};
 pub use names::Naming;
 pub use quant::MlxAffine;
+pub use resolve::{resolve_layout, Layout, Pick, Role};
 pub use table::{
     gather_format, gather_reads, loaded_table_format, random_table_format, stored_table_format,
     table_bytes, table_data_words, table_element_bits, table_gpu_bytes, table_in_format,
@@ -54,7 +58,7 @@ pub use usage::UsageTracker;
 #[cfg(not(target_arch = "wasm32"))]
 pub use checkpoint::open_container;
 #[cfg(not(target_arch = "wasm32"))]
-pub use dir::{config_file_name, ModelFiles, CONFIG_FILE_KEYS, RESERVED_FILE_NAMES};
+pub use dir::ModelFiles;
 #[cfg(not(target_arch = "wasm32"))]
 pub use gguf::GgufFile;
 #[cfg(not(target_arch = "wasm32"))]
@@ -126,6 +130,10 @@ pub enum WeightsError {
     /// A config error found in a named file.
     #[error("{file}: {message}")]
     ConfigFile { file: String, message: String },
+    /// A model directory without a file it needs (the resolver's verdict, naming what was looked
+    /// for and what is there).
+    #[error("{0}")]
+    MissingFiles(String),
     /// A model directory without the codec's weights.
     #[error("{dir}: no Mimi weights found (looked for {looked_for}). Add the Mimi checkpoint to the directory.")]
     NoMimi { dir: String, looked_for: String },
