@@ -11,6 +11,8 @@ pub enum SessionError {
     TooManyInFlight { max: usize },
     #[error("no frame in flight: push one first")]
     NothingInFlight,
+    #[error("this model is not a speech-to-text model (it has a depformer): use `parle run`")]
+    NotStt,
 }
 
 impl SessionError {
@@ -18,7 +20,9 @@ impl SessionError {
     /// past the in-flight bound a busy engine.
     pub fn code(&self) -> ErrorCode {
         match self {
-            SessionError::FrameSize { .. } | SessionError::NothingInFlight => ErrorCode::Input,
+            SessionError::FrameSize { .. }
+            | SessionError::NothingInFlight
+            | SessionError::NotStt => ErrorCode::Input,
             SessionError::TooManyInFlight { .. } => ErrorCode::Busy,
         }
     }
