@@ -90,8 +90,8 @@ impl ExtraHeads {
     }
 
     /// The last step's probabilities, `[heads, head_dim]` f32.
-    pub fn probs(&self) -> View<'_> {
-        self.probs.view()
+    pub fn probs(&self) -> &GpuBuffer {
+        &self.probs
     }
 
     pub fn bytes(&self) -> u64 {

@@ -429,6 +429,11 @@ impl Lm {
 
     /// The last step's extra-head probabilities `[heads, head_dim]` f32, if the model has heads.
     pub fn extra_probs_view(&self) -> Option<View<'_>> {
+        self.extra.as_ref().map(|e| e.probs().view())
+    }
+
+    /// The buffer behind [`Lm::extra_probs_view`].
+    pub fn extra_probs(&self) -> Option<&GpuBuffer> {
         self.extra.as_ref().map(|e| e.probs())
     }
 
