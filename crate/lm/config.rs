@@ -329,9 +329,6 @@ impl LmConfig {
         if self.dep_q > self.n_q {
             return Err(c(format!("dep_q {} exceeds n_q {}", self.dep_q, self.n_q)));
         }
-        if self.dep_q == 0 {
-            return Err(c("dep_q 0 (text-only models) is not supported yet".into()));
-        }
         if self.dim == 0 || self.num_heads == 0 || !self.dim.is_multiple_of(self.num_heads) {
             return Err(c(format!(
                 "dim {} must be a positive multiple of num_heads {}",
