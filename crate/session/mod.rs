@@ -213,7 +213,13 @@ impl Session {
             mimi,
             lm,
             text,
-            sampling: opts.sampling,
+            // Kyutai runs STT greedy (`LMGen(lm, temp=0, temp_text=0)`): the default sampling
+            // of a conversation would sample the transcript.
+            sampling: if kind == Kind::Stt && opts.sampling == Sampling::default() {
+                Sampling::greedy()
+            } else {
+                opts.sampling
+            },
             pending: VecDeque::new(),
             step: 0,
             last: FrameStats::default(),
