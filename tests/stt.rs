@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use parle::gpu::{Context, Options, Recorder};
-use parle::lm::{ExtraHeadsConfig, Lm, LmConfig, LmOptions, Sampling, TokenChoice};
+use parle::lm::{Lm, LmConfig, LmOptions, Sampling, TokenChoice};
 use parle::nn::Weights;
 use parle::session::{Kind, ModelParts, Session, SessionOptions};
 use parle::text::{word_timestamps, Tokenizer, WordIds};
@@ -249,15 +249,15 @@ fn thirty_two_codebooks_and_extra_heads_step() {
     let cfg = LmConfig::from_json(
         r#"{"dim": 64, "num_heads": 4, "num_layers": 2, "context": 16, "n_q": 32, "dep_q": 0,
             "card": 2048, "text_card": 8000, "max_period": 100000, "delays": [0, 0, 0, 0, 0, 0, 0, 0,
-            0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]}"#,
+            0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
+            "extra_heads_num_heads": 4, "extra_heads_dim": 6}"#,
     )
     .unwrap();
     let w = Weights::Random {
         format: WeightFormat::F32,
         seed: 7,
     };
-    let extra = ExtraHeadsConfig { heads: 4, dim: 6 };
-    let mut lm = Lm::load_with(&ctx, cfg, extra, &w, &LmOptions::default()).unwrap();
+    let mut lm = Lm::load(&ctx, cfg, &w, &LmOptions::default()).unwrap();
     assert_eq!(lm.width(), 33);
     for _ in 0..3 {
         let mut rec = Recorder::new(&ctx, "stt step");

@@ -5,9 +5,7 @@
 pub mod config;
 mod extra;
 mod model;
-mod stt;
 
 pub use config::LmConfig;
 pub use extra::ExtraHeadsConfig;
 pub use model::{Lm, LmOptions, Sampling, TokenChoice};
-pub use stt::SttConfig;

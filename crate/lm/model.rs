@@ -135,17 +135,6 @@ impl Lm {
         w: &Weights,
         opts: &LmOptions,
     ) -> crate::Result<Self> {
-        Self::load_with(ctx, cfg, ExtraHeadsConfig::default(), w, opts)
-    }
-
-    /// [`Lm::load`] with extra heads (`extra_heads.{i}.weight`).
-    pub fn load_with(
-        ctx: &Context,
-        cfg: LmConfig,
-        extra: ExtraHeadsConfig,
-        w: &Weights,
-        opts: &LmOptions,
-    ) -> crate::Result<Self> {
         match w {
             Weights::Checkpoint { source, options } => {
                 let tracker = UsageTracker::new(*source);
@@ -153,21 +142,15 @@ impl Lm {
                     source: &tracker,
                     options: *options,
                 };
-                let lm = Self::build(ctx, cfg, extra, &tracked, opts)?;
+                let lm = Self::build(ctx, cfg, &tracked, opts)?;
                 tracker.finish()?;
                 Ok(lm)
             }
-            Weights::Random { .. } => Self::build(ctx, cfg, extra, w, opts),
+            Weights::Random { .. } => Self::build(ctx, cfg, w, opts),
         }
     }
 
-    fn build(
-        ctx: &Context,
-        cfg: LmConfig,
-        extra: ExtraHeadsConfig,
-        w: &Weights,
-        opts: &LmOptions,
-    ) -> crate::Result<Self> {
+    fn build(ctx: &Context, cfg: LmConfig, w: &Weights, opts: &LmOptions) -> crate::Result<Self> {
         let table_format = opts.tables.unwrap_or(match w {
             Weights::Checkpoint { source, .. } => match source.dtype("text_emb.weight") {
                 Some(DType::F32) => TableFormat::F32,
@@ -200,6 +183,10 @@ impl Lm {
         )?;
         let out_norm = w.norm(ctx, "out_norm", norm, d)?;
         let text_linear = w.linear(ctx, "text_linear.weight", cfg.text_card_out, d)?;
+        let extra = ExtraHeadsConfig {
+            heads: cfg.extra_heads_num_heads,
+            dim: cfg.extra_heads_dim,
+        };
         let extra = ExtraHeads::load(ctx, w, extra, d)?;
         let dep = if cfg.dep_q == 0 {
             None

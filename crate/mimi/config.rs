@@ -142,13 +142,8 @@ impl Default for MimiConfig {
 impl MimiConfig {
     /// Parse a `config.json` text: the `"mimi"` key if present, else the defaults.
     pub fn from_json(text: &str) -> Result<Self, WeightsError> {
-        let v: serde_json::Value = serde_json::from_str(text)
-            .map_err(|e| WeightsError::Config(format!("config.json is not valid JSON: {e}")))?;
-        let cfg = match v.get("mimi") {
-            Some(m) => serde_json::from_value(m.clone())
-                .map_err(|e| WeightsError::Config(format!("bad \"mimi\" section: {e}")))?,
-            None => Self::default(),
-        };
+        let obj = crate::weights::config::config_object(text)?;
+        let cfg: Self = crate::weights::config::section(&obj, "mimi")?.unwrap_or_default();
         cfg.validate()?;
         Ok(cfg)
     }

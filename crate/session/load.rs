@@ -5,7 +5,7 @@
 use super::{ModelParts, Session, SessionOptions};
 use crate::nn::Weights;
 use crate::text::Tokenizer;
-use crate::weights::{schedule_from_config, Checkpoint, Container, TensorSource};
+use crate::weights::{Checkpoint, Container, TensorSource};
 
 /// A tensor every Mimi checkpoint has (the first SEANet conv).
 #[cfg(not(target_arch = "wasm32"))]
@@ -31,15 +31,9 @@ impl Session {
         src: ModelSources,
         opts: &SessionOptions,
     ) -> crate::Result<Self> {
-        // A config.json that is not JSON is reported by the config parsers in `load`.
-        let schedule = match src.config.as_deref() {
-            Some(text) => serde_json::from_str::<serde_json::Value>(text)
-                .ok()
-                .map(|v| schedule_from_config(&v))
-                .transpose()?
-                .flatten(),
-            None => None,
-        };
+        // `config.json` is parsed once, here; Mimi, the LM and the checkpoint's name map read it.
+        let config = super::ModelConfig::parse(src.config.as_deref())?;
+        let schedule = config.lm.depformer_weights_per_step_schedule.clone();
         let lm = match src.lm {
             Some(c) => Some(Checkpoint::new(c, schedule.as_deref())?),
             None => None,
@@ -50,7 +44,7 @@ impl Session {
             lm: lm.as_ref().map(|f| Weights::checkpoint(f)),
             tokenizer: lm.as_ref().and(src.tokenizer),
         };
-        Self::load(ctx, parts, opts)
+        Self::load_config(ctx, &config, parts, opts)
     }
 
     /// Open a model directory (resolved by [`crate::weights::ModelFiles`]).

@@ -12,6 +12,7 @@
 
 pub mod bench;
 mod codec;
+mod config;
 mod load;
 pub mod stt;
 
@@ -20,6 +21,7 @@ pub use crate::lm::{LmOptions, Sampling};
 pub use crate::nn::WeightOptions;
 pub use crate::weights::{quant_format, WeightFormat};
 pub use codec::{CodecFrame, CodecInput, CodecMode, CodecSession};
+pub use config::{GenerationConfig, ModelConfig, ModelIo, ModelKind, ModelType, SttConfig};
 pub use load::ModelSources;
 
 use std::collections::VecDeque;
@@ -29,8 +31,8 @@ mod error;
 pub use error::SessionError;
 
 use crate::gpu::{BufferUsage, Context, FrameReadback, GpuBuffer, Recorder};
-use crate::lm::{Lm, LmConfig, SttConfig, TokenChoice};
-use crate::mimi::{Mimi, MimiConfig};
+use crate::lm::{Lm, TokenChoice};
+use crate::mimi::Mimi;
 use crate::nn::Weights;
 use crate::text::{TextStream, Tokenizer};
 use crate::weights::{TensorSource, WeightsError};
@@ -130,20 +132,23 @@ pub const MAX_IN_FLIGHT: usize = 2;
 impl Session {
     /// Build a session from its parts.
     pub fn load(ctx: &Context, parts: ModelParts, opts: &SessionOptions) -> crate::Result<Self> {
-        let mimi_cfg = match parts.config {
-            Some(t) => MimiConfig::from_json(t)?,
-            None => MimiConfig::default(),
-        };
-        let stt = match parts.config {
-            Some(t) if parts.lm.is_some() => SttConfig::from_json(t)?,
-            _ => SttConfig::default(),
-        };
+        let cfg = ModelConfig::parse(parts.config)?;
+        Self::load_config(ctx, &cfg, parts, opts)
+    }
+
+    /// Build a session from its parts with their config already parsed (`parts.config` is not
+    /// read again).
+    pub fn load_config(
+        ctx: &Context,
+        config: &ModelConfig,
+        parts: ModelParts,
+        opts: &SessionOptions,
+    ) -> crate::Result<Self> {
+        let mimi_cfg = config.mimi.clone();
+        let stt = config.stt.clone().unwrap_or_default();
         let (kind, lm, n_q) = match parts.lm {
             Some(w) => {
-                let cfg = match parts.config {
-                    Some(t) => LmConfig::from_json(t)?,
-                    None => LmConfig::default(),
-                };
+                let cfg = config.lm.clone();
                 let user = cfg.user_streams();
                 let kind = if cfg.dep_q == 0 {
                     Kind::Stt
@@ -164,7 +169,7 @@ impl Session {
                     },
                     r => r,
                 };
-                let lm = Lm::load_with(ctx, cfg, stt.extra_heads, &w, &opts.lm)?;
+                let lm = Lm::load(ctx, cfg, &w, &opts.lm)?;
                 (kind, Some(lm), Some(user))
             }
             None => (Kind::Mimi, None, opts.codebooks),

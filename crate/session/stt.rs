@@ -5,7 +5,7 @@
 //! Every frame goes through the session's frame loop (one submit, one async readback), with up
 //! to [`MAX_IN_FLIGHT`] frames in flight.
 
-use super::{Kind, Session, SessionError, StepOutput, MAX_IN_FLIGHT};
+use super::{Kind, Session, SessionError, StepOutput, SttConfig, MAX_IN_FLIGHT};
 use crate::gpu::Context;
 use crate::text::{word_timestamps, Word, WordIds};
 
@@ -33,16 +33,25 @@ pub struct Transcript {
     pub words: Vec<Word>,
 }
 
+impl SttPlan {
+    /// Kyutai's script: `ceil(seconds · frame_rate)` silent frames before and after the audio;
+    /// timestamps offset by `int(prefix_frames / frame_rate) + audio_delay_seconds` (Python's
+    /// `int`, a truncation).
+    pub fn new(stt: &SttConfig, frame_rate: f64) -> Self {
+        let prefix_frames = (stt.audio_silence_prefix_seconds * frame_rate).ceil() as usize;
+        Self {
+            prefix_frames,
+            flush_frames: (stt.audio_delay_seconds * frame_rate).ceil() as usize,
+            offset_seconds: (prefix_frames as f64 / frame_rate).trunc() + stt.audio_delay_seconds,
+            frame_rate,
+        }
+    }
+}
+
 impl Session {
     /// Kyutai's STT plan for this session's model.
     pub fn stt_plan(&self) -> SttPlan {
-        let frame_rate = self.mimi.cfg.frame_rate;
-        SttPlan {
-            prefix_frames: self.stt.prefix_frames(frame_rate),
-            flush_frames: self.stt.flush_frames(frame_rate),
-            offset_seconds: self.stt.offset_seconds(frame_rate),
-            frame_rate,
-        }
+        SttPlan::new(&self.stt, self.mimi.cfg.frame_rate)
     }
 
     /// Transcribe `pcm` (24 kHz mono) with Kyutai's procedure; `on_step` sees every step's

@@ -4,8 +4,8 @@
 use std::path::{Path, PathBuf};
 
 use super::{
-    schedule_from_config, Checkpoint, WeightsError, LM_FILE_NAMES, MIMI_FILE_NAME,
-    TOKENIZER_FILE_NAME,
+    config_file_name, schedule_from_config, Checkpoint, WeightsError, CONFIG_FILE_KEYS,
+    LM_FILE_NAMES, MIMI_FILE_NAME, TOKENIZER_FILE_NAME,
 };
 
 /// The files of one model directory.
@@ -26,47 +26,6 @@ pub struct ModelFiles {
 
 fn cfg_err(m: String) -> WeightsError {
     WeightsError::Config(m)
-}
-
-/// The `config.json` keys that name files of the model's directory.
-pub const CONFIG_FILE_KEYS: &[&str] = &["moshi_name", "mimi_name", "tokenizer_name"];
-
-/// Names a model file may not have: the files the browser's store writes beside the model's own
-/// (`web/store.js`), so that the same `config.json` is accepted or refused on both sides.
-pub const RESERVED_FILE_NAMES: &[&str] = &[
-    "manifest.json",
-    "parle-manifest.json",
-    "parle-manifest-mimi.json",
-];
-
-/// The file that `config.json`'s `key` names: a plain file name of the model's directory
-/// (`^[A-Za-z0-9][A-Za-z0-9._@-]*$`, not one of [`RESERVED_FILE_NAMES`]), or an `hf://…/NAME`
-/// reference whose last part is one. Anything else (a path, `..`, a hidden file) is an error
-/// naming the key and the value.
-pub fn config_file_name<'a>(key: &str, value: &'a str) -> Result<&'a str, WeightsError> {
-    let name = match value.strip_prefix("hf://") {
-        Some(rest) => rest.rsplit('/').next().unwrap_or(rest),
-        None => value,
-    };
-    let plain = name
-        .chars()
-        .next()
-        .is_some_and(|c| c.is_ascii_alphanumeric())
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '@' | '-'));
-    let reserved = RESERVED_FILE_NAMES
-        .iter()
-        .any(|r| r.eq_ignore_ascii_case(name));
-    if !plain || reserved {
-        return Err(cfg_err(format!(
-            "config.json: '{key}' is {value:?}, which is not a file name parle accepts: a file of \
-             the model's own directory, made of letters, digits, '.', '_', '@' and '-', not \
-             starting with '.', and not {}. Fix config.json.",
-            RESERVED_FILE_NAMES.join(", ")
-        )));
-    }
-    Ok(name)
 }
 
 impl ModelFiles {

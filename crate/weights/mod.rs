@@ -16,6 +16,7 @@
 //!   did not use; [`ModelFiles`] finds the files of a model directory (native).
 
 mod checkpoint;
+pub mod config;
 mod format;
 mod gguf;
 mod host;
@@ -34,6 +35,7 @@ mod dir;
 pub mod inspect;
 
 pub use checkpoint::{Checkpoint, Container, ContainerKind};
+pub use config::{config_file_name, ConfigFiles, CONFIG_FILE_KEYS, RESERVED_FILE_NAMES};
 pub use format::{quant_format, WeightFormat};
 pub use gguf::{dtype_ggml, ggml_type_name, write_gguf, GgufHeader, GgufValue, MemoryGguf};
 pub use host::HostLinear;
@@ -46,7 +48,7 @@ pub use usage::UsageTracker;
 #[cfg(not(target_arch = "wasm32"))]
 pub use checkpoint::open_container;
 #[cfg(not(target_arch = "wasm32"))]
-pub use dir::{config_file_name, ModelFiles, CONFIG_FILE_KEYS, RESERVED_FILE_NAMES};
+pub use dir::ModelFiles;
 #[cfg(not(target_arch = "wasm32"))]
 pub use gguf::GgufFile;
 #[cfg(not(target_arch = "wasm32"))]

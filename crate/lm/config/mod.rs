@@ -1,11 +1,21 @@
 //! The LM's configuration with the reference package's `config.json` keys (`LMModel` kwargs,
-//! spec §2.1 and §5). A missing key takes the Moshi 7B value; a key of the wrong type, an
-//! unsupported feature or inconsistent values are errors that name the key.
+//! spec §2.1 and §5), read with serde ([`keys`]). A missing key takes the Moshi 7B value; a key
+//! of the wrong type, a feature parle does not run yet ([`LmConfig::check_supported`]) or
+//! inconsistent values ([`LmConfig::validate`]) are errors that name the key.
+
+mod keys;
+#[cfg(test)]
+mod tests;
+
+use std::collections::BTreeMap;
 
 use serde_json::{Map, Value};
 
+pub use keys::{ConditionerConfig, ConditionerKind, FuserConfig, LutConditioner};
+
 use crate::nn::transformer::{Gating, Positional, TransformerConfig};
 use crate::nn::NormKind;
+use crate::weights::config::from_keys;
 use crate::weights::WeightsError;
 
 /// Moshi LM hyper-parameters.
@@ -20,6 +30,8 @@ pub struct LmConfig {
     pub positional_embedding: String,
     pub max_period: f64,
     pub context: usize,
+    /// Only causal (streaming) LMs run here.
+    pub causal: bool,
     pub layer_scale: bool,
     /// Audio input streams (Moshi's own `dep_q` then the user's).
     pub n_q: usize,
@@ -35,6 +47,10 @@ pub struct LmConfig {
     pub existing_text_end_padding_id: u32,
     /// `delays[0]` text, `delays[1..]` the `n_q` audio streams.
     pub delays: Vec<usize>,
+    /// Normalized embeddings (`ScaledEmbedding(norm=True)`): not supported yet.
+    pub norm_emb: bool,
+    /// A bias on the text head: not supported yet.
+    pub bias_proj: bool,
     pub depformer_dim: usize,
     pub depformer_num_heads: usize,
     pub depformer_num_layers: usize,
@@ -47,6 +63,20 @@ pub struct LmConfig {
     pub depformer_weights_per_step: bool,
     pub depformer_weights_per_step_schedule: Option<Vec<usize>>,
     pub depformer_low_rank_embeddings: Option<usize>,
+    /// A norm inside the depformer's input: not supported yet.
+    pub depformer_norm: Option<String>,
+    /// Extra heads on the temporal transformer's output (the STT models' voice-activity heads):
+    /// how many, and the width of each.
+    pub extra_heads_num_heads: usize,
+    pub extra_heads_dim: usize,
+    /// Conditioners by name (Hibiki: a `lut` of the voice-quality label).
+    pub conditioners: BTreeMap<String, ConditionerConfig>,
+    /// How the conditions enter the model.
+    pub fuser: Option<FuserConfig>,
+    /// Cross-attention to a condition in every layer.
+    pub cross_attention: bool,
+    /// A second text stream demultiplexed from the text tokens.
+    pub demux_second_text_stream: bool,
 }
 
 impl Default for LmConfig {
@@ -66,6 +96,7 @@ impl Default for LmConfig {
             positional_embedding: "rope".into(),
             max_period: 10000.0,
             context: 3000,
+            causal: true,
             layer_scale: false,
             n_q: 16,
             dep_q: 8,
@@ -75,6 +106,8 @@ impl Default for LmConfig {
             existing_text_padding_id: 3,
             existing_text_end_padding_id: 0,
             delays,
+            norm_emb: false,
+            bias_proj: false,
             depformer_dim: 1024,
             depformer_num_heads: 16,
             depformer_num_layers: 6,
@@ -87,6 +120,13 @@ impl Default for LmConfig {
             depformer_weights_per_step: true,
             depformer_weights_per_step_schedule: None,
             depformer_low_rank_embeddings: None,
+            depformer_norm: None,
+            extra_heads_num_heads: 0,
+            extra_heads_dim: 6,
+            conditioners: BTreeMap::new(),
+            fuser: None,
+            cross_attention: false,
+            demux_second_text_stream: false,
         }
     }
 }
@@ -95,186 +135,74 @@ fn bad(key: &str, why: impl std::fmt::Display) -> WeightsError {
     WeightsError::Config(format!("config.json: key \"{key}\" {why}"))
 }
 
-struct Keys<'a>(&'a Map<String, Value>);
-
-impl Keys<'_> {
-    fn usize(&self, key: &str, default: usize) -> Result<usize, WeightsError> {
-        match self.0.get(key) {
-            None | Some(Value::Null) => Ok(default),
-            Some(v) => v
-                .as_u64()
-                .filter(|&n| n <= u32::MAX as u64)
-                .map(|n| n as usize)
-                .ok_or_else(|| bad(key, format!("must be a non-negative integer, got {v}"))),
-        }
-    }
-    fn f64(&self, key: &str, default: f64) -> Result<f64, WeightsError> {
-        match self.0.get(key) {
-            None | Some(Value::Null) => Ok(default),
-            Some(v) => v
-                .as_f64()
-                .filter(|x| x.is_finite())
-                .ok_or_else(|| bad(key, format!("must be a number, got {v}"))),
-        }
-    }
-    fn bool(&self, key: &str, default: bool) -> Result<bool, WeightsError> {
-        match self.0.get(key) {
-            None | Some(Value::Null) => Ok(default),
-            Some(v) => v
-                .as_bool()
-                .ok_or_else(|| bad(key, format!("must be true or false, got {v}"))),
-        }
-    }
-    fn string(&self, key: &str, default: &str) -> Result<String, WeightsError> {
-        match self.0.get(key) {
-            None | Some(Value::Null) => Ok(default.into()),
-            Some(v) => v
-                .as_str()
-                .map(str::to_string)
-                .ok_or_else(|| bad(key, format!("must be a string, got {v}"))),
-        }
-    }
-    fn list(&self, key: &str) -> Result<Option<Vec<usize>>, WeightsError> {
-        match self.0.get(key) {
-            None | Some(Value::Null) => Ok(None),
-            Some(Value::Array(a)) => a
-                .iter()
-                .map(|v| {
-                    v.as_u64()
-                        .filter(|&n| n <= 1 << 20)
-                        .map(|n| n as usize)
-                        .ok_or_else(|| {
-                            bad(
-                                key,
-                                format!("must list small non-negative integers, got {v}"),
-                            )
-                        })
-                })
-                .collect::<Result<Vec<_>, _>>()
-                .map(Some),
-            Some(v) => Err(bad(key, format!("must be a list, got {v}"))),
-        }
-    }
-    /// `layer_scale` is a number (the init value) or null; only its presence matters here.
-    fn present(&self, key: &str, default: bool) -> bool {
-        match self.0.get(key) {
-            None => default,
-            Some(Value::Null) | Some(Value::Bool(false)) => false,
-            Some(_) => true,
-        }
-    }
-}
-
 impl LmConfig {
     /// Parse the top-level LM keys of a model directory's `config.json` text. Keys that are
     /// absent take the Moshi 7B values.
     pub fn from_json(text: &str) -> Result<Self, WeightsError> {
-        let v: Value = serde_json::from_str(text)
-            .map_err(|e| WeightsError::Config(format!("config.json is not valid JSON: {e}")))?;
-        let obj = v
-            .as_object()
-            .ok_or_else(|| WeightsError::Config("config.json is not a JSON object".into()))?;
-        Self::from_keys(obj)
+        Self::from_object(&crate::weights::config::config_object(text)?)
     }
 
-    fn from_keys(obj: &Map<String, Value>) -> Result<Self, WeightsError> {
-        let k = Keys(obj);
-        let d = Self::default();
-        for unsupported in [
-            "demux_second_text_stream",
-            "cross_attention",
-            "conditioners",
-            "fuser",
+    /// Read the LM keys of `config.json`'s parsed top-level object (other keys are ignored),
+    /// then check that parle runs what they describe and that they agree.
+    pub fn from_object(obj: &Map<String, Value>) -> Result<Self, WeightsError> {
+        let keys: keys::LmKeys = from_keys(obj, "")?;
+        let cfg = keys.into_config()?;
+        cfg.check_supported()?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// Features of the reference LM that parle does not run yet: each is an error naming its
+    /// key.
+    pub fn check_supported(&self) -> Result<(), WeightsError> {
+        let not_yet = |key: &str| Err(bad(key, "names a feature parle does not support yet"));
+        for (key, on) in [
+            ("demux_second_text_stream", self.demux_second_text_stream),
+            ("cross_attention", self.cross_attention),
+            ("norm_emb", self.norm_emb),
+            ("bias_proj", self.bias_proj),
+            ("depformer_norm", self.depformer_norm.is_some()),
         ] {
-            if k.present(unsupported, false) {
+            if on {
+                return not_yet(key);
+            }
+        }
+        if !self.causal {
+            return Err(bad(
+                "causal",
+                "is false: only causal (streaming) LMs run here",
+            ));
+        }
+        if let Some((name, c)) = self.conditioners.iter().next() {
+            let what = match c.kind {
+                ConditionerKind::Lut => {
+                    "a lut conditioner (Hibiki's), which parle does not support yet"
+                }
+                ConditionerKind::Tensor => "a tensor conditioner, which parle does not support",
+            };
+            return Err(bad(&format!("conditioners.{name}"), format!("is {what}")));
+        }
+        if let Some(f) = &self.fuser {
+            if !f.cross.is_empty() {
                 return Err(bad(
-                    unsupported,
-                    "names a feature parle does not support yet",
+                    "fuser.cross",
+                    "asks for cross-attention, which parle does not support",
+                ));
+            }
+            if let Some(n) = f.sum.iter().chain(&f.prepend).next() {
+                return Err(bad(
+                    "fuser",
+                    format!("fuses the condition \"{n}\", which parle does not support yet"),
                 ));
             }
         }
-        if k.present("depformer_norm", false) {
+        if self.extra_heads_num_heads > 0 && self.extra_heads_dim == 0 {
             return Err(bad(
-                "depformer_norm",
-                "names a feature parle does not support yet",
+                "extra_heads_dim",
+                "is 0: extra heads need at least one output",
             ));
         }
-        let dim = k.usize("dim", d.dim)?;
-        let hidden_scale = k.f64("hidden_scale", d.hidden_scale)?;
-        let depformer_dim = k.usize("depformer_dim", d.depformer_dim)?;
-        let text_card = k.usize("text_card", d.text_card)?;
-        let n_q = k.usize("n_q", d.n_q)?;
-        if n_q > 1024 {
-            return Err(bad(
-                "n_q",
-                format!("{n_q} audio streams is implausible (Moshi has 16)"),
-            ));
-        }
-        let default_delays = if n_q == d.n_q {
-            d.delays.clone()
-        } else {
-            vec![0; n_q + 1]
-        };
-        let dep_ff_default =
-            if obj.contains_key("depformer_dim") || obj.contains_key("hidden_scale") {
-                (hidden_scale * depformer_dim as f64) as usize
-            } else {
-                d.depformer_dim_feedforward
-            };
-        let depformer_dim_feedforward = match obj.get("depformer_dim_feedforward") {
-            Some(Value::Array(a)) => {
-                let first = a.first().and_then(Value::as_u64);
-                if first.is_none() || a.iter().any(|v| v.as_u64() != first) {
-                    return Err(bad(
-                        "depformer_dim_feedforward",
-                        "lists different widths per step, which parle does not support yet",
-                    ));
-                }
-                first.unwrap_or_default() as usize
-            }
-            _ => k.usize("depformer_dim_feedforward", dep_ff_default)?,
-        };
-        let gating = k.string("gating", &d.gating)?;
-        let cfg = Self {
-            dim,
-            num_heads: k.usize("num_heads", d.num_heads)?,
-            num_layers: k.usize("num_layers", d.num_layers)?,
-            hidden_scale,
-            norm: k.string("norm", &d.norm)?,
-            positional_embedding: k.string("positional_embedding", &d.positional_embedding)?,
-            max_period: k.f64("max_period", d.max_period)?,
-            context: k.usize("context", d.context)?,
-            layer_scale: k.present("layer_scale", d.layer_scale),
-            n_q,
-            dep_q: k.usize("dep_q", d.dep_q)?,
-            card: k.usize("card", d.card)?,
-            text_card,
-            text_card_out: k.usize("text_card_out", text_card)?,
-            existing_text_padding_id: k.usize("existing_text_padding_id", 3)? as u32,
-            existing_text_end_padding_id: k.usize("existing_text_end_padding_id", 0)? as u32,
-            delays: k.list("delays")?.unwrap_or(default_delays),
-            depformer_dim,
-            depformer_num_heads: k.usize("depformer_num_heads", d.depformer_num_heads)?,
-            depformer_num_layers: k.usize("depformer_num_layers", d.depformer_num_layers)?,
-            depformer_dim_feedforward,
-            depformer_gating: k.string("depformer_gating", &gating)?,
-            gating,
-            depformer_pos_emb: k.string("depformer_pos_emb", &d.depformer_pos_emb)?,
-            depformer_max_period: k
-                .f64("depformer_max_period", k.f64("max_period", d.max_period)?)?,
-            depformer_layer_scale: k
-                .present("depformer_layer_scale", k.present("layer_scale", false)),
-            depformer_multi_linear: k.bool("depformer_multi_linear", d.depformer_multi_linear)?,
-            depformer_weights_per_step: k
-                .bool("depformer_weights_per_step", d.depformer_weights_per_step)?,
-            depformer_weights_per_step_schedule: k.list("depformer_weights_per_step_schedule")?,
-            depformer_low_rank_embeddings: match obj.get("depformer_low_rank_embeddings") {
-                None | Some(Value::Null) => None,
-                Some(_) => Some(k.usize("depformer_low_rank_embeddings", 0)?),
-            },
-        };
-        cfg.validate()?;
-        Ok(cfg)
+        Ok(())
     }
 
     /// Check the values against each other.
@@ -303,6 +231,8 @@ impl LmConfig {
                 self.depformer_low_rank_embeddings.unwrap_or(1),
                 1 << 16,
             ),
+            ("extra_heads_num_heads", self.extra_heads_num_heads, 1 << 10),
+            ("extra_heads_dim", self.extra_heads_dim, 1 << 16),
         ] {
             if v > max {
                 return Err(c(format!(
