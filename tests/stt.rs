@@ -109,12 +109,17 @@ fn transcribe(ctx: &Context, f32_cache: bool) -> Run {
     assert_eq!((plan.prefix_frames, plan.flush_frames), (5, 7));
     let mut heard = Vec::new();
     let mut end_of_turn = Vec::new();
+    let mut after_first = None;
     let t = pollster::block_on(session.transcribe(ctx, &input_pcm(), |o| {
+        after_first.get_or_insert(ctx.allocated_bytes());
         assert!(o.pcm.is_none(), "STT decodes no audio");
         heard.push(o.user_tokens.clone().unwrap_or_default());
         end_of_turn.push(o.end_of_turn);
     }))
     .unwrap();
+    let grown = ctx.allocated_bytes() - after_first.unwrap_or_default();
+    assert_eq!(grown, 0, "GPU bytes allocated after the first step");
+    assert_eq!(session.last_frame().submits, 1);
     Run {
         tokens: t.tokens,
         heard,
@@ -127,7 +132,8 @@ fn transcribe(ctx: &Context, f32_cache: bool) -> Run {
 /// PyPI moshi's greedy `LMGen.step_with_extra_heads` run of Kyutai's procedure: every text token
 /// of the 72 steps identical; the codes the LM heard equal the reference's Mimi codes; the extra
 /// heads' probabilities within 1e-4 with f32 KV caches (as the reference) and within 1e-3 with
-/// the device's default cache (f16 where the adapter has shader-f16).
+/// the device's default cache (f16 where the adapter has shader-f16); no GPU memory allocated
+/// after the first step.
 #[test]
 fn tiny_stt_greedy_parity() {
     let ctx = context();
@@ -291,7 +297,7 @@ fn fixture_dir() -> PathBuf {
 }
 
 /// `parle transcribe` on the fixture: the summary line, and `--tokens` holds the reference's 72
-/// text tokens and `[72, 4, 6]` extra heads; `--text` and `--timestamps` are written.
+/// text tokens and `[72, 4, 6]` extra heads; `--timestamps` holds the script's words of the run.
 #[test]
 fn transcribe_cli_writes_reference_tokens() {
     let (tokens, text, stamps) = (tmp("t.safetensors"), tmp("t.txt"), tmp("t.json"));
@@ -346,7 +352,17 @@ fn transcribe_cli_writes_reference_tokens() {
     assert!(std::fs::metadata(&text).unwrap().len() > 0);
     let words: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&stamps).unwrap()).unwrap();
-    assert!(words.is_array());
+    let want: serde_json::Value = serde_json::from_str(TIMESTAMPS).unwrap();
+    let (got, want) = (words.as_array().unwrap(), want["run"].as_array().unwrap());
+    assert_eq!(got.len(), want.len(), "{words}");
+    assert!(!got.is_empty(), "the fixture's run has words");
+    for (g, w) in got.iter().zip(want) {
+        assert_eq!(g["text"], w["text"]);
+        for k in ["start", "end"] {
+            let (a, b) = (g[k].as_f64().unwrap(), w[k].as_f64().unwrap());
+            assert!((a - b).abs() < 1e-9, "{g} vs {w}");
+        }
+    }
 }
 
 /// A Moshi model is not an STT model: `parle transcribe` says so and what to use.

@@ -2,11 +2,13 @@
 //! `stt_from_file_pytorch.py` (delayed-streams-modeling): the end-of-padding token (0) marks word
 //! boundaries; the tokens between two boundaries (ids above the padding id kept) decode to one
 //! word whose start and end are the boundary steps / frame rate − the offset, clamped at 0. A
-//! segment that decodes to several words gives each word but the last as many steps as it has
-//! pieces (the script re-encodes the word with SentencePiece; parle counts the word's own pieces
-//! in the segment, a `▁` piece starting a word, which is the same count for the tokens a model
-//! writes) and the last word the rest. The last segment ends at the first EOS after it, else one
-//! second (`frame_rate` steps) later or at the end of the stream, whichever is first.
+//! segment that decodes to several words gives each word but the last as many steps as
+//! SentencePiece's encoding of the word has pieces ([`encoded_len`]: the unigram model's best
+//! segmentation, unknown characters as UTF-8 byte pieces) and the last word the rest. The last
+//! segment ends at the first EOS after it, else `frame_rate` steps (truncated: 12) later or at the
+//! end of the stream, whichever is first.
+
+use std::collections::HashMap;
 
 use super::{PieceType, Tokenizer};
 
@@ -54,6 +56,7 @@ pub fn word_timestamps(
     offset: f64,
 ) -> Vec<Word> {
     let time = |step: usize| (step as f64 / frame_rate - offset).max(0.0);
+    let vocab = Vocab::new(tok);
     let mut out = Vec::new();
     let mut segment = |start: usize, end: usize| {
         let kept: Vec<u32> = tokens[start..end]
@@ -62,7 +65,11 @@ pub fn word_timestamps(
             .filter(|&t| t > ids.padding)
             .collect();
         let text = tok.decode(&kept);
-        let words: Vec<&str> = text.split_whitespace().collect();
+        // Python's `str.split()`: Unicode white space and the separators U+001C..U+001F.
+        let words: Vec<&str> = text
+            .split(|c: char| c.is_whitespace() || ('\u{1c}'..='\u{1f}').contains(&c))
+            .filter(|w| !w.is_empty())
+            .collect();
         match words.len() {
             0 => {}
             1 => out.push(Word {
@@ -71,10 +78,9 @@ pub fn word_timestamps(
                 end: time(end),
             }),
             n => {
-                let counts = pieces_per_word(&kept, tok);
                 let mut at = start;
-                for (i, w) in words[..n - 1].iter().enumerate() {
-                    let k = counts.get(i).copied().unwrap_or(1);
+                for w in &words[..n - 1] {
+                    let k = encoded_len(&vocab, w);
                     out.push(Word {
                         text: w.to_string(),
                         start: time(at),
@@ -108,15 +114,89 @@ pub fn word_timestamps(
     out
 }
 
-/// Pieces of each word of `ids`: a piece starting with `▁` opens a word.
-fn pieces_per_word(ids: &[u32], tok: &Tokenizer) -> Vec<usize> {
-    let mut counts: Vec<usize> = Vec::new();
-    for &id in ids {
-        let opens = tok.piece(id).is_some_and(|p| p.starts_with('▁'));
-        match counts.last_mut() {
-            Some(c) if !opens => *c += 1,
-            _ => counts.push(1),
+/// The pieces a word can be encoded with: text → score (normal pieces; user-defined ones score
+/// 0), and whether unknown characters fall back to byte pieces.
+struct Vocab<'a> {
+    pieces: HashMap<&'a str, f32>,
+    longest: usize,
+    unk_score: f32,
+    byte_fallback: bool,
+}
+
+impl<'a> Vocab<'a> {
+    fn new(tok: &'a Tokenizer) -> Self {
+        let mut pieces = HashMap::new();
+        let mut min = 0f32;
+        let mut byte_fallback = false;
+        for id in 0..tok.vocab_size() as u32 {
+            let (Some(p), Some(kind)) = (tok.piece(id), tok.piece_type(id)) else {
+                continue;
+            };
+            match kind {
+                PieceType::Normal => {
+                    let score = tok.score(id).unwrap_or(0.0);
+                    min = min.min(score);
+                    pieces.insert(p, score);
+                }
+                PieceType::UserDefined => {
+                    pieces.insert(p, 0.0);
+                }
+                PieceType::Byte(_) => byte_fallback = true,
+                _ => {}
+            }
+        }
+        let longest = pieces.keys().map(|p| p.chars().count()).max().unwrap_or(1);
+        Self {
+            pieces,
+            longest,
+            // SentencePiece's unknown-piece penalty.
+            unk_score: min - 10.0,
+            byte_fallback,
         }
     }
-    counts
+}
+
+/// How many pieces SentencePiece's unigram encoding of `word` has: `▁` + the word (spaces as
+/// `▁`), the segmentation of highest total score (Viterbi), an unknown character one piece, or
+/// its UTF-8 bytes with byte fallback. The normalizer is taken as the identity.
+fn encoded_len(vocab: &Vocab, word: &str) -> usize {
+    let text: String = std::iter::once('▁')
+        .chain(word.chars().map(|c| if c == ' ' { '▁' } else { c }))
+        .collect();
+    let bounds: Vec<usize> = text
+        .char_indices()
+        .map(|(i, _)| i)
+        .chain(std::iter::once(text.len()))
+        .collect();
+    let n = bounds.len() - 1;
+    // best[j]: (score, pieces) of the best segmentation of the first j characters.
+    let mut best: Vec<Option<(f32, usize)>> = vec![None; n + 1];
+    best[0] = Some((0.0, 0));
+    for i in 0..n {
+        let Some((score, count)) = best[i] else {
+            continue;
+        };
+        let mut single = false;
+        for j in i + 1..=n.min(i + vocab.longest) {
+            if let Some(&s) = vocab.pieces.get(&text[bounds[i]..bounds[j]]) {
+                single |= j == i + 1;
+                let cand = (score + s, count + 1);
+                if best[j].is_none_or(|b| cand.0 > b.0) {
+                    best[j] = Some(cand);
+                }
+            }
+        }
+        if !single {
+            let pieces = if vocab.byte_fallback {
+                bounds[i + 1] - bounds[i]
+            } else {
+                1
+            };
+            let cand = (score + vocab.unk_score, count + pieces);
+            if best[i + 1].is_none_or(|b| cand.0 > b.0) {
+                best[i + 1] = Some(cand);
+            }
+        }
+    }
+    best[n].map_or(1, |b| b.1)
 }
