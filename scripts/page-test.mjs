@@ -1730,7 +1730,7 @@ async function sttTests(server) {
       const out = [];
       for (const f of frames) {
         const o = await engine.step(new Float32Array(f));
-        out.push({ token: o.textToken, pcm: o.pcm, heads: o.extraHeads ? Array.from(o.extraHeads) : null, eot: o.endOfTurn, heard: o.userTokens ? Array.from(o.userTokens) : null });
+        out.push({ token: o.textToken, text: o.text, pcm: o.pcm, heads: o.extraHeads ? Array.from(o.extraHeads) : null, eot: o.endOfTurn, heard: o.userTokens ? Array.from(o.userTokens) : null });
       }
       engine.dispose();
       return { info, out };
@@ -1751,6 +1751,11 @@ async function sttTests(server) {
     check("extra heads within 1e-4 of PyPI moshi's", headsOk && maxErr <= 1e-4, `max |Δ| ${maxErr.toExponential(2)} over ${got.out.length} × 24`);
     const eotOk = got.out.every((o, s) => typeof o.eot === "number" && Math.abs(o.eot - ref.extra_heads.values[s * 24 + 12]) <= 1e-4);
     check("endOfTurn is extra head 2's first probability", eotOk);
+    const txt = join(tmp, "stt-native.txt");
+    execFileSync(PARLE, ["transcribe", "--model", dir, "--input", join(dir, "input.wav"), "--text", txt], { stdio: ["ignore", "ignore", "inherit"] });
+    const pageText = got.out.map((o) => o.text).join("");
+    const nativeText = readFileSync(txt, "utf8");
+    check("the streamed text equals `parle transcribe --text`", pageText.length > 0 && pageText === nativeText, JSON.stringify(pageText).slice(0, 60));
     await page.close();
   } finally {
     await b.close();
