@@ -207,6 +207,46 @@ fn tiny_stt_greedy_parity() {
     }
 }
 
+/// The same model as MLX q4 (moshi_mlx's conversion, MLX's quantizer; `tiny_mlx_q4`), loaded from
+/// its directory as published (extra heads quantized too): PyPI moshi's greedy run on the weights
+/// the file encodes gives the same 72 text tokens, and the extra heads agree within 1e-4.
+#[test]
+fn tiny_stt_mlx_q4_parity() {
+    let ctx = context();
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/stt/tiny_mlx_q4");
+    // Tables in f32: the reference dequantizes the q4 embeddings to f32 (bf16 tables, the
+    // default for quantized files, round them once more).
+    let opts = SessionOptions {
+        lm: LmOptions {
+            tables: Some(parle::kernels::embed::TableFormat::F32),
+            f32_cache: true,
+        },
+        ..SessionOptions::default()
+    };
+    let mut session = Session::load_dir(&ctx, &dir, &opts).unwrap();
+    let t = pollster::block_on(session.transcribe(&ctx, &input_pcm(), |_| {})).unwrap();
+    let r = Tensors::new(
+        "reference.safetensors",
+        &std::fs::read(dir.join("reference.safetensors")).unwrap(),
+    );
+    let want: Vec<u32> = r.i64("text").iter().map(|&x| x as u32).collect();
+    let heads = r.f32("extra_heads");
+    let err = t
+        .extra_heads
+        .iter()
+        .zip(&heads)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0f32, f32::max);
+    let same = t.tokens.iter().zip(&want).filter(|(a, b)| a == b).count();
+    println!(
+        "tiny STT MLX q4: {same}/{} text tokens equal, extra heads max |err| {err:.2e} (tolerance 1e-4)",
+        want.len()
+    );
+    assert_eq!(t.tokens, want);
+    assert_eq!(t.extra_heads.len(), heads.len());
+    assert!(err <= 1e-4, "extra heads differ by {err}");
+}
+
 /// Kyutai's word-timestamp procedure on a hand-made token sequence (boundaries, a two-word
 /// segment, a last word with no EOS) and on the run's tokens, against the Python version of
 /// `make_fixtures.py`.
