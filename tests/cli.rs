@@ -207,11 +207,24 @@ fn info_reports_model_formats() {
         assert!(text.contains(want), "{dir}: {text}");
         assert!(text.contains("tensors: "), "{text}");
         assert!(text.contains("GPU: "), "{text}");
+        // The typed config: kind, what the model hears and says, sampling defaults, and why
+        // each file was chosen.
+        for want in [
+            "kind: moshi (hears 8 audio codebooks, says 8 audio codebooks and text)",
+            "sampling defaults: text temperature 0.7, top-k 25; audio temperature 0.8, top-k 250",
+            "LM file model.",
+            ": the first published LM checkpoint name present",
+        ] {
+            assert!(text.contains(want), "{dir}: {want}: {text}");
+        }
     }
     let empty = tmp("no-model");
     std::fs::create_dir_all(&empty).unwrap();
     let e = run_err(parle().args(["info", "--model"]).arg(&empty));
-    assert!(e.contains("no LM checkpoint found"), "{e}");
+    assert!(
+        e.contains("no model weights found (looked for LM checkpoint: model.safetensors"),
+        "{e}"
+    );
 }
 
 /// Integer tensor `name` of a safetensors file as i64.

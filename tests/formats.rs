@@ -1189,7 +1189,7 @@ fn model_directory_resolution() {
     let d = tmp_dir("dir");
     let e = ModelFiles::resolve(&d).unwrap_err().to_string();
     assert!(
-        e.contains("no LM checkpoint found (looked for model.safetensors"),
+        e.contains("no model weights found (looked for LM checkpoint: model.safetensors"),
         "{e}"
     );
     let st = safetensors_bytes(&[("emb.0.weight", DType::F32, vec![1, 4], vec![0; 16])]);
@@ -1200,7 +1200,10 @@ fn model_directory_resolution() {
     assert!(f.config.is_none(), "no config.json: the 7B config");
     assert_eq!(f.lm, d.join("model.q4.safetensors"));
     assert_eq!(f.lm_others, vec![d.join("model.q8.gguf")]);
-    assert_eq!(f.tokenizer, Some(d.join("tokenizer_spm_32k_3.model")));
+    // No Mimi beside it: the checkpoint would be Mimi itself (the loopback; loading checks its
+    // tensors), so no tokenizer is taken.
+    assert!(f.layout.codec_only());
+    assert_eq!(f.tokenizer, None);
     assert_eq!(f.mimi, None);
     assert_eq!(f.schedule().unwrap(), None);
     // A checkpoint file given directly.
@@ -1267,7 +1270,9 @@ fn config_file_names_are_plain() {
             .to_string();
         let quoted = serde_json::to_string(value).unwrap();
         assert!(
-            e.contains(&format!("'{key}'")) && e.contains(&quoted) && e.contains("not a file name"),
+            e.contains(&format!("\"{key}\""))
+                && e.contains(&quoted)
+                && e.contains("not a file name"),
             "{key} = {value:?}: {e}"
         );
     }

@@ -48,7 +48,7 @@ fn soak_3000_frames() {
         f32_cache: true,
     };
     let opts = SessionOptions {
-        sampling: Sampling::greedy(),
+        sampling: Sampling::greedy().into(),
         lm: lm_opts,
         ..SessionOptions::default()
     };

@@ -89,8 +89,8 @@ fn transcribe(ctx: &Context, f32_cache: bool) -> Run {
     )
     .unwrap();
     let mimi = Tensors::new("mimi.safetensors", MIMI);
+    // No sampling settings: an STT session runs greedy, as Kyutai's script.
     let opts = SessionOptions {
-        sampling: Sampling::greedy(),
         lm: LmOptions {
             tables: None,
             f32_cache,

@@ -248,8 +248,9 @@ async function loadModel(req) {
   const codebooks = Number($("set-codebooks").value) || undefined;
   const t0 = performance.now();
   try {
-    info = await engine.load(req.source, { ...req.options, codebooks, onProgress, sampling: sampling() });
+    info = await engine.load(req.source, { ...req.options, codebooks, onProgress, sampling: userSampling });
     lastLoad = req;
+    showSampling(info.sampling);
     const what = info.kind === "moshi" ? "Moshi" : `Mimi loopback (${info.codebooks} codebooks)`;
     setStatus(
       "model-status",
@@ -272,16 +273,30 @@ async function loadModel(req) {
 
 // ---- talking ------------------------------------------------------------------------------------
 
-function sampling() {
-  const num = (id) => Number($(id).value);
-  return {
-    greedy: $("set-greedy").checked,
-    seed: num("set-seed"),
-    textTemperature: num("set-text-temp"),
-    textTopK: num("set-text-topk"),
-    audioTemperature: num("set-audio-temp"),
-    audioTopK: num("set-audio-topk"),
-  };
+// The sampling inputs and their option names. Their values come from the engine: each model's
+// own defaults (its config.json's lm_gen_config, else PyTorch LMGen's: crate/session), with the
+// settings the user changed (`userSampling`, kept across loads) applied.
+const SAMPLING_INPUTS = {
+  "set-greedy": "greedy",
+  "set-seed": "seed",
+  "set-text-temp": "textTemperature",
+  "set-text-topk": "textTopK",
+  "set-audio-temp": "audioTemperature",
+  "set-audio-topk": "audioTopK",
+};
+let userSampling = {};
+
+function inputValue(id) {
+  const el = $(id);
+  return el.type === "checkbox" ? el.checked : Number(el.value);
+}
+
+function showSampling(s) {
+  if (!s) return;
+  for (const [id, key] of Object.entries(SAMPLING_INPUTS)) {
+    if (id === "set-greedy") $(id).checked = !!s[key];
+    else $(id).value = String(s[key]);
+  }
 }
 
 async function applySettings(e) {
@@ -291,8 +306,11 @@ async function applySettings(e) {
       if (info.kind !== "mimi" || talking) return;
       await engine.configure({ codebooks: Number($("set-codebooks").value) });
       info.codebooks = Number($("set-codebooks").value);
-    } else {
-      await engine.configure(sampling());
+    } else if (SAMPLING_INPUTS[e?.target?.id]) {
+      const key = SAMPLING_INPUTS[e.target.id];
+      userSampling = { ...userSampling, [key]: inputValue(e.target.id) };
+      // All the inputs: unchecking greedy brings the temperatures shown back.
+      await engine.configure(Object.fromEntries(Object.entries(SAMPLING_INPUTS).map(([id, k]) => [k, inputValue(id)])));
     }
   } catch (err) {
     showError(err, "settings");

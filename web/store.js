@@ -22,7 +22,12 @@
 //   are hashed as they stream in (a resumed download first hashes the prefix already stored,
 //   read back from OPFS once) and compared before the file counts as complete; a mismatch
 //   downloads the file once more from 0, then fails with code "integrity" naming the file.
-// File names from config.json must be plain names in the model directory (see `configFileName`).
+// Which file plays which part is not decided here: the wasm package's resolver (the rules of
+// `parle`'s native loader, crate/weights/resolve.rs) says what to look for (`lookups`) and, given
+// the names found, which is the LM, Mimi and the tokenizer and why (`resolve`), for remote
+// repositories and local folders alike; it also rejects a config.json parle cannot run (a bad
+// key, a file name that is not a plain name of the directory) before any file is requested. The
+// worker passes it to the openers as `resolver`.
 //
 // Where OPFS sync access handles are missing, files go to the Cache Storage instead (no
 // resumption there; the same size and hash checks) and are read back through Blob slices.
@@ -32,12 +37,6 @@
 // Hashing needs the wasm package's `Sha256`: the worker passes `newHasher` to the openers.
 
 import { formatBytes } from "./format.js";
-
-// Published file names, in the order they are looked for (crate/weights/dir.rs and the weights
-// readers use the same lists).
-export const LM_NAMES = ["model.safetensors", "model.q8.safetensors", "model.q4.safetensors", "model.q8.gguf"];
-export const MIMI_NAMES = ["tokenizer-e351c8d8-checkpoint125.safetensors", "mimi.safetensors"];
-export const TOKENIZER_NAMES = ["tokenizer_spm_32k_3.model", "tokenizer.model"];
 
 const ROOT_DIR = "parle-models";
 const RETRIES = 3;
@@ -59,36 +58,20 @@ export function opfsAvailable() {
 const STORE_VERSION = 2;
 const MANIFEST = "manifest.json";
 
-// The config.json keys that name files of the model directory.
-export const FILE_KEYS = ["moshi_name", "mimi_name", "tokenizer_name"];
-// A file name the store accepts from config.json (crate/weights/dir.rs has the same rule).
-const NAME_RE = /^[A-Za-z0-9][A-Za-z0-9._@-]*$/;
-// Names the store writes itself (OPFS: the manifest; the Cache Storage fallback: its manifests,
-// cached under the model's URL): a model file may not be called that.
+// Names the store writes itself (the Cache Storage fallback's manifests, cached under the model's
+// URL; the resolver refuses them, and OPFS's manifest.json, as model file names).
 const CACHE_MANIFESTS = ["parle-manifest.json", "parle-manifest-mimi.json"];
-const RESERVED_NAMES = [MANIFEST, ...CACHE_MANIFESTS];
 
-// The file that config.json's `key` names: a plain file name of the model directory, or an
-// `hf://…/NAME` reference whose last part is one. Anything else (a path, "..", a hidden file, the
-// store's own manifest) is a config error naming the key and the value, before any request.
-export function configFileName(key, v) {
-  if (typeof v !== "string") {
-    throw new StoreError("config", `config.json: "${key}" must be a file name, got ${JSON.stringify(v)}`, "config.json");
+// Ask the resolver (`fn`), turning its errors into StoreErrors: `config` for config.json, a
+// missing file as a `download` error naming `where` (the model URL, or the files picked).
+function asked(fn, where) {
+  try {
+    return fn();
+  } catch (e) {
+    const code = e?.code === "config" ? "config" : e?.code === "weights" ? "download" : (e?.code ?? "config");
+    const message = String(e?.message ?? e);
+    throw new StoreError(code, code === "download" ? `${where}: ${message}` : message, code === "config" ? "config.json" : undefined);
   }
-  const name = v.startsWith("hf://") ? v.slice(5).split("/").pop() : v;
-  if (!NAME_RE.test(name) || RESERVED_NAMES.includes(name.toLowerCase())) {
-    throw new StoreError(
-      "config",
-      `config.json: "${key}" is ${JSON.stringify(v)}, which is not a file name parle accepts: a file of the model's own directory, ` +
-        `made of letters, digits, '.', '_', '@' and '-', not starting with '.', and not ${RESERVED_NAMES.join(", ")}. Fix config.json.`,
-      "config.json",
-    );
-  }
-  return name;
-}
-
-function checkConfigNames(cfg) {
-  for (const key of FILE_KEYS) if (cfg?.[key] !== undefined && cfg?.[key] !== null) configFileName(key, cfg[key]);
 }
 
 function hex(bytes) {
@@ -261,61 +244,32 @@ async function probe(base, name) {
   return { name, url, size: contentLength(res), ...validatorOf(res), sha256: publishedSha256(res) };
 }
 
-async function firstOf(base, names) {
-  for (const n of names) {
-    const p = await probe(base, n);
-    if (p) return p;
-  }
-  return null;
-}
-
-async function named(base, cfg, key) {
-  const v = cfg?.[key];
-  if (v === undefined || v === null) return undefined;
-  const name = configFileName(key, v);
-  const p = await probe(base, name);
-  if (!p) throw new StoreError("download", `${name}: named by "${key}" in config.json but not found at ${new URL(name, base).href}`, name);
-  return p;
-}
-
-// Which file plays which part (the rules of crate/weights/dir.rs, over HTTP).
-async function resolveRemote(base, mimiOnly) {
+// Which file plays which part: config.json, then a HEAD per name the resolver asks for (per part,
+// until one is there), then the resolver's verdict over the names found.
+async function resolveRemote(base, mimiOnly, resolver) {
   const cfgUrl = new URL("config.json", base).href;
   const res = await netFetch("config.json", cfgUrl);
   let config = null;
   if (res.ok) config = await res.text();
   else if (res.status !== 404 && res.status !== 410) throw httpError("config.json", cfgUrl, res);
-  let cfg = null;
-  if (config !== null) {
-    try {
-      cfg = JSON.parse(config);
-    } catch (e) {
-      throw new StoreError("config", `config.json at ${cfgUrl} is not valid JSON (${e.message})`, "config.json");
+  const found = new Map();
+  let lm = false;
+  for (const l of asked(() => resolver.lookups(config), base)) {
+    // The tokenizer only matters beside an LM.
+    if (l.role === "tokenizer" && (mimiOnly || !lm)) continue;
+    for (const n of l.names) {
+      const p = found.get(n) ?? (await probe(base, n));
+      if (p) {
+        found.set(n, p);
+        if (l.role === "lm") lm = true;
+        break;
+      }
     }
-    if (typeof cfg !== "object" || cfg === null || Array.isArray(cfg)) {
-      throw new StoreError("config", `config.json at ${cfgUrl} is not a JSON object`, "config.json");
-    }
-    checkConfigNames(cfg);
   }
-  let lm = await named(base, cfg, "moshi_name");
-  if (lm === undefined) lm = await firstOf(base, LM_NAMES);
-  let mimi = await named(base, cfg, "mimi_name");
-  if (mimi === undefined) mimi = await firstOf(base, MIMI_NAMES);
-  let tokenizer = await named(base, cfg, "tokenizer_name");
-  if (tokenizer === undefined) tokenizer = await firstOf(base, TOKENIZER_NAMES);
-  // Only one weight file: Mimi's own directory (the loopback).
-  if (!mimi && lm) [mimi, lm] = [lm, null];
-  if (!mimi) {
-    throw new StoreError(
-      "download",
-      `${base} holds no model weights (looked for ${[...LM_NAMES, ...MIMI_NAMES].join(", ")})`,
-      "model.safetensors",
-    );
-  }
-  if (mimiOnly) lm = null;
-  if (!lm) tokenizer = null;
-  const parts = { mimi, lm, tokenizer };
-  return { config, parts };
+  const model = asked(() => resolver.resolve([...found.keys()], config, mimiOnly), base);
+  const part = (pick) => (pick ? found.get(pick.name) : null);
+  const parts = { mimi: part(model.mimi), lm: part(model.lm), tokenizer: part(model.tokenizer) };
+  return { config, parts, model };
 }
 
 // ---- downloading ------------------------------------------------------------------------------
@@ -611,8 +565,8 @@ function stillServed(rec, p) {
   return sameVersion(rec, p);
 }
 
-async function openUrlModelInner(base, { onProgress, storage, mimiOnly = false, newHasher }) {
-  if (storage === "cache" || !opfsAvailable()) return openCachedModel(base, { onProgress, mimiOnly, newHasher });
+async function openUrlModelInner(base, { onProgress, storage, mimiOnly = false, newHasher, resolver }) {
+  if (storage === "cache" || !opfsAvailable()) return openCachedModel(base, { onProgress, mimiOnly, newHasher, resolver });
   const root = await modelsRoot();
   const dir = await root.getDirectoryHandle(await storeKey(base, mimiOnly), { create: true });
   let manifest = await readJson(dir, MANIFEST);
@@ -632,7 +586,7 @@ async function openUrlModelInner(base, { onProgress, storage, mimiOnly = false, 
   let fromCache = true;
   if (!intact) {
     fromCache = false;
-    const { config, parts } = await resolveRemote(base, mimiOnly);
+    const { config, parts } = await resolveRemote(base, mimiOnly, resolver);
     const old = manifest;
     manifest = { version: STORE_VERSION, url: base, mimiOnly: !!mimiOnly, config, parts, files: {}, saved: Date.now() };
     // Keep what a previous try stored of the same version of a file: it resumes (or is done).
@@ -760,7 +714,7 @@ async function cacheDownload(cache, part, onProgress, newHasher) {
 }
 
 // The Cache Storage fallback: the whole file is one cached response, read back as a Blob.
-async function openCachedModel(base, { onProgress, mimiOnly, newHasher }) {
+async function openCachedModel(base, { onProgress, mimiOnly, newHasher, resolver }) {
   const cache = await caches.open("parle-models-v1");
   const manifestUrl = new URL(CACHE_MANIFESTS[mimiOnly ? 1 : 0], base).href;
   let manifest = null;
@@ -769,7 +723,7 @@ async function openCachedModel(base, { onProgress, mimiOnly, newHasher }) {
   if (!ownManifest(manifest, base, mimiOnly)) manifest = null;
   let fromCache = !!manifest;
   if (!manifest) {
-    const { config, parts } = await resolveRemote(base, mimiOnly);
+    const { config, parts } = await resolveRemote(base, mimiOnly, resolver);
     manifest = { version: STORE_VERSION, url: base, mimiOnly: !!mimiOnly, config, parts, files: {} };
     // Files cached without this version's manifest are not trusted: fetched again.
     for (const p of Object.values(parts)) if (p) await cache.delete(p.url);
@@ -805,47 +759,19 @@ async function openCachedModel(base, { onProgress, mimiOnly, newHasher }) {
 }
 
 // Local files the user picked (a folder through the file input, or File System Access): the
-// same part rules by name; nothing is copied or uploaded.
-export async function openLocalModel(entries, { onProgress, mimiOnly = false } = {}) {
+// resolver's verdict over their names; nothing is copied or uploaded.
+export async function openLocalModel(entries, { onProgress, mimiOnly = false, resolver } = {}) {
   // entries: [{ name, file: File }]
   const byName = new Map(entries.map((e) => [e.name.split("/").pop(), e.file]));
   let config = null;
   if (byName.has("config.json")) config = await byName.get("config.json").text();
-  let cfg = null;
-  if (config !== null) {
-    try {
-      cfg = JSON.parse(config);
-    } catch (e) {
-      throw new StoreError("config", `config.json is not valid JSON (${e.message})`, "config.json");
-    }
-    checkConfigNames(cfg);
-  }
-  const pick = (key, names) => {
-    const v = cfg?.[key];
-    if (v !== undefined && v !== null) {
-      const n = configFileName(key, v);
-      if (!byName.has(n)) throw new StoreError("download", `${n}: named by "${key}" in config.json but not among the files picked`, n);
-      return n;
-    }
-    return names.find((n) => byName.has(n)) ?? null;
-  };
-  let lm = pick("moshi_name", LM_NAMES);
-  let mimi = pick("mimi_name", MIMI_NAMES);
-  let tokenizer = pick("tokenizer_name", TOKENIZER_NAMES);
-  if (!mimi && lm) [mimi, lm] = [lm, null];
-  if (mimiOnly) lm = null;
-  if (!mimi) {
-    throw new StoreError(
-      "download",
-      `the files picked hold no model weights (looked for ${[...LM_NAMES, ...MIMI_NAMES].join(", ")}; got ${[...byName.keys()].join(", ") || "nothing"})`,
-    );
-  }
-  if (!lm) tokenizer = null;
-  const reader = (n) => (n ? blobReader(n, byName.get(n), gpuMeter(n, byName.get(n).size, onProgress)) : null);
-  const files = { mimi: reader(mimi), lm: reader(lm), tokenizer: reader(tokenizer) };
+  const model = asked(() => resolver.resolve([...byName.keys()], config, mimiOnly), "the files picked");
+  const reader = (pick) => (pick ? blobReader(pick.name, byName.get(pick.name), gpuMeter(pick.name, byName.get(pick.name).size, onProgress)) : null);
+  const files = { mimi: reader(model.mimi), lm: reader(model.lm), tokenizer: reader(model.tokenizer) };
   return {
     config,
     files,
+    model,
     fromCache: true,
     bytes: Object.values(files).reduce((s, f) => s + (f?.size ?? 0), 0),
     close() {},
@@ -853,10 +779,11 @@ export async function openLocalModel(entries, { onProgress, mimiOnly = false } =
 }
 
 // What loading `base` would take, asked of the server before any download (config.json and a
-// HEAD per file): { config (text or null), files: [{ role, name, size, stored }] } where `size`
-// is null when the server does not say it and `stored` is the bytes already in OPFS.
-export async function inspectUrlModel(base, { mimiOnly = false } = {}) {
-  const { config, parts } = await resolveRemote(base, mimiOnly);
+// HEAD per file): { config (text or null), model (the resolver's verdict: kind, io, sampling,
+// lmSizes), files: [{ role, name, size, stored }] } where `size` is null when the server does not
+// say it and `stored` is the bytes already in OPFS.
+export async function inspectUrlModel(base, { mimiOnly = false, resolver } = {}) {
+  const { config, parts, model } = await resolveRemote(base, mimiOnly, resolver);
   let dir = null;
   if (opfsAvailable()) {
     try {
@@ -875,7 +802,7 @@ export async function inspectUrlModel(base, { mimiOnly = false } = {}) {
     const stored = rec?.complete ? have : Math.min(have, p.size ?? 0);
     files.push({ role, name: p.name, size: p.size, stored });
   }
-  return { config, files };
+  return { config, model, files };
 }
 
 // Models held in OPFS: [{ url, key, bytes, complete, legacy }]. `legacy`: a store from an older

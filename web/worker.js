@@ -47,6 +47,15 @@ function loadWasm() {
   return loading;
 }
 
+// The wasm package's model-directory resolver, for the store (crate/web/model.rs): what to look
+// for, and which file plays which part, by the same rules as the native `parle`.
+function resolver() {
+  return {
+    lookups: (config) => JSON.parse(pkg.modelLookups(config ?? undefined)),
+    resolve: (names, config, mimiOnly) => JSON.parse(pkg.resolveModel(JSON.stringify(names), config ?? undefined, !!mimiOnly)),
+  };
+}
+
 // The storage module's errors as they are; anything else it throws is a storage failure.
 function storageError(e) {
   return e instanceof StoreError ? e : new EngineError("storage", String(e?.message ?? e));
@@ -131,8 +140,8 @@ async function load({ source, codebooks, storage, sampling, mimiOnly, warmup }, 
   try {
     opened =
       source.kind === "url"
-        ? await openUrlModel(source.url, { onProgress, storage, mimiOnly, newHasher: () => new pkg.Sha256() })
-        : await openLocalModel(source.files, { onProgress, mimiOnly });
+        ? await openUrlModel(source.url, { onProgress, storage, mimiOnly, newHasher: () => new pkg.Sha256(), resolver: resolver() })
+        : await openLocalModel(source.files, { onProgress, mimiOnly, resolver: resolver() });
   } catch (e) {
     throw storageError(e);
   }
@@ -167,47 +176,46 @@ async function load({ source, codebooks, storage, sampling, mimiOnly, warmup }, 
 // What loading a model URL would need, before downloading it: its files (size, bytes already
 // stored), the bytes to download and an estimate of the GPU memory it will take.
 async function inspect({ url, mimiOnly }) {
+  await loadWasm();
   let found;
   try {
-    found = await inspectUrlModel(url, { mimiOnly });
+    found = await inspectUrlModel(url, { mimiOnly, resolver: resolver() });
   } catch (e) {
     throw storageError(e);
   }
-  const { config, files } = found;
-  const cfg = config ? JSON.parse(config) : {}; // valid JSON: resolveRemote checked it
+  const { model, files } = found;
   const known = files.every((f) => f.size != null);
   const sum = (xs) => xs.reduce((a, b) => a + b, 0);
-  const kind = files.some((f) => f.role === "lm") ? "moshi" : "mimi";
+  const kind = model.kind;
   return {
     kind,
+    io: model.io,
+    sampling: model.sampling,
     files,
     bytes: known ? sum(files.map((f) => f.size)) : null,
     toDownload: known ? sum(files.map((f) => Math.max(0, f.size - f.stored))) : null,
-    gpuBytes: known ? estimateGpuBytes(kind, files, cfg) : null,
+    gpuBytes: known ? estimateGpuBytes(files, model.lmSizes) : null,
   };
 }
-
-// The 7B's sizes: what an absent config.json key means (crate/lm's LmConfig).
-const LM_DEFAULTS = { dim: 4096, num_layers: 32, context: 3000, text_card: 32000, card: 2048, n_q: 16, dep_q: 8, depformer_dim: 1024 };
 
 // GPU memory a model takes, roughly: the weights as their files hold them (they are uploaded in
 // their own format), plus for a quantized LM its embedding tables dequantized to bf16 at load
 // (for the 7B: 626 MB instead of 196 MB as q4 or 332 MB as q8), plus the temporal transformer's
 // KV cache at the config's context (f16, or f32 without shader-f16): the parts that
 // `parle bench lm --random-real-size` reports for the 7B (activations and Mimi's state are small).
-function estimateGpuBytes(kind, files, cfg) {
+// `c`: the LM's sizes from the typed config (the resolver's `lmSizes`, absent keys at the 7B's).
+function estimateGpuBytes(files, c) {
   let bytes = files.filter((f) => f.role !== "tokenizer").reduce((s, f) => s + f.size, 0);
-  if (kind !== "moshi") return bytes;
-  const c = { ...LM_DEFAULTS, ...cfg };
   const lm = files.find((f) => f.role === "lm");
+  if (!lm) return bytes;
   const bits = /q4/i.test(lm.name) ? 4 : /q8/i.test(lm.name) ? 8 : 16;
   if (bits < 16) {
-    const rows = c.text_card + 1 + c.n_q * (c.card + 1);
-    const depRows = c.text_card + 1 + (c.dep_q - 1) * (c.card + 1);
-    const bf16 = 2 * (rows * c.dim + depRows * c.depformer_dim);
+    const rows = c.textCard + 1 + c.nQ * (c.card + 1);
+    const depRows = c.textCard + 1 + (c.depQ - 1) * (c.card + 1);
+    const bf16 = 2 * (rows * c.dim + depRows * c.depformerDim);
     bytes += bf16 * (1 - (bits === 4 ? 196 / 626 : 332 / 626));
   }
-  bytes += 2 * c.num_layers * c.context * c.dim * (f16 ? 2 : 4);
+  bytes += 2 * c.numLayers * c.context * c.dim * (f16 ? 2 : 4);
   return Math.round(bytes);
 }
 
@@ -231,6 +239,8 @@ let pendingSampling = null; // sampling settings given during a conversation, ap
 
 async function configure(opts) {
   if (!model) throw new EngineError("no-model", "no model is loaded: call load() first");
+  // An unknown option or a bad value is an `input` error now, not between two frames later.
+  pkg.engineCheckConfigure(JSON.stringify(opts));
   const { codebooks, ...sampling } = opts;
   if (conv && (codebooks === undefined || codebooks === null || codebooks === model.info.codebooks)) {
     pendingSampling = { ...pendingSampling, ...sampling };

@@ -70,10 +70,46 @@ fn main() {
     }
 }
 
+/// What the typed config says about a model directory: its kind, what it hears and says, its
+/// sampling defaults, and why each file was chosen.
+#[cfg(not(target_arch = "wasm32"))]
+fn model_summary(files: &parle::weights::ModelFiles) -> anyhow::Result<String> {
+    use parle::session::ModelConfig;
+    let mut cfg = match &files.config_json {
+        Some(obj) => ModelConfig::from_object(obj)?,
+        None => ModelConfig::default(),
+    };
+    cfg.codec_only = files.layout.codec_only();
+    let s = cfg.sampling();
+    let mut out = format!(
+        "  kind: {} ({})\n  sampling defaults: text temperature {}, top-k {}; audio temperature {}, top-k {}; seed {}",
+        cfg.kind().as_str(),
+        cfg.io(),
+        s.text_temperature,
+        s.text_top_k,
+        s.audio_temperature,
+        s.audio_top_k,
+        s.seed
+    );
+    let l = &files.layout;
+    for (role, pick) in [
+        ("LM", &l.lm),
+        ("Mimi", &l.mimi),
+        ("tokenizer", &l.tokenizer),
+    ] {
+        if let Some(p) = pick {
+            out.push_str(&format!("\n  {role} file {}: {}", p.name, p.why));
+        }
+    }
+    Ok(out)
+}
+
 #[cfg(not(target_arch = "wasm32"))]
 fn run(cli: Cli) -> anyhow::Result<()> {
     if let Command::Info { model: Some(dir) } = &cli.command {
-        println!("{}", parle::weights::inspect::describe(dir)?);
+        let report = parle::weights::inspect::describe(dir)?;
+        println!("{report}");
+        println!("{}", model_summary(&report.files)?);
     }
     let mut opts = Options::from_env();
     opts.force_f32 |= cli.force_f32;

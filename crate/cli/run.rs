@@ -10,7 +10,7 @@ use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use parle::gpu::Context;
 use parle::session::{
-    quant_format, Kind, Sampling, Session, SessionOptions, StepOutput, WeightOptions,
+    quant_format, Kind, SamplingSettings, Session, SessionOptions, StepOutput, WeightOptions,
 };
 use safetensors::tensor::{serialize_to_file, Dtype, TensorView};
 
@@ -36,19 +36,20 @@ pub struct RunArgs {
     /// Greedy decoding (argmax) instead of sampling.
     #[arg(long)]
     greedy: bool,
-    /// Sampling seed.
-    #[arg(long, default_value_t = 0)]
-    seed: u32,
-    /// Text temperature and top-k.
-    #[arg(long, default_value_t = 0.7)]
-    text_temperature: f32,
-    #[arg(long, default_value_t = 25)]
-    text_top_k: u32,
-    /// Audio temperature and top-k.
-    #[arg(long, default_value_t = 0.8)]
-    audio_temperature: f32,
-    #[arg(long, default_value_t = 250)]
-    audio_top_k: u32,
+    /// Sampling seed (default 0).
+    #[arg(long)]
+    seed: Option<u32>,
+    /// Text temperature and top-k (default: the model's config.json `lm_gen_config`, else
+    /// PyTorch LMGen's).
+    #[arg(long)]
+    text_temperature: Option<f32>,
+    #[arg(long)]
+    text_top_k: Option<u32>,
+    /// Audio temperature and top-k (default: as for the text).
+    #[arg(long)]
+    audio_temperature: Option<f32>,
+    #[arg(long)]
+    audio_top_k: Option<u32>,
     /// Convert the LM's weights at load: q4 (MLX 4-bit, group 32), q8 (MLX 8-bit, group 64),
     /// q8_0 (ggml), bf16 or f32.
     #[arg(long)]
@@ -63,19 +64,14 @@ fn options(a: &RunArgs) -> Result<SessionOptions> {
         ),
         None => None,
     };
-    let sampling = if a.greedy {
-        Sampling {
-            seed: a.seed,
-            ..Sampling::greedy()
-        }
-    } else {
-        Sampling {
-            text_temperature: a.text_temperature,
-            text_top_k: a.text_top_k,
-            audio_temperature: a.audio_temperature,
-            audio_top_k: a.audio_top_k,
-            seed: a.seed,
-        }
+    // Only what the flags give; the rest is the model's (`ModelConfig::sampling`).
+    let sampling = SamplingSettings {
+        greedy: a.greedy.then_some(true),
+        seed: a.seed,
+        text_temperature: a.text_temperature,
+        text_top_k: a.text_top_k,
+        audio_temperature: a.audio_temperature,
+        audio_top_k: a.audio_top_k,
     };
     Ok(SessionOptions {
         sampling,

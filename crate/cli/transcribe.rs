@@ -11,7 +11,7 @@ use anyhow::{bail, Context as _, Result};
 use clap::Args;
 use parle::gpu::Context;
 use parle::session::stt::Transcript;
-use parle::session::{Kind, Sampling, Session, SessionOptions};
+use parle::session::{Kind, Session, SessionOptions};
 use safetensors::tensor::{serialize_to_file, Dtype, TensorView};
 
 use crate::audio;
@@ -43,10 +43,8 @@ pub fn run(ctx: &Context, a: TranscribeArgs) -> Result<()> {
     if !a.model.is_dir() {
         bail!("model directory {} does not exist", a.model.display());
     }
-    let opts = SessionOptions {
-        sampling: Sampling::greedy(),
-        ..SessionOptions::default()
-    };
+    // An STT session runs greedy, as Kyutai's script.
+    let opts = SessionOptions::default();
     let t_load = Instant::now();
     let mut session = Session::load_dir(ctx, &a.model, &opts)
         .with_context(|| format!("loading the model in {}", a.model.display()))?;

@@ -48,43 +48,31 @@ pub struct Mimi {
 
 impl Mimi {
     #[cfg(not(target_arch = "wasm32"))]
-    /// Load a model directory: `config.json` (optional, `"mimi"` key) and the weights file
-    /// (`model.safetensors`, or the published `tokenizer-e351c8d8-checkpoint125.safetensors`).
+    /// Load a model directory: `config.json` (optional, `"mimi"` key) and the Mimi checkpoint
+    /// that [`crate::weights::ModelFiles`] resolves (a Mimi-only directory's one checkpoint, or
+    /// the Mimi file beside an LM).
     pub fn load_dir(ctx: &Context, dir: &Path, n_q: Option<usize>) -> crate::Result<Self> {
-        // Only a missing config.json means the published Mimi; an unreadable or malformed one is
-        // an error that names it.
-        let path = dir.join("config.json");
-        let cfg = match std::fs::read_to_string(&path) {
-            Ok(text) => MimiConfig::from_json(&text).map_err(|e| match e {
-                WeightsError::Config(message) => WeightsError::ConfigFile {
-                    file: path.display().to_string(),
-                    message,
-                },
-                other => other,
-            })?,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => MimiConfig::default(),
-            Err(e) => {
-                return Err(WeightsError::Io {
-                    file: path.display().to_string(),
-                    message: e.to_string(),
-                }
-                .into())
+        let files = crate::weights::ModelFiles::resolve(dir)?;
+        let cfg = match &files.config_json {
+            Some(obj) => {
+                let cfg = crate::weights::config::section::<MimiConfig>(obj, "mimi")
+                    .and_then(|c| {
+                        let c = c.unwrap_or_default();
+                        c.validate().map(|_| c)
+                    })
+                    .map_err(|e| match e {
+                        WeightsError::Config(message) => WeightsError::ConfigFile {
+                            file: dir.join("config.json").display().to_string(),
+                            message,
+                        },
+                        other => other,
+                    })?;
+                cfg
             }
+            None => MimiConfig::default(),
         };
-        let candidates = [
-            "model.safetensors",
-            "tokenizer-e351c8d8-checkpoint125.safetensors",
-            "mimi.safetensors",
-        ];
-        let path = candidates
-            .iter()
-            .map(|c| dir.join(c))
-            .find(|p| p.exists())
-            .ok_or_else(|| WeightsError::NoMimi {
-                dir: dir.display().to_string(),
-                looked_for: candidates.join(", "),
-            })?;
-        let f = SafetensorsFile::open(&path)?;
+        let path = files.mimi.as_ref().unwrap_or(&files.lm);
+        let f = SafetensorsFile::open(path)?;
         Self::load(ctx, cfg, &f, n_q)
     }
 

@@ -13,6 +13,9 @@ pub enum SessionError {
     NothingInFlight,
     #[error("this model is not a speech-to-text model (it has a depformer): use `parle run`")]
     NotStt,
+    /// A setting out of range (a negative temperature, a top-k of 0), named.
+    #[error("{0}")]
+    Input(String),
 }
 
 impl SessionError {
@@ -22,7 +25,8 @@ impl SessionError {
         match self {
             SessionError::FrameSize { .. }
             | SessionError::NothingInFlight
-            | SessionError::NotStt => ErrorCode::Input,
+            | SessionError::NotStt
+            | SessionError::Input(_) => ErrorCode::Input,
             SessionError::TooManyInFlight { .. } => ErrorCode::Busy,
         }
     }

@@ -2,7 +2,7 @@
 //! ([`Session::load_dir`]), bytes or streams in the browser — both through
 //! [`Session::from_sources`].
 
-use super::{ModelParts, Session, SessionOptions};
+use super::{ModelConfig, ModelParts, Session, SessionOptions};
 use crate::nn::Weights;
 use crate::text::Tokenizer;
 use crate::weights::{Checkpoint, Container, TensorSource};
@@ -13,8 +13,8 @@ const MIMI_PROBE: &str = "encoder.model.0.conv.conv.weight";
 
 /// The opened files of a model.
 pub struct ModelSources {
-    /// `config.json` text, if any.
-    pub config: Option<String>,
+    /// The model's config, parsed once ([`ModelConfig::parse`]).
+    pub config: ModelConfig,
     /// The codec's weights.
     pub mimi: Box<dyn TensorSource>,
     /// The LM checkpoint in any published naming (`None`: the Mimi loopback).
@@ -31,15 +31,16 @@ impl Session {
         src: ModelSources,
         opts: &SessionOptions,
     ) -> crate::Result<Self> {
-        // `config.json` is parsed once, here; Mimi, the LM and the checkpoint's name map read it.
-        let config = super::ModelConfig::parse(src.config.as_deref())?;
+        // Mimi, the LM and the checkpoint's name map read the one parsed config.
+        let mut config = src.config;
+        config.codec_only = src.lm.is_none();
         let schedule = config.lm.depformer_weights_per_step_schedule.clone();
         let lm = match src.lm {
             Some(c) => Some(Checkpoint::new(c, schedule.as_deref())?),
             None => None,
         };
         let parts = ModelParts {
-            config: src.config.as_deref(),
+            config: None,
             mimi: src.mimi.as_ref(),
             lm: lm.as_ref().map(|f| Weights::checkpoint(f)),
             tokenizer: lm.as_ref().and(src.tokenizer),
@@ -56,12 +57,16 @@ impl Session {
     ) -> crate::Result<Self> {
         use crate::weights::{open_container, ModelFiles, SafetensorsFile, WeightsError};
         let files = ModelFiles::resolve(dir)?;
-        let config = match &files.config {
-            Some(p) => Some(std::fs::read_to_string(p).map_err(|e| WeightsError::Io {
+        let in_file = |e: WeightsError| match (e, &files.config) {
+            (WeightsError::Config(m), Some(p)) => WeightsError::ConfigFile {
                 file: p.display().to_string(),
-                message: e.to_string(),
-            })?),
-            None => None,
+                message: m.trim_start_matches("config.json: ").to_string(),
+            },
+            (e, _) => e,
+        };
+        let config = match &files.config_json {
+            Some(obj) => ModelConfig::from_object(obj).map_err(in_file)?,
+            None => ModelConfig::default(),
         };
         // Without Mimi weights beside it, the checkpoint must be Mimi itself: the codec
         // loopback (a Mimi-only directory keeps them in `model.safetensors`).
@@ -75,7 +80,7 @@ impl Session {
                 dir: dir.display().to_string(),
                 looked_for: format!(
                     "{} or config.json's \"mimi_name\", and {} is not a Mimi checkpoint",
-                    crate::weights::MIMI_FILE_NAME,
+                    crate::weights::resolve::MIMI_FILE_NAMES.join(", "),
                     mimi_path.display()
                 ),
             }
@@ -85,18 +90,12 @@ impl Session {
             (Some(_), Some(p)) => Some(Tokenizer::open(p)?),
             _ => None,
         };
-        let has_config = config.is_some();
         let src = ModelSources {
             config,
             mimi: Box::new(mimi),
             lm,
             tokenizer,
         };
-        Self::from_sources(ctx, src, opts).map_err(|e| match e {
-            crate::Error::Weights(WeightsError::Config(m)) if has_config => {
-                WeightsError::Config(format!("{}: {m}", dir.join("config.json").display())).into()
-            }
-            e => e,
-        })
+        Self::from_sources(ctx, src, opts)
     }
 }

@@ -14,6 +14,7 @@ pub mod bench;
 mod codec;
 mod config;
 mod load;
+mod sampling;
 pub mod stt;
 
 /// What front ends set: how tokens are drawn, LM and weight options.
@@ -23,6 +24,7 @@ pub use crate::weights::{quant_format, WeightFormat};
 pub use codec::{CodecFrame, CodecInput, CodecMode, CodecSession};
 pub use config::{GenerationConfig, ModelConfig, ModelIo, ModelKind, ModelType, SttConfig};
 pub use load::ModelSources;
+pub use sampling::SamplingSettings;
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -53,7 +55,9 @@ pub enum Kind {
 pub struct SessionOptions {
     /// Mimi codebooks in loopback mode (default: all of the model's).
     pub codebooks: Option<usize>,
-    pub sampling: Sampling,
+    /// How tokens are drawn: these settings over the model's defaults
+    /// ([`ModelConfig::sampling`]).
+    pub sampling: SamplingSettings,
     pub lm: LmOptions,
     pub weights: WeightOptions,
 }
@@ -199,6 +203,17 @@ impl Session {
             Some(lm) => lm.width(),
             None => mimi.num_codebooks(),
         };
+        // Kyutai's STT scripts run greedy whatever `lm_gen_config` says (`LMGen(lm, temp=0,
+        // temp_text=0)`); the user's settings still apply on top.
+        let base_sampling = if kind == Kind::Stt {
+            Sampling {
+                text_temperature: 0.0,
+                audio_temperature: 0.0,
+                ..config.sampling()
+            }
+        } else {
+            config.sampling()
+        };
         let pcm_len = if kind == Kind::Stt {
             0
         } else {
@@ -218,13 +233,10 @@ impl Session {
             mimi,
             lm,
             text,
-            // Kyutai runs STT greedy (`LMGen(lm, temp=0, temp_text=0)`): the default sampling
-            // of a conversation would sample the transcript.
-            sampling: if kind == Kind::Stt && opts.sampling == Sampling::default() {
-                Sampling::greedy()
-            } else {
-                opts.sampling
-            },
+            sampling: opts
+                .sampling
+                .apply(base_sampling)
+                .map_err(SessionError::Input)?,
             pending: VecDeque::new(),
             step: 0,
             last: FrameStats::default(),

@@ -9,15 +9,18 @@
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 
-use serde_json::{json, Value};
+use serde_json::json;
 use wasm_bindgen::prelude::*;
 
 use super::error::{error, from_error};
+use super::model::sampling_json;
+use super::options::{parse, BenchOptions, ConfigureOptions, LoadOptions};
 use super::source::{JsContainer, JsFile};
 use crate::gpu::Context;
 use crate::session::bench::{run_frames, Preset, Workload};
 use crate::session::{
-    quant_format, Kind, ModelSources, Sampling, Session, SessionOptions, StepOutput, MAX_IN_FLIGHT,
+    quant_format, Kind, ModelConfig, ModelSources, Session, SessionOptions, StepOutput,
+    MAX_IN_FLIGHT,
 };
 use crate::text::Tokenizer;
 use crate::weights::WeightsError;
@@ -39,60 +42,6 @@ fn weights_error(e: WeightsError) -> JsValue {
     from_error(e)
 }
 
-/// Sampling settings from a JSON object (`greedy`, `seed`, `textTemperature`, `textTopK`,
-/// `audioTemperature`, `audioTopK`); keys not given keep `base`'s values.
-fn sampling_from(v: &Value, base: Sampling) -> Result<Sampling, JsValue> {
-    let mut s = base;
-    let num = |k: &str| -> Result<Option<f64>, JsValue> {
-        match v.get(k) {
-            None | Some(Value::Null) => Ok(None),
-            Some(x) => x
-                .as_f64()
-                .filter(|x| x.is_finite() && *x >= 0.0)
-                .map(Some)
-                .ok_or_else(|| {
-                    error(
-                        ErrorCode::Input,
-                        &format!("{k} must be a number ≥ 0, got {x}"),
-                    )
-                }),
-        }
-    };
-    if let Some(x) = num("textTemperature")? {
-        s.text_temperature = x as f32;
-    }
-    if let Some(x) = num("audioTemperature")? {
-        s.audio_temperature = x as f32;
-    }
-    if let Some(x) = num("textTopK")? {
-        s.text_top_k = (x as u32).max(1);
-    }
-    if let Some(x) = num("audioTopK")? {
-        s.audio_top_k = (x as u32).max(1);
-    }
-    if let Some(x) = num("seed")? {
-        s.seed = x as u32;
-    }
-    match v.get("greedy") {
-        Some(Value::Bool(true)) => {
-            s.text_temperature = 0.0;
-            s.audio_temperature = 0.0;
-        }
-        Some(Value::Bool(false)) | None | Some(Value::Null) => {}
-        Some(x) => {
-            return Err(error(
-                ErrorCode::Input,
-                &format!("greedy must be true or false, got {x}"),
-            ))
-        }
-    }
-    Ok(s)
-}
-
-fn parse_json(text: &str) -> Result<Value, JsValue> {
-    serde_json::from_str(text).map_err(|e| error(ErrorCode::Input, &format!("bad options: {e}")))
-}
-
 /// Drop the session (and with it its GPU buffers).
 fn drop_session() {
     GENERATION.with(|g| g.set(g.get() + 1));
@@ -101,10 +50,12 @@ fn drop_session() {
 
 /// Build a session from the model files.
 ///
-/// `options` is JSON: `{ forceF32, noSubgroups, codebooks, sampling: {…} }`. `config` is the
+/// `options` is JSON: `{ forceF32, noSubgroups, codebooks, sampling: {…} }` (an unknown option or
+/// a wrong type is an `input` error naming it; `sampling` is over the model's defaults,
+/// `lm_gen_config`). `config` is the
 /// text of `config.json` (or `null`), `mimi` the codec weights, `lm` the LM weights (`null`: the
 /// Mimi loopback), `tokenizer` the SentencePiece model (optional). Resolves to a JSON description
-/// of what was loaded: `kind`, `frameSize`, `latencyFrames`, `codebooks`, `gpuBytes`,
+/// of what was loaded: `kind`, `io`, `sampling` (in effect), `frameSize`, `latencyFrames`, `codebooks`, `gpuBytes`,
 /// `largestTensor`, `loadMs`, `adapter`, `software`.
 #[wasm_bindgen(js_name = engineLoad)]
 pub async fn engine_load(
@@ -120,21 +71,14 @@ pub async fn engine_load(
             "a frame is still running: await it before loading",
         ));
     }
-    let opts = parse_json(&options)?;
-    let flag = |k: &str| opts.get(k).and_then(Value::as_bool).unwrap_or(false);
+    let opts: LoadOptions = parse(&options, "engineLoad")?;
+    // The config is read (once) before anything else: a config parle cannot run fails fast.
+    let config = ModelConfig::parse(config.as_deref()).map_err(from_error)?;
     // The old session's buffers go before the new ones are made.
     drop_session();
-    let ctx = super::context(flag("forceF32"), flag("noSubgroups")).await?;
+    let ctx = super::context(opts.force_f32, opts.no_subgroups).await?;
     CTX.with(|c| *c.borrow_mut() = Some(ctx.clone()));
     let t0 = js_sys::Date::now();
-    let sampling = match opts.get("sampling") {
-        Some(v) => sampling_from(v, Sampling::default())?,
-        None => Sampling::default(),
-    };
-    let codebooks = opts
-        .get("codebooks")
-        .and_then(Value::as_u64)
-        .map(|n| n as usize);
     let mimi = JsContainer::open(mimi).map_err(weights_error)?;
     // The LM in any published format (safetensors PyTorch/MLX/candle names, MLX q4/q8, GGUF
     // Q8_0), presented under canonical names by the session, as `Session::load_dir` does.
@@ -153,6 +97,9 @@ pub async fn engine_load(
         .largest_tensor()
         .max(lm.as_ref().map_or(0, |c| c.largest_tensor()));
     let before = ctx.allocated_bytes();
+    let mut kind_of = config.clone();
+    kind_of.codec_only = lm.is_none();
+    let (model_kind, io) = (kind_of.kind().as_str(), kind_of.io());
     let sources = ModelSources {
         config,
         mimi: Box::new(mimi),
@@ -160,14 +107,20 @@ pub async fn engine_load(
         tokenizer,
     };
     let session_opts = SessionOptions {
-        codebooks,
-        sampling,
+        codebooks: opts.codebooks,
+        sampling: opts.sampling.unwrap_or_default(),
         ..SessionOptions::default()
     };
     let session = Session::from_sources(&ctx, sources, &session_opts).map_err(from_error)?;
     ctx.check().map_err(from_error)?;
     let info = json!({
-        "kind": match session.kind() { Kind::Moshi => "moshi", Kind::Mimi => "mimi", Kind::Stt => "stt" },
+        "kind": match session.kind() { Kind::Moshi => model_kind, Kind::Mimi => "mimi", Kind::Stt => "stt" },
+        "io": {
+            "inputCodebooks": io.input_codebooks,
+            "outputCodebooks": io.output_codebooks,
+            "text": io.text,
+        },
+        "sampling": sampling_json(&session.sampling()),
         "frameSize": session.frame_size(),
         "sampleRate": 24000,
         "latencyFrames": session.latency_frames(),
@@ -182,13 +135,29 @@ pub async fn engine_load(
     Ok(info.to_string())
 }
 
-/// Change how tokens are drawn (JSON, see [`sampling_from`]); applies from the next frame.
+/// Check `engineConfigure`'s options without applying them (the worker checks settings given
+/// during a conversation at once, and applies them between frames): the same `input` errors.
+#[wasm_bindgen(js_name = engineCheckConfigure)]
+pub fn engine_check_configure(options: String) -> Result<(), JsValue> {
+    let opts: ConfigureOptions = parse(&options, "engineConfigure")?;
+    opts.sampling()
+        .apply(crate::session::Sampling::default())
+        .map(|_| ())
+        .map_err(|m| error(ErrorCode::Input, &m))
+}
+
+/// Change how tokens are drawn (JSON: `{ greedy, seed, textTemperature, textTopK,
+/// audioTemperature, audioTopK, codebooks }`, each over the current value); applies from the next
+/// frame.
 #[wasm_bindgen(js_name = engineConfigure)]
 pub fn engine_configure(options: String) -> Result<(), JsValue> {
-    let v = parse_json(&options)?;
+    let opts: ConfigureOptions = parse(&options, "engineConfigure")?;
     SESSION.with(|s| match s.borrow_mut().as_mut() {
         Some(session) => {
-            let sampling = sampling_from(&v, session.sampling())?;
+            let sampling = opts
+                .sampling()
+                .apply(session.sampling())
+                .map_err(|m| error(ErrorCode::Input, &m))?;
             session.configure(sampling);
             Ok(())
         }
@@ -396,36 +365,18 @@ pub async fn engine_bench(options: String) -> Result<String, JsValue> {
     if BUSY.with(|b| b.get()) {
         return Err(error(ErrorCode::Busy, "a frame is still running"));
     }
-    let opts = parse_json(&options)?;
-    let flag = |k: &str| opts.get(k).and_then(Value::as_bool).unwrap_or(false);
-    let preset_name = opts
-        .get("preset")
-        .and_then(Value::as_str)
-        .unwrap_or("mimi")
-        .to_string();
-    let frames = opts
-        .get("frames")
-        .and_then(Value::as_u64)
-        .unwrap_or(20)
-        .clamp(1, 1000) as usize;
-    let quant = opts
-        .get("quant")
-        .and_then(Value::as_str)
-        .unwrap_or("q4")
-        .to_string();
+    let opts: BenchOptions = parse(&options, "engineBench")?;
+    let (preset_name, quant) = (opts.preset, opts.quant);
+    let frames = opts.frames.clamp(1, 1000);
     drop_session();
-    let ctx = super::context(flag("forceF32"), flag("noSubgroups")).await?;
+    let ctx = super::context(opts.force_f32, opts.no_subgroups).await?;
     let format = quant_format(&quant).ok_or_else(|| {
         error(
             ErrorCode::Input,
             &format!("quant {quant}: expected q4, q8, q8_0, bf16 or f32"),
         )
     })?;
-    let custom = opts
-        .get("config")
-        .and_then(Value::as_str)
-        .map(str::to_string);
-    let with_lm = opts.get("lm").and_then(Value::as_bool).unwrap_or(true);
+    let (custom, with_lm) = (opts.config, opts.lm);
     let preset =
         Preset::parse(&preset_name, custom, with_lm).map_err(|m| error(ErrorCode::Input, &m))?;
     let description = preset.description(&quant);

@@ -6,7 +6,9 @@
 //!
 //! `engine` drives a conversation (`engineLoad`, `engineStep`, …) for `web/parle.js`; `source`
 //! reads model files that the worker keeps in the Origin Private File System (or the user picked)
-//! one tensor at a time; `hash` is the SHA-256 the worker checks downloads with.
+//! one tensor at a time; `hash` is the SHA-256 the worker checks downloads with; `model` is the
+//! model-directory resolver and typed config `web/store.js` asks; `options` the serde types of
+//! the exports' JSON options.
 
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -19,6 +21,8 @@ use crate::kernels::elementwise;
 mod engine;
 mod error;
 mod hash;
+mod model;
+mod options;
 mod source;
 
 #[wasm_bindgen(start)]

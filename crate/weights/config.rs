@@ -21,34 +21,53 @@ pub fn config_object(text: &str) -> Result<Map<String, Value>, WeightsError> {
     }
 }
 
+/// Why an object did not deserialize: the key at fault (its path, when one key alone fails) and
+/// serde's message (what it found and what it expected).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyError {
+    pub key: Option<String>,
+    pub message: String,
+}
+
+/// Deserialize the object `obj` into `T`. When that fails, each key is tried alone so that the
+/// error names the key at fault (`prefix` in front of it: `"mimi."` for a section).
+pub fn deserialize_keys<T: DeserializeOwned>(
+    obj: &Map<String, Value>,
+    prefix: &str,
+) -> Result<T, KeyError> {
+    let whole = Value::Object(obj.clone());
+    T::deserialize(&whole).map_err(|e| {
+        for (k, v) in obj {
+            let one = Value::Object(Map::from_iter([(k.clone(), v.clone())]));
+            if let Err(e) = T::deserialize(&one) {
+                return KeyError {
+                    key: Some(format!("{prefix}{k}")),
+                    message: e.to_string(),
+                };
+            }
+        }
+        KeyError {
+            key: None,
+            message: e.to_string(),
+        }
+    })
+}
+
 /// Deserialize the object `obj` (the section `section` of `config.json`, `""` for the top
-/// level) into `T`. When that fails, each key is tried alone so that the error names the key at
-/// fault and what serde expected there (`config.json: key "dim": invalid type: string "x",
-/// expected usize`).
+/// level) into `T`; an error names the key at fault and what serde expected there
+/// (`config.json: key "dim": invalid type: string "x", expected usize`).
 pub fn from_keys<T: DeserializeOwned>(
     obj: &Map<String, Value>,
     section: &str,
 ) -> Result<T, WeightsError> {
-    let whole = Value::Object(obj.clone());
-    match T::deserialize(&whole) {
-        Ok(t) => Ok(t),
-        Err(e) => {
-            for (k, v) in obj {
-                let one = Value::Object(Map::from_iter([(k.clone(), v.clone())]));
-                if let Err(e) = T::deserialize(&one) {
-                    return Err(WeightsError::Config(format!(
-                        "config.json: key \"{section}{k}\": {e}"
-                    )));
-                }
-            }
-            let at = section.trim_end_matches('.');
-            Err(WeightsError::Config(if at.is_empty() {
-                format!("config.json: {e}")
-            } else {
-                format!("config.json: \"{at}\": {e}")
-            }))
-        }
-    }
+    deserialize_keys(obj, section).map_err(|e| {
+        let at = section.trim_end_matches('.');
+        WeightsError::Config(match e.key {
+            Some(k) => format!("config.json: key \"{k}\": {}", e.message),
+            None if at.is_empty() => format!("config.json: {}", e.message),
+            None => format!("config.json: \"{at}\": {}", e.message),
+        })
+    })
 }
 
 /// A nested section of `config.json` (`"mimi"`, `"stt_config"`, …) as `T`; `None` when the key
@@ -77,7 +96,27 @@ pub struct ConfigFiles {
     pub mimi_name: Option<String>,
     /// The SentencePiece model.
     pub tokenizer_name: Option<String>,
+    /// The config has LM keys (`dim`, `n_q`, `model_type`, …): the directory is an LM's, so a
+    /// lone checkpoint in it is the LM (with Mimi missing), not Mimi itself.
+    #[serde(skip)]
+    pub describes_lm: bool,
 }
+
+/// Top-level keys that only an LM's config has (a Mimi-only config has just `"mimi"`).
+pub const LM_CONFIG_KEYS: &[&str] = &[
+    "dim",
+    "num_heads",
+    "num_layers",
+    "n_q",
+    "dep_q",
+    "card",
+    "text_card",
+    "delays",
+    "depformer_dim",
+    "model_type",
+    "moshi_name",
+    "lm_gen_config",
+];
 
 impl ConfigFiles {
     /// Read the file-name keys of `config.json`'s top-level object; every name is checked with
@@ -88,12 +127,13 @@ impl ConfigFiles {
                 None | Some(Value::Null) | Some(Value::String(_)) => {}
                 Some(v) => {
                     return Err(WeightsError::Config(format!(
-                        "config.json: '{key}' is {v}, expected a file name"
+                        "config.json: key \"{key}\" is {v}, expected a file name"
                     )))
                 }
             }
         }
-        let files: Self = from_keys(obj, "")?;
+        let mut files: Self = from_keys(obj, "")?;
+        files.describes_lm = LM_CONFIG_KEYS.iter().any(|k| obj.contains_key(*k));
         for (key, v) in files.entries() {
             if let Some(v) = v {
                 config_file_name(key, v)?;
@@ -150,7 +190,7 @@ pub fn config_file_name<'a>(key: &str, value: &'a str) -> Result<&'a str, Weight
         .any(|r| r.eq_ignore_ascii_case(name));
     if !plain || reserved {
         return Err(WeightsError::Config(format!(
-            "config.json: '{key}' is {value:?}, which is not a file name parle accepts: a file of \
+            "config.json: key \"{key}\" is {value:?}, which is not a file name parle accepts: a file of \
              the model's own directory, made of letters, digits, '.', '_', '@' and '-', not \
              starting with '.', and not {}. Fix config.json.",
             RESERVED_FILE_NAMES.join(", ")
@@ -214,7 +254,7 @@ mod tests {
             r#"{"mimi_name": "manifest.json"}"#,
         ] {
             let e = ConfigFiles::from_object(&config_object(bad).unwrap()).unwrap_err();
-            assert!(e.to_string().contains("_name'"), "{bad}: {e}");
+            assert!(e.to_string().contains("_name\" is"), "{bad}: {e}");
         }
     }
 }

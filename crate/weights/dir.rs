@@ -1,12 +1,11 @@
 //! A model directory as published on Hugging Face (spec §4.1): an optional `config.json`, the LM
-//! checkpoint under one of its published names, Mimi and the SentencePiece model (native).
+//! checkpoint under one of its published names, Mimi and the SentencePiece model (native): the
+//! directory's file names handed to [`resolve_layout`].
 
 use std::path::{Path, PathBuf};
 
-use super::{
-    config_file_name, schedule_from_config, Checkpoint, WeightsError, CONFIG_FILE_KEYS,
-    LM_FILE_NAMES, MIMI_FILE_NAME, TOKENIZER_FILE_NAME,
-};
+use super::config::config_object;
+use super::{resolve_layout, schedule_from_config, Checkpoint, ConfigFiles, Layout, WeightsError};
 
 /// The files of one model directory.
 #[derive(Debug, Clone)]
@@ -14,14 +13,16 @@ pub struct ModelFiles {
     pub dir: PathBuf,
     /// `config.json`, when there is one (absent: the Moshi 7B config, spec §2.1).
     pub config: Option<PathBuf>,
-    /// Its parsed contents (the LM config keys plus `moshi_name`, `mimi_name`, …).
-    pub config_json: Option<serde_json::Value>,
+    /// Its parsed top-level object (parsed once, here; the typed config is read from it).
+    pub config_json: Option<serde_json::Map<String, serde_json::Value>>,
     /// The LM checkpoint.
     pub lm: PathBuf,
     /// Other LM checkpoints found under published names but not chosen.
     pub lm_others: Vec<PathBuf>,
     pub mimi: Option<PathBuf>,
     pub tokenizer: Option<PathBuf>,
+    /// The resolver's verdict: which name plays which part, and why.
+    pub layout: Layout,
 }
 
 fn cfg_err(m: String) -> WeightsError {
@@ -30,13 +31,16 @@ fn cfg_err(m: String) -> WeightsError {
 
 impl ModelFiles {
     /// Find the files of `path`: a model directory, or an LM checkpoint file (whose directory
-    /// holds the rest). The LM file is `config.json`'s `moshi_name` when given, else the first of
-    /// [`LM_FILE_NAMES`] present; Mimi is `mimi_name` or [`MIMI_FILE_NAME`]; the tokenizer
-    /// `tokenizer_name` or [`TOKENIZER_FILE_NAME`].
+    /// holds the rest). Which file plays which part is [`resolve_layout`]'s decision over the
+    /// directory's file names and `config.json`'s names (the rule the browser's store follows
+    /// too). In a directory that holds Mimi alone, `lm` is that checkpoint and `mimi` is `None`.
     pub fn resolve(path: &Path) -> Result<Self, WeightsError> {
         let (dir, lm_file) = if path.is_file() {
             let dir = path.parent().unwrap_or(Path::new(".")).to_path_buf();
-            (dir, Some(path.to_path_buf()))
+            (
+                dir,
+                path.file_name().map(|n| n.to_string_lossy().into_owned()),
+            )
         } else if path.is_dir() {
             (path.to_path_buf(), None)
         } else {
@@ -52,97 +56,67 @@ impl ModelFiles {
                     file: p.display().to_string(),
                     message: e.to_string(),
                 })?;
-                let v: serde_json::Value = serde_json::from_str(&text)
-                    .map_err(|e| cfg_err(format!("{}: not valid JSON: {e}", p.display())))?;
-                if !v.is_object() {
-                    return Err(cfg_err(format!("{}: not a JSON object", p.display())));
-                }
-                Some(v)
+                let obj = config_object(&text).map_err(|e| match e {
+                    WeightsError::Config(m) => cfg_err(format!(
+                        "{}: {}",
+                        p.display(),
+                        m.trim_start_matches("config.json ")
+                    )),
+                    e => e,
+                })?;
+                Some(obj)
             }
             None => None,
         };
-        // Every file the config names is checked before any is looked for.
-        let value = |key: &str| -> Result<Option<&str>, WeightsError> {
-            match config_json.as_ref().and_then(|c| c.get(key)) {
-                None | Some(serde_json::Value::Null) => Ok(None),
-                Some(v) => v.as_str().map(Some).ok_or_else(|| {
-                    cfg_err(format!("config.json: '{key}' is {v}, expected a file name"))
-                }),
-            }
+        let names = match &config_json {
+            Some(obj) => ConfigFiles::from_object(obj)?,
+            None => ConfigFiles::default(),
         };
-        for key in CONFIG_FILE_KEYS {
-            if let Some(s) = value(key)? {
-                config_file_name(key, s)?;
-            }
-        }
-        // A file named by the config (configs may say `hf://…/name`: its last part).
-        let named = |key: &str| -> Result<Option<PathBuf>, WeightsError> {
-            let Some(s) = value(key)? else {
-                return Ok(None);
-            };
-            let name = config_file_name(key, s)?;
-            let p = dir.join(name);
-            if !p.is_file() {
-                return Err(cfg_err(format!(
-                    "config.json names {key} '{s}' but {} has no file '{name}'",
-                    dir.display()
-                )));
-            }
-            Ok(Some(p))
-        };
-        let found: Vec<PathBuf> = LM_FILE_NAMES
-            .iter()
-            .map(|n| dir.join(n))
-            .filter(|p| p.is_file())
+        let mut present: Vec<String> = std::fs::read_dir(&dir)
+            .map_err(|e| WeightsError::Io {
+                file: dir.display().to_string(),
+                message: e.to_string(),
+            })?
+            .filter_map(|e| e.ok())
+            .filter(|e| e.path().is_file())
+            .map(|e| e.file_name().to_string_lossy().into_owned())
             .collect();
-        let lm = match (lm_file, named("moshi_name")?) {
-            (Some(f), _) => f,
-            (None, Some(p)) => p,
-            (None, None) => found.first().cloned().ok_or_else(|| {
-                let mut here: Vec<String> = std::fs::read_dir(&dir)
-                    .map(|d| {
-                        d.filter_map(|e| e.ok())
-                            .map(|e| e.file_name().to_string_lossy().into_owned())
-                            .collect()
-                    })
-                    .unwrap_or_default();
-                here.sort();
-                cfg_err(format!(
-                    "{}: no LM checkpoint found (looked for {}); files here: {}",
-                    dir.display(),
-                    LM_FILE_NAMES.join(", "),
-                    if here.is_empty() {
-                        "none".into()
-                    } else {
-                        here.join(", ")
-                    }
-                ))
-            })?,
-        };
-        let lm_others = found.into_iter().filter(|p| *p != lm).collect();
-        let mimi = match named("mimi_name")? {
-            Some(p) => Some(p),
-            None => Some(dir.join(MIMI_FILE_NAME)).filter(|p| p.is_file()),
-        };
-        let tokenizer = match named("tokenizer_name")? {
-            Some(p) => Some(p),
-            None => Some(dir.join(TOKENIZER_FILE_NAME)).filter(|p| p.is_file()),
+        present.sort();
+        let refs: Vec<&str> = present.iter().map(String::as_str).collect();
+        let layout = resolve_layout(&refs, &names, lm_file.as_deref()).map_err(|e| match e {
+            WeightsError::MissingFiles(m) => {
+                WeightsError::MissingFiles(format!("{}: {m}", dir.display()))
+            }
+            e => e,
+        })?;
+        // Mimi alone: `lm` is its checkpoint and `mimi` is `None`, as for an LM without Mimi
+        // (`layout` tells them apart).
+        let (lm, mimi) = match (&layout.lm, &layout.mimi) {
+            (Some(l), m) => (dir.join(&l.name), m.as_ref().map(|m| dir.join(&m.name))),
+            (None, Some(m)) => (dir.join(&m.name), None),
+            (None, None) => {
+                return Err(WeightsError::MissingFiles(format!(
+                    "{}: no model weights found",
+                    dir.display()
+                )))
+            }
         };
         Ok(Self {
+            lm,
+            lm_others: layout.lm_others.iter().map(|n| dir.join(n)).collect(),
+            mimi,
+            tokenizer: layout.tokenizer.as_ref().map(|p| dir.join(&p.name)),
             dir,
             config,
             config_json,
-            lm,
-            lm_others,
-            mimi,
-            tokenizer,
+            layout,
         })
     }
 
     /// The config's `depformer_weights_per_step_schedule` (slice → weight set), if any.
     pub fn schedule(&self) -> Result<Option<Vec<usize>>, WeightsError> {
         match &self.config_json {
-            Some(c) => schedule_from_config(c),
+            Some(c) => schedule_from_config(&serde_json::Value::Object(c.clone())),
             None => Ok(None),
         }
     }

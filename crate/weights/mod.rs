@@ -26,6 +26,7 @@ mod loader;
 mod memory;
 pub mod names;
 pub mod quant;
+pub mod resolve;
 mod safetensors;
 mod usage;
 
@@ -43,6 +44,7 @@ pub use linear::{embedding_table, linear_weight, scb_companion, LinearTensor};
 pub use memory::{MemorySafetensors, RandomWeights};
 pub use names::Naming;
 pub use quant::MlxAffine;
+pub use resolve::{resolve_layout, Layout, Pick, Role};
 pub use usage::UsageTracker;
 
 #[cfg(not(target_arch = "wasm32"))]
@@ -120,6 +122,10 @@ pub enum WeightsError {
     /// A config error found in a named file.
     #[error("{file}: {message}")]
     ConfigFile { file: String, message: String },
+    /// A model directory without a file it needs (the resolver's verdict, naming what was looked
+    /// for and what is there).
+    #[error("{0}")]
+    MissingFiles(String),
     /// A model directory without the codec's weights.
     #[error("{dir}: no Mimi weights found (looked for {looked_for}). Add the Mimi checkpoint to the directory.")]
     NoMimi { dir: String, looked_for: String },

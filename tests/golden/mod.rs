@@ -398,7 +398,7 @@ pub async fn moshi_greedy(
     let tokenizer =
         Tokenizer::from_bytes("tokenizer.model", fx.tokenizer).map_err(|e| e.to_string())?;
     let opts = SessionOptions {
-        sampling: Sampling::greedy(),
+        sampling: Sampling::greedy().into(),
         lm: LmOptions {
             tables: None,
             f32_cache,

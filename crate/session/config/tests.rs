@@ -108,7 +108,10 @@ fn bad_family_keys_name_the_key() {
             "\"mimi.seanet\"",
         ),
         (r#"{"mimi": {"seanet": {"n_filters": 0}}}"#, "n_filters"),
-        (r#"{"moshi_name": "../model.safetensors"}"#, "'moshi_name'"),
+        (
+            r#"{"moshi_name": "../model.safetensors"}"#,
+            "\"moshi_name\" is",
+        ),
         (r#"{"dim": "x"}"#, "\"dim\""),
     ] {
         let e = err(json);
