@@ -563,6 +563,37 @@ async function apiTests(server) {
       }
     }
 
+    // Options across the wasm boundary are read by serde: an unknown option or a bad value is an
+    // `input` error naming it (and, for an unknown one, what is accepted); load() reports the
+    // model's kind, what it hears and says, and the sampling in effect (its defaults: LMGen's).
+    const opt = await inPage(page, async (api, url) => {
+      const err = (p) => p.then(() => null, (e) => ({ code: e.code, message: e.message }));
+      const info = await engine.load(url, { warmup: false });
+      const unknown = await err(engine.configure({ temperature: 1 }));
+      const zero = await err(engine.configure({ textTopK: 0 }));
+      const wrong = await err(engine.configure({ seed: "x" }));
+      const badLoad = await err(engine.load(url, { warmup: false, sampling: { temp: 1 } }));
+      return { kind: info.kind, io: info.io, sampling: info.sampling, unknown, zero, wrong, badLoad };
+    }, "/formats/mlx_q4/");
+    check(
+      "load() reports kind, io and the model's sampling defaults",
+      opt.kind === "moshi" && opt.io?.inputCodebooks === 8 && opt.io?.outputCodebooks === 8 && opt.io?.text === true &&
+        opt.sampling?.textTopK === 25 && opt.sampling?.audioTopK === 250 && Math.abs(opt.sampling?.textTemperature - 0.7) < 1e-6 && opt.sampling?.greedy === false,
+      JSON.stringify({ kind: opt.kind, io: opt.io, sampling: opt.sampling }),
+    );
+    check(
+      "an unknown configure() option is an input error naming it and the accepted ones",
+      opt.unknown?.code === "input" && /temperature/.test(opt.unknown.message) && /textTemperature/.test(opt.unknown.message),
+      JSON.stringify(opt.unknown),
+    );
+    check("configure({ textTopK: 0 }) is an input error naming textTopK", opt.zero?.code === "input" && /textTopK/.test(opt.zero.message), JSON.stringify(opt.zero));
+    check("configure({ seed: \"x\" }) is an input error naming seed", opt.wrong?.code === "input" && /seed/.test(opt.wrong.message), JSON.stringify(opt.wrong));
+    check(
+      "an unknown sampling option at load() is an input error naming it",
+      opt.badLoad?.code === "input" && /sampling/.test(opt.badLoad.message) && /temp/.test(opt.badLoad.message),
+      JSON.stringify(opt.badLoad),
+    );
+
     // The benchmark's code path (random weights through Session), at the tiny LM's shapes (the
     // real-size presets take minutes per frame on SwiftShader).
     const lmConfig = readFileSync(join(LM_DIR, "config.json"), "utf8");

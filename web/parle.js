@@ -3,7 +3,7 @@
 //
 //   import { createEngine } from "./parle.js";
 //   const engine = await createEngine({ forceF32, noSubgroups });
-//   const info = await engine.load("models/moshiko-mlx-q4/", { onProgress });  // { kind: "moshi" | "mimi" | "stt", … }
+//   const info = await engine.load("models/moshiko-mlx-q4/", { onProgress });  // { kind: "moshi" | "mimi" | "stt", io, sampling, … }
 //   engine.configure({ greedy, seed, textTemperature, textTopK, audioTemperature, audioTopK, codebooks });
 //   const { pcm, text, textToken, audioTokens } = await engine.step(new Float32Array(1920)); // 24 kHz
 //   // Kyutai STT (kind "stt"): pcm is null; `extraHeads` (Float32Array [heads × dim]) and
@@ -132,9 +132,13 @@ export class Engine {
    * `onProgress({ phase: "download" | "gpu", file, loaded, total, rate, eta, overall })`; download
    * events carry `overall: { loaded, total, rate, eta }` over all of the model's files. Options:
    * `mimiOnly` (the codec loopback from a Moshi repository: only Mimi is downloaded),
-   * `codebooks` (loopback), `storage: "cache"` (force the Cache Storage fallback), `sampling`,
-   * `warmup` (default true: run one silent frame at load so that the GPU pipelines are compiled
-   * before the conversation starts; `info.warmupMs` says how long it took).
+   * `codebooks` (loopback), `storage: "cache"` (force the Cache Storage fallback), `sampling`
+   * (`{ greedy, seed, textTemperature, textTopK, audioTemperature, audioTopK }`, each over the
+   * model's own default: its config.json's `lm_gen_config`, else PyTorch LMGen's), `warmup`
+   * (default true: run one silent frame at load so that the GPU pipelines are compiled before the
+   * conversation starts; `info.warmupMs` says how long it took). An unknown option or a value of
+   * the wrong type is an `input` error naming it. `info.io` says what the model hears and says
+   * (`inputCodebooks`, `outputCodebooks`, `text`), `info.sampling` the sampling in effect.
    */
   async load(source, { onProgress, codebooks, storage, sampling, mimiOnly, warmup } = {}) {
     let src;
@@ -160,7 +164,7 @@ export class Engine {
 
   /**
    * What load(url) would need, asked of the server before any download: resolves to
-   * `{ kind, files: [{ role, name, size, stored }], bytes, toDownload, gpuBytes }` (`stored`:
+   * `{ kind, io, sampling, files: [{ role, name, size, stored }], bytes, toDownload, gpuBytes }` (`stored`:
    * bytes already in this browser's storage; `gpuBytes`: an estimate of the GPU memory; the
    * sizes are null when the server does not give them).
    */
@@ -170,7 +174,10 @@ export class Engine {
     return this._call("inspect", { url, mimiOnly });
   }
 
-  /** Sampling settings (apply from the next frame); `codebooks` reloads the Mimi loopback. */
+  /**
+   * Sampling settings, each over the current value (apply from the next frame); `codebooks`
+   * reloads the Mimi loopback. An unknown option or a bad value is an `input` error naming it.
+   */
   configure(options = {}) {
     return this._call("configure", { options });
   }

@@ -13,14 +13,13 @@ use serde_json::json;
 use wasm_bindgen::prelude::*;
 
 use super::error::{error, from_error};
-use super::model::sampling_json;
+use super::model::{sampling_json, typed_config};
 use super::options::{parse, BenchOptions, ConfigureOptions, LoadOptions};
 use super::source::{JsContainer, JsFile};
 use crate::gpu::Context;
 use crate::session::bench::{run_frames, Preset, Workload};
 use crate::session::{
-    quant_format, Kind, ModelConfig, ModelSources, Session, SessionOptions, StepOutput,
-    MAX_IN_FLIGHT,
+    quant_format, Kind, ModelSources, Session, SessionOptions, StepOutput, MAX_IN_FLIGHT,
 };
 use crate::text::Tokenizer;
 use crate::weights::WeightsError;
@@ -73,7 +72,7 @@ pub async fn engine_load(
     }
     let opts: LoadOptions = parse(&options, "engineLoad")?;
     // The config is read (once) before anything else: a config parle cannot run fails fast.
-    let config = ModelConfig::parse(config.as_deref()).map_err(from_error)?;
+    let config = typed_config(config.as_deref())?;
     // The old session's buffers go before the new ones are made.
     drop_session();
     let ctx = super::context(opts.force_f32, opts.no_subgroups).await?;

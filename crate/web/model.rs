@@ -2,6 +2,8 @@
 //! same rules as the native loader (`weights::resolve_layout`, `session::ModelConfig`), so that a
 //! remote repository and a local folder are read alike and alike with `parle`.
 
+use std::cell::RefCell;
+
 use serde_json::{json, Value};
 use wasm_bindgen::prelude::*;
 
@@ -11,18 +13,45 @@ use crate::weights::resolve::{lookups, resolve_layout, Pick};
 use crate::weights::WeightsError;
 use crate::ErrorCode;
 
-fn config_of(config: Option<String>) -> Result<ModelConfig, JsValue> {
-    ModelConfig::parse(config.as_deref()).map_err(from_error)
+thread_local! {
+    /// The last `config.json` text parsed and its typed config: the store's lookups, its
+    /// resolution and the engine's load of one model parse it once between them.
+    static PARSED: RefCell<Option<(String, ModelConfig)>> = const { RefCell::new(None) };
 }
 
-/// The JSON the page reads for a sampling.
+/// The typed config of a `config.json` text (`None`: the 7B's), parsed once per distinct text.
+pub(super) fn typed_config(text: Option<&str>) -> Result<ModelConfig, JsValue> {
+    let Some(text) = text else {
+        return Ok(ModelConfig::default());
+    };
+    let hit = PARSED.with(|p| {
+        p.borrow()
+            .as_ref()
+            .filter(|(t, _)| t == text)
+            .map(|(_, c)| c.clone())
+    });
+    if let Some(c) = hit {
+        return Ok(c);
+    }
+    let c = ModelConfig::from_json(text).map_err(from_error)?;
+    PARSED.with(|p| *p.borrow_mut() = Some((text.to_string(), c.clone())));
+    Ok(c)
+}
+
+fn config_of(config: Option<String>) -> Result<ModelConfig, JsValue> {
+    typed_config(config.as_deref())
+}
+
+/// The JSON the page reads for a sampling (temperatures to 6 decimals: 0.8, not the f32's
+/// 0.800000011920929).
 pub(super) fn sampling_json(s: &Sampling) -> Value {
+    let t = |x: f32| (x as f64 * 1e6).round() / 1e6;
     json!({
         "greedy": s.text_temperature <= 0.0 && s.audio_temperature <= 0.0,
         "seed": s.seed,
-        "textTemperature": s.text_temperature,
+        "textTemperature": t(s.text_temperature),
         "textTopK": s.text_top_k,
-        "audioTemperature": s.audio_temperature,
+        "audioTemperature": t(s.audio_temperature),
         "audioTopK": s.audio_top_k,
     })
 }
