@@ -1774,7 +1774,60 @@ async function storeTests(server) {
   }
 }
 
-const GROUPS = { api: apiTests, store: storeTests, page: pageTests, echo: echoTests, errors: errorTests, server: serverTests, shell: shellTests, privacy: privacyTests, latency: latencyTests };
+// Kyutai STT through the JS API (tests/fixtures/stt/tiny, PyPI moshi's run of a tiny random STT):
+// load() says kind "stt"; Kyutai's procedure (5 silent frames, input.wav, 7 silent frames) through
+// step() gives the reference's 72 text tokens, no audio, the extra heads' probabilities and
+// endOfTurn (extra head 2's first probability).
+async function sttTests(server) {
+  const dir = join(FIXTURES, "stt", "tiny");
+  const ref = readSafetensors(join(dir, "reference.safetensors"));
+  const audio = readWav(join(dir, "input.wav")).channels[0];
+  const silent = () => new Array(FRAME).fill(0);
+  const all = [...Array.from({ length: 5 }, silent), ...frames(audio), ...Array.from({ length: 7 }, silent)];
+  const base = `http://127.0.0.1:${server.address().port}`;
+  const b = await launch(WEBGPU, "stt");
+  try {
+    const page = await b.context.newPage();
+    await page.goto(`${base}/__test.html`);
+    const got = await inPage(page, async (api, frames) => {
+      globalThis.engine = await api.createEngine();
+      const info = await engine.load("/fixtures/stt/tiny/");
+      const out = [];
+      for (const f of frames) {
+        const o = await engine.step(new Float32Array(f));
+        out.push({ token: o.textToken, text: o.text, pcm: o.pcm, heads: o.extraHeads ? Array.from(o.extraHeads) : null, eot: o.endOfTurn, heard: o.userTokens ? Array.from(o.userTokens) : null });
+      }
+      engine.dispose();
+      return { info, out };
+    }, all);
+    check("load() of an STT model says kind \"stt\" and its 8 codebooks", got.info.kind === "stt" && got.info.codebooks === 8, JSON.stringify({ kind: got.info.kind, codebooks: got.info.codebooks }));
+    const want = ref.text.values;
+    const same = got.out.length === want.length && got.out.every((o, s) => o.token === want[s]);
+    const firstDiff = got.out.findIndex((o, s) => o.token !== want[s]);
+    check("STT greedy text tokens equal PyPI moshi's (every step, prefix and flush included)", same, `${got.out.length}/${want.length} steps${firstDiff >= 0 ? `, first difference at step ${firstDiff}` : ""}`);
+    check("STT steps return no audio", got.out.every((o) => o.pcm === null));
+    const codes = ref.codes.values;
+    const S = want.length;
+    const heardOk = got.out.every((o, s) => o.heard?.length === 8 && o.heard.every((c, k) => c === codes[k * S + s]));
+    check("the codes the LM heard equal the reference's Mimi codes", heardOk);
+    let maxErr = 0;
+    got.out.forEach((o, s) => (o.heads ?? []).forEach((p, i) => (maxErr = Math.max(maxErr, Math.abs(p - ref.extra_heads.values[s * 24 + i])))));
+    const headsOk = got.out.every((o) => o.heads?.length === 24);
+    check("extra heads within 1e-4 of PyPI moshi's", headsOk && maxErr <= 1e-4, `max |Δ| ${maxErr.toExponential(2)} over ${got.out.length} × 24`);
+    const eotOk = got.out.every((o, s) => typeof o.eot === "number" && Math.abs(o.eot - ref.extra_heads.values[s * 24 + 12]) <= 1e-4);
+    check("endOfTurn is extra head 2's first probability", eotOk);
+    const txt = join(tmp, "stt-native.txt");
+    execFileSync(PARLE, ["transcribe", "--model", dir, "--input", join(dir, "input.wav"), "--text", txt], { stdio: ["ignore", "ignore", "inherit"] });
+    const pageText = got.out.map((o) => o.text).join("");
+    const nativeText = readFileSync(txt, "utf8");
+    check("the streamed text equals `parle transcribe --text`", pageText.length > 0 && pageText === nativeText, JSON.stringify(pageText).slice(0, 60));
+    await page.close();
+  } finally {
+    await b.close();
+  }
+}
+
+const GROUPS = { api: apiTests, store: storeTests, page: pageTests, echo: echoTests, errors: errorTests, server: serverTests, shell: shellTests, privacy: privacyTests, latency: latencyTests, stt: sttTests };
 
 async function main() {
   const want = process.argv.slice(2);

@@ -25,6 +25,7 @@
 #   js-api      web/parle.js in headless Chromium (Playwright): fixture models against the
 #               native CLI's outputs, downloads (progress, Range resumption, OPFS, quota), errors;
 #               the store's integrity checks (changed files, sizes, SHA-256, store keys, names)
+#               and Kyutai STT (group stt): text tokens and extra heads equal PyPI moshi's
 #   page        the app in headless Chromium: a 10 s conversation through the fake microphone,
 #               stats, recording, device loss and restart, offline reload
 #   page-echo   the playback paths for echo cancellation (direct, local WebRTC loopback, fallback)
@@ -169,7 +170,7 @@ page_test() {
 }
 
 stage_js-api() {
-  page_test api store
+  page_test api store stt
 }
 
 stage_page() {

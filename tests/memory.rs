@@ -58,6 +58,8 @@ fn estimate_matches_allocated_bytes() {
         "mimi/tiny_c",
         "lm/delay1",
         "lm/delay2",
+        "stt/tiny",
+        "stt/tiny_mlx_q4",
     ] {
         for f32_cache in [false, true] {
             let mut opts = SessionOptions::default();

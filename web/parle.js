@@ -3,9 +3,11 @@
 //
 //   import { createEngine } from "./parle.js";
 //   const engine = await createEngine({ forceF32, noSubgroups });
-//   const info = await engine.load("models/moshiko-mlx-q4/", { onProgress });  // { kind: "moshi" | "mimi", io, sampling, … }
+//   const info = await engine.load("models/moshiko-mlx-q4/", { onProgress });  // { kind: "moshi" | "mimi" | "stt", io, sampling, … }
 //   engine.configure({ greedy, seed, textTemperature, textTopK, audioTemperature, audioTopK, codebooks });
 //   const { pcm, text, textToken, audioTokens } = await engine.step(new Float32Array(1920)); // 24 kHz
+//   // Kyutai STT (kind "stt"): pcm is null; `extraHeads` (Float32Array [heads × dim]) and
+//   // `endOfTurn` (extra head 2's first probability, > 0.5 = end of turn in Kyutai's scripts).
 //   await engine.startConversation({ onText, onStats, echoPath });  // microphone -> Moshi -> speakers
 //   await engine.stop();
 //   engine.reset(); engine.dispose();

@@ -1,4 +1,5 @@
-//! The `parle` command line: `parle info`, `parle run`, `parle mimi …`, `parle bench …`.
+//! The `parle` command line: `parle info`, `parle run`, `parle transcribe`, `parle mimi …`,
+//! `parle bench …`.
 //!
 //! Native only: on wasm32 (built when `cargo test --target wasm32-unknown-unknown` builds the
 //! package's binaries) it is an empty stub.
@@ -11,6 +12,8 @@ mod bench;
 mod mimi;
 #[cfg(not(target_arch = "wasm32"))]
 mod run;
+#[cfg(not(target_arch = "wasm32"))]
+mod transcribe;
 
 #[cfg(not(target_arch = "wasm32"))]
 use clap::{Parser, Subcommand};
@@ -49,6 +52,8 @@ enum Command {
     },
     /// A conversation with Moshi from a WAV file: writes Moshi's speech, transcript, tokens.
     Run(run::RunArgs),
+    /// Kyutai STT from a WAV file: streams the text, writes text, word timestamps, tokens.
+    Transcribe(transcribe::TranscribeArgs),
     /// Mimi codec: encode, decode, roundtrip.
     Mimi {
         #[command(subcommand)]
@@ -135,6 +140,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Bench { what } => bench::run(&ctx, what),
         Command::Mimi { cmd } => mimi::run(&ctx, cmd),
         Command::Run(args) => run::run(&ctx, args),
+        Command::Transcribe(args) => transcribe::run(&ctx, args),
     }
 }
 

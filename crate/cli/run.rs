@@ -131,6 +131,10 @@ pub fn run(ctx: &Context, a: RunArgs) -> Result<()> {
     let extra = match session.kind() {
         Kind::Moshi => session.latency_frames() + 1,
         Kind::Mimi => 0,
+        Kind::Stt => bail!(
+            "{} holds a speech-to-text model (no depformer, no audio out): use `parle transcribe`",
+            a.model.display()
+        ),
     };
     pcm.resize(pcm.len() + extra * frame, 0.0);
     let frames: Vec<&[f32]> = pcm.chunks(frame).collect();
@@ -190,6 +194,7 @@ pub fn run(ctx: &Context, a: RunArgs) -> Result<()> {
         match session.kind() {
             Kind::Moshi => "Moshi",
             Kind::Mimi => "Mimi loopback",
+            Kind::Stt => "STT",
         },
         load_s
     );

@@ -3,7 +3,9 @@
 //! schedule of spec §3.1 through a token ring, and GPU sampling.
 
 pub mod config;
+mod extra;
 mod model;
 
 pub use config::LmConfig;
+pub use extra::ExtraHeadsConfig;
 pub use model::{Lm, LmOptions, Sampling, TokenChoice};

@@ -21,6 +21,7 @@ use crate::nn::{
 use crate::weights::{UsageTracker, WeightFormat};
 
 use super::config::LmConfig;
+use super::extra::{ExtraHeads, ExtraHeadsConfig};
 
 /// How tokens are drawn (spec §3.3; PyTorch `LMGen` defaults).
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -102,7 +103,10 @@ pub struct Lm {
     transformer: Transformer,
     out_norm: Norm,
     text_linear: Linear,
-    dep: Depformer,
+    /// `None` for `dep_q` 0 (Kyutai STT: text out only).
+    dep: Option<Depformer>,
+    /// Extra heads (STT's voice activity), if the model has them.
+    extra: Option<ExtraHeads>,
     x: GpuBuffer,
     z: GpuBuffer,
     /// Text logits of the last step `[text_card_out]`.
@@ -151,7 +155,7 @@ impl Lm {
     fn build(ctx: &Context, cfg: LmConfig, w: &Weights, opts: &LmOptions) -> crate::Result<Self> {
         let table_format = opts.tables;
         cfg.validate()?;
-        let (d, dd) = (cfg.dim, cfg.depformer_dim);
+        let d = cfg.dim;
         let norm = NormKind::from_name(&cfg.norm).unwrap_or(NormKind::RmsNorm { eps: 1e-8 });
         // Temporal input tables: audio 0..n_q then text.
         let mut tables: Vec<EmbeddingTable> = (0..cfg.n_q)
@@ -175,8 +179,57 @@ impl Lm {
         )?;
         let out_norm = w.norm(ctx, "out_norm", norm, d)?;
         let text_linear = w.linear(ctx, "text_linear.weight", cfg.text_card_out, d)?;
+        let extra = ExtraHeadsConfig {
+            heads: cfg.extra_heads_num_heads,
+            dim: cfg.extra_heads_dim,
+        };
+        let extra = ExtraHeads::load(ctx, w, extra, d)?;
+        let dep = if cfg.dep_q == 0 {
+            None
+        } else {
+            Some(Self::load_depformer(ctx, &cfg, w, opts, table_format)?)
+        };
 
-        // Depformer.
+        let ring = 2 * cfg.max_delay() + 2;
+        let width = cfg.n_q + 1;
+        let mut init = vec![0u32; (ring + 2) * width];
+        let initial_row = &mut init[ring * width..(ring + 1) * width];
+        initial_row[0] = cfg.text_card as u32;
+        for t in initial_row[1..].iter_mut() {
+            *t = cfg.card as u32;
+        }
+        let tokens = ctx.upload("lm tokens", &init)?;
+        Ok(Self {
+            x: fbuf(ctx, "lm x", d)?,
+            z: fbuf(ctx, "lm z", text_linear.padded_in().max(d as u32) as usize)?,
+            text_logits: fbuf(ctx, "text logits", cfg.text_card_out)?,
+            audio_logits: fbuf(
+                ctx,
+                "audio logits",
+                cfg.dep_q * cfg.card.next_multiple_of(64),
+            )?,
+            forced_tokens: ctx.upload("forced tokens", &vec![0u32; cfg.dep_q + 1])?,
+            tokens,
+            ring,
+            step: 0,
+            emb,
+            transformer,
+            out_norm,
+            text_linear,
+            dep,
+            extra,
+            cfg,
+        })
+    }
+
+    fn load_depformer(
+        ctx: &Context,
+        cfg: &LmConfig,
+        w: &Weights,
+        opts: &LmOptions,
+        table_format: Option<WeightFormat>,
+    ) -> crate::Result<Depformer> {
+        let (d, dd) = (cfg.dim, cfg.depformer_dim);
         let ins = (0..cfg.depformer_in_count())
             .map(|j| w.linear(ctx, &format!("depformer_in.{j}.weight"), dd, d))
             .collect::<crate::Result<Vec<_>>>()?;
@@ -211,7 +264,7 @@ impl Lm {
         let heads = (0..cfg.dep_q)
             .map(|k| w.linear(ctx, &format!("linears.{k}.weight"), cfg.card, dd))
             .collect::<crate::Result<Vec<_>>>()?;
-        let dep = Depformer {
+        Ok(Depformer {
             x: fbuf(ctx, "depformer x", dd)?,
             e: fbuf(ctx, "depformer low-rank e", rank)?,
             ins,
@@ -219,36 +272,6 @@ impl Lm {
             low_rank,
             transformer: dep_transformer,
             heads,
-        };
-
-        let ring = 2 * cfg.max_delay() + 2;
-        let width = cfg.n_q + 1;
-        let mut init = vec![0u32; (ring + 2) * width];
-        let initial_row = &mut init[ring * width..(ring + 1) * width];
-        initial_row[0] = cfg.text_card as u32;
-        for t in initial_row[1..].iter_mut() {
-            *t = cfg.card as u32;
-        }
-        let tokens = ctx.upload("lm tokens", &init)?;
-        Ok(Self {
-            x: fbuf(ctx, "lm x", d)?,
-            z: fbuf(ctx, "lm z", text_linear.padded_in().max(d as u32) as usize)?,
-            text_logits: fbuf(ctx, "text logits", cfg.text_card_out)?,
-            audio_logits: fbuf(
-                ctx,
-                "audio logits",
-                cfg.dep_q * cfg.card.next_multiple_of(64),
-            )?,
-            forced_tokens: ctx.upload("forced tokens", &vec![0u32; cfg.dep_q + 1])?,
-            tokens,
-            ring,
-            step: 0,
-            emb,
-            transformer,
-            out_norm,
-            text_linear,
-            dep,
-            cfg,
         })
     }
 
@@ -265,7 +288,9 @@ impl Lm {
     pub fn reset(&mut self, ctx: &Context) {
         self.step = 0;
         self.transformer.reset();
-        self.dep.transformer.reset();
+        if let Some(dep) = &mut self.dep {
+            dep.transformer.reset();
+        }
         let width = self.width();
         let mut init = vec![0u32; (self.ring + 2) * width];
         init[self.ring * width] = self.cfg.text_card as u32;
@@ -342,44 +367,83 @@ impl Lm {
         self.token_view(self.frame_row(f), self.width())
     }
 
-    /// Bytes of weights one step reads (temporal + text head + every depformer step).
+    /// Bytes of weights one step reads (temporal + text head + extra heads + every depformer
+    /// step).
     pub fn weight_bytes_per_step(&self) -> u64 {
-        let dep_in: u64 = (0..self.cfg.dep_q)
-            .map(|k| {
-                let j = if self.cfg.depformer_multi_linear {
-                    self.cfg.depformer_set(k)
-                } else {
-                    0
-                };
-                self.dep.ins[j].bytes()
-            })
-            .sum();
-        let heads: u64 = self.dep.heads.iter().map(|h| h.bytes()).sum();
-        self.transformer.weight_bytes_per_call()
-            + self.text_linear.bytes()
-            + dep_in
-            + heads
-            + self.cfg.dep_q as u64 * self.dep.transformer.weight_bytes_per_call()
+        let extra = self.extra.as_ref().map_or(0, |e| e.bytes());
+        let dep = self.dep.as_ref().map_or(0, |dep| {
+            let dep_in: u64 = (0..self.cfg.dep_q)
+                .map(|k| {
+                    let j = if self.cfg.depformer_multi_linear {
+                        self.cfg.depformer_set(k)
+                    } else {
+                        0
+                    };
+                    dep.ins[j].bytes()
+                })
+                .sum();
+            let heads: u64 = dep.heads.iter().map(|h| h.bytes()).sum();
+            dep_in + heads + self.cfg.dep_q as u64 * dep.transformer.weight_bytes_per_call()
+        });
+        self.transformer.weight_bytes_per_call() + self.text_linear.bytes() + extra + dep
     }
 
-    /// Bytes of weights stored on the GPU.
     /// GPU bytes of the embedding tables (temporal and depformer) and the format of the text
     /// table (all tables of a published checkpoint share it).
     pub fn table_bytes(&self) -> (u64, Option<WeightFormat>) {
         (
-            self.emb.bytes() + self.dep.emb.bytes(),
+            self.emb.bytes() + self.dep.as_ref().map_or(0, |d| d.emb.bytes()),
             self.emb.format(self.cfg.n_q),
         )
     }
 
+    /// Bytes of weights stored on the GPU.
     pub fn weight_bytes(&self) -> u64 {
+        let dep = self.dep.as_ref().map_or(0, |dep| {
+            dep.ins.iter().map(|l| l.bytes()).sum::<u64>()
+                + dep.emb.bytes()
+                + dep.heads.iter().map(|h| h.bytes()).sum::<u64>()
+                + dep.transformer.weight_bytes()
+        });
         self.emb.bytes()
             + self.transformer.weight_bytes()
             + self.text_linear.bytes()
-            + self.dep.ins.iter().map(|l| l.bytes()).sum::<u64>()
-            + self.dep.emb.bytes()
-            + self.dep.heads.iter().map(|h| h.bytes()).sum::<u64>()
-            + self.dep.transformer.weight_bytes()
+            + self.extra.as_ref().map_or(0, |e| e.bytes())
+            + dep
+    }
+
+    /// The extra heads' shape (0 heads when the model has none).
+    pub fn extra_heads(&self) -> ExtraHeadsConfig {
+        self.extra
+            .as_ref()
+            .map_or(ExtraHeadsConfig::default(), |e| e.config())
+    }
+
+    /// The last step's extra-head probabilities `[heads, head_dim]` f32, if the model has heads.
+    pub fn extra_probs_view(&self) -> Option<View<'_>> {
+        self.extra.as_ref().map(|e| e.probs().view())
+    }
+
+    /// The buffer behind [`Lm::extra_probs_view`].
+    pub fn extra_probs(&self) -> Option<&GpuBuffer> {
+        self.extra.as_ref().map(|e| e.probs())
+    }
+
+    /// Ring slot of audio stream `k` read by step `s`. Moshi's own codebooks (`k < dep_q`) and,
+    /// in Moshi, the user's: frame `s − 1 − d` (spec §3.1; the session copies the user's codes
+    /// of frame `s` in at step `s`, so they are heard one step later). Without a depformer
+    /// (`dep_q` 0, Kyutai STT) the streams follow PyPI moshi's `LMGen`, which Kyutai's STT script
+    /// drives: step `s` reads the frame given at step `s − d`, the initial token while `s ≤ d`.
+    fn audio_in_slot(&self, s: usize, k: usize) -> u32 {
+        let d = self.cfg.delays[1 + k];
+        let f = if self.cfg.dep_q > 0 {
+            s as isize - 1 - d as isize
+        } else if s <= d {
+            -1
+        } else {
+            (s - d) as isize
+        };
+        self.slot(f, 1 + k)
     }
 
     /// Choose the token of sampling site `site` (0 text, 1 + k audio codebook k) from one row
@@ -425,16 +489,27 @@ impl Lm {
     /// `s − d_{1+k}` into the ring, and the step's logits into [`Lm::text_logits`] /
     /// [`Lm::audio_logits`].
     pub fn record_step(&mut self, rec: &mut Recorder, choice: TokenChoice) -> crate::Result<()> {
+        // The depformer is taken out for the step so that its caches can be written while the
+        // rest of the model is read.
+        let mut dep = self.dep.take();
+        let r = self.record_temporal(rec, &choice, dep.as_mut());
+        self.dep = dep;
+        r?;
+        self.step += 1;
+        Ok(())
+    }
+
+    fn record_temporal(
+        &mut self,
+        rec: &mut Recorder,
+        choice: &TokenChoice,
+        mut dep: Option<&mut Depformer>,
+    ) -> crate::Result<()> {
         let s = self.step;
         let cfg = &self.cfg;
         // Temporal input: Σ audio tables (0..n_q) + text table (n_q).
         let mut streams: Vec<(usize, u32)> = (0..cfg.n_q)
-            .map(|k| {
-                (
-                    k,
-                    self.slot(s as isize - 1 - cfg.delays[1 + k] as isize, 1 + k),
-                )
-            })
+            .map(|k| (k, self.audio_in_slot(s, k)))
             .collect();
         streams.push((
             cfg.n_q,
@@ -445,13 +520,17 @@ impl Lm {
         self.transformer.forward(rec, &self.x)?;
         // The out norm is fused into every linear that reads it (text head, depformer inputs)
         // when their shapes allow; otherwise `z` holds it.
-        let fused = self.text_linear.fusable() && self.dep.ins.iter().all(|l| l.fusable());
+        let fused = self.text_linear.fusable()
+            && self.extra.as_ref().is_none_or(|e| e.fusable())
+            && dep
+                .as_ref()
+                .is_none_or(|dep| dep.ins.iter().all(|l| l.fusable()));
         let (z, z_input) = if fused {
-            (&self.x, self.out_norm.as_linear_input())
+            (self.x.clone(), self.out_norm.as_linear_input())
         } else {
             self.out_norm
                 .forward(rec, self.x.view(), self.z.view(), 1)?;
-            (&self.z, LinearInput::Plain)
+            (self.z.clone(), LinearInput::Plain)
         };
         self.text_linear.forward_with(
             rec,
@@ -463,10 +542,29 @@ impl Lm {
         )?;
         let text_slot = self.slot(s as isize, 0);
         let text_logits = LogitRows::one(self.text_logits.view(), 0, self.cfg.text_card_out as u32);
-        self.choose(rec, &choice, &text_logits, 0, text_slot)?;
+        self.choose(rec, choice, &text_logits, 0, text_slot)?;
+        if let Some(extra) = &self.extra {
+            extra.record(rec, z.view(), z_input)?;
+        }
+        if let Some(dep) = dep.as_mut() {
+            self.run_depformer(dep, rec, choice, &z, z_input, text_slot)?;
+        }
+        Ok(())
+    }
 
-        // Depformer: dep_q steps, each chained on the token chosen just before.
-        self.dep.transformer.reset();
+    /// The depformer's `dep_q` steps of step `self.step`, each chained on the token chosen
+    /// just before.
+    fn run_depformer(
+        &self,
+        dep: &mut Depformer,
+        rec: &mut Recorder,
+        choice: &TokenChoice,
+        z: &GpuBuffer,
+        z_input: LinearInput,
+        text_slot: u32,
+    ) -> crate::Result<()> {
+        let s = self.step;
+        dep.transformer.reset();
         let card = self.cfg.card as u32;
         let mut prev = text_slot;
         for k in 0..self.cfg.dep_q {
@@ -475,7 +573,6 @@ impl Lm {
             } else {
                 0
             };
-            let dep = &self.dep;
             dep.ins[j].forward_with(
                 rec,
                 z.view(),
@@ -501,8 +598,7 @@ impl Lm {
                     .emb
                     .sum(rec, self.tokens.view(), &[(k, prev)], dep.x.view(), true)?,
             }
-            self.dep.transformer.forward(rec, &self.dep.x)?;
-            let dep = &self.dep;
+            dep.transformer.forward(rec, &dep.x)?;
             let row = k as u64 * self.logit_stride() as u64;
             dep.heads[k].forward(
                 rec,
@@ -512,10 +608,9 @@ impl Lm {
             )?;
             let out = self.audio_out_slot(s, k);
             let logits = LogitRows::one(self.audio_logits.view(), row as u32, card);
-            self.choose(rec, &choice, &logits, 1 + k as u32, out)?;
+            self.choose(rec, choice, &logits, 1 + k as u32, out)?;
             prev = out;
         }
-        self.step += 1;
         Ok(())
     }
 }

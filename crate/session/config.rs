@@ -70,14 +70,24 @@ impl std::fmt::Display for ModelIo {
     }
 }
 
-/// `stt_config`: how a speech-to-text model is fed (`CheckpointInfo.stt_config`).
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+/// `stt_config`: how a speech-to-text model is fed (`CheckpointInfo.stt_config`). Absent keys
+/// take the defaults of Kyutai's `stt_from_file_pytorch.py` (1 s of prefix, 5 s of delay).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct SttConfig {
     /// Silence fed before the audio, in seconds.
     pub audio_silence_prefix_seconds: f64,
     /// How far the text lags the audio, in seconds (silence fed after the audio to flush it).
     pub audio_delay_seconds: f64,
+}
+
+impl Default for SttConfig {
+    fn default() -> Self {
+        Self {
+            audio_silence_prefix_seconds: 1.0,
+            audio_delay_seconds: 5.0,
+        }
+    }
 }
 
 /// `lm_gen_config`: the model's own generation defaults (`LMGen` kwargs).
@@ -208,12 +218,28 @@ impl ModelConfig {
                 )));
             }
         }
+        let stt: Option<SttConfig> = section(obj, "stt_config")?;
+        if let Some(st) = &stt {
+            for (key, v) in [
+                (
+                    "stt_config.audio_silence_prefix_seconds",
+                    st.audio_silence_prefix_seconds,
+                ),
+                ("stt_config.audio_delay_seconds", st.audio_delay_seconds),
+            ] {
+                if !(0.0..=600.0).contains(&v) {
+                    return Err(WeightsError::Config(format!(
+                        "config.json: key \"{key}\" is {v}: seconds in [0, 600]"
+                    )));
+                }
+            }
+        }
         Ok(Self {
             lm: LmConfig::from_object(obj)?,
             mimi,
             files: ConfigFiles::from_object(obj)?,
             model_type: family.model_type.unwrap_or_default(),
-            stt: section(obj, "stt_config")?,
+            stt,
             generation,
             from_file: true,
             codec_only: false,

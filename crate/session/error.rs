@@ -15,6 +15,8 @@ pub enum SessionError {
     AlreadyWaiting,
     #[error("the frame was dropped by a reset (or another model) while its readback was awaited")]
     FrameDropped,
+    #[error("this model is not a speech-to-text model (it has a depformer): use `parle run`")]
+    NotStt,
     /// A setting out of range (a negative temperature, a top-k of 0), named.
     #[error("{0}")]
     Input(String),
@@ -28,6 +30,7 @@ impl SessionError {
             SessionError::FrameSize { .. }
             | SessionError::NothingInFlight
             | SessionError::FrameDropped
+            | SessionError::NotStt
             | SessionError::Input(_) => ErrorCode::Input,
             SessionError::TooManyInFlight { .. } | SessionError::AlreadyWaiting => ErrorCode::Busy,
         }

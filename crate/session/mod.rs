@@ -8,7 +8,9 @@
 //! meanwhile: a front end can push a frame that arrives during the wait) then [`Session::take`].
 //!
 //! A directory that holds only Mimi runs the codec loopback: encode → decode, the codes as the
-//! frame's tokens.
+//! frame's tokens. An LM without a depformer (`dep_q` 0, Kyutai STT) runs speech to text: Mimi
+//! encode → one LM step, no decode; the frame reads back its text token, the codes the LM heard
+//! and the extra heads' probabilities ([`stt`] has Kyutai's procedure around it).
 
 pub mod bench;
 mod codec;
@@ -16,6 +18,7 @@ mod config;
 pub mod estimate;
 mod load;
 mod sampling;
+pub mod stt;
 
 /// What front ends set: how tokens are drawn, LM and weight options.
 pub use crate::lm::{LmOptions, Sampling};
@@ -47,6 +50,8 @@ pub enum Kind {
     Moshi,
     /// The codec alone: each frame encoded and decoded again.
     Mimi,
+    /// Speech to text (Kyutai STT): Mimi encode + an LM with no depformer, text out.
+    Stt,
 }
 
 /// How to build a session.
@@ -77,6 +82,11 @@ pub struct StepOutput {
     pub user_tokens: Option<Vec<u32>>,
     /// Index of the completed frame.
     pub frame: Option<usize>,
+    /// STT: the extra heads' probabilities of this step, `[heads × head_dim]` row-major.
+    pub extra_heads: Option<Vec<f32>>,
+    /// STT: the end-of-turn probability Kyutai's scripts read (extra head 2, entry 0; `None`
+    /// for models with fewer than 3 extra heads).
+    pub end_of_turn: Option<f32>,
 }
 
 /// Counters of the last frame (for stats and benchmarks).
@@ -141,9 +151,14 @@ pub struct Session {
     lm: Option<Lm>,
     text: Option<TextStream>,
     sampling: Sampling,
-    /// `[frame_size f32 | width u32]`: what one frame reads back.
+    /// `[pcm f32 | width u32 | extra heads f32]`: what one frame reads back (STT: no pcm).
     out: GpuBuffer,
+    /// Samples of PCM in `out` (0 for STT).
+    pcm_len: usize,
     width: usize,
+    /// Extra-head probabilities in `out` (`heads × head_dim`, STT only).
+    extra_len: usize,
+    stt: SttConfig,
     readback: FrameReadback,
     pending: VecDeque<Pending>,
     /// The staging slot a [`FrameWait`] is mapping (no push may copy into it until its take).
@@ -171,11 +186,17 @@ impl Session {
         opts: &SessionOptions,
     ) -> crate::Result<Self> {
         let mimi_cfg = config.mimi.clone();
+        let stt = config.stt.clone().unwrap_or_default();
         let (kind, lm, n_q) = match parts.lm {
             Some(w) => {
                 let cfg = config.lm.clone();
                 let user = cfg.user_streams();
-                if user != cfg.dep_q {
+                let kind = if cfg.dep_q == 0 {
+                    Kind::Stt
+                } else {
+                    Kind::Moshi
+                };
+                if kind == Kind::Moshi && user != cfg.dep_q {
                     return Err(WeightsError::Config(format!(
                         "the LM listens to {user} user codebooks and speaks {}: parle needs them equal",
                         cfg.dep_q
@@ -190,7 +211,7 @@ impl Session {
                     r => r,
                 };
                 let lm = Lm::load(ctx, cfg, &w, &opts.lm)?;
-                (Kind::Moshi, Some(lm), Some(user))
+                (kind, Some(lm), Some(user))
             }
             None => (Kind::Mimi, None, opts.codebooks),
         };
@@ -219,18 +240,39 @@ impl Session {
             Some(lm) => lm.width(),
             None => mimi.num_codebooks(),
         };
-        let bytes = ((mimi.frame_size() + width) * 4) as u64;
+        // Kyutai's STT scripts run greedy whatever `lm_gen_config` says (`LMGen(lm, temp=0,
+        // temp_text=0)`); the user's settings still apply on top.
+        let base_sampling = if kind == Kind::Stt {
+            Sampling {
+                text_temperature: 0.0,
+                audio_temperature: 0.0,
+                ..config.sampling()
+            }
+        } else {
+            config.sampling()
+        };
+        let pcm_len = if kind == Kind::Stt {
+            0
+        } else {
+            mimi.frame_size()
+        };
+        let extra = lm.as_ref().map(|lm| lm.extra_heads()).unwrap_or_default();
+        let extra_len = extra.heads * extra.dim;
+        let bytes = ((pcm_len + width + extra_len) * 4) as u64;
         Ok(Self {
             kind,
             out: ctx.create_buffer("session out", bytes, BufferUsage::Storage)?,
             readback: FrameReadback::new(ctx, "session", bytes)?,
+            pcm_len,
             width,
+            extra_len,
+            stt,
             mimi,
             lm,
             text,
             sampling: opts
                 .sampling
-                .apply(config.sampling())
+                .apply(base_sampling)
                 .map_err(SessionError::Input)?,
             pending: VecDeque::new(),
             waiting: None,
@@ -261,12 +303,18 @@ impl Session {
         &self.mimi
     }
 
-    /// Codebooks per stream: Moshi's (= the user's) in a conversation, the codec's in loopback.
+    /// Codebooks per stream: Moshi's (= the user's) in a conversation, the codec's in loopback
+    /// and what the LM hears in STT.
     pub fn codebooks(&self) -> usize {
-        match &self.lm {
-            Some(lm) => lm.config().dep_q,
-            None => self.mimi.num_codebooks(),
+        match (&self.lm, self.kind) {
+            (Some(lm), Kind::Moshi) => lm.config().dep_q,
+            _ => self.mimi.num_codebooks(),
         }
+    }
+
+    /// The STT keys of the model's `config.json` (defaults for a model without them).
+    pub fn stt_config(&self) -> &SttConfig {
+        &self.stt
     }
 
     /// Counters of the last submitted frame.
@@ -320,9 +368,20 @@ impl Session {
         ctx.write(self.mimi.pcm_in(), 0, bytemuck::cast_slice(pcm));
         let mut rec = Recorder::new(ctx, "frame");
         self.mimi.record_encode(&mut rec)?;
-        let pcm_bytes = self.mimi.frame_size() as u64 * 4;
+        let pcm_bytes = self.pcm_len as u64 * 4;
         let tokens_out = self.out.slice(pcm_bytes, self.width as u64 * 4);
         let frame = match &mut self.lm {
+            Some(lm) if self.kind == Kind::Stt => {
+                let s = self.step;
+                rec.copy(self.mimi.codes().view(), lm.user_codes_view(s));
+                lm.record_step(&mut rec, TokenChoice::Sample(self.sampling))?;
+                rec.copy(lm.frame_view(s), tokens_out);
+                if let Some(probs) = lm.extra_probs_view() {
+                    let at = pcm_bytes + self.width as u64 * 4;
+                    rec.copy(probs, self.out.slice(at, self.extra_len as u64 * 4));
+                }
+                Some(s)
+            }
             Some(lm) => {
                 let s = self.step;
                 rec.copy(self.mimi.codes().view(), lm.user_codes_view(s));
@@ -409,10 +468,31 @@ impl Session {
         let Some(frame) = p.frame else {
             return Ok(StepOutput::default());
         };
-        let n = self.mimi.frame_size();
+        let n = self.pcm_len;
         let pcm: Vec<f32> = bytemuck::pod_collect_to_vec(&bytes[..n * 4]);
         let tokens: Vec<u32> = bytemuck::pod_collect_to_vec(&bytes[n * 4..(n + self.width) * 4]);
         Ok(match &self.lm {
+            Some(lm) if self.kind == Kind::Stt => {
+                let at = (n + self.width) * 4;
+                let probs: Vec<f32> =
+                    bytemuck::pod_collect_to_vec(&bytes[at..at + self.extra_len * 4]);
+                let dim = lm.extra_heads().dim;
+                let text_token = tokens[0];
+                StepOutput {
+                    pcm: None,
+                    text: self
+                        .text
+                        .as_mut()
+                        .map(|t| t.push(text_token))
+                        .unwrap_or_default(),
+                    text_token: Some(text_token),
+                    audio_tokens: None,
+                    user_tokens: Some(tokens[1..].to_vec()),
+                    frame: Some(frame),
+                    end_of_turn: probs.get(2 * dim).copied(),
+                    extra_heads: (self.extra_len > 0).then_some(probs),
+                }
+            }
             Some(lm) => {
                 let text_token = tokens[0];
                 let text = self
@@ -427,6 +507,7 @@ impl Session {
                     audio_tokens: Some(tokens[1..1 + lm.config().dep_q].to_vec()),
                     user_tokens: Some(tokens[1 + lm.config().dep_q..].to_vec()),
                     frame: Some(frame),
+                    ..StepOutput::default()
                 }
             }
             None => StepOutput {
@@ -436,6 +517,7 @@ impl Session {
                 audio_tokens: Some(tokens),
                 user_tokens: None,
                 frame: Some(frame),
+                ..StepOutput::default()
             },
         })
     }

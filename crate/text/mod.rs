@@ -11,8 +11,10 @@
 
 mod proto;
 mod stream;
+mod words;
 
 pub use stream::TextStream;
+pub use words::{word_timestamps, Word, WordIds};
 
 use stream::Decoder;
 

@@ -113,7 +113,7 @@ pub async fn engine_load(
     let session = Session::from_sources(&ctx, sources, &session_opts).map_err(from_error)?;
     ctx.check().map_err(from_error)?;
     let info = json!({
-        "kind": match session.kind() { Kind::Moshi => model_kind, Kind::Mimi => "mimi" },
+        "kind": match session.kind() { Kind::Moshi => model_kind, Kind::Mimi => "mimi", Kind::Stt => "stt" },
         "io": {
             "inputCodebooks": io.input_codebooks,
             "outputCodebooks": io.output_codebooks,
@@ -284,6 +284,12 @@ fn output_object(out: StepOutput, gpu_ms: f64) -> JsValue {
     };
     set("audioTokens", codes(out.audio_tokens));
     set("userTokens", codes(out.user_tokens));
+    if let Some(h) = out.extra_heads.as_deref() {
+        set("extraHeads", js_sys::Float32Array::from(h).into());
+    }
+    if let Some(p) = out.end_of_turn {
+        set("endOfTurn", p.into());
+    }
     set(
         "frame",
         out.frame.map_or(JsValue::NULL, |f| (f as f64).into()),
@@ -294,7 +300,10 @@ fn output_object(out: StepOutput, gpu_ms: f64) -> JsValue {
 
 /// One frame: `pcm` is 1920 samples at 24 kHz. Resolves to `{ pcm: Float32Array | null, text,
 /// textToken: number | null, audioTokens: Int32Array | null, userTokens: Int32Array | null,
-/// frame: number | null, gpuMs }` (`userTokens`: the user's codes the LM heard, Moshi only).
+/// frame: number | null, gpuMs }` (`userTokens`: the user's codes the LM heard, Moshi and STT);
+/// an STT model adds `extraHeads: Float32Array` (`[heads × head_dim]` probabilities) and, with 3
+/// or more heads, `endOfTurn: number` (head 2's first probability, the voice-activity value
+/// Kyutai's scripts compare with 0.5).
 #[wasm_bindgen(js_name = engineStep)]
 pub async fn engine_step(pcm: Vec<f32>) -> Result<JsValue, JsValue> {
     let ctx = current_ctx()?;

@@ -197,14 +197,11 @@ impl LmConfig {
                 ));
             }
         }
-        if self.dep_q == 0 {
+        if self.extra_heads_num_heads > 0 && self.extra_heads_dim == 0 {
             return Err(bad(
-                "dep_q",
-                "is 0 (a text-only model, such as speech-to-text): parle does not run those yet",
+                "extra_heads_dim",
+                "is 0: extra heads need at least one output",
             ));
-        }
-        if self.extra_heads_num_heads > 0 {
-            return not_yet("extra_heads_num_heads");
         }
         Ok(())
     }
@@ -385,6 +382,8 @@ impl LmConfig {
             low_rank: self.depformer_low_rank_embeddings,
             max_delay: self.max_delay(),
             layer_norm: matches!(norm, NormKind::LayerNorm { .. }),
+            extra_heads: self.extra_heads_num_heads,
+            extra_heads_dim: self.extra_heads_dim,
             temporal: TransformerConfig {
                 f32_cache,
                 ..self.temporal()

@@ -51,18 +51,19 @@ fn family_keys_are_read() {
     assert_eq!((c.n_q, c.dep_q, c.text_card), (32, 0, 8000));
     assert_eq!((c.extra_heads_num_heads, c.extra_heads_dim), (4, 6));
     assert_eq!((c.max_period, c.context), (100000.0, 375));
-    // The stt helper lifts these errors once the LM runs them; until then they name the key.
+    // dep_q 0 and extra heads run (Kyutai STT); a delays list of the wrong length is still named.
     let e = err(stt);
-    assert!(e.contains("\"dep_q\" is 0"), "{e}");
-    let e = err(
-        r#"{"n_q": 32, "dep_q": 0, "delays": [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]}"#,
+    assert!(e.contains("\"delays\" has 1 entries"), "{e}");
+    let c = LmConfig::from_json(
+        r#"{"n_q": 32, "dep_q": 0, "extra_heads_num_heads": 4, "delays": [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]}"#,
+    )
+    .unwrap();
+    assert_eq!(
+        (c.dep_q, c.user_streams(), c.extra_heads_num_heads),
+        (0, 32, 4)
     );
-    assert!(e.contains("\"dep_q\" is 0"), "{e}");
-    let e = err(r#"{"extra_heads_num_heads": 2}"#);
-    assert!(
-        e.contains("\"extra_heads_num_heads\" names a feature"),
-        "{e}"
-    );
+    let e = err(r#"{"extra_heads_num_heads": 2, "extra_heads_dim": 0}"#);
+    assert!(e.contains("\"extra_heads_dim\" is 0"), "{e}");
     // Hibiki: a LUT conditioner summed into the input.
     let hibiki = r#"{"conditioners": {"description": {"type": "lut", "lut": {"n_bins": 31, "dim": 16,
         "tokenizer": "noop", "possible_values": ["very_bad", "bad", "neutral", "good", "very_good"]}}},

@@ -4,7 +4,7 @@
 
 use super::transformer::TransformerShape;
 use super::{buffer_bytes, floats, Facts, GpuEstimate, LinearSource};
-use crate::weights::table_bytes;
+use crate::weights::{table_bytes, WeightFormat};
 
 /// The LM's shape as its loader builds it (`lm::LmConfig::shape`).
 #[derive(Debug, Clone, PartialEq)]
@@ -21,6 +21,9 @@ pub struct LmShape {
     pub max_delay: usize,
     /// The out norm is a LayerNorm (weight and bias) rather than an RMSNorm (alpha).
     pub layer_norm: bool,
+    /// Extra heads (Kyutai STT's voice activity): count and width (`lm::ExtraHeads`).
+    pub extra_heads: usize,
+    pub extra_heads_dim: usize,
     pub temporal: TransformerShape,
     pub depformer: TransformerShape,
 }
@@ -50,40 +53,56 @@ impl LmShape {
             .collect();
         temporal.push(("text_emb.weight".into(), self.text_card + 1));
         e.lm_tables += set(temporal, d);
-        let mut dep = vec![("depformer_text_emb.weight".to_string(), self.text_card + 1)];
-        dep.extend(
-            (0..self.dep_q.saturating_sub(1))
-                .map(|k| (format!("depformer_emb.{k}.weight"), self.card + 1)),
-        );
-        e.lm_tables += set(dep, rank);
-
-        for t in [&self.temporal, &self.depformer] {
-            let b = t.bytes(src, f16);
-            e.lm_weights += b.weights;
-            e.lm_kv_cache += b.kv_cache;
-            e.lm_activations += b.activations;
-        }
         let norm = if self.layer_norm { 2 } else { 1 };
         e.lm_weights += norm * floats(d as u64);
         let text = "text_linear.weight";
         e.lm_weights += src.bytes(text, self.text_card_out, d);
-        for j in 0..self.depformer_in_count {
-            e.lm_weights += src.bytes(&format!("depformer_in.{j}.weight"), dd, d);
+        let t = self.temporal.bytes(src, f16);
+        e.lm_weights += t.weights;
+        e.lm_kv_cache += t.kv_cache;
+        e.lm_activations += t.activations;
+        if self.extra_heads > 0 {
+            // One stacked linear (f32 from a checkpoint, the benchmark's format from random
+            // weights), its logits and probabilities.
+            let rows = self.extra_heads * self.extra_heads_dim;
+            e.lm_weights += match src {
+                LinearSource::Checkpoint { .. } => {
+                    let f = WeightFormat::F32;
+                    f.gpu_bytes(rows as u32, f.padded_k(d as u32))
+                }
+                LinearSource::Random(_) => src.bytes("extra_heads", rows, d),
+            };
+            e.lm_activations += 2 * floats(rows as u64);
         }
-        if let Some(r) = self.low_rank {
-            e.lm_weights += src.bytes("depformer_text_emb.low_rank.weight", dd, r);
-            for k in 0..dep_tables - 1 {
-                e.lm_weights += src.bytes(&format!("depformer_emb.{k}.low_rank.weight"), dd, r);
+        if self.dep_q > 0 {
+            let mut dep = vec![("depformer_text_emb.weight".to_string(), self.text_card + 1)];
+            dep.extend(
+                (0..self.dep_q - 1).map(|k| (format!("depformer_emb.{k}.weight"), self.card + 1)),
+            );
+            e.lm_tables += set(dep, rank);
+            let b = self.depformer.bytes(src, f16);
+            e.lm_weights += b.weights;
+            e.lm_kv_cache += b.kv_cache;
+            e.lm_activations += b.activations;
+            for j in 0..self.depformer_in_count {
+                e.lm_weights += src.bytes(&format!("depformer_in.{j}.weight"), dd, d);
             }
+            if let Some(r) = self.low_rank {
+                e.lm_weights += src.bytes("depformer_text_emb.low_rank.weight", dd, r);
+                for k in 0..dep_tables - 1 {
+                    e.lm_weights += src.bytes(&format!("depformer_emb.{k}.low_rank.weight"), dd, r);
+                }
+            }
+            for k in 0..self.dep_q {
+                e.lm_weights += src.bytes(&format!("linears.{k}.weight"), self.card, dd);
+            }
+            // Depformer input and low-rank embedding.
+            e.lm_activations += floats(dd as u64) + floats(rank as u64);
         }
-        for k in 0..self.dep_q {
-            e.lm_weights += src.bytes(&format!("linears.{k}.weight"), self.card, dd);
-        }
-        // Step buffers: depformer input and low-rank embedding, the token ring (plus its
-        // initial and discard rows), x, the normed z, logits, forced tokens.
+        // Step buffers: the token ring (plus its initial and discard rows), x, the normed z,
+        // logits, forced tokens.
         let ring = 2 * self.max_delay as u64 + 2;
         let width = self.n_q as u64 + 1;
-        e.lm_activations += floats(dd as u64) + floats(rank as u64);
         e.lm_activations += buffer_bytes((ring + 2) * width * 4);
         e.lm_activations += floats(d as u64);
         e.lm_activations += floats(src.padded_k(text, d).max(d as u64));
