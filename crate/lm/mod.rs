@@ -6,4 +6,4 @@ pub mod config;
 mod model;
 
 pub use config::LmConfig;
-pub use model::{Lm, LmOptions, Sampling, TokenChoice};
+pub use model::{Lm, LmOptions, Sampling, StepDispatches, TokenChoice};

@@ -78,6 +78,28 @@ pub enum TokenChoice {
     Forced,
 }
 
+/// Kernel launches of the last [`Lm::record_step`], by part of the step.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StepDispatches {
+    /// The temporal input's embedding sum.
+    pub embed: u32,
+    /// The temporal transformer's layers.
+    pub temporal: u32,
+    /// The text head (and the out norm when it is not fused).
+    pub text_head: u32,
+    /// Every depformer step but its sampling: input projection, previous-token embedding,
+    /// layers, head.
+    pub depformer: u32,
+    /// Token sampling, text and audio (0 when tokens are forced: those are copies).
+    pub sampling: u32,
+}
+
+impl StepDispatches {
+    pub fn total(&self) -> u32 {
+        self.embed + self.temporal + self.text_head + self.depformer + self.sampling
+    }
+}
+
 struct Depformer {
     /// `depformer_in`, indexed by weight set (or one shared).
     ins: Vec<Linear>,
@@ -114,6 +136,7 @@ pub struct Lm {
     pub forced_tokens: GpuBuffer,
     ring: usize,
     step: usize,
+    last_dispatches: StepDispatches,
 }
 
 fn fbuf(ctx: &Context, label: &str, floats: usize) -> crate::Result<GpuBuffer> {
@@ -247,6 +270,7 @@ impl Lm {
             tokens,
             ring,
             step: 0,
+            last_dispatches: StepDispatches::default(),
             emb,
             transformer,
             out_norm,
@@ -258,6 +282,11 @@ impl Lm {
 
     pub fn config(&self) -> &LmConfig {
         &self.cfg
+    }
+
+    /// Kernel launches of the last recorded step, by part.
+    pub fn last_dispatches(&self) -> StepDispatches {
+        self.last_dispatches
     }
 
     /// Steps taken since the stream started (the next step's index).
@@ -435,9 +464,19 @@ impl Lm {
             cfg.n_q,
             self.slot(s as isize - 1 - cfg.delays[0] as isize, 0),
         ));
+        let mut counts = StepDispatches::default();
+        let mut mark = rec.dispatch_count();
+        let mut since = |rec: &Recorder| {
+            let n = rec.dispatch_count();
+            let d = n - mark;
+            mark = n;
+            d
+        };
         self.emb
             .sum(rec, self.tokens.view(), &streams, self.x.view(), false)?;
+        counts.embed = since(rec);
         self.transformer.forward(rec, &self.x)?;
+        counts.temporal = since(rec);
         // The out norm is fused into every linear that reads it (text head, depformer inputs)
         // when their shapes allow; otherwise `z` holds it.
         let fused = self.text_linear.fusable() && self.dep.ins.iter().all(|l| l.fusable());
@@ -456,9 +495,11 @@ impl Lm {
             z_input,
             LinearOutput::Store,
         )?;
+        counts.text_head = since(rec);
         let text_slot = self.slot(s as isize, 0);
         let text_logits = LogitRows::one(self.text_logits.view(), 0, self.cfg.text_card_out as u32);
         self.choose(rec, &choice, &text_logits, 0, text_slot)?;
+        counts.sampling += since(rec);
 
         // Depformer: dep_q steps, each chained on the token chosen just before.
         self.dep.transformer.reset();
@@ -505,11 +546,14 @@ impl Lm {
                 self.audio_logits.slice(row * 4, card as u64 * 4),
                 1,
             )?;
+            counts.depformer += since(rec);
             let out = self.audio_out_slot(s, k);
             let logits = LogitRows::one(self.audio_logits.view(), row as u32, card);
             self.choose(rec, &choice, &logits, 1 + k as u32, out)?;
+            counts.sampling += since(rec);
             prev = out;
         }
+        self.last_dispatches = counts;
         self.step += 1;
         Ok(())
     }
