@@ -22,7 +22,7 @@ const SEVEN_B_STRUCTURE: &str = r#"{
 /// not reached yet. Past position 256 the temporal attention splits its key range and adds one
 /// combine per layer (32 more).
 const MAX_DISPATCHES: u32 = 518;
-/// The same for the tiny fixture (236 before those fusions).
+/// The same for the tiny fixture (236 before those fusions: one launch fewer per layer call each).
 const MAX_TINY_DISPATCHES: u32 = 198;
 
 fn context() -> Context {

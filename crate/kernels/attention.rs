@@ -394,7 +394,10 @@ impl AttnConfig {
         pos0: u32,
     ) -> Option<KvAppend<'a>> {
         let q = &self.qkv;
-        if self.padded_head_dim() != self.head_dim || q.k_offset % 2 != 0 || q.v_offset % 2 != 0 {
+        if self.padded_head_dim() != self.head_dim
+            || !q.k_offset.is_multiple_of(2)
+            || !q.v_offset.is_multiple_of(2)
+        {
             return None;
         }
         Some(KvAppend {

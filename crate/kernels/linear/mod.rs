@@ -338,7 +338,7 @@ impl KvAppend<'_> {
                 self.head_dim, self.hd
             )));
         }
-        if self.k_offset % 2 != 0 || self.v_offset % 2 != 0 {
+        if !self.k_offset.is_multiple_of(2) || !self.v_offset.is_multiple_of(2) {
             return Err(err("the fused KV write needs even k and v offsets"));
         }
         for (name, off) in [("k", self.k_offset), ("v", self.v_offset)] {
@@ -577,7 +577,7 @@ pub fn linear_with(
             }
         }
         let rows = b - a;
-        if kv.is_some() && (a - lo) % 2 != 0 {
+        if kv.is_some() && !(a - lo).is_multiple_of(2) {
             return Err(err(format!(
                 "the fused KV write needs weight parts that start on even rows, one starts at row {}",
                 a - lo
