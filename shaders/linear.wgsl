@@ -38,7 +38,23 @@
 //   pass over the batch rows before the main loop, shifted by each row's first element (no
 //   cancellation for rows with a large mean). IN_SILU X = silu(x[:, :K])·x[:, K:]. IN_GELU
 //   X = 0.5·x·(1 + erf(x/√2)) (erf as elementwise.wgsl, |error| < 1.2e-7).
+// IN_ATTN (m = 1, no bias): X = the attention output of one query over a short ring KV cache,
+//   computed by every workgroup into workgroup memory before the main loop: q = x[0, 0 .. K)
+//   (K = kv_hd = heads · kv_head_dim, kv_head_dim a multiple of 8; the qkv row of the fused
+//   in-projection), keys and values at positions pk in [lo, kv_pos0], lo = max(0, kv_pos0 + 1 −
+//   min(attn_window, kv_capacity)), slot pk % kv_capacity of `kvc` [2, capacity, K] (K slots then V;
+//   KV16: half pairs in u32 words, else f32), scores q·k · eps (eps = 1/√head_dim here), softmax
+//   with the max subtracted, X[h·Dh + d] = Σ p·v / Σ p. For the depformer (≤ 16 keys): heads ·
+//   keys ≤ 256 scores, K ≤ 1024.
 // Output (p.out_mode): 0 store y = v, 1 accumulate y += v, 2 y += scale[col]·v, v = Σ + bias.
+// KV_OUT (a fused attention in-projection, store mode, no bias): y = v as in mode 0, and the
+//   columns [kv_k_offset, +kv_hd) (k) and [kv_v_offset, +kv_hd) (v) of batch row m are also
+//   written into ring slot (kv_pos0 + m) % kv_capacity of `cache` [2, capacity, kv_hd] (K slots
+//   then V slots; head dim kv_head_dim, unpadded: a multiple of 8), k rotated by interleaved RoPE
+//   at position kv_pos0 + m when kv_rope = 1, exactly as attention.wgsl's kv_append (theta =
+//   f32(pos) · freqs[d / 2] rounded through workgroup memory). KV16: half pairs in u32 words
+//   (pack2x16float), else vec2<f32>. Column pairs (2i, 2i + 1) are written together by one
+//   invocation after a workgroup barrier (y_col, both offsets and kv_hd even).
 // Bindings (group 0):
 //   0 w:     weight codes / values, read (type per format, above)
 //   1 s:     array<u32>, read           (scales: Q8_0 f16 pairs, affine bf16 scale|bias, int8-row f32
@@ -50,6 +66,9 @@
 //   6 nb:    array<vec4<f32>>, read     (IN_LAYER)
 //   7 scale: array<f32>, read           (out_mode 2)
 //   8 p:     Params (uniform, dynamic offset)
+// IN_ATTN replaces binding 3: kvc: array<vec4<u32>> (KV16) or array<vec4<f32>>, read.
+// KV_OUT replaces two bindings: 3 freqs: array<f32>, read (RoPE inverse frequencies [Dh/2]; bound
+//   but unread without RoPE), 7 cache: read_write (array<u32> with KV16, else array<vec2<f32>>).
 // Unused bindings are bound to x by the launcher.
 // Dispatch: @workgroup_size(WG) (WG = 64, R and MAX_MT injected from the launcher). A workgroup
 // computes R = 4 consecutive output rows n0 .. n0+3 for MT
@@ -73,7 +92,14 @@ struct Params {
     x_stride: u32,    // row stride of x in vec4 (K/4, or 2K/4 for IN_SILU)
     out_mode: u32,    // 0 store, 1 accumulate, 2 accumulate scaled
     eps: f32,         // IN_RMS / IN_LAYER epsilon
-    _pad0: u32,
+    kv_k_offset: u32, // KV_OUT: first k column of the output row
+    kv_v_offset: u32, // KV_OUT: first v column
+    kv_hd: u32,       // KV_OUT: heads · head_dim (one cache row)
+    kv_head_dim: u32, // KV_OUT: head_dim
+    kv_capacity: u32, // KV_OUT: ring slots
+    kv_pos0: u32,     // KV_OUT: position of batch row 0
+    kv_rope: u32,     // KV_OUT: 1 = rotate k
+    attn_window: u32, // IN_ATTN: keys with kv_pos0 − pk < attn_window
 }
 
 //#if W_F32
@@ -96,11 +122,28 @@ struct Params {
 //#endif
 @group(0) @binding(1) var<storage, read> s: array<u32>;
 @group(0) @binding(2) var<storage, read> x: array<vec4<f32>>;
-@group(0) @binding(3) var<storage, read> bias: array<f32>;
 @group(0) @binding(4) var<storage, read_write> y: array<f32>;
 @group(0) @binding(5) var<storage, read> nw: array<vec4<f32>>;
 @group(0) @binding(6) var<storage, read> nb: array<vec4<f32>>;
+//#if KV_OUT
+@group(0) @binding(3) var<storage, read> freqs: array<f32>;
+//#if KV16
+@group(0) @binding(7) var<storage, read_write> cache: array<u32>;
+//#else
+@group(0) @binding(7) var<storage, read_write> cache: array<vec2<f32>>;
+//#endif
+//#else
+//#if IN_ATTN
+//#if KV16
+@group(0) @binding(3) var<storage, read> kvc: array<vec4<u32>>;
+//#else
+@group(0) @binding(3) var<storage, read> kvc: array<vec4<f32>>;
+//#endif
+//#else
+@group(0) @binding(3) var<storage, read> bias: array<f32>;
+//#endif
 @group(0) @binding(7) var<storage, read> scale: array<f32>;
+//#endif
 @group(0) @binding(8) var<uniform> p: Params;
 
 // R rows are the 4 lanes of a vec4.
@@ -122,6 +165,13 @@ const MT: u32 = 1u;
 // Partial sums: one vec4 (4 rows) per batch row and subgroup (SUBGROUPS) or per invocation.
 var<workgroup> red: array<vec4<f32>, WG * MT>; // ≤ 8 KiB
 
+//#if KV_OUT
+//#include "common/rope.wgsl"
+// The tile's results (batch row i, row r at i·R + r) and the RoPE angles of its column pairs.
+var<workgroup> fin: array<f32, R * MAX_MT>;
+var<workgroup> ang: array<f32, 16>;
+//#endif
+
 
 // erf with |error| < 1.2e-7 (Numerical Recipes erfc, Chebyshev fit), evaluated in f32; the formula
 // of elementwise.wgsl's gelu_erf.
@@ -139,9 +189,75 @@ fn erf4(x: vec4<f32>) -> vec4<f32> {
 // compilers keep it in registers.
 var<private> aux: array<vec4<f32>, MT>;
 
+//#if IN_ATTN
+// The attention output (X), the scores / probabilities [head, key] and each head's Σ p.
+var<workgroup> ax: array<vec4<f32>, ATTN_MAX_HD / 4u>;
+var<workgroup> sc: array<f32, ATTN_MAX_SCORES>;
+var<workgroup> hsum: array<f32, WG>; // one per head (heads ≤ WG)
+
+// Elements e .. e + 3 (e a multiple of 4) of row `row` (K slots 0 .. capacity − 1, then V) of kvc.
+fn kv4(row: u32, e: u32) -> vec4<f32> {
+    let f = row * p.kv_hd + e;
+//#if KV16
+    let w = kvc[f / 8u];
+    if ((f / 4u) % 2u == 0u) {
+        return vec4<f32>(unpack2x16float(w.x), unpack2x16float(w.y));
+    }
+    return vec4<f32>(unpack2x16float(w.z), unpack2x16float(w.w));
+//#else
+    return kvc[f / 4u];
+//#endif
+}
+
+// Every workgroup computes the whole attention output into ax (called in uniform control flow).
+fn attend(lid: u32) {
+    let dh = p.kv_head_dim;
+    let heads = p.kv_hd / dh;
+    let span = min(p.attn_window, p.kv_capacity);
+    let lo = select(0u, p.kv_pos0 + 1u - span, p.kv_pos0 + 1u > span);
+    let nk = p.kv_pos0 + 1u - lo;
+    for (var i = lid; i < heads * nk; i += WG) {
+        let h = i / nk;
+        let slot = (lo + i % nk) % p.kv_capacity;
+        var s = 0.0;
+        for (var d = 0u; d < dh; d += 4u) {
+            s += dot(x[(h * dh + d) / 4u], kv4(slot, h * dh + d));
+        }
+        sc[i] = s * p.eps;
+    }
+    workgroupBarrier();
+    if (lid < heads) {
+        var mx = sc[lid * nk];
+        for (var j = 1u; j < nk; j++) {
+            mx = max(mx, sc[lid * nk + j]);
+        }
+        var l = 0.0;
+        for (var j = 0u; j < nk; j++) {
+            let e = exp(sc[lid * nk + j] - mx);
+            sc[lid * nk + j] = e;
+            l += e;
+        }
+        hsum[lid] = l;
+    }
+    workgroupBarrier();
+    for (var v = lid; v < p.kv_hd / 4u; v += WG) {
+        let h = (4u * v) / dh;
+        var acc = vec4<f32>(0.0);
+        for (var j = 0u; j < nk; j++) {
+            acc += sc[h * nk + j] * kv4(p.kv_capacity + (lo + j) % p.kv_capacity, 4u * v);
+        }
+        ax[v] = acc / hsum[h];
+    }
+    workgroupBarrier();
+}
+//#endif
+
 // Element group v (a vec4 index along K) of batch row m0 + i of X, the transformed input.
 fn xin(i: u32, m0: u32, v: u32) -> vec4<f32> {
     let b = min(m0 + i, p.m - 1u) * p.x_stride + v;
+//#if IN_ATTN
+    return ax[v];
+//#endif
 //#if IN_PLAIN
     return x[b];
 //#endif
@@ -394,6 +510,9 @@ fn linear(
     }
     let kq = p.k / 4u; // x row length in vec4
     let inv_k = 1.0 / f32(p.k);
+//#if IN_ATTN
+    attend(lid);
+//#endif
 
 //#if IN_LAYER
     // Mean and variance in one pass over the tile's batch rows, shifted by the row's first element
@@ -504,16 +623,52 @@ fn linear(
             t *= bitcast<f32>(s[p.row_offset + n]) * 0.007874015718698502;
 //#endif
             let col = p.y_col + n;
+            let yi = m * p.y_stride + col;
+//#if KV_OUT
+            fin[lid] = t;
+//#else
+//#if IN_ATTN
+//#else
             if (p.has_bias != 0u) {
                 t += bias[col];
             }
-            let yi = m * p.y_stride + col;
+//#endif
             if (p.out_mode == 1u) {
                 t += y[yi];
             } else if (p.out_mode == 2u) {
                 t = y[yi] + scale[col] * t;
             }
+//#endif
             y[yi] = t;
         }
     }
+//#if KV_OUT
+    // k and v into the ring cache: invocation l < 2·MT takes column pair n0 + 2·(l % 2) of batch
+    // row m0 + l / 2.
+    let pr = 2u * (lid % 2u);
+    let pi = lid / 2u;
+    let kcol = p.y_col + n0 + pr;
+    let is_k = kcol >= p.kv_k_offset && kcol < p.kv_k_offset + p.kv_hd;
+    let is_v = kcol >= p.kv_v_offset && kcol < p.kv_v_offset + p.kv_hd;
+    let e = kcol - select(p.kv_v_offset, p.kv_k_offset, is_k); // even element of the cache row
+    let pos = p.kv_pos0 + m0 + pi;
+    let rot = lid < 2u * MT && is_k && p.kv_rope != 0u;
+    if (rot) {
+        ang[lid] = f32(pos) * freqs[(e % p.kv_head_dim) / 2u];
+    }
+    workgroupBarrier();
+    if (lid < 2u * MT && (is_k || is_v) && n0 + pr + 1u < p.n && m0 + pi < p.m) {
+        var v = vec2<f32>(fin[pi * R + pr], fin[pi * R + pr + 1u]);
+        if (rot) {
+            v = rotate(v, cos_sin(ang[lid]));
+        }
+        let slot = pos % p.kv_capacity;
+        let dst = (select(1u, 0u, is_k) * p.kv_capacity + slot) * (p.kv_hd / 2u) + e / 2u;
+//#if KV16
+        cache[dst] = pack2x16float(v);
+//#else
+        cache[dst] = v;
+//#endif
+    }
+//#endif
 }

@@ -40,7 +40,8 @@ family_tests!(
     conv,
     embed,
     rvq,
-    sampling
+    sampling,
+    fused
 );
 
 /// Every family is listed above exactly once.
@@ -57,6 +58,7 @@ fn all_families_have_tests() {
         "embed",
         "rvq",
         "sampling",
+        "fused",
     ];
     let all: Vec<&str> = cases::all().iter().map(|(n, _)| *n).collect();
     assert_eq!(all, listed);

@@ -36,6 +36,7 @@
 
 use bytemuck::{Pod, Zeroable};
 
+use super::linear::{AttnInput, KvAppend, ATTN_MAX_HD, ATTN_MAX_SCORES};
 use super::rope::Rope;
 use crate::gpu::{Binding, Context, GpuError, GpuResult, Kernel, Recorder, Variant, View};
 
@@ -396,6 +397,71 @@ impl AttnConfig {
             });
         }
         Ok(())
+    }
+
+    /// The fused form of [`AttnConfig::kv_append`] for the in-projection that produces `qkv`
+    /// ([`crate::kernels::linear::LinearOutput::StoreKv`]): the same cache contents, written by
+    /// the linear's own workgroups. `None` when the head dim needs cache padding (not a multiple
+    /// of 8) or k / v sit at odd offsets: use [`AttnConfig::kv_append`] then.
+    pub fn fused_append<'a>(
+        &'a self,
+        ctx: &Context,
+        cache: View<'a>,
+        pos0: u32,
+    ) -> Option<KvAppend<'a>> {
+        let q = &self.qkv;
+        if self.padded_head_dim() != self.head_dim
+            || !q.k_offset.is_multiple_of(2)
+            || !q.v_offset.is_multiple_of(2)
+        {
+            return None;
+        }
+        Some(KvAppend {
+            cache,
+            freqs: self.rope.as_ref().map(|r| r.freqs()),
+            k_offset: q.k_offset,
+            v_offset: q.v_offset,
+            hd: self.hd() as u32,
+            head_dim: self.head_dim,
+            capacity: self.capacity,
+            pos0,
+            kv16: self.kv16(ctx),
+        })
+    }
+
+    /// The attention of one query at `pos0` as the fused input of the out-projection
+    /// ([`crate::kernels::linear::LinearInput::Attention`], the qkv row as the linear's `x`): the
+    /// same result as [`AttnConfig::attention_with`] without its dispatch. `None` unless this is
+    /// a short-window layer without RoPE (the depformer): `t = 1`, a head dim that needs no
+    /// padding, q at offset 0, heads × keys within the linear's limits.
+    pub fn fused_input<'a>(
+        &self,
+        ctx: &Context,
+        cache: View<'a>,
+        t: u32,
+        pos0: u32,
+    ) -> Option<AttnInput<'a>> {
+        let keys = self.window.min(self.capacity);
+        let hd = self.hd();
+        if t != 1
+            || self.rope.is_some()
+            || self.padded_head_dim() != self.head_dim
+            || self.qkv.q_offset != 0
+            || hd > ATTN_MAX_HD as u64
+            || self.heads > 64
+            || self.heads as u64 * keys as u64 > ATTN_MAX_SCORES as u64
+        {
+            return None;
+        }
+        Some(AttnInput {
+            cache,
+            kv16: self.kv16(ctx),
+            head_dim: self.head_dim,
+            capacity: self.capacity,
+            window: self.window,
+            pos0,
+            scale: 1.0 / (self.head_dim as f32).sqrt(),
+        })
     }
 
     /// Write k (rotated when [`AttnConfig::rope`] is set) and v of the `t` rows of `qkv`

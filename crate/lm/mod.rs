@@ -8,4 +8,4 @@ mod model;
 
 pub use config::LmConfig;
 pub use extra::ExtraHeadsConfig;
-pub use model::{Lm, LmOptions, Sampling, TokenChoice};
+pub use model::{Lm, LmOptions, Sampling, StepDispatches, TokenChoice};

@@ -81,6 +81,28 @@ pub enum TokenChoice {
     Forced,
 }
 
+/// Kernel launches of the last [`Lm::record_step`], by part of the step.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StepDispatches {
+    /// The temporal input's embedding sum.
+    pub embed: u32,
+    /// The temporal transformer's layers.
+    pub temporal: u32,
+    /// The text head (and the out norm when it is not fused).
+    pub text_head: u32,
+    /// Every depformer step but its sampling: input projection, previous-token embedding,
+    /// layers, head.
+    pub depformer: u32,
+    /// Token sampling, text and audio (0 when tokens are forced: those are copies).
+    pub sampling: u32,
+}
+
+impl StepDispatches {
+    pub fn total(&self) -> u32 {
+        self.embed + self.temporal + self.text_head + self.depformer + self.sampling
+    }
+}
+
 struct Depformer {
     /// `depformer_in`, indexed by weight set (or one shared).
     ins: Vec<Linear>,
@@ -120,10 +142,19 @@ pub struct Lm {
     pub forced_tokens: GpuBuffer,
     ring: usize,
     step: usize,
+    last_dispatches: StepDispatches,
 }
 
 fn fbuf(ctx: &Context, label: &str, floats: usize) -> crate::Result<GpuBuffer> {
     Ok(ctx.create_buffer(label, (floats.max(1) * 4) as u64, BufferUsage::Storage)?)
+}
+
+/// The temporal output the text head, extra heads and depformer inputs read, and how (the out
+/// norm fused into the read, or already applied).
+#[derive(Clone, Copy)]
+struct ZInput<'a> {
+    buffer: &'a GpuBuffer,
+    read: LinearInput<'a>,
 }
 
 impl Lm {
@@ -212,6 +243,7 @@ impl Lm {
             tokens,
             ring,
             step: 0,
+            last_dispatches: StepDispatches::default(),
             emb,
             transformer,
             out_norm,
@@ -277,6 +309,11 @@ impl Lm {
 
     pub fn config(&self) -> &LmConfig {
         &self.cfg
+    }
+
+    /// Kernel launches of the last recorded step, by part.
+    pub fn last_dispatches(&self) -> StepDispatches {
+        self.last_dispatches
     }
 
     /// Steps taken since the stream started (the next step's index).
@@ -515,9 +552,19 @@ impl Lm {
             cfg.n_q,
             self.slot(s as isize - 1 - cfg.delays[0] as isize, 0),
         ));
+        let mut counts = StepDispatches::default();
+        let mut mark = rec.dispatch_count();
+        let mut since = |rec: &Recorder| {
+            let n = rec.dispatch_count();
+            let d = n - mark;
+            mark = n;
+            d
+        };
         self.emb
             .sum(rec, self.tokens.view(), &streams, self.x.view(), false)?;
+        counts.embed = since(rec);
         self.transformer.forward(rec, &self.x)?;
+        counts.temporal = since(rec);
         // The out norm is fused into every linear that reads it (text head, depformer inputs)
         // when their shapes allow; otherwise `z` holds it.
         let fused = self.text_linear.fusable()
@@ -540,15 +587,23 @@ impl Lm {
             z_input,
             LinearOutput::Store,
         )?;
+        counts.text_head = since(rec);
         let text_slot = self.slot(s as isize, 0);
         let text_logits = LogitRows::one(self.text_logits.view(), 0, self.cfg.text_card_out as u32);
         self.choose(rec, choice, &text_logits, 0, text_slot)?;
+        counts.sampling += since(rec);
         if let Some(extra) = &self.extra {
             extra.record(rec, z.view(), z_input)?;
         }
+        counts.text_head += since(rec);
         if let Some(dep) = dep.as_mut() {
-            self.run_depformer(dep, rec, choice, &z, z_input, text_slot)?;
+            let z = ZInput {
+                buffer: &z,
+                read: z_input,
+            };
+            self.run_depformer(dep, rec, choice, z, text_slot, &mut counts)?;
         }
+        self.last_dispatches = counts;
         Ok(())
     }
 
@@ -559,10 +614,21 @@ impl Lm {
         dep: &mut Depformer,
         rec: &mut Recorder,
         choice: &TokenChoice,
-        z: &GpuBuffer,
-        z_input: LinearInput,
+        z: ZInput,
         text_slot: u32,
+        counts: &mut StepDispatches,
     ) -> crate::Result<()> {
+        let ZInput {
+            buffer: z,
+            read: z_input,
+        } = z;
+        let mut mark = rec.dispatch_count();
+        let mut since = |rec: &Recorder| {
+            let n = rec.dispatch_count();
+            let d = n - mark;
+            mark = n;
+            d
+        };
         let s = self.step;
         dep.transformer.reset();
         let card = self.cfg.card as u32;
@@ -606,9 +672,11 @@ impl Lm {
                 self.audio_logits.slice(row * 4, card as u64 * 4),
                 1,
             )?;
+            counts.depformer += since(rec);
             let out = self.audio_out_slot(s, k);
             let logits = LogitRows::one(self.audio_logits.view(), row as u32, card);
             self.choose(rec, choice, &logits, 1 + k as u32, out)?;
+            counts.sampling += since(rec);
             prev = out;
         }
         Ok(())

@@ -157,6 +157,11 @@ impl Linear {
         })
     }
 
+    /// Whether a bias is attached.
+    pub fn has_bias(&self) -> bool {
+        self.bias.is_some()
+    }
+
     /// Attach a bias `[out]`.
     pub fn with_bias(mut self, bias: GpuBuffer) -> Self {
         self.bias = Some(bias);

@@ -446,40 +446,72 @@ impl Transformer {
             }
             // x += ls1 ⊙ out_proj(attention(in_proj(norm1(x)))): norm fused into in_proj,
             // RoPE into the cache write and the query load, the residual into out_proj.
-            if w.in_proj.fusable() {
+            // The KV append is fused into in_proj too where the cache layout allows.
+            let kv = self
+                .attn
+                .fused_append(rec.ctx(), layer.cache.view(), self.pos)
+                .filter(|_| w.in_proj.fusable() && !w.in_proj.has_bias());
+            if let Some(kv) = kv {
                 w.in_proj.forward_with(
                     rec,
                     x.view(),
                     s.qkv.view(),
                     t,
                     layer.norm1.as_linear_input(),
-                    LinearOutput::Store,
+                    LinearOutput::StoreKv(kv),
                 )?;
             } else {
-                layer.norm1.forward(rec, x.view(), s.h.view(), t)?;
-                w.in_proj.forward(rec, s.h.view(), s.qkv.view(), t)?;
+                if w.in_proj.fusable() {
+                    w.in_proj.forward_with(
+                        rec,
+                        x.view(),
+                        s.qkv.view(),
+                        t,
+                        layer.norm1.as_linear_input(),
+                        LinearOutput::Store,
+                    )?;
+                } else {
+                    layer.norm1.forward(rec, x.view(), s.h.view(), t)?;
+                    w.in_proj.forward(rec, s.h.view(), s.qkv.view(), t)?;
+                }
+                self.attn
+                    .kv_append(rec, s.qkv.view(), layer.cache.view(), t, self.pos)?;
             }
-            self.attn
-                .kv_append(rec, s.qkv.view(), layer.cache.view(), t, self.pos)?;
-            self.attn.attention_with(
-                rec,
-                &AttnBuffers {
-                    qkv: s.qkv.view(),
-                    cache: layer.cache.view(),
-                    out: s.attn.view(),
-                    scratch: Some(s.split.view()),
-                },
-                t,
-                self.pos,
-            )?;
-            w.out_proj.forward_with(
-                rec,
-                s.attn.view(),
-                x.view(),
-                t,
-                LinearInput::Plain,
-                residual(&layer.scale1),
-            )?;
+            // Short windows (the depformer): the attention is computed inside out_proj.
+            let fused_attn = self
+                .attn
+                .fused_input(rec.ctx(), layer.cache.view(), t, self.pos)
+                .filter(|_| w.out_proj.fusable() && !w.out_proj.has_bias());
+            if let Some(a) = fused_attn {
+                w.out_proj.forward_with(
+                    rec,
+                    s.qkv.view(),
+                    x.view(),
+                    t,
+                    LinearInput::Attention(a),
+                    residual(&layer.scale1),
+                )?;
+            } else {
+                self.attn.attention_with(
+                    rec,
+                    &AttnBuffers {
+                        qkv: s.qkv.view(),
+                        cache: layer.cache.view(),
+                        out: s.attn.view(),
+                        scratch: Some(s.split.view()),
+                    },
+                    t,
+                    self.pos,
+                )?;
+                w.out_proj.forward_with(
+                    rec,
+                    s.attn.view(),
+                    x.view(),
+                    t,
+                    LinearInput::Plain,
+                    residual(&layer.scale1),
+                )?;
+            }
             // x += ls2 ⊙ mlp(norm2(x)): norm fused into the first linear, the activation into
             // the second (when its input is not padded), the residual into its output.
             let (first, second, gelu) = match &w.mlp {

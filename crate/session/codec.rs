@@ -201,6 +201,7 @@ impl CodecSession {
             dispatches,
             submits: 1,
             readbacks: 1,
+            ..FrameStats::default()
         };
         self.pending.push_back(Pending { slot, codes, pcm });
         Ok(())

@@ -21,7 +21,7 @@ mod sampling;
 pub mod stt;
 
 /// What front ends set: how tokens are drawn, LM and weight options.
-pub use crate::lm::{LmOptions, Sampling};
+pub use crate::lm::{LmOptions, Sampling, StepDispatches};
 pub use crate::nn::WeightOptions;
 pub use crate::weights::{quant_format, WeightFormat};
 pub use codec::{CodecFrame, CodecInput, CodecMode, CodecSession};
@@ -95,6 +95,11 @@ pub struct FrameStats {
     pub dispatches: u32,
     pub submits: u32,
     pub readbacks: u32,
+    /// Kernel launches of the frame's Mimi encode and decode (0 when it did not run).
+    pub mimi_encode: u32,
+    pub mimi_decode: u32,
+    /// Kernel launches of the frame's LM step, by part (all 0 without an LM).
+    pub lm: StepDispatches,
 }
 
 struct Pending {
@@ -368,6 +373,9 @@ impl Session {
         ctx.write(self.mimi.pcm_in(), 0, bytemuck::cast_slice(pcm));
         let mut rec = Recorder::new(ctx, "frame");
         self.mimi.record_encode(&mut rec)?;
+        let mimi_encode = rec.dispatch_count();
+        let mut lm_counts = StepDispatches::default();
+        let mut decode_from = None;
         let pcm_bytes = self.pcm_len as u64 * 4;
         let tokens_out = self.out.slice(pcm_bytes, self.width as u64 * 4);
         let frame = match &mut self.lm {
@@ -375,6 +383,7 @@ impl Session {
                 let s = self.step;
                 rec.copy(self.mimi.codes().view(), lm.user_codes_view(s));
                 lm.record_step(&mut rec, TokenChoice::Sample(self.sampling))?;
+                lm_counts = lm.last_dispatches();
                 rec.copy(lm.frame_view(s), tokens_out);
                 if let Some(probs) = lm.extra_probs_view() {
                     let at = pcm_bytes + self.width as u64 * 4;
@@ -386,9 +395,11 @@ impl Session {
                 let s = self.step;
                 rec.copy(self.mimi.codes().view(), lm.user_codes_view(s));
                 lm.record_step(&mut rec, TokenChoice::Sample(self.sampling))?;
+                lm_counts = lm.last_dispatches();
                 let f = s.checked_sub(lm.config().max_delay());
                 if let Some(f) = f {
                     rec.copy(lm.audio_token_view(f), self.mimi.codes_in().view());
+                    decode_from = Some(rec.dispatch_count());
                     self.mimi.record_decode(&mut rec)?;
                     rec.copy(
                         self.mimi.pcm_out().slice(0, pcm_bytes),
@@ -400,6 +411,7 @@ impl Session {
             }
             None => {
                 rec.copy(self.mimi.codes().view(), self.mimi.codes_in().view());
+                decode_from = Some(rec.dispatch_count());
                 self.mimi.record_decode(&mut rec)?;
                 rec.copy(
                     self.mimi.pcm_out().slice(0, pcm_bytes),
@@ -416,6 +428,9 @@ impl Session {
             dispatches,
             submits: 1,
             readbacks: 1,
+            mimi_encode,
+            mimi_decode: decode_from.map_or(0, |d| dispatches - d),
+            lm: lm_counts,
         };
         self.pending.push_back(Pending {
             slot,

@@ -3,6 +3,7 @@ pub mod attention;
 pub mod conv;
 pub mod elementwise;
 pub mod embed;
+pub mod fused;
 pub mod linear;
 pub mod norm;
 pub mod rope;
@@ -25,5 +26,6 @@ pub fn all() -> Vec<(&'static str, &'static [(&'static str, CaseFn)])> {
         ("embed", embed::CASES),
         ("rvq", rvq::CASES),
         ("sampling", sampling::CASES),
+        ("fused", fused::CASES),
     ]
 }

@@ -124,6 +124,19 @@ pub fn run(ctx: &Context, b: LmBench) -> Result<()> {
     println!(
         "per frame: {dispatches} dispatches, 1 submit, 1 readback, 0 CPU waits inside the frame"
     );
+    let f = session.last_frame();
+    let l = f.lm;
+    println!(
+        "dispatches by group: Mimi encode {}, embeddings {}, temporal {}, text head {}, depformer {} ({} steps), sampling {}, Mimi decode {}",
+        f.mimi_encode,
+        l.embed,
+        l.temporal,
+        l.text_head,
+        l.depformer,
+        cfg.dep_q,
+        l.sampling,
+        f.mimi_decode
+    );
     println!(
         "bandwidth bound: {:.2} ms per frame at the copy rate's read bandwidth ({:.1} GB/s); measured / bound = {:.2}",
         bound * 1e3,

@@ -77,6 +77,63 @@ static KERNEL: Kernel = Kernel {
         ("WG", WG),
         ("R", ROWS_PER_GROUP),
         ("MAX_MT", MAX_BATCH_TILE),
+        ("ATTN_MAX_SCORES", ATTN_MAX_SCORES),
+        ("ATTN_MAX_HD", ATTN_MAX_HD),
+    ],
+    workgroup: [WG, 1, 1],
+    params: &Params::LAYOUT,
+};
+
+/// The fused in-projection (`KV_OUT`): binding 3 is the RoPE table, binding 7 the written cache.
+static KERNEL_KV: Kernel = Kernel {
+    name: "linear_kv",
+    source: SRC,
+    entry: "linear",
+    bindings: &[
+        Binding::Read,      // w
+        Binding::Read,      // s
+        Binding::Read,      // x
+        Binding::Read,      // freqs
+        Binding::ReadWrite, // y
+        Binding::Read,      // nw
+        Binding::Read,      // nb
+        Binding::ReadWrite, // cache
+    ],
+    defines: &["KV_OUT"],
+    consts: &[
+        ("WG", WG),
+        ("R", ROWS_PER_GROUP),
+        ("MAX_MT", MAX_BATCH_TILE),
+        ("ATTN_MAX_SCORES", ATTN_MAX_SCORES),
+        ("ATTN_MAX_HD", ATTN_MAX_HD),
+    ],
+    workgroup: [WG, 1, 1],
+    params: &Params::LAYOUT,
+};
+
+/// The out-projection with the attention fused into its input (`IN_ATTN`, chosen by the
+/// variant's input define): binding 3 is the cache.
+static KERNEL_ATTN: Kernel = Kernel {
+    name: "linear_attn",
+    source: SRC,
+    entry: "linear",
+    bindings: &[
+        Binding::Read,      // w
+        Binding::Read,      // s
+        Binding::Read,      // x (the qkv row)
+        Binding::Read,      // kvc
+        Binding::ReadWrite, // y
+        Binding::Read,      // nw
+        Binding::Read,      // nb
+        Binding::Read,      // scale
+    ],
+    defines: &[],
+    consts: &[
+        ("WG", WG),
+        ("R", ROWS_PER_GROUP),
+        ("MAX_MT", MAX_BATCH_TILE),
+        ("ATTN_MAX_SCORES", ATTN_MAX_SCORES),
+        ("ATTN_MAX_HD", ATTN_MAX_HD),
     ],
     workgroup: [WG, 1, 1],
     params: &Params::LAYOUT,
@@ -97,7 +154,14 @@ crate::params_struct! {
         x_stride: u32,
         out_mode: u32,
         eps: f32,
-        _pad: u32,
+        kv_k_offset: u32,
+        kv_v_offset: u32,
+        kv_hd: u32,
+        kv_head_dim: u32,
+        kv_capacity: u32,
+        kv_pos0: u32,
+        kv_rope: u32,
+        attn_window: u32,
     }
 }
 
@@ -151,13 +215,29 @@ fn variant(format_define: &'static str, input_define: &'static str, mt: u32) -> 
 
 /// The kernel variants this module launches (for `tests/reflect.rs`): every weight format ×
 /// input transform × batch tile.
-pub fn variants(_device: &[&str]) -> Vec<(&'static Kernel, Variant)> {
+pub fn variants(device: &[&str]) -> Vec<(&'static Kernel, Variant)> {
     let mut out = Vec::new();
+    let kv16s: &[bool] = if device.contains(&"F16") {
+        &[false, true]
+    } else {
+        &[false]
+    };
+    let with_cache = |v: Variant, kv16: bool| if kv16 { v.define("KV16") } else { v };
     for f in FORMAT_DEFINES {
         for i in INPUT_DEFINES {
             for (mt, _) in TILES {
                 out.push((&KERNEL, variant(f, i, mt)));
+                // The fused KV write follows the in-projection's norm (or none).
+                if matches!(i, "IN_PLAIN" | "IN_RMS" | "IN_LAYER") {
+                    for &kv16 in kv16s {
+                        out.push((&KERNEL_KV, with_cache(variant(f, i, mt), kv16)));
+                    }
+                }
             }
+        }
+        // The fused attention reads one query row.
+        for &kv16 in kv16s {
+            out.push((&KERNEL_ATTN, with_cache(variant(f, "IN_ATTN", 1), kv16)));
         }
     }
     out
@@ -182,6 +262,72 @@ pub enum LinearInput<'a> {
     SiluGate,
     /// The exact (erf) GELU of `x` `[m, K]` (Mimi's FFN).
     GeluErf,
+    /// `x` is the fused in-projection's `[1, ≥ K]` qkv row: the input is the attention output of
+    /// its q over a short ring KV cache, computed inside every workgroup (the depformer's
+    /// attention fused into its out-projection).
+    Attention(AttnInput<'a>),
+}
+
+/// The attention that [`LinearInput::Attention`] computes: one query (`q` = the first `hd`
+/// columns of `x`, `hd` = K of the linear) at position `pos0` over the keys at positions
+/// `[max(0, pos0 + 1 − min(window, capacity)), pos0]` of `cache` = `[2, capacity, hd]` (K slots
+/// then V, slot `pos % capacity`; f16 pairs in u32 words when `kv16`, else f32) — the layout of
+/// [`crate::kernels::attention`] for a head dim that needs no padding. Scores `q·k · scale`,
+/// softmax with the max subtracted, per head. No RoPE. At most [`ATTN_MAX_SCORES`]
+/// (heads × visible keys) scores and `hd ≤` [`ATTN_MAX_HD`].
+#[derive(Clone, Copy, Debug)]
+pub struct AttnInput<'a> {
+    pub cache: View<'a>,
+    pub kv16: bool,
+    pub head_dim: u32,
+    pub capacity: u32,
+    pub window: u32,
+    pub pos0: u32,
+    pub scale: f32,
+}
+
+/// Most scores (heads × visible keys) [`LinearInput::Attention`] keeps in workgroup memory.
+pub const ATTN_MAX_SCORES: u32 = 256;
+/// Widest attention output (`heads · head_dim`) [`LinearInput::Attention`] takes.
+pub const ATTN_MAX_HD: u32 = 1024;
+// (`ATTN_MAX_SCORES` and `ATTN_MAX_HD` size the shader's workgroup arrays: injected.)
+const _: () = assert!(ATTN_MAX_HD.is_multiple_of(4));
+// ax + sc + hsum + the MT = 1 reduction slots fit 16 KiB.
+const _: () = assert!(ATTN_MAX_HD * 4 + ATTN_MAX_SCORES * 4 + 64 * 4 + WG * 16 <= 16384);
+
+impl AttnInput<'_> {
+    fn check(&self, k: u32, m: u32) -> GpuResult<()> {
+        let dh = self.head_dim;
+        if m != 1 {
+            return Err(err(format!(
+                "the fused attention input takes one query row, got {m}"
+            )));
+        }
+        if dh == 0 || !dh.is_multiple_of(8) || !k.is_multiple_of(dh) || k > ATTN_MAX_HD {
+            return Err(err(format!(
+                "the fused attention input needs a head dim that is a multiple of 8 dividing K ≤ {ATTN_MAX_HD}, got head_dim {dh}, K {k}"
+            )));
+        }
+        let heads = k / dh;
+        let keys = self.window.min(self.capacity);
+        if self.capacity == 0 || self.window == 0 || heads > 64 || heads * keys > ATTN_MAX_SCORES {
+            return Err(err(format!(
+                "the fused attention input keeps heads × keys ≤ {ATTN_MAX_SCORES} scores (heads ≤ 64), got {heads} heads × {keys} keys"
+            )));
+        }
+        let elem = if self.kv16 { 2 } else { 4 };
+        let need = 2 * self.capacity as u64 * k as u64 * elem;
+        if self.cache.size < need || self.pos0 >= u32::MAX / 2 {
+            return Err(err(format!(
+                "the KV cache needs {need} bytes, view has {} (position {})",
+                self.cache.size, self.pos0
+            )));
+        }
+        if !self.scale.is_finite() {
+            return Err(err("the attention scale must be finite"));
+        }
+        Ok(())
+    }
 }
 
 /// How [`linear_with`] writes its result `v = W·X (+ bias)` into `y`.
@@ -193,6 +339,79 @@ pub enum LinearOutput<'a> {
     Accumulate,
     /// `y[m, n] += scale[n] · v[m, n]` (Mimi's layer scale); `scale` `[N]`, indexed like `bias`.
     AccumulateScaled { scale: View<'a> },
+    /// `y = v`, and the k and v columns of each row also go into a ring KV cache (RoPE on k):
+    /// the attention in-projection with the KV append fused in (no bias).
+    StoreKv(KvAppend<'a>),
+}
+
+/// Where [`LinearOutput::StoreKv`] writes k and v: batch row `m` is position `pos0 + m`, stored
+/// in slot `(pos0 + m) % capacity` of `cache` = `[2, capacity, hd]` (K slots then V slots; f16
+/// pairs in u32 words when `kv16`, else f32), columns `[k_offset, k_offset + hd)` of the output
+/// row as k, `[v_offset, v_offset + hd)` as v — the layout of [`crate::kernels::attention`] for
+/// a head dim that needs no padding (a multiple of 8). With `freqs` (`[head_dim / 2]` inverse
+/// frequencies, [`crate::kernels::rope::Rope::freqs`]) k is rotated by interleaved RoPE at its
+/// position exactly as the attention's `kv_append` does.
+#[derive(Clone, Copy, Debug)]
+pub struct KvAppend<'a> {
+    pub cache: View<'a>,
+    pub freqs: Option<View<'a>>,
+    pub k_offset: u32,
+    pub v_offset: u32,
+    pub hd: u32,
+    pub head_dim: u32,
+    pub capacity: u32,
+    pub pos0: u32,
+    pub kv16: bool,
+}
+
+impl KvAppend<'_> {
+    fn check(&self, n: u32, m: u32) -> GpuResult<()> {
+        let elem = if self.kv16 { 2 } else { 4 };
+        let need = 2 * self.capacity as u64 * self.hd as u64 * elem;
+        if self.head_dim == 0
+            || !self.head_dim.is_multiple_of(8)
+            || !self.hd.is_multiple_of(self.head_dim)
+        {
+            return Err(err(format!(
+                "the fused KV write needs a head dim that is a multiple of 8 dividing hd, got head_dim {} and hd {}",
+                self.head_dim, self.hd
+            )));
+        }
+        if !self.k_offset.is_multiple_of(2) || !self.v_offset.is_multiple_of(2) {
+            return Err(err("the fused KV write needs even k and v offsets"));
+        }
+        for (name, off) in [("k", self.k_offset), ("v", self.v_offset)] {
+            if off as u64 + self.hd as u64 > n as u64 {
+                return Err(err(format!(
+                    "{name} columns {off} + {} exceed the {n} output columns",
+                    self.hd
+                )));
+            }
+        }
+        if self.capacity < m || self.cache.size < need {
+            return Err(err(format!(
+                "the KV cache must hold the {m} new rows (capacity {}) in {need} bytes, view has {}",
+                self.capacity, self.cache.size
+            )));
+        }
+        if self.pos0 as u64 + m as u64 > 1 << 24 {
+            return Err(err(format!(
+                "position {} is beyond f32's exact integers (RoPE angles)",
+                self.pos0 as u64 + m as u64
+            )));
+        }
+        if let Some(f) = &self.freqs {
+            if f.size < (self.head_dim / 2) as u64 * 4 {
+                return Err(err(format!(
+                    "the RoPE table has {} bytes, head_dim {} needs {}",
+                    f.size,
+                    self.head_dim,
+                    self.head_dim / 2 * 4
+                )));
+            }
+        }
+        Ok(())
+    }
 }
 
 /// Options of [`linear_with`]: bias, input transform and output mode.
@@ -276,12 +495,35 @@ pub fn linear_with(
         }
         LinearInput::SiluGate => (INPUT_DEFINES[3], None, None, 0.0),
         LinearInput::GeluErf => (INPUT_DEFINES[4], None, None, 0.0),
+        LinearInput::Attention(_) => ("IN_ATTN", None, None, 0.0),
     };
-    let (out_mode, scale) = match opts.out {
-        LinearOutput::Store => (0, None),
-        LinearOutput::Accumulate => (1, None),
-        LinearOutput::AccumulateScaled { scale } => (2, Some(scale)),
+    let attn = match opts.input {
+        LinearInput::Attention(a) => Some(a),
+        _ => None,
     };
+    let (out_mode, scale, kv) = match opts.out {
+        LinearOutput::Store => (0, None, None),
+        LinearOutput::Accumulate => (1, None, None),
+        LinearOutput::AccumulateScaled { scale } => (2, Some(scale), None),
+        LinearOutput::StoreKv(kv) => (0, None, Some(kv)),
+    };
+    if let Some(kv) = &kv {
+        kv.check(n, m)?;
+        if opts.bias.is_some() {
+            return Err(err("the fused KV write takes no bias"));
+        }
+    }
+    if let Some(a) = &attn {
+        a.check(k, m)?;
+        if opts.bias.is_some() || kv.is_some() {
+            return Err(err(
+                "the fused attention input takes no bias and no fused KV write",
+            ));
+        }
+        if a.cache.buffer.id() == y.buffer.id() {
+            return Err(err("y must be a different buffer from the KV cache"));
+        }
+    }
     if !eps.is_finite() || eps < 0.0 {
         return Err(err(format!("norm eps {eps} must be finite and ≥ 0")));
     }
@@ -295,7 +537,19 @@ pub fn linear_with(
         ("norm weight", norm_w),
         ("norm bias", norm_b),
         ("scale", scale),
+        ("the RoPE table", kv.and_then(|kv| kv.freqs)),
     ];
+    if let Some(kv) = &kv {
+        let c = kv.cache.buffer.id();
+        if [Some(x), Some(y), norm_w, norm_b, kv.freqs]
+            .iter()
+            .any(|v| v.is_some_and(|v| v.buffer.id() == c))
+        {
+            return Err(err(
+                "the KV cache must be a different buffer from every other binding",
+            ));
+        }
+    }
     for (what, v) in reads {
         if v.is_some_and(|v| v.buffer.id() == y.buffer.id()) {
             return Err(err(format!(
@@ -332,7 +586,10 @@ pub fn linear_with(
             "M = {m} needs {batch_tiles} batch tiles, more than {max_groups}"
         )));
     }
-    let variant = variant(define(w.format), input_define, mt);
+    let mut variant = variant(define(w.format), input_define, mt);
+    if kv.is_some_and(|kv| kv.kv16) || attn.is_some_and(|a| a.kv16) {
+        variant = variant.define("KV16");
+    }
     let (lo, hi) = (w.row_offset, w.row_offset + n);
     for part in w.parts.iter() {
         let (a, b) = (lo.max(part.first_row), hi.min(part.first_row + part.rows));
@@ -350,6 +607,12 @@ pub fn linear_with(
             }
         }
         let rows = b - a;
+        if kv.is_some() && !(a - lo).is_multiple_of(2) {
+            return Err(err(format!(
+                "the fused KV write needs weight parts that start on even rows, one starts at row {}",
+                a - lo
+            )));
+        }
         let mut groups = super::grid_1d(rows.div_ceil(ROWS_PER_GROUP), max_groups);
         groups[2] = batch_tiles;
         let p = Params {
@@ -367,23 +630,35 @@ pub fn linear_with(
             y_col: a - lo,
             x_stride: (x_cols / 4) as u32,
             out_mode,
-            eps,
-            _pad: 0,
+            eps: attn.map_or(eps, |a| a.scale),
+            kv_k_offset: kv.map_or(0, |kv| kv.k_offset),
+            kv_v_offset: kv.map_or(0, |kv| kv.v_offset),
+            kv_hd: kv.map_or(attn.map_or(0, |_| k), |kv| kv.hd),
+            kv_head_dim: kv.map_or(attn.map_or(1, |a| a.head_dim), |kv| kv.head_dim),
+            kv_capacity: kv.map_or(attn.map_or(1, |a| a.capacity), |kv| kv.capacity),
+            kv_pos0: kv.map_or(attn.map_or(0, |a| a.pos0), |kv| kv.pos0),
+            kv_rope: kv.is_some_and(|kv| kv.freqs.is_some()) as u32,
+            attn_window: attn.map_or(0, |a| a.window),
         };
         let data = part.data.view();
         let scales = part.scales.as_ref().map(|s| s.view()).unwrap_or(data);
+        let (kernel, b3, b7) = match (&kv, &attn) {
+            (Some(kv), _) => (&KERNEL_KV, kv.freqs.unwrap_or(x), kv.cache),
+            (None, Some(a)) => (&KERNEL_ATTN, a.cache, scale.unwrap_or(x)),
+            (None, None) => (&KERNEL, opts.bias.unwrap_or(x), scale.unwrap_or(x)),
+        };
         rec.launch(
-            &KERNEL,
+            kernel,
             &variant,
             &[
                 data,
                 scales,
                 x,
-                opts.bias.unwrap_or(x),
+                b3,
                 y,
                 norm_w.unwrap_or(x),
                 norm_b.unwrap_or(x),
-                scale.unwrap_or(x),
+                b7,
             ],
             &p,
             groups,
