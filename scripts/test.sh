@@ -7,7 +7,8 @@
 #   standalone  no tracked file refers to anything outside the repository (a sibling "shared"
 #               folder, one machine's absolute paths, a symlink that leaves the tree)
 #   layers      the layering rules that a grep can check: crate/weights and crate/text use
-#               nothing of the GPU layers (gpu, kernels, nn and above); no crate/**/*.rs file
+#               nothing of the GPU layers (gpu, kernels, nn and above), every layer only those
+#               below it (ARCHITECTURE.md); no crate/**/*.rs file
 #               has more than 800 lines (split it by job)
 #   fmt         cargo fmt --check
 #   clippy      cargo clippy -D warnings, native and wasm32
@@ -94,6 +95,27 @@ stage_layers() {
   else
     echo "crate/cli and crate/web use no nn, mimi or lm"
   fi
+  # Downward only, as ARCHITECTURE.md's "What each layer may use" says.
+  local rule dir pat found
+  for rule in \
+    "crate/gpu|weights|text|kernels|nn|mimi|lm|session|web|cli" \
+    "crate/kernels|nn|mimi|lm|session|web|cli" \
+    "crate/nn|mimi|lm|session|web|cli" \
+    "crate/mimi|lm|session|web|cli" \
+    "crate/lm|mimi|session|web|cli" \
+    "crate/session|web|cli" \
+    "crate/cli|web" \
+    "crate/web|cli"; do
+    dir="${rule%%|*}"
+    pat="${rule#*|}"
+    found="$(grep -rnE "crate::($pat)\b|crate::\{[^}]*\b($pat)\b" "$dir")"
+    if [ -n "$found" ]; then
+      echo "$dir must not use $pat (dependencies point down: ARCHITECTURE.md):"
+      echo "$found"
+      rc=1
+    fi
+  done
+  [ $rc -eq 0 ] && echo "every layer uses only the layers below it"
   return $rc
 }
 
