@@ -103,9 +103,20 @@ try {
           const inspected = await engine.inspect(url);
           const t0 = performance.now();
           let downloadedAt = null;
+          // The wasm heap along the load: its size at the end of each file's download and at
+          // every tenth of each file's GPU upload (the heap only grows, so this shows where).
+          const heap = [];
+          const seen = new Set();
           const info = await engine.load(url, {
+            warmup: false,
             onProgress: (p) => {
               if (p.phase !== "download" && downloadedAt === null) downloadedAt = performance.now();
+              const tenth = p.total ? Math.floor((10 * p.loaded) / p.total) : 0;
+              const key = `${p.phase} ${p.file} ${tenth}`;
+              if (p.wasmBytes != null && !seen.has(key) && (p.phase === "gpu" || p.loaded === p.total)) {
+                seen.add(key);
+                heap.push({ phase: p.phase, file: p.file, at: `${tenth * 10}%`, wasmBytes: p.wasmBytes });
+              }
             },
           });
           const loadWallMs = performance.now() - t0;
@@ -126,17 +137,23 @@ try {
             times,
             memory,
             tokens: last?.audioTokens ? Array.from(last.audioTokens) : null,
+            heap,
           };
         },
         { url, frames, frame0 },
       );
       const i = result.info;
       console.log(`adapter: ${i.adapter}${i.software ? " (software)" : ""}`);
-      console.log(`download + load: ${(result.loadWallMs / 1000).toFixed(1)} s in all (download ${result.downloadMs == null ? "?" : (result.downloadMs / 1000).toFixed(1) + " s"}, load ${((i.loadMs ?? 0) / 1000).toFixed(1)} s, warm-up ${((i.warmupMs ?? 0) / 1000).toFixed(1)} s)`);
+      console.log(`download + load: ${(result.loadWallMs / 1000).toFixed(1)} s in all (download ${result.downloadMs == null ? "?" : (result.downloadMs / 1000).toFixed(1) + " s"}, load ${((i.loadMs ?? 0) / 1000).toFixed(1)} s, warm-up skipped: the first frame compiles the pipelines)`);
       console.log(`frames: ${result.times.map((t) => `${(t / 1000).toFixed(2)} s`).join(", ")}; dispatches per frame: see the native run`);
       console.log(`GPU bytes: estimated before the download ${gb(result.inspected.gpuBytes)}, allocated ${gb(i.gpuBytes)}${result.inspected.gpuBytes && i.gpuBytes ? ` (estimate/allocated ${(result.inspected.gpuBytes / i.gpuBytes).toFixed(3)})` : ""}`);
       const bound = 64 * 2 ** 20 + 2 * (i.largestTensor ?? 0);
       console.log(`wasm memory: after load ${mb(i.wasmBytes)}, after ${frames} frames ${mb(result.memory)}; bound 64 MiB + 2 × largest tensor (${mb(i.largestTensor)}) = ${mb(bound)}: ${Math.max(i.wasmBytes ?? 0, result.memory ?? 0) <= bound ? "within" : "OVER"}`);
+      let prev = 0;
+      for (const h of result.heap) {
+        if (h.wasmBytes !== prev) console.log(`  wasm heap ${mb(h.wasmBytes)} at ${h.phase} ${h.file} ${h.at}`);
+        prev = h.wasmBytes;
+      }
       console.log(`largest file ${gb(largestFile)}; last frame's tokens: ${result.tokens ? result.tokens.join(" ") : "(none yet)"}`);
     } finally {
       await context.close();

@@ -135,7 +135,8 @@ async function load({ source, codebooks, storage, sampling, mimiOnly, warmup }, 
   if (conv) throw new EngineError("busy", "stop the conversation before loading another model");
   await idle();
   await loadWasm();
-  const onProgress = (p) => post({ event: "progress", ...p });
+  // Each report carries the wasm heap's size then (it only grows: where it grows is visible).
+  const onProgress = (p) => post({ event: "progress", ...p, wasmBytes: wasmBytes() });
   let opened;
   try {
     opened =
