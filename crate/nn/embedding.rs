@@ -11,7 +11,8 @@ use crate::kernels::embed::{self, EmbedTable, Stream};
 use crate::kernels::fill::{self, FillMode};
 use crate::weights::{
     embedding_table, gather_format, gather_reads, random_table_format, stored_table_format,
-    table_bytes, table_data_words, table_in_format, table_piece, WeightFormat,
+    table_bytes, table_chunk_offsets, table_data_words, table_in_format, table_piece_parts,
+    WeightFormat, TABLE_CHUNK_ROWS,
 };
 
 use super::source::Weights;
@@ -195,13 +196,23 @@ impl Embeddings {
                 for (ti, t) in tables.iter().enumerate() {
                     let stored = embedding_table(*source, &t.name, t.rows as usize, dim as usize)?;
                     let table = table_in_format(stored, Some(formats[ti]), dim)?;
+                    // In chunks of rows, each placed where the piece's layout puts its data
+                    // and scale words: the host holds the stored table and one chunk.
                     for p in &pieces[ti] {
-                        let words = table_piece(&table, dim, p.first_id, p.rows)?;
-                        ctx.write(
-                            &buffers[p.buffer],
-                            4 * p.base as u64,
-                            bytemuck::cast_slice(&words),
-                        );
+                        let mut from = 0;
+                        while from < p.rows {
+                            let n = (p.rows - from).min(TABLE_CHUNK_ROWS);
+                            let (data, scales) =
+                                table_piece_parts(&table, dim, p.first_id + from, n)?;
+                            let (d_at, s_at) = table_chunk_offsets(formats[ti], p.rows, dim, from);
+                            let at = |words: u64| 4 * (p.base as u64 + words);
+                            let buf = &buffers[p.buffer];
+                            ctx.write(buf, at(d_at), bytemuck::cast_slice(&data));
+                            if !scales.is_empty() {
+                                ctx.write(buf, at(s_at), bytemuck::cast_slice(&scales));
+                            }
+                            from += n;
+                        }
                     }
                 }
             }

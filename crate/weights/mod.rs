@@ -50,8 +50,8 @@ pub use quant::MlxAffine;
 pub use resolve::{resolve_layout, Layout, Pick, Role};
 pub use table::{
     gather_format, gather_reads, loaded_table_format, random_table_format, stored_table_format,
-    table_bytes, table_data_words, table_element_bits, table_gpu_bytes, table_in_format,
-    table_piece, TABLE_ALIGN_WORDS,
+    table_bytes, table_chunk_offsets, table_data_words, table_element_bits, table_gpu_bytes,
+    table_in_format, table_piece, table_piece_parts, TABLE_ALIGN_WORDS, TABLE_CHUNK_ROWS,
 };
 pub use usage::UsageTracker;
 

@@ -83,6 +83,20 @@ pub fn table_bytes(format: WeightFormat, rows: u32, dim: u32) -> u64 {
     }
 }
 
+/// Where the parts of rows `from .. from + n` of a piece of `rows` rows go, in words from the
+/// piece's start (module docs): their data words and their scale words. `from` must be even
+/// (so that no data or scale word is shared with the rows before: [`TABLE_CHUNK_ROWS`] is).
+pub fn table_chunk_offsets(format: WeightFormat, rows: u32, dim: u32, from: u32) -> (u64, u64) {
+    let data = table_data_words(format, from, dim);
+    let scales = align(table_data_words(format, rows, dim)) + scale_words(format, from, dim);
+    (data, scales)
+}
+
+/// Rows written at a time when a table is uploaded ([`table_piece_parts`] per chunk, placed by
+/// [`table_chunk_offsets`]): even, and a few MiB at the 7B's width, so the host never holds more
+/// than the stored table plus one chunk in the GPU layout.
+pub const TABLE_CHUNK_ROWS: u32 = 2048;
+
 /// The words of rows `first .. first + n` of the `[rows, dim]` table `t` in the gather layout
 /// (module docs); `t` must be in a format the gather reads ([`gather_reads`]).
 pub fn table_piece(
@@ -91,6 +105,26 @@ pub fn table_piece(
     first: u32,
     n: u32,
 ) -> Result<Vec<u32>, WeightsError> {
+    let format = t.format();
+    let (data, scales) = table_piece_parts(t, dim, first, n)?;
+    let mut out = data;
+    out.resize(table_data_words(format, n, dim) as usize, 0);
+    if !scales.is_empty() {
+        out.resize(align(out.len() as u64) as usize, 0);
+        out.extend_from_slice(&scales);
+    }
+    out.resize((table_bytes(format, n, dim) / 4) as usize, 0);
+    Ok(out)
+}
+
+/// Rows `first .. first + n` of the table `t` in the gather layout, as two parts: their data
+/// words and their scale words (empty for f32 and bf16), unpadded.
+pub fn table_piece_parts(
+    t: &LinearTensor,
+    dim: u32,
+    first: u32,
+    n: u32,
+) -> Result<(Vec<u32>, Vec<u32>), WeightsError> {
     let format = t.format();
     if !gather_reads(format, dim) {
         return Err(WeightsError::Layout(format!(
@@ -143,14 +177,7 @@ pub fn table_piece(
         }
         LinearTensor::Int8Row { .. } => unreachable!("gather_reads refuses int8 rows"),
     };
-    let mut out = data;
-    out.resize(table_data_words(format, n, dim) as usize, 0);
-    if !scales.is_empty() {
-        out.resize(align(out.len() as u64) as usize, 0);
-        out.extend_from_slice(&scales);
-    }
-    out.resize((table_bytes(format, n, dim) / 4) as usize, 0);
-    Ok(out)
+    Ok((data, scales))
 }
 
 /// Bring a table to the format it is kept in on the GPU: `target` (`Some(F32)`: exact f32
@@ -247,4 +274,53 @@ fn words(b: &[u8]) -> Vec<u32> {
             u32::from_le_bytes(w)
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Uploading a piece chunk by chunk (parts placed by `table_chunk_offsets`) gives the same
+    /// words as the whole piece, for every format the gather reads, widths whose rows share
+    /// scale words (Q8_0 with an odd block count) and pieces of more than two chunks.
+    #[test]
+    fn chunked_pieces_equal_whole_pieces() {
+        let formats = [
+            WeightFormat::F32,
+            WeightFormat::Bf16,
+            WeightFormat::Q8_0,
+            WeightFormat::Affine { bits: 4, group: 32 },
+            WeightFormat::Affine { bits: 8, group: 32 },
+            WeightFormat::Affine { bits: 4, group: 64 },
+        ];
+        let rows = 2 * TABLE_CHUNK_ROWS + 7;
+        let mut checked = 0;
+        for dim in [64u32, 96, 128] {
+            let values: Vec<f32> = (0..rows as usize * dim as usize)
+                .map(|i| ((i * 7919 % 1013) as f32 - 506.0) / 97.0)
+                .collect();
+            for format in formats {
+                if !gather_reads(format, dim) {
+                    continue;
+                }
+                let t =
+                    table_in_format(LinearTensor::F32(values.clone()), Some(format), dim).unwrap();
+                let (first, n) = (3, rows - 3);
+                let whole = table_piece(&t, dim, first, n).unwrap();
+                let mut chunked = vec![0u32; (table_bytes(format, n, dim) / 4) as usize];
+                let mut from = 0;
+                while from < n {
+                    let m = (n - from).min(TABLE_CHUNK_ROWS);
+                    let (data, scales) = table_piece_parts(&t, dim, first + from, m).unwrap();
+                    let (d, s) = table_chunk_offsets(format, n, dim, from);
+                    chunked[d as usize..d as usize + data.len()].copy_from_slice(&data);
+                    chunked[s as usize..s as usize + scales.len()].copy_from_slice(&scales);
+                    from += m;
+                }
+                assert_eq!(chunked, whole, "{} at width {dim}", format.name());
+                checked += 1;
+            }
+        }
+        assert!(checked >= 14, "{checked} cases");
+    }
 }
