@@ -236,7 +236,7 @@ export class Engine {
     return this._call("deleteCached", { url: url ? new URL(url.endsWith("/") ? url : `${url}/`, document.baseURI).href : undefined });
   }
 
-  /** Random-weight frames at a preset size ("mimi", "lm-small", "lm-7b"): timings. */
+  /** Random-weight frames at a preset size ("mimi", "lm-small", "lm-7b", "stt-1b", "stt-2.6b", "tiny"): timings. */
   bench(options = {}) {
     return this._call("bench", { options });
   }
