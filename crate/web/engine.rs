@@ -453,3 +453,32 @@ pub fn engine_gpu_bytes() -> f64 {
             .map_or(0.0, |ctx| ctx.allocated_bytes() as f64)
     })
 }
+
+/// The words of a live STT stream (the `textToken` of every step since the last reset, in order)
+/// with their times, by Kyutai's procedure ([`Session::live_words`]): JSON `{ words: [{ text,
+/// start, end }], offsetSeconds, frameRate }` (seconds from the stream's first frame; a step's
+/// time is step / frameRate − offsetSeconds). Fails with `input` when the loaded model is not STT
+/// or has no tokenizer.
+#[wasm_bindgen(js_name = engineWords)]
+pub fn engine_words(tokens: Vec<u32>) -> Result<String, JsValue> {
+    SESSION.with(|s| {
+        let slot = s.borrow();
+        let session = slot.as_ref().ok_or_else(no_session)?;
+        let words = session.live_words(&tokens).ok_or_else(|| {
+            error(
+                ErrorCode::Input,
+                "word timing needs a Kyutai STT model with its tokenizer: load one first",
+            )
+        })?;
+        let words: Vec<_> = words
+            .iter()
+            .map(|w| json!({ "text": w.text, "start": w.start, "end": w.end }))
+            .collect();
+        Ok(json!({
+            "words": words,
+            "offsetSeconds": session.live_offset_seconds(),
+            "frameRate": session.stt_plan().frame_rate,
+        })
+        .to_string())
+    })
+}
