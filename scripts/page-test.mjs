@@ -4,7 +4,7 @@
 // SwiftShader). The app and the fixture models are served from 127.0.0.1 by scripts/serve.mjs
 // (startServer), which logs every request and can cut or truncate responses.
 //
-//   node scripts/page-test.mjs [GROUP...]     groups: api, store, page, echo, errors, server (default: all)
+//   node scripts/page-test.mjs [GROUP...]     groups: api, store, page, echo, errors, server, captions, … (default: all)
 //
 // Prints one "ok"/"FAIL"/"skip" line per check and ends with "page: N passed, N failed".
 // Screenshots and logs go to $PARLE_SCREENSHOTS (default target/page-test/).
@@ -1827,7 +1827,135 @@ async function sttTests(server) {
   }
 }
 
-const GROUPS = { api: apiTests, store: storeTests, page: pageTests, echo: echoTests, errors: errorTests, server: serverTests, shell: shellTests, privacy: privacyTests, latency: latencyTests, stt: sttTests };
+// The page's Captions view with the tiny STT fixture: the fake microphone plays its input.wav
+// (looped) until the model has run 40 steps;
+// the view shows (and keeps in window.parleApp.captions) the streamed text, the end-of-turn marks
+// and the words with their times. The frames the model heard, replayed through step() from a
+// reset, give the same text, tokens and turns, and engine.words() of the replay's tokens the same
+// words; Copy and the .txt / .vtt downloads hold those words (web/captions.js), the .vtt well
+// formed with increasing cue starts and every end after its start.
+async function captionsTests(server) {
+  const { toText, toVtt, CUE_WORDS } = await import("../web/captions.js");
+  const dir = join(FIXTURES, "stt", "tiny");
+  // The formatting alone, on the fixture's words as Kyutai's script times them (one ends before it
+  // starts) with two turns, and on 2 × CUE_WORDS words without turns.
+  const fixed = JSON.parse(readFileSync(join(dir, "timestamps.json"), "utf8")).run;
+  const vttCues = (body) =>
+    [...body.matchAll(/^(\d+)\n(\d\d):(\d\d):(\d\d)\.(\d{3}) --> (\d\d):(\d\d):(\d\d)\.(\d{3})\n(.+)$/gm)].map((m) => ({
+      start: +m[2] * 3600 + +m[3] * 60 + +m[4] + +m[5] / 1000,
+      end: +m[6] * 3600 + +m[7] * 60 + +m[8] + +m[9] / 1000,
+      text: m[10],
+    }));
+  const wellFormed = (cues) => cues.every((c, i) => c.end > c.start && (i === 0 || c.start >= cues[i - 1].start));
+  const turnText = toText(fixed, [1.0, 2.3]).split("\n").filter(Boolean);
+  const turnCues = vttCues(toVtt(fixed, [1.0, 2.3]));
+  const many = Array.from({ length: 2 * CUE_WORDS }, (_, i) => ({ text: `w${i}`, start: i * 0.3, end: i * 0.3 + 0.2 }));
+  const manyCues = vttCues(toVtt(many));
+  check(
+    "captions.js: a line and a cue per turn, cues of at most CUE_WORDS words, every cue end after its start",
+    turnText.length === 3 && turnText[0].split(" ").length === 3 && turnCues.length === 3 && turnCues[1].start === 1.02 && wellFormed(turnCues) && manyCues.length === 2 && manyCues[1].start === CUE_WORDS * 0.3 && wellFormed(manyCues),
+    `${JSON.stringify(turnText)}; cues ${JSON.stringify(turnCues.map((c) => [c.start, c.end]))}; ${manyCues.length} cues of ${many.length} words`,
+  );
+  const base = `http://127.0.0.1:${server.address().port}`;
+  const audio = readWav(join(dir, "input.wav")).channels[0];
+  const micWav = join(tmp, "mic-captions.wav");
+  writeWav16(micWav, Float32Array.from([...resampleLinear(audio, 24000, FAKE_RATE), ...new Float32Array(FAKE_RATE * 1.5)]), FAKE_RATE);
+  // Looping: SwiftShader runs fewer frames than arrive (the rest are dropped), so it plays until
+  // the model has run enough steps.
+  const b = await launch([...WEBGPU, "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream", `--use-file-for-fake-audio-capture=${micWav}`], "captions");
+  try {
+    await b.context.grantPermissions(["clipboard-read", "clipboard-write"], { origin: base });
+    const page = await b.context.newPage();
+    await page.goto(`${base}/?model=/fixtures/stt/tiny/&autoload`);
+    const presets = await page.evaluate(() => Array.from(document.querySelectorAll("#model-pick option"), (o) => o.value));
+    check("the model picker offers Kyutai STT 1B and 2.6B", presets.includes("stt-1b") && presets.includes("stt-2.6b"), presets.join(", "));
+    const note = await page
+      .waitForFunction(() => /to download/.test(document.getElementById("model-note").textContent) && document.getElementById("model-note").textContent, null, { timeout: 60000 })
+      .then((h) => h.jsonValue())
+      .catch(() => "");
+    check("before the download the page shows the STT model's files, bytes and GPU memory", /^Kyutai STT \(captions\): \d+ files, [\d.]+ [KMG]?B, [\d.]+ [KMG]?B to download\. GPU memory ≈ [\d.]+ [KMG]?B/.test(note), note);
+    await page.waitForFunction(modelSettled, null, { timeout: 180000 });
+    const st = await page.locator("#model-status").textContent();
+    check("the page loads the tiny STT model", /Kyutai STT \(captions\) loaded/.test(st), st);
+    const shown = { captions: await page.locator("#captions-section").isVisible(), talk: await page.locator("#talk-section").isVisible() };
+    check("an STT model shows the Captions view instead of the conversation", shown.captions && !shown.talk, JSON.stringify(shown));
+
+    await page.locator("#captions-record").check();
+    await page.locator("#captions-start").click();
+    // 40 steps of the model (input.wav is 60 frames, 1.5 s of silence 19 more; looped).
+    const heard = await page
+      .waitForFunction(() => (window.parleApp.captions?.tokens.length ?? 0) >= 40 && window.parleApp.stats.framesIn, null, { timeout: 150000 })
+      .then((h) => h.jsonValue())
+      .catch(() => 0);
+    await page.locator("#captions-stop").click();
+    await page.waitForFunction(() => window.parleApp.captions && !window.parleApp.captions.running, null, { timeout: 30000 });
+    await page.screenshot({ path: join(OUT, "captions.png"), fullPage: true });
+    const errorShown = !(await page.locator("#error").isHidden());
+    check("captions run without an error", !errorShown && heard > 0, errorShown ? (await page.locator("#error").textContent()).trim() : `${heard} frames heard`);
+    const cap = await page.evaluate(() => window.parleApp.captions);
+    const live = await page.evaluate(() => {
+      const el = document.getElementById("captions-live").cloneNode(true);
+      const marks = el.querySelectorAll("mark.eot").length;
+      el.querySelectorAll("mark.eot").forEach((m) => m.remove());
+      return { text: el.textContent, marks, words: document.querySelectorAll("#captions-words .word").length };
+    });
+
+    // The frames the model heard, replayed through step() after reset().
+    const replay = await page.evaluate(async () => {
+      const e = window.parleApp.engine;
+      const r = await e.recording({ raw: true });
+      await e.reset();
+      const out = [];
+      for (const i of r.processed) {
+        const o = await e.step(r.user.slice(i * 1920, (i + 1) * 1920));
+        out.push({ token: o.textToken, text: o.text, eot: o.endOfTurn ?? 0 });
+      }
+      const words = await e.words(out.map((o) => o.token));
+      return { out, words, seconds: r.user.length / 24000 };
+    });
+    const replayText = replay.out.map((o) => o.text).join("");
+    const replayTokens = replay.out.map((o) => o.token);
+    const replayTurns = replay.out.flatMap((o, i) => (o.eot >= 0.5 && (i === 0 ? 0 : replay.out[i - 1].eot) < 0.5 ? [i] : []));
+    check(
+      "the live transcript is the model's text for what it heard (replayed through step())",
+      cap.tokens.length > 0 && cap.text.length > 0 && JSON.stringify(cap.tokens) === JSON.stringify(replayTokens) && cap.text === replayText && live.text === cap.text,
+      `${cap.tokens.length} steps of ${replay.seconds.toFixed(1)} s heard, page ${JSON.stringify(cap.text).slice(0, 50)}, replay ${JSON.stringify(replayText).slice(0, 50)}, shown ${JSON.stringify(live.text).slice(0, 50)}`,
+    );
+    check("end-of-turn marks where endOfTurn crosses 0.5", JSON.stringify(cap.turns) === JSON.stringify(replayTurns) && live.marks === cap.turns.length, `page steps ${JSON.stringify(cap.turns)}, replay ${JSON.stringify(replayTurns)}, ${live.marks} marks shown`);
+    const sameWords = JSON.stringify(cap.words) === JSON.stringify(replay.words.words);
+    check("the words and their times are engine.words() of the replay's tokens, each shown", cap.words.length > 0 && sameWords && live.words === cap.words.filter((w) => w.text.trim()).length, `${cap.words.length} words (${live.words} shown): ${cap.words.slice(0, 4).map((w) => `${w.text.trim()}@${w.start.toFixed(2)}`).join(" ")}`);
+
+    const download = async (id) => {
+      const [d] = await Promise.all([page.waitForEvent("download", { timeout: 20000 }), page.locator(id).click()]);
+      return { name: d.suggestedFilename(), body: readFileSync(await d.path(), "utf8") };
+    };
+    const wantText = toText(cap.words, cap.turnTimes);
+    const txt = await download("#captions-txt");
+    check("Download .txt holds the words, one line per turn", /\.txt$/.test(txt.name) && txt.body.length > 0 && txt.body === wantText, `${txt.name}: ${JSON.stringify(txt.body).slice(0, 60)}`);
+    const vtt = await download("#captions-vtt");
+    const cues = vttCues(vtt.body);
+    const blocks = vtt.body.split("\n\n").filter((x) => x.trim());
+    const vttOk =
+      /\.vtt$/.test(vtt.name) &&
+      vtt.body.startsWith("WEBVTT\n\n") &&
+      cues.length > 0 &&
+      blocks.length === cues.length + 1 &&
+      wellFormed(cues) &&
+      cues.map((c) => c.text).join(" ") === wantText.trim().split("\n").join(" ");
+    check("Download .vtt is well formed WebVTT: increasing cue starts, each end after its start, the words as text", vttOk, `${vtt.name}: ${cues.length} cues, ${blocks.length - 1} blocks; first ${JSON.stringify(cues[0])}`);
+    await page.locator("#captions-copy").click();
+    await page.waitForFunction(() => /Copied/.test(document.getElementById("captions-status").textContent), null, { timeout: 10000 }).catch(() => {});
+    const clip = await page.evaluate(() => navigator.clipboard.readText()).catch((e) => `(clipboard: ${e.message})`);
+    check("Copy puts the .txt text on the clipboard", clip.length > 0 && clip === wantText, JSON.stringify(clip).slice(0, 60));
+    const wav = await download("#captions-wav");
+    check("with Keep the audio, Download WAV gives the microphone's audio", /\.wav$/.test(wav.name) && wav.body.startsWith("RIFF"), wav.name);
+    await page.close();
+  } finally {
+    await b.close();
+  }
+}
+
+const GROUPS = { api: apiTests, store: storeTests, page: pageTests, echo: echoTests, errors: errorTests, server: serverTests, shell: shellTests, privacy: privacyTests, latency: latencyTests, stt: sttTests, captions: captionsTests };
 
 async function main() {
   const want = process.argv.slice(2);

@@ -27,6 +27,8 @@ export const SHELL_FILES = [
   "echo.js",
   "store.js",
   "format.js",
+  "captions.js",
+  "captions-view.js",
   "worker.js",
   "capture-worklet.js",
   "playback-worklet.js",

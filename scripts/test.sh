@@ -28,7 +28,8 @@
 #               the store's integrity checks (changed files, sizes, SHA-256, store keys, names)
 #               and Kyutai STT (group stt): text tokens and extra heads equal PyPI moshi's
 #   page        the app in headless Chromium: a 10 s conversation through the fake microphone,
-#               stats, recording, device loss and restart, offline reload
+#               stats, recording, device loss and restart, offline reload; the Captions view
+#               of an STT model (group captions): transcript, word times, end of turn, .txt/.vtt, Copy
 #   page-echo   the playback paths for echo cancellation (direct, local WebRTC loopback, fallback)
 #   echo        echo cancellation measured through a PulseAudio speaker-to-microphone loopback,
 #               for the direct and the peer playback path (scripts/echo-test.mjs)
@@ -196,7 +197,7 @@ stage_js-api() {
 }
 
 stage_page() {
-  page_test page
+  page_test page captions
 }
 
 stage_page-echo() {

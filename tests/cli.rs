@@ -411,3 +411,44 @@ fn rejects_non_wav() {
     let e = read_wav_mono(&p, 24000).unwrap_err();
     assert!(e.to_string().contains("not a WAV"), "{e}");
 }
+
+/// `parle bench lm --preset`: the tiny preset runs a whole frame loop and prints frame time,
+/// dispatches and GPU memory; an unknown preset and `--context` on a preset with its own context
+/// are refused with the presets or the rule named.
+#[test]
+fn bench_lm_presets() {
+    let out = run_ok(parle().args([
+        "bench",
+        "lm",
+        "--random-real-size",
+        "--preset",
+        "tiny",
+        "--frames",
+        "2",
+    ]));
+    for want in [
+        "frame (Mimi encode + LM + Mimi decode), 2 timed: mean",
+        "dispatches",
+        "GPU memory",
+    ] {
+        assert!(out.contains(want), "missing {want:?} in:\n{out}");
+    }
+    let e = run_err(parle().args(["bench", "lm", "--random-real-size", "--preset", "stt-9b"]));
+    assert!(
+        e.contains("unknown benchmark preset 'stt-9b'") && e.contains("stt-2.6b"),
+        "{e}"
+    );
+    let e = run_err(parle().args([
+        "bench",
+        "lm",
+        "--random-real-size",
+        "--preset",
+        "stt-1b",
+        "--context",
+        "10",
+    ]));
+    assert!(
+        e.contains("--context applies to --preset lm-7b only"),
+        "{e}"
+    );
+}

@@ -2,7 +2,8 @@
 //! a GPU) against what loading the model allocates (`Context::allocated_bytes`): every fixture
 //! model (the three tiny Mimis, the delay-1/2 Moshis, the tiny LM in every checkpoint format,
 //! Kyutai's test LM) and the random-weight benchmark presets small enough for lavapipe must be
-//! within 5 %. Every ratio is printed. The ~1B and 7B presets' estimates are printed, not loaded
+//! within 5 % (the STT presets' structure through the tiny STT fixture's config). Every ratio is
+//! printed. The ~1B, 7B and STT 1B / 2.6B presets' estimates are printed, not loaded
 //! (1.7 and 5.5 GB: more than this test should take on a CPU adapter); with
 //! `PARLE_MEMORY_LM_SMALL=1` the ~1B preset (q4) is loaded and compared too.
 #![cfg(not(target_arch = "wasm32"))]
@@ -139,11 +140,18 @@ fn estimate_matches_allocated_bytes() {
         }
     }
 
-    // Random-weight benchmark presets small enough for a CPU adapter.
+    // Random-weight benchmark presets small enough for a CPU adapter, and the STT presets'
+    // structure (no depformer, 32 codebooks in, extra heads) at the tiny STT fixture's size.
+    let stt_tiny = Preset::Custom {
+        config: Some(include_str!("fixtures/stt/tiny/config.json").into()),
+        lm: true,
+    };
     for (preset, format) in [
         (Preset::Tiny, WeightFormat::MLX_Q4),
         (Preset::Tiny, WeightFormat::Bf16),
         (Preset::Mimi, WeightFormat::F32),
+        (stt_tiny.clone(), WeightFormat::MLX_Q4),
+        (stt_tiny, WeightFormat::Bf16),
     ] {
         let est = preset.estimate(format, f16).unwrap();
         let before = ctx.allocated_bytes();
@@ -151,7 +159,11 @@ fn estimate_matches_allocated_bytes() {
         ctx.wait_idle().unwrap();
         let measured = ctx.allocated_bytes() - before;
         drop(session);
-        let what = format!("preset {preset:?} ({})", format.name());
+        let name = match &preset {
+            Preset::Custom { .. } => "custom (the tiny STT fixture's config)".to_string(),
+            p => format!("{p:?}"),
+        };
+        let what = format!("preset {name} ({})", format.name());
         failures.extend(compare(&what, est.total(), measured, &est));
     }
 
@@ -172,6 +184,8 @@ fn estimate_matches_allocated_bytes() {
         (Preset::LmSmall, WeightFormat::MLX_Q4),
         (Preset::Lm7b { context: 500 }, WeightFormat::MLX_Q4),
         (Preset::Lm7b { context: 3000 }, WeightFormat::Bf16),
+        (Preset::Stt1b, WeightFormat::MLX_Q4),
+        (Preset::Stt2b6, WeightFormat::MLX_Q4),
     ] {
         for f16 in [true, false] {
             let est = preset.estimate(format, f16).unwrap();

@@ -119,6 +119,11 @@ fn transcribe(ctx: &Context, f32_cache: bool) -> Run {
     .unwrap();
     let grown = ctx.allocated_bytes() - after_first.unwrap_or_default();
     assert_eq!(grown, 0, "GPU bytes allocated after the first step");
+    // The page's live words (no silence prefix: offset = the audio delay) are the procedure's
+    // here: its 0.4 s prefix adds int(0.4) = 0 s to the offset.
+    assert_eq!(session.live_offset_seconds(), plan.offset_seconds);
+    assert!(!t.words.is_empty());
+    assert_eq!(session.live_words(&t.tokens).as_ref(), Some(&t.words));
     assert_eq!(session.last_frame().submits, 1);
     Run {
         tokens: t.tokens,

@@ -10,6 +10,7 @@
 
 import { createEngine } from "./parle.js";
 import { formatBytes as fmtBytes } from "./format.js";
+import { captionsView } from "./captions-view.js";
 
 const $ = (id) => document.getElementById(id);
 const HF = "https://huggingface.co/kyutai";
@@ -21,6 +22,8 @@ const PRESETS = [
   { id: "moshiko-q8", label: "Moshiko, MLX 8-bit", url: `${HF}/moshiko-mlx-q8/resolve/main/`, gb: 8.6, gpuGb: 9 },
   { id: "moshika-q8", label: "Moshika, MLX 8-bit", url: `${HF}/moshika-mlx-q8/resolve/main/`, gb: 8.6, gpuGb: 9 },
   { id: "moshiko-gguf", label: "Moshiko, candle Q8_0 (GGUF)", url: `${HF}/moshiko-candle-q8/resolve/main/`, gb: 8.6, gpuGb: 9 },
+  { id: "stt-1b", label: "Kyutai STT 1B, English + French (captions)", url: `${HF}/stt-1b-en_fr/resolve/main/`, gb: 2.4, gpuGb: 2.5 },
+  { id: "stt-2.6b", label: "Kyutai STT 2.6B, English (captions)", url: `${HF}/stt-2.6b-en/resolve/main/`, gb: 5.7, gpuGb: 6 },
   { id: "mimi", label: "Mimi loopback (the codec alone: hear yourself through it)", url: `${HF}/moshiko-mlx-q4/resolve/main/`, gb: 0.39, gpuGb: 0.5, mimiOnly: true },
   { id: "custom", label: "Custom URL…" },
   { id: "local", label: "Files on this computer…" },
@@ -31,6 +34,10 @@ let info = null; // the loaded model
 let lastLoad = null; // { source, options } to reload after an engine restart
 let talking = false;
 let recorded = false;
+let captions = null; // the Captions view (STT models)
+
+// What a model kind is called on the page.
+const KIND_NAMES = { moshi: "Moshi", stt: "Kyutai STT (captions)", mimi: "Mimi loopback" };
 
 // ---- errors -----------------------------------------------------------------------------------
 
@@ -181,7 +188,7 @@ async function inspectModel(p) {
   const a = engine.gpu.adapter;
   const stored = r.bytes - r.toDownload;
   $("model-note").textContent =
-    `${r.kind === "moshi" ? "Moshi" : "Mimi loopback"}: ${r.files.length} file${r.files.length > 1 ? "s" : ""}, ${fmtBytes(r.bytes)}` +
+    `${KIND_NAMES[r.kind] ?? r.kind}: ${r.files.length} file${r.files.length > 1 ? "s" : ""}, ${fmtBytes(r.bytes)}` +
     (r.toDownload === 0 ? " (all in this browser's storage: no download)" : `, ${fmtBytes(r.toDownload)} to download${stored > 0 ? ` (${fmtBytes(stored)} already stored)` : ""}`) +
     `. GPU memory ≈ ${fmtBytes(r.gpuBytes)}; this GPU allows buffers up to ${fmtBytes(a.maxBufferSize)} (browsers do not say how much memory a GPU has)` +
     `${a.software ? "; it is a software adapter: far slower than real time" : ""}.`;
@@ -251,7 +258,7 @@ async function loadModel(req) {
     info = await engine.load(req.source, { ...req.options, codebooks, onProgress, sampling: userSampling });
     lastLoad = req;
     showSampling(info.sampling);
-    const what = info.kind === "moshi" ? "Moshi" : `Mimi loopback (${info.codebooks} codebooks)`;
+    const what = info.kind === "mimi" ? `Mimi loopback (${info.codebooks} codebooks)` : KIND_NAMES[info.kind] ?? info.kind;
     setStatus(
       "model-status",
       `${what} loaded ${info.fromCache ? "from this browser's storage" : "after downloading"} in ${((performance.now() - t0) / 1000).toFixed(1)} s ` +
@@ -260,9 +267,11 @@ async function loadModel(req) {
       "ok",
     );
     $("talk").disabled = false;
+    captions.show(info.kind === "stt");
     $("progress-box").hidden = true;
   } catch (e) {
     info = null;
+    captions.show(false);
     setStatus("model-status", "No model loaded.", "bad");
     showError(e, "loading the model");
   } finally {
@@ -391,6 +400,7 @@ async function startTalking() {
 }
 
 async function stopTalking() {
+  await captions?.stop();
   if (!talking) return;
   talking = false;
   await engine.stop();
@@ -430,6 +440,7 @@ async function runBench() {
       `${r.dispatches} dispatches per frame, GPU memory ${fmtBytes(r.gpuBytes)}, load + first frame ${(r.loadMs / 1000).toFixed(1)} s`;
     window.parleApp.bench = r;
     info = null; // the benchmark replaced the model
+    captions.show(false);
     setStatus("model-status", "The benchmark replaced the model: load it again to talk.");
     updateTalkButtons();
   } catch (e) {
@@ -504,6 +515,13 @@ async function registerServiceWorker() {
 
 function main() {
   window.parleApp = { engine: null, stats: null };
+  captions = captionsView({
+    $,
+    engine: () => engine,
+    echoPath: () => $("set-echo").value,
+    onError: showError,
+    onStats: showStats,
+  });
   const params = new URLSearchParams(location.search);
   $("opt-f32").checked = params.has("f32");
   $("opt-nosg").checked = params.has("nosubgroups");
@@ -557,7 +575,8 @@ function main() {
   document.addEventListener("keydown", (e) => {
     if (e.code !== "Space" || e.repeat || e.target.closest("input, select, textarea, button, summary, a")) return;
     e.preventDefault();
-    if (talking) stopTalking();
+    if (!$("captions-section").hidden) captions.running ? captions.stop() : captions.start();
+    else if (talking) stopTalking();
     else startTalking();
   });
   registerServiceWorker();

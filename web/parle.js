@@ -236,7 +236,17 @@ export class Engine {
     return this._call("deleteCached", { url: url ? new URL(url.endsWith("/") ? url : `${url}/`, document.baseURI).href : undefined });
   }
 
-  /** Random-weight frames at a preset size ("mimi", "lm-small", "lm-7b"): timings. */
+  /**
+   * Kyutai STT: the words of a live stream with their times, from the `textToken` of every step
+   * since the last reset() (in order), by the engine's implementation of Kyutai's procedure.
+   * Resolves to `{ words: [{ text, start, end }], offsetSeconds, frameRate }` (seconds from the
+   * stream's first frame; step s is at s / frameRate − offsetSeconds).
+   */
+  words(tokens) {
+    return this._call("words", { tokens: Array.from(tokens ?? []) });
+  }
+
+  /** Random-weight frames at a preset size ("mimi", "lm-small", "lm-7b", "stt-1b", "stt-2.6b", "tiny"): timings. */
   bench(options = {}) {
     return this._call("bench", { options });
   }
@@ -244,7 +254,8 @@ export class Engine {
   /**
    * Talk: microphone -> capture worklet -> worker (model) -> playback worklet -> speakers. The
    * frames travel worklet <-> worker on their own MessagePorts, never through this thread.
-   * `onText(text)`, `onStats(stats)` (merged engine and playback stats), `onError(err)`.
+   * `onText(text)`, `onStats(stats)` (merged engine and playback stats), `onError(err)`;
+   * `onStep({ text, textToken, endOfTurn, frame })` for every frame the model ran (captions).
    * Stats include `framesIn`, `framesOut`, `dropped` (microphone frames skipped because the GPU
    * could not keep up), `speed` (this GPU runs this model at `speed`× real time), `latencyMs`
    * (mic -> speaker) and `latencyBoundMs` (what it cannot exceed), `gpuBytes`, `wasmBytes`.
@@ -252,7 +263,7 @@ export class Engine {
    * "peer" (see the top of this file). Resolves to { sampleRate, settings, label, echoPath,
    * echoPathReason, echoFallback } (echoFallback: the peer path was asked for but did not connect).
    */
-  async startConversation({ onText, onStats, onError, record = false, deviceId, echoPath = "auto" } = {}) {
+  async startConversation({ onText, onStats, onError, onStep, record = false, deviceId, echoPath = "auto" } = {}) {
     if (!this.model) throw fail("no-model", "no model is loaded: call load() first");
     if (!["auto", "direct", "peer"].includes(echoPath)) {
       throw fail("input", `echoPath must be "auto", "direct" or "peer", not ${JSON.stringify(echoPath)}`);
@@ -340,12 +351,13 @@ export class Engine {
         emit();
       };
       this._listeners.text = (m) => onText?.(m.text, m);
+      this._listeners.step = onStep ? (m) => onStep(m) : null;
       this._listeners.error = (m) => {
         const err = engineError(m.error);
         this.stop().catch(() => {});
         onError?.(err);
       };
-      await this._call("startConversation", { capture: toWorker.port2, playback: fromWorker.port2, record }, [toWorker.port2, fromWorker.port2]);
+      await this._call("startConversation", { capture: toWorker.port2, playback: fromWorker.port2, record, steps: !!onStep }, [toWorker.port2, fromWorker.port2]);
       ctx.createMediaStreamSource(stream).connect(capture);
       await ctx.resume();
       this._audio = { ctx, stream, capture, playback, peer, poll };
@@ -370,7 +382,7 @@ export class Engine {
     a.peer?.close();
     if (!this._disposed) await this._call("stopConversation").catch(() => {});
     await a.ctx.close().catch(() => {});
-    this._listeners.text = this._listeners.stats = this._listeners.error = null;
+    this._listeners.text = this._listeners.stats = this._listeners.error = this._listeners.step = null;
   }
 
   /**

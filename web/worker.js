@@ -307,7 +307,7 @@ const FRAME_MS = 80;
 const BACKLOG_BOUND_MS = MAX_BACKLOG * FRAME_MS;
 const PLAYBACK_BOUND_MS = 240; // playback-worklet.js: 80 ms + cushion (<= 80) + extra (<= 80)
 
-function startConversation({ capture, playback, record }, post) {
+function startConversation({ capture, playback, record, steps }, post) {
   if (!model) throw new EngineError("no-model", "no model is loaded: call load() first");
   stopConversation();
   conv = {
@@ -326,6 +326,7 @@ function startConversation({ capture, playback, record }, post) {
     levelOut: -100,
     started: performance.now(),
     record: record ? { user: [], model: [], processed: [] } : null,
+    steps: !!steps, // post every step's text token and endOfTurn (the page's captions)
     timer: setInterval(() => postStats(), 250),
   };
   capture.onmessage = (e) => {
@@ -431,6 +432,7 @@ async function pump() {
         c.playback.postMessage({ type: "frame", samples: out.pcm, time: m.time }, [out.pcm.buffer]);
       }
       if (out.text) c.post({ event: "text", text: out.text, textToken: out.textToken, frame: out.frame });
+      if (c.steps) c.post({ event: "step", text: out.text, textToken: out.textToken, endOfTurn: out.endOfTurn ?? null, frame: out.frame });
     }
   } catch (e) {
     if (conv === c) {
@@ -587,6 +589,10 @@ onmessage = async (e) => {
         postMessage({ id: m.id, ok: true, value: out }, transfer);
         return;
       }
+      case "words":
+        if (!model) throw new EngineError("no-model", "no model is loaded: call load() first");
+        value = JSON.parse(pkg.engineWords(Uint32Array.from(m.tokens ?? [])));
+        break;
       case "reset":
         if (!model) throw new EngineError("no-model", "no model is loaded: call load() first");
         await idle();

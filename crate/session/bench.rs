@@ -16,6 +16,12 @@ pub enum Preset {
     LmSmall,
     /// Moshi 7B shapes + real-size Mimi.
     Lm7b { context: usize },
+    /// Kyutai STT 1B (`kyutai/stt-1b-en_fr`) shapes: dim 2048, 16 layers, 16 heads, context
+    /// 750, 32 audio codebooks in, none out, text vocab 8000, 4 × 6 extra heads + real-size Mimi.
+    Stt1b,
+    /// Kyutai STT 2.6B (`kyutai/stt-2.6b-en`) shapes: dim 2048, 48 layers, 32 heads, context
+    /// 375, 32 audio codebooks in, none out, text vocab 4000 + real-size Mimi.
+    Stt2b6,
     /// The tiny LM test fixture's shapes: checks that a benchmark runs in seconds, even on a
     /// software adapter; it measures nothing.
     Tiny,
@@ -24,18 +30,21 @@ pub enum Preset {
 }
 
 impl Preset {
-    /// The preset a name (`mimi`, `lm-small`, `lm-7b`, `tiny`, `custom`) stands for; `custom`
+    /// The preset a name (`mimi`, `lm-small`, `lm-7b`, `stt-1b`, `stt-2.6b`, `tiny`, `custom`)
+    /// stands for; `custom`
     /// takes `config` and `lm`, `lm-7b` a context of 500.
     pub fn parse(name: &str, config: Option<String>, lm: bool) -> Result<Self, String> {
         Ok(match name {
             "mimi" => Self::Mimi,
             "lm-small" => Self::LmSmall,
             "lm-7b" => Self::Lm7b { context: 500 },
+            "stt-1b" => Self::Stt1b,
+            "stt-2.6b" => Self::Stt2b6,
             "tiny" => Self::Tiny,
             "custom" => Self::Custom { config, lm },
             p => {
                 return Err(format!(
-                    "unknown benchmark preset '{p}': mimi, lm-small, lm-7b, tiny or custom"
+                    "unknown benchmark preset '{p}': mimi, lm-small, lm-7b, stt-1b, stt-2.6b, tiny or custom"
                 ))
             }
         })
@@ -48,6 +57,8 @@ impl Preset {
                 Some(r#"{"dim": 2048, "num_heads": 16, "num_layers": 16, "context": 500}"#.into())
             }
             Self::Lm7b { context } => Some(format!("{{\"context\": {context}}}")),
+            Self::Stt1b => Some(stt_config(16, 16, 750, 8000, Some((4, 6)))),
+            Self::Stt2b6 => Some(stt_config(48, 32, 375, 4000, None)),
             Self::Tiny => Some(include_str!("../../tests/fixtures/lm/delay1/config.json").into()),
             Self::Custom { config, .. } => config.clone(),
         }
@@ -71,6 +82,8 @@ impl Preset {
             Self::Lm7b { context } => format!(
                 "Moshi 7B shapes (context {context}) + real-size Mimi, random {quant} weights"
             ),
+            Self::Stt1b => format!("Kyutai STT 1B shapes (dim 2048, 16 layers, context 750, 32 codebooks in, text vocab 8000, 4 × 6 extra heads) + real-size Mimi encoder, random {quant} weights"),
+            Self::Stt2b6 => format!("Kyutai STT 2.6B shapes (dim 2048, 48 layers, 32 heads, context 375, 32 codebooks in, text vocab 4000) + real-size Mimi encoder, random {quant} weights"),
             Self::Tiny => format!("the tiny test model's shapes (LM dim 64 + Mimi dim 32, random {quant} weights): a check that the benchmark runs, not a measurement"),
             Self::Custom { lm, .. } => format!(
                 "{} from the given config, random {quant} weights",
@@ -95,6 +108,27 @@ impl Preset {
         };
         Session::load(ctx, parts, &opts)
     }
+}
+
+/// An STT LM's config (Kyutai's published keys): dim 2048, `layers` × `heads`, RoPE max period
+/// 100 000, 32 audio codebooks in and none out (all delays 0), `extra` = (heads, dim) extra heads.
+fn stt_config(
+    layers: usize,
+    heads: usize,
+    context: usize,
+    text_card: usize,
+    extra: Option<(usize, usize)>,
+) -> String {
+    let delays = vec!["0"; 33].join(", ");
+    let extra = extra.map_or(String::new(), |(n, d)| {
+        format!(r#", "extra_heads_num_heads": {n}, "extra_heads_dim": {d}"#)
+    });
+    format!(
+        r#"{{"model_type": "stt", "dim": 2048, "num_layers": {layers}, "num_heads": {heads},
+        "context": {context}, "max_period": 100000, "hidden_scale": 4.125, "card": 2048,
+        "text_card": {text_card}, "existing_text_padding_id": 3, "n_q": 32, "dep_q": 0,
+        "delays": [{delays}]{extra}}}"#
+    )
 }
 
 /// GPU bytes of real-size Mimi's weights and state with 8 codebooks (loaded alone and dropped).

@@ -112,3 +112,29 @@ impl Session {
         Ok(t)
     }
 }
+
+impl Session {
+    /// Words of a live stream's text tokens with their times ([`word_timestamps`]): one token per
+    /// step from the stream's first frame, no silence prefix, so a step's time is step /
+    /// frame rate − `audio_delay_seconds` (the text's delay behind the audio). `None` for a
+    /// session that is not STT or has no tokenizer.
+    pub fn live_words(&self, tokens: &[u32]) -> Option<Vec<Word>> {
+        if self.kind != Kind::Stt {
+            return None;
+        }
+        let text = self.text.as_ref()?;
+        let ids = WordIds::kyutai(text.tokenizer());
+        Some(word_timestamps(
+            tokens,
+            text.tokenizer(),
+            ids,
+            self.mimi.cfg.frame_rate,
+            self.live_offset_seconds(),
+        ))
+    }
+
+    /// Seconds subtracted from a live step's time (see [`Session::live_words`]).
+    pub fn live_offset_seconds(&self) -> f64 {
+        self.stt.audio_delay_seconds
+    }
+}

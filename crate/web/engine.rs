@@ -369,7 +369,7 @@ pub async fn engine_pull() -> Result<JsValue, JsValue> {
 
 /// Timings of random-weight frames at a preset size, through the same [`Session`] frame loop as a
 /// conversation (and as `parle bench mimi` / `parle bench lm`). `options` is JSON:
-/// `{ preset: "mimi" | "lm-small" | "lm-7b" | "tiny" | "custom", frames,
+/// `{ preset: "mimi" | "lm-small" | "lm-7b" | "stt-1b" | "stt-2.6b" | "tiny" | "custom", frames,
 /// quant: "q4" | "q8" | "bf16", config (custom: a config.json text), lm (custom: with the LM,
 /// default true), forceF32, noSubgroups }`. Replaces any loaded model. Resolves to JSON with `preset`, `description`,
 /// `frames`, `meanMs`, `p50Ms`, `minMs`, `maxMs`, `rtf`, `gpuBytes`, `loadMs`, `dispatches`,
@@ -451,5 +451,34 @@ pub fn engine_gpu_bytes() -> f64 {
         c.borrow()
             .as_ref()
             .map_or(0.0, |ctx| ctx.allocated_bytes() as f64)
+    })
+}
+
+/// The words of a live STT stream (the `textToken` of every step since the last reset, in order)
+/// with their times, by Kyutai's procedure ([`Session::live_words`]): JSON `{ words: [{ text,
+/// start, end }], offsetSeconds, frameRate }` (seconds from the stream's first frame; a step's
+/// time is step / frameRate − offsetSeconds). Fails with `input` when the loaded model is not STT
+/// or has no tokenizer.
+#[wasm_bindgen(js_name = engineWords)]
+pub fn engine_words(tokens: Vec<u32>) -> Result<String, JsValue> {
+    SESSION.with(|s| {
+        let slot = s.borrow();
+        let session = slot.as_ref().ok_or_else(no_session)?;
+        let words = session.live_words(&tokens).ok_or_else(|| {
+            error(
+                ErrorCode::Input,
+                "word timing needs a Kyutai STT model with its tokenizer: load one first",
+            )
+        })?;
+        let words: Vec<_> = words
+            .iter()
+            .map(|w| json!({ "text": w.text, "start": w.start, "end": w.end }))
+            .collect();
+        Ok(json!({
+            "words": words,
+            "offsetSeconds": session.live_offset_seconds(),
+            "frameRate": session.stt_plan().frame_rate,
+        })
+        .to_string())
     })
 }

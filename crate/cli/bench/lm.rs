@@ -1,5 +1,6 @@
-//! `parle bench lm`: whole Moshi frames (Mimi encode + LM step + Mimi decode, as a live session
-//! runs them through `Session`) at the 7B's shapes with random weights made on the GPU. Prints
+//! `parle bench lm`: whole frames (Mimi encode + LM step + Mimi decode for Moshi, Mimi encode +
+//! LM step for STT, as a live session runs them through `Session`) at a preset's shapes (Moshi
+//! 7B by default, [`Preset`]) with random weights made on the GPU. Prints
 //! frame times, dispatches, submits, readbacks, weight bytes read vs stored, GPU memory, and the
 //! frame's bandwidth bound from a buffer copy timed in the same run.
 
@@ -36,12 +37,33 @@ fn gib(b: f64) -> f64 {
 }
 
 pub struct LmBench {
+    pub preset: String,
     pub quant: String,
     pub frames: usize,
-    pub context: usize,
+    /// `--context`, for `lm-7b` only.
+    pub context: Option<usize>,
+}
+
+/// The preset `--preset` and `--context` name (`custom` needs a config: not offered here).
+fn preset(b: &LmBench) -> Result<Preset> {
+    match (b.preset.as_str(), b.context) {
+        ("lm-7b", c) => Ok(Preset::Lm7b {
+            context: c.unwrap_or(3000),
+        }),
+        (_, Some(_)) => anyhow::bail!(
+            "--context applies to --preset lm-7b only; the {} preset has its model's context",
+            b.preset
+        ),
+        ("custom" | "mimi", _) => anyhow::bail!(
+            "--preset {}: `parle bench lm` takes lm-7b, lm-small, stt-1b, stt-2.6b or tiny (Mimi alone: `parle bench mimi`)",
+            b.preset
+        ),
+        (name, None) => Preset::parse(name, None, true).map_err(|m| anyhow::anyhow!("--preset: {m}")),
+    }
 }
 
 pub fn run(ctx: &Context, b: LmBench) -> Result<()> {
+    let preset = preset(&b)?;
     let format = quant_format(&b.quant)
         .with_context(|| format!("--quant {}: expected q4, q8, q8_0, bf16 or f32", b.quant))?;
     println!("{}", super::adapter_line(ctx));
@@ -53,7 +75,6 @@ pub fn run(ctx: &Context, b: LmBench) -> Result<()> {
 
     let before = ctx.allocated_bytes();
     let t0 = Instant::now();
-    let preset = Preset::Lm7b { context: b.context };
     let mut session = preset.load(ctx, format)?;
     ctx.wait_idle()?;
     let load_s = t0.elapsed().as_secs_f64();
@@ -65,10 +86,10 @@ pub fn run(ctx: &Context, b: LmBench) -> Result<()> {
     let (table_bytes, table_format) = lm.table_bytes();
     let table_format = table_format.map_or("?".into(), |f| f.name());
     println!(
-        "model: Moshi 7B shapes, random weights, linear weights {} (embedding tables {table_format}, {:.1} MiB), context {}; load {:.2} s",
-        format.name(),
+        "model: {}; embedding tables {table_format}, {:.1} MiB; context {}; load {:.2} s",
+        preset.description(&format.name()),
         table_bytes as f64 / (1u64 << 20) as f64,
-        b.context,
+        lm.config().context,
         load_s
     );
     println!(
@@ -113,8 +134,13 @@ pub fn run(ctx: &Context, b: LmBench) -> Result<()> {
         gib(mimi_bytes as f64),
         gib(kv_read)
     );
+    let what = if cfg.dep_q == 0 {
+        "Mimi encode + LM"
+    } else {
+        "Mimi encode + LM + Mimi decode"
+    };
     println!(
-        "frame (Mimi encode + LM + Mimi decode), {} timed: mean {:.2} ms, p50 {:.2} ms, p99 {:.2} ms; real-time factor {:.3}",
+        "frame ({what}), {} timed: mean {:.2} ms, p50 {:.2} ms, p99 {:.2} ms; real-time factor {:.3}",
         b.frames,
         mean * 1e3,
         pct(0.5) * 1e3,

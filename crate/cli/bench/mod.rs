@@ -47,20 +47,25 @@ pub enum What {
         #[arg(long, default_value_t = 8)]
         codebooks: usize,
     },
-    /// Whole Moshi frames (Mimi both ways + LM) at the 7B's shapes with random GPU weights.
+    /// Whole frames (Mimi + LM, as a session runs them) at a published model's shapes with
+    /// random GPU weights (default: Moshi 7B).
     Lm {
-        /// Required: the 7B's shapes with random weights made on the GPU.
+        /// Required: real shapes with random weights made on the GPU.
         #[arg(long, required = true)]
         random_real_size: bool,
+        /// Shapes: lm-7b (Moshi 7B), lm-small (Moshi-shaped ~1B), stt-1b, stt-2.6b (Kyutai STT)
+        /// or tiny (the test fixture's: a check that it runs).
+        #[arg(long, default_value = "lm-7b")]
+        preset: String,
         /// Linear weight format: q4, q8, q8_0, bf16 or f32.
         #[arg(long, default_value = "q4")]
         quant: String,
         /// Timed frames (after 2 warm-up frames).
         #[arg(long, default_value_t = 20)]
         frames: usize,
-        /// Temporal context (KV ring length; 3000 for Moshi).
-        #[arg(long, default_value_t = 3000)]
-        context: usize,
+        /// Temporal context of `--preset lm-7b` (KV ring length; default 3000, Moshi's).
+        #[arg(long)]
+        context: Option<usize>,
     },
 }
 
@@ -75,12 +80,14 @@ pub fn run(ctx: &Context, what: What) -> Result<()> {
         } => mimi::run(ctx, model.as_deref(), random_real_size, frames, codebooks),
         What::Lm {
             random_real_size: _,
+            preset,
             quant,
             frames,
             context,
         } => lm::run(
             ctx,
             lm::LmBench {
+                preset,
                 quant,
                 frames,
                 context,
