@@ -58,6 +58,15 @@ pub const MAX_BATCH_TILE: u32 = 8;
 const _: () = assert!(WG * MAX_BATCH_TILE * 16 <= 16384);
 const _: () = assert!(WG.is_power_of_two());
 
+/// The constants injected into `linear.wgsl`, the same for its three kernels.
+const CONSTS: &[(&str, u32)] = &[
+    ("WG", WG),
+    ("R", ROWS_PER_GROUP),
+    ("MAX_MT", MAX_BATCH_TILE),
+    ("ATTN_MAX_SCORES", ATTN_MAX_SCORES),
+    ("ATTN_MAX_HD", ATTN_MAX_HD),
+];
+
 static KERNEL: Kernel = Kernel {
     name: "linear",
     source: SRC,
@@ -73,13 +82,7 @@ static KERNEL: Kernel = Kernel {
         Binding::Read,      // scale
     ],
     defines: &[],
-    consts: &[
-        ("WG", WG),
-        ("R", ROWS_PER_GROUP),
-        ("MAX_MT", MAX_BATCH_TILE),
-        ("ATTN_MAX_SCORES", ATTN_MAX_SCORES),
-        ("ATTN_MAX_HD", ATTN_MAX_HD),
-    ],
+    consts: CONSTS,
     workgroup: [WG, 1, 1],
     params: &Params::LAYOUT,
 };
@@ -100,13 +103,7 @@ static KERNEL_KV: Kernel = Kernel {
         Binding::ReadWrite, // cache
     ],
     defines: &["KV_OUT"],
-    consts: &[
-        ("WG", WG),
-        ("R", ROWS_PER_GROUP),
-        ("MAX_MT", MAX_BATCH_TILE),
-        ("ATTN_MAX_SCORES", ATTN_MAX_SCORES),
-        ("ATTN_MAX_HD", ATTN_MAX_HD),
-    ],
+    consts: CONSTS,
     workgroup: [WG, 1, 1],
     params: &Params::LAYOUT,
 };
@@ -128,13 +125,7 @@ static KERNEL_ATTN: Kernel = Kernel {
         Binding::Read,      // scale
     ],
     defines: &[],
-    consts: &[
-        ("WG", WG),
-        ("R", ROWS_PER_GROUP),
-        ("MAX_MT", MAX_BATCH_TILE),
-        ("ATTN_MAX_SCORES", ATTN_MAX_SCORES),
-        ("ATTN_MAX_HD", ATTN_MAX_HD),
-    ],
+    consts: CONSTS,
     workgroup: [WG, 1, 1],
     params: &Params::LAYOUT,
 };
