@@ -45,6 +45,17 @@ fn compare(what: &str, est: u64, measured: u64, detail: &GpuEstimate) -> Option<
     (!ok).then(|| format!("{what}: estimate {est} vs allocated {measured} (×{ratio:.4})"))
 }
 
+/// The estimate of the fixture directory `dir` against what `Session::load_dir` allocates.
+fn session_case(ctx: &Context, dir: &str, opts: &SessionOptions, what: &str) -> Option<String> {
+    let path = fixtures().join(dir);
+    let est = estimate_dir(&path, opts, ctx.caps().f16).unwrap();
+    let before = ctx.allocated_bytes();
+    let session = Session::load_dir(ctx, &path, opts).unwrap();
+    let measured = ctx.allocated_bytes() - before;
+    drop(session);
+    compare(what, est.total(), measured, &est)
+}
+
 #[test]
 fn estimate_matches_allocated_bytes() {
     let ctx = ctx();
@@ -65,14 +76,8 @@ fn estimate_matches_allocated_bytes() {
         for f32_cache in [false, true] {
             let mut opts = SessionOptions::default();
             opts.lm.f32_cache = f32_cache;
-            let path = fixtures().join(dir);
-            let est = estimate_dir(&path, &opts, f16).unwrap();
-            let before = ctx.allocated_bytes();
-            let session = Session::load_dir(&ctx, &path, &opts).unwrap();
-            let measured = ctx.allocated_bytes() - before;
-            drop(session);
             let what = format!("{dir} (session, f32 KV cache: {f32_cache})");
-            failures.extend(compare(&what, est.total(), measured, &est));
+            failures.extend(session_case(&ctx, dir, &opts, &what));
             if dir.starts_with("mimi") {
                 break; // Mimi's caches are f32 either way
             }
@@ -83,14 +88,8 @@ fn estimate_matches_allocated_bytes() {
     for q in ["q4", "q8", "q8_0", "bf16"] {
         let mut opts = SessionOptions::default();
         opts.weights.quant = quant_format(q);
-        let path = fixtures().join("lm/delay1");
-        let est = estimate_dir(&path, &opts, f16).unwrap();
-        let before = ctx.allocated_bytes();
-        let session = Session::load_dir(&ctx, &path, &opts).unwrap();
-        let measured = ctx.allocated_bytes() - before;
-        drop(session);
         let what = format!("lm/delay1 --quant {q} (session)");
-        failures.extend(compare(&what, est.total(), measured, &est));
+        failures.extend(session_case(&ctx, "lm/delay1", &opts, &what));
     }
 
     // LM-only checkpoints: every published format of the tiny LM, and Kyutai's test LM.
