@@ -21,6 +21,7 @@ import { fileURLToPath } from "node:url";
 import { chromium } from "playwright-core";
 
 import { startServer } from "./serve.mjs";
+import { writeHeapModel } from "./lib/heap-model.mjs";
 import { SHELL_FILES, writeShellVersion } from "./shell-version.mjs";
 import { bestLag, envelope, pearson, readSafetensors, readWav, resampleLinear, rms, tapWorkletSource, testSignal, writeWav16 } from "./lib/audio.mjs";
 
@@ -1955,7 +1956,57 @@ async function captionsTests(server) {
   }
 }
 
+// ---- the wasm heap while a quantized LM streams to the GPU --------------------------------------
+
+// An MLX q4 LM with three tensors of ~19 MB (scripts/lib/heap-model.mjs), loaded through the JS
+// API from a server of its own: the wasm heap may grow by at most twice the largest tensor while
+// the LM loads (its stored bytes and one more copy's worth for scales, chunks and allocator
+// slack), the promise the published 7B's loading keeps at full size.
+async function heapTests() {
+  if (!existsSync(join(FIXTURES, "lm", "formats", "mlx_q4"))) return skip("wasm heap while an MLX q4 LM loads", "no tests/fixtures/lm/formats/mlx_q4");
+  const model = writeHeapModel(join(tmp, "heap"), FIXTURES, 600000);
+  const server = stoppable(
+    await startServer({
+      mounts: { "/heap/": model.dir },
+      onRequest(req, res) {
+        if (req.url !== "/__test.html") return false;
+        res.writeHead(200, { "content-type": "text/html" }).end("<!doctype html><title>parle test</title><body>heap test</body>");
+        return true;
+      },
+    }),
+  );
+  const b = await launch(WEBGPU, "heap");
+  try {
+    const page = await b.context.newPage();
+    await page.goto(`http://127.0.0.1:${server.address().port}/__test.html`);
+    const r = await inPage(page, async (api, url) => {
+      const engine = await api.createEngine();
+      const events = [];
+      const info = await engine.load(url, { warmup: false, onProgress: (p) => events.push({ phase: p.phase, file: p.file, wasmBytes: p.wasmBytes }) });
+      const first = events.findIndex((e) => e.phase === "gpu" && e.file === "model.q4.safetensors");
+      const base = Math.max(0, ...events.slice(0, first < 0 ? events.length : first).map((e) => e.wasmBytes ?? 0));
+      const peak = Math.max(info.wasmBytes, ...events.map((e) => e.wasmBytes ?? 0));
+      await engine.deleteCached(url);
+      engine.dispose();
+      return { kind: info.kind, largest: info.largestTensor, base, peak, lmEvents: first >= 0 };
+    }, "/heap/");
+    const mib = (x) => `${(x / 2 ** 20).toFixed(1)} MiB`;
+    check("the heap-test LM (MLX q4, text vocabulary 600 000) loads", r.kind === "moshi" && r.lmEvents && r.largest === model.largest, JSON.stringify(r));
+    const bound = r.base + 2 * r.largest;
+    check(
+      "wasm heap while the LM loads ≤ the heap before it + 2 × the largest tensor",
+      r.peak <= bound,
+      `before ${mib(r.base)}, peak ${mib(r.peak)}, largest tensor ${mib(r.largest)}, bound ${mib(bound)}; checkpoint ${mib(model.bytes)}`,
+    );
+  } finally {
+    await b.close();
+    await server.stop();
+  }
+}
+
 const GROUPS = { api: apiTests, store: storeTests, page: pageTests, echo: echoTests, errors: errorTests, server: serverTests, shell: shellTests, privacy: privacyTests, latency: latencyTests, stt: sttTests, captions: captionsTests };
+
+GROUPS.heap = heapTests;
 
 async function main() {
   const want = process.argv.slice(2);
