@@ -142,13 +142,28 @@ impl LinearWeights {
         k: u32,
         label: &str,
     ) -> GpuResult<Self> {
+        let format = t.format();
+        let per_row = (4 * format.data_words(1, k)).max(4 * format.scale_words(4, k).div_ceil(4));
+        let max_rows = (ctx.caps().max_storage_binding / per_row).min(u32::MAX as u64) as u32;
+        let chunk_rows = (UPLOAD_CHUNK_BYTES / per_row.max(1)).min(u32::MAX as u64) as u32;
+        Self::upload_tensor_split(ctx, t, rows, k, label, max_rows, chunk_rows)
+    }
+
+    /// [`LinearWeights::upload_tensor`] with at most `max_rows` rows per part and `chunk_rows`
+    /// rows per write (both rounded down to a multiple of 4, at least 4).
+    pub fn upload_tensor_split(
+        ctx: &Context,
+        t: &LinearTensor,
+        rows: u32,
+        k: u32,
+        label: &str,
+        max_rows: u32,
+        chunk_rows: u32,
+    ) -> GpuResult<Self> {
         let format = t
             .check_layout(rows, k)
             .map_err(|e| err(format!("{label}: {e}")))?;
-        let max = ctx.caps().max_storage_binding;
-        let per_row = (4 * format.data_words(1, k)).max(4 * format.scale_words(4, k).div_ceil(4));
-        let max_rows = ((max / per_row).min(u32::MAX as u64) as u32 / 4 * 4).max(4);
-        let chunk_rows = (UPLOAD_CHUNK_BYTES / per_row.max(1)).clamp(4, u32::MAX as u64) as u32;
+        let max_rows = (max_rows / 4 * 4).max(4);
         let mut parts = Vec::new();
         let mut r0 = 0u32;
         while r0 < rows {
