@@ -4,6 +4,7 @@
 
 pub mod config;
 mod extra;
+pub mod groups;
 mod model;
 
 pub use config::LmConfig;

@@ -22,6 +22,7 @@ use crate::weights::{UsageTracker, WeightFormat};
 
 use super::config::LmConfig;
 use super::extra::{ExtraHeads, ExtraHeadsConfig};
+use super::groups;
 
 /// How tokens are drawn (spec §3.3; PyTorch `LMGen` defaults).
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -560,11 +561,14 @@ impl Lm {
             mark = n;
             d
         };
+        rec.set_group(groups::EMBED);
         self.emb
             .sum(rec, self.tokens.view(), &streams, self.x.view(), false)?;
         counts.embed = since(rec);
+        rec.set_group(groups::TEMPORAL);
         self.transformer.forward(rec, &self.x)?;
         counts.temporal = since(rec);
+        rec.set_group(groups::TEXT_HEAD);
         // The out norm is fused into every linear that reads it (text head, depformer inputs)
         // when their shapes allow; otherwise `z` holds it.
         let fused = self.text_linear.fusable()
@@ -590,8 +594,10 @@ impl Lm {
         counts.text_head = since(rec);
         let text_slot = self.slot(s as isize, 0);
         let text_logits = LogitRows::one(self.text_logits.view(), 0, self.cfg.text_card_out as u32);
+        rec.set_group(groups::SAMPLING);
         self.choose(rec, choice, &text_logits, 0, text_slot)?;
         counts.sampling += since(rec);
+        rec.set_group(groups::TEXT_HEAD);
         if let Some(extra) = &self.extra {
             extra.record(rec, z.view(), z_input)?;
         }
@@ -634,6 +640,7 @@ impl Lm {
         let card = self.cfg.card as u32;
         let mut prev = text_slot;
         for k in 0..self.cfg.dep_q {
+            rec.set_group(groups::DEPFORMER);
             let j = if self.cfg.depformer_multi_linear {
                 self.cfg.depformer_set(k)
             } else {
@@ -675,6 +682,7 @@ impl Lm {
             counts.depformer += since(rec);
             let out = self.audio_out_slot(s, k);
             let logits = LogitRows::one(self.audio_logits.view(), row as u32, card);
+            rec.set_group(groups::SAMPLING);
             self.choose(rec, choice, &logits, 1 + k as u32, out)?;
             counts.sampling += since(rec);
             prev = out;
