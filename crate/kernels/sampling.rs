@@ -27,6 +27,12 @@
 //! most 8 rounds, usually 3–4, stopping when the k-th element's bin is taken whole. Then one
 //! Gumbel-max pass over the row and a two-level shared-memory argmax. Greedy is one pass and the
 //! argmax.
+//!
+//! [`sample_embed`] (entry `sample_embed`, define `EMBED`): one row drawn as above by one
+//! workgroup, which then gathers the drawn token's row of an embedding table (`embed.wgsl`'s
+//! piece layout and dequantization, `shaders/common/table.wgsl`) into `out` — stored, or added
+//! as `embed_sum` adds one stream — in the same dispatch. The LM uses it for the depformer:
+//! each sampler writes the embedding that the next depformer step reads.
 
 use bytemuck::{Pod, Zeroable};
 
@@ -69,10 +75,7 @@ static SAMPLE_EMBED: Kernel = Kernel {
 
 /// The kernel variants this module launches (for `tests/reflect.rs`).
 pub fn variants(_device: &[&str]) -> Vec<(&'static Kernel, Variant)> {
-    vec![
-        (&SAMPLE, Variant::none()),
-        (&SAMPLE_EMBED, Variant::none()),
-    ]
+    vec![(&SAMPLE, Variant::none()), (&SAMPLE_EMBED, Variant::none())]
 }
 
 /// How to draw.
@@ -319,7 +322,9 @@ pub fn sample_embed(
             table.size
         )));
     }
-    if rows as u64 * dim as u64 + 32 > u32::MAX as u64 || first_id as u64 + rows as u64 > i32::MAX as u64 {
+    if rows as u64 * dim as u64 + 32 > u32::MAX as u64
+        || first_id as u64 + rows as u64 > i32::MAX as u64
+    {
         return Err(bad(format!(
             "ids {first_id}..+{rows} of width {dim} do not fit one piece"
         )));

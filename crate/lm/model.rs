@@ -143,7 +143,11 @@ impl Depformer {
 
 /// Step `k`'s row of the stacked inputs, or the one input buffer `x` (borrows only those, so
 /// that the depformer's transformer can run on it).
-fn step_input<'a>(stacked: &'a Option<(Linear, GpuBuffer)>, x: &'a GpuBuffer, k: usize) -> View<'a> {
+fn step_input<'a>(
+    stacked: &'a Option<(Linear, GpuBuffer)>,
+    x: &'a GpuBuffer,
+    k: usize,
+) -> View<'a> {
     match stacked {
         Some((_, xs)) => xs.slice(k as u64 * x.size(), x.size()),
         None => x.view(),
@@ -632,12 +636,10 @@ impl Lm {
         // when their shapes allow; otherwise `z` holds it.
         let fused = self.text_linear.fusable()
             && self.extra.as_ref().is_none_or(|e| e.fusable())
-            && dep
-                .as_ref()
-                .is_none_or(|dep| {
-                    dep.ins.iter().all(|l| l.fusable())
-                        && dep.stacked.as_ref().is_none_or(|(l, _)| l.fusable())
-                });
+            && dep.as_ref().is_none_or(|dep| {
+                dep.ins.iter().all(|l| l.fusable())
+                    && dep.stacked.as_ref().is_none_or(|(l, _)| l.fusable())
+            });
         let (z, z_input) = if fused {
             (self.x.clone(), self.out_norm.as_linear_input())
         } else {
@@ -744,12 +746,7 @@ impl Lm {
             }
             dep.transformer.forward_view(rec, x)?;
             let row = k as u64 * self.logit_stride() as u64;
-            dep.heads[k].forward(
-                rec,
-                x,
-                self.audio_logits.slice(row * 4, card as u64 * 4),
-                1,
-            )?;
+            dep.heads[k].forward(rec, x, self.audio_logits.slice(row * 4, card as u64 * 4), 1)?;
             counts.depformer += since(rec);
             let out = self.audio_out_slot(s, k);
             let logits = LogitRows::one(self.audio_logits.view(), row as u32, card);

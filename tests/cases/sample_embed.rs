@@ -188,7 +188,11 @@ async fn bad_arguments(ctx: &Context, _size: Size) -> CaseResult {
         )
     };
     let checks = [
-        ("two rows", run(2, WeightFormat::F32, 0, 4, 32, 0), "one row"),
+        (
+            "two rows",
+            run(2, WeightFormat::F32, 0, 4, 32, 0),
+            "one row",
+        ),
         (
             "int8-row table",
             run(1, WeightFormat::Int8Row, 0, 4, 32, 0),

@@ -191,7 +191,11 @@ impl LinearWeights {
     /// one buffer set: different formats or K, a weight in several parts or viewed by rows, a
     /// Q8_0 weight with an odd number of blocks before the last (scales are packed in pairs), or
     /// a stack larger than the storage-binding limit.
-    pub fn stack(ctx: &Context, label: &str, weights: &[&LinearWeights]) -> GpuResult<Option<Self>> {
+    pub fn stack(
+        ctx: &Context,
+        label: &str,
+        weights: &[&LinearWeights],
+    ) -> GpuResult<Option<Self>> {
         let Some(first) = weights.first() else {
             return Ok(None);
         };
