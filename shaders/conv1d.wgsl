@@ -13,9 +13,10 @@
 // x[ci, 0]. With ELU_IN every x sample goes through ELU (alpha 1) as it is read, so the state
 // holds ELU'd samples: the call computes conv(ELU(x)) exactly as an ELU module before the conv.
 // With ACCUMULATE the result is added to y (y += conv(...)), e.g. a residual branch.
+// With X_ROWS x is time-major, [T_in, C_in] (a transformer's rows): x[ci, t] is read at t·C_in + ci.
 //
 // Bindings (group 0):
-//   0 x:         array<f32>, read        [C_in, T_in]
+//   0 x:         array<f32>, read        [C_in, T_in] ([T_in, C_in] with X_ROWS)
 //   1 state_in:  array<f32>, read        [C_in, P] (not read with FIRST; any 4-byte buffer when P = 0)
 //   2 w:         array<f32>, read        [C_out, C_in/G, K]
 //   3 bias:      array<f32>, read        [C_out] (not read without HAS_BIAS)
@@ -54,7 +55,7 @@ struct Params {
     pad: u32,         // P
     t_in: u32,
     t_out: u32,
-    flags: u32,       // HAS_BIAS | FIRST | REPLICATE | ELU_IN | ACCUMULATE
+    flags: u32,       // HAS_BIAS | FIRST | REPLICATE | ELU_IN | ACCUMULATE | X_ROWS
     main_groups: u32, // workgroups that compute y; the rest update the state
     tiles_t: u32,     // direct, tiled: number of 64-wide time tiles; rows: of 8-wide ones
     state_n: u32,     // C_in · P
@@ -65,7 +66,7 @@ struct Params {
 // Injected from the launcher: WG, the tile geometry TILE_T (times per conv1d_direct and
 // conv1d_tiled workgroup), TILE_CO (channels per conv1d_tiled workgroup), ROWS_CO and ROWS_T
 // (channels and times per conv1d_rows workgroup), and the p.flags bits HAS_BIAS, FIRST,
-// REPLICATE, ELU_IN, ACCUMULATE. The kernel bodies are written for these values:
+// REPLICATE, ELU_IN, ACCUMULATE, X_ROWS. The kernel bodies are written for these values:
 const_assert WG == 256u && TILE_T == 64u && TILE_CO == 32u && ROWS_CO == 4u && ROWS_T == 8u;
 
 @group(0) @binding(0) var<storage, read> x: array<f32>;
@@ -90,14 +91,22 @@ fn act(v: f32) -> f32 {
     return v;
 }
 
+// x[ci, t] in either layout.
+fn x_at(ci: u32, t: u32) -> f32 {
+    if ((p.flags & X_ROWS) != 0u) {
+        return x[t * p.c_in + ci];
+    }
+    return x[ci * p.t_in + t];
+}
+
 // win[ci, pos] for pos in [0, P + T_in).
 fn win(ci: u32, pos: u32) -> f32 {
     if (pos >= p.pad) {
-        return act(x[ci * p.t_in + pos - p.pad]);
+        return act(x_at(ci, pos - p.pad));
     }
     if ((p.flags & FIRST) != 0u) {
         if ((p.flags & REPLICATE) != 0u) {
-            return act(x[ci * p.t_in]);
+            return act(x_at(ci, 0u));
         }
         return 0.0;
     }

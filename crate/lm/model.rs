@@ -14,7 +14,7 @@
 
 use crate::gpu::{BufferUsage, Context, GpuBuffer, Recorder, View};
 use crate::kernels::linear::{LinearInput, LinearOutput};
-use crate::kernels::sampling::{self, LogitRows, SampleConfig, TokenSlots};
+use crate::kernels::sampling::{self, EmbedRow, LogitRows, SampleConfig, TokenSlots};
 use crate::nn::{
     EmbeddingTable, Embeddings, Linear, Norm, NormKind, Transformer, TransformerConfig, Weights,
 };
@@ -105,18 +105,54 @@ impl StepDispatches {
 }
 
 struct Depformer {
-    /// `depformer_in`, indexed by weight set (or one shared).
+    /// `depformer_in`, indexed by weight set (or one shared); empty when `stacked` holds them.
     ins: Vec<Linear>,
+    /// Every step's own `depformer_in` stacked into one linear (`[dep_q · dim, d]`), run once
+    /// per step into `xs` before the text token is sampled, when each step has its own weight
+    /// and a row of `xs` is a bindable view.
+    stacked: Option<(Linear, GpuBuffer)>,
     /// Previous-token tables: 0 = text, k = audio codebook k − 1.
     emb: Embeddings,
     /// Low-rank projections per table (`{table}.low_rank.weight`).
     low_rank: Vec<Option<Linear>>,
     transformer: Transformer,
     heads: Vec<Linear>,
-    /// `[dim]` step input.
+    /// `[dim]` step input (unless `stacked`).
     x: GpuBuffer,
     /// `[rank]` gathered low-rank embedding.
     e: GpuBuffer,
+}
+
+impl Depformer {
+    /// Step `k`'s input and residual stream `[dim]`.
+    fn input(&self, k: usize) -> View<'_> {
+        step_input(&self.stacked, &self.x, k)
+    }
+
+    /// Where step `k`'s previous-token embedding goes when its sampler gathers it: stored into
+    /// the step's input (the projection accumulates onto it later), or added to the stacked
+    /// projection already there. `None` for low-rank tables or tables the fused gather cannot
+    /// read.
+    fn embed_target(&self, k: usize) -> Option<EmbedRow<'_>> {
+        if self.low_rank[k].is_some() {
+            return None;
+        }
+        self.emb
+            .row_target(k, self.input(k), 0, self.stacked.is_some())
+    }
+}
+
+/// Step `k`'s row of the stacked inputs, or the one input buffer `x` (borrows only those, so
+/// that the depformer's transformer can run on it).
+fn step_input<'a>(
+    stacked: &'a Option<(Linear, GpuBuffer)>,
+    x: &'a GpuBuffer,
+    k: usize,
+) -> View<'a> {
+    match stacked {
+        Some((_, xs)) => xs.slice(k as u64 * x.size(), x.size()),
+        None => x.view(),
+    }
 }
 
 /// The Moshi LM with its weights, caches and per-step buffers.
@@ -263,9 +299,28 @@ impl Lm {
         table_format: Option<WeightFormat>,
     ) -> crate::Result<Depformer> {
         let (d, dd) = (cfg.dim, cfg.depformer_dim);
-        let ins = (0..cfg.depformer_in_count())
+        let mut ins = (0..cfg.depformer_in_count())
             .map(|j| w.linear(ctx, &format!("depformer_in.{j}.weight"), dd, d))
             .collect::<crate::Result<Vec<_>>>()?;
+        let own_weight_per_step = cfg.depformer_multi_linear
+            && ins.len() == cfg.dep_q
+            && (0..cfg.dep_q).all(|k| cfg.depformer_set(k) == k);
+        let row_bytes = dd as u64 * 4;
+        let stacked = if own_weight_per_step
+            && cfg.dep_q > 1
+            && row_bytes.is_multiple_of(ctx.caps().min_storage_offset_alignment as u64)
+        {
+            let refs: Vec<&Linear> = ins.iter().collect();
+            match Linear::stack(ctx, "depformer_in stacked", &refs)? {
+                Some(l) => {
+                    ins.clear();
+                    Some((l, fbuf(ctx, "depformer step inputs", cfg.dep_q * dd)?))
+                }
+                None => None,
+            }
+        } else {
+            None
+        };
         let rank = cfg.depformer_low_rank_embeddings.unwrap_or(dd);
         let mut dep_tables = vec![EmbeddingTable {
             name: "depformer_text_emb.weight".into(),
@@ -301,6 +356,7 @@ impl Lm {
             x: fbuf(ctx, "depformer x", dd)?,
             e: fbuf(ctx, "depformer low-rank e", rank)?,
             ins,
+            stacked,
             emb: dep_emb,
             low_rank,
             transformer: dep_transformer,
@@ -410,16 +466,19 @@ impl Lm {
     pub fn weight_bytes_per_step(&self) -> u64 {
         let extra = self.extra.as_ref().map_or(0, |e| e.bytes());
         let dep = self.dep.as_ref().map_or(0, |dep| {
-            let dep_in: u64 = (0..self.cfg.dep_q)
-                .map(|k| {
-                    let j = if self.cfg.depformer_multi_linear {
-                        self.cfg.depformer_set(k)
-                    } else {
-                        0
-                    };
-                    dep.ins[j].bytes()
-                })
-                .sum();
+            let dep_in: u64 = match &dep.stacked {
+                Some((l, _)) => l.bytes(),
+                None => (0..self.cfg.dep_q)
+                    .map(|k| {
+                        let j = if self.cfg.depformer_multi_linear {
+                            self.cfg.depformer_set(k)
+                        } else {
+                            0
+                        };
+                        dep.ins[j].bytes()
+                    })
+                    .sum(),
+            };
             let heads: u64 = dep.heads.iter().map(|h| h.bytes()).sum();
             dep_in + heads + self.cfg.dep_q as u64 * dep.transformer.weight_bytes_per_call()
         });
@@ -439,6 +498,7 @@ impl Lm {
     pub fn weight_bytes(&self) -> u64 {
         let dep = self.dep.as_ref().map_or(0, |dep| {
             dep.ins.iter().map(|l| l.bytes()).sum::<u64>()
+                + dep.stacked.as_ref().map_or(0, |(l, _)| l.bytes())
                 + dep.emb.bytes()
                 + dep.heads.iter().map(|h| h.bytes()).sum::<u64>()
                 + dep.transformer.weight_bytes()
@@ -485,7 +545,9 @@ impl Lm {
     }
 
     /// Choose the token of sampling site `site` (0 text, 1 + k audio codebook k) from one row
-    /// of logits into ring element `out`.
+    /// of logits into ring element `out`. When sampling, the same launch gathers the token's
+    /// embedding row into `next` (the next depformer step's input) if given; returns whether it
+    /// did (forced tokens are copies: the caller then gathers the row itself).
     fn choose(
         &self,
         rec: &mut Recorder,
@@ -493,13 +555,15 @@ impl Lm {
         logits: &LogitRows,
         site: u32,
         out: u32,
-    ) -> crate::Result<()> {
+        next: Option<EmbedRow>,
+    ) -> crate::Result<bool> {
         match choice {
             TokenChoice::Forced => {
                 rec.copy(
                     self.forced_tokens.slice(site as u64 * 4, 4),
                     self.tokens.slice(out as u64 * 4, 4),
                 );
+                Ok(false)
             }
             TokenChoice::Sample(s) => {
                 let (temperature, top_k) = if site == 0 {
@@ -516,10 +580,13 @@ impl Lm {
                     view: self.tokens.view(),
                     index: out,
                 };
-                sampling::sample_rows(rec, logits, &cfg, slots)?;
+                match next {
+                    Some(row) => sampling::sample_embed(rec, logits, &cfg, slots, &row)?,
+                    None => sampling::sample_rows(rec, logits, &cfg, slots)?,
+                }
+                Ok(next.is_some())
             }
         }
-        Ok(())
     }
 
     /// Record one step (spec §3.1): the user's codes of frame `s − 1 − d` must already be in
@@ -573,9 +640,10 @@ impl Lm {
         // when their shapes allow; otherwise `z` holds it.
         let fused = self.text_linear.fusable()
             && self.extra.as_ref().is_none_or(|e| e.fusable())
-            && dep
-                .as_ref()
-                .is_none_or(|dep| dep.ins.iter().all(|l| l.fusable()));
+            && dep.as_ref().is_none_or(|dep| {
+                dep.ins.iter().all(|l| l.fusable())
+                    && dep.stacked.as_ref().is_none_or(|(l, _)| l.fusable())
+            });
         let (z, z_input) = if fused {
             (self.x.clone(), self.out_norm.as_linear_input())
         } else {
@@ -592,10 +660,18 @@ impl Lm {
             LinearOutput::Store,
         )?;
         counts.text_head = since(rec);
+        // Every step's depformer input projection at once (stacked weights), before the text
+        // sampler adds the text token's embedding to step 0's input.
+        if let Some((l, xs)) = dep.as_ref().and_then(|d| d.stacked.as_ref()) {
+            rec.set_group(groups::DEPFORMER);
+            l.forward_with(rec, z.view(), xs.view(), 1, z_input, LinearOutput::Store)?;
+        }
+        counts.depformer += since(rec);
         let text_slot = self.slot(s as isize, 0);
         let text_logits = LogitRows::one(self.text_logits.view(), 0, self.cfg.text_card_out as u32);
         rec.set_group(groups::SAMPLING);
-        self.choose(rec, choice, &text_logits, 0, text_slot)?;
+        let next = dep.as_ref().and_then(|d| d.embed_target(0));
+        let embedded = self.choose(rec, choice, &text_logits, 0, text_slot, next)?;
         counts.sampling += since(rec);
         rec.set_group(groups::TEXT_HEAD);
         if let Some(extra) = &self.extra {
@@ -607,21 +683,22 @@ impl Lm {
                 buffer: &z,
                 read: z_input,
             };
-            self.run_depformer(dep, rec, choice, z, text_slot, &mut counts)?;
+            self.run_depformer(dep, rec, choice, z, (text_slot, embedded), &mut counts)?;
         }
         self.last_dispatches = counts;
         Ok(())
     }
 
     /// The depformer's `dep_q` steps of step `self.step`, each chained on the token chosen
-    /// just before.
+    /// just before (`prev`: its ring slot, and whether its sampler already gathered its
+    /// embedding into step 0's input).
     fn run_depformer(
         &self,
         dep: &mut Depformer,
         rec: &mut Recorder,
         choice: &TokenChoice,
         z: ZInput,
-        text_slot: u32,
+        prev: (u32, bool),
         counts: &mut StepDispatches,
     ) -> crate::Result<()> {
         let ZInput {
@@ -638,52 +715,56 @@ impl Lm {
         let s = self.step;
         dep.transformer.reset();
         let card = self.cfg.card as u32;
-        let mut prev = text_slot;
+        let (mut prev, mut embedded) = prev;
         for k in 0..self.cfg.dep_q {
             rec.set_group(groups::DEPFORMER);
-            let j = if self.cfg.depformer_multi_linear {
-                self.cfg.depformer_set(k)
-            } else {
-                0
-            };
-            dep.ins[j].forward_with(
-                rec,
-                z.view(),
-                dep.x.view(),
-                1,
-                z_input,
-                LinearOutput::Store,
-            )?;
-            match &dep.low_rank[k] {
-                Some(lr) => {
+            let x = step_input(&dep.stacked, &dep.x, k);
+            // x = depformer_in(z) + embedding(prev): with stacked inputs the projection is in x
+            // already; a fused sampler stored the embedding, so the projection accumulates.
+            if dep.stacked.is_none() {
+                let j = if self.cfg.depformer_multi_linear {
+                    self.cfg.depformer_set(k)
+                } else {
+                    0
+                };
+                let out = if embedded {
+                    LinearOutput::Accumulate
+                } else {
+                    LinearOutput::Store
+                };
+                dep.ins[j].forward_with(rec, z.view(), x, 1, z_input, out)?;
+            }
+            match (&dep.low_rank[k], embedded) {
+                (_, true) => {}
+                (Some(lr), false) => {
                     dep.emb
                         .sum(rec, self.tokens.view(), &[(k, prev)], dep.e.view(), false)?;
                     lr.forward_with(
                         rec,
                         dep.e.view(),
-                        dep.x.view(),
+                        x,
                         1,
                         LinearInput::Plain,
                         LinearOutput::Accumulate,
                     )?;
                 }
-                None => dep
+                (None, false) => dep
                     .emb
-                    .sum(rec, self.tokens.view(), &[(k, prev)], dep.x.view(), true)?,
+                    .sum(rec, self.tokens.view(), &[(k, prev)], x, true)?,
             }
-            dep.transformer.forward(rec, &dep.x)?;
+            dep.transformer.forward_view(rec, x)?;
             let row = k as u64 * self.logit_stride() as u64;
-            dep.heads[k].forward(
-                rec,
-                dep.x.view(),
-                self.audio_logits.slice(row * 4, card as u64 * 4),
-                1,
-            )?;
+            dep.heads[k].forward(rec, x, self.audio_logits.slice(row * 4, card as u64 * 4), 1)?;
             counts.depformer += since(rec);
             let out = self.audio_out_slot(s, k);
             let logits = LogitRows::one(self.audio_logits.view(), row as u32, card);
             rec.set_group(groups::SAMPLING);
-            self.choose(rec, choice, &logits, 1 + k as u32, out)?;
+            let next = if k + 1 < self.cfg.dep_q {
+                dep.embed_target(k + 1)
+            } else {
+                None
+            };
+            embedded = self.choose(rec, choice, &logits, 1 + k as u32, out, next)?;
             counts.sampling += since(rec);
             prev = out;
         }

@@ -258,7 +258,8 @@ impl Mimi {
         Ok(bytemuck::pod_collect_to_vec(&bytes))
     }
 
-    /// Read back an intermediate for debugging and tests.
+    /// Read back an intermediate for debugging and tests, channel-major `[channels, steps]`
+    /// (the codec transformers' `[steps, D]` rows are transposed here).
     pub async fn debug_read(&self, ctx: &Context, what: &str) -> crate::Result<Vec<f32>> {
         let (first_in, rest_in) = self.rvq_encoder.projected();
         let b = match what {
@@ -272,6 +273,12 @@ impl Mimi {
             "rvq_rest_in" => rest_in,
             _ => return Err(GpuError::Readback(format!("unknown intermediate {what}")).into()),
         };
-        Ok(ctx.read_f32(b).await?)
+        let v = ctx.read_f32(b).await?;
+        if !matches!(what, "enc_transformer" | "dec_transformer") {
+            return Ok(v);
+        }
+        let d = self.cfg.transformer.d_model;
+        let t = v.len() / d.max(1);
+        Ok((0..d * t).map(|i| v[(i % t) * d + i / t]).collect())
     }
 }

@@ -13,7 +13,7 @@ fn fbuf(ctx: &Context, label: &str, floats: u32) -> crate::Result<GpuBuffer> {
     Ok(ctx.create_buffer(label, floats as u64 * 4, BufferUsage::Storage)?)
 }
 
-/// `[d, steps]` → the frame's latent `[d, 1]`.
+/// The encoder transformer's `[steps, d]` rows → the frame's latent `[d, 1]`.
 pub struct Downsample {
     conv: ConvLayer,
     out: GpuBuffer,
@@ -37,7 +37,7 @@ impl Downsample {
 impl Streaming for Downsample {
     fn record(&mut self, rec: &mut Recorder, input: &GpuBuffer) -> crate::Result<()> {
         self.conv
-            .run(rec, input.view(), self.out.view(), ConvRun::PLAIN)
+            .run(rec, input.view(), self.out.view(), ConvRun::ROWS_INPUT)
     }
 
     fn output(&self) -> &GpuBuffer {

@@ -138,7 +138,7 @@ struct DecStage {
     out: GpuBuffer,
 }
 
-/// SEANet decoder: `[dimension, steps]` → one frame of samples.
+/// SEANet decoder: the decoder transformer's `[steps, dimension]` rows → one frame of samples.
 pub struct SeanetDecoder {
     first: ConvLayer,
     first_out: GpuBuffer,
@@ -194,10 +194,15 @@ impl SeanetDecoder {
 }
 
 impl Streaming for SeanetDecoder {
-    /// `input`: `[dimension, steps]`; output: one frame of samples.
+    /// `input`: the decoder transformer's `[steps, dimension]` rows; output: one frame of
+    /// samples.
     fn record(&mut self, rec: &mut Recorder, input: &GpuBuffer) -> crate::Result<()> {
-        self.first
-            .run(rec, input.view(), self.first_out.view(), ConvRun::PLAIN)?;
+        self.first.run(
+            rec,
+            input.view(),
+            self.first_out.view(),
+            ConvRun::ROWS_INPUT,
+        )?;
         let mut x = &self.first_out;
         for s in &mut self.stages {
             s.up.run(rec, x.view(), s.out.view(), ConvRun::ELU_INPUT)?;

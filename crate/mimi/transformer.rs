@@ -1,7 +1,8 @@
 //! Mimi's codec transformer (`ProjectedTransformer` with d_model = dimension, no projections):
 //! the shared [`crate::nn::Transformer`] with LayerNorm, layer scale, interleaved RoPE, a plain
 //! GELU MLP and an f32 ring KV cache, run on the `[T, D]` rows of one frame (T = 25 Hz steps).
-//! The codec keeps channel-major `[D, T]` activations, so this part transposes in and out.
+//! The codec keeps channel-major `[D, T]` activations: this part transposes its input into rows;
+//! its output stays `[T, D]` rows, which the next conv reads as such (`ConvRun::ROWS_INPUT`).
 
 use crate::gpu::{BufferUsage, Context, GpuBuffer, Recorder};
 use crate::kernels::elementwise;
@@ -11,14 +12,13 @@ use crate::nn::{NormKind, Scope};
 use super::config::TransformerConfig;
 use super::streaming::Streaming;
 
-/// `encoder_transformer` or `decoder_transformer`: `[D, t]` in, `[D, t]` out.
+/// `encoder_transformer` or `decoder_transformer`: `[D, t]` in, `[t, D]` rows out.
 pub struct CodecTransformer {
     inner: transformer::Transformer,
     d: u32,
     t: u32,
-    /// The `[t, D]` rows the layers run on.
+    /// The `[t, D]` rows the layers run on, and the output.
     rows: GpuBuffer,
-    out: GpuBuffer,
 }
 
 /// The shared transformer's config for a codec transformer of `t` rows per call (the config was
@@ -62,23 +62,22 @@ impl CodecTransformer {
             d: cfg.d_model as u32,
             t,
             rows: buffer("rows")?,
-            out: buffer("out")?,
         })
     }
 }
 
 impl Streaming for CodecTransformer {
     /// Channel-major `input` = `[D, t]` (the codec's conv layout): transpose to rows, all layers,
-    /// transpose back into the `[D, t]` output.
+    /// in place; the output is those `[t, D]` rows.
     fn record(&mut self, rec: &mut Recorder, input: &GpuBuffer) -> crate::Result<()> {
         elementwise::transpose(rec, input.view(), self.rows.view(), self.d, self.t)?;
         self.inner.forward(rec, &self.rows)?;
-        elementwise::transpose(rec, self.rows.view(), self.out.view(), self.t, self.d)?;
         Ok(())
     }
 
+    /// `[t, D]` rows (time-major).
     fn output(&self) -> &GpuBuffer {
-        &self.out
+        &self.rows
     }
 
     fn reset(&mut self) {

@@ -19,6 +19,8 @@ pub struct ConvRun {
     pub elu_input: bool,
     /// `y += conv(x)` instead of `y = conv(x)` (conv only; the conv-transpose refuses it).
     pub accumulate: bool,
+    /// `x` is time-major `[t, channels]`, a transformer's rows (conv only).
+    pub input_rows: bool,
 }
 
 impl ConvRun {
@@ -26,27 +28,39 @@ impl ConvRun {
     pub const PLAIN: Self = Self {
         elu_input: false,
         accumulate: false,
+        input_rows: false,
     };
     /// `y = conv(ELU(x))`.
     pub const ELU_INPUT: Self = Self {
         elu_input: true,
         accumulate: false,
+        input_rows: false,
     };
     /// `y += conv(x)`.
     pub const ACCUMULATE: Self = Self {
         elu_input: false,
         accumulate: true,
+        input_rows: false,
     };
     /// `y += conv(ELU(x))` (the residual block's last conv).
     pub const ELU_ACCUMULATE: Self = Self {
         elu_input: true,
         accumulate: true,
+        input_rows: false,
+    };
+
+    /// `y = conv(x)` with `x` given as `[t, channels]` rows.
+    pub const ROWS_INPUT: Self = Self {
+        elu_input: false,
+        accumulate: false,
+        input_rows: true,
     };
 
     fn opts(self) -> ConvOpts {
         ConvOpts {
             elu_input: self.elu_input,
             accumulate: self.accumulate,
+            input_rows: self.input_rows,
             ..Default::default()
         }
     }

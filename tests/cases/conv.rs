@@ -21,6 +21,7 @@ cases!(
     conv1d_final_k3,
     conv1d_decoder_k7,
     conv1d_resample_replicate,
+    conv1d_rows_input,
     conv1d_dilated,
     conv1d_groups,
     conv1d_pointwise,
@@ -96,7 +97,15 @@ async fn run_conv1d(ctx: &Context, r: Conv1dRun<'_>) -> CaseResult {
     let (mut off, mut off_out) = (0usize, 0usize);
     for (i, &tc) in r.chunks.iter().enumerate() {
         let tc_out = (tc / c.stride) as usize;
-        let xb = gpu(ctx.upload("x", &slice_cols(&x, c_in, total as usize, off, tc as usize)))?;
+        let mut xc = slice_cols(&x, c_in, total as usize, off, tc as usize);
+        if r.opts.input_rows {
+            // Time-major [tc, c_in]: the conv must read the same signal.
+            let t = tc as usize;
+            xc = (0..t * c_in)
+                .map(|i| xc[(i % c_in) * t + i / c_in])
+                .collect();
+        }
+        let xb = gpu(ctx.upload("x", &xc))?;
         let yb = gpu(ctx.upload("y", &slice_cols(&y0, c_out, t_out_total, off_out, tc_out)))?;
         gpu(conv::conv1d(
             &mut rec,
@@ -318,6 +327,45 @@ async fn conv1d_resample_replicate(ctx: &Context, size: Size) -> CaseResult {
         c,
         &[2, 2, 1, 2, 5],
         ConvOpts::default(),
+        &ALGOS1,
+    )
+    .await
+}
+
+/// A time-major `[T, C_in]` input (a codec transformer's rows, `ConvOpts::input_rows`) gives the
+/// channel-major reference's result: the 25 → 12.5 Hz downsample (replicate padding, state
+/// carried over calls) and the decoder's first conv (K = 7, C_in ≠ C_out, ELU input), odd
+/// channel counts at the small size.
+async fn conv1d_rows_input(ctx: &Context, size: Size) -> CaseResult {
+    let (down, first) = match size {
+        Size::Small => (Conv1d::new(13, 13, 4).stride(2), Conv1d::new(13, 7, 7)),
+        Size::Full => (
+            Conv1d::new(512, 512, 4).stride(2),
+            Conv1d::new(512, 1024, 7),
+        ),
+    };
+    let rows = ConvOpts {
+        input_rows: true,
+        ..Default::default()
+    };
+    conv1d_both(
+        ctx,
+        "rows input downsample",
+        down.pad_mode(PadMode::Replicate),
+        &[2, 2, 4, 2],
+        rows,
+        &ALGOS1,
+    )
+    .await?;
+    conv1d_both(
+        ctx,
+        "rows input k7 elu",
+        first,
+        &[2, 3, 2],
+        ConvOpts {
+            elu_input: true,
+            ..rows
+        },
         &ALGOS1,
     )
     .await
@@ -861,6 +909,25 @@ async fn convtr_bad_args(ctx: &Context, _size: Size) -> CaseResult {
             2,
             ConvOpts {
                 accumulate: true,
+                ..o
+            },
+        )
+        .is_ok(),
+    )?;
+    bad(
+        "time-major input",
+        conv::conv_tr1d(
+            &mut rec,
+            &mut state,
+            &ConvWeights {
+                weight: w.view(),
+                bias: None,
+            },
+            x.view(),
+            y.view(),
+            2,
+            ConvOpts {
+                input_rows: true,
                 ..o
             },
         )

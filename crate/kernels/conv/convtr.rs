@@ -48,6 +48,12 @@ pub fn conv_tr1d(
     if t == 0 {
         return Err(launch_err(name, "t must be positive".into()));
     }
+    if opts.input_rows {
+        return Err(launch_err(
+            name,
+            "a time-major input is not supported by the conv-transpose".into(),
+        ));
+    }
     if opts.accumulate {
         return Err(launch_err(
             name,

@@ -108,6 +108,7 @@ const F_FIRST: u32 = 2;
 const F_REPLICATE: u32 = 4;
 const F_ELU_IN: u32 = 8;
 const F_ACCUMULATE: u32 = 16;
+const F_X_ROWS: u32 = 32;
 
 const CONSTS1: &[(&str, u32)] = &[
     ("WG", WG),
@@ -120,6 +121,7 @@ const CONSTS1: &[(&str, u32)] = &[
     ("REPLICATE", F_REPLICATE),
     ("ELU_IN", F_ELU_IN),
     ("ACCUMULATE", F_ACCUMULATE),
+    ("X_ROWS", F_X_ROWS),
 ];
 const CONSTST: &[(&str, u32)] = &[
     ("WG", WG),
@@ -260,6 +262,10 @@ pub struct ConvOpts {
     pub elu_input: bool,
     /// Conv1d only: `y += conv(x)` instead of `y = conv(x)`.
     pub accumulate: bool,
+    /// Conv1d only: `x` is time-major, `[T_in, C_in]` (a transformer's rows), instead of
+    /// `[C_in, T_in]`: the transpose between a codec transformer and the next conv is folded
+    /// into the conv's loads.
+    pub input_rows: bool,
     pub algo: ConvAlgo,
 }
 
