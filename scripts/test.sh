@@ -193,7 +193,7 @@ page_test() {
 }
 
 stage_js-api() {
-  page_test api store stt
+  page_test api store stt hibiki
 }
 
 stage_page() {

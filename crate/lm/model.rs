@@ -293,9 +293,10 @@ impl Lm {
     /// Set the classifier-free guidance coefficient. Going from 1 to another value allocates
     /// the negative lane (KV caches and activations), going back to 1 frees it; both only at
     /// the start of a stream (step 0, e.g. after [`Lm::reset`]). A model without conditioners
-    /// has no negative condition: any value but 1 is an error.
-    pub fn set_cfg_coef(&mut self, ctx: &Context, coef: f32) -> crate::Result<()> {
-        let bad = |m: String| crate::weights::WeightsError::Config(m).into();
+    /// has no negative condition: any value but 1 is an error. `Err(message)`: a setting the
+    /// caller gave that cannot apply (the message names it); `Ok(Err(_))`: a GPU failure.
+    pub fn set_cfg_coef(&mut self, ctx: &Context, coef: f32) -> Result<crate::Result<()>, String> {
+        let bad = |m: String| m;
         if !(coef.is_finite() && coef > 0.0 && coef <= 100.0) {
             return Err(bad(format!(
                 "cfg {coef}: the guidance coefficient must be in (0, 100]"
@@ -306,7 +307,7 @@ impl Lm {
             if let Some(g) = &mut self.guide {
                 g.set_coef(ctx, coef);
             }
-            return Ok(());
+            return Ok(Ok(()));
         }
         if self.step > 0 {
             return Err(bad(format!(
@@ -315,13 +316,18 @@ impl Lm {
         }
         if !two {
             self.guide = None;
-            return Ok(());
+            return Ok(Ok(()));
         }
         if self.cond_table.is_none() {
             return Err(bad(format!(
                 "cfg {coef}: classifier-free guidance needs a conditioned model (Hibiki's \"conditioners\"); this one has none"
             )));
         }
+        Ok(self.add_guidance(ctx, coef))
+    }
+
+    /// Allocate the negative lane.
+    fn add_guidance(&mut self, ctx: &Context, coef: f32) -> crate::Result<()> {
         let temporal = self.transformer.new_lane(ctx)?;
         let depformer = match &self.dep {
             Some(d) => Some(d.transformer.new_lane(ctx)?),
