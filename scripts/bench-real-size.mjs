@@ -5,7 +5,10 @@
 // times, dispatches per frame, GPU bytes (estimated before the download vs allocated) and wasm
 // memory (the heap only grows, so its size after the run is its peak).
 //
-//   node scripts/bench-real-size.mjs DIR [--frames N] [--native-only | --browser-only]
+//   node scripts/bench-real-size.mjs DIR [--frames N | --load-only] [--native-only | --browser-only]
+//
+// --load-only: no frames (natively `parle info` only; in Chromium download + load, then the
+// wasm heap after load), for iterating on the load's memory.
 //
 // Env: CHROMIUM (default /usr/bin/chromium), PARLE_BIN (default target/debug/parle).
 // Without a GPU, Chromium's WebGPU is SwiftShader and natively it is lavapipe: the 7B then takes
@@ -29,7 +32,7 @@ const FRAME = 1920;
 
 function usage(msg) {
   if (msg) console.error(msg);
-  console.error("usage: node scripts/bench-real-size.mjs DIR [--frames N] [--native-only | --browser-only]");
+  console.error("usage: node scripts/bench-real-size.mjs DIR [--frames N | --load-only] [--native-only | --browser-only]");
   process.exit(2);
 }
 
@@ -38,9 +41,11 @@ let dir = null;
 let frames = 3;
 let native = true;
 let browser = true;
+let loadOnly = false;
 for (let i = 0; i < args.length; i++) {
   const a = args[i];
   if (a === "--frames") frames = Number(args[++i]);
+  else if (a === "--load-only") loadOnly = true;
   else if (a === "--native-only") browser = false;
   else if (a === "--browser-only") native = false;
   else if (a.startsWith("-")) usage(`unknown option ${a}`);
@@ -49,6 +54,7 @@ for (let i = 0; i < args.length; i++) {
 }
 if (!dir) usage();
 if (!Number.isInteger(frames) || frames < 1) usage("--frames takes a whole number ≥ 1");
+if (loadOnly) frames = 0;
 try {
   if (!statSync(dir).isDirectory()) usage(`${dir} is not a directory`);
 } catch {
@@ -64,7 +70,7 @@ for (const f of files) console.log(`  ${f.name}: ${gb(f.size)}`);
 
 const work = mkdtempSync(join(tmpdir(), "parle-real-size-"));
 // Frames of a test signal; the first `frames` of them are what each side runs.
-const signal = testSignal((frames * FRAME) / 24000, 24000, 5);
+const signal = testSignal((Math.max(frames, 1) * FRAME) / 24000, 24000, 5);
 const wav = writeWav16(join(work, "in.wav"), signal, 24000);
 
 try {
@@ -72,6 +78,8 @@ try {
     console.log("\n== native (parle info, parle run)");
     const info = spawnSync(PARLE, ["info", "--model", dir], { encoding: "utf8" });
     process.stdout.write(info.stdout + info.stderr);
+  }
+  if (native && !loadOnly) {
     const t0 = Date.now();
     const run = spawnSync(PARLE, ["run", "--model", dir, "--input", join(work, "in.wav"), "--output", join(work, "out.wav"), "--greedy"], {
       encoding: "utf8",
@@ -145,7 +153,7 @@ try {
       const i = result.info;
       console.log(`adapter: ${i.adapter}${i.software ? " (software)" : ""}`);
       console.log(`download + load: ${(result.loadWallMs / 1000).toFixed(1)} s in all (download ${result.downloadMs == null ? "?" : (result.downloadMs / 1000).toFixed(1) + " s"}, load ${((i.loadMs ?? 0) / 1000).toFixed(1)} s, warm-up skipped: the first frame compiles the pipelines)`);
-      console.log(`frames: ${result.times.map((t) => `${(t / 1000).toFixed(2)} s`).join(", ")}; dispatches per frame: see the native run`);
+      if (frames > 0) console.log(`frames: ${result.times.map((t) => `${(t / 1000).toFixed(2)} s`).join(", ")}; dispatches per frame: see the native run`);
       console.log(`GPU bytes: estimated before the download ${gb(result.inspected.gpuBytes)}, allocated ${gb(i.gpuBytes)}${result.inspected.gpuBytes && i.gpuBytes ? ` (estimate/allocated ${(result.inspected.gpuBytes / i.gpuBytes).toFixed(3)})` : ""}`);
       const bound = 64 * 2 ** 20 + 2 * (i.largestTensor ?? 0);
       console.log(`wasm memory: after load ${mb(i.wasmBytes)}, after ${frames} frames ${mb(result.memory)}; bound 64 MiB + 2 × largest tensor (${mb(i.largestTensor)}) = ${mb(bound)}: ${Math.max(i.wasmBytes ?? 0, result.memory ?? 0) <= bound ? "within" : "OVER"}`);

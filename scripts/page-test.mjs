@@ -4,7 +4,7 @@
 // SwiftShader). The app and the fixture models are served from 127.0.0.1 by scripts/serve.mjs
 // (startServer), which logs every request and can cut or truncate responses.
 //
-//   node scripts/page-test.mjs [GROUP...]     groups: api, store, page, echo, errors, server, captions, … (default: all)
+//   node scripts/page-test.mjs [GROUP...]     groups: api, store, page, echo, errors, server, captions, profile, … (default: all)
 //
 // Prints one "ok"/"FAIL"/"skip" line per check and ends with "page: N passed, N failed".
 // Screenshots and logs go to $PARLE_SCREENSHOTS (default target/page-test/).
@@ -21,6 +21,7 @@ import { fileURLToPath } from "node:url";
 import { chromium } from "playwright-core";
 
 import { startServer } from "./serve.mjs";
+import { writeHeapModel } from "./lib/heap-model.mjs";
 import { SHELL_FILES, writeShellVersion } from "./shell-version.mjs";
 import { bestLag, envelope, pearson, readSafetensors, readWav, resampleLinear, rms, tapWorkletSource, testSignal, writeWav16 } from "./lib/audio.mjs";
 
@@ -2021,7 +2022,133 @@ async function hibikiTests(server) {
   }
 }
 
-const GROUPS = { api: apiTests, store: storeTests, page: pageTests, echo: echoTests, errors: errorTests, server: serverTests, shell: shellTests, privacy: privacyTests, latency: latencyTests, stt: sttTests, captions: captionsTests, hibiki: hibikiTests };
+// ---- the wasm heap while a quantized LM streams to the GPU --------------------------------------
+
+// An MLX q4 LM with three tensors of ~19 MB (scripts/lib/heap-model.mjs), loaded through the JS
+// API from a server of its own: the wasm heap may grow by at most twice the largest tensor while
+// the LM loads (its stored bytes and one more copy's worth for scales, chunks and allocator
+// slack), the promise the published 7B's loading keeps at full size.
+async function heapTests() {
+  if (!existsSync(join(FIXTURES, "lm", "formats", "mlx_q4"))) return skip("wasm heap while an MLX q4 LM loads", "no tests/fixtures/lm/formats/mlx_q4");
+  const model = writeHeapModel(join(tmp, "heap"), FIXTURES, 600000);
+  const server = stoppable(
+    await startServer({
+      mounts: { "/heap/": model.dir },
+      onRequest(req, res) {
+        if (req.url !== "/__test.html") return false;
+        res.writeHead(200, { "content-type": "text/html" }).end("<!doctype html><title>parle test</title><body>heap test</body>");
+        return true;
+      },
+    }),
+  );
+  const b = await launch(WEBGPU, "heap");
+  try {
+    const page = await b.context.newPage();
+    await page.goto(`http://127.0.0.1:${server.address().port}/__test.html`);
+    const r = await inPage(page, async (api, url) => {
+      const engine = await api.createEngine();
+      const events = [];
+      const info = await engine.load(url, { warmup: false, onProgress: (p) => events.push({ phase: p.phase, file: p.file, wasmBytes: p.wasmBytes }) });
+      const first = events.findIndex((e) => e.phase === "gpu" && e.file === "model.q4.safetensors");
+      const base = Math.max(0, ...events.slice(0, first < 0 ? events.length : first).map((e) => e.wasmBytes ?? 0));
+      const peak = Math.max(info.wasmBytes, ...events.map((e) => e.wasmBytes ?? 0));
+      await engine.deleteCached(url);
+      engine.dispose();
+      return { kind: info.kind, largest: info.largestTensor, base, peak, lmEvents: first >= 0 };
+    }, "/heap/");
+    const mib = (x) => `${(x / 2 ** 20).toFixed(1)} MiB`;
+    check("the heap-test LM (MLX q4, text vocabulary 600 000) loads", r.kind === "moshi" && r.lmEvents && r.largest === model.largest, JSON.stringify(r));
+    const bound = r.base + 2 * r.largest;
+    check(
+      "wasm heap while the LM loads ≤ the heap before it + 2 × the largest tensor",
+      r.peak <= bound,
+      `before ${mib(r.base)}, peak ${mib(r.peak)}, largest tensor ${mib(r.largest)}, bound ${mib(bound)}; checkpoint ${mib(model.bytes)}`,
+    );
+  } finally {
+    await b.close();
+    await server.stop();
+  }
+}
+
+// ---- the benchmark's frame profile ---------------------------------------------------------------
+
+// The worker with the adapter's "timestamp-query" hidden (GPUSupportedFeatures.has, which wgpu asks),
+// as on a GPU without timestamp queries.
+const HIDE_TIMESTAMPS = `{ const has = GPUSupportedFeatures.prototype.has;
+  GPUSupportedFeatures.prototype.has = function (f) { return f !== "timestamp-query" && has.call(this, f); }; }\n`;
+
+// The Benchmark section with "profile" on, tiny preset: per group of the frame, launches that add up
+// to the frame's dispatches and, where the adapter has timestamp-query (SwiftShader here), GPU
+// times; with timestamp-query hidden from the engine's worker, the page says times are unavailable
+// and still shows launches and bytes. Service workers are blocked so that the patched worker.js is
+// what the page runs (the app's service worker would refuse a file whose SHA-256 is not the build's).
+async function profileTests(server) {
+  const base = `http://127.0.0.1:${server.address().port}`;
+  const worker = readFileSync(join(ROOT, "web", "worker.js"), "utf8");
+  for (const hide of [false, true]) {
+    const name = hide ? "profile-no-timestamps" : "profile";
+    if (hide) {
+      hooks.set("/worker.js", (req, res) => {
+        res.writeHead(200, { "content-type": "text/javascript" }).end(HIDE_TIMESTAMPS + worker);
+        return true;
+      });
+    }
+    const userData = mkdtempSync(join(tmpdir(), "parle-chromium-"));
+    const context = await chromium.launchPersistentContext(userData, { executablePath: CHROMIUM, headless: true, args: [...BASE_FLAGS, ...WEBGPU], serviceWorkers: "block" });
+    try {
+      const page = await context.newPage();
+      const log = [];
+      page.on("console", (m) => log.push(`[${m.type()}] ${m.text()}`));
+      await page.goto(`${base}/`);
+      const adapterHas = await page.evaluate(async () => (await navigator.gpu.requestAdapter()).features.has("timestamp-query"));
+      await page.waitForFunction(() => !document.getElementById("bench-run").disabled, null, { timeout: 60000 });
+      await page.locator("#bench summary").click();
+      await page.locator("#bench-preset").selectOption("tiny");
+      await page.locator("#bench-frames").fill("2");
+      await page.locator("#bench-profile").check();
+      await page.locator("#bench-run").click();
+      await page.waitForFunction(() => window.parleApp.bench || !document.getElementById("error").hidden, null, { timeout: 240000 }).catch(() => {});
+      const r = await page.evaluate(() => window.parleApp.bench);
+      const out = await page.locator("#bench-out").textContent();
+      const err = (await page.locator("#error").isHidden()) ? "" : (await page.locator("#error").textContent()).trim();
+      writeFileSync(join(OUT, `console-${name}.log`), log.join("\n"));
+      await page.screenshot({ path: join(OUT, `${name}.png`), fullPage: true });
+      const p = r?.profile;
+      if (!check(`${name}: the benchmark returns a profile`, !!p && Array.isArray(p.rows), err || out.slice(0, 200))) continue;
+      const groups = p.rows.filter((x) => x.kernel === null);
+      const names = groups.map((g) => g.group);
+      const launches = groups.reduce((a, g) => a + g.launches, 0);
+      const kernelsAdd = groups.every((g) => p.rows.filter((x) => x.kernel !== null && x.group === g.group).reduce((a, k) => a + k.launches, 0) === g.launches);
+      check(
+        `${name}: the groups (Mimi encode, embedding, temporal, text head, depformer, sampling, Mimi decode) cover the frame's dispatches once, their kernels add up`,
+        launches === r.dispatches && kernelsAdd && ["mimi encode", "embedding", "temporal", "text head", "depformer", "sampling", "mimi decode"].every((g) => names.includes(g)) && names.length === 7 && groups.every((g) => g.bytesRead > 0),
+        `${names.map((n, i) => `${n} ${groups[i].launches}`).join(", ")} = ${launches} of ${r.dispatches}`,
+      );
+      if (!hide) {
+        const timed = groups.every((g) => Number.isFinite(g.ms) && g.ms >= 0) && groups.some((g) => g.ms > 0);
+        check(
+          `${name}: the adapter has timestamp-query (${adapterHas}), so GPU ms per group are measured, finite and ≥ 0, with a copy's rate`,
+          p.timed === adapterHas && p.adapterTimestamps === adapterHas && (!adapterHas || (timed && p.copy?.readGbps > 0 && Number.isFinite(p.spanMs))),
+          `timed ${p.timed}; ${groups.map((g) => `${g.group} ${g.ms?.toFixed(2)} ms`).join(", ")}; copy ${p.copy?.readGbps?.toFixed(2)} GB/s`,
+        );
+        check(`${name}: the page shows the profile table with its times`, /Profile: GPU time per part of the frame/.test(out) && /temporal\s+\d+\s+[\d.]+\s+[\d.]+/.test(out) && out.includes(p.table.split("\n")[1]), out.split("\n").slice(4, 8).join(" | "));
+      } else {
+        check(
+          `${name}: with timestamp-query hidden, the profile is untimed (no ms, no copy rate)`,
+          p.timed === false && p.adapterTimestamps === false && p.copy === null && p.rows.every((x) => x.ms === null && x.gbps === null && x.ofCopy === null),
+          `timed ${p.timed}, adapterTimestamps ${p.adapterTimestamps}`,
+        );
+        check(`${name}: the page says GPU times are unavailable and shows launches and bytes`, /GPU times unavailable — this GPU has no timestamp queries/.test(out) && /temporal\s+\d+\s+[\d.]+\s+-/.test(out), out.split("\n").slice(4, 8).join(" | "));
+      }
+    } finally {
+      hooks.delete("/worker.js");
+      await context.close().catch(() => {});
+      rmSync(userData, { recursive: true, force: true });
+    }
+  }
+}
+
+const GROUPS = { api: apiTests, store: storeTests, page: pageTests, echo: echoTests, errors: errorTests, server: serverTests, shell: shellTests, privacy: privacyTests, latency: latencyTests, stt: sttTests, captions: captionsTests, heap: heapTests, profile: profileTests, hibiki: hibikiTests };
 
 async function main() {
   const want = process.argv.slice(2);

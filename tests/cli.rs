@@ -452,3 +452,59 @@ fn bench_lm_presets() {
         "{e}"
     );
 }
+
+/// `parle bench lm --profile`: after the timed frames, a table per group of the frame (and per
+/// kernel) whose launches add up to the frame's dispatches; timed where the adapter has timestamp
+/// queries (lavapipe has), otherwise it says so and prints launches and bytes only.
+#[test]
+fn bench_lm_profile() {
+    let out = run_ok(parle().args([
+        "bench",
+        "lm",
+        "--random-real-size",
+        "--preset",
+        "tiny",
+        "--frames",
+        "1",
+        "--profile",
+    ]));
+    let dispatches: u32 = out
+        .lines()
+        .find_map(|l| l.strip_prefix("per frame: "))
+        .and_then(|l| l.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no dispatch count in:\n{out}"));
+    let table = out
+        .split("profile:\n")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no profile in:\n{out}"));
+    let groups = [
+        "mimi encode",
+        "embedding",
+        "temporal",
+        "text head",
+        "sampling",
+        "depformer",
+        "mimi decode",
+    ];
+    let mut launches = 0;
+    for g in groups {
+        let line = table
+            .lines()
+            .find(|l| l.starts_with(g) && l[g.len()..].starts_with("  "))
+            .unwrap_or_else(|| panic!("no row for {g:?} in:\n{table}"));
+        launches += line[g.len()..]
+            .split_whitespace()
+            .next()
+            .and_then(|n| n.parse::<u32>().ok())
+            .unwrap_or_else(|| panic!("no launch count in {line:?}"));
+    }
+    assert_eq!(launches, dispatches, "the groups' launches:\n{table}");
+    assert!(
+        table.contains("GPU times from timestamp queries")
+            || table.contains(
+                "has no timestamp queries (timestamp-query): launches and bytes read only"
+            ),
+        "the table says whether it is timed:\n{table}"
+    );
+}

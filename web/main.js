@@ -433,11 +433,13 @@ async function runBench() {
   $("bench-run").disabled = true;
   $("bench-out").textContent = "Running… (the first frames compile the GPU pipelines)";
   try {
-    const r = await engine.bench({ preset: $("bench-preset").value, frames: Number($("bench-frames").value) || 10 });
+    const profile = $("bench-profile").checked;
+    const r = await engine.bench({ preset: $("bench-preset").value, frames: Number($("bench-frames").value) || 10, profile });
     $("bench-out").textContent =
       `${r.description}\n${r.adapter}${r.software ? " (software)" : ""}: ${r.frames} frames, mean ${r.meanMs.toFixed(1)} ms, ` +
       `p50 ${r.p50Ms.toFixed(1)} ms, min ${r.minMs.toFixed(1)} ms, max ${r.maxMs.toFixed(1)} ms; real-time factor ${r.rtf.toFixed(2)}\n` +
-      `${r.dispatches} dispatches per frame, GPU memory ${fmtBytes(r.gpuBytes)}, load + first frame ${(r.loadMs / 1000).toFixed(1)} s`;
+      `${r.dispatches} dispatches per frame, GPU memory ${fmtBytes(r.gpuBytes)}, load + first frame ${(r.loadMs / 1000).toFixed(1)} s` +
+      (r.profile ? `\n\n${profileText(r.profile)}` : "");
     window.parleApp.bench = r;
     info = null; // the benchmark replaced the model
     captions.show(false);
@@ -449,6 +451,15 @@ async function runBench() {
   } finally {
     $("bench-run").disabled = false;
   }
+}
+
+// The benchmark's profile (engine.bench({ profile: true })): its table, headed by whether GPU
+// times were measured (the adapter's timestamp-query) or only launches and bytes counted.
+function profileText(p) {
+  const head = p.timed
+    ? `Profile: GPU time per part of the frame (timestamp queries), mean of ${p.frames} frames`
+    : "Profile: GPU times unavailable — this GPU has no timestamp queries (timestamp-query); launches and bytes read only";
+  return `${head}\n${p.table}`;
 }
 
 // ---- offline ------------------------------------------------------------------------------------

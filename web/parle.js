@@ -261,7 +261,12 @@ export class Engine {
     return this._call("words", { tokens: Array.from(tokens ?? []) });
   }
 
-  /** Random-weight frames at a preset size ("mimi", "lm-small", "lm-7b", "stt-1b", "stt-2.6b", "tiny"): timings. */
+  /**
+   * Random-weight frames at a preset size ("mimi", "lm-small", "lm-7b", "stt-1b", "stt-2.6b", "tiny"): timings.
+   * With `profile: true`, also `profile`: per group of the frame and kernel, launches, bytes read
+   * and, where the adapter has timestamp-query (`profile.timed`), GPU ms, GB/s and the fraction of
+   * a copy's rate (`rows`, and the same as text in `table`).
+   */
   bench(options = {}) {
     return this._call("bench", { options });
   }

@@ -131,6 +131,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     let mut opts = Options::from_env();
     opts.force_f32 |= cli.force_f32;
     opts.no_subgroups |= cli.no_subgroups;
+    // Timestamp queries only for `--profile`: normal runs do not depend on them.
+    opts.timestamps = matches!(&cli.command, Command::Bench { what } if what.profile());
     let ctx = pollster::block_on(Context::new(&opts))?;
     match cli.command {
         Command::Info { model } => {

@@ -18,6 +18,9 @@ pub struct Options {
     pub no_subgroups: bool,
     /// Minimum storage-buffer binding size the caller needs (bytes); 0 = parle's default minimum.
     pub min_storage_binding: u64,
+    /// Request `timestamp-query` when the adapter has it, for frame profiles
+    /// ([`super::Profiler`]); normal runs leave it off.
+    pub timestamps: bool,
 }
 
 impl Options {
@@ -34,6 +37,7 @@ impl Options {
                 force_f32: flag("PARLE_FORCE_F32"),
                 no_subgroups: flag("PARLE_NO_SUBGROUPS"),
                 min_storage_binding: 0,
+                timestamps: false,
             }
         }
         #[cfg(target_arch = "wasm32")]
@@ -62,7 +66,10 @@ pub struct Capabilities {
     pub subgroup_max_size: u32,
     /// Running on the browser's WebGPU (Tint/Dawn), not wgpu-core + naga.
     pub web: bool,
+    /// The adapter offers timestamp queries.
     pub timestamp_query: bool,
+    /// Timestamp queries are enabled on the device ([`Options::timestamps`]).
+    pub timestamps: bool,
     pub max_storage_binding: u64,
     pub max_buffer_size: u64,
     pub max_storage_buffers_per_stage: u32,
@@ -293,7 +300,8 @@ impl Context {
         if subgroups {
             required_features |= wgpu::Features::SUBGROUP;
         }
-        if timestamp_query {
+        let timestamps = timestamp_query && opts.timestamps;
+        if timestamps {
             required_features |= wgpu::Features::TIMESTAMP_QUERY;
         }
         // Ask for what the adapter has: the big models need its full buffer limits.
@@ -362,6 +370,7 @@ impl Context {
             subgroup_max_size: info.subgroup_max_size,
             web: info.backend == wgpu::Backend::BrowserWebGpu,
             timestamp_query,
+            timestamps,
             max_storage_binding: lim.max_storage_buffer_binding_size,
             max_buffer_size: lim.max_buffer_size,
             max_storage_buffers_per_stage: lim.max_storage_buffers_per_shader_stage,

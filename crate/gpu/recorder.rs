@@ -3,7 +3,8 @@
 
 use bytemuck::Pod;
 
-use super::kernel::{Kernel, Pipeline, Variant};
+use super::kernel::{Binding, Kernel, Pipeline, Variant};
+use super::profile::{FrameLog, Profiler, Timer, UNLABELED};
 use super::{Context, GpuError, GpuResult, View};
 
 /// Bytes per kernel-parameter slot (the largest uniform offset alignment WebGPU allows).
@@ -20,6 +21,17 @@ pub struct Recorder<'c> {
     params: Vec<u8>,
     dispatches: u32,
     label: &'static str,
+    /// The group the next launches belong to ([`Recorder::set_group`]).
+    group: &'static str,
+    /// What the next launch reads, when its launcher said so ([`Recorder::note_reads`]).
+    noted_reads: Option<u64>,
+    /// Only in profiled recorders ([`Recorder::profiled`]).
+    profile: Option<Profiling>,
+}
+
+struct Profiling {
+    log: FrameLog,
+    timer: Option<Timer>,
 }
 
 impl<'c> Recorder<'c> {
@@ -34,7 +46,37 @@ impl<'c> Recorder<'c> {
             params: Vec::with_capacity(64 << 10),
             dispatches: 0,
             label,
+            group: UNLABELED,
+            noted_reads: None,
+            profile: None,
         }
+    }
+
+    /// Log every launch for a frame profile (`crate::gpu::profile`): launches and bytes read by
+    /// group and kernel and, when `profiler` is timed, each run of one group and kernel in
+    /// compute passes of its own with timestamps. [`Recorder::submit_profiled`] returns the log.
+    pub fn profiled(mut self, profiler: &Profiler) -> Self {
+        self.profile = Some(Profiling {
+            log: FrameLog::default(),
+            timer: profiler.timer(),
+        });
+        self
+    }
+
+    /// Label the launches recorded from now on (for profiles); returns the previous label.
+    pub fn set_group(&mut self, group: &'static str) -> &'static str {
+        std::mem::replace(&mut self.group, group)
+    }
+
+    /// The label of the launches recorded now.
+    pub fn group(&self) -> &'static str {
+        self.group
+    }
+
+    /// The next launch reads `bytes` (for profiles), instead of the sizes of the views it binds
+    /// read-only: for kernels that bind more than they read (a KV ring, embedding tables).
+    pub fn note_reads(&mut self, bytes: u64) {
+        self.noted_reads = Some(bytes);
     }
 
     pub fn ctx(&self) -> &'c Context {
@@ -68,6 +110,7 @@ impl<'c> Recorder<'c> {
         groups: [u32; 3],
     ) -> GpuResult<()> {
         let kernel = pipeline.kernel;
+        let noted_reads = self.noted_reads.take();
         let bad = |message: String| GpuError::Launch {
             kernel: kernel.name,
             message,
@@ -161,7 +204,14 @@ impl<'c> Recorder<'c> {
                             entries: &entries,
                         })
                 });
-        let pass = self.pass();
+        if let Some(p) = &mut self.profile {
+            let bytes = noted_reads.unwrap_or_else(|| read_only_bytes(kernel, views));
+            if p.log.launch(self.group, kernel.name, bytes) && p.timer.is_some() {
+                // A new segment: its own timed pass.
+                self.pass = None;
+            }
+        }
+        let pass = self.pass()?;
         pass.set_pipeline(&pipeline.pipeline);
         pass.set_bind_group(0, &bind_group, &[(slot as u64 * PARAM_SLOT_BYTES) as u32]);
         pass.dispatch_workgroups(groups[0], groups[1], groups[2]);
@@ -169,18 +219,34 @@ impl<'c> Recorder<'c> {
         Ok(())
     }
 
-    fn pass(&mut self) -> &mut wgpu::ComputePass<'static> {
+    fn pass(&mut self) -> GpuResult<&mut wgpu::ComputePass<'static>> {
         if self.pass.is_none() {
+            let mut timed = None;
+            if let Some(Profiling {
+                log,
+                timer: Some(t),
+            }) = &mut self.profile
+            {
+                timed = Some((t.queries.clone(), log.timed_pass()?));
+            }
+            let timestamp_writes =
+                timed
+                    .as_ref()
+                    .map(|(query_set, q)| wgpu::ComputePassTimestampWrites {
+                        query_set,
+                        beginning_of_pass_write_index: Some(*q),
+                        end_of_pass_write_index: Some(q + 1),
+                    });
             let enc = self.encoder.as_mut().expect("recorder already submitted");
             let pass = enc
                 .begin_compute_pass(&wgpu::ComputePassDescriptor {
                     label: Some(self.label),
-                    timestamp_writes: None,
+                    timestamp_writes,
                 })
                 .forget_lifetime();
             self.pass = Some(pass);
         }
-        self.pass.as_mut().expect("pass just opened")
+        Ok(self.pass.as_mut().expect("pass just opened"))
     }
 
     /// The encoder with the compute pass closed (for copies and clears).
@@ -208,15 +274,40 @@ impl<'c> Recorder<'c> {
     }
 
     /// Upload the parameters and submit everything recorded as one command buffer.
-    pub fn submit(mut self) -> GpuResult<wgpu::SubmissionIndex> {
+    pub fn submit(self) -> GpuResult<wgpu::SubmissionIndex> {
+        self.submit_profiled().map(|(index, _)| index)
+    }
+
+    /// [`Recorder::submit`], also returning the profile log of a [`Recorder::profiled`]
+    /// recorder (its timestamps resolved and copied for [`Profiler::read`] in the same submit).
+    pub fn submit_profiled(mut self) -> GpuResult<(wgpu::SubmissionIndex, Option<FrameLog>)> {
         self.pass = None;
-        let enc = self.encoder.take().expect("recorder already submitted");
+        let mut enc = self.encoder.take().expect("recorder already submitted");
+        let log = self.profile.take().map(|p| {
+            let n = p.log.queries();
+            if let (Some(t), true) = (&p.timer, n > 0) {
+                enc.resolve_query_set(&t.queries, 0..n, &t.resolve, 0);
+                enc.copy_buffer_to_buffer(&t.resolve, 0, &t.readback, 0, n as u64 * 8);
+            }
+            p.log
+        });
         if !self.params.is_empty() {
             self.ctx
                 .queue
                 .write_buffer(self.ctx.param_arena.raw(), 0, &self.params);
         }
         let idx = self.ctx.queue.submit([enc.finish()]);
-        Ok(idx)
+        Ok((idx, log))
     }
+}
+
+/// Bytes of the views a launch binds read-only.
+fn read_only_bytes(kernel: &Kernel, views: &[View]) -> u64 {
+    kernel
+        .bindings
+        .iter()
+        .zip(views)
+        .filter(|(b, _)| **b == Binding::Read)
+        .map(|(_, v)| v.size)
+        .sum()
 }

@@ -544,6 +544,10 @@ impl AttnConfig {
         }
         let freqs = self.freqs(qkv);
         let variant = attend_variant(self.kv16(ctx), self.padded_head_dim());
+        // For profiles: the queries and the keys and values in range, not the whole ring.
+        let elem = if self.kv16(ctx) { 2 } else { 4 };
+        let reads = t as u64 * self.hd() * 4 + 2 * max_keys * self.hdp() * elem;
+        rec.note_reads(reads);
         if splits <= 1 {
             p.chunks_per_split = chunks;
             return rec.launch(

@@ -223,6 +223,13 @@ pub fn embed_sum(
                 s.base,
             ];
         }
+        // For profiles: one row of each stream's table (and its token), not the whole tables.
+        rec.note_reads(
+            chunk
+                .iter()
+                .map(|s| table_bytes(s.format, 1, dim) + 4)
+                .sum(),
+        );
         rec.launch(
             &EMBED_SUM,
             &Variant::none(),

@@ -329,11 +329,15 @@ pub fn encode(
             "{bins} bins need more than {max_groups} workgroups"
         )));
     }
+    // For profiles: a level reads its own codebook and the frames, not every level's codebook.
+    let frame_bytes = t as u64 * dim as u64 * 4;
     for level in 0..levels {
         p.level = level;
+        rec.note_reads(bins as u64 * dim as u64 * 4 + frame_bytes);
         rec.launch(&LEVEL, &v, &views, &p, [groups, t, 1])?;
     }
     p.level = levels - 1;
+    rec.note_reads(2 * frame_bytes);
     rec.launch(&FINISH, &v, &views, &p, [t, 1, 1])
 }
 
@@ -387,6 +391,8 @@ pub fn decode(
         code_t_stride: codes_layout.t_stride,
         ..Default::default()
     };
+    // For profiles: one codebook row per level and frame, not the whole codebooks.
+    rec.note_reads(levels as u64 * t as u64 * (dim as u64 * 4 + 4));
     rec.launch(
         &DECODE,
         &Variant::none(),

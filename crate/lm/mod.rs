@@ -5,6 +5,7 @@
 pub mod condition;
 pub mod config;
 mod extra;
+pub mod groups;
 mod model;
 
 pub use config::LmConfig;

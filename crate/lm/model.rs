@@ -24,6 +24,7 @@ use crate::weights::{UsageTracker, WeightFormat};
 use super::condition;
 use super::config::LmConfig;
 use super::extra::{ExtraHeads, ExtraHeadsConfig};
+use super::groups;
 
 mod depformer;
 mod lanes;
@@ -595,11 +596,14 @@ impl Lm {
             mark = n;
             d
         };
+        rec.set_group(groups::EMBED);
         self.emb
             .sum(rec, self.tokens.view(), &streams, x.view(), false)?;
         counts.embed += since(rec);
+        rec.set_group(groups::TEMPORAL);
         self.transformer.forward(rec, x)?;
         counts.temporal += since(rec);
+        rec.set_group(groups::TEXT_HEAD);
         // The out norm is fused into every linear that reads it (text head, depformer inputs)
         // when their shapes allow; otherwise `z` holds it.
         let (zb, z_input) = if fused {
@@ -665,6 +669,7 @@ impl Lm {
         };
         // Every step's depformer input projection at once (stacked weights), before the text
         // sampler adds the text token's embedding to step 0's input; each lane its own.
+        rec.set_group(groups::DEPFORMER);
         if let Some((l, xs)) = dep.as_ref().and_then(|d| d.stacked.as_ref()) {
             l.forward_with(
                 rec,
@@ -688,6 +693,7 @@ impl Lm {
             }
         }
         counts.depformer += since(rec);
+        rec.set_group(groups::TEXT_HEAD);
         let n_text = self.cfg.text_card_out as u32;
         let text_view = match guide.as_deref() {
             Some(g) => {
@@ -705,8 +711,10 @@ impl Lm {
             None => dep.as_ref().and_then(|d| d.embed_target(0)),
             Some(_) => None,
         };
+        rec.set_group(groups::SAMPLING);
         let embedded = self.choose(rec, choice, &text_rows, 0, text_slot, next)?;
         counts.sampling += since(rec);
+        rec.set_group(groups::TEXT_HEAD);
         if let Some(extra) = &self.extra {
             extra.record(rec, z.view(), self.z_read(fused))?;
         }

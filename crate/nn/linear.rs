@@ -38,7 +38,13 @@ impl Linear {
         let t = crate::weights::linear_weight(src, name, out, inp)?;
         let format = opts.quant.unwrap_or(t.format());
         if format == t.format() && format.padded_k(inp as u32) == inp as u32 {
-            return Self::from_host(ctx, name, &t.into_host(out, inp)?);
+            // Straight from the published bytes, in row chunks: no whole repacked copy.
+            t.check_layout(out as u32, inp as u32)?;
+            return Ok(Self {
+                w: LinearWeights::upload_tensor(ctx, &t, out as u32, inp as u32, name)?,
+                bias: None,
+                k: inp as u32,
+            });
         }
         Self::from_f32(
             ctx,

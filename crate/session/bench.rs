@@ -218,7 +218,11 @@ pub async fn run_frames(
     let mut start = now();
     let mut last = start;
     while pulled < total {
-        while pushed < total && in_flight(&work) < depth {
+        // The timed frames start only once every warm-up frame is back, so that none of them ran
+        // before the clock started (a driver that executes at submit would otherwise finish a
+        // pipelined frame inside the warm-up).
+        let limit = if pulled < warmup { warmup } else { total };
+        while pushed < limit && in_flight(&work) < depth {
             match &mut work {
                 Workload::Session(s) => s.push(ctx, &pcm)?,
                 Workload::Encode(c) => c.push_pcm(ctx, &pcm, CodecMode::Encode)?,

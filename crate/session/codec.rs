@@ -4,6 +4,7 @@
 
 use std::collections::VecDeque;
 
+use super::profile::{Profiling, MIMI_DECODE, MIMI_ENCODE};
 use super::{FrameStats, MAX_IN_FLIGHT};
 use crate::gpu::{BufferUsage, Context, FrameReadback, GpuBuffer, GpuError, Recorder};
 use crate::mimi::{Mimi, MimiConfig};
@@ -51,6 +52,8 @@ pub struct CodecSession {
     readback: FrameReadback,
     pending: VecDeque<Pending>,
     last: FrameStats,
+    /// Frame profiles ([`CodecSession::set_profiling`]); off unless a benchmark asks.
+    pub(super) profiling: Profiling,
 }
 
 fn bad(message: String) -> crate::Error {
@@ -100,6 +103,7 @@ impl CodecSession {
             mimi,
             pending: VecDeque::new(),
             last: FrameStats::default(),
+            profiling: Profiling::default(),
         })
     }
 
@@ -119,6 +123,16 @@ impl CodecSession {
     /// Counters of the last submitted frame.
     pub fn last_frame(&self) -> FrameStats {
         self.last
+    }
+
+    /// Profile the frames pushed from now on, or stop ([`super::Session::set_profiling`]).
+    pub fn set_profiling(&mut self, ctx: &Context, on: bool) {
+        self.profiling.enable(ctx, on);
+    }
+
+    /// The profile of the last profiled frame pushed (waits for it).
+    pub async fn read_profile(&mut self, ctx: &Context) -> crate::Result<crate::gpu::FrameProfile> {
+        self.profiling.read(ctx).await
     }
 
     /// Frames submitted and not yet pulled.
@@ -147,8 +161,11 @@ impl CodecSession {
         }
         self.check_room()?;
         ctx.write(self.mimi.pcm_in(), 0, bytemuck::cast_slice(pcm));
-        let mut rec = Recorder::new(ctx, "codec frame");
+        let mut rec = self.profiling.recorder(ctx, "codec frame");
+        rec.set_group(MIMI_ENCODE);
+        let mark = rec.dispatch_count();
         self.mimi.record_encode(&mut rec)?;
+        let encode = rec.dispatch_count() - mark;
         let pcm_bytes = self.frame_size() as u64 * 4;
         let codes_bytes = self.num_codebooks() as u64 * 4;
         rec.copy(
@@ -160,7 +177,7 @@ impl CodecSession {
             rec.copy(self.mimi.codes().view(), self.mimi.codes_in().view());
             self.record_decode(&mut rec)?;
         }
-        self.submit(rec, true, decode)
+        self.submit(rec, true, decode, encode)
     }
 
     /// Record and submit the decoding of one frame of `num_codebooks` codes.
@@ -178,12 +195,13 @@ impl CodecSession {
         }
         self.check_room()?;
         ctx.write(self.mimi.codes_in(), 0, bytemuck::cast_slice(codes));
-        let mut rec = Recorder::new(ctx, "codec frame");
+        let mut rec = self.profiling.recorder(ctx, "codec frame");
         self.record_decode(&mut rec)?;
-        self.submit(rec, false, true)
+        self.submit(rec, false, true, 0)
     }
 
     fn record_decode(&mut self, rec: &mut Recorder) -> crate::Result<()> {
+        rec.set_group(MIMI_DECODE);
         self.mimi.record_decode(rec)?;
         let pcm_bytes = self.frame_size() as u64 * 4;
         rec.copy(
@@ -193,14 +211,22 @@ impl CodecSession {
         Ok(())
     }
 
-    fn submit(&mut self, mut rec: Recorder, codes: bool, pcm: bool) -> crate::Result<()> {
+    fn submit(
+        &mut self,
+        mut rec: Recorder,
+        codes: bool,
+        pcm: bool,
+        mimi_encode: u32,
+    ) -> crate::Result<()> {
         let dispatches = rec.dispatch_count();
         let slot = self.readback.record(&mut rec, &self.out, 0);
-        rec.submit()?;
+        self.profiling.submit(rec)?;
         self.last = FrameStats {
             dispatches,
             submits: 1,
             readbacks: 1,
+            mimi_encode,
+            mimi_decode: dispatches - mimi_encode,
             ..FrameStats::default()
         };
         self.pending.push_back(Pending { slot, codes, pcm });

@@ -18,6 +18,7 @@ mod config;
 pub mod estimate;
 pub mod hibiki;
 mod load;
+pub mod profile;
 mod sampling;
 pub mod stt;
 
@@ -37,7 +38,7 @@ use std::sync::Arc;
 mod error;
 pub use error::SessionError;
 
-use crate::gpu::{BufferUsage, Context, FrameReadback, GpuBuffer, GpuResult, Recorder, SlotRead};
+use crate::gpu::{BufferUsage, Context, FrameReadback, GpuBuffer, GpuResult, SlotRead};
 use crate::lm::{Lm, TokenChoice};
 use crate::mimi::Mimi;
 use crate::nn::Weights;
@@ -179,6 +180,8 @@ pub struct Session {
     waiting: Option<usize>,
     step: usize,
     last: FrameStats,
+    /// Frame profiles ([`Session::set_profiling`]); off unless a benchmark asks.
+    profiling: profile::Profiling,
 }
 
 /// Frames the double-buffered readback lets be in flight.
@@ -304,6 +307,7 @@ impl Session {
             waiting: None,
             step: 0,
             last: FrameStats::default(),
+            profiling: profile::Profiling::default(),
         })
     }
 
@@ -346,6 +350,19 @@ impl Session {
     /// Counters of the last submitted frame.
     pub fn last_frame(&self) -> FrameStats {
         self.last
+    }
+
+    /// Profile the frames pushed from now on (`true`: launches and bytes read by group and
+    /// kernel, GPU times where the device has timestamp queries; each frame's compute passes
+    /// are split per group and kernel) or stop (`false`). [`Session::read_profile`] after each
+    /// frame's pull.
+    pub fn set_profiling(&mut self, ctx: &Context, on: bool) {
+        self.profiling.enable(ctx, on);
+    }
+
+    /// The profile of the last profiled frame pushed (waits for it).
+    pub async fn read_profile(&mut self, ctx: &Context) -> crate::Result<crate::gpu::FrameProfile> {
+        self.profiling.read(ctx).await
     }
 
     /// Change how tokens are drawn (applies from the next frame).
@@ -426,7 +443,8 @@ impl Session {
             // Only after a reset during a wait: that frame's staging buffer is still mapping.
             return Err(SessionError::AlreadyWaiting.into());
         }
-        let mut rec = Recorder::new(ctx, "frame");
+        let mut rec = self.profiling.recorder(ctx, "frame");
+        rec.set_group(profile::MIMI_ENCODE);
         let codes = match (pcm, &self.end_codes) {
             (Some(pcm), _) => {
                 ctx.write(self.mimi.pcm_in(), 0, bytemuck::cast_slice(pcm));
@@ -463,6 +481,7 @@ impl Session {
                 if let Some(f) = f {
                     rec.copy(lm.audio_token_view(f), self.mimi.codes_in().view());
                     decode_from = Some(rec.dispatch_count());
+                    rec.set_group(profile::MIMI_DECODE);
                     self.mimi.record_decode(&mut rec)?;
                     rec.copy(
                         self.mimi.pcm_out().slice(0, pcm_bytes),
@@ -475,6 +494,7 @@ impl Session {
             None => {
                 rec.copy(self.mimi.codes().view(), self.mimi.codes_in().view());
                 decode_from = Some(rec.dispatch_count());
+                rec.set_group(profile::MIMI_DECODE);
                 self.mimi.record_decode(&mut rec)?;
                 rec.copy(
                     self.mimi.pcm_out().slice(0, pcm_bytes),
@@ -486,7 +506,7 @@ impl Session {
         };
         let dispatches = rec.dispatch_count();
         let slot = self.readback.record(&mut rec, &self.out, 0);
-        rec.submit()?;
+        self.profiling.submit(rec)?;
         self.last = FrameStats {
             dispatches,
             submits: 1,

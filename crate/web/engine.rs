@@ -18,6 +18,7 @@ use super::options::{parse, BenchOptions, ConfigureOptions, LoadOptions};
 use super::source::{JsContainer, JsFile};
 use crate::gpu::Context;
 use crate::session::bench::{run_frames, Preset, Workload};
+use crate::session::profile::{profile_frames, ProfileReport};
 use crate::session::{
     quant_format, Kind, ModelSources, Session, SessionOptions, StepOutput, MAX_IN_FLIGHT,
 };
@@ -404,9 +405,10 @@ pub async fn engine_pull() -> Result<JsValue, JsValue> {
 /// conversation (and as `parle bench mimi` / `parle bench lm`). `options` is JSON:
 /// `{ preset: "mimi" | "lm-small" | "lm-7b" | "stt-1b" | "stt-2.6b" | "tiny" | "custom", frames,
 /// quant: "q4" | "q8" | "bf16", config (custom: a config.json text), lm (custom: with the LM,
-/// default true), forceF32, noSubgroups }`. Replaces any loaded model. Resolves to JSON with `preset`, `description`,
+/// default true), forceF32, noSubgroups, profile }`. Replaces any loaded model. Resolves to JSON with `preset`, `description`,
 /// `frames`, `meanMs`, `p50Ms`, `minMs`, `maxMs`, `rtf`, `gpuBytes`, `loadMs`, `dispatches`,
-/// `adapter`.
+/// `adapter`, and with `profile: true` a `profile` ([`profile_json`]) of frames profiled after the
+/// timed ones.
 #[wasm_bindgen(js_name = engineBench)]
 pub async fn engine_bench(options: String) -> Result<String, JsValue> {
     if BUSY.with(|b| b.get()) {
@@ -416,7 +418,7 @@ pub async fn engine_bench(options: String) -> Result<String, JsValue> {
     let (preset_name, quant) = (opts.preset, opts.quant);
     let frames = opts.frames.clamp(1, 1000);
     drop_session();
-    let ctx = super::context(opts.force_f32, opts.no_subgroups).await?;
+    let ctx = super::context_with(opts.force_f32, opts.no_subgroups, opts.profile).await?;
     let format = quant_format(&quant).ok_or_else(|| {
         error(
             ErrorCode::Input,
@@ -442,9 +444,16 @@ pub async fn engine_bench(options: String) -> Result<String, JsValue> {
         &js_sys::Date::now,
     )
     .await;
+    let profile = match (&result, opts.profile) {
+        (Ok(_), true) => {
+            Some(profile_frames(&ctx, Workload::Session(&mut session), PROFILE_FRAMES).await)
+        }
+        _ => None,
+    };
     BUSY.with(|b| b.set(false));
     drop(session);
     let times = result.map_err(from_error)?;
+    let profile = profile.transpose().map_err(from_error)?;
     let load_ms = times.first_ms - t0;
     let sorted = times.sorted();
     let n = sorted.len();
@@ -462,8 +471,44 @@ pub async fn engine_bench(options: String) -> Result<String, JsValue> {
         "dispatches": times.dispatches,
         "adapter": ctx.caps().adapter_name,
         "software": ctx.caps().is_software,
+        "profile": profile.as_ref().map(profile_json),
     })
     .to_string())
+}
+
+/// Frames [`engine_bench`] profiles after the timed ones.
+const PROFILE_FRAMES: usize = 3;
+
+/// A profile as JSON: `{ timed, adapterTimestamps, frames, timing (what was timed, in words),
+/// spanMs, copy: { bytes, readGbps } | null, rows: [{ group, kernel (null: the group's total),
+/// launches, bytesRead, ms, gbps, ofCopy }], table (the CLI's text table) }`; per frame, `ms`,
+/// `gbps` and `ofCopy` null where untimed.
+fn profile_json(r: &ProfileReport) -> serde_json::Value {
+    let rows: Vec<_> = r
+        .rows
+        .iter()
+        .map(|row| {
+            json!({
+                "group": row.group,
+                "kernel": row.kernel,
+                "launches": row.launches,
+                "bytesRead": row.bytes_read,
+                "ms": row.ms,
+                "gbps": row.gbps(),
+                "ofCopy": r.of_copy(row),
+            })
+        })
+        .collect();
+    json!({
+        "timed": r.timed,
+        "adapterTimestamps": r.adapter_timestamps,
+        "frames": r.frames,
+        "timing": r.timing_line(),
+        "spanMs": r.span_ms,
+        "copy": r.copy.map(|c| json!({ "bytes": c.bytes, "readGbps": c.read_gbps })),
+        "rows": rows,
+        "table": r.table(),
+    })
 }
 
 /// Destroy the GPU device, as a driver reset or the browser's GPU process crash would (tests of

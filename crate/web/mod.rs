@@ -38,8 +38,8 @@ pub fn version() -> String {
     env!("CARGO_PKG_VERSION").into()
 }
 
-/// `(force_f32, no_subgroups)`: the options a context was opened with.
-type OptionsKey = (bool, bool);
+/// `(force_f32, no_subgroups, timestamps)`: the options a context was opened with.
+type OptionsKey = (bool, bool, bool);
 
 thread_local! {
     /// The worker's context and the options it was opened with.
@@ -52,7 +52,16 @@ fn js_err(e: GpuError) -> JsValue {
 
 /// The worker's context for these options, opening (or reopening) it if needed.
 async fn context(force_f32: bool, no_subgroups: bool) -> Result<Rc<Context>, JsValue> {
-    let key = (force_f32, no_subgroups);
+    context_with(force_f32, no_subgroups, false).await
+}
+
+/// [`context`], with `timestamp-query` requested when `timestamps` (profiles only).
+async fn context_with(
+    force_f32: bool,
+    no_subgroups: bool,
+    timestamps: bool,
+) -> Result<Rc<Context>, JsValue> {
+    let key = (force_f32, no_subgroups, timestamps);
     let cached = GPU.with(|g| {
         g.borrow()
             .as_ref()
@@ -67,6 +76,7 @@ async fn context(force_f32: bool, no_subgroups: bool) -> Result<Rc<Context>, JsV
     let opts = Options {
         force_f32,
         no_subgroups,
+        timestamps,
         ..Default::default()
     };
     let ctx = Rc::new(Context::new(&opts).await.map_err(js_err)?);

@@ -88,6 +88,10 @@ pub(super) struct BenchOptions {
     pub force_f32: bool,
     #[serde(default)]
     pub no_subgroups: bool,
+    /// Then profile frames (per group and kernel; GPU times where the adapter has
+    /// `timestamp-query`).
+    #[serde(default)]
+    pub profile: bool,
 }
 
 /// Parse `text` (a JSON object, or null for no options) into `T`; `what` names the call.

@@ -3,9 +3,9 @@
 //! (read through `FileReaderSync`), or a `Blob` from the Cache Storage fallback. The worker hands
 //! each file to Rust as an object with a `size` and a synchronous `readInto(dest, at)`; Rust asks
 //! for one tensor's byte range at a time, read straight into wasm memory, so a checkpoint is never
-//! whole in wasm memory (the largest tensor is: its bytes and its converted copy). Safetensors and
-//! GGUF files are read the same way as natively (`crate::weights::Checkpoint` over a
-//! [`Container`]).
+//! whole in wasm memory (the largest tensor is: its bytes, and the chunk of its GPU layout being
+//! written). Safetensors and GGUF files are read the same way as natively
+//! (`crate::weights::Checkpoint` over a [`Container`]).
 
 use wasm_bindgen::prelude::*;
 

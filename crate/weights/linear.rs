@@ -1,5 +1,6 @@
 //! Linear (and embedding) weights in their published layouts, whatever the file format:
-//! [`linear_weight`] returns a [`LinearTensor`] that the GPU side turns into its buffers with
+//! [`linear_weight`] returns a [`LinearTensor`] that the GPU side writes into its buffers in row
+//! chunks ([`LinearTensor::row_chunks`], `rows.rs`) or repacks whole with
 //! [`LinearTensor::into_host`] (no format branches in model code).
 
 use half::bf16;

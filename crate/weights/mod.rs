@@ -29,6 +29,7 @@ mod memory;
 pub mod names;
 pub mod quant;
 pub mod resolve;
+mod rows;
 mod safetensors;
 mod table;
 mod usage;
@@ -48,6 +49,7 @@ pub use memory::{MemorySafetensors, RandomWeights};
 pub use names::Naming;
 pub use quant::MlxAffine;
 pub use resolve::{resolve_layout, Layout, Pick, Role};
+pub use rows::RowChunk;
 pub use table::{
     gather_format, gather_reads, loaded_table_format, random_table_format, stored_table_format,
     table_bytes, table_chunk_offsets, table_data_words, table_element_bits, table_gpu_bytes,

@@ -7,7 +7,7 @@ use parle::gpu::{Context, Recorder};
 use parle::kernels::linear::{
     self, reference, LinearInput, LinearOpts, LinearOutput, LinearWeights,
 };
-use parle::weights::{quant, HostLinear, MlxAffine, WeightFormat};
+use parle::weights::{quant, HostLinear, LinearTensor, MlxAffine, WeightFormat};
 
 use crate::cases;
 use crate::common::{gpu, log, CaseResult, Rng, Size};
@@ -23,6 +23,7 @@ cases!(
     odd_k_and_n,
     row_block_and_bias,
     split_weights,
+    streamed_uploads,
     batch_tiles,
     q4_big,
     fused_inputs,
@@ -571,6 +572,83 @@ async fn split_weights(ctx: &Context, _size: Size) -> CaseResult {
                 &want,
                 &absum,
             )?;
+        }
+    }
+    Ok(())
+}
+
+/// A weight uploaded from its published layout in row chunks (`upload_tensor_split`: parts of 8
+/// rows, writes of 4) gives bit for bit the outputs of the same weight repacked on the host
+/// (`HostLinear`, one part), for every format; and a layout that does not match its shape is
+/// refused before any buffer is written.
+async fn streamed_uploads(ctx: &Context, _size: Size) -> CaseResult {
+    let (rows, m) = (30u32, 3usize);
+    for f in FORMATS {
+        let k: u32 = if matches!(f, WeightFormat::Affine { .. }) {
+            128
+        } else {
+            96
+        };
+        let ku = k as usize;
+        let mut rng = Rng::new(31);
+        let w = rng.vec(rows as usize * ku, 1.0);
+        let t = LinearTensor::F32(w)
+            .quantized(Some(f), ku)
+            .map_err(|e| e.to_string())?;
+        let host = t
+            .clone()
+            .into_host(rows as usize, ku)
+            .map_err(|e| e.to_string())?;
+        let whole = gpu(LinearWeights::upload(ctx, &host, "host"))?;
+        let chunked = gpu(LinearWeights::upload_tensor_split(
+            ctx, &t, rows, k, "stream", 10, 4,
+        ))?;
+        if chunked.part_count() != 4 {
+            return Err(format!(
+                "{}: {} parts, want 4",
+                f.name(),
+                chunked.part_count()
+            ));
+        }
+        let x = rng.vec(m * ku, 1.0);
+        let xb = gpu(ctx.upload("x", &x))?;
+        let mut outs = Vec::new();
+        for wt in [&whole, &chunked] {
+            let yb = gpu(ctx.upload("y", &vec![f32::NAN; m * rows as usize]))?;
+            let mut rec = Recorder::new(ctx, "test");
+            gpu(linear::linear(
+                &mut rec,
+                wt,
+                xb.view(),
+                yb.view(),
+                m as u32,
+                None,
+            ))?;
+            gpu(rec.submit())?;
+            outs.push(gpu(ctx.read_f32(&yb).await)?);
+        }
+        let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        if bits(&outs[0]) != bits(&outs[1]) {
+            return Err(format!(
+                "{}: streamed upload differs from the host repacking: {:?} vs {:?}",
+                f.name(),
+                &outs[1][..4],
+                &outs[0][..4]
+            ));
+        }
+        log(&format!(
+            "  {} streamed in parts of 8 rows, writes of 4: equal",
+            f.name()
+        ));
+        match LinearWeights::upload_tensor_split(ctx, &t, rows + 4, k, "short", 10, 4) {
+            Err(e) if e.to_string().contains("want") => {}
+            other => {
+                return Err(format!(
+                    "{}: a tensor shorter than its shape: {:?}",
+                    f.name(),
+                    other.map(|w| w.n())
+                ))
+            }
         }
     }
     Ok(())

@@ -10,6 +10,7 @@ use anyhow::{Context as _, Result};
 use parle::gpu::{BufferUsage, Context, Recorder};
 use parle::kernels::attention::kv_elem_bytes;
 use parle::session::bench::{mimi_bytes, run_frames, Preset, Workload};
+use parle::session::profile::profile_frames;
 use parle::session::{quant_format, MAX_IN_FLIGHT};
 
 /// Bytes per second of a device-local buffer copy (read + written bytes over time).
@@ -42,6 +43,8 @@ pub struct LmBench {
     pub frames: usize,
     /// `--context`, for `lm-7b` only.
     pub context: Option<usize>,
+    /// `--profile`: frames to profile after the timed ones.
+    pub profile: Option<usize>,
 }
 
 /// The preset `--preset` and `--context` name (`custom` needs a config: not offered here).
@@ -169,5 +172,9 @@ pub fn run(ctx: &Context, b: LmBench) -> Result<()> {
         rate / 2e9,
         mean / bound
     );
+    if let Some(n) = b.profile {
+        let report = pollster::block_on(profile_frames(ctx, Workload::Session(&mut session), n))?;
+        println!("profile:\n{}", report.table().trim_end());
+    }
     Ok(())
 }

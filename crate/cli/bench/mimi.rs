@@ -8,6 +8,7 @@ use anyhow::{bail, Result};
 use parle::gpu::Context;
 use parle::session::bench::{run_frames, FrameTimes, Workload};
 use parle::session::estimate::estimate;
+use parle::session::profile::profile_frames;
 use parle::session::{CodecSession, SessionOptions};
 
 /// Mean, p50 and p95 in ms.
@@ -22,13 +23,24 @@ fn stats(t: &FrameTimes) -> (f64, f64, f64) {
     (mean, at(v.len() / 2), at(v.len() * 95 / 100))
 }
 
-pub fn run(
-    ctx: &Context,
-    model: Option<&Path>,
-    random: bool,
-    frames: usize,
-    codebooks: usize,
-) -> Result<()> {
+/// `parle bench mimi`'s arguments.
+pub struct MimiBench<'a> {
+    pub model: Option<&'a Path>,
+    pub random: bool,
+    pub frames: usize,
+    pub codebooks: usize,
+    /// `--profile`: frames to profile (each of encode and decode) after the timed ones.
+    pub profile: Option<usize>,
+}
+
+pub fn run(ctx: &Context, b: MimiBench) -> Result<()> {
+    let MimiBench {
+        model,
+        random,
+        frames,
+        codebooks,
+        profile,
+    } = b;
     let before = ctx.allocated_bytes();
     let t0 = Instant::now();
     let mut codec = match (model, random) {
@@ -108,5 +120,11 @@ pub fn run(
         (em + dm) / frame_ms,
         frames
     );
+    if let Some(n) = profile {
+        let enc = pollster::block_on(profile_frames(ctx, Workload::Encode(&mut codec), n))?;
+        println!("profile (encode):\n{}", enc.table().trim_end());
+        let dec = pollster::block_on(profile_frames(ctx, Workload::Decode(&mut codec), n))?;
+        println!("profile (decode):\n{}", dec.table().trim_end());
+    }
     Ok(())
 }

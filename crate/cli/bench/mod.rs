@@ -46,6 +46,10 @@ pub enum What {
         /// Codebooks (Moshi uses 8).
         #[arg(long, default_value_t = 8)]
         codebooks: usize,
+        /// Then profile encode and decode frames: per group and kernel, launches, bytes read and,
+        /// where the adapter has timestamp queries, GPU time, GB/s and fraction of a copy's.
+        #[arg(long)]
+        profile: bool,
     },
     /// Whole frames (Mimi + LM, as a session runs them) at a published model's shapes with
     /// random GPU weights (default: Moshi 7B).
@@ -66,8 +70,26 @@ pub enum What {
         /// Temporal context of `--preset lm-7b` (KV ring length; default 3000, Moshi's).
         #[arg(long)]
         context: Option<usize>,
+        /// Then profile frames: per group (Mimi encode, embedding, temporal, text head,
+        /// depformer, sampling, Mimi decode) and kernel, launches, bytes read and, where the
+        /// adapter has timestamp queries, GPU time, GB/s and fraction of a copy's.
+        #[arg(long)]
+        profile: bool,
     },
 }
+
+impl What {
+    /// `--profile` was given: the device is opened with timestamp queries.
+    pub fn profile(&self) -> bool {
+        match self {
+            What::Kernels { .. } => false,
+            What::Mimi { profile, .. } | What::Lm { profile, .. } => *profile,
+        }
+    }
+}
+
+/// Frames profiled after the timed ones (`--profile`).
+const PROFILE_FRAMES: usize = 3;
 
 pub fn run(ctx: &Context, what: What) -> Result<()> {
     match what {
@@ -77,13 +99,24 @@ pub fn run(ctx: &Context, what: What) -> Result<()> {
             random_real_size,
             frames,
             codebooks,
-        } => mimi::run(ctx, model.as_deref(), random_real_size, frames, codebooks),
+            profile,
+        } => mimi::run(
+            ctx,
+            mimi::MimiBench {
+                model: model.as_deref(),
+                random: random_real_size,
+                frames,
+                codebooks,
+                profile: profile.then_some(PROFILE_FRAMES),
+            },
+        ),
         What::Lm {
             random_real_size: _,
             preset,
             quant,
             frames,
             context,
+            profile,
         } => lm::run(
             ctx,
             lm::LmBench {
@@ -91,6 +124,7 @@ pub fn run(ctx: &Context, what: What) -> Result<()> {
                 quant,
                 frames,
                 context,
+                profile: profile.then_some(PROFILE_FRAMES),
             },
         ),
     }

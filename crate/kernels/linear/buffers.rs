@@ -2,9 +2,13 @@
 //! when it exceeds the storage-binding limit, and its upload from a [`HostLinear`].
 
 use crate::gpu::{BufferUsage, Context, GpuBuffer, GpuResult, Recorder};
-use crate::weights::{HostLinear, WeightFormat};
+use crate::weights::{HostLinear, LinearTensor, WeightFormat};
 
 use super::err;
+
+/// Bytes of a weight's streams written per `queue.write_buffer` by [`LinearWeights::upload_tensor`]
+/// (the host holds one such chunk of repacked scales or codes at a time).
+pub const UPLOAD_CHUNK_BYTES: u64 = 4 << 20;
 
 /// One row range of a weight that lives in its own buffers (weights larger than the GPU's
 /// storage-binding limit are split by rows).
@@ -125,6 +129,72 @@ impl LinearWeights {
             label,
             (max / per_row).min(u32::MAX as u64) as u32,
         )
+    }
+
+    /// Upload a `[rows, k]` weight from its published layout without a host copy of its GPU
+    /// streams: the part buffers are created first (split as [`LinearWeights::upload`] does),
+    /// then filled with `queue.write_buffer` at offsets, [`UPLOAD_CHUNK_BYTES`] at a time
+    /// ([`LinearTensor::row_chunks`]). Checks the tensor's layout first.
+    pub fn upload_tensor(
+        ctx: &Context,
+        t: &LinearTensor,
+        rows: u32,
+        k: u32,
+        label: &str,
+    ) -> GpuResult<Self> {
+        let format = t.format();
+        let per_row = (4 * format.data_words(1, k)).max(4 * format.scale_words(4, k).div_ceil(4));
+        let max_rows = (ctx.caps().max_storage_binding / per_row).min(u32::MAX as u64) as u32;
+        let chunk_rows = (UPLOAD_CHUNK_BYTES / per_row.max(1)).min(u32::MAX as u64) as u32;
+        Self::upload_tensor_split(ctx, t, rows, k, label, max_rows, chunk_rows)
+    }
+
+    /// [`LinearWeights::upload_tensor`] with at most `max_rows` rows per part and `chunk_rows`
+    /// rows per write (both rounded down to a multiple of 4, at least 4).
+    pub fn upload_tensor_split(
+        ctx: &Context,
+        t: &LinearTensor,
+        rows: u32,
+        k: u32,
+        label: &str,
+        max_rows: u32,
+        chunk_rows: u32,
+    ) -> GpuResult<Self> {
+        let format = t
+            .check_layout(rows, k)
+            .map_err(|e| err(format!("{label}: {e}")))?;
+        let max_rows = (max_rows / 4 * 4).max(4);
+        let mut parts = Vec::new();
+        let mut r0 = 0u32;
+        while r0 < rows {
+            let n = max_rows.min(rows - r0);
+            let tag = if n == rows {
+                String::new()
+            } else {
+                format!(" rows {r0}..{}", r0 + n)
+            };
+            let data = ctx.create_buffer(
+                &format!("{label} w{tag}"),
+                4 * format.data_words(n, k),
+                BufferUsage::Storage,
+            )?;
+            let sw = format.scale_words(n, k);
+            let scales = if sw == 0 {
+                None
+            } else {
+                Some(ctx.create_buffer(&format!("{label} s{tag}"), 4 * sw, BufferUsage::Storage)?)
+            };
+            t.row_chunks(k, r0, r0 + n, chunk_rows, |c| -> GpuResult<()> {
+                ctx.write(&data, c.data_offset, c.data);
+                if let Some(s) = &scales {
+                    ctx.write(s, c.scales_offset, c.scales);
+                }
+                Ok(())
+            })?;
+            parts.push((n, data, scales));
+            r0 += n;
+        }
+        Self::from_parts(format, k, parts)
     }
 
     /// [`LinearWeights::upload`] with at most `max_rows` rows per part (rounded down to a multiple

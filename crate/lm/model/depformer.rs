@@ -8,6 +8,7 @@ use crate::kernels::sampling::{EmbedRow, LogitRows};
 use crate::nn::{EmbeddingTable, Embeddings, Linear, Transformer, TransformerConfig, Weights};
 use crate::weights::WeightFormat;
 
+use super::groups;
 use super::lanes::Guidance;
 use super::{fbuf, Lm, LmConfig, LmOptions, StepDispatches, TokenChoice, ZInput};
 
@@ -219,6 +220,7 @@ impl Lm {
         let card = self.cfg.card as u32;
         let (mut prev, mut embedded) = prev;
         for k in 0..self.cfg.dep_q {
+            rec.set_group(groups::DEPFORMER);
             let row = k as u64 * self.logit_stride() as u64;
             let own_logits = self.audio_logits.slice(row * 4, card as u64 * 4);
             let out = self.audio_out_slot(s, k);
@@ -244,6 +246,7 @@ impl Lm {
                 g.combine(rec, own_logits, null.slice(row * 4, card as u64 * 4), card)?;
                 counts.depformer += since(rec);
                 let logits = LogitRows::one(null.view(), row as u32, card);
+                rec.set_group(groups::SAMPLING);
                 self.choose(rec, choice, &logits, 1 + k as u32, out, None)?;
                 counts.sampling += since(rec);
                 prev = out;
@@ -257,6 +260,7 @@ impl Lm {
             } else {
                 None
             };
+            rec.set_group(groups::SAMPLING);
             embedded = self.choose(rec, choice, &logits, 1 + k as u32, out, next)?;
             counts.sampling += since(rec);
             prev = out;
