@@ -193,7 +193,7 @@ page_test() {
 }
 
 stage_js-api() {
-  page_test api store stt heap profile
+  page_test api store stt heap profile hibiki
 }
 
 stage_page() {

@@ -22,6 +22,8 @@ pub(super) struct LoadOptions {
     pub codebooks: Option<usize>,
     /// Over the model's sampling defaults.
     pub sampling: Option<SamplingSettings>,
+    /// Classifier-free guidance coefficient (default: the model's `lm_gen_config.cfg_coef`).
+    pub cfg: Option<f32>,
 }
 
 /// `engineConfigure`'s options: the sampling settings, and `codebooks` (the worker reloads the
@@ -36,6 +38,8 @@ pub(super) struct ConfigureOptions {
     pub text_top_k: Option<u32>,
     pub audio_temperature: Option<f32>,
     pub audio_top_k: Option<u32>,
+    /// Classifier-free guidance coefficient; switching guidance on or off needs a reset first.
+    pub cfg: Option<f32>,
 }
 
 impl ConfigureOptions {
