@@ -14,12 +14,13 @@ use wasm_bindgen::prelude::*;
 
 use super::error::{error, from_error};
 use super::model::{sampling_json, typed_config};
-use super::options::{parse, BenchOptions, ConfigureOptions, LoadOptions};
+use super::options::{parse, quant_option, BenchOptions, ConfigureOptions, LoadOptions};
 use super::source::{JsContainer, JsFile};
 use crate::gpu::Context;
 use crate::session::bench::{run_frames, Preset, Workload};
 use crate::session::{
-    quant_format, Kind, ModelSources, Session, SessionOptions, StepOutput, MAX_IN_FLIGHT,
+    quant_format, Kind, ModelSources, Session, SessionOptions, StepOutput, WeightOptions,
+    MAX_IN_FLIGHT,
 };
 use crate::text::Tokenizer;
 use crate::weights::WeightsError;
@@ -71,6 +72,7 @@ pub async fn engine_load(
         ));
     }
     let opts: LoadOptions = parse(&options, "engineLoad")?;
+    let quant = quant_option(opts.quant.as_deref(), "engineLoad")?;
     // The config is read (once) before anything else: a config parle cannot run fails fast.
     let config = typed_config(config.as_deref())?;
     // The old session's buffers go before the new ones are made.
@@ -108,6 +110,7 @@ pub async fn engine_load(
     let session_opts = SessionOptions {
         codebooks: opts.codebooks,
         sampling: opts.sampling.unwrap_or_default(),
+        weights: WeightOptions { quant },
         ..SessionOptions::default()
     };
     let session = Session::from_sources(&ctx, sources, &session_opts).map_err(from_error)?;
@@ -125,6 +128,7 @@ pub async fn engine_load(
         "latencyFrames": session.latency_frames(),
         "codebooks": session.codebooks(),
         "gpuBytes": ctx.allocated_bytes() - before,
+        "quant": opts.quant.as_deref().map(str::to_ascii_lowercase),
         "largestTensor": largest,
         "loadMs": js_sys::Date::now() - t0,
         "adapter": ctx.caps().adapter_name,
