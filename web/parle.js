@@ -3,11 +3,14 @@
 //
 //   import { createEngine } from "./parle.js";
 //   const engine = await createEngine({ forceF32, noSubgroups });
-//   const info = await engine.load("models/moshiko-mlx-q4/", { onProgress });  // { kind: "moshi" | "mimi" | "stt", io, sampling, … }
-//   engine.configure({ greedy, seed, textTemperature, textTopK, audioTemperature, audioTopK, codebooks });
+//   const info = await engine.load("models/moshiko-mlx-q4/", { onProgress });  // { kind: "moshi" | "mimi" | "stt" | "hibiki", io, sampling, cfg, … }
+//   engine.configure({ greedy, seed, textTemperature, textTopK, audioTemperature, audioTopK, codebooks, cfg });
 //   const { pcm, text, textToken, audioTokens } = await engine.step(new Float32Array(1920)); // 24 kHz
 //   // Kyutai STT (kind "stt"): pcm is null; `extraHeads` (Float32Array [heads × dim]) and
 //   // `endOfTurn` (extra head 2's first probability, > 0.5 = end of turn in Kyutai's scripts).
+//   // Kyutai Hibiki (kind "hibiki", speech translation): step() every frame of the speech, then
+//   // `await engine.endOfInput()` once, then step() silence until `textToken` is 2 (EOS).
+//   // `cfg` (load option, configure) is the classifier-free guidance coefficient (1: none).
 //   await engine.startConversation({ onText, onStats, echoPath });  // microphone -> Moshi -> speakers
 //   await engine.stop();
 //   engine.reset(); engine.dispose();
@@ -137,13 +140,16 @@ export class Engine {
    * model's own default: its config.json's `lm_gen_config`, else PyTorch LMGen's), `warmup`
    * (default true: run one silent frame at load so that the GPU pipelines are compiled before the
    * conversation starts; `info.warmupMs` says how long it took). An unknown option or a value of
-   * the wrong type is an `input` error naming it. `quant` (`"q4"`, `"q8"`, `"q8_0"`, `"bf16"`,
-   * `"f32"`) converts a bf16/f32 LM's linear weights at load, so that a bf16-only repository fits
-   * a smaller GPU (`parle run --quant`; an already quantized checkpoint is dequantized and
-   * converted as well); `info.quant` names it. `info.io` says what the model hears and says
+   * the wrong type is an `input` error naming it. `cfg`: classifier-free guidance coefficient
+   * (Hibiki; default the model's `lm_gen_config.cfg_coef`, else 1 = none, one lane; another
+   * value runs a second, negatively conditioned lane; `info.cfg` says what is in effect).
+   * `quant` (`"q4"`, `"q8"`, `"q8_0"`, `"bf16"`, `"f32"`) converts a bf16/f32 LM's linear
+   * weights at load, so that a bf16-only repository fits a smaller GPU (`parle run --quant`;
+   * an already quantized checkpoint is dequantized and converted as well); `info.quant` names it.
+   * `info.kind` is "moshi", "stt", "hibiki" or "mimi". `info.io` says what the model hears and says
    * (`inputCodebooks`, `outputCodebooks`, `text`), `info.sampling` the sampling in effect.
    */
-  async load(source, { onProgress, codebooks, storage, sampling, mimiOnly, warmup, quant } = {}) {
+  async load(source, { onProgress, codebooks, storage, sampling, mimiOnly, warmup, cfg, quant } = {}) {
     let src;
     if (typeof source === "string" || source instanceof URL) {
       let url = new URL(String(source), document.baseURI).href;
@@ -158,7 +164,7 @@ export class Engine {
     }
     this._listeners.progress = (m) => onProgress?.(m);
     try {
-      this.model = await this._call("load", { source: src, codebooks, storage, sampling, mimiOnly, warmup, quant });
+      this.model = await this._call("load", { source: src, codebooks, storage, sampling, mimiOnly, warmup, cfg, quant });
     } finally {
       this._listeners.progress = null;
     }
@@ -186,7 +192,8 @@ export class Engine {
 
   /**
    * Sampling settings, each over the current value (apply from the next frame); `codebooks`
-   * reloads the Mimi loopback. An unknown option or a bad value is an `input` error naming it.
+   * reloads the Mimi loopback; `cfg` changes the guidance coefficient (switching guidance on or
+   * off, from or to 1, only right after load() or reset()). An unknown option or a bad value is an `input` error naming it.
    */
   configure(options = {}) {
     return this._call("configure", { options });
@@ -199,6 +206,14 @@ export class Engine {
     }
     const copy = pcm.slice();
     return this._call("step", { pcm: copy }, [copy.buffer]);
+  }
+
+  /**
+   * Hibiki: the end-of-input frame, once after the last frame of the speech to translate
+   * (Kyutai's `run_inference`); resolves like step(). Then step() silence until textToken 2.
+   */
+  endOfInput() {
+    return this._call("step", { endOfInput: true });
   }
 
   /** Forget the conversation so far. */

@@ -131,7 +131,7 @@ async function init(opts) {
   };
 }
 
-async function load({ source, codebooks, storage, sampling, mimiOnly, warmup, quant }, post) {
+async function load({ source, codebooks, storage, sampling, mimiOnly, warmup, cfg, quant }, post) {
   if (conv) throw new EngineError("busy", "stop the conversation before loading another model");
   await idle();
   await loadWasm();
@@ -148,7 +148,7 @@ async function load({ source, codebooks, storage, sampling, mimiOnly, warmup, qu
   }
   let info;
   try {
-    const opts = JSON.stringify({ ...options, codebooks: codebooks ?? null, sampling: sampling ?? undefined, quant: quant ?? undefined });
+    const opts = JSON.stringify({ ...options, codebooks: codebooks ?? null, sampling: sampling ?? undefined, cfg: cfg ?? undefined, quant: quant ?? undefined });
     info = JSON.parse(
       await pkg.engineLoad(opts, opened.config ?? undefined, opened.files.mimi, opened.files.lm ?? undefined, opened.files.tokenizer ?? undefined),
     );
@@ -170,7 +170,7 @@ async function load({ source, codebooks, storage, sampling, mimiOnly, warmup, qu
   info.fileBytes = opened.bytes;
   if (opened.verified) info.verified = opened.verified; // per file: "sha256" or "size"
   info.wasmBytes = wasmBytes();
-  model = { info, source, codebooks, storage, mimiOnly, quant };
+  model = { info, source, codebooks, storage, mimiOnly, cfg, quant };
   return info;
 }
 
@@ -255,6 +255,20 @@ async function step(pcm) {
   stepping = true;
   try {
     return await pkg.engineStep(pcm);
+  } finally {
+    stepping = false;
+  }
+}
+
+// Hibiki: the end-of-input frame (after the last frame of the speech to translate).
+async function stepEndOfInput() {
+  if (!model) throw new EngineError("no-model", "no model is loaded: call load() first");
+  if (conv) throw new EngineError("busy", "a conversation is running: stop() it before calling endOfInput()");
+  if (model.info.kind !== "hibiki") throw new EngineError("input", `endOfInput() is for Hibiki models; this one is "${model.info.kind}"`);
+  await idle();
+  stepping = true;
+  try {
+    return await pkg.engineStepEndOfInput();
   } finally {
     stepping = false;
   }
@@ -584,7 +598,7 @@ onmessage = async (e) => {
         value = await configure(m.options);
         break;
       case "step": {
-        const out = await step(m.pcm);
+        const out = m.endOfInput ? await stepEndOfInput() : await step(m.pcm);
         const transfer = [out.pcm?.buffer, out.audioTokens?.buffer].filter(Boolean);
         postMessage({ id: m.id, ok: true, value: out }, transfer);
         return;

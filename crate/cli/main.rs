@@ -1,4 +1,4 @@
-//! The `parle` command line: `parle info`, `parle run`, `parle transcribe`, `parle mimi …`,
+//! The `parle` command line: `parle info`, `parle run`, `parle transcribe`, `parle translate`, `parle mimi …`,
 //! `parle bench …`.
 //!
 //! Native only: on wasm32 (built when `cargo test --target wasm32-unknown-unknown` builds the
@@ -14,6 +14,7 @@ mod mimi;
 mod run;
 #[cfg(not(target_arch = "wasm32"))]
 mod transcribe;
+mod translate;
 
 #[cfg(not(target_arch = "wasm32"))]
 use clap::{Parser, Subcommand};
@@ -54,6 +55,9 @@ enum Command {
     Run(run::RunArgs),
     /// Kyutai STT from a WAV file: streams the text, writes text, word timestamps, tokens.
     Transcribe(transcribe::TranscribeArgs),
+    /// Kyutai Hibiki speech translation from a WAV file: writes the translated speech, text,
+    /// tokens.
+    Translate(translate::TranslateArgs),
     /// Mimi codec: encode, decode, roundtrip.
     Mimi {
         #[command(subcommand)]
@@ -141,6 +145,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Mimi { cmd } => mimi::run(&ctx, cmd),
         Command::Run(args) => run::run(&ctx, args),
         Command::Transcribe(args) => transcribe::run(&ctx, args),
+        Command::Translate(args) => translate::run(&ctx, args),
     }
 }
 

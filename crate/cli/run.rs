@@ -81,11 +81,11 @@ fn options(a: &RunArgs) -> Result<SessionOptions> {
 }
 
 /// What a run produced.
-struct Transcript {
-    pcm: Vec<f32>,
-    text: String,
-    text_tokens: Vec<u32>,
-    audio_tokens: Vec<Vec<u32>>,
+pub(crate) struct Transcript {
+    pub(crate) pcm: Vec<f32>,
+    pub(crate) text: String,
+    pub(crate) text_tokens: Vec<u32>,
+    pub(crate) audio_tokens: Vec<Vec<u32>>,
 }
 
 impl Transcript {
@@ -133,6 +133,10 @@ pub fn run(ctx: &Context, a: RunArgs) -> Result<()> {
         Kind::Mimi => 0,
         Kind::Stt => bail!(
             "{} holds a speech-to-text model (no depformer, no audio out): use `parle transcribe`",
+            a.model.display()
+        ),
+        Kind::Hibiki => bail!(
+            "{} holds a Hibiki translation model (model_type \"hibiki\"): use `parle translate`",
             a.model.display()
         ),
     };
@@ -195,6 +199,7 @@ pub fn run(ctx: &Context, a: RunArgs) -> Result<()> {
             Kind::Moshi => "Moshi",
             Kind::Mimi => "Mimi loopback",
             Kind::Stt => "STT",
+            Kind::Hibiki => "Hibiki",
         },
         load_s
     );
@@ -220,7 +225,7 @@ pub fn run(ctx: &Context, a: RunArgs) -> Result<()> {
 }
 
 /// `text` [T] and `audio` [N, T] as i64.
-fn write_tokens(path: &Path, out: &Transcript) -> Result<()> {
+pub(crate) fn write_tokens(path: &Path, out: &Transcript) -> Result<()> {
     let t = out.audio_tokens.len();
     let n = out.audio_tokens.first().map_or(0, |a| a.len());
     let audio: Vec<u8> = (0..n)

@@ -2,6 +2,7 @@
 //! transformer, text head, depformer with per-step weights and token chaining), the delay
 //! schedule of spec §3.1 through a token ring, and GPU sampling.
 
+pub mod condition;
 pub mod config;
 mod extra;
 mod model;

@@ -16,12 +16,19 @@ use crate::gpu::{BufferUsage, Context, GpuBuffer, Recorder, View};
 use crate::kernels::linear::{LinearInput, LinearOutput};
 use crate::kernels::sampling::{self, LogitRows, SampleConfig, TokenSlots};
 use crate::nn::{
-    EmbeddingTable, Embeddings, Linear, Norm, NormKind, Transformer, TransformerConfig, Weights,
+    EmbeddingTable, Embeddings, Linear, Norm, NormKind, TableExtras, Transformer,
+    TransformerConfig, Weights,
 };
 use crate::weights::{UsageTracker, WeightFormat};
 
+use super::condition;
 use super::config::LmConfig;
 use super::extra::{ExtraHeads, ExtraHeadsConfig};
+
+mod depformer;
+mod lanes;
+use depformer::Depformer;
+use lanes::Guidance;
 
 /// How tokens are drawn (spec §3.3; PyTorch `LMGen` defaults).
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -103,21 +110,6 @@ impl StepDispatches {
     }
 }
 
-struct Depformer {
-    /// `depformer_in`, indexed by weight set (or one shared).
-    ins: Vec<Linear>,
-    /// Previous-token tables: 0 = text, k = audio codebook k − 1.
-    emb: Embeddings,
-    /// Low-rank projections per table (`{table}.low_rank.weight`).
-    low_rank: Vec<Option<Linear>>,
-    transformer: Transformer,
-    heads: Vec<Linear>,
-    /// `[dim]` step input.
-    x: GpuBuffer,
-    /// `[rank]` gathered low-rank embedding.
-    e: GpuBuffer,
-}
-
 /// The Moshi LM with its weights, caches and per-step buffers.
 pub struct Lm {
     cfg: LmConfig,
@@ -140,6 +132,11 @@ pub struct Lm {
     pub tokens: GpuBuffer,
     /// `[1 + dep_q]` tokens for [`TokenChoice::Forced`].
     pub forced_tokens: GpuBuffer,
+    /// The condition rows' table in `emb` (Hibiki: row 0 the conditioned lane, row 1 the
+    /// negative lane), gathered through the lane's constant in the token buffer.
+    cond_table: Option<usize>,
+    /// Classifier-free guidance's second lane (`None`: one lane, cfg 1).
+    guide: Option<Guidance>,
     ring: usize,
     step: usize,
     last_dispatches: StepDispatches,
@@ -199,7 +196,18 @@ impl Lm {
             name: "text_emb.weight".into(),
             rows: cfg.text_card as u32 + 1,
         });
-        let emb = Embeddings::load(ctx, w, &tables, d as u32, table_format)?;
+        let text_table = tables.len() - 1;
+        let mut extras = TableExtras::default();
+        if cfg.eos_reads_pad {
+            extras.aliases.push((text_table, 2, 3));
+        }
+        let conditions =
+            condition::lane_conditions(&cfg, w, &[condition::CONDITIONED, condition::NEGATIVE])?;
+        let cond_table = conditions.map(|c| {
+            extras.host.push(c);
+            tables.len()
+        });
+        let emb = Embeddings::load_with(ctx, w, &tables, d as u32, table_format, &extras)?;
         let transformer = Transformer::load(
             ctx,
             &w.pp("transformer"),
@@ -222,14 +230,7 @@ impl Lm {
         };
 
         let ring = 2 * cfg.max_delay() + 2;
-        let width = cfg.n_q + 1;
-        let mut init = vec![0u32; (ring + 2) * width];
-        let initial_row = &mut init[ring * width..(ring + 1) * width];
-        initial_row[0] = cfg.text_card as u32;
-        for t in initial_row[1..].iter_mut() {
-            *t = cfg.card as u32;
-        }
-        let tokens = ctx.upload("lm tokens", &init)?;
+        let tokens = ctx.upload("lm tokens", &initial_tokens(&cfg, ring))?;
         Ok(Self {
             x: fbuf(ctx, "lm x", d)?,
             z: fbuf(ctx, "lm z", text_linear.padded_in().max(d as u32) as usize)?,
@@ -241,6 +242,8 @@ impl Lm {
             )?,
             forced_tokens: ctx.upload("forced tokens", &vec![0u32; cfg.dep_q + 1])?,
             tokens,
+            cond_table,
+            guide: None,
             ring,
             step: 0,
             last_dispatches: StepDispatches::default(),
@@ -251,59 +254,6 @@ impl Lm {
             dep,
             extra,
             cfg,
-        })
-    }
-
-    fn load_depformer(
-        ctx: &Context,
-        cfg: &LmConfig,
-        w: &Weights,
-        opts: &LmOptions,
-        table_format: Option<WeightFormat>,
-    ) -> crate::Result<Depformer> {
-        let (d, dd) = (cfg.dim, cfg.depformer_dim);
-        let ins = (0..cfg.depformer_in_count())
-            .map(|j| w.linear(ctx, &format!("depformer_in.{j}.weight"), dd, d))
-            .collect::<crate::Result<Vec<_>>>()?;
-        let rank = cfg.depformer_low_rank_embeddings.unwrap_or(dd);
-        let mut dep_tables = vec![EmbeddingTable {
-            name: "depformer_text_emb.weight".into(),
-            rows: cfg.text_card as u32 + 1,
-        }];
-        dep_tables.extend((0..cfg.dep_q.saturating_sub(1)).map(|k| EmbeddingTable {
-            name: format!("depformer_emb.{k}.weight"),
-            rows: cfg.card as u32 + 1,
-        }));
-        let dep_emb = Embeddings::load(ctx, w, &dep_tables, rank as u32, table_format)?;
-        let low_rank = dep_tables
-            .iter()
-            .map(|t| match cfg.depformer_low_rank_embeddings {
-                Some(r) => {
-                    let name = t.name.replace(".weight", ".low_rank.weight");
-                    w.linear(ctx, &name, dd, r).map(Some)
-                }
-                None => Ok(None),
-            })
-            .collect::<crate::Result<Vec<_>>>()?;
-        let dep_transformer = Transformer::load(
-            ctx,
-            &w.pp("depformer"),
-            &TransformerConfig {
-                f32_cache: opts.f32_cache,
-                ..cfg.depformer()
-            },
-        )?;
-        let heads = (0..cfg.dep_q)
-            .map(|k| w.linear(ctx, &format!("linears.{k}.weight"), cfg.card, dd))
-            .collect::<crate::Result<Vec<_>>>()?;
-        Ok(Depformer {
-            x: fbuf(ctx, "depformer x", dd)?,
-            e: fbuf(ctx, "depformer low-rank e", rank)?,
-            ins,
-            emb: dep_emb,
-            low_rank,
-            transformer: dep_transformer,
-            heads,
         })
     }
 
@@ -328,13 +278,63 @@ impl Lm {
         if let Some(dep) = &mut self.dep {
             dep.transformer.reset();
         }
-        let width = self.width();
-        let mut init = vec![0u32; (self.ring + 2) * width];
-        init[self.ring * width] = self.cfg.text_card as u32;
-        for t in init[self.ring * width + 1..(self.ring + 1) * width].iter_mut() {
-            *t = self.cfg.card as u32;
+        if let Some(g) = &mut self.guide {
+            g.reset();
         }
+        let init = initial_tokens(&self.cfg, self.ring);
         ctx.write(&self.tokens, 0, bytemuck::cast_slice(&init));
+    }
+
+    /// The classifier-free guidance coefficient (1: none, one lane).
+    pub fn cfg_coef(&self) -> f32 {
+        self.guide.as_ref().map_or(1.0, |g| g.coef)
+    }
+
+    /// Set the classifier-free guidance coefficient. Going from 1 to another value allocates
+    /// the negative lane (KV caches and activations), going back to 1 frees it; both only at
+    /// the start of a stream (step 0, e.g. after [`Lm::reset`]). A model without conditioners
+    /// has no negative condition: any value but 1 is an error.
+    pub fn set_cfg_coef(&mut self, ctx: &Context, coef: f32) -> crate::Result<()> {
+        let bad = |m: String| crate::weights::WeightsError::Config(m).into();
+        if !(coef.is_finite() && coef > 0.0 && coef <= 100.0) {
+            return Err(bad(format!(
+                "cfg {coef}: the guidance coefficient must be in (0, 100]"
+            )));
+        }
+        let two = coef != 1.0;
+        if two == self.guide.is_some() {
+            if let Some(g) = &mut self.guide {
+                g.set_coef(ctx, coef);
+            }
+            return Ok(());
+        }
+        if self.step > 0 {
+            return Err(bad(format!(
+                "cfg {coef}: guidance can be switched on or off only at the start of a stream (reset first)"
+            )));
+        }
+        if !two {
+            self.guide = None;
+            return Ok(());
+        }
+        if self.cond_table.is_none() {
+            return Err(bad(format!(
+                "cfg {coef}: classifier-free guidance needs a conditioned model (Hibiki's \"conditioners\"); this one has none"
+            )));
+        }
+        let temporal = self.transformer.new_lane(ctx)?;
+        let depformer = match &self.dep {
+            Some(d) => Some(d.transformer.new_lane(ctx)?),
+            None => None,
+        };
+        let sizes = [
+            self.x.size(),
+            self.z.size(),
+            self.text_logits.size(),
+            self.audio_logits.size(),
+        ];
+        self.guide = Some(Guidance::new(ctx, coef, sizes, temporal, depformer)?);
+        Ok(())
     }
 
     /// Elements between rows of [`Lm::audio_logits`].
@@ -524,27 +524,41 @@ impl Lm {
     /// Record one step (spec §3.1): the user's codes of frame `s − 1 − d` must already be in
     /// the ring. Writes the text token of frame `s` and Moshi's codebook `k` of frame
     /// `s − d_{1+k}` into the ring, and the step's logits into [`Lm::text_logits`] /
-    /// [`Lm::audio_logits`].
+    /// [`Lm::audio_logits`] (with guidance: the conditioned lane's `cond − null`).
     pub fn record_step(&mut self, rec: &mut Recorder, choice: TokenChoice) -> crate::Result<()> {
-        // The depformer is taken out for the step so that its caches can be written while the
-        // rest of the model is read.
+        // The depformer and the guidance lane are taken out for the step so that their caches
+        // can be written while the rest of the model is read.
         let mut dep = self.dep.take();
-        let r = self.record_temporal(rec, &choice, dep.as_mut());
+        let mut guide = self.guide.take();
+        let r = self.record_temporal(rec, &choice, dep.as_mut(), guide.as_mut());
         self.dep = dep;
+        self.guide = guide;
         r?;
         self.step += 1;
         Ok(())
     }
 
-    fn record_temporal(
+    /// Element index of lane `lane`'s constant (its row of the condition table).
+    fn lane_slot(&self, lane: u32) -> u32 {
+        ((self.ring + 2) * self.width()) as u32 + lane
+    }
+
+    /// One lane's temporal pass: input embedding sum (with the lane's condition row), the
+    /// temporal transformer on the current caches, the out norm unless `fused`, the text head
+    /// into `text_logits`.
+    fn temporal_lane(
         &mut self,
         rec: &mut Recorder,
-        choice: &TokenChoice,
-        mut dep: Option<&mut Depformer>,
+        lane: u32,
+        x: &GpuBuffer,
+        z: &GpuBuffer,
+        text_logits: &GpuBuffer,
+        fused: bool,
+        counts: &mut StepDispatches,
     ) -> crate::Result<()> {
         let s = self.step;
         let cfg = &self.cfg;
-        // Temporal input: Σ audio tables (0..n_q) + text table (n_q).
+        // Temporal input: Σ audio tables (0..n_q) + text table (n_q) (+ the condition row).
         let mut streams: Vec<(usize, u32)> = (0..cfg.n_q)
             .map(|k| (k, self.audio_in_slot(s, k)))
             .collect();
@@ -552,7 +566,9 @@ impl Lm {
             cfg.n_q,
             self.slot(s as isize - 1 - cfg.delays[0] as isize, 0),
         ));
-        let mut counts = StepDispatches::default();
+        if let Some(t) = self.cond_table {
+            streams.push((t, self.lane_slot(lane)));
+        }
         let mut mark = rec.dispatch_count();
         let mut since = |rec: &Recorder| {
             let n = rec.dispatch_count();
@@ -561,67 +577,53 @@ impl Lm {
             d
         };
         self.emb
-            .sum(rec, self.tokens.view(), &streams, self.x.view(), false)?;
-        counts.embed = since(rec);
-        self.transformer.forward(rec, &self.x)?;
-        counts.temporal = since(rec);
+            .sum(rec, self.tokens.view(), &streams, x.view(), false)?;
+        counts.embed += since(rec);
+        self.transformer.forward(rec, x)?;
+        counts.temporal += since(rec);
         // The out norm is fused into every linear that reads it (text head, depformer inputs)
         // when their shapes allow; otherwise `z` holds it.
+        let (zb, z_input) = if fused {
+            (x, self.out_norm.as_linear_input())
+        } else {
+            self.out_norm.forward(rec, x.view(), z.view(), 1)?;
+            (z, LinearInput::Plain)
+        };
+        self.text_linear.forward_with(
+            rec,
+            zb.view(),
+            text_logits.view(),
+            1,
+            z_input,
+            LinearOutput::Store,
+        )?;
+        counts.text_head += since(rec);
+        Ok(())
+    }
+
+    fn record_temporal(
+        &mut self,
+        rec: &mut Recorder,
+        choice: &TokenChoice,
+        mut dep: Option<&mut Depformer>,
+        mut guide: Option<&mut Guidance>,
+    ) -> crate::Result<()> {
+        let s = self.step;
+        let mut counts = StepDispatches::default();
         let fused = self.text_linear.fusable()
             && self.extra.as_ref().is_none_or(|e| e.fusable())
             && dep
                 .as_ref()
                 .is_none_or(|dep| dep.ins.iter().all(|l| l.fusable()));
-        let (z, z_input) = if fused {
-            (self.x.clone(), self.out_norm.as_linear_input())
-        } else {
-            self.out_norm
-                .forward(rec, self.x.view(), self.z.view(), 1)?;
-            (self.z.clone(), LinearInput::Plain)
-        };
-        self.text_linear.forward_with(
-            rec,
-            z.view(),
-            self.text_logits.view(),
-            1,
-            z_input,
-            LinearOutput::Store,
-        )?;
-        counts.text_head = since(rec);
-        let text_slot = self.slot(s as isize, 0);
-        let text_logits = LogitRows::one(self.text_logits.view(), 0, self.cfg.text_card_out as u32);
-        self.choose(rec, choice, &text_logits, 0, text_slot)?;
-        counts.sampling += since(rec);
-        if let Some(extra) = &self.extra {
-            extra.record(rec, z.view(), z_input)?;
+        // The negative lane first, on its own caches and buffers.
+        if let Some(g) = guide.as_deref_mut() {
+            self.transformer.swap_lane(&mut g.temporal);
+            let r = self.temporal_lane(rec, 1, &g.x, &g.z, &g.text_logits, fused, &mut counts);
+            self.transformer.swap_lane(&mut g.temporal);
+            r?;
         }
-        counts.text_head += since(rec);
-        if let Some(dep) = dep.as_mut() {
-            let z = ZInput {
-                buffer: &z,
-                read: z_input,
-            };
-            self.run_depformer(dep, rec, choice, z, text_slot, &mut counts)?;
-        }
-        self.last_dispatches = counts;
-        Ok(())
-    }
-
-    /// The depformer's `dep_q` steps of step `self.step`, each chained on the token chosen
-    /// just before.
-    fn run_depformer(
-        &self,
-        dep: &mut Depformer,
-        rec: &mut Recorder,
-        choice: &TokenChoice,
-        z: ZInput,
-        text_slot: u32,
-        counts: &mut StepDispatches,
-    ) -> crate::Result<()> {
-        let ZInput {
-            buffer: z,
-            read: z_input,
-        } = z;
+        let (x, zbuf, text_logits) = (self.x.clone(), self.z.clone(), self.text_logits.clone());
+        self.temporal_lane(rec, 0, &x, &zbuf, &text_logits, fused, &mut counts)?;
         let mut mark = rec.dispatch_count();
         let mut since = |rec: &Recorder| {
             let n = rec.dispatch_count();
@@ -629,56 +631,54 @@ impl Lm {
             mark = n;
             d
         };
-        let s = self.step;
-        dep.transformer.reset();
-        let card = self.cfg.card as u32;
-        let mut prev = text_slot;
-        for k in 0..self.cfg.dep_q {
-            let j = if self.cfg.depformer_multi_linear {
-                self.cfg.depformer_set(k)
-            } else {
-                0
-            };
-            dep.ins[j].forward_with(
-                rec,
-                z.view(),
-                dep.x.view(),
-                1,
-                z_input,
-                LinearOutput::Store,
-            )?;
-            match &dep.low_rank[k] {
-                Some(lr) => {
-                    dep.emb
-                        .sum(rec, self.tokens.view(), &[(k, prev)], dep.e.view(), false)?;
-                    lr.forward_with(
-                        rec,
-                        dep.e.view(),
-                        dep.x.view(),
-                        1,
-                        LinearInput::Plain,
-                        LinearOutput::Accumulate,
-                    )?;
-                }
-                None => dep
-                    .emb
-                    .sum(rec, self.tokens.view(), &[(k, prev)], dep.x.view(), true)?,
+        let n_text = self.cfg.text_card_out as u32;
+        let text_view = match guide.as_deref() {
+            Some(g) => {
+                g.combine(rec, text_logits.view(), g.text_logits.view(), n_text)?;
+                g.text_logits.view()
             }
-            dep.transformer.forward(rec, &dep.x)?;
-            let row = k as u64 * self.logit_stride() as u64;
-            dep.heads[k].forward(
-                rec,
-                dep.x.view(),
-                self.audio_logits.slice(row * 4, card as u64 * 4),
-                1,
-            )?;
-            counts.depformer += since(rec);
-            let out = self.audio_out_slot(s, k);
-            let logits = LogitRows::one(self.audio_logits.view(), row as u32, card);
-            self.choose(rec, choice, &logits, 1 + k as u32, out)?;
-            counts.sampling += since(rec);
-            prev = out;
+            None => text_logits.view(),
+        };
+        counts.text_head += since(rec);
+        let text_slot = self.slot(s as isize, 0);
+        let text_rows = LogitRows::one(text_view, 0, n_text);
+        self.choose(rec, choice, &text_rows, 0, text_slot)?;
+        counts.sampling += since(rec);
+        let z_input = if fused {
+            self.out_norm.as_linear_input()
+        } else {
+            LinearInput::Plain
+        };
+        let z = if fused { &x } else { &zbuf };
+        if let Some(extra) = &self.extra {
+            extra.record(rec, z.view(), z_input)?;
         }
+        counts.text_head += since(rec);
+        if let Some(dep) = dep.as_mut() {
+            let own = ZInput {
+                buffer: z,
+                read: z_input,
+            };
+            let null = guide
+                .as_deref()
+                .map(|g| (if fused { g.x.clone() } else { g.z.clone() }, z_input));
+            self.run_depformer(dep, rec, choice, own, null, guide, text_slot, &mut counts)?;
+        }
+        self.last_dispatches = counts;
         Ok(())
     }
+}
+
+/// The token buffer's initial contents: the ring (zeros), the initial row (text `text_card`,
+/// audio `card`), the discard row, then the lanes' constants 0 and 1 (their condition rows).
+fn initial_tokens(cfg: &LmConfig, ring: usize) -> Vec<u32> {
+    let width = cfg.n_q + 1;
+    let mut init = vec![0u32; (ring + 2) * width + 2];
+    let initial_row = &mut init[ring * width..(ring + 1) * width];
+    initial_row[0] = cfg.text_card as u32;
+    for t in initial_row[1..].iter_mut() {
+        *t = cfg.card as u32;
+    }
+    init[(ring + 2) * width + 1] = 1;
+    init
 }

@@ -12,7 +12,7 @@ use crate::kernels::fill::{self, FillMode};
 use crate::weights::{
     embedding_table, gather_format, gather_reads, random_table_format, stored_table_format,
     table_bytes, table_chunk_offsets, table_data_words, table_in_format, table_piece_parts,
-    WeightFormat, TABLE_CHUNK_ROWS,
+    LinearTensor, WeightFormat, TABLE_CHUNK_ROWS,
 };
 
 use super::source::Weights;
@@ -22,6 +22,18 @@ use super::source::Weights;
 pub struct EmbeddingTable {
     pub name: String,
     pub rows: u32,
+}
+
+/// What [`Embeddings::load_with`] adds to the tables read from the weights: tables given as f32
+/// rows by the caller (kept in f32, numbered after the loaded tables), and rows of a loaded
+/// table that read another of its rows.
+#[derive(Debug, Clone, Default)]
+pub struct TableExtras {
+    /// `[rows, dim]` row-major f32 values of each caller table.
+    pub host: Vec<Vec<f32>>,
+    /// `(table, dst, src)`: row `dst` of loaded table `table` holds row `src`'s values
+    /// (checkpoints only; random tables are left as drawn).
+    pub aliases: Vec<(usize, u32, u32)>,
 }
 
 /// Where rows `first_id .. first_id + rows` of a table live.
@@ -83,6 +95,36 @@ fn fill_random(
     Ok(())
 }
 
+/// Write rows `from .. from + n` of piece `p` (ids `p.first_id + from …`) from `table`'s rows
+/// shifted by `shift`, in chunks, each placed where the piece's layout puts its data and scale
+/// words: the host holds the table and one chunk.
+#[allow(clippy::too_many_arguments)]
+fn write_rows(
+    ctx: &Context,
+    buf: &GpuBuffer,
+    p: &Piece,
+    table: &LinearTensor,
+    dim: u32,
+    from: u32,
+    n: u32,
+    shift: i64,
+) -> crate::Result<()> {
+    let mut at_row = from;
+    while at_row < from + n {
+        let k = (from + n - at_row).min(TABLE_CHUNK_ROWS);
+        let src = (p.first_id as i64 + at_row as i64 + shift) as u32;
+        let (data, scales) = table_piece_parts(table, dim, src, k)?;
+        let (d_at, s_at) = table_chunk_offsets(p.format, p.rows, dim, at_row);
+        let at = |words: u64| 4 * (p.base as u64 + words);
+        ctx.write(buf, at(d_at), bytemuck::cast_slice(&data));
+        if !scales.is_empty() {
+            ctx.write(buf, at(s_at), bytemuck::cast_slice(&scales));
+        }
+        at_row += k;
+    }
+    Ok(())
+}
+
 impl Embeddings {
     /// Load `tables` of width `dim`, each kept in `target` (`Some(F32)`: exact f32 dequantization,
     /// `Some(Bf16)`: rounded to bf16) or, with `None`, in the format its checkpoint stores it in
@@ -95,6 +137,26 @@ impl Embeddings {
         dim: u32,
         target: Option<WeightFormat>,
     ) -> crate::Result<Self> {
+        Self::load_with(ctx, w, tables, dim, target, &TableExtras::default())
+    }
+
+    /// [`Embeddings::load`] plus `extras`: the caller's f32 tables share the buffers (and so
+    /// the launches) of the loaded ones.
+    pub fn load_with(
+        ctx: &Context,
+        w: &Weights,
+        loaded: &[EmbeddingTable],
+        dim: u32,
+        target: Option<WeightFormat>,
+        extras: &TableExtras,
+    ) -> crate::Result<Self> {
+        let mut tables = loaded.to_vec();
+        for (i, h) in extras.host.iter().enumerate() {
+            tables.push(EmbeddingTable {
+                name: format!("caller table {i}"),
+                rows: (h.len() / dim.max(1) as usize) as u32,
+            });
+        }
         let bad = |message: String| -> crate::Error {
             GpuError::Launch {
                 kernel: "embeddings",
@@ -105,8 +167,9 @@ impl Embeddings {
         // The format of each table on the GPU, known before anything is read where the source
         // says how the table is stored.
         let mut formats = Vec::with_capacity(tables.len());
-        for t in tables {
+        for (ti, t) in tables.iter().enumerate() {
             let f = match (w, target) {
+                _ if ti >= loaded.len() => WeightFormat::F32,
                 (_, Some(f)) => f,
                 (Weights::Random { format, .. }, None) => random_table_format(*format),
                 (Weights::Checkpoint { source, .. }, None) => {
@@ -180,41 +243,41 @@ impl Embeddings {
                 BufferUsage::Storage,
             )?);
         }
-        match w {
-            Weights::Random { seed, .. } => {
-                for (bi, buf) in buffers.iter().enumerate() {
-                    let mine: Vec<Piece> = pieces
-                        .iter()
-                        .flatten()
-                        .filter(|p| p.buffer == bi)
-                        .copied()
-                        .collect();
-                    fill_random(ctx, buf, &mine, dim, seed ^ bi as u32)?;
-                }
+        if let Weights::Random { seed, .. } = w {
+            for (bi, buf) in buffers.iter().enumerate() {
+                let mine: Vec<Piece> = pieces
+                    .iter()
+                    .flatten()
+                    .filter(|p| p.buffer == bi)
+                    .copied()
+                    .collect();
+                fill_random(ctx, buf, &mine, dim, seed ^ bi as u32)?;
             }
-            Weights::Checkpoint { source, .. } => {
-                for (ti, t) in tables.iter().enumerate() {
+        }
+        for (ti, t) in tables.iter().enumerate() {
+            let table = match (w, extras.host.get(ti.wrapping_sub(loaded.len()))) {
+                (_, Some(h)) if ti >= loaded.len() => LinearTensor::F32(h.clone()),
+                (Weights::Checkpoint { source, .. }, _) => {
                     let stored = embedding_table(*source, &t.name, t.rows as usize, dim as usize)?;
-                    let table = table_in_format(stored, Some(formats[ti]), dim)?;
-                    // In chunks of rows, each placed where the piece's layout puts its data
-                    // and scale words: the host holds the stored table and one chunk.
-                    for p in &pieces[ti] {
-                        let mut from = 0;
-                        while from < p.rows {
-                            let n = (p.rows - from).min(TABLE_CHUNK_ROWS);
-                            let (data, scales) =
-                                table_piece_parts(&table, dim, p.first_id + from, n)?;
-                            let (d_at, s_at) = table_chunk_offsets(formats[ti], p.rows, dim, from);
-                            let at = |words: u64| 4 * (p.base as u64 + words);
-                            let buf = &buffers[p.buffer];
-                            ctx.write(buf, at(d_at), bytemuck::cast_slice(&data));
-                            if !scales.is_empty() {
-                                ctx.write(buf, at(s_at), bytemuck::cast_slice(&scales));
-                            }
-                            from += n;
-                        }
-                    }
+                    table_in_format(stored, Some(formats[ti]), dim)?
                 }
+                _ => continue,
+            };
+            for p in &pieces[ti] {
+                write_rows(ctx, &buffers[p.buffer], p, &table, dim, 0, p.rows, 0)?;
+            }
+            for &(_, dst, src) in extras.aliases.iter().filter(|a| a.0 == ti) {
+                let Some(p) = pieces[ti]
+                    .iter()
+                    .find(|p| (p.first_id..p.first_id + p.rows).contains(&dst))
+                else {
+                    return Err(bad(format!("row {dst} is outside table {}", t.name)));
+                };
+                if src >= t.rows {
+                    return Err(bad(format!("row {src} is outside table {}", t.name)));
+                }
+                let (from, shift) = (dst - p.first_id, src as i64 - dst as i64);
+                write_rows(ctx, &buffers[p.buffer], p, &table, dim, from, 1, shift)?;
             }
         }
         Ok(Self {

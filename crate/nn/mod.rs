@@ -10,8 +10,8 @@ pub mod norm;
 pub mod source;
 pub mod transformer;
 
-pub use embedding::{EmbeddingTable, Embeddings};
+pub use embedding::{EmbeddingTable, Embeddings, TableExtras};
 pub use linear::{Linear, WeightOptions};
 pub use norm::{Norm, NormKind};
 pub use source::{Scope, Weights};
-pub use transformer::{Gating, Positional, Transformer, TransformerConfig};
+pub use transformer::{Gating, LaneState, Positional, Transformer, TransformerConfig};

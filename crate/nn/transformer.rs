@@ -226,6 +226,19 @@ pub fn sin_embedding(pos: u32, dim: usize, max_period: f32) -> Vec<f32> {
     out
 }
 
+/// The stream state of a second lane of a [`Transformer`] (classifier-free guidance).
+pub struct LaneState {
+    caches: Vec<GpuBuffer>,
+    pos: u32,
+}
+
+impl LaneState {
+    /// Start the lane's stream again.
+    pub fn reset(&mut self) {
+        self.pos = 0;
+    }
+}
+
 /// A streaming transformer with its weights, KV caches and scratch.
 pub struct Transformer {
     cfg: TransformerConfig,
@@ -380,6 +393,34 @@ impl Transformer {
     /// Positions processed since the stream started.
     pub fn position(&self) -> u32 {
         self.pos
+    }
+
+    /// A second stream state for the same weights (KV caches of every layer, position 0), for
+    /// [`Transformer::swap_lane`]. Scratch buffers stay shared: lanes are recorded one after
+    /// the other.
+    pub fn new_lane(&self, ctx: &Context) -> crate::Result<LaneState> {
+        let caches = self
+            .layers
+            .iter()
+            .enumerate()
+            .map(|(l, _)| {
+                ctx.create_buffer(
+                    &format!("lane kv cache {l}"),
+                    self.attn.cache_bytes(ctx),
+                    BufferUsage::Storage,
+                )
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(LaneState { caches, pos: 0 })
+    }
+
+    /// Exchange this transformer's stream state (KV caches and position) with `lane`'s: the
+    /// next calls run the other stream on the same weights.
+    pub fn swap_lane(&mut self, lane: &mut LaneState) {
+        for (layer, cache) in self.layers.iter_mut().zip(lane.caches.iter_mut()) {
+            std::mem::swap(&mut layer.cache, cache);
+        }
+        std::mem::swap(&mut self.pos, &mut lane.pos);
     }
 
     /// Bytes of weights one call reads (one weight set).

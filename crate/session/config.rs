@@ -101,7 +101,7 @@ pub struct GenerationConfig {
     /// Audio top-k.
     pub top_k: Option<u32>,
     pub top_k_text: Option<u32>,
-    /// Classifier-free guidance; only 1 (none) runs here.
+    /// Classifier-free guidance coefficient (1: none); needs conditioners.
     pub cfg_coef: Option<f32>,
     pub cfg_is_no_text: Option<bool>,
     pub cfg_is_masked_until: Option<Vec<usize>>,
@@ -202,10 +202,29 @@ impl ModelConfig {
             None => MimiConfig::default(),
         };
         let generation: GenerationConfig = section(obj, "lm_gen_config")?.unwrap_or_default();
-        if let Some(c) = generation.cfg_coef.filter(|&c| c != 1.0) {
+        let lm = LmConfig::from_object(obj)?;
+        if let Some(c) = generation.cfg_coef {
+            if !(c.is_finite() && c > 0.0 && c <= 100.0) {
+                return Err(WeightsError::Config(format!(
+                    "config.json: key \"lm_gen_config.cfg_coef\" is {c}: a number in (0, 100]"
+                )));
+            }
+            if c != 1.0 && !lm.conditioned() {
+                return Err(WeightsError::Config(format!(
+                    "config.json: key \"lm_gen_config.cfg_coef\" is {c}: classifier-free guidance needs conditioners (\"conditioners\", \"fuser\"), which this model has none of"
+                )));
+            }
+        }
+        if generation.cfg_is_no_text == Some(true) {
             return Err(not_yet(
-                "lm_gen_config.cfg_coef",
-                &format!("is {c}: classifier-free guidance"),
+                "lm_gen_config.cfg_is_no_text",
+                "asks for guidance on audio only",
+            ));
+        }
+        if generation.cfg_is_masked_until.is_some() {
+            return Err(not_yet(
+                "lm_gen_config.cfg_is_masked_until",
+                "asks for masked guidance",
             ));
         }
         for (key, v) in [
@@ -235,7 +254,7 @@ impl ModelConfig {
             }
         }
         Ok(Self {
-            lm: LmConfig::from_object(obj)?,
+            lm,
             mimi,
             files: ConfigFiles::from_object(obj)?,
             model_type: family.model_type.unwrap_or_default(),
@@ -273,6 +292,12 @@ impl ModelConfig {
             output_codebooks: self.lm.dep_q,
             text: true,
         }
+    }
+
+    /// The classifier-free guidance coefficient this model asks for (`lm_gen_config.cfg_coef`,
+    /// default 1: none). `parle translate --cfg` and the JS `cfg` option override it.
+    pub fn cfg_coef(&self) -> f32 {
+        self.generation.cfg_coef.unwrap_or(1.0)
     }
 
     /// The sampling this model asks for: [`Sampling::default`] (PyTorch `LMGen`'s defaults),

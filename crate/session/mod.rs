@@ -16,6 +16,7 @@ pub mod bench;
 mod codec;
 mod config;
 pub mod estimate;
+pub mod hibiki;
 mod load;
 mod sampling;
 pub mod stt;
@@ -52,6 +53,9 @@ pub enum Kind {
     Mimi,
     /// Speech to text (Kyutai STT): Mimi encode + an LM with no depformer, text out.
     Stt,
+    /// Speech translation (Kyutai Hibiki): Moshi's frame loop with the LM's conditioning and
+    /// optional classifier-free guidance, and an end-of-input frame ([`hibiki`]).
+    Hibiki,
 }
 
 /// How to build a session.
@@ -64,6 +68,9 @@ pub struct SessionOptions {
     pub sampling: SamplingSettings,
     pub lm: LmOptions,
     pub weights: WeightOptions,
+    /// Classifier-free guidance coefficient (default: the model's `lm_gen_config.cfg_coef`, 1
+    /// when absent); any value but 1 needs a conditioned model (Hibiki).
+    pub cfg: Option<f32>,
 }
 
 /// One frame's result.
@@ -164,6 +171,8 @@ pub struct Session {
     /// Extra-head probabilities in `out` (`heads × head_dim`, STT only).
     extra_len: usize,
     stt: SttConfig,
+    /// Hibiki's end-of-input codes (`card` in every user codebook).
+    end_codes: Option<GpuBuffer>,
     readback: FrameReadback,
     pending: VecDeque<Pending>,
     /// The staging slot a [`FrameWait`] is mapping (no push may copy into it until its take).
@@ -198,10 +207,12 @@ impl Session {
                 let user = cfg.user_streams();
                 let kind = if cfg.dep_q == 0 {
                     Kind::Stt
+                } else if config.model_type == ModelType::Hibiki {
+                    Kind::Hibiki
                 } else {
                     Kind::Moshi
                 };
-                if kind == Kind::Moshi && user != cfg.dep_q {
+                if kind != Kind::Stt && user != cfg.dep_q {
                     return Err(WeightsError::Config(format!(
                         "the LM listens to {user} user codebooks and speaks {}: parle needs them equal",
                         cfg.dep_q
@@ -215,7 +226,8 @@ impl Session {
                     },
                     r => r,
                 };
-                let lm = Lm::load(ctx, cfg, &w, &opts.lm)?;
+                let mut lm = Lm::load(ctx, cfg, &w, &opts.lm)?;
+                lm.set_cfg_coef(ctx, opts.cfg.unwrap_or(config.cfg_coef()))?;
                 (kind, Some(lm), Some(user))
             }
             None => (Kind::Mimi, None, opts.codebooks),
@@ -264,8 +276,16 @@ impl Session {
         let extra = lm.as_ref().map(|lm| lm.extra_heads()).unwrap_or_default();
         let extra_len = extra.heads * extra.dim;
         let bytes = ((pcm_len + width + extra_len) * 4) as u64;
+        let end_codes = match &lm {
+            Some(lm) if kind == Kind::Hibiki => {
+                let c = lm.config();
+                Some(ctx.upload("end of input codes", &vec![c.card as u32; c.user_streams()])?)
+            }
+            _ => None,
+        };
         Ok(Self {
             kind,
+            end_codes,
             out: ctx.create_buffer("session out", bytes, BufferUsage::Storage)?,
             readback: FrameReadback::new(ctx, "session", bytes)?,
             pcm_len,
@@ -312,7 +332,7 @@ impl Session {
     /// and what the LM hears in STT.
     pub fn codebooks(&self) -> usize {
         match (&self.lm, self.kind) {
-            (Some(lm), Kind::Moshi) => lm.config().dep_q,
+            (Some(lm), Kind::Moshi | Kind::Hibiki) => lm.config().dep_q,
             _ => self.mimi.num_codebooks(),
         }
     }
@@ -336,6 +356,25 @@ impl Session {
         self.sampling
     }
 
+    /// The classifier-free guidance coefficient (1: none).
+    pub fn cfg(&self) -> f32 {
+        self.lm.as_ref().map_or(1.0, |lm| lm.cfg_coef())
+    }
+
+    /// Change the guidance coefficient (from the next frame). Switching guidance on (from 1) or
+    /// off (to 1) allocates or frees the second lane and is allowed only at the start of a
+    /// stream (after [`Session::reset`]); a model without conditioners accepts only 1.
+    pub fn set_cfg(&mut self, ctx: &Context, cfg: f32) -> crate::Result<()> {
+        match &mut self.lm {
+            Some(lm) => lm.set_cfg_coef(ctx, cfg),
+            None if cfg == 1.0 => Ok(()),
+            None => Err(SessionError::Input(format!(
+                "cfg {cfg}: the Mimi loopback has no LM to guide"
+            ))
+            .into()),
+        }
+    }
+
     /// Frames submitted and not yet pulled.
     pub fn in_flight(&self) -> usize {
         self.pending.len()
@@ -356,7 +395,23 @@ impl Session {
 
     /// Record and submit one frame of `frame_size` samples. Nothing waits on the GPU.
     pub fn push(&mut self, ctx: &Context, pcm: &[f32]) -> crate::Result<()> {
-        if pcm.len() != self.frame_size() {
+        self.push_frame(ctx, Some(pcm))
+    }
+
+    /// Hibiki: record and submit the end-of-input frame (`card` in every user codebook, as
+    /// Kyutai's `run_inference` gives once after the file; Mimi's encoder does not run).
+    pub fn push_end_of_input(&mut self, ctx: &Context) -> crate::Result<()> {
+        if self.end_codes.is_none() {
+            return Err(SessionError::Input(
+                "only a Hibiki session takes an end-of-input frame".into(),
+            )
+            .into());
+        }
+        self.push_frame(ctx, None)
+    }
+
+    fn push_frame(&mut self, ctx: &Context, pcm: Option<&[f32]>) -> crate::Result<()> {
+        if let Some(pcm) = pcm.filter(|p| p.len() != self.frame_size()) {
             return Err(SessionError::FrameSize {
                 want: self.frame_size(),
                 got: pcm.len(),
@@ -370,9 +425,16 @@ impl Session {
             // Only after a reset during a wait: that frame's staging buffer is still mapping.
             return Err(SessionError::AlreadyWaiting.into());
         }
-        ctx.write(self.mimi.pcm_in(), 0, bytemuck::cast_slice(pcm));
         let mut rec = Recorder::new(ctx, "frame");
-        self.mimi.record_encode(&mut rec)?;
+        let codes = match (pcm, &self.end_codes) {
+            (Some(pcm), _) => {
+                ctx.write(self.mimi.pcm_in(), 0, bytemuck::cast_slice(pcm));
+                self.mimi.record_encode(&mut rec)?;
+                self.mimi.codes().view()
+            }
+            (None, Some(end)) => end.view(),
+            (None, None) => unreachable!("checked by push_end_of_input"),
+        };
         let mimi_encode = rec.dispatch_count();
         let mut lm_counts = StepDispatches::default();
         let mut decode_from = None;
@@ -393,7 +455,7 @@ impl Session {
             }
             Some(lm) => {
                 let s = self.step;
-                rec.copy(self.mimi.codes().view(), lm.user_codes_view(s));
+                rec.copy(codes, lm.user_codes_view(s));
                 lm.record_step(&mut rec, TokenChoice::Sample(self.sampling))?;
                 lm_counts = lm.last_dispatches();
                 let f = s.checked_sub(lm.config().max_delay());

@@ -111,12 +111,14 @@ pub async fn engine_load(
         codebooks: opts.codebooks,
         sampling: opts.sampling.unwrap_or_default(),
         weights: WeightOptions { quant },
+        cfg: opts.cfg,
         ..SessionOptions::default()
     };
     let session = Session::from_sources(&ctx, sources, &session_opts).map_err(from_error)?;
     ctx.check().map_err(from_error)?;
     let info = json!({
-        "kind": match session.kind() { Kind::Moshi => model_kind, Kind::Mimi => "mimi", Kind::Stt => "stt" },
+        "kind": match session.kind() { Kind::Moshi => model_kind, Kind::Mimi => "mimi", Kind::Stt => "stt", Kind::Hibiki => "hibiki" },
+        "cfg": session.cfg(),
         "io": {
             "inputCodebooks": io.input_codebooks,
             "outputCodebooks": io.output_codebooks,
@@ -143,6 +145,15 @@ pub async fn engine_load(
 #[wasm_bindgen(js_name = engineCheckConfigure)]
 pub fn engine_check_configure(options: String) -> Result<(), JsValue> {
     let opts: ConfigureOptions = parse(&options, "engineConfigure")?;
+    if let Some(c) = opts
+        .cfg
+        .filter(|c| !(c.is_finite() && *c > 0.0 && *c <= 100.0))
+    {
+        return Err(error(
+            ErrorCode::Input,
+            &format!("cfg must be a number in (0, 100], got {c}"),
+        ));
+    }
     opts.sampling()
         .apply(crate::session::Sampling::default())
         .map(|_| ())
@@ -161,6 +172,10 @@ pub fn engine_configure(options: String) -> Result<(), JsValue> {
                 .sampling()
                 .apply(session.sampling())
                 .map_err(|m| error(ErrorCode::Input, &m))?;
+            if let Some(c) = opts.cfg {
+                let ctx = current_ctx()?;
+                session.set_cfg(&ctx, c).map_err(from_error)?;
+            }
             session.configure(sampling);
             Ok(())
         }
@@ -319,6 +334,24 @@ pub async fn engine_step(pcm: Vec<f32>) -> Result<JsValue, JsValue> {
         return Err(e);
     }
     let (out, gpu_ms) = with_session_out(session, async |s| s.step(&ctx, &pcm).await).await;
+    let out = out.map_err(|e| frame_error(&ctx, e))?;
+    Ok(output_object(out, gpu_ms))
+}
+
+/// Hibiki: one end-of-input frame (`card` in every codebook the model hears, as Kyutai's
+/// `run_inference` gives once after the input ends); resolves to what [`engine_step`] resolves
+/// to. Then feed silence until the text says EOS (token 2).
+#[wasm_bindgen(js_name = engineStepEndOfInput)]
+pub async fn engine_step_end_of_input() -> Result<JsValue, JsValue> {
+    let ctx = current_ctx()?;
+    let Some(session) = SESSION.with(|s| s.borrow_mut().take()) else {
+        return Err(no_session());
+    };
+    let (out, gpu_ms) = with_session_out(session, async |s| {
+        s.push_end_of_input(&ctx)?;
+        s.pull(&ctx).await
+    })
+    .await;
     let out = out.map_err(|e| frame_error(&ctx, e))?;
     Ok(output_object(out, gpu_ms))
 }

@@ -26,6 +26,8 @@ pub(super) struct LoadOptions {
     /// Convert the LM's bf16/f32 linear weights at load: `q4`, `q8`, `q8_0`, `bf16` or `f32`
     /// (`parle run --quant`); absent or null keeps the checkpoint's format.
     pub quant: Option<String>,
+    /// Classifier-free guidance coefficient (default: the model's `lm_gen_config.cfg_coef`).
+    pub cfg: Option<f32>,
 }
 
 /// The weight format a `quant` option names (`None`: keep the checkpoint's); an unknown name is an
@@ -57,6 +59,8 @@ pub(super) struct ConfigureOptions {
     pub text_top_k: Option<u32>,
     pub audio_temperature: Option<f32>,
     pub audio_top_k: Option<u32>,
+    /// Classifier-free guidance coefficient; switching guidance on or off needs a reset first.
+    pub cfg: Option<f32>,
 }
 
 impl ConfigureOptions {

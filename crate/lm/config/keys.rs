@@ -76,6 +76,8 @@ pub(super) struct LmKeys {
     demux_second_text_stream: Option<bool>,
     /// The older name of `demux_second_text_stream`.
     demux_second_stream: Option<bool>,
+    /// Only "hibiki" changes the LM (see [`LmConfig::eos_reads_pad`]).
+    model_type: Option<String>,
 }
 
 /// One entry of `conditioners` (`moshi/models/loaders.py`: `get_conditioner`).
@@ -243,6 +245,7 @@ impl LmKeys {
                 .demux_second_text_stream
                 .or(self.demux_second_stream)
                 .unwrap_or(false),
+            eos_reads_pad: self.model_type.as_deref() == Some("hibiki"),
         })
     }
 }

@@ -78,6 +78,9 @@ pub struct LmConfig {
     pub cross_attention: bool,
     /// A second text stream demultiplexed from the text tokens.
     pub demux_second_text_stream: bool,
+    /// `model_type` "hibiki": PyPI moshi's `CheckpointInfo.get_moshi` makes the text
+    /// embedding's row 2 (EOS) equal to row 3 (PAD), so an early EOS reads as padding.
+    pub eos_reads_pad: bool,
 }
 
 impl Default for LmConfig {
@@ -128,6 +131,7 @@ impl Default for LmConfig {
             fuser: None,
             cross_attention: false,
             demux_second_text_stream: false,
+            eos_reads_pad: false,
         }
     }
 }
@@ -174,29 +178,7 @@ impl LmConfig {
                 "is false: only causal (streaming) LMs run here",
             ));
         }
-        if let Some((name, c)) = self.conditioners.iter().next() {
-            let what = match c.kind {
-                ConditionerKind::Lut => {
-                    "a lut conditioner (Hibiki's), which parle does not support yet"
-                }
-                ConditionerKind::Tensor => "a tensor conditioner, which parle does not support",
-            };
-            return Err(bad(&format!("conditioners.{name}"), format!("is {what}")));
-        }
-        if let Some(f) = &self.fuser {
-            if !f.cross.is_empty() {
-                return Err(bad(
-                    "fuser.cross",
-                    "asks for cross-attention, which parle does not support",
-                ));
-            }
-            if let Some(n) = f.sum.iter().chain(&f.prepend).next() {
-                return Err(bad(
-                    "fuser",
-                    format!("fuses the condition \"{n}\", which parle does not support yet"),
-                ));
-            }
-        }
+        self.check_conditions()?;
         if self.extra_heads_num_heads > 0 && self.extra_heads_dim == 0 {
             return Err(bad(
                 "extra_heads_dim",
@@ -204,6 +186,80 @@ impl LmConfig {
             ));
         }
         Ok(())
+    }
+
+    /// Conditioners parle runs: `lut` conditioners with a list of `possible_values` (Hibiki's),
+    /// each summed into the input (`fuser.sum`). Anything else is an error naming its key.
+    fn check_conditions(&self) -> Result<(), WeightsError> {
+        let fuser = self.fuser.clone().unwrap_or_default();
+        if !fuser.cross.is_empty() {
+            return Err(bad(
+                "fuser.cross",
+                "asks for cross-attention, which parle does not support",
+            ));
+        }
+        if let Some(n) = fuser.prepend.first() {
+            return Err(bad(
+                "fuser.prepend",
+                format!("prepends the condition \"{n}\", which parle does not support"),
+            ));
+        }
+        for (name, c) in &self.conditioners {
+            let key = format!("conditioners.{name}");
+            match (c.kind, &c.lut) {
+                (ConditionerKind::Tensor, _) => {
+                    return Err(bad(
+                        &key,
+                        "is a tensor conditioner, which parle does not support",
+                    ))
+                }
+                (ConditionerKind::Lut, None) => {
+                    return Err(bad(&key, "is a lut conditioner without its \"lut\" kwargs"))
+                }
+                (ConditionerKind::Lut, Some(lut)) => {
+                    if lut.tokenizer != "noop" {
+                        return Err(bad(
+                            &format!("{key}.lut.tokenizer"),
+                            format!("is \"{}\": only \"noop\" exists", lut.tokenizer),
+                        ));
+                    }
+                    match &lut.possible_values {
+                        Some(v) if !v.is_empty() && v.len() <= lut.n_bins => {}
+                        _ => {
+                            return Err(bad(
+                                &format!("{key}.lut.possible_values"),
+                                "must list the values (at most n_bins): parle does not run the hash tokenizer",
+                            ))
+                        }
+                    }
+                    if lut.dim == 0 || lut.dim > 1 << 16 || lut.n_bins > 1 << 16 {
+                        return Err(bad(&key, "has an implausible dim or n_bins"));
+                    }
+                }
+            }
+            if !fuser.sum.contains(name) {
+                return Err(bad(
+                    "fuser.sum",
+                    format!("does not list the conditioner \"{name}\": parle only sums conditions into the input"),
+                ));
+            }
+        }
+        if let Some(n) = fuser
+            .sum
+            .iter()
+            .find(|n| !self.conditioners.contains_key(*n))
+        {
+            return Err(bad(
+                "fuser.sum",
+                format!("names \"{n}\", which \"conditioners\" does not define"),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Whether the input sums conditions (Hibiki's LUT conditioners).
+    pub fn conditioned(&self) -> bool {
+        !self.conditioners.is_empty()
     }
 
     /// Check the values against each other.

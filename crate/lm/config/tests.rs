@@ -84,11 +84,31 @@ fn family_keys_are_read() {
         c.fuser.as_ref().unwrap().sum,
         vec!["description".to_string()]
     );
-    let e = err(hibiki);
+    let c = LmConfig::from_json(hibiki).unwrap();
+    assert!(c.conditioned() && !c.eos_reads_pad);
+    let typed = hibiki.replacen('{', r#"{"model_type": "hibiki", "#, 1);
+    assert!(LmConfig::from_json(&typed).unwrap().eos_reads_pad);
+    // Not summed, or summed but not defined, or no list of values: errors naming the key.
+    let e = err(&hibiki.replace(r#""sum": ["description"]"#, r#""sum": []"#));
     assert!(
-        e.contains("\"conditioners.description\" is a lut conditioner"),
+        e.contains("\"fuser.sum\" does not list the conditioner \"description\""),
         "{e}"
     );
+    let e = err(&hibiki.replace(
+        r#""sum": ["description"]"#,
+        r#""sum": ["description", "x"]"#,
+    ));
+    assert!(e.contains("\"fuser.sum\" names \"x\""), "{e}");
+    let e = err(&hibiki.replace(
+        r#""possible_values": ["very_bad", "bad", "neutral", "good", "very_good"]"#,
+        r#""possible_values": null"#,
+    ));
+    assert!(
+        e.contains("\"conditioners.description.lut.possible_values\""),
+        "{e}"
+    );
+    let e = err(&hibiki.replace(r#""prepend": []"#, r#""prepend": ["description"]"#));
+    assert!(e.contains("\"fuser.prepend\""), "{e}");
     let e = err(r#"{"conditioners": {"c": {"type": "tensor", "tensor": {"dim": 3}}}}"#);
     assert!(
         e.contains("\"conditioners.c\" is a tensor conditioner"),

@@ -94,7 +94,19 @@ fn bad_family_keys_name_the_key() {
         ),
         (
             r#"{"lm_gen_config": {"cfg_coef": 3.0}}"#,
-            "\"lm_gen_config.cfg_coef\" is 3",
+            "\"lm_gen_config.cfg_coef\" is 3: classifier-free guidance needs conditioners",
+        ),
+        (
+            r#"{"lm_gen_config": {"cfg_coef": -2}}"#,
+            "\"lm_gen_config.cfg_coef\" is -2",
+        ),
+        (
+            r#"{"lm_gen_config": {"cfg_is_no_text": true}}"#,
+            "\"lm_gen_config.cfg_is_no_text\"",
+        ),
+        (
+            r#"{"lm_gen_config": {"cfg_is_masked_until": [3]}}"#,
+            "\"lm_gen_config.cfg_is_masked_until\"",
         ),
         (r#"{"lora": true}"#, "\"lora\""),
         (r#"{"lora_name": "lora.safetensors"}"#, "\"lora_name\""),
