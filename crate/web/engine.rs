@@ -406,7 +406,7 @@ pub async fn engine_pull() -> Result<JsValue, JsValue> {
 
 /// Timings of random-weight frames at a preset size, through the same [`Session`] frame loop as a
 /// conversation (and as `parle bench mimi` / `parle bench lm`). `options` is JSON:
-/// `{ preset: "mimi" | "lm-small" | "lm-7b" | "stt-1b" | "stt-2.6b" | "tiny" | "custom", frames,
+/// `{ preset: "mimi" | "lm-small" | "lm-7b" | "stt-1b" | "stt-2.6b" | "hibiki-1b" | "hibiki-2b" | "tiny" | "custom", frames,
 /// quant: "q4" | "q8" | "bf16", config (custom: a config.json text), lm (custom: with the LM,
 /// default true), forceF32, noSubgroups }`. Replaces any loaded model. Resolves to JSON with `preset`, `description`,
 /// `frames`, `meanMs`, `p50Ms`, `minMs`, `maxMs`, `rtf`, `gpuBytes`, `loadMs`, `dispatches`,
