@@ -95,6 +95,14 @@ fn model_summary(files: &parle::weights::ModelFiles) -> anyhow::Result<String> {
         s.audio_top_k,
         s.seed
     );
+    if cfg.lm.conditioned() {
+        let names: Vec<&str> = cfg.lm.conditioners.keys().map(String::as_str).collect();
+        out += &format!(
+            "\n  conditioning: lut conditioners {} summed into the input; classifier-free guidance cfg_coef {}",
+            names.join(", "),
+            cfg.cfg_coef()
+        );
+    }
     let l = &files.layout;
     for (role, pick) in [
         ("LM", &l.lm),

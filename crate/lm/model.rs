@@ -543,16 +543,14 @@ impl Lm {
         ((self.ring + 2) * self.width()) as u32 + lane
     }
 
-    /// One lane's temporal pass: input embedding sum (with the lane's condition row), the
-    /// temporal transformer on the current caches, the out norm unless `fused`, the text head
-    /// into `text_logits`.
+    /// One lane's temporal pass into its buffers `[x, z, text_logits]`: input embedding sum
+    /// (with the lane's condition row), the temporal transformer on the current caches, the out
+    /// norm into `z` unless `fused`, the text head.
     fn temporal_lane(
         &mut self,
         rec: &mut Recorder,
         lane: u32,
-        x: &GpuBuffer,
-        z: &GpuBuffer,
-        text_logits: &GpuBuffer,
+        [x, z, text_logits]: [&GpuBuffer; 3],
         fused: bool,
         counts: &mut StepDispatches,
     ) -> crate::Result<()> {
@@ -618,12 +616,13 @@ impl Lm {
         // The negative lane first, on its own caches and buffers.
         if let Some(g) = guide.as_deref_mut() {
             self.transformer.swap_lane(&mut g.temporal);
-            let r = self.temporal_lane(rec, 1, &g.x, &g.z, &g.text_logits, fused, &mut counts);
+            let bufs = [&g.x, &g.z, &g.text_logits];
+            let r = self.temporal_lane(rec, 1, bufs, fused, &mut counts);
             self.transformer.swap_lane(&mut g.temporal);
             r?;
         }
         let (x, zbuf, text_logits) = (self.x.clone(), self.z.clone(), self.text_logits.clone());
-        self.temporal_lane(rec, 0, &x, &zbuf, &text_logits, fused, &mut counts)?;
+        self.temporal_lane(rec, 0, [&x, &zbuf, &text_logits], fused, &mut counts)?;
         let mut mark = rec.dispatch_count();
         let mut since = |rec: &Recorder| {
             let n = rec.dispatch_count();

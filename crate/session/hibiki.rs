@@ -27,7 +27,8 @@ pub struct Translation {
     pcm: Vec<f32>,
     /// Whether the text stream ended with EOS (else the tail limit stopped it).
     pub ended: bool,
-    /// LM steps taken (input frames + the end-of-input frame + silence).
+    /// LM steps that counted: up to the one whose output ended the text (or all of them); a
+    /// step pushed ahead of that (frames in flight) is not counted.
     pub steps: usize,
 }
 
@@ -63,8 +64,15 @@ impl Session {
         let limit = frames + 1 + tail_limit(frames);
         let silence = vec![0f32; n];
         let mut t = Translation::default();
-        let mut take = |out: StepOutput, t: &mut Translation, eos_given: bool| {
-            if out.frame.is_none() || t.ended {
+        // `at`: the step whose output `out` is; the end-of-input frame was given at step
+        // `frames`, and an EOS counts from the step after it (run_inference's check).
+        let mut take = |out: StepOutput, t: &mut Translation, at: usize| {
+            if t.ended {
+                return;
+            }
+            t.steps = at + 1;
+            let eos_given = at > frames;
+            if out.frame.is_none() {
                 return;
             }
             on_step(&out);
@@ -80,9 +88,7 @@ impl Session {
         while step < limit && !t.ended {
             if self.in_flight() >= MAX_IN_FLIGHT {
                 let out = self.pull(ctx).await?;
-                // A frame pulled now was pushed two steps ago: the end-of-input frame was
-                // given if that step came after it.
-                take(out, &mut t, step - MAX_IN_FLIGHT > frames);
+                take(out, &mut t, step - MAX_IN_FLIGHT);
                 if t.ended {
                     break;
                 }
@@ -97,12 +103,11 @@ impl Session {
         while self.in_flight() > 0 {
             let oldest = step - self.in_flight();
             let out = self.pull(ctx).await?;
-            take(out, &mut t, oldest > frames);
+            take(out, &mut t, oldest);
         }
         if let Some(text) = &mut self.text {
             t.text.push_str(&text.finish());
         }
-        t.steps = step;
         Ok(t)
     }
 }
