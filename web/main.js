@@ -50,7 +50,7 @@ const KIND_NAMES = { moshi: "Moshi", stt: "Kyutai STT (captions)", hibiki: "Kyut
 // Hibiki, else the conversation.
 function showMode(kind) {
   captions.show(kind === "stt");
-  translate.show(kind === "hibiki");
+  translate.show(kind === "hibiki", info);
 }
 
 // ---- errors -----------------------------------------------------------------------------------

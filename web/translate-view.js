@@ -13,6 +13,7 @@ export function translateView({ $, engine, echoPath, onError, onStats, onChange 
   let running = false;
   let s = fresh();
   let recorded = false;
+  let modelCfg = null; // the guidance coefficient in effect (load()'s info.cfg, then the user's)
 
   function fresh() {
     // Per step the model ran: its text token and its audio tokens (null before its first
@@ -47,6 +48,12 @@ export function translateView({ $, engine, echoPath, onError, onStats, onChange 
     $("translate-copy").disabled = $("translate-txt").disabled = true;
     try {
       await e.reset();
+      // The guidance coefficient applies from a reset (switching guidance on or off needs one).
+      const cfg = $("translate-cfg").value === "" ? null : Number($("translate-cfg").value);
+      if (cfg != null && cfg !== modelCfg) {
+        await e.configure({ cfg });
+        modelCfg = cfg;
+      }
       const mic = await e.startConversation({
         record: $("translate-record").checked,
         echoPath: echoPath(),
@@ -117,10 +124,14 @@ export function translateView({ $, engine, echoPath, onError, onStats, onChange 
   };
 
   return {
-    /** Show the view (a Hibiki model is loaded) or hide it; shown, it replaces the conversation. */
-    show(on) {
+    /** Show the view (a Hibiki model is loaded: `info` is load()'s result) or hide it; shown, it
+     * replaces the conversation. */
+    show(on, info) {
       $("translate-section").hidden = !on;
       if (on) {
+        modelCfg = info?.cfg ?? null;
+        $("translate-cfg-row").hidden = modelCfg == null;
+        $("translate-cfg").value = modelCfg == null ? "" : String(modelCfg);
         $("talk-section").hidden = true;
         update();
       }

@@ -145,6 +145,8 @@ export async function translateTests(server, h) {
       captions: await page.locator("#captions-section").isVisible(),
     };
     check(h, "a Hibiki model shows the Translate view instead of the conversation", shown.translate && !shown.talk && !shown.captions, JSON.stringify(shown));
+    const cfg = await page.evaluate(async () => ({ shown: !document.getElementById("translate-cfg-row").hidden, value: document.getElementById("translate-cfg").value, info: (await window.parleApp.engine.model)?.cfg ?? null }));
+    check(h, "the Translate view shows the model's guidance coefficient (load()'s info.cfg)", cfg.info != null && cfg.shown && Number(cfg.value) === cfg.info, JSON.stringify(cfg));
 
     await page.locator("#translate-record").check();
     await page.locator("#translate-start").click();
