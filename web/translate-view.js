@@ -44,6 +44,7 @@ export function translateView({ $, engine, echoPath, onError, onStats, onChange 
     const e = engine();
     $("translate-start").disabled = true;
     s = fresh();
+    publish();
     $("translate-live").textContent = "";
     $("translate-copy").disabled = $("translate-txt").disabled = true;
     try {

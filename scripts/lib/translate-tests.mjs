@@ -151,7 +151,7 @@ export async function translateTests(server, h) {
     await page.locator("#translate-record").check();
     await page.locator("#translate-start").click();
     const steps = await page
-      .waitForFunction(() => (window.parleApp.translate?.tokens.length ?? 0) >= 30 && window.parleApp.translate.tokens.length, null, { timeout: 240000 })
+      .waitForFunction(() => window.parleApp.translate?.running && window.parleApp.translate.tokens.length >= 30 && window.parleApp.translate.tokens.length, null, { timeout: 240000 })
       .then((x) => x.jsonValue())
       .catch(() => 0);
     await page.locator("#translate-stop").click();
@@ -212,6 +212,41 @@ export async function translateTests(server, h) {
     }
     const [w] = await Promise.all([page.waitForEvent("download", { timeout: 20000 }), page.locator("#translate-wav").click()]);
     check(h, "translate: with Record both sides, Download WAV gives the recording", /\.wav$/.test(w.suggestedFilename()) && readFileSync(await w.path()).subarray(0, 4).toString() === "RIFF", w.suggestedFilename());
+
+    // Guidance 3 from the next Start: the run equals its replay with the same coefficient, and
+    // not the replay without guidance (so the setting took effect).
+    await page.locator("#translate-cfg").fill("3");
+    await page.locator("#translate-start").click();
+    const cfgSteps = await page
+      .waitForFunction(() => window.parleApp.translate?.running && window.parleApp.translate.tokens.length >= 12 && window.parleApp.translate.tokens.length, null, { timeout: 240000 })
+      .then((x) => x.jsonValue())
+      .catch(() => 0);
+    await page.locator("#translate-stop").click();
+    await page.waitForFunction(() => window.parleApp.translate && !window.parleApp.translate.running, null, { timeout: 30000 });
+    const cfgErr = (await page.locator("#error").isHidden()) ? "" : (await page.locator("#error").textContent()).trim();
+    const tr3 = await page.evaluate(() => window.parleApp.translate);
+    const replayWith = (cfg) =>
+      page.evaluate(async (cfg) => {
+        const e = window.parleApp.engine;
+        const r = await e.recording({ raw: true });
+        await e.reset();
+        if (cfg != null) await e.configure({ cfg });
+        const out = [];
+        for (const i of r.processed) {
+          const o = await e.step(r.user.slice(i * 1920, (i + 1) * 1920));
+          out.push({ token: o.textToken, text: null, audio: o.audioTokens ? Array.from(o.audioTokens) : null });
+        }
+        return out;
+      }, cfg);
+    const replay3 = await replayWith(null);
+    const replay1 = await replayWith(1);
+    const run3 = tr3.tokens.map((token, i) => ({ token, text: null, audio: tr3.audio[i] }));
+    check(
+      h,
+      "translate: with guidance 3 set in the view, the next run equals its step() replay (the coefficient kept across reset())",
+      !cfgErr && cfgSteps > 0 && run3.some((x) => x.audio) && sameSteps(run3, replay3) && !sameSteps(run3, replay1),
+      cfgErr || `${run3.length} steps, ${replay3.length} replayed; without guidance the replay ${sameSteps(run3, replay1) ? "is the same (the setting did nothing)" : "differs"}`,
+    );
     await page.close();
   } finally {
     await b.close();
