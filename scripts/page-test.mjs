@@ -1957,6 +1957,72 @@ async function captionsTests(server) {
   }
 }
 
+// Kyutai Hibiki through the JS API (tests/fixtures/hibiki/tiny, PyPI moshi's `run_inference` of a
+// tiny random Hibiki): load({ cfg }) says kind "hibiki" and the cfg in effect; Kyutai's procedure
+// (input.wav's frames through step(), one endOfInput(), then silence through step() until the
+// text token 2 after the end of input, at most max(frames, 125) silent frames) gives the
+// reference's text and audio tokens of every output frame with guidance off (cfg 1: 66 frames
+// ending with EOS); with guidance on (cfg 3: a second lane in the same frame) those of its first 70
+// frames (72 steps: the reference's run goes on to parle's limit, 186 steps, too slow for
+// SwiftShader here); both equal `parle translate --tokens`.
+async function hibikiTests(server) {
+  const dir = join(FIXTURES, "hibiki", "tiny");
+  const ref = readSafetensors(join(dir, "reference.safetensors"));
+  const audio = frames(readWav(join(dir, "input.wav")).channels[0]);
+  const base = `http://127.0.0.1:${server.address().port}`;
+  const b = await launch(WEBGPU, "hibiki");
+  try {
+    const page = await b.context.newPage();
+    await page.goto(`${base}/__test.html`);
+    for (const cfg of [1, 3]) {
+      const maxSteps = cfg === 1 ? Infinity : 72;
+      const got = await inPage(page, async (api, { input, cfg, maxSteps }) => {
+        globalThis.engine = await api.createEngine();
+        const info = await engine.load("/fixtures/hibiki/tiny/", { cfg });
+        const text = [], audio = [];
+        let steps = 0, ended = false;
+        const take = (o, step) => {
+          if (o.frame === null || ended) return;
+          text.push(o.textToken);
+          audio.push(Array.from(o.audioTokens));
+          ended = step > input.length && o.textToken === 2;
+        };
+        const limit = Math.min(maxSteps, input.length + 1 + Math.max(input.length, 125));
+        const silence = new Float32Array(1920);
+        for (; steps < limit && !ended; steps++) {
+          const o = steps < input.length ? await engine.step(new Float32Array(input[steps])) : steps === input.length ? await engine.endOfInput() : await engine.step(silence);
+          take(o, steps);
+        }
+        let bad = null;
+        try {
+          await engine.configure({ cfg: cfg === 1 ? 3 : 1 });
+        } catch (e) {
+          bad = { code: e.code, message: e.message };
+        }
+        engine.dispose();
+        return { info, text, audio, steps, ended, bad };
+      }, { input: audio, cfg, maxSteps });
+      const tag = `cfg${cfg}`;
+      check(`load({ cfg: ${cfg} }) of a Hibiki model says kind "hibiki", cfg ${cfg}, 8 codebooks`, got.info.kind === "hibiki" && got.info.cfg === cfg && got.info.codebooks === 8, JSON.stringify({ kind: got.info.kind, cfg: got.info.cfg, codebooks: got.info.codebooks }));
+      const wantText = ref[`${tag}_text`].values.slice(0, cfg === 1 ? undefined : maxSteps - 2);
+      const [dq, T] = ref[`${tag}_audio`].shape;
+      const wantAudio = ref[`${tag}_audio`].values;
+      const firstDiff = got.text.findIndex((t, f) => t !== wantText[f] || got.audio[f].some((c, k) => c !== wantAudio[k * T + f]));
+      const same = got.text.length === wantText.length && firstDiff < 0 && got.audio.every((a) => a.length === dq);
+      check(`Hibiki cfg ${cfg}: text and audio tokens of ${cfg === 1 ? "every frame" : `the first ${wantText.length} frames`} equal PyPI moshi's run_inference`, same && wantText.length >= 60, `${got.text.length}/${wantText.length} frames, ${got.steps} steps, EOS ${got.ended}${firstDiff >= 0 ? `, first difference at frame ${firstDiff}` : ""}`);
+      check(`Hibiki cfg ${cfg}: switching guidance ${cfg === 1 ? "on" : "off"} mid-stream is an input error asking for a reset`, got.bad?.code === "input" && /start of a stream/.test(got.bad.message), JSON.stringify(got.bad));
+      const tok = join(tmp, `hibiki-${tag}.safetensors`);
+      execFileSync(PARLE, ["translate", "--model", dir, "--input", join(dir, "input.wav"), "--output", join(tmp, `hibiki-${tag}.wav`), "--tokens", tok, "--cfg", String(cfg)], { stdio: ["ignore", "ignore", "inherit"] });
+      const native = readSafetensors(tok);
+      const nativeSame = native.text.values.length === ref[`${tag}_text`].values.length && got.text.every((t, f) => t === Number(native.text.values[f]));
+      check(`Hibiki cfg ${cfg}: the page's text tokens equal \`parle translate --tokens\``, nativeSame, `${native.text.values.length} native frames`);
+    }
+    await page.close();
+  } finally {
+    await b.close();
+  }
+}
+
 // The helpers the groups of scripts/lib/translate-tests.mjs use.
 const helpers = () => ({
   check,
@@ -1979,7 +2045,7 @@ const helpers = () => ({
   WEBGPU,
 });
 
-const GROUPS = { api: apiTests, store: storeTests, page: pageTests, echo: echoTests, errors: errorTests, server: serverTests, shell: shellTests, privacy: privacyTests, latency: latencyTests, stt: sttTests, captions: captionsTests, quant: (s) => quantTests(s, helpers()), translate: (s) => translateTests(s, helpers()) };
+const GROUPS = { api: apiTests, store: storeTests, page: pageTests, echo: echoTests, errors: errorTests, server: serverTests, shell: shellTests, privacy: privacyTests, latency: latencyTests, stt: sttTests, captions: captionsTests, hibiki: hibikiTests, quant: (s) => quantTests(s, helpers()), translate: (s) => translateTests(s, helpers()) };
 
 async function main() {
   const want = process.argv.slice(2);

@@ -196,7 +196,7 @@ page_test() {
 }
 
 stage_js-api() {
-  page_test api store stt quant
+  page_test api store stt hibiki quant
 }
 
 stage_page() {

@@ -10,6 +10,12 @@
 //   0 logits: array<f32>, read
 //   1 tokens: array<u32>, read_write
 //   2 p:      Params (uniform, dynamic offset)
+// EMBED (entry sample_embed, the sampler fused with the next embedding gather):
+//   2 table:  array<u32>, read        (embedding-table pieces, embed.wgsl's layout)
+//   3 out:    array<f32>, read_write  (the gathered row goes to out[emb_out ..])
+//   4 p:      Params
+// sample_embed: one workgroup (one row, p.draws = 0) draws the token as `sample` does, writes it,
+// then its WG invocations gather elements d, d + WG, … of the token's table row into out.
 // Dispatch: @workgroup_size(WG) (WG injected from the launcher; the radix bins, the 16 x 16
 // reductions and the workgroup arrays below are written for WG = 256), one workgroup per row;
 // row = wid.y * nwg.x + wid.x (2-D grid
@@ -47,11 +53,26 @@ struct Params {
     stream: u32,        // which sampling site (text, audio codebook k, …)
     inv_temp: f32,      // 1 / τ
     draws: u32,         // 0: one draw per row (parallel); D > 0: D draws per row, one per thread
+    // sample_embed only: the table piece gathered for the drawn token (embed.wgsl's descriptor)
+    emb_kind: u32,       // format code (kind | group shift << 4)
+    emb_first: u32,      // first id of the piece
+    emb_rows: u32,       // ids emb_first .. emb_first + emb_rows are in the piece
+    emb_base: u32,       // word offset of the piece in `table`
+    emb_dim: u32,        // elements per row
+    emb_out: u32,        // element of `out` that receives element 0
+    emb_accumulate: u32, // 1: out += row, 0: out = row
 }
 
 @group(0) @binding(0) var<storage, read> logits: array<f32>;
 @group(0) @binding(1) var<storage, read_write> tokens: array<u32>;
+//#if EMBED
+@group(0) @binding(2) var<storage, read> table: array<u32>;
+@group(0) @binding(3) var<storage, read_write> out: array<f32>;
+@group(0) @binding(4) var<uniform> p: Params;
+//#include "common/table.wgsl"
+//#else
 @group(0) @binding(2) var<uniform> p: Params;
+//#endif
 
 // Radix histograms, replicated 8 times (copy = lane % 8) so that the many equal digits of the
 // first rounds (logits share their top exponent bits) do not all hit one shared-memory word.
@@ -222,11 +243,9 @@ fn gumbel_step(bs: ptr<function, f32>, bi: ptr<function, u32>, i: u32, x: f32, p
     }
 }
 
-@compute @workgroup_size(WG)
-fn sample(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_id) lid3: vec3<u32>) {
-    let row = wid.y * nwg.x + wid.x;
-    if (row >= p.rows) { return; }
-    let l = lid3.x;
+// The token of `row`, valid in invocation 0 (unspecified elsewhere). Sampling with p.draws > 0
+// writes its draws itself and returns NONE. Called in uniform control flow (it has barriers).
+fn choose(row: u32, l: u32) -> u32 {
     row_base = p.logits_offset + row * p.row_stride;
     let n = p.n;
 
@@ -243,12 +262,7 @@ fn sample(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: v
         red_s[l] = 0.0;
         red_k[l] = bk;
         red_i[l] = bi;
-        let best = reduce_best(l);
-        if (l == 0u) {
-            let draws = max(p.draws, 1u);
-            for (var d = 0u; d < draws; d++) { tokens[p.out_index + row * draws + d] = best; }
-        }
-        return;
+        return reduce_best(l);
     }
 
     // Radix select of the k-th largest composite key (okey(logit), ~i), 8 bits per round.
@@ -311,7 +325,7 @@ fn sample(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: v
             }
             tokens[p.out_index + row * p.draws + l] = bi;
         }
-        return;
+        return NONE;
     }
 
     // Gumbel-max over the set {(okey, ~i) >= (pk, pi)}.
@@ -328,6 +342,50 @@ fn sample(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: v
     red_s[l] = bs;
     red_k[l] = 0u;
     red_i[l] = bi;
-    let best = reduce_best(l);
-    if (l == 0u) { tokens[p.out_index + row] = best; }
+    return reduce_best(l);
 }
+
+@compute @workgroup_size(WG)
+fn sample(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_id) lid3: vec3<u32>) {
+    let row = wid.y * nwg.x + wid.x;
+    if (row >= p.rows) { return; }
+    let l = lid3.x;
+    let best = choose(row, l);
+    if (l == 0u) {
+        if (p.greedy != 0u) {
+            let draws = max(p.draws, 1u);
+            for (var d = 0u; d < draws; d++) { tokens[p.out_index + row * draws + d] = best; }
+        } else if (p.draws == 0u) {
+            tokens[p.out_index + row] = best;
+        }
+    }
+}
+
+//#if EMBED
+var<workgroup> chosen: u32;
+
+// One row (p.rows = 1, p.draws = 0): the token as `sample` writes it, then
+// out[p.emb_out + d] (= or +=) table row (token − p.emb_first) of the piece p.emb_*, d < p.emb_dim
+// (zero when the token is outside [emb_first, emb_first + emb_rows)), the sum as embed_sum forms it.
+@compute @workgroup_size(WG)
+fn sample_embed(@builtin(local_invocation_id) lid3: vec3<u32>) {
+    let l = lid3.x;
+    let best = choose(0u, l);
+    if (l == 0u) {
+        tokens[p.out_index] = best;
+        chosen = best;
+    }
+    let r = workgroupUniformLoad(&chosen) - p.emb_first; // wraps to a huge value below emb_first
+    let st = vec4<u32>(p.emb_kind << 24u, p.emb_first, p.emb_rows, p.emb_base);
+    for (var d = l; d < p.emb_dim; d += WG) {
+        var x = 0.0;
+        if (r < p.emb_rows) {
+            x = table_element(st, r * p.emb_dim + d, p.emb_dim);
+        }
+        if (p.emb_accumulate != 0u) {
+            x += out[p.emb_out + d];
+        }
+        out[p.emb_out + d] = x;
+    }
+}
+//#endif

@@ -41,6 +41,7 @@ family_tests!(
     embed,
     rvq,
     sampling,
+    sample_embed,
     fused
 );
 
@@ -58,6 +59,7 @@ fn all_families_have_tests() {
         "embed",
         "rvq",
         "sampling",
+        "sample_embed",
         "fused",
     ];
     let all: Vec<&str> = cases::all().iter().map(|(n, _)| *n).collect();

@@ -14,6 +14,7 @@ mod mimi;
 mod run;
 #[cfg(not(target_arch = "wasm32"))]
 mod transcribe;
+#[cfg(not(target_arch = "wasm32"))]
 mod translate;
 
 #[cfg(not(target_arch = "wasm32"))]

@@ -18,6 +18,10 @@ const SHARED: &[(&str, &str)] = &[
         "common/reduce.wgsl",
         include_str!("../../shaders/common/reduce.wgsl"),
     ),
+    (
+        "common/table.wgsl",
+        include_str!("../../shaders/common/table.wgsl"),
+    ),
 ];
 
 /// Includes nest at most this deep (an include cycle is an error, not a hang).

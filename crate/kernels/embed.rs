@@ -65,7 +65,7 @@ pub fn variants(_device: &[&str]) -> Vec<(&'static Kernel, Variant)> {
 
 /// The shader's format code (`kind | group shift << 4`) of a table format the gather reads
 /// (checked by the caller with `gather_reads`).
-fn format_code(format: WeightFormat) -> u32 {
+pub(crate) fn format_code(format: WeightFormat) -> u32 {
     match format {
         WeightFormat::F32 | WeightFormat::Int8Row => 0,
         WeightFormat::Bf16 => 1,

@@ -27,10 +27,17 @@
 //! most 8 rounds, usually 3–4, stopping when the k-th element's bin is taken whole. Then one
 //! Gumbel-max pass over the row and a two-level shared-memory argmax. Greedy is one pass and the
 //! argmax.
+//!
+//! [`sample_embed`] (entry `sample_embed`, define `EMBED`): one row drawn as above by one
+//! workgroup, which then gathers the drawn token's row of an embedding table (`embed.wgsl`'s
+//! piece layout and dequantization, `shaders/common/table.wgsl`) into `out` — stored, or added
+//! as `embed_sum` adds one stream — in the same dispatch. The LM uses it for the depformer:
+//! each sampler writes the embedding that the next depformer step reads.
 
 use bytemuck::{Pod, Zeroable};
 
 use crate::gpu::{Binding, GpuError, GpuResult, Kernel, Recorder, Variant, View};
+use crate::weights::{gather_reads, table_bytes, WeightFormat, TABLE_ALIGN_WORDS};
 
 const SRC: &str = include_str!("../../shaders/sampling.wgsl");
 /// Invocations per workgroup (injected into the WGSL as `WG`; the kernel's radix bins and its
@@ -48,9 +55,27 @@ static SAMPLE: Kernel = Kernel {
     params: &Params::LAYOUT,
 };
 
+/// [`sample_embed`]: the sampler fused with the gather of the drawn token's embedding row
+/// (bindings: logits, tokens, table, out).
+static SAMPLE_EMBED: Kernel = Kernel {
+    name: "sample_embed",
+    source: SRC,
+    entry: "sample_embed",
+    bindings: &[
+        Binding::Read,
+        Binding::ReadWrite,
+        Binding::Read,
+        Binding::ReadWrite,
+    ],
+    defines: &["EMBED"],
+    consts: &[("WG", WG), ("ALIGN_WORDS", TABLE_ALIGN_WORDS as u32)],
+    workgroup: [WG, 1, 1],
+    params: &Params::LAYOUT,
+};
+
 /// The kernel variants this module launches (for `tests/reflect.rs`).
 pub fn variants(_device: &[&str]) -> Vec<(&'static Kernel, Variant)> {
-    vec![(&SAMPLE, Variant::none())]
+    vec![(&SAMPLE, Variant::none()), (&SAMPLE_EMBED, Variant::none())]
 }
 
 /// How to draw.
@@ -107,6 +132,13 @@ crate::params_struct! {
         stream: u32,
         inv_temp: f32,
         draws: u32,
+        emb_kind: u32,
+        emb_first: u32,
+        emb_rows: u32,
+        emb_base: u32,
+        emb_dim: u32,
+        emb_out: u32,
+        emb_accumulate: u32,
     }
 }
 
@@ -211,6 +243,123 @@ fn launch(
     cfg: &SampleConfig,
     tokens: TokenSlots,
 ) -> GpuResult<()> {
+    let p = params(SAMPLE.name, logits, draws, cfg, tokens)?;
+    let groups = super::grid_1d(logits.rows, rec.ctx().caps().max_workgroups_per_dimension);
+    rec.launch(
+        &SAMPLE,
+        &Variant::none(),
+        &[logits.view, tokens.view],
+        &p,
+        groups,
+    )
+}
+
+/// Where [`sample_embed`] puts the drawn token's embedding row: one piece of a table (ids
+/// `first_id .. first_id + rows`, [`crate::kernels::embed::Stream`]'s layout) in `table`, rows
+/// of `dim` elements, gathered into `out[offset .. offset + dim]`.
+#[derive(Debug, Clone, Copy)]
+pub struct EmbedRow<'a> {
+    pub table: View<'a>,
+    pub format: WeightFormat,
+    /// Word offset of the piece in `table` (a multiple of 64).
+    pub base: u32,
+    pub first_id: u32,
+    pub rows: u32,
+    pub dim: u32,
+    pub out: View<'a>,
+    /// Element of `out` that receives element 0 of the row.
+    pub offset: u32,
+    /// `out += row` instead of `out = row`.
+    pub accumulate: bool,
+}
+
+/// [`sample_rows`] of one row, then, in the same launch, `out (= or +=)` the drawn token's row of
+/// `emb.table` (a zero row for an id outside the piece), as [`crate::kernels::embed::embed_sum`]
+/// of that one stream would: the sampler of one step and the embedding that the next step reads
+/// in one dispatch. One workgroup of 256: the draw, then invocation `l` gathers elements
+/// `l, l + 256, …`.
+pub fn sample_embed(
+    rec: &mut Recorder,
+    logits: &LogitRows,
+    cfg: &SampleConfig,
+    tokens: TokenSlots,
+    emb: &EmbedRow,
+) -> GpuResult<()> {
+    let bad = |message: String| GpuError::Launch {
+        kernel: SAMPLE_EMBED.name,
+        message,
+    };
+    if logits.rows != 1 {
+        return Err(bad(format!("one row per launch, got {}", logits.rows)));
+    }
+    let EmbedRow {
+        table,
+        format,
+        base,
+        first_id,
+        rows,
+        dim,
+        out,
+        offset,
+        accumulate,
+    } = *emb;
+    if dim == 0 || !gather_reads(format, dim) {
+        return Err(bad(format!(
+            "{} tables of width {dim} cannot be gathered (f32, bf16, Q8_0 with width a multiple of 32, MLX 4/8-bit with group 32/64 dividing the width)",
+            format.name()
+        )));
+    }
+    if !(base as u64).is_multiple_of(TABLE_ALIGN_WORDS) {
+        return Err(bad(format!(
+            "base word {base} is not a multiple of {TABLE_ALIGN_WORDS}"
+        )));
+    }
+    let end = 4 * base as u64 + table_bytes(format, rows, dim);
+    if end > table.size {
+        return Err(bad(format!(
+            "{rows} rows of {dim} {} elements at word {base} end at byte {end}, past the table view ({} bytes)",
+            format.name(),
+            table.size
+        )));
+    }
+    if rows as u64 * dim as u64 + 32 > u32::MAX as u64
+        || first_id as u64 + rows as u64 > i32::MAX as u64
+    {
+        return Err(bad(format!(
+            "ids {first_id}..+{rows} of width {dim} do not fit one piece"
+        )));
+    }
+    if (offset as u64 + dim as u64) * 4 > out.size {
+        return Err(bad(format!(
+            "out view ({} bytes) is too small for {dim} elements at {offset}",
+            out.size
+        )));
+    }
+    let mut p = params(SAMPLE_EMBED.name, logits, 0, cfg, tokens)?;
+    p.emb_kind = super::embed::format_code(format);
+    p.emb_first = first_id;
+    p.emb_rows = rows;
+    p.emb_base = base;
+    p.emb_dim = dim;
+    p.emb_out = offset;
+    p.emb_accumulate = accumulate as u32;
+    rec.launch(
+        &SAMPLE_EMBED,
+        &Variant::none(),
+        &[logits.view, tokens.view, table, out],
+        &p,
+        [1, 1, 1],
+    )
+}
+
+/// The checked parameters of a launch of `kernel`.
+fn params(
+    kernel: &'static str,
+    logits: &LogitRows,
+    draws: u32,
+    cfg: &SampleConfig,
+    tokens: TokenSlots,
+) -> GpuResult<Params> {
     let LogitRows {
         view: logits,
         offset: logits_offset,
@@ -222,10 +371,7 @@ fn launch(
         view: tokens,
         index: out_index,
     } = tokens;
-    let bad = |message: String| GpuError::Launch {
-        kernel: SAMPLE.name,
-        message,
-    };
+    let bad = |message: String| GpuError::Launch { kernel, message };
     if n == 0 || rows == 0 {
         return Err(bad(format!("empty shape: n {n}, rows {rows}")));
     }
@@ -250,7 +396,7 @@ fn launch(
             tokens.size
         )));
     }
-    let p = Params {
+    Ok(Params {
         n,
         logits_offset,
         row_stride,
@@ -263,9 +409,8 @@ fn launch(
         stream: cfg.stream,
         inv_temp: if greedy { 0.0 } else { 1.0 / cfg.temperature },
         draws,
-    };
-    let groups = super::grid_1d(rows, rec.ctx().caps().max_workgroups_per_dimension);
-    rec.launch(&SAMPLE, &Variant::none(), &[logits, tokens], &p, groups)
+        ..Default::default()
+    })
 }
 
 /// Plain Rust references for the tests: the same draws as the GPU, computed in f64.

@@ -14,7 +14,7 @@
 
 use crate::gpu::{BufferUsage, Context, GpuBuffer, Recorder, View};
 use crate::kernels::linear::{LinearInput, LinearOutput};
-use crate::kernels::sampling::{self, LogitRows, SampleConfig, TokenSlots};
+use crate::kernels::sampling::{self, EmbedRow, LogitRows, SampleConfig, TokenSlots};
 use crate::nn::{
     EmbeddingTable, Embeddings, Linear, Norm, NormKind, TableExtras, Transformer,
     TransformerConfig, Weights,
@@ -293,9 +293,10 @@ impl Lm {
     /// Set the classifier-free guidance coefficient. Going from 1 to another value allocates
     /// the negative lane (KV caches and activations), going back to 1 frees it; both only at
     /// the start of a stream (step 0, e.g. after [`Lm::reset`]). A model without conditioners
-    /// has no negative condition: any value but 1 is an error.
-    pub fn set_cfg_coef(&mut self, ctx: &Context, coef: f32) -> crate::Result<()> {
-        let bad = |m: String| crate::weights::WeightsError::Config(m).into();
+    /// has no negative condition: any value but 1 is an error. `Err(message)`: a setting the
+    /// caller gave that cannot apply (the message names it); `Ok(Err(_))`: a GPU failure.
+    pub fn set_cfg_coef(&mut self, ctx: &Context, coef: f32) -> Result<crate::Result<()>, String> {
+        let bad = |m: String| m;
         if !(coef.is_finite() && coef > 0.0 && coef <= 100.0) {
             return Err(bad(format!(
                 "cfg {coef}: the guidance coefficient must be in (0, 100]"
@@ -306,7 +307,7 @@ impl Lm {
             if let Some(g) = &mut self.guide {
                 g.set_coef(ctx, coef);
             }
-            return Ok(());
+            return Ok(Ok(()));
         }
         if self.step > 0 {
             return Err(bad(format!(
@@ -315,13 +316,18 @@ impl Lm {
         }
         if !two {
             self.guide = None;
-            return Ok(());
+            return Ok(Ok(()));
         }
         if self.cond_table.is_none() {
             return Err(bad(format!(
                 "cfg {coef}: classifier-free guidance needs a conditioned model (Hibiki's \"conditioners\"); this one has none"
             )));
         }
+        Ok(self.add_guidance(ctx, coef))
+    }
+
+    /// Allocate the negative lane.
+    fn add_guidance(&mut self, ctx: &Context, coef: f32) -> crate::Result<()> {
         let temporal = self.transformer.new_lane(ctx)?;
         let depformer = match &self.dep {
             Some(d) => Some(d.transformer.new_lane(ctx)?),
@@ -332,6 +338,10 @@ impl Lm {
             self.z.size(),
             self.text_logits.size(),
             self.audio_logits.size(),
+            self.dep
+                .as_ref()
+                .and_then(|d| d.stacked.as_ref())
+                .map_or(0, |(_, xs)| xs.size()),
         ];
         self.guide = Some(Guidance::new(ctx, coef, sizes, temporal, depformer)?);
         Ok(())
@@ -409,16 +419,19 @@ impl Lm {
     pub fn weight_bytes_per_step(&self) -> u64 {
         let extra = self.extra.as_ref().map_or(0, |e| e.bytes());
         let dep = self.dep.as_ref().map_or(0, |dep| {
-            let dep_in: u64 = (0..self.cfg.dep_q)
-                .map(|k| {
-                    let j = if self.cfg.depformer_multi_linear {
-                        self.cfg.depformer_set(k)
-                    } else {
-                        0
-                    };
-                    dep.ins[j].bytes()
-                })
-                .sum();
+            let dep_in: u64 = match &dep.stacked {
+                Some((l, _)) => l.bytes(),
+                None => (0..self.cfg.dep_q)
+                    .map(|k| {
+                        let j = if self.cfg.depformer_multi_linear {
+                            self.cfg.depformer_set(k)
+                        } else {
+                            0
+                        };
+                        dep.ins[j].bytes()
+                    })
+                    .sum(),
+            };
             let heads: u64 = dep.heads.iter().map(|h| h.bytes()).sum();
             dep_in + heads + self.cfg.dep_q as u64 * dep.transformer.weight_bytes_per_call()
         });
@@ -438,6 +451,7 @@ impl Lm {
     pub fn weight_bytes(&self) -> u64 {
         let dep = self.dep.as_ref().map_or(0, |dep| {
             dep.ins.iter().map(|l| l.bytes()).sum::<u64>()
+                + dep.stacked.as_ref().map_or(0, |(l, _)| l.bytes())
                 + dep.emb.bytes()
                 + dep.heads.iter().map(|h| h.bytes()).sum::<u64>()
                 + dep.transformer.weight_bytes()
@@ -484,7 +498,9 @@ impl Lm {
     }
 
     /// Choose the token of sampling site `site` (0 text, 1 + k audio codebook k) from one row
-    /// of logits into ring element `out`.
+    /// of logits into ring element `out`. When sampling, the same launch gathers the token's
+    /// embedding row into `next` (the next depformer step's input) if given; returns whether it
+    /// did (forced tokens are copies: the caller then gathers the row itself).
     fn choose(
         &self,
         rec: &mut Recorder,
@@ -492,13 +508,15 @@ impl Lm {
         logits: &LogitRows,
         site: u32,
         out: u32,
-    ) -> crate::Result<()> {
+        next: Option<EmbedRow>,
+    ) -> crate::Result<bool> {
         match choice {
             TokenChoice::Forced => {
                 rec.copy(
                     self.forced_tokens.slice(site as u64 * 4, 4),
                     self.tokens.slice(out as u64 * 4, 4),
                 );
+                Ok(false)
             }
             TokenChoice::Sample(s) => {
                 let (temperature, top_k) = if site == 0 {
@@ -515,10 +533,13 @@ impl Lm {
                     view: self.tokens.view(),
                     index: out,
                 };
-                sampling::sample_rows(rec, logits, &cfg, slots)?;
+                match next {
+                    Some(row) => sampling::sample_embed(rec, logits, &cfg, slots, &row)?,
+                    None => sampling::sample_rows(rec, logits, &cfg, slots)?,
+                }
+                Ok(next.is_some())
             }
         }
-        Ok(())
     }
 
     /// Record one step (spec §3.1): the user's codes of frame `s − 1 − d` must already be in
@@ -599,6 +620,16 @@ impl Lm {
         Ok(())
     }
 
+    /// How the linears after the temporal transformer read its output: the out norm fused in,
+    /// or plain (`z` holds the norm's output).
+    fn z_read(&self, fused: bool) -> LinearInput<'_> {
+        if fused {
+            self.out_norm.as_linear_input()
+        } else {
+            LinearInput::Plain
+        }
+    }
+
     fn record_temporal(
         &mut self,
         rec: &mut Recorder,
@@ -610,9 +641,10 @@ impl Lm {
         let mut counts = StepDispatches::default();
         let fused = self.text_linear.fusable()
             && self.extra.as_ref().is_none_or(|e| e.fusable())
-            && dep
-                .as_ref()
-                .is_none_or(|dep| dep.ins.iter().all(|l| l.fusable()));
+            && dep.as_ref().is_none_or(|dep| {
+                dep.ins.iter().all(|l| l.fusable())
+                    && dep.stacked.as_ref().is_none_or(|(l, _)| l.fusable())
+            });
         // The negative lane first, on its own caches and buffers.
         if let Some(g) = guide.as_deref_mut() {
             self.transformer.swap_lane(&mut g.temporal);
@@ -623,6 +655,7 @@ impl Lm {
         }
         let (x, zbuf, text_logits) = (self.x.clone(), self.z.clone(), self.text_logits.clone());
         self.temporal_lane(rec, 0, [&x, &zbuf, &text_logits], fused, &mut counts)?;
+        let z = if fused { &x } else { &zbuf };
         let mut mark = rec.dispatch_count();
         let mut since = |rec: &Recorder| {
             let n = rec.dispatch_count();
@@ -630,6 +663,31 @@ impl Lm {
             mark = n;
             d
         };
+        // Every step's depformer input projection at once (stacked weights), before the text
+        // sampler adds the text token's embedding to step 0's input; each lane its own.
+        if let Some((l, xs)) = dep.as_ref().and_then(|d| d.stacked.as_ref()) {
+            l.forward_with(
+                rec,
+                z.view(),
+                xs.view(),
+                1,
+                self.z_read(fused),
+                LinearOutput::Store,
+            )?;
+            if let Some(g) = guide.as_deref() {
+                let (gz, gxs) = (if fused { &g.x } else { &g.z }, g.xs.as_ref());
+                let gxs = gxs.expect("a guidance lane has step inputs when they are stacked");
+                l.forward_with(
+                    rec,
+                    gz.view(),
+                    gxs.view(),
+                    1,
+                    self.z_read(fused),
+                    LinearOutput::Store,
+                )?;
+            }
+        }
+        counts.depformer += since(rec);
         let n_text = self.cfg.text_card_out as u32;
         let text_view = match guide.as_deref() {
             Some(g) => {
@@ -641,27 +699,31 @@ impl Lm {
         counts.text_head += since(rec);
         let text_slot = self.slot(s as isize, 0);
         let text_rows = LogitRows::one(text_view, 0, n_text);
-        self.choose(rec, choice, &text_rows, 0, text_slot)?;
-        counts.sampling += since(rec);
-        let z_input = if fused {
-            self.out_norm.as_linear_input()
-        } else {
-            LinearInput::Plain
+        // With guidance the token's embedding goes into both lanes' inputs: gathered by the
+        // depformer steps, not by the sampler.
+        let next = match guide {
+            None => dep.as_ref().and_then(|d| d.embed_target(0)),
+            Some(_) => None,
         };
-        let z = if fused { &x } else { &zbuf };
+        let embedded = self.choose(rec, choice, &text_rows, 0, text_slot, next)?;
+        counts.sampling += since(rec);
         if let Some(extra) = &self.extra {
-            extra.record(rec, z.view(), z_input)?;
+            extra.record(rec, z.view(), self.z_read(fused))?;
         }
         counts.text_head += since(rec);
         if let Some(dep) = dep.as_mut() {
             let own = ZInput {
                 buffer: z,
-                read: z_input,
+                read: self.z_read(fused),
             };
-            let null = guide
-                .as_deref()
-                .map(|g| (if fused { g.x.clone() } else { g.z.clone() }, z_input));
-            self.run_depformer(dep, rec, choice, own, null, guide, text_slot, &mut counts)?;
+            let null = guide.as_deref().map(|g| {
+                (
+                    if fused { g.x.clone() } else { g.z.clone() },
+                    self.z_read(fused),
+                )
+            });
+            let prev = (text_slot, embedded);
+            self.run_depformer(dep, rec, choice, own, null, guide, prev, &mut counts)?;
         }
         self.last_dispatches = counts;
         Ok(())

@@ -9,6 +9,7 @@
 use crate::gpu::{BufferUsage, Context, GpuBuffer, GpuError, Recorder, View};
 use crate::kernels::embed::{self, EmbedTable, Stream};
 use crate::kernels::fill::{self, FillMode};
+use crate::kernels::sampling::EmbedRow;
 use crate::weights::{
     embedding_table, gather_format, gather_reads, random_table_format, stored_table_format,
     table_bytes, table_chunk_offsets, table_data_words, table_in_format, table_piece_parts,
@@ -300,6 +301,32 @@ impl Embeddings {
     /// The format table `i` is kept in on the GPU.
     pub fn format(&self, i: usize) -> Option<WeightFormat> {
         self.tables.get(i)?.first().map(|p| p.format)
+    }
+
+    /// Where a fused gather ([`crate::kernels::sampling::sample_embed`]) finds table `i`:
+    /// the target `out[offset ..]` (= or += its row), when the table is one piece in one
+    /// buffer in a format the gather reads; `None` otherwise (then [`Embeddings::sum`]).
+    pub fn row_target<'a>(
+        &'a self,
+        i: usize,
+        out: View<'a>,
+        offset: u32,
+        accumulate: bool,
+    ) -> Option<EmbedRow<'a>> {
+        let [p] = self.tables.get(i)?.as_slice() else {
+            return None;
+        };
+        gather_reads(p.format, self.dim).then(|| EmbedRow {
+            table: self.buffers[p.buffer].view(),
+            format: p.format,
+            base: p.base,
+            first_id: p.first_id,
+            rows: p.rows,
+            dim: self.dim,
+            out,
+            offset,
+            accumulate,
+        })
     }
 
     /// `out (= or +=) Σ table_i[tokens[token_i]]` over `streams` = `(table, token index)`.

@@ -157,6 +157,25 @@ impl Linear {
         })
     }
 
+    /// One linear whose outputs are those of `linears` in order (`[Σ out, in]`), its weight
+    /// copied on the GPU ([`LinearWeights::stack`]): one launch computes what took one each.
+    /// `None` when they cannot be stacked (a bias, different input widths or formats, a weight
+    /// split into parts, a stack past the binding limit).
+    pub fn stack(ctx: &Context, label: &str, linears: &[&Linear]) -> crate::Result<Option<Self>> {
+        let Some(first) = linears.first() else {
+            return Ok(None);
+        };
+        if linears.iter().any(|l| l.has_bias() || l.k != first.k) {
+            return Ok(None);
+        }
+        let weights: Vec<&LinearWeights> = linears.iter().map(|l| &l.w).collect();
+        Ok(LinearWeights::stack(ctx, label, &weights)?.map(|w| Self {
+            w,
+            bias: None,
+            k: first.k,
+        }))
+    }
+
     /// Whether a bias is attached.
     pub fn has_bias(&self) -> bool {
         self.bias.is_some()

@@ -14,7 +14,7 @@
 //! set `schedule[p]`: stacked attention weights are split into row blocks, MLPs are
 //! `gating.{set}`.
 
-use crate::gpu::{BufferUsage, Context, GpuBuffer, GpuError, Recorder};
+use crate::gpu::{BufferUsage, Context, GpuBuffer, GpuError, Recorder, View};
 use crate::kernels::attention::{AttnBuffers, AttnConfig};
 use crate::kernels::elementwise;
 use crate::kernels::linear::{LinearInput, LinearOutput};
@@ -437,7 +437,7 @@ impl Transformer {
             .sum()
     }
 
-    fn add_positions(&mut self, rec: &mut Recorder, x: &GpuBuffer) -> crate::Result<()> {
+    fn add_positions(&mut self, rec: &mut Recorder, x: View) -> crate::Result<()> {
         let Some(sin) = &self.sin else {
             return Ok(());
         };
@@ -452,12 +452,18 @@ impl Transformer {
             rec.ctx().write(&sin.dynamic, 0, bytemuck::cast_slice(&v));
             sin.dynamic.view()
         };
-        elementwise::residual_add(rec, rows, None, x.view(), t * d, d, 1)?;
+        elementwise::residual_add(rec, rows, None, x, t * d, d, 1)?;
         Ok(())
     }
 
     /// Run every layer on `x` = `[rows, d_model]` in place, at the next position(s).
     pub fn forward(&mut self, rec: &mut Recorder, x: &GpuBuffer) -> crate::Result<()> {
+        self.forward_view(rec, x.view())
+    }
+
+    /// [`Transformer::forward`] on the rows in the view `x` (e.g. one row of a buffer holding
+    /// several steps' inputs).
+    pub fn forward_view(&mut self, rec: &mut Recorder, x: View) -> crate::Result<()> {
         let t = self.cfg.rows;
         let set = if self.cfg.schedule.is_empty() {
             0
@@ -495,7 +501,7 @@ impl Transformer {
             if let Some(kv) = kv {
                 w.in_proj.forward_with(
                     rec,
-                    x.view(),
+                    x,
                     s.qkv.view(),
                     t,
                     layer.norm1.as_linear_input(),
@@ -505,14 +511,14 @@ impl Transformer {
                 if w.in_proj.fusable() {
                     w.in_proj.forward_with(
                         rec,
-                        x.view(),
+                        x,
                         s.qkv.view(),
                         t,
                         layer.norm1.as_linear_input(),
                         LinearOutput::Store,
                     )?;
                 } else {
-                    layer.norm1.forward(rec, x.view(), s.h.view(), t)?;
+                    layer.norm1.forward(rec, x, s.h.view(), t)?;
                     w.in_proj.forward(rec, s.h.view(), s.qkv.view(), t)?;
                 }
                 self.attn
@@ -527,7 +533,7 @@ impl Transformer {
                 w.out_proj.forward_with(
                     rec,
                     s.qkv.view(),
-                    x.view(),
+                    x,
                     t,
                     LinearInput::Attention(a),
                     residual(&layer.scale1),
@@ -547,7 +553,7 @@ impl Transformer {
                 w.out_proj.forward_with(
                     rec,
                     s.attn.view(),
-                    x.view(),
+                    x,
                     t,
                     LinearInput::Plain,
                     residual(&layer.scale1),
@@ -565,14 +571,14 @@ impl Transformer {
             if first.fusable() {
                 first.forward_with(
                     rec,
-                    x.view(),
+                    x,
                     s.u.view(),
                     t,
                     layer.norm2.as_linear_input(),
                     LinearOutput::Store,
                 )?;
             } else {
-                layer.norm2.forward(rec, x.view(), s.h.view(), t)?;
+                layer.norm2.forward(rec, x, s.h.view(), t)?;
                 first.forward(rec, s.h.view(), s.u.view(), t)?;
             }
             let hidden = second.in_features();
@@ -588,7 +594,7 @@ impl Transformer {
                     (LinearInput::Plain, &s.a)
                 }
             };
-            second.forward_with(rec, act.view(), x.view(), t, input, residual(&layer.scale2))?;
+            second.forward_with(rec, act.view(), x, t, input, residual(&layer.scale2))?;
         }
         self.pos += t;
         Ok(())

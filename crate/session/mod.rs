@@ -227,7 +227,8 @@ impl Session {
                     r => r,
                 };
                 let mut lm = Lm::load(ctx, cfg, &w, &opts.lm)?;
-                lm.set_cfg_coef(ctx, opts.cfg.unwrap_or(config.cfg_coef()))?;
+                lm.set_cfg_coef(ctx, opts.cfg.unwrap_or(config.cfg_coef()))
+                    .map_err(SessionError::Input)??;
                 (kind, Some(lm), Some(user))
             }
             None => (Kind::Mimi, None, opts.codebooks),
@@ -366,7 +367,7 @@ impl Session {
     /// stream (after [`Session::reset`]); a model without conditioners accepts only 1.
     pub fn set_cfg(&mut self, ctx: &Context, cfg: f32) -> crate::Result<()> {
         match &mut self.lm {
-            Some(lm) => lm.set_cfg_coef(ctx, cfg),
+            Some(lm) => lm.set_cfg_coef(ctx, cfg).map_err(SessionError::Input)?,
             None if cfg == 1.0 => Ok(()),
             None => Err(SessionError::Input(format!(
                 "cfg {cfg}: the Mimi loopback has no LM to guide"

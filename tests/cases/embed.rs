@@ -29,7 +29,7 @@ fn bf16_bits(i: u64) -> u16 {
 /// A `[rows, dim]` table in `format`, quantized from random values the way the published
 /// checkpoints were (ggml's Q8_0, MLX's affine and bitsandbytes' int8 quantizers); Q8_0 tables get
 /// a subnormal f16 scale in their second block.
-fn table(format: WeightFormat, rows: usize, dim: usize, seed: u64) -> LinearTensor {
+pub(crate) fn table(format: WeightFormat, rows: usize, dim: usize, seed: u64) -> LinearTensor {
     let mut rng = Rng::new(seed);
     let w = rng.vec(rows * dim, 1.5);
     let t = LinearTensor::F32(w)
@@ -46,7 +46,11 @@ fn table(format: WeightFormat, rows: usize, dim: usize, seed: u64) -> LinearTens
 
 /// Pieces (rows `first .. first + n` of `tables[t]`) packed one after the other, as the LM's
 /// loader does: the words to upload and each piece's base word.
-fn pack(tables: &[LinearTensor], pieces: &[(usize, u32, u32)], dim: u32) -> (Vec<u32>, Vec<u32>) {
+pub(crate) fn pack(
+    tables: &[LinearTensor],
+    pieces: &[(usize, u32, u32)],
+    dim: u32,
+) -> (Vec<u32>, Vec<u32>) {
     let mut words = Vec::new();
     let mut bases = Vec::new();
     for &(t, first, n) in pieces {
@@ -63,7 +67,7 @@ fn pack(tables: &[LinearTensor], pieces: &[(usize, u32, u32)], dim: u32) -> (Vec
 }
 
 /// Bit-for-bit equality (±0 equal).
-fn exact(what: &str, got: &[f32], want: &[f32]) -> CaseResult {
+pub(crate) fn exact(what: &str, got: &[f32], want: &[f32]) -> CaseResult {
     for (i, (g, w)) in got.iter().zip(want).enumerate() {
         if g.to_bits() != w.to_bits() && !(*g == 0.0 && *w == 0.0) {
             return Err(format!(

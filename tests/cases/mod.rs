@@ -8,6 +8,7 @@ pub mod linear;
 pub mod norm;
 pub mod rope;
 pub mod rvq;
+pub mod sample_embed;
 pub mod sampling;
 pub mod softmax;
 
@@ -26,6 +27,7 @@ pub fn all() -> Vec<(&'static str, &'static [(&'static str, CaseFn)])> {
         ("embed", embed::CASES),
         ("rvq", rvq::CASES),
         ("sampling", sampling::CASES),
+        ("sample_embed", sample_embed::CASES),
         ("fused", fused::CASES),
     ]
 }

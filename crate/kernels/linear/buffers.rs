@@ -1,7 +1,7 @@
 //! [`LinearWeights`]: a linear layer's weight on the GPU, in one buffer set or in row ranges
 //! when it exceeds the storage-binding limit, and its upload from a [`HostLinear`].
 
-use crate::gpu::{Context, GpuBuffer, GpuResult};
+use crate::gpu::{BufferUsage, Context, GpuBuffer, GpuResult, Recorder};
 use crate::weights::{HostLinear, WeightFormat};
 
 use super::err;
@@ -183,6 +183,70 @@ impl LinearWeights {
         w.row_offset += start;
         w.n = count;
         Ok(w)
+    }
+
+    /// One weight whose rows are the rows of `weights` in order, copied on the GPU into new
+    /// buffers (e.g. the depformer's per-step input projections, computed by one launch instead
+    /// of one per step; the caller drops the originals). `None` when the weights cannot share
+    /// one buffer set: different formats or K, a weight in several parts or viewed by rows, a
+    /// Q8_0 weight with an odd number of blocks before the last (scales are packed in pairs), or
+    /// a stack larger than the storage-binding limit.
+    pub fn stack(
+        ctx: &Context,
+        label: &str,
+        weights: &[&LinearWeights],
+    ) -> GpuResult<Option<Self>> {
+        let Some(first) = weights.first() else {
+            return Ok(None);
+        };
+        let (format, k) = (first.format, first.k);
+        let whole = |w: &&LinearWeights| {
+            w.format == format
+                && w.k == k
+                && w.parts.len() == 1
+                && w.row_offset == 0
+                && w.n == w.total_rows
+        };
+        let even_blocks = |w: &&LinearWeights| {
+            format != WeightFormat::Q8_0 || (w.n as u64 * (k as u64 / 32)).is_multiple_of(2)
+        };
+        let rows: u64 = weights.iter().map(|w| w.n as u64).sum();
+        let last = weights.len() - 1;
+        if !weights.iter().all(whole)
+            || !weights[..last].iter().all(even_blocks)
+            || rows > u32::MAX as u64
+        {
+            return Ok(None);
+        }
+        let rows = rows as u32;
+        let (data_bytes, scale_bytes) = (
+            4 * format.data_words(rows, k),
+            4 * format.scale_words(rows, k),
+        );
+        if data_bytes.max(scale_bytes) > ctx.caps().max_storage_binding {
+            return Ok(None);
+        }
+        let data = ctx.create_buffer(&format!("{label} w"), data_bytes, BufferUsage::Storage)?;
+        let scales = if scale_bytes > 0 {
+            Some(ctx.create_buffer(&format!("{label} s"), scale_bytes, BufferUsage::Storage)?)
+        } else {
+            None
+        };
+        let mut rec = Recorder::new(ctx, "stack weights");
+        let (mut at_data, mut at_scale) = (0u64, 0u64);
+        for w in weights {
+            let part = &w.parts[0];
+            let d = 4 * format.data_words(w.n, k);
+            rec.copy(part.data.slice(0, d), data.slice(at_data, d));
+            at_data += d;
+            if let (Some(src), Some(dst)) = (&part.scales, &scales) {
+                let s = 4 * format.scale_words(w.n, k);
+                rec.copy(src.slice(0, s), dst.slice(at_scale, s));
+                at_scale += s;
+            }
+        }
+        rec.submit()?;
+        Self::from_parts(format, k, vec![(rows, data, scales)]).map(Some)
     }
 
     pub fn format(&self) -> WeightFormat {

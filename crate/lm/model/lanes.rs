@@ -23,17 +23,19 @@ pub(super) struct Guidance {
     pub(super) z: GpuBuffer,
     pub(super) text_logits: GpuBuffer,
     pub(super) audio_logits: GpuBuffer,
+    /// The lane's stacked depformer step inputs, when the depformer stacks them.
+    pub(super) xs: Option<GpuBuffer>,
     pub(super) temporal: LaneState,
     pub(super) depformer: Option<LaneState>,
 }
 
 impl Guidance {
     /// Allocate the negative lane like the conditioned one (`sizes` in bytes: x, z, text
-    /// logits, audio logits).
+    /// logits, audio logits, stacked depformer step inputs or 0 when not stacked).
     pub(super) fn new(
         ctx: &Context,
         coef: f32,
-        sizes: [u64; 4],
+        sizes: [u64; 5],
         temporal: LaneState,
         depformer: Option<LaneState>,
     ) -> crate::Result<Self> {
@@ -48,6 +50,10 @@ impl Guidance {
             z: buf("cfg lane z", sizes[1])?,
             text_logits: buf("cfg lane text logits", sizes[2])?,
             audio_logits: buf("cfg lane audio logits", sizes[3])?,
+            xs: match sizes[4] {
+                0 => None,
+                n => Some(buf("cfg lane depformer step inputs", n)?),
+            },
             temporal,
             depformer,
         })
