@@ -23,6 +23,7 @@ import { chromium } from "playwright-core";
 import { startServer } from "./serve.mjs";
 import { writeHeapModel } from "./lib/heap-model.mjs";
 import { SHELL_FILES, writeShellVersion } from "./shell-version.mjs";
+import { quantTests, translateTests } from "./lib/translate-tests.mjs";
 import { bestLag, envelope, pearson, readSafetensors, readWav, resampleLinear, rms, tapWorkletSource, testSignal, writeWav16 } from "./lib/audio.mjs";
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), "..");
@@ -145,6 +146,7 @@ async function serve() {
       ...(existsSync(join(FIXTURES, "lm", "formats", "mlx_q4"))
         ? { "/formats/mlx_q4/": formatModel("mlx_q4", "model.q4.safetensors"), "/formats/candle_q8_gguf/": formatModel("candle_q8_gguf", "model.q8.gguf"), "/formats/pytorch_q8/": formatModel("pytorch_q8", "model.q8.safetensors") }
         : {}),
+      ...(existsSync(join(FIXTURES, "lm", "formats", "pytorch_bf16")) ? { "/formats/pytorch_bf16/": formatModel("pytorch_bf16", "model.safetensors") } : {}),
       "/conv/": join(FIXTURES, "mimi"),
       // The store group's models (their weight files are answered by its hooks).
       ...Object.fromEntries(STORE_MOUNTS.map((p) => [p, join(FIXTURES, "mimi")])),
@@ -2148,7 +2150,29 @@ async function profileTests(server) {
   }
 }
 
-const GROUPS = { api: apiTests, store: storeTests, page: pageTests, echo: echoTests, errors: errorTests, server: serverTests, shell: shellTests, privacy: privacyTests, latency: latencyTests, stt: sttTests, captions: captionsTests, heap: heapTests, profile: profileTests, hibiki: hibikiTests };
+// The helpers the groups of scripts/lib/translate-tests.mjs use.
+const helpers = () => ({
+  check,
+  skip,
+  launch,
+  inPage,
+  native,
+  frames,
+  writeWav16,
+  testSignal,
+  readWav,
+  resampleLinear,
+  modelSettled,
+  formatDir: (folder) => (existsSync(join(tmp, "formats", folder)) ? join(tmp, "formats", folder) : null),
+  tmp,
+  OUT,
+  FIXTURES,
+  FRAME,
+  FAKE_RATE,
+  WEBGPU,
+});
+
+const GROUPS = { api: apiTests, store: storeTests, page: pageTests, echo: echoTests, errors: errorTests, server: serverTests, shell: shellTests, privacy: privacyTests, latency: latencyTests, stt: sttTests, captions: captionsTests, heap: heapTests, profile: profileTests, hibiki: hibikiTests, quant: (s) => quantTests(s, helpers()), translate: (s) => translateTests(s, helpers()) };
 
 async function main() {
   const want = process.argv.slice(2);

@@ -29,6 +29,8 @@ export const SHELL_FILES = [
   "format.js",
   "captions.js",
   "captions-view.js",
+  "translate.js",
+  "translate-view.js",
   "worker.js",
   "capture-worklet.js",
   "playback-worklet.js",

@@ -26,10 +26,13 @@
 #   js-api      web/parle.js in headless Chromium (Playwright): fixture models against the
 #               native CLI's outputs, downloads (progress, Range resumption, OPFS, quota), errors;
 #               the store's integrity checks (changed files, sizes, SHA-256, store keys, names)
-#               and Kyutai STT (group stt): text tokens and extra heads equal PyPI moshi's
+#               and Kyutai STT (group stt): text tokens and extra heads equal PyPI moshi's;
+#               a bf16 LM converted at load (group quant): tokens, estimate, the page's note
 #   page        the app in headless Chromium: a 10 s conversation through the fake microphone,
 #               stats, recording, device loss and restart, offline reload; the Captions view
 #               of an STT model (group captions): transcript, word times, end of turn, .txt/.vtt, Copy
+#               the Translate view of a Hibiki model (group translate): its text, text and audio
+#               tokens against a step() replay, .txt, Copy
 #   page-echo   the playback paths for echo cancellation (direct, local WebRTC loopback, fallback)
 #   echo        echo cancellation measured through a PulseAudio speaker-to-microphone loopback,
 #               for the direct and the peer playback path (scripts/echo-test.mjs)
@@ -193,11 +196,11 @@ page_test() {
 }
 
 stage_js-api() {
-  page_test api store stt heap profile hibiki
+  page_test api store stt heap profile hibiki quant
 }
 
 stage_page() {
-  page_test page captions
+  page_test page captions translate
 }
 
 stage_page-echo() {

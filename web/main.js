@@ -11,6 +11,7 @@
 import { createEngine } from "./parle.js";
 import { formatBytes as fmtBytes } from "./format.js";
 import { captionsView } from "./captions-view.js";
+import { translateView } from "./translate-view.js";
 
 const $ = (id) => document.getElementById(id);
 const HF = "https://huggingface.co/kyutai";
@@ -24,6 +25,11 @@ const PRESETS = [
   { id: "moshiko-gguf", label: "Moshiko, candle Q8_0 (GGUF)", url: `${HF}/moshiko-candle-q8/resolve/main/`, gb: 8.6, gpuGb: 9 },
   { id: "stt-1b", label: "Kyutai STT 1B, English + French (captions)", url: `${HF}/stt-1b-en_fr/resolve/main/`, gb: 2.4, gpuGb: 2.5 },
   { id: "stt-2.6b", label: "Kyutai STT 2.6B, English (captions)", url: `${HF}/stt-2.6b-en/resolve/main/`, gb: 5.7, gpuGb: 6 },
+  // Hibiki (French → English): published in bf16 only; "Weights on the GPU" converts at load.
+  { id: "hibiki-1b", label: "Kyutai Hibiki 1B, French → English (translate; bf16, PyTorch)", url: `${HF}/hibiki-1b-pytorch-bf16/resolve/main/`, gb: 4.0, gpuGb: 4 },
+  { id: "hibiki-1b-mlx", label: "Kyutai Hibiki 1B, French → English (translate; bf16, MLX)", url: `${HF}/hibiki-1b-mlx-bf16/resolve/main/`, gb: 4.0, gpuGb: 4 },
+  { id: "hibiki-2b", label: "Kyutai Hibiki 2B, French → English (translate; bf16, PyTorch)", url: `${HF}/hibiki-2b-pytorch-bf16/resolve/main/`, gb: 6.0, gpuGb: 6.5 },
+  { id: "hibiki-2b-mlx", label: "Kyutai Hibiki 2B, French → English (translate; bf16, MLX)", url: `${HF}/hibiki-2b-mlx-bf16/resolve/main/`, gb: 6.6, gpuGb: 6.5 },
   { id: "mimi", label: "Mimi loopback (the codec alone: hear yourself through it)", url: `${HF}/moshiko-mlx-q4/resolve/main/`, gb: 0.39, gpuGb: 0.5, mimiOnly: true },
   { id: "custom", label: "Custom URL…" },
   { id: "local", label: "Files on this computer…" },
@@ -35,9 +41,17 @@ let lastLoad = null; // { source, options } to reload after an engine restart
 let talking = false;
 let recorded = false;
 let captions = null; // the Captions view (STT models)
+let translate = null; // the Translate view (Hibiki models)
 
 // What a model kind is called on the page.
-const KIND_NAMES = { moshi: "Moshi", stt: "Kyutai STT (captions)", mimi: "Mimi loopback" };
+const KIND_NAMES = { moshi: "Moshi", stt: "Kyutai STT (captions)", hibiki: "Kyutai Hibiki (translate)", mimi: "Mimi loopback" };
+
+// The view a loaded model's kind gets (null: none loaded): Captions for STT, Translate for
+// Hibiki, else the conversation.
+function showMode(kind) {
+  captions.show(kind === "stt");
+  translate.show(kind === "hibiki", info);
+}
 
 // ---- errors -----------------------------------------------------------------------------------
 
@@ -171,7 +185,7 @@ async function inspectModel(p) {
   }
   const url = req.source;
   // The loaded model needs no question (and the conversation's request log stays clean).
-  if (info && lastLoad?.source === url) return;
+  if (info && lastLoad?.source === url && lastLoad?.options?.quant === req.options.quant) return;
   if (!userChose && !isSameOrigin(url)) {
     $("model-note").textContent += ` The files come from ${new URL(url, location.href).origin}: its sizes are asked for when you pick this model or press Load, not before.`;
     return;
@@ -179,7 +193,7 @@ async function inspectModel(p) {
   const ticket = ++inspecting;
   let r;
   try {
-    r = await engine.inspect(url, { mimiOnly: req.options.mimiOnly });
+    r = await engine.inspect(url, { mimiOnly: req.options.mimiOnly, quant: req.options.quant });
   } catch (e) {
     if (ticket === inspecting && p.id === "custom") $("model-note").textContent = `The server could not be asked about this model (${e.message}); a model already in this browser's storage still loads.`;
     return;
@@ -190,12 +204,21 @@ async function inspectModel(p) {
   $("model-note").textContent =
     `${KIND_NAMES[r.kind] ?? r.kind}: ${r.files.length} file${r.files.length > 1 ? "s" : ""}, ${fmtBytes(r.bytes)}` +
     (r.toDownload === 0 ? " (all in this browser's storage: no download)" : `, ${fmtBytes(r.toDownload)} to download${stored > 0 ? ` (${fmtBytes(stored)} already stored)` : ""}`) +
-    `. GPU memory ≈ ${fmtBytes(r.gpuBytes)}; this GPU allows buffers up to ${fmtBytes(a.maxBufferSize)} (browsers do not say how much memory a GPU has)` +
+    `. GPU memory ≈ ${fmtBytes(r.gpuBytes)}${req.options.quant ? ` (linear weights converted to ${req.options.quant} at load)` : ""}; this GPU allows buffers up to ${fmtBytes(a.maxBufferSize)} (browsers do not say how much memory a GPU has)` +
     `${a.software ? "; it is a software adapter: far slower than real time" : ""}.`;
   $("model-note").dataset.inspected = url;
+  $("model-note").dataset.quant = req.options.quant ?? "";
 }
 
 function modelSource() {
+  const req = modelRequest();
+  // "Weights on the GPU": a bf16/f32 LM converted at load (parle run --quant).
+  const quant = $("model-quant").value || undefined;
+  if (quant && !req.options.mimiOnly) req.options.quant = quant;
+  return req;
+}
+
+function modelRequest() {
   const p = currentPreset();
   if (p.id === "custom") {
     const url = $("model-url").value.trim();
@@ -267,11 +290,11 @@ async function loadModel(req) {
       "ok",
     );
     $("talk").disabled = false;
-    captions.show(info.kind === "stt");
+    showMode(info.kind);
     $("progress-box").hidden = true;
   } catch (e) {
     info = null;
-    captions.show(false);
+    showMode(null);
     setStatus("model-status", "No model loaded.", "bad");
     showError(e, "loading the model");
   } finally {
@@ -401,6 +424,7 @@ async function startTalking() {
 
 async function stopTalking() {
   await captions?.stop();
+  await translate?.stop();
   if (!talking) return;
   talking = false;
   await engine.stop();
@@ -442,7 +466,7 @@ async function runBench() {
       (r.profile ? `\n\n${profileText(r.profile)}` : "");
     window.parleApp.bench = r;
     info = null; // the benchmark replaced the model
-    captions.show(false);
+    showMode(null);
     setStatus("model-status", "The benchmark replaced the model: load it again to talk.");
     updateTalkButtons();
   } catch (e) {
@@ -533,6 +557,13 @@ function main() {
     onError: showError,
     onStats: showStats,
   });
+  translate = translateView({
+    $,
+    engine: () => engine,
+    echoPath: () => $("set-echo").value,
+    onError: showError,
+    onStats: showStats,
+  });
   const params = new URLSearchParams(location.search);
   $("opt-f32").checked = params.has("f32");
   $("opt-nosg").checked = params.has("nosubgroups");
@@ -547,6 +578,7 @@ function main() {
   };
   $("model-pick").onchange = chosen;
   $("model-url").onchange = chosen;
+  $("model-quant").onchange = chosen;
   $("model-load").onclick = () => {
     userChose = true;
     try {
@@ -587,6 +619,7 @@ function main() {
     if (e.code !== "Space" || e.repeat || e.target.closest("input, select, textarea, button, summary, a")) return;
     e.preventDefault();
     if (!$("captions-section").hidden) captions.running ? captions.stop() : captions.start();
+    else if (!$("translate-section").hidden) translate.running ? translate.stop() : translate.start();
     else if (talking) stopTalking();
     else startTalking();
   });

@@ -143,10 +143,13 @@ export class Engine {
    * the wrong type is an `input` error naming it. `cfg`: classifier-free guidance coefficient
    * (Hibiki; default the model's `lm_gen_config.cfg_coef`, else 1 = none, one lane; another
    * value runs a second, negatively conditioned lane; `info.cfg` says what is in effect).
+   * `quant` (`"q4"`, `"q8"`, `"q8_0"`, `"bf16"`, `"f32"`) converts a bf16/f32 LM's linear
+   * weights at load, so that a bf16-only repository fits a smaller GPU (`parle run --quant`;
+   * an already quantized checkpoint is dequantized and converted as well); `info.quant` names it.
    * `info.kind` is "moshi", "stt", "hibiki" or "mimi". `info.io` says what the model hears and says
    * (`inputCodebooks`, `outputCodebooks`, `text`), `info.sampling` the sampling in effect.
    */
-  async load(source, { onProgress, codebooks, storage, sampling, mimiOnly, warmup, cfg } = {}) {
+  async load(source, { onProgress, codebooks, storage, sampling, mimiOnly, warmup, cfg, quant } = {}) {
     let src;
     if (typeof source === "string" || source instanceof URL) {
       let url = new URL(String(source), document.baseURI).href;
@@ -161,7 +164,7 @@ export class Engine {
     }
     this._listeners.progress = (m) => onProgress?.(m);
     try {
-      this.model = await this._call("load", { source: src, codebooks, storage, sampling, mimiOnly, warmup, cfg });
+      this.model = await this._call("load", { source: src, codebooks, storage, sampling, mimiOnly, warmup, cfg, quant });
     } finally {
       this._listeners.progress = null;
     }
@@ -174,16 +177,17 @@ export class Engine {
    * `{ kind, io, sampling, files: [{ role, name, size, stored }], bytes, toDownload, gpuBytes, gpu }`
    * (`stored`: bytes already in this browser's storage; `gpuBytes`: the GPU memory the load will
    * allocate, estimated from config.json and the LM checkpoint's header (Range requests), `gpu`
-   * its parts; null when the server does not give the sizes).
+   * its parts; null when the server does not give the sizes). `quant`: the estimate for a load
+   * with that `quant` option (the LM's linears converted).
    */
-  async inspect(source, { mimiOnly = false } = {}) {
+  async inspect(source, { mimiOnly = false, quant } = {}) {
     if (typeof source !== "string" && !(source instanceof URL)) {
       // Local files: read in place (config.json and the LM header through File.slice).
-      return this._call("inspect", { local: await localFiles(source), mimiOnly });
+      return this._call("inspect", { local: await localFiles(source), mimiOnly, quant });
     }
     let url = new URL(String(source), document.baseURI).href;
     if (!url.endsWith("/")) url += "/";
-    return this._call("inspect", { url, mimiOnly });
+    return this._call("inspect", { url, mimiOnly, quant });
   }
 
   /**
@@ -275,7 +279,8 @@ export class Engine {
    * Talk: microphone -> capture worklet -> worker (model) -> playback worklet -> speakers. The
    * frames travel worklet <-> worker on their own MessagePorts, never through this thread.
    * `onText(text)`, `onStats(stats)` (merged engine and playback stats), `onError(err)`;
-   * `onStep({ text, textToken, endOfTurn, frame })` for every frame the model ran (captions).
+   * `onStep({ text, textToken, endOfTurn, frame, audioTokens })` for every frame the model ran
+   * (captions, translation; `audioTokens`: the model's codebooks of the completed frame, or null).
    * Stats include `framesIn`, `framesOut`, `dropped` (microphone frames skipped because the GPU
    * could not keep up), `speed` (this GPU runs this model at `speed`× real time), `latencyMs`
    * (mic -> speaker) and `latencyBoundMs` (what it cannot exceed), `gpuBytes`, `wasmBytes`.

@@ -131,7 +131,7 @@ async function init(opts) {
   };
 }
 
-async function load({ source, codebooks, storage, sampling, mimiOnly, warmup, cfg }, post) {
+async function load({ source, codebooks, storage, sampling, mimiOnly, warmup, cfg, quant }, post) {
   if (conv) throw new EngineError("busy", "stop the conversation before loading another model");
   await idle();
   await loadWasm();
@@ -148,7 +148,7 @@ async function load({ source, codebooks, storage, sampling, mimiOnly, warmup, cf
   }
   let info;
   try {
-    const opts = JSON.stringify({ ...options, codebooks: codebooks ?? null, sampling: sampling ?? undefined, cfg: cfg ?? undefined });
+    const opts = JSON.stringify({ ...options, codebooks: codebooks ?? null, sampling: sampling ?? undefined, cfg: cfg ?? undefined, quant: quant ?? undefined });
     info = JSON.parse(
       await pkg.engineLoad(opts, opened.config ?? undefined, opened.files.mimi, opened.files.lm ?? undefined, opened.files.tokenizer ?? undefined),
     );
@@ -170,7 +170,7 @@ async function load({ source, codebooks, storage, sampling, mimiOnly, warmup, cf
   info.fileBytes = opened.bytes;
   if (opened.verified) info.verified = opened.verified; // per file: "sha256" or "size"
   info.wasmBytes = wasmBytes();
-  model = { info, source, codebooks, storage, mimiOnly, cfg };
+  model = { info, source, codebooks, storage, mimiOnly, cfg, quant };
   return info;
 }
 
@@ -178,9 +178,9 @@ async function load({ source, codebooks, storage, sampling, mimiOnly, warmup, cf
 // stored), the bytes to download and the GPU memory it will take: crate/web's engineEstimate
 // (the Rust estimate `parle info --model` prints) from config.json and the LM checkpoint's
 // header, fetched with Range requests (a few KB for safetensors, from 1 MiB for GGUF).
-async function inspect({ url, local, mimiOnly }) {
+async function inspect({ url, local, mimiOnly, quant }) {
   await loadWasm();
-  if (local) return inspectLocal(local, mimiOnly);
+  if (local) return inspectLocal(local, mimiOnly, quant);
   let found;
   try {
     found = await inspectUrlModel(url, { mimiOnly, resolver: resolver() });
@@ -193,7 +193,7 @@ async function inspect({ url, local, mimiOnly }) {
   const kind = model.kind;
   let gpu = null;
   if (known) {
-    const options = JSON.stringify({ f16 });
+    const options = JSON.stringify({ f16, quant: quant ?? null });
     const estimate = (file) => JSON.parse(pkg.engineEstimate(options, config, file));
     try {
       gpu = lm ? await withRemoteHeader(lm, estimate) : estimate(null);
@@ -215,7 +215,7 @@ async function inspect({ url, local, mimiOnly }) {
 
 // inspect() of local files: their sizes, nothing to download, and the estimate from config.json
 // and the LM header read in place (File.slice).
-async function inspectLocal(local, mimiOnly) {
+async function inspectLocal(local, mimiOnly, quant) {
   let opened;
   try {
     opened = await openLocalModel(local, { mimiOnly, resolver: resolver() });
@@ -228,7 +228,7 @@ async function inspectLocal(local, mimiOnly) {
     .map(([role, f]) => ({ role, name: f.name, size: f.size, stored: f.size }));
   let gpu;
   try {
-    gpu = JSON.parse(pkg.engineEstimate(JSON.stringify({ f16 }), config, readers.lm));
+    gpu = JSON.parse(pkg.engineEstimate(JSON.stringify({ f16, quant: quant ?? null }), config, readers.lm));
   } catch (e) {
     throw new EngineError(e?.code ?? "weights", String(e?.message ?? e), readers.lm?.name);
   }
@@ -446,7 +446,7 @@ async function pump() {
         c.playback.postMessage({ type: "frame", samples: out.pcm, time: m.time }, [out.pcm.buffer]);
       }
       if (out.text) c.post({ event: "text", text: out.text, textToken: out.textToken, frame: out.frame });
-      if (c.steps) c.post({ event: "step", text: out.text, textToken: out.textToken, endOfTurn: out.endOfTurn ?? null, frame: out.frame });
+      if (c.steps) c.post({ event: "step", text: out.text, textToken: out.textToken, endOfTurn: out.endOfTurn ?? null, frame: out.frame, audioTokens: out.audioTokens ? Array.from(out.audioTokens) : null });
     }
   } catch (e) {
     if (conv === c) {

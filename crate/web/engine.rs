@@ -14,13 +14,14 @@ use wasm_bindgen::prelude::*;
 
 use super::error::{error, from_error};
 use super::model::{sampling_json, typed_config};
-use super::options::{parse, BenchOptions, ConfigureOptions, LoadOptions};
+use super::options::{parse, quant_option, BenchOptions, ConfigureOptions, LoadOptions};
 use super::source::{JsContainer, JsFile};
 use crate::gpu::Context;
 use crate::session::bench::{run_frames, Preset, Workload};
 use crate::session::profile::{profile_frames, ProfileReport};
 use crate::session::{
-    quant_format, Kind, ModelSources, Session, SessionOptions, StepOutput, MAX_IN_FLIGHT,
+    quant_format, Kind, ModelSources, Session, SessionOptions, StepOutput, WeightOptions,
+    MAX_IN_FLIGHT,
 };
 use crate::text::Tokenizer;
 use crate::weights::WeightsError;
@@ -72,6 +73,7 @@ pub async fn engine_load(
         ));
     }
     let opts: LoadOptions = parse(&options, "engineLoad")?;
+    let quant = quant_option(opts.quant.as_deref(), "engineLoad")?;
     // The config is read (once) before anything else: a config parle cannot run fails fast.
     let config = typed_config(config.as_deref())?;
     // The old session's buffers go before the new ones are made.
@@ -109,6 +111,7 @@ pub async fn engine_load(
     let session_opts = SessionOptions {
         codebooks: opts.codebooks,
         sampling: opts.sampling.unwrap_or_default(),
+        weights: WeightOptions { quant },
         cfg: opts.cfg,
         ..SessionOptions::default()
     };
@@ -128,6 +131,7 @@ pub async fn engine_load(
         "latencyFrames": session.latency_frames(),
         "codebooks": session.codebooks(),
         "gpuBytes": ctx.allocated_bytes() - before,
+        "quant": opts.quant.as_deref().map(str::to_ascii_lowercase),
         "largestTensor": largest,
         "loadMs": js_sys::Date::now() - t0,
         "adapter": ctx.caps().adapter_name,
@@ -403,7 +407,7 @@ pub async fn engine_pull() -> Result<JsValue, JsValue> {
 
 /// Timings of random-weight frames at a preset size, through the same [`Session`] frame loop as a
 /// conversation (and as `parle bench mimi` / `parle bench lm`). `options` is JSON:
-/// `{ preset: "mimi" | "lm-small" | "lm-7b" | "stt-1b" | "stt-2.6b" | "tiny" | "custom", frames,
+/// `{ preset: "mimi" | "lm-small" | "lm-7b" | "stt-1b" | "stt-2.6b" | "hibiki-1b" | "hibiki-2b" | "tiny" | "custom", frames,
 /// quant: "q4" | "q8" | "bf16", config (custom: a config.json text), lm (custom: with the LM,
 /// default true), forceF32, noSubgroups, profile }`. Replaces any loaded model. Resolves to JSON with `preset`, `description`,
 /// `frames`, `meanMs`, `p50Ms`, `minMs`, `maxMs`, `rtf`, `gpuBytes`, `loadMs`, `dispatches`,

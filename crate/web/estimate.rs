@@ -7,13 +7,15 @@ use serde_json::{json, Value};
 use wasm_bindgen::prelude::*;
 
 use super::error::{error, from_error};
+use super::options::quant_option;
 use super::source::{JsContainer, JsFile};
 use crate::session::estimate::estimate_sources;
-use crate::session::SessionOptions;
+use crate::session::{SessionOptions, WeightOptions};
 use crate::ErrorCode;
 
-/// `options` is JSON `{ f16, codebooks }` (`f16`: the adapter has shader-f16, so the LM's KV
-/// caches are f16; `codebooks`: the Mimi loopback's). `config` is `config.json`'s text or `null`,
+/// `options` is JSON `{ f16, codebooks, quant }` (`f16`: the adapter has shader-f16, so the LM's
+/// KV caches are f16; `codebooks`: the Mimi loopback's; `quant`: the format `load()`'s `quant`
+/// converts the LM's linears to, as `parle info --model --quant` counts them). `config` is `config.json`'s text or `null`,
 /// `lm` the LM checkpoint (only its header is read) or `null` for the Mimi loopback. Returns JSON
 /// `{ total, lmWeights, lmTables, lmKvCache, lmActivations, mimiWeights, mimiKvCache,
 /// mimiState, mimiActivations, io }` in bytes.
@@ -26,11 +28,13 @@ pub fn engine_estimate(
     let opts: Value = serde_json::from_str(&options)
         .map_err(|e| error(ErrorCode::Input, &format!("bad options: {e}")))?;
     let f16 = opts.get("f16").and_then(Value::as_bool).unwrap_or(false);
+    let quant = quant_option(opts.get("quant").and_then(Value::as_str), "inspect")?;
     let session_opts = SessionOptions {
         codebooks: opts
             .get("codebooks")
             .and_then(Value::as_u64)
             .map(|n| n as usize),
+        weights: WeightOptions { quant },
         ..SessionOptions::default()
     };
     let lm = match lm {

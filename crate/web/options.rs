@@ -8,8 +8,9 @@ use serde_json::{Map, Value};
 use wasm_bindgen::JsValue;
 
 use super::error::error;
-use crate::session::SamplingSettings;
+use crate::session::{quant_format, SamplingSettings};
 use crate::weights::config::deserialize_keys;
+use crate::weights::WeightFormat;
 use crate::ErrorCode;
 
 /// `engineLoad`'s options.
@@ -22,8 +23,28 @@ pub(super) struct LoadOptions {
     pub codebooks: Option<usize>,
     /// Over the model's sampling defaults.
     pub sampling: Option<SamplingSettings>,
+    /// Convert the LM's bf16/f32 linear weights at load: `q4`, `q8`, `q8_0`, `bf16` or `f32`
+    /// (`parle run --quant`); absent or null keeps the checkpoint's format.
+    pub quant: Option<String>,
     /// Classifier-free guidance coefficient (default: the model's `lm_gen_config.cfg_coef`).
     pub cfg: Option<f32>,
+}
+
+/// The weight format a `quant` option names (`None`: keep the checkpoint's); an unknown name is an
+/// `input` error naming the option and the accepted names.
+pub(super) fn quant_option(
+    quant: Option<&str>,
+    what: &str,
+) -> Result<Option<WeightFormat>, JsValue> {
+    match quant {
+        None => Ok(None),
+        Some(q) => quant_format(q).map(Some).ok_or_else(|| {
+            error(
+                ErrorCode::Input,
+                &format!("{what}: option \"quant\": {q:?} is not a weight format: expected q4, q8, q8_0, bf16 or f32"),
+            )
+        }),
+    }
 }
 
 /// `engineConfigure`'s options: the sampling settings, and `codebooks` (the worker reloads the

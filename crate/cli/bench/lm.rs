@@ -58,7 +58,7 @@ fn preset(b: &LmBench) -> Result<Preset> {
             b.preset
         ),
         ("custom" | "mimi", _) => anyhow::bail!(
-            "--preset {}: `parle bench lm` takes lm-7b, lm-small, stt-1b, stt-2.6b or tiny (Mimi alone: `parle bench mimi`)",
+            "--preset {}: `parle bench lm` takes lm-7b, lm-small, stt-1b, stt-2.6b, hibiki-1b, hibiki-2b or tiny (Mimi alone: `parle bench mimi`)",
             b.preset
         ),
         (name, None) => Preset::parse(name, None, true).map_err(|m| anyhow::anyhow!("--preset: {m}")),

@@ -57,8 +57,8 @@ pub enum What {
         /// Required: real shapes with random weights made on the GPU.
         #[arg(long, required = true)]
         random_real_size: bool,
-        /// Shapes: lm-7b (Moshi 7B), lm-small (Moshi-shaped ~1B), stt-1b, stt-2.6b (Kyutai STT)
-        /// or tiny (the test fixture's: a check that it runs).
+        /// Shapes: lm-7b (Moshi 7B), lm-small (Moshi-shaped ~1B), stt-1b, stt-2.6b (Kyutai STT),
+        /// hibiki-1b, hibiki-2b (Kyutai Hibiki) or tiny (the test fixture's: a check that it runs).
         #[arg(long, default_value = "lm-7b")]
         preset: String,
         /// Linear weight format: q4, q8, q8_0, bf16 or f32.
