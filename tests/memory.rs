@@ -84,6 +84,16 @@ fn estimate_matches_allocated_bytes() {
         }
     }
 
+    // The tiny Hibiki: conditioning rows, and a second lane under classifier-free guidance.
+    for cfg in [1.0f32, 3.0] {
+        let opts = SessionOptions {
+            cfg: Some(cfg),
+            ..SessionOptions::default()
+        };
+        let what = format!("hibiki/tiny --cfg {cfg} (session)");
+        failures.extend(session_case(&ctx, "hibiki/tiny", &opts, &what));
+    }
+
     // The delay-1 Moshi with its linears converted at load.
     for q in ["q4", "q8", "q8_0", "bf16"] {
         let mut opts = SessionOptions::default();

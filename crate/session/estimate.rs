@@ -24,7 +24,9 @@ pub fn estimate(
         Some(_) => {
             let cfg = model.lm.clone();
             cfg.validate()?;
-            let shape = cfg.shape(opts.lm.f32_cache);
+            let mut shape = cfg.shape(opts.lm.f32_cache);
+            // A second lane when guidance is on (the load's option, else the model's default).
+            shape.guided = opts.cfg.unwrap_or(model.cfg_coef()) != 1.0;
             (Some(shape), cfg.user_streams(), cfg.n_q + 1)
         }
         None => {

@@ -450,7 +450,19 @@ impl LmConfig {
                 ..self.depformer()
             }
             .shape("depformer"),
+            own_input_per_step: self.own_input_per_step(),
+            conditioned: self.conditioned(),
+            guided: false,
         }
+    }
+
+    /// Every depformer step has a `depformer_in` of its own (more than one step): the loader
+    /// may stack them ([`crate::weights::estimate::stacks_depformer_inputs`]).
+    pub fn own_input_per_step(&self) -> bool {
+        self.depformer_multi_linear
+            && self.dep_q > 1
+            && self.depformer_in_count() == self.dep_q
+            && (0..self.dep_q).all(|k| self.depformer_set(k) == k)
     }
 
     /// The temporal transformer (one row per call).

@@ -6,6 +6,7 @@ use crate::gpu::{Context, GpuBuffer, Recorder, View};
 use crate::kernels::linear::{LinearInput, LinearOutput};
 use crate::kernels::sampling::{EmbedRow, LogitRows};
 use crate::nn::{EmbeddingTable, Embeddings, Linear, Transformer, TransformerConfig, Weights};
+use crate::weights::estimate::stacks_depformer_inputs;
 use crate::weights::WeightFormat;
 
 use super::groups;
@@ -75,12 +76,10 @@ impl Lm {
         let mut ins = (0..cfg.depformer_in_count())
             .map(|j| w.linear(ctx, &format!("depformer_in.{j}.weight"), dd, d))
             .collect::<crate::Result<Vec<_>>>()?;
-        let own_weight_per_step = cfg.depformer_multi_linear
-            && ins.len() == cfg.dep_q
-            && (0..cfg.dep_q).all(|k| cfg.depformer_set(k) == k);
+        // The same rule on every adapter (and in the memory estimate); the adapter's own
+        // alignment divides it, as WebGPU caps that limit at 256.
         let row_bytes = dd as u64 * 4;
-        let stacked = if own_weight_per_step
-            && cfg.dep_q > 1
+        let stacked = if stacks_depformer_inputs(cfg.own_input_per_step(), dd)
             && row_bytes.is_multiple_of(ctx.caps().min_storage_offset_alignment as u64)
         {
             let refs: Vec<&Linear> = ins.iter().collect();

@@ -26,6 +26,26 @@ pub struct LmShape {
     pub extra_heads_dim: usize,
     pub temporal: TransformerShape,
     pub depformer: TransformerShape,
+    /// Every depformer step has its own `depformer_in` (dep_q > 1): the loader stacks them
+    /// into one linear when a step's row is a bindable view ([`stacks_depformer_inputs`]).
+    pub own_input_per_step: bool,
+    /// Hibiki's conditioning rows (one per lane, f32 `[dim]`) are gathered with the tables.
+    pub conditioned: bool,
+    /// Classifier-free guidance (`cfg ≠ 1`): a second lane with its own KV caches and step
+    /// buffers (`lm::model::lanes`).
+    pub guided: bool,
+}
+
+/// A depformer step's input row must start at this many bytes' multiple to be bound as a view
+/// of the stacked inputs: WebGPU's largest `minStorageBufferOffsetAlignment`, so that whether
+/// the inputs are stacked (and the launches and memory that follow) is the same on every
+/// adapter. The loader and the estimate both ask [`stacks_depformer_inputs`].
+pub const STACKED_ROW_ALIGN: u64 = 256;
+
+/// Whether the loader stacks the depformer's per-step input linears (`depformer_dim` floats a
+/// row).
+pub fn stacks_depformer_inputs(own_input_per_step: bool, depformer_dim: usize) -> bool {
+    own_input_per_step && (depformer_dim as u64 * 4).is_multiple_of(STACKED_ROW_ALIGN)
 }
 
 impl LmShape {
@@ -87,6 +107,19 @@ impl LmShape {
             for j in 0..self.depformer_in_count {
                 e.lm_weights += src.bytes(&format!("depformer_in.{j}.weight"), dd, d);
             }
+            let stacked = stacks_depformer_inputs(self.own_input_per_step, dd);
+            if stacked {
+                // The stacked copy (the per-step originals above are allocated first, then
+                // dropped) and every step's input.
+                e.lm_weights += self.dep_q as u64 * src.bytes("depformer_in.0.weight", dd, d);
+                e.lm_activations += floats((self.dep_q * dd) as u64);
+            }
+            if self.guided {
+                e.lm_kv_cache += b.kv_cache;
+                if stacked {
+                    e.lm_activations += floats((self.dep_q * dd) as u64);
+                }
+            }
             if let Some(r) = self.low_rank {
                 e.lm_weights += src.bytes("depformer_text_emb.low_rank.weight", dd, r);
                 for k in 0..dep_tables - 1 {
@@ -104,10 +137,20 @@ impl LmShape {
         let ring = 2 * self.max_delay as u64 + 2;
         let width = self.n_q as u64 + 1;
         e.lm_activations += buffer_bytes((ring + 2) * width * 4);
-        e.lm_activations += floats(d as u64);
-        e.lm_activations += floats(src.padded_k(text, d).max(d as u64));
-        e.lm_activations += floats(self.text_card_out as u64);
-        e.lm_activations += floats(self.dep_q as u64 * (self.card as u64).next_multiple_of(64));
+        let lane = floats(d as u64)
+            + floats(src.padded_k(text, d).max(d as u64))
+            + floats(self.text_card_out as u64)
+            + floats(self.dep_q as u64 * (self.card as u64).next_multiple_of(64));
+        e.lm_activations += lane;
         e.lm_activations += buffer_bytes((self.dep_q as u64 + 1) * 4);
+        if self.conditioned {
+            e.lm_tables += 2 * d as u64 * 4;
+        }
+        if self.guided {
+            // The negative lane: temporal KV caches, x, z and logits, and the two scales of the
+            // logits' combination (`lanes::COEF_AT` + 4 bytes).
+            e.lm_kv_cache += t.kv_cache;
+            e.lm_activations += lane + buffer_bytes(260);
+        }
     }
 }

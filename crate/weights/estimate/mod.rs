@@ -15,7 +15,7 @@ mod lm;
 mod mimi;
 mod transformer;
 
-pub use lm::LmShape;
+pub use lm::{stacks_depformer_inputs, LmShape, STACKED_ROW_ALIGN};
 pub use mimi::MimiShape;
 pub use transformer::TransformerShape;
 
