@@ -5,16 +5,19 @@
 //! and on (cfg 3); the frame discipline of both; `parle translate`.
 #![cfg(not(target_arch = "wasm32"))]
 
+mod golden;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use parle::gpu::{Context, Options};
+use golden::{native_context as context, Tensors};
+use parle::gpu::Context;
 use parle::lm::LmOptions;
 use parle::nn::Weights;
 use parle::session::hibiki::Translation;
 use parle::session::{Kind, ModelParts, Session, SessionOptions};
 use parle::text::Tokenizer;
-use parle::weights::{Checkpoint, MemorySafetensors, TensorSource};
+use parle::weights::{Checkpoint, MemorySafetensors};
 
 const CONFIG: &str = include_str!("fixtures/hibiki/tiny/config.json");
 const MODEL: &[u8] = include_bytes!("fixtures/hibiki/tiny/model.safetensors");
@@ -29,44 +32,6 @@ const MOSHI_MODEL: &[u8] = include_bytes!("fixtures/lm/delay2/model.safetensors"
 /// choice's logits, is below this may flip on another GPU: a first mismatch there would be
 /// excused (printed) and the comparison would stop. The fixture keeps every choice above 1e-3.
 const NEAR_TIE: f32 = 2e-4;
-
-fn context() -> Context {
-    let ctx = pollster::block_on(Context::new(&Options::from_env())).expect("no GPU adapter");
-    println!(
-        "adapter: {} (f16 {}, subgroups {})",
-        ctx.caps().adapter_name,
-        ctx.caps().f16,
-        ctx.caps().subgroups
-    );
-    ctx
-}
-
-struct Tensors(MemorySafetensors);
-
-impl Tensors {
-    fn new(name: &str, bytes: &[u8]) -> Self {
-        Self(MemorySafetensors::new(name, bytes.to_vec()).expect("fixture parses"))
-    }
-    fn shape(&self, name: &str) -> Vec<usize> {
-        self.0.header.tensors[name].shape.clone()
-    }
-    fn f32(&self, name: &str) -> Vec<f32> {
-        self.0.f32(name, &self.shape(name)).expect("f32 tensor")
-    }
-    fn i64(&self, name: &str) -> Vec<i64> {
-        let shape = self.shape(name);
-        self.0
-            .bytes(name, &shape)
-            .expect("i64 tensor")
-            .chunks_exact(8)
-            .map(|c| i64::from_le_bytes(c.try_into().expect("8 bytes")))
-            .collect()
-    }
-    fn meta(&self) -> serde_json::Value {
-        let m = &self.0.header.metadata;
-        serde_json::from_str(&m["fixture"]).expect("fixture metadata")
-    }
-}
 
 /// `input.wav` (24 kHz mono 16-bit) as the reference reads it: int16 / 32768.
 fn input_pcm() -> Vec<f32> {

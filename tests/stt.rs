@@ -4,10 +4,13 @@
 //! heard and the extra heads' probabilities; the word timestamps; `parle transcribe`.
 #![cfg(not(target_arch = "wasm32"))]
 
+mod golden;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use parle::gpu::{Context, Options, Recorder};
+use golden::{native_context as context, Tensors};
+use parle::gpu::{Context, Recorder};
 use parle::lm::{Lm, LmConfig, LmOptions, Sampling, TokenChoice};
 use parle::nn::Weights;
 use parle::session::{Kind, ModelParts, Session, SessionOptions};
@@ -26,40 +29,6 @@ const INPUT_WAV: &[u8] = include_bytes!("fixtures/stt/tiny/input.wav");
 /// have a standard deviation of about 8); a mismatch there would be excused and printed. The
 /// fixture's smallest gap is 0.0175, so none is excused today.
 const NEAR_TIE: f32 = 1e-3;
-
-fn context() -> Context {
-    let ctx = pollster::block_on(Context::new(&Options::from_env())).expect("no GPU adapter");
-    println!(
-        "adapter: {} (f16 {}, subgroups {})",
-        ctx.caps().adapter_name,
-        ctx.caps().f16,
-        ctx.caps().subgroups
-    );
-    ctx
-}
-
-struct Tensors(MemorySafetensors);
-
-impl Tensors {
-    fn new(name: &str, bytes: &[u8]) -> Self {
-        Self(MemorySafetensors::new(name, bytes.to_vec()).expect("fixture parses"))
-    }
-    fn shape(&self, name: &str) -> Vec<usize> {
-        self.0.header.tensors[name].shape.clone()
-    }
-    fn f32(&self, name: &str) -> Vec<f32> {
-        self.0.f32(name, &self.shape(name)).expect("f32 tensor")
-    }
-    fn i64(&self, name: &str) -> Vec<i64> {
-        let shape = self.shape(name);
-        self.0
-            .bytes(name, &shape)
-            .expect("i64 tensor")
-            .chunks_exact(8)
-            .map(|c| i64::from_le_bytes(c.try_into().expect("8 bytes")))
-            .collect()
-    }
-}
 
 /// `input.wav` (24 kHz mono 16-bit) as the reference reads it: int16 / 32768.
 fn input_pcm() -> Vec<f32> {

@@ -34,6 +34,25 @@ impl Tensors {
             .map(|c| i64::from_le_bytes(c.try_into().expect("8 bytes")))
             .collect()
     }
+    /// The JSON a fixture script stored under the metadata key `fixture`.
+    pub fn meta(&self) -> serde_json::Value {
+        let m = &self.0.header.metadata;
+        serde_json::from_str(&m["fixture"]).expect("fixture metadata")
+    }
+}
+
+/// The native GPU adapter (lavapipe in CI), named in the test's output.
+#[cfg(not(target_arch = "wasm32"))]
+pub fn native_context() -> Context {
+    let ctx =
+        pollster::block_on(Context::new(&parle::gpu::Options::from_env())).expect("no GPU adapter");
+    println!(
+        "adapter: {} (f16 {}, subgroups {})",
+        ctx.caps().adapter_name,
+        ctx.caps().f16,
+        ctx.caps().subgroups
+    );
+    ctx
 }
 
 /// Largest absolute difference and where it is.
