@@ -110,18 +110,29 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[((sorted.len() - 1) as f64 * p).round() as usize]
 }
 
-pub fn run(ctx: &Context, a: RunArgs) -> Result<()> {
-    if !a.input.is_file() {
-        bail!("input {} does not exist", a.input.display());
+/// The commands that run a model on a WAV file (`run`, `transcribe`, `translate`): check that
+/// `input` is a file and `model` a directory, then load the session; also the load's seconds.
+pub fn load_session(
+    ctx: &Context,
+    model: &Path,
+    input: &Path,
+    opts: &SessionOptions,
+) -> Result<(Session, f64)> {
+    if !input.is_file() {
+        bail!("input {} does not exist", input.display());
     }
-    if !a.model.is_dir() {
-        bail!("model directory {} does not exist", a.model.display());
+    if !model.is_dir() {
+        bail!("model directory {} does not exist", model.display());
     }
-    let opts = options(&a)?;
     let t_load = Instant::now();
-    let mut session = Session::load_dir(ctx, &a.model, &opts)
-        .with_context(|| format!("loading the model in {}", a.model.display()))?;
-    let load_s = t_load.elapsed().as_secs_f64();
+    let session = Session::load_dir(ctx, model, opts)
+        .with_context(|| format!("loading the model in {}", model.display()))?;
+    Ok((session, t_load.elapsed().as_secs_f64()))
+}
+
+pub fn run(ctx: &Context, a: RunArgs) -> Result<()> {
+    let opts = options(&a)?;
+    let (mut session, load_s) = load_session(ctx, &a.model, &a.input, &opts)?;
     let frame = session.frame_size();
     let mut pcm = audio::read_wav_mono(&a.input, 24000)?;
     if pcm.is_empty() {

@@ -11,10 +11,11 @@ use anyhow::{bail, Context as _, Result};
 use clap::Args;
 use parle::gpu::Context;
 use parle::session::stt::Transcript;
-use parle::session::{Kind, Session, SessionOptions};
+use parle::session::{Kind, SessionOptions};
 use safetensors::tensor::{serialize_to_file, Dtype, TensorView};
 
 use crate::audio;
+use crate::run::load_session;
 
 #[derive(Args)]
 pub struct TranscribeArgs {
@@ -37,24 +38,15 @@ pub struct TranscribeArgs {
 }
 
 pub fn run(ctx: &Context, a: TranscribeArgs) -> Result<()> {
-    if !a.input.is_file() {
-        bail!("input {} does not exist", a.input.display());
-    }
-    if !a.model.is_dir() {
-        bail!("model directory {} does not exist", a.model.display());
-    }
     // An STT session runs greedy, as Kyutai's script.
     let opts = SessionOptions::default();
-    let t_load = Instant::now();
-    let mut session = Session::load_dir(ctx, &a.model, &opts)
-        .with_context(|| format!("loading the model in {}", a.model.display()))?;
+    let (mut session, load_s) = load_session(ctx, &a.model, &a.input, &opts)?;
     if session.kind() != Kind::Stt {
         bail!(
             "{} holds no speech-to-text model (its LM has a depformer, dep_q > 0): use `parle run`",
             a.model.display()
         );
     }
-    let load_s = t_load.elapsed().as_secs_f64();
     let pcm = audio::read_wav_mono(&a.input, 24000)?;
     if pcm.is_empty() {
         bail!("{}: the file has no samples", a.input.display());

@@ -12,10 +12,10 @@ use std::time::Instant;
 use anyhow::{bail, Context as _, Result};
 use clap::Args;
 use parle::gpu::Context;
-use parle::session::{Kind, Session, SessionOptions};
+use parle::session::{Kind, SessionOptions};
 
 use crate::audio;
-use crate::run::{write_tokens, Transcript};
+use crate::run::{load_session, write_tokens, Transcript};
 
 #[derive(Args)]
 pub struct TranslateArgs {
@@ -42,26 +42,17 @@ pub struct TranslateArgs {
 }
 
 pub fn run(ctx: &Context, a: TranslateArgs) -> Result<()> {
-    if !a.input.is_file() {
-        bail!("input {} does not exist", a.input.display());
-    }
-    if !a.model.is_dir() {
-        bail!("model directory {} does not exist", a.model.display());
-    }
     let opts = SessionOptions {
         cfg: a.cfg,
         ..SessionOptions::default()
     };
-    let t_load = Instant::now();
-    let mut session = Session::load_dir(ctx, &a.model, &opts)
-        .with_context(|| format!("loading the model in {}", a.model.display()))?;
+    let (mut session, load_s) = load_session(ctx, &a.model, &a.input, &opts)?;
     if session.kind() != Kind::Hibiki {
         bail!(
             "{} holds no Hibiki model (config.json \"model_type\" is not \"hibiki\"): use `parle run` or `parle transcribe`",
             a.model.display()
         );
     }
-    let load_s = t_load.elapsed().as_secs_f64();
     let pcm = audio::read_wav_mono(&a.input, 24000)?;
     if pcm.len() < session.frame_size() {
         bail!(
