@@ -10,14 +10,11 @@ mod golden;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use golden::{native_context as context, Tensors};
+use golden::{native_context as context, FixtureModel, Tensors};
 use parle::gpu::Context;
 use parle::lm::LmOptions;
-use parle::nn::Weights;
 use parle::session::hibiki::Translation;
-use parle::session::{Kind, ModelParts, Session, SessionOptions};
-use parle::text::Tokenizer;
-use parle::weights::{Checkpoint, MemorySafetensors};
+use parle::session::{Kind, Session, SessionOptions};
 
 const CONFIG: &str = include_str!("fixtures/hibiki/tiny/config.json");
 const MODEL: &[u8] = include_bytes!("fixtures/hibiki/tiny/model.safetensors");
@@ -33,26 +30,12 @@ const MOSHI_MODEL: &[u8] = include_bytes!("fixtures/lm/delay2/model.safetensors"
 /// excused (printed) and the comparison would stop. The fixture keeps every choice above 1e-3.
 const NEAR_TIE: f32 = 2e-4;
 
-/// `input.wav` (24 kHz mono 16-bit) as the reference reads it: int16 / 32768.
+/// `input.wav` (24 kHz mono 16-bit) as the reference reads it.
 fn input_pcm() -> Vec<f32> {
-    let data = INPUT_WAV
-        .windows(4)
-        .position(|w| w == b"data")
-        .expect("data chunk")
-        + 8;
-    INPUT_WAV[data..]
-        .chunks_exact(2)
-        .map(|c| i16::from_le_bytes([c[0], c[1]]) as f32 / 32768.0)
-        .collect()
+    golden::wav_pcm16(INPUT_WAV)
 }
 
 fn load(ctx: &Context, config: &str, model: &[u8], cfg: Option<f32>) -> Session {
-    let model = Checkpoint::new(
-        Box::new(MemorySafetensors::new("model.safetensors", model.to_vec()).unwrap()),
-        None,
-    )
-    .unwrap();
-    let mimi = Tensors::new("mimi.safetensors", MIMI);
     let opts = SessionOptions {
         lm: LmOptions {
             tables: None,
@@ -61,13 +44,13 @@ fn load(ctx: &Context, config: &str, model: &[u8], cfg: Option<f32>) -> Session 
         cfg,
         ..SessionOptions::default()
     };
-    let parts = ModelParts {
-        config: Some(config),
-        mimi: &mimi.0,
-        lm: Some(Weights::checkpoint(&model)),
-        tokenizer: Some(Tokenizer::from_bytes("tokenizer.model", TOKENIZER).unwrap()),
+    let files = FixtureModel {
+        config,
+        model,
+        mimi: MIMI,
+        tokenizer: TOKENIZER,
     };
-    Session::load(ctx, parts, &opts).unwrap()
+    golden::fixture_session(ctx, &files, &opts)
 }
 
 /// The reference's tokens of run `tag` (`cfg1`, `cfg3`): text [T], audio [dep_q][T].

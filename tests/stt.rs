@@ -9,13 +9,13 @@ mod golden;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use golden::{native_context as context, Tensors};
+use golden::{native_context as context, FixtureModel, Tensors};
 use parle::gpu::{Context, Recorder};
 use parle::lm::{Lm, LmConfig, LmOptions, Sampling, TokenChoice};
 use parle::nn::Weights;
-use parle::session::{Kind, ModelParts, Session, SessionOptions};
+use parle::session::{Kind, Session, SessionOptions};
 use parle::text::{word_timestamps, Tokenizer, WordIds};
-use parle::weights::{Checkpoint, MemorySafetensors, TensorSource, WeightFormat};
+use parle::weights::{TensorSource, WeightFormat};
 
 const CONFIG: &str = include_str!("fixtures/stt/tiny/config.json");
 const MODEL: &[u8] = include_bytes!("fixtures/stt/tiny/model.safetensors");
@@ -30,17 +30,9 @@ const INPUT_WAV: &[u8] = include_bytes!("fixtures/stt/tiny/input.wav");
 /// fixture's smallest gap is 0.0175, so none is excused today.
 const NEAR_TIE: f32 = 1e-3;
 
-/// `input.wav` (24 kHz mono 16-bit) as the reference reads it: int16 / 32768.
+/// `input.wav` (24 kHz mono 16-bit) as the reference reads it.
 fn input_pcm() -> Vec<f32> {
-    let data = INPUT_WAV
-        .windows(4)
-        .position(|w| w == b"data")
-        .expect("data chunk")
-        + 8;
-    INPUT_WAV[data..]
-        .chunks_exact(2)
-        .map(|c| i16::from_le_bytes([c[0], c[1]]) as f32 / 32768.0)
-        .collect()
+    golden::wav_pcm16(INPUT_WAV)
 }
 
 struct Run {
@@ -52,12 +44,6 @@ struct Run {
 }
 
 fn transcribe(ctx: &Context, f32_cache: bool) -> Run {
-    let model = Checkpoint::new(
-        Box::new(MemorySafetensors::new("model.safetensors", MODEL.to_vec()).unwrap()),
-        None,
-    )
-    .unwrap();
-    let mimi = Tensors::new("mimi.safetensors", MIMI);
     // No sampling settings: an STT session runs greedy, as Kyutai's script.
     let opts = SessionOptions {
         lm: LmOptions {
@@ -66,13 +52,13 @@ fn transcribe(ctx: &Context, f32_cache: bool) -> Run {
         },
         ..SessionOptions::default()
     };
-    let parts = ModelParts {
-        config: Some(CONFIG),
-        mimi: &mimi.0,
-        lm: Some(Weights::checkpoint(&model)),
-        tokenizer: Some(Tokenizer::from_bytes("tokenizer.model", TOKENIZER).unwrap()),
+    let files = FixtureModel {
+        config: CONFIG,
+        model: MODEL,
+        mimi: MIMI,
+        tokenizer: TOKENIZER,
     };
-    let mut session = Session::load(ctx, parts, &opts).unwrap();
+    let mut session = golden::fixture_session(ctx, &files, &opts);
     assert_eq!(session.kind(), Kind::Stt);
     let plan = session.stt_plan();
     assert_eq!((plan.prefix_frames, plan.flush_frames), (5, 7));

@@ -6,6 +6,8 @@
 use parle::gpu::{Context, Recorder};
 use parle::lm::{Lm, LmConfig, LmOptions, TokenChoice};
 use parle::nn::Weights;
+use parle::session::{ModelParts, Session, SessionOptions};
+use parle::text::Tokenizer;
 use parle::weights::{Checkpoint, MemorySafetensors, TensorSource, WeightFormat};
 
 pub struct Tensors(pub MemorySafetensors);
@@ -39,6 +41,44 @@ impl Tensors {
         let m = &self.0.header.metadata;
         serde_json::from_str(&m["fixture"]).expect("fixture metadata")
     }
+}
+
+/// The samples of a 16-bit mono WAV fixture as the references read them: int16 / 32768.
+pub fn wav_pcm16(wav: &[u8]) -> Vec<f32> {
+    let data = wav
+        .windows(4)
+        .position(|w| w == b"data")
+        .expect("data chunk")
+        + 8;
+    wav[data..]
+        .chunks_exact(2)
+        .map(|c| i16::from_le_bytes([c[0], c[1]]) as f32 / 32768.0)
+        .collect()
+}
+
+/// A fixture model directory's files, compiled in.
+pub struct FixtureModel<'a> {
+    pub config: &'a str,
+    pub model: &'a [u8],
+    pub mimi: &'a [u8],
+    pub tokenizer: &'a [u8],
+}
+
+/// A session of a fixture model, loaded as `Session::load_dir` would load its directory.
+pub fn fixture_session(ctx: &Context, m: &FixtureModel, opts: &SessionOptions) -> Session {
+    let model = Checkpoint::new(
+        Box::new(MemorySafetensors::new("model.safetensors", m.model.to_vec()).unwrap()),
+        None,
+    )
+    .unwrap();
+    let mimi = Tensors::new("mimi.safetensors", m.mimi);
+    let parts = ModelParts {
+        config: Some(m.config),
+        mimi: &mimi.0,
+        lm: Some(Weights::checkpoint(&model)),
+        tokenizer: Some(Tokenizer::from_bytes("tokenizer.model", m.tokenizer).unwrap()),
+    };
+    Session::load(ctx, parts, opts).unwrap()
 }
 
 /// The native GPU adapter (lavapipe in CI), named in the test's output.
