@@ -5,8 +5,9 @@
 //   id_s = tokens[token_s]                                   (token ids are produced on the GPU)
 //   a stream contributes nothing (a zero vector) when id_s is outside [first_id, first_id + n_rows):
 //   this covers the "zero" token 0xFFFFFFFF (-1 as i32) and lets one big table be split by rows over
-//   several buffers (one launch per buffer, accumulating). Streams are summed in f32 by a fixed tree
-//   (slots s and s + 8, then s + 4, …), then added to out (accumulate) or stored.
+//   several buffers (one launch per buffer, accumulating). Streams are summed in f32 in a fixed order:
+//   slot j (of 16) adds streams j, j + 16 in that order, then a tree over the slots (slots j and
+//   j + 8, then j + 4, …); the result is added to out (accumulate) or stored.
 //
 // Layouts:
 //   table  u32 words holding table pieces (rows first_id .. first_id + n_rows of one table) at word
@@ -32,17 +33,17 @@
 //   3 p:      Params (uniform, dynamic offset)
 // Dispatch: @workgroup_size(WG) = WG / LANES stream slots x LANES lanes (injected from the
 // launcher: 16 x 16); lane j of slot s in workgroup g gathers elements 4 (16 g + j) .. +3 of
-// stream s's row (all rows of a launch are read in
-// parallel, each in its own format), then a shared-memory tree sums the 16 slots. Grid
-// x = ceil(dim / 64). The first n_streams invocations first read the token ids.
+// the rows of streams s and s + 16 (the first rows of a launch are read in parallel, each in its
+// own format), then a shared-memory tree sums the 16 slots. Grid x = ceil(dim / 64). The first
+// n_streams invocations first read the token ids.
 
 struct Params {
     dim: u32,       // elements per row
-    n_streams: u32, // streams in this launch (at most 15)
+    n_streams: u32, // streams in this launch (at most 31)
     flags: u32,     // bit 0: accumulate into out
     _pad: u32,
     // stream s: (token element index | kind << 24 | group shift << 28, first_id, n_rows, base word)
-    streams: array<vec4<u32>, 15>,
+    streams: array<vec4<u32>, 31>,
 }
 
 @group(0) @binding(0) var<storage, read> table: array<u32>;
@@ -53,7 +54,7 @@ struct Params {
 // The slot tree and the lane arithmetic below are written for 16 slots x 16 lanes.
 const_assert WG == 256u && LANES == 16u;
 
-var<workgroup> rel_ids: array<u32, WG / LANES>;
+var<workgroup> rel_ids: array<u32, 2u * WG / LANES>;
 var<workgroup> part: array<vec4<f32>, WG>;
 
 //#include "common/table.wgsl"
@@ -66,18 +67,22 @@ fn embed_sum(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id
         rel_ids[l] = tokens[st.x & 0xffffffu] - st.y; // wraps to a huge value below first_id (and for -1)
     }
     workgroupBarrier();
-    let s = l / 16u;                      // stream slot
+    let slot = l / 16u;                   // stream slot
     let e0 = (wid.x * 16u + l % 16u) * 4u; // first element of this lane
     var v = vec4<f32>(0.0);
-    if (s < p.n_streams && e0 < p.dim) {
-        let st = p.streams[s];
-        let r = rel_ids[s];
-        if (r < st.z) {
-            let i0 = r * p.dim + e0;
-            for (var j = 0u; j < 4u; j++) {
-                if (e0 + j < p.dim) {
-                    v[j] = table_element(st, i0 + j, p.dim);
+    for (var s = slot; s < p.n_streams; s += 16u) {
+        if (e0 < p.dim) {
+            let st = p.streams[s];
+            let r = rel_ids[s];
+            if (r < st.z) {
+                let i0 = r * p.dim + e0;
+                var row = vec4<f32>(0.0);
+                for (var j = 0u; j < 4u; j++) {
+                    if (e0 + j < p.dim) {
+                        row[j] = table_element(st, i0 + j, p.dim);
+                    }
                 }
+                v += row;
             }
         }
     }

@@ -191,7 +191,8 @@ pub struct Context {
     /// Errors the device reported outside any error scope, classified by wgpu's error type.
     errors: Arc<Mutex<Vec<GpuError>>>,
     lost: Arc<Mutex<Option<String>>>,
-    /// Uniform buffer holding one 256-byte parameter slot per kernel launch of a frame.
+    /// Uniform buffer holding one 256-byte parameter slot per kernel launch of a frame (a larger
+    /// parameter block takes consecutive slots).
     pub(crate) param_arena: GpuBuffer,
     allocated: std::cell::Cell<u64>,
 }

@@ -19,7 +19,7 @@ pub use kernel::{Binding, Kernel, Pipeline, Variant};
 pub use params::{ParamsField, ParamsLayout};
 pub use profile::{FrameLog, FrameProfile, Profiler};
 pub use readback::{FrameReadback, SlotRead};
-pub use recorder::{Recorder, PARAM_SLOT_BYTES};
+pub use recorder::{Recorder, MAX_PARAM_BYTES, PARAM_SLOT_BYTES};
 pub use wgsl::{assemble, prelude, preprocess};
 
 /// Result type of the GPU layer.

@@ -53,7 +53,7 @@ macro_rules! params_struct {
             };
         }
         const _: () = assert!(
-            std::mem::size_of::<$name>() as u64 <= $crate::gpu::PARAM_SLOT_BYTES
+            std::mem::size_of::<$name>() as u64 <= $crate::gpu::MAX_PARAM_BYTES
         );
     };
 }

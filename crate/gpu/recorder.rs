@@ -9,8 +9,11 @@ use super::{Context, GpuError, GpuResult, View};
 
 /// Bytes per kernel-parameter slot (the largest uniform offset alignment WebGPU allows).
 pub const PARAM_SLOT_BYTES: u64 = 256;
-/// Kernel launches one recorder can hold.
+/// Parameter slots one recorder can hold (a launch takes one, or several consecutive slots for a
+/// parameter block larger than [`PARAM_SLOT_BYTES`]).
 pub const PARAM_SLOTS: u32 = 16384;
+/// The largest parameter block of one launch (4 slots).
+pub const MAX_PARAM_BYTES: u64 = 4 * PARAM_SLOT_BYTES;
 
 /// Records a frame's work. Parameters of every launch go into one CPU staging vector that is
 /// written to the device's parameter arena with a single `write_buffer` just before the submit.
@@ -123,12 +126,15 @@ impl<'c> Recorder<'c> {
             )));
         }
         let pbytes = bytemuck::bytes_of(params);
-        if pbytes.len() as u64 > PARAM_SLOT_BYTES {
+        if pbytes.len() as u64 > MAX_PARAM_BYTES {
             return Err(bad(format!(
-                "parameter block of {} bytes exceeds {PARAM_SLOT_BYTES}",
+                "parameter block of {} bytes exceeds {MAX_PARAM_BYTES}",
                 pbytes.len()
             )));
         }
+        // The block's slots, bound as one uniform range.
+        let slots = (pbytes.len() as u64).div_ceil(PARAM_SLOT_BYTES).max(1);
+        let block_bytes = slots * PARAM_SLOT_BYTES;
         let max_groups = self.ctx.caps().max_workgroups_per_dimension;
         if groups.iter().any(|&g| g > max_groups) {
             return Err(bad(format!(
@@ -155,21 +161,23 @@ impl<'c> Recorder<'c> {
             return Ok(());
         }
         let slot = (self.params.len() as u64 / PARAM_SLOT_BYTES) as u32;
-        if slot >= PARAM_SLOTS {
+        if slot as u64 + slots > PARAM_SLOTS as u64 {
             return Err(GpuError::ParamArenaFull {
                 capacity: PARAM_SLOTS,
             });
         }
         self.params.extend_from_slice(pbytes);
-        self.params
-            .resize((slot as u64 + 1) as usize * PARAM_SLOT_BYTES as usize, 0);
+        self.params.resize(
+            (slot as u64 + slots) as usize * PARAM_SLOT_BYTES as usize,
+            0,
+        );
 
         let arena = &self.ctx.param_arena;
         let mut key_bufs: Vec<(u64, u64, u64)> = views
             .iter()
             .map(|v| (v.buffer.id(), v.offset, v.size))
             .collect();
-        key_bufs.push((arena.id(), 0, PARAM_SLOT_BYTES));
+        key_bufs.push((arena.id(), 0, block_bytes));
         let bind_group =
             self.ctx
                 .caches
@@ -193,7 +201,7 @@ impl<'c> Recorder<'c> {
                         resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
                             buffer: arena.raw(),
                             offset: 0,
-                            size: wgpu::BufferSize::new(PARAM_SLOT_BYTES),
+                            size: wgpu::BufferSize::new(block_bytes),
                         }),
                     });
                     self.ctx

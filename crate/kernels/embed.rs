@@ -15,9 +15,9 @@
 //! table too big for one binding, split by rows with `first_id`) are summed by one call per buffer
 //! with `accumulate = true` after the first.
 //!
-//! Dispatch: workgroups of 256 invocations = 16 stream slots × 16 lanes of 4 elements, so that every
-//! row of a launch is gathered in parallel, then summed by a fixed shared-memory tree; grid
-//! `[ceil(dim / 64), 1, 1]`. At most [`MAX_STREAMS_PER_LAUNCH`] streams go into one launch;
+//! Dispatch: workgroups of 256 invocations = 16 stream slots × 16 lanes of 4 elements; slot j
+//! gathers the rows of streams j and j + 16 (added in that order), then a fixed shared-memory tree
+//! sums the slots; grid `[ceil(dim / 64), 1, 1]`. At most [`MAX_STREAMS_PER_LAUNCH`] streams go into one launch;
 //! [`embed_sum`] splits longer lists into several accumulating launches.
 
 use bytemuck::{Pod, Zeroable};
@@ -35,11 +35,12 @@ pub const ELEMENTS_PER_GROUP: u32 = LANES * 4;
 // The scale stream starts at the next `TABLE_ALIGN_WORDS` boundary after the data
 // (weights::table; injected as `ALIGN_WORDS`).
 const _: () = assert!(TABLE_ALIGN_WORDS.is_power_of_two());
-// Every stream of a launch needs a slot.
-const _: () = assert!(MAX_STREAMS_PER_LAUNCH as u32 <= WG / LANES);
+// A slot takes at most two streams (s and s + slots) and the WGSL's `rel_ids` holds 2 · slots.
+const _: () = assert!(MAX_STREAMS_PER_LAUNCH as u32 <= 2 * (WG / LANES));
 
-/// Streams one launch can sum (the parameter block holds 15 stream descriptors).
-pub const MAX_STREAMS_PER_LAUNCH: usize = 15;
+/// Streams one launch can sum (the two-slot parameter block holds 31 stream descriptors): all 17
+/// of Moshi's input streams (with a condition row, 18) in one launch.
+pub const MAX_STREAMS_PER_LAUNCH: usize = 31;
 /// Token indices must fit the descriptor's low 24 bits.
 pub const MAX_TOKEN_INDEX: u32 = (1 << 24) - 1;
 
@@ -114,7 +115,7 @@ crate::params_struct! {
         streams: [[u32; 4]; MAX_STREAMS_PER_LAUNCH],
     }
 }
-const _: () = assert!(std::mem::size_of::<Params>() == 256);
+const _: () = assert!(std::mem::size_of::<Params>() == 512);
 
 /// One bound table buffer holding pieces of width `dim` (see [`Stream`]).
 #[derive(Debug, Clone, Copy)]

@@ -3,7 +3,7 @@
 //! checkpoint stores it in (MLX q4/q8, Q8_0, bf16, …; the gather dequantizes exactly in f32)
 //! unless the caller asks for f32 or bf16. Tables are packed into as few buffers as the
 //! storage-binding limit allows (a table larger than one binding is split by rows), whatever
-//! their formats, so summing all streams of a step takes one launch per buffer (and per 15
+//! their formats, so summing all streams of a step takes one launch per buffer (and per 31
 //! streams).
 
 use crate::gpu::{BufferUsage, Context, GpuBuffer, GpuError, Recorder, View};
