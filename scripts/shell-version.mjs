@@ -29,6 +29,7 @@ export const SHELL_FILES = [
   "format.js",
   "captions.js",
   "captions-view.js",
+  "listening.js",
   "translate.js",
   "translate-view.js",
   "worker.js",

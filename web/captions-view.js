@@ -4,20 +4,20 @@
 // microphone's audio as a WAV when "Keep the audio" is checked, to go with the .vtt).
 
 import { captionLines, joinWords, toText, toVtt } from "./captions.js";
+import { listeningControls } from "./listening.js";
 
 const PADDING = 3; // Kyutai's text padding id: a step without a text token counts as padding
 const EOT = 0.5; // Kyutai's scripts compare the end-of-turn probability with 0.5
 
 /**
- * `$`: the page's getElementById; `engine()`: the engine now; `echoPath()`: the playback path
+ * `page`: `$`: the page's getElementById; `engine()`: the engine now; `echoPath()`: the playback path
  * setting; `onError(err, where)`; `onStats(stats)`; `onChange(running)` after a start or stop.
  */
-export function captionsView({ $, engine, echoPath, onError, onStats, onChange }) {
-  let running = false;
+export function captionsView(page) {
+  const { $, engine, onError } = page;
   let s = fresh();
   let refreshing = null;
   let dirty = false;
-  let recorded = false;
 
   function fresh() {
     // tokens: one per step; turns: steps where endOfTurn crossed 0.5 upwards.
@@ -27,7 +27,7 @@ export function captionsView({ $, engine, echoPath, onError, onStats, onChange }
   const turnTimes = () => s.turns.map((step) => Math.max(0, step / s.frameRate - s.offsetSeconds));
 
   function publish() {
-    window.parleApp.captions = { text: s.text, tokens: [...s.tokens], turns: [...s.turns], turnTimes: turnTimes(), words: s.words, running };
+    window.parleApp.captions = { text: s.text, tokens: [...s.tokens], turns: [...s.turns], turnTimes: turnTimes(), words: s.words, running: mic?.running ?? false };
   }
 
   function onStep(m) {
@@ -102,58 +102,25 @@ export function captionsView({ $, engine, echoPath, onError, onStats, onChange }
     publish();
   }
 
-  async function start() {
-    if (running) return;
-    const e = engine();
-    $("captions-start").disabled = true;
-    s = fresh();
-    $("captions-live").textContent = "";
-    render();
-    try {
-      await e.reset();
-      const mic = await e.startConversation({
-        record: $("captions-record").checked,
-        echoPath: echoPath(),
-        onStep,
-        onStats,
-        onError: (err) => {
-          running = false;
-          update();
-          onError(err, "during captions");
-        },
-      });
-      running = true;
-      window.parleApp.mic = mic;
-      setStatus("Listening: speak, and the words appear below.");
-    } catch (err) {
-      onError(err, "starting the microphone");
-    }
-    update();
-  }
-
-  async function stop() {
-    if (!running) return;
-    running = false;
-    await engine().stop();
-    recorded = $("captions-record").checked;
+  const mic = listeningControls(page, {
+    prefix: "captions",
+    file: "parle-captions",
+    onStep,
+    publish,
+    clear() {
+      s = fresh();
+      $("captions-live").textContent = "";
+      render();
+    },
+    listening: "Listening: speak, and the words appear below.",
+    during: "during captions",
     // The last word ends with the stream: ask once more.
-    await refresh();
-    setStatus(`${s.words.length} word${s.words.length === 1 ? "" : "s"}, ${s.turns.length} end${s.turns.length === 1 ? "" : "s"} of turn.`);
-    update();
-  }
-
-  function update() {
-    $("captions-start").disabled = running;
-    $("captions-stop").disabled = !running;
-    $("captions-wav").disabled = running || !recorded;
-    document.body.classList.toggle("talking", running);
-    publish();
-    onChange?.(running);
-  }
-
-  function setStatus(text) {
-    $("captions-status").textContent = text;
-  }
+    async stopped() {
+      await refresh();
+      return `${s.words.length} word${s.words.length === 1 ? "" : "s"}, ${s.turns.length} end${s.turns.length === 1 ? "" : "s"} of turn.`;
+    },
+  });
+  const setStatus = mic.setStatus;
 
   async function copy() {
     try {
@@ -166,38 +133,24 @@ export function captionsView({ $, engine, echoPath, onError, onStats, onChange }
 
   function download(ext) {
     const body = ext === "vtt" ? toVtt(s.words, turnTimes()) : toText(s.words, turnTimes());
-    save(new Blob([body], { type: ext === "vtt" ? "text/vtt" : "text/plain" }), ext);
+    mic.save(new Blob([body], { type: ext === "vtt" ? "text/vtt" : "text/plain" }), ext);
   }
 
-  function save(blob, ext) {
-    const a = document.createElement("a");
-    a.href = URL.createObjectURL(blob);
-    a.download = `parle-captions-${new Date().toISOString().replace(/[:.]/g, "-")}.${ext}`;
-    a.click();
-    setTimeout(() => URL.revokeObjectURL(a.href), 10000);
-  }
-
-  $("captions-start").onclick = start;
-  $("captions-stop").onclick = stop;
   $("captions-copy").onclick = copy;
   $("captions-txt").onclick = () => download("txt");
   $("captions-vtt").onclick = () => download("vtt");
-  $("captions-wav").onclick = async () => {
-    const blob = await engine().recording();
-    if (blob) save(blob, "wav");
-  };
 
   return {
     /** Show the view (an STT model is loaded) or hide it. */
     show(on) {
       $("captions-section").hidden = !on;
       $("talk-section").hidden = on;
-      if (on) update();
+      if (on) mic.update();
     },
-    start,
-    stop,
+    start: mic.start,
+    stop: mic.stop,
     get running() {
-      return running;
+      return mic.running;
     },
   };
 }

@@ -3,16 +3,16 @@
 // as it streams; Copy / Download .txt of the translation, and with "Record both sides" the stereo
 // WAV of the microphone and the translation.
 
+import { listeningControls } from "./listening.js";
 import { translationText } from "./translate.js";
 
 /**
- * `$`: the page's getElementById; `engine()`: the engine now; `echoPath()`: the playback path
+ * `page`: `$`: the page's getElementById; `engine()`: the engine now; `echoPath()`: the playback path
  * setting; `onError(err, where)`; `onStats(stats)`; `onChange(running)` after a start or stop.
  */
-export function translateView({ $, engine, echoPath, onError, onStats, onChange }) {
-  let running = false;
+export function translateView(page) {
+  const { $ } = page;
   let s = fresh();
-  let recorded = false;
   let modelCfg = null; // the guidance coefficient in effect (load()'s info.cfg, then the user's)
 
   function fresh() {
@@ -22,7 +22,7 @@ export function translateView({ $, engine, echoPath, onError, onStats, onChange 
   }
 
   function publish() {
-    window.parleApp.translate = { text: s.text, tokens: [...s.tokens], audio: s.audio.map((a) => (a ? [...a] : null)), frames: [...s.frames], running };
+    window.parleApp.translate = { text: s.text, tokens: [...s.tokens], audio: s.audio.map((a) => (a ? [...a] : null)), frames: [...s.frames], running: mic?.running ?? false };
   }
 
   function onStep(m) {
@@ -39,64 +39,33 @@ export function translateView({ $, engine, echoPath, onError, onStats, onChange 
     publish();
   }
 
-  async function start() {
-    if (running) return;
-    const e = engine();
-    $("translate-start").disabled = true;
-    s = fresh();
-    publish();
-    $("translate-live").textContent = "";
-    $("translate-copy").disabled = $("translate-txt").disabled = true;
-    try {
-      await e.reset();
-      // The guidance coefficient applies from a reset (switching guidance on or off needs one).
+  const mic = listeningControls(page, {
+    prefix: "translate",
+    file: "parle-translation",
+    onStep,
+    publish,
+    clear() {
+      s = fresh();
+      publish();
+      $("translate-live").textContent = "";
+      $("translate-copy").disabled = $("translate-txt").disabled = true;
+    },
+    // The guidance coefficient applies from a reset (switching guidance on or off needs one).
+    async prepare(e) {
       const cfg = $("translate-cfg").value === "" ? null : Number($("translate-cfg").value);
       if (cfg != null && cfg !== modelCfg) {
         await e.configure({ cfg });
         modelCfg = cfg;
       }
-      const mic = await e.startConversation({
-        record: $("translate-record").checked,
-        echoPath: echoPath(),
-        onStep,
-        onStats,
-        onError: (err) => {
-          running = false;
-          update();
-          onError(err, "during the translation");
-        },
-      });
-      running = true;
-      window.parleApp.mic = mic;
-      setStatus("Listening: speak French, and the English translation plays and appears below.");
-    } catch (err) {
-      onError(err, "starting the microphone");
-    }
-    update();
-  }
-
-  async function stop() {
-    if (!running) return;
-    running = false;
-    await engine().stop();
-    recorded = $("translate-record").checked;
-    const words = translationText(s.text).split(/\s+/).filter(Boolean).length;
-    setStatus(`${s.tokens.length} frames translated, ${words} word${words === 1 ? "" : "s"} of translation.`);
-    update();
-  }
-
-  function update() {
-    $("translate-start").disabled = running;
-    $("translate-stop").disabled = !running;
-    $("translate-wav").disabled = running || !recorded;
-    document.body.classList.toggle("talking", running);
-    publish();
-    onChange?.(running);
-  }
-
-  function setStatus(text) {
-    $("translate-status").textContent = text;
-  }
+    },
+    listening: "Listening: speak French, and the English translation plays and appears below.",
+    during: "during the translation",
+    stopped() {
+      const words = translationText(s.text).split(/\s+/).filter(Boolean).length;
+      return `${s.tokens.length} frames translated, ${words} word${words === 1 ? "" : "s"} of translation.`;
+    },
+  });
+  const setStatus = mic.setStatus;
 
   async function copy() {
     try {
@@ -107,22 +76,8 @@ export function translateView({ $, engine, echoPath, onError, onStats, onChange 
     }
   }
 
-  function save(blob, ext) {
-    const a = document.createElement("a");
-    a.href = URL.createObjectURL(blob);
-    a.download = `parle-translation-${new Date().toISOString().replace(/[:.]/g, "-")}.${ext}`;
-    a.click();
-    setTimeout(() => URL.revokeObjectURL(a.href), 10000);
-  }
-
-  $("translate-start").onclick = start;
-  $("translate-stop").onclick = stop;
   $("translate-copy").onclick = copy;
-  $("translate-txt").onclick = () => save(new Blob([translationText(s.text)], { type: "text/plain" }), "txt");
-  $("translate-wav").onclick = async () => {
-    const blob = await engine().recording();
-    if (blob) save(blob, "wav");
-  };
+  $("translate-txt").onclick = () => mic.save(new Blob([translationText(s.text)], { type: "text/plain" }), "txt");
 
   return {
     /** Show the view (a Hibiki model is loaded: `info` is load()'s result) or hide it; shown, it
@@ -134,13 +89,13 @@ export function translateView({ $, engine, echoPath, onError, onStats, onChange 
         $("translate-cfg-row").hidden = modelCfg == null;
         $("translate-cfg").value = modelCfg == null ? "" : String(modelCfg);
         $("talk-section").hidden = true;
-        update();
+        mic.update();
       }
     },
-    start,
-    stop,
+    start: mic.start,
+    stop: mic.stop,
     get running() {
-      return running;
+      return mic.running;
     },
   };
 }
