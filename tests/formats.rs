@@ -1315,6 +1315,43 @@ fn fixture(name: &str) -> Fixture {
     Fixture { files, ck, meta }
 }
 
+impl Fixture {
+    /// Every published tensor of the reference's `checksums` (`count` of them) has the sum,
+    /// absolute sum (to 1e-9 relative) and first values the Python reference dequantized from
+    /// this file, bit for bit.
+    fn check_checksums(&self, name: &str, count: usize) {
+        let sums = self.meta["checksums"].as_object().unwrap();
+        assert_eq!(sums.len(), count, "{name}");
+        for (pname, c) in sums {
+            let shape: Vec<usize> = c["shape"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|d| d.as_u64().unwrap() as usize)
+                .collect();
+            let v = published(&self.ck, pname, &shape);
+            let sum: f64 = v.iter().map(|&x| x as f64).sum();
+            let abs: f64 = v.iter().map(|&x| (x as f64).abs()).sum();
+            let (ws, wa) = (c["sum"].as_f64().unwrap(), c["abs_sum"].as_f64().unwrap());
+            assert!(
+                (sum - ws).abs() <= 1e-9 * wa.max(1.0),
+                "{name} {pname}: sum {sum} vs {ws}"
+            );
+            assert!(
+                (abs - wa).abs() <= 1e-9 * wa.max(1.0),
+                "{name} {pname}: |sum| {abs} vs {wa}"
+            );
+            let first: Vec<f32> = c["first"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|x| x.as_f64().unwrap() as f32)
+                .collect();
+            assert_eq!(&v[..first.len()], first.as_slice(), "{name} {pname}");
+        }
+    }
+}
+
 /// The published PyTorch tensor `name` (stacked depformer attention) from canonical tensors.
 fn published(ck: &Checkpoint, name: &str, shape: &[usize]) -> Vec<f32> {
     if let Ok(v) = ck.f32(name, shape) {
@@ -1485,35 +1522,7 @@ fn fixture_formats_give_the_same_canonical_tensors_and_the_encoded_values() {
         }
         u.finish().unwrap();
         // Bit-for-bit the values the Python reference dequantized from this file.
-        let sums = f.meta["checksums"].as_object().unwrap();
-        assert_eq!(sums.len(), 95, "{name}");
-        for (pname, c) in sums {
-            let shape: Vec<usize> = c["shape"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|d| d.as_u64().unwrap() as usize)
-                .collect();
-            let v = published(&f.ck, pname, &shape);
-            let sum: f64 = v.iter().map(|&x| x as f64).sum();
-            let abs: f64 = v.iter().map(|&x| (x as f64).abs()).sum();
-            let (ws, wa) = (c["sum"].as_f64().unwrap(), c["abs_sum"].as_f64().unwrap());
-            assert!(
-                (sum - ws).abs() <= 1e-9 * wa.max(1.0),
-                "{name} {pname}: sum {sum} vs {ws}"
-            );
-            assert!(
-                (abs - wa).abs() <= 1e-9 * wa.max(1.0),
-                "{name} {pname}: |sum| {abs} vs {wa}"
-            );
-            let first: Vec<f32> = c["first"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|x| x.as_f64().unwrap() as f32)
-                .collect();
-            assert_eq!(&v[..first.len()], first.as_slice(), "{name} {pname}");
-        }
+        f.check_checksums(name, 95);
         // Every linear and embedding goes to the GPU in the file's own layout.
         for (n, s) in &canon {
             if s.len() != 2 {
@@ -1745,35 +1754,7 @@ fn fixture_pytorch_int8() {
     // 89 linears (every nn.Linear, heads and depformer inputs included); 25 embedding tables.
     assert_eq!((int8, bf16), (89, 25));
     u.finish().unwrap();
-    let sums = f.meta["checksums"].as_object().unwrap();
-    assert_eq!(sums.len(), 95);
-    for (pname, c) in sums {
-        let shape: Vec<usize> = c["shape"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|d| d.as_u64().unwrap() as usize)
-            .collect();
-        let v = published(&f.ck, pname, &shape);
-        let sum: f64 = v.iter().map(|&x| x as f64).sum();
-        let abs: f64 = v.iter().map(|&x| (x as f64).abs()).sum();
-        let (ws, wa) = (c["sum"].as_f64().unwrap(), c["abs_sum"].as_f64().unwrap());
-        assert!(
-            (sum - ws).abs() <= 1e-9 * wa.max(1.0),
-            "{pname}: sum {sum} vs {ws}"
-        );
-        assert!(
-            (abs - wa).abs() <= 1e-9 * wa.max(1.0),
-            "{pname}: |sum| {abs} vs {wa}"
-        );
-        let first: Vec<f32> = c["first"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|x| x.as_f64().unwrap() as f32)
-            .collect();
-        assert_eq!(&v[..first.len()], first.as_slice(), "{pname}");
-    }
+    f.check_checksums("pytorch_q8", 95);
     let bytes = std::fs::read(&f.files.lm).unwrap();
     let m = Checkpoint::from_bytes("pytorch_q8", bytes, None).unwrap();
     assert_eq!(m.names(), names);
