@@ -36,6 +36,10 @@
 //! gated FFN out + residual. Every workgroup recomputes its rows' statistics and activations
 //! (K values each): cheap next to the weight stream on a GPU; on CPU rasterizers (lavapipe) the
 //! fused forms cost more than a separate norm dispatch.
+//!
+//! [`qkv_attention`] (`qkv_attn.rs`, the `qkv_attention` entry point of the same WGSL) runs a
+//! whole attention block but the out-projection in one launch, one workgroup per head, for
+//! few heads and short windows (Mimi's codec transformers).
 
 use bytemuck::{Pod, Zeroable};
 
