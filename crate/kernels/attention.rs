@@ -469,8 +469,9 @@ impl AttnConfig {
 
     /// The whole attention of `t` rows at `pos0` inside the in-projection, one workgroup per head
     /// ([`crate::kernels::linear::qkv_attention`]: q, k, v computed from the layer's input, k and
-    /// v appended, the attention written): the result of the in-projection + [`AttnConfig::kv_append`]
-    /// + [`AttnConfig::attention_with`] in one launch. `None` unless the layer fits the kernel:
+    /// v appended, the attention written): the result of the in-projection, then
+    /// [`AttnConfig::kv_append`] and [`AttnConfig::attention_with`], in one launch. `None` unless
+    /// the layer fits the kernel:
     /// the fused `[q, k, v]` row layout, a head dim that is a multiple of 8 up to
     /// [`QA_MAX_HEAD_DIM`], at most [`QA_MAX_ROWS`] rows and [`QA_MAX_KEYS`] visible keys. Only
     /// worth it with few heads (one workgroup each): callers opt in (Mimi).
