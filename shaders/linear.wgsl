@@ -46,6 +46,10 @@
 //   KV16: half pairs in u32 words, else f32), scores q·k · eps (eps = 1/√head_dim here), softmax
 //   with the max subtracted, X[h·Dh + d] = Σ p·v / Σ p. For the depformer (≤ 16 keys): heads ·
 //   keys ≤ 256 scores, K ≤ 1024.
+// QKV_ATTN (entry point qkv_attention instead of linear; KV_OUT's bindings, y = the attention
+//   output [m, kv_hd], m ≤ MT; no bias, store only): one workgroup per head computes its q, k, v
+//   rows of the in-projection, appends k (RoPE) and v to the ring as KV_OUT does, and writes its
+//   head's attention output (the visible keys of attention.wgsl); see the entry point below.
 // Output (p.out_mode): 0 store y = v, 1 accumulate y += v, 2 y += scale[col]·v, v = Σ + bias.
 // KV_OUT (a fused attention in-projection, store mode, no bias): y = v as in mode 0, and the
 //   columns [kv_k_offset, +kv_hd) (k) and [kv_v_offset, +kv_hd) (v) of batch row m are also
@@ -99,7 +103,11 @@ struct Params {
     kv_capacity: u32, // KV_OUT: ring slots
     kv_pos0: u32,     // KV_OUT: position of batch row 0
     kv_rope: u32,     // KV_OUT: 1 = rotate k
-    attn_window: u32, // IN_ATTN: keys with kv_pos0 − pk < attn_window
+    attn_window: u32, // IN_ATTN, QKV_ATTN: keys with kv_pos0 − pk < attn_window
+    attn_scale: f32,  // QKV_ATTN: the score scale 1/√Dh
+    _pad0: u32,
+    _pad1: u32,
+    _pad2: u32,
 }
 
 //#if W_F32
@@ -326,6 +334,52 @@ fn wg_sum(v: array<vec4<f32>, MT>, lid: u32) -> array<vec4<f32>, MT> {
 }
 //#endif
 
+// The tile's norm statistics into aux, in one pass over its batch rows before the main loop
+// (called in uniform control flow). IN_LAYER: (mean, rstd, -, -). Mean and variance are shifted
+// by the row's first element c (every invocation reads it): mean = c + E[x − c], var =
+// E[(x − c)²] − E[x − c]², so the subtraction cancels only by (mean − c)² / var = O(1), not by
+// mean² / var. IN_RMS (only the fused qkv_attention, whose main loop reads x many times):
+// (-, -, -, 1/rms). Loops over the batch rows are innermost (constant trip count, unrolled) so
+// that every per-row array is indexed by constants and stays in registers.
+//#if SUBGROUPS
+fn norm_stats(m0: u32, lid: u32, lane: u32, sg_size: u32) {
+//#else
+fn norm_stats(m0: u32, lid: u32) {
+//#endif
+    let kq = p.k / 4u;
+    let inv_k = 1.0 / f32(p.k);
+    var st: array<vec4<f32>, MT>;
+    var sh: array<vec4<f32>, MT>;
+//#if IN_LAYER
+    for (var i = 0u; i < MT; i++) {
+        sh[i] = vec4<f32>(x[min(m0 + i, p.m - 1u) * p.x_stride].x);
+    }
+//#endif
+    for (var v0 = 0u; v0 < kq; v0 += WG) {
+        let v = v0 + lid;
+        if (v < kq) {
+            for (var i = 0u; i < MT; i++) {
+                let d = x[min(m0 + i, p.m - 1u) * p.x_stride + v] - sh[i];
+                st[i] += vec4<f32>(d.x + d.y + d.z + d.w, dot(d, d), 0.0, 0.0);
+            }
+        }
+    }
+//#if SUBGROUPS
+    let sums = wg_sum(st, lid, lane, sg_size);
+//#else
+    let sums = wg_sum(st, lid);
+//#endif
+    for (var i = 0u; i < MT; i++) {
+//#if IN_LAYER
+        let md = sums[i].x * inv_k;
+        let vr = max(sums[i].y * inv_k - md * md, 0.0);
+        aux[i] = vec4<f32>(sh[i].x + md, inverseSqrt(vr + p.eps), 0.0, 0.0);
+//#else
+        aux[i] = vec4<f32>(0.0, 0.0, 0.0, 1.0 / sqrt(sums[i].y * inv_k + p.eps));
+//#endif
+    }
+}
+
 // bf16 words: element 2i is the low half, 2i+1 the high half.
 fn bf16_lo(v: vec4<u32>) -> vec4<f32> {
     return bitcast<vec4<f32>>(v << vec4<u32>(16u));
@@ -488,6 +542,7 @@ fn step(c: u32, rw: vec4<u32>, m0: u32, acc: ptr<function, array<vec4<f32>, MT>>
 //#endif
 }
 
+//#if !QKV_ATTN
 @compute @workgroup_size(WG)
 fn linear(
     @builtin(workgroup_id) wid: vec3<u32>,
@@ -508,42 +563,17 @@ fn linear(
     for (var i = 0u; i < MT; i++) {
         acc[i] = vec4<f32>(0.0);
     }
-    let kq = p.k / 4u; // x row length in vec4
     let inv_k = 1.0 / f32(p.k);
 //#if IN_ATTN
     attend(lid);
 //#endif
 
 //#if IN_LAYER
-    // Mean and variance in one pass over the tile's batch rows, shifted by the row's first element
-    // c (every invocation reads it): mean = c + E[x − c], var = E[(x − c)²] − E[x − c]², so the
-    // subtraction cancels only by (mean − c)² / var = O(1), not by mean² / var. Loops over the
-    // batch rows are innermost (constant trip count, unrolled) so that every per-row array is
-    // indexed by constants and stays in registers.
-    var st: array<vec4<f32>, MT>;
-    var sh: array<vec4<f32>, MT>;
-    for (var i = 0u; i < MT; i++) {
-        sh[i] = vec4<f32>(x[min(m0 + i, p.m - 1u) * p.x_stride].x);
-    }
-    for (var v0 = 0u; v0 < kq; v0 += WG) {
-        let v = v0 + lid;
-        if (v < kq) {
-            for (var i = 0u; i < MT; i++) {
-                let d = x[min(m0 + i, p.m - 1u) * p.x_stride + v] - sh[i];
-                st[i] += vec4<f32>(d.x + d.y + d.z + d.w, dot(d, d), 0.0, 0.0);
-            }
-        }
-    }
 //#if SUBGROUPS
-    let sums = wg_sum(st, lid, lane, sg_size);
+    norm_stats(m0, lid, lane, sg_size);
 //#else
-    let sums = wg_sum(st, lid);
+    norm_stats(m0, lid);
 //#endif
-    for (var i = 0u; i < MT; i++) {
-        let md = sums[i].x * inv_k;
-        let vr = max(sums[i].y * inv_k - md * md, 0.0);
-        aux[i] = vec4<f32>(sh[i].x + md, inverseSqrt(vr + p.eps), 0.0, 0.0);
-    }
 //#endif
 
     // Invocation l takes steps l, l + WG, l + 2·WG, …: consecutive invocations read consecutive
@@ -672,3 +702,215 @@ fn linear(
     }
 //#endif
 }
+//#endif
+
+//#if QKV_ATTN
+// qkv_attention (QKV_ATTN with KV_OUT's bindings; y is the attention output [m, kv_hd]): workgroup
+// h = wid.x computes head h's q, k and v rows of the in-projection (weight rows row_offset +
+// {0, kv_hd, 2·kv_hd} + h·Dh + r, r < Dh) for the m ≤ MT batch rows into hq, as row quads: QL
+// invocations per quad take steps ql, ql + QL, … of the 4 rows (step() above), WG / QL quads at
+// a time, then a shared-memory tree over the QL lanes. Then k (RoPE) and v go into the ring as
+// KV_OUT writes them, q is rotated and scaled, and each query's attention over its visible keys
+// (read back from the cache after a storage barrier, so new keys are the stored ones) goes to
+// y[m, h·Dh ..]: scores by invocation per key into qsc, max and Σ by trees over rr, then
+// (WG / (Dh/2)) key groups × (Dh/2) dim pairs, summed over the groups in op.
+var<workgroup> hq: array<f32, MT * 3u * QA_MAX_DH>; // per batch row: q (rotated, scaled), k, v
+var<workgroup> qsc: array<f32, QA_MAX_KEYS>;         // one query's scores, then exp(score − max)
+var<workgroup> qang: array<f32, MT * QA_MAX_DH / 2u>; // RoPE angles per batch row and pair
+var<workgroup> rr: array<f32, WG>;
+var<workgroup> op: array<vec2<f32>, WG>;
+const QA_NEG: f32 = -3.0e38; // finite "minus infinity" (exp(QA_NEG − m) = 0, never NaN)
+const_assert WG % QL == 0u;
+const_assert 2u * WG >= QA_MAX_DH;
+
+// Max (is_max) or sum of one f32 per invocation, returned to all (uniform control flow).
+fn rr_reduce(v: f32, lid: u32, is_max: bool) -> f32 {
+    rr[lid] = v;
+    workgroupBarrier();
+    for (var st = WG / 2u; st > 0u; st >>= 1u) {
+        if (lid < st) {
+            rr[lid] = select(rr[lid] + rr[lid + st], max(rr[lid], rr[lid + st]), is_max);
+        }
+        workgroupBarrier();
+    }
+    let r = rr[0];
+    workgroupBarrier();
+    return r;
+}
+
+// Cache pair e (two elements) of row `row` (K rows 0 .. capacity − 1, then V rows).
+fn kv_pair(row: u32, e: u32) -> vec2<f32> {
+    let f = row * (p.kv_hd / 2u) + e;
+//#if KV16
+    return unpack2x16float(cache[f]);
+//#else
+    return cache[f];
+//#endif
+}
+
+@compute @workgroup_size(WG)
+fn qkv_attention(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+//#if SUBGROUPS
+    @builtin(subgroup_invocation_id) lane: u32,
+    @builtin(subgroup_size) sg_size: u32,
+//#endif
+) {
+    let h = wid.x;
+    let dh = p.kv_head_dim;
+    let hd = p.kv_hd;
+    let np = dh / 2u;
+//#if IN_LAYER
+//#if SUBGROUPS
+    norm_stats(0u, lid, lane, sg_size);
+//#else
+    norm_stats(0u, lid);
+//#endif
+//#endif
+//#if IN_RMS
+//#if SUBGROUPS
+    norm_stats(0u, lid, lane, sg_size);
+//#else
+    norm_stats(0u, lid);
+//#endif
+//#endif
+
+    // The head's 3·Dh rows as 3·Dh / 4 quads (Dh a multiple of 8: no quad straddles q, k, v).
+    let nq = 3u * dh / 4u;
+    let slot_q = lid / QL;
+    let ql = lid % QL;
+    for (var q0 = 0u; q0 < nq; q0 += WG / QL) {
+        let qi = min(q0 + slot_q, nq - 1u);
+        let r0 = ((4u * qi) / dh) * hd + h * dh + (4u * qi) % dh + p.row_offset;
+        let rw = vec4<u32>(r0) + vec4<u32>(0u, 1u, 2u, 3u);
+        var acc: array<vec4<f32>, MT>;
+        for (var c = ql; c < p.chunks; c += QL) {
+            step(c, rw, 0u, &acc);
+        }
+        for (var i = 0u; i < MT; i++) {
+            red[i * WG + lid] = acc[i];
+        }
+        workgroupBarrier();
+        for (var st = QL / 2u; st > 0u; st >>= 1u) {
+            if (ql < st) {
+                for (var i = 0u; i < MT; i++) {
+                    red[i * WG + lid] += red[i * WG + lid + st];
+                }
+            }
+            workgroupBarrier();
+        }
+        if (ql == 0u && q0 + slot_q < nq) {
+            for (var i = 0u; i < MT; i++) {
+                var v = red[i * WG + lid];
+//#if IN_RMS
+                v *= aux[i].w;
+//#endif
+//#if W_I8ROW
+                // bitsandbytes' 1/127, rounded to f32 (as the linear entry point).
+                v *= vec4<f32>(bitcast<f32>(s[rw.x]), bitcast<f32>(s[rw.y]), bitcast<f32>(s[rw.z]),
+                    bitcast<f32>(s[rw.w])) * 0.007874015718698502;
+//#endif
+                let b = i * 3u * dh + 4u * qi;
+                hq[b] = v.x;
+                hq[b + 1u] = v.y;
+                hq[b + 2u] = v.z;
+                hq[b + 3u] = v.w;
+            }
+        }
+        workgroupBarrier();
+    }
+
+    // RoPE angles (rounded to f32 through workgroup memory, as kv_append and attention), then k
+    // and v into ring slot (kv_pos0 + i) % capacity, q rotated and scaled in place.
+    for (var j = lid; j < MT * np; j += WG) {
+        if (p.kv_rope != 0u) {
+            qang[j] = f32(p.kv_pos0 + j / np) * freqs[j % np];
+        }
+    }
+    workgroupBarrier();
+    for (var j = lid; j < p.m * np; j += WG) {
+        let i = j / np;
+        let e = j % np;
+        let b = i * 3u * dh + 2u * e;
+        var qv = vec2<f32>(hq[b], hq[b + 1u]);
+        var kv = vec2<f32>(hq[b + dh], hq[b + dh + 1u]);
+        let vv = vec2<f32>(hq[b + 2u * dh], hq[b + 2u * dh + 1u]);
+        if (p.kv_rope != 0u) {
+            let cs = cos_sin(qang[j]);
+            qv = rotate(qv, cs);
+            kv = rotate(kv, cs);
+        }
+        hq[b] = qv.x * p.attn_scale;
+        hq[b + 1u] = qv.y * p.attn_scale;
+        let dst = ((p.kv_pos0 + i) % p.kv_capacity) * (hd / 2u) + h * np + e;
+//#if KV16
+        cache[dst] = pack2x16float(kv);
+        cache[p.kv_capacity * (hd / 2u) + dst] = pack2x16float(vv);
+//#else
+        cache[dst] = kv;
+        cache[p.kv_capacity * (hd / 2u) + dst] = vv;
+//#endif
+    }
+    storageBarrier();
+    workgroupBarrier();
+
+    // Query i at pq = kv_pos0 + i sees pk in [lo, pq], lo = max(0, pq + 1 − window,
+    // kv_pos0 + m − capacity).
+    let end = p.kv_pos0 + p.m;
+    let groups = WG / np;
+    let g = lid / np;
+    let e = lid % np;
+    for (var i = 0u; i < MT; i++) {
+        if (i < p.m) {
+            let pq = p.kv_pos0 + i;
+            var lo = 0u;
+            if (pq + 1u > p.attn_window) {
+                lo = pq + 1u - p.attn_window;
+            }
+            if (end > p.kv_capacity) {
+                lo = max(lo, end - p.kv_capacity);
+            }
+            let n = pq + 1u - lo;
+            let qb = i * 3u * dh;
+            var mx = QA_NEG;
+            for (var j = lid; j < n; j += WG) {
+                let row = (lo + j) % p.kv_capacity;
+                var s0 = 0.0;
+                for (var d = 0u; d < np; d++) {
+                    s0 += dot(kv_pair(row, h * np + d), vec2<f32>(hq[qb + 2u * d], hq[qb + 2u * d + 1u]));
+                }
+                qsc[j] = s0;
+                mx = max(mx, s0);
+            }
+            mx = rr_reduce(mx, lid, true);
+            var l = 0.0;
+            for (var j = lid; j < n; j += WG) {
+                let ex = exp(qsc[j] - mx);
+                qsc[j] = ex;
+                l += ex;
+            }
+            l = rr_reduce(l, lid, false);
+            var o = vec2<f32>(0.0);
+            if (g < groups) {
+                for (var j = g; j < n; j += groups) {
+                    o += qsc[j] * kv_pair(p.kv_capacity + (lo + j) % p.kv_capacity, h * np + e);
+                }
+            }
+            op[lid] = o;
+            workgroupBarrier();
+            if (lid < np) {
+                var t = vec2<f32>(0.0);
+                for (var k = 0u; k < groups; k++) {
+                    t += op[k * np + lid];
+                }
+                t = t / l;
+                let ob = i * hd + h * dh + 2u * lid;
+                y[ob] = t.x;
+                y[ob + 1u] = t.y;
+            }
+            workgroupBarrier();
+        }
+    }
+}
+//#endif

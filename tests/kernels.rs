@@ -42,7 +42,8 @@ family_tests!(
     rvq,
     sampling,
     sample_embed,
-    fused
+    fused,
+    fused_qkv
 );
 
 /// Every family is listed above exactly once.
@@ -61,6 +62,7 @@ fn all_families_have_tests() {
         "sampling",
         "sample_embed",
         "fused",
+        "fused_qkv",
     ];
     let all: Vec<&str> = cases::all().iter().map(|(n, _)| *n).collect();
     assert_eq!(all, listed);

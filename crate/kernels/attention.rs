@@ -36,7 +36,10 @@
 
 use bytemuck::{Pod, Zeroable};
 
-use super::linear::{AttnInput, KvAppend, ATTN_MAX_HD, ATTN_MAX_SCORES};
+use super::linear::{
+    AttnInput, KvAppend, QkvAttn, ATTN_MAX_HD, ATTN_MAX_SCORES, QA_MAX_HEAD_DIM, QA_MAX_KEYS,
+    QA_MAX_ROWS,
+};
 use super::rope::Rope;
 use crate::gpu::{Binding, Context, GpuError, GpuResult, Kernel, Recorder, Variant, View};
 
@@ -456,6 +459,43 @@ impl AttnConfig {
         Some(AttnInput {
             cache,
             kv16: self.kv16(ctx),
+            head_dim: self.head_dim,
+            capacity: self.capacity,
+            window: self.window,
+            pos0,
+            scale: 1.0 / (self.head_dim as f32).sqrt(),
+        })
+    }
+
+    /// The whole attention of `t` rows at `pos0` inside the in-projection, one workgroup per head
+    /// ([`crate::kernels::linear::qkv_attention`]: q, k, v computed from the layer's input, k and
+    /// v appended, the attention written): the result of the in-projection, then
+    /// [`AttnConfig::kv_append`] and [`AttnConfig::attention_with`], in one launch. `None` unless
+    /// the layer fits the kernel:
+    /// the fused `[q, k, v]` row layout, a head dim that is a multiple of 8 up to
+    /// [`QA_MAX_HEAD_DIM`], at most [`QA_MAX_ROWS`] rows and [`QA_MAX_KEYS`] visible keys. Only
+    /// worth it with few heads (one workgroup each): callers opt in (Mimi).
+    pub fn fused_qkv<'a>(
+        &'a self,
+        ctx: &Context,
+        cache: View<'a>,
+        t: u32,
+        pos0: u32,
+    ) -> Option<QkvAttn<'a>> {
+        if self.qkv != QkvLayout::fused(self.heads, self.head_dim)
+            || self.padded_head_dim() != self.head_dim
+            || self.head_dim > QA_MAX_HEAD_DIM
+            || t == 0
+            || t > QA_MAX_ROWS
+            || self.window.min(self.capacity) > QA_MAX_KEYS
+        {
+            return None;
+        }
+        Some(QkvAttn {
+            cache,
+            freqs: self.rope.as_ref().map(|r| r.freqs()),
+            kv16: self.kv16(ctx),
+            heads: self.heads,
             head_dim: self.head_dim,
             capacity: self.capacity,
             window: self.window,

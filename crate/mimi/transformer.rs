@@ -41,6 +41,9 @@ pub fn nn_config(cfg: &TransformerConfig, t: u32) -> transformer::TransformerCon
         schedule: Vec::new(),
         // The reference runs Mimi in f32 throughout.
         f32_cache: true,
+        // 8 heads, a 250-key window, 2 rows: each head's attention runs inside the
+        // in-projection (one launch instead of two).
+        qkv_attention: true,
     }
 }
 

@@ -17,7 +17,7 @@
 use crate::gpu::{BufferUsage, Context, GpuBuffer, GpuError, Recorder, View};
 use crate::kernels::attention::{AttnBuffers, AttnConfig};
 use crate::kernels::elementwise;
-use crate::kernels::linear::{LinearInput, LinearOutput};
+use crate::kernels::linear::{self, LinearInput, LinearOutput};
 use crate::kernels::rope::Rope;
 
 use super::linear::Linear;
@@ -65,6 +65,10 @@ pub struct TransformerConfig {
     pub schedule: Vec<usize>,
     /// Keep the KV cache in f32 even where the device has shader-f16.
     pub f32_cache: bool,
+    /// Compute each head's q, k, v, KV append and attention in one launch, one workgroup per
+    /// head ([`AttnConfig::fused_qkv`]), where the layer fits it: for few heads and short
+    /// windows (Mimi). Layers it does not fit, and `false`, take the separate launches.
+    pub qkv_attention: bool,
 }
 
 /// Hidden size of a SiLU-gated MLP for the reference's `dim_feedforward` (`gating.py`).
@@ -224,6 +228,14 @@ pub fn sin_embedding(pos: u32, dim: usize, max_period: f32) -> Vec<f32> {
         out[half + i] = phase.sin();
     }
     out
+}
+
+/// The residual write of a block: `x += out` or, with a layer scale, `x += scale ⊙ out`.
+fn residual(scale: &Option<GpuBuffer>) -> LinearOutput<'_> {
+    match scale {
+        Some(sc) => LinearOutput::AccumulateScaled { scale: sc.view() },
+        None => LinearOutput::Accumulate,
+    }
 }
 
 /// The stream state of a second lane of a [`Transformer`] (classifier-free guidance).
@@ -456,6 +468,88 @@ impl Transformer {
         Ok(())
     }
 
+    /// `x += ls1 ⊙ out_proj(attention(in_proj(norm1(x))))` in separate launches (with the
+    /// fused KV write and the depformer's fused attention input where they apply).
+    fn attention_block(
+        &self,
+        rec: &mut Recorder,
+        x: View,
+        layer: &Layer,
+        w: &SetWeights,
+        t: u32,
+    ) -> crate::Result<()> {
+        let s = &self.s;
+        // x += ls1 ⊙ out_proj(attention(in_proj(norm1(x)))): norm fused into in_proj,
+        // RoPE into the cache write and the query load, the residual into out_proj.
+        // The KV append is fused into in_proj too where the cache layout allows.
+        let kv = self
+            .attn
+            .fused_append(rec.ctx(), layer.cache.view(), self.pos)
+            .filter(|_| w.in_proj.fusable() && !w.in_proj.has_bias());
+        if let Some(kv) = kv {
+            w.in_proj.forward_with(
+                rec,
+                x,
+                s.qkv.view(),
+                t,
+                layer.norm1.as_linear_input(),
+                LinearOutput::StoreKv(kv),
+            )?;
+        } else {
+            if w.in_proj.fusable() {
+                w.in_proj.forward_with(
+                    rec,
+                    x,
+                    s.qkv.view(),
+                    t,
+                    layer.norm1.as_linear_input(),
+                    LinearOutput::Store,
+                )?;
+            } else {
+                layer.norm1.forward(rec, x, s.h.view(), t)?;
+                w.in_proj.forward(rec, s.h.view(), s.qkv.view(), t)?;
+            }
+            self.attn
+                .kv_append(rec, s.qkv.view(), layer.cache.view(), t, self.pos)?;
+        }
+        // Short windows (the depformer): the attention is computed inside out_proj.
+        let fused_attn = self
+            .attn
+            .fused_input(rec.ctx(), layer.cache.view(), t, self.pos)
+            .filter(|_| w.out_proj.fusable() && !w.out_proj.has_bias());
+        if let Some(a) = fused_attn {
+            w.out_proj.forward_with(
+                rec,
+                s.qkv.view(),
+                x,
+                t,
+                LinearInput::Attention(a),
+                residual(&layer.scale1),
+            )?;
+        } else {
+            self.attn.attention_with(
+                rec,
+                &AttnBuffers {
+                    qkv: s.qkv.view(),
+                    cache: layer.cache.view(),
+                    out: s.attn.view(),
+                    scratch: Some(s.split.view()),
+                },
+                t,
+                self.pos,
+            )?;
+            w.out_proj.forward_with(
+                rec,
+                s.attn.view(),
+                x,
+                t,
+                LinearInput::Plain,
+                residual(&layer.scale1),
+            )?;
+        }
+        Ok(())
+    }
+
     /// Run every layer on `x` = `[rows, d_model]` in place, at the next position(s).
     pub fn forward(&mut self, rec: &mut Recorder, x: &GpuBuffer) -> crate::Result<()> {
         self.forward_view(rec, x.view())
@@ -485,70 +579,26 @@ impl Transformer {
         let s = &self.s;
         for layer in &self.layers {
             let w = &layer.sets[set];
-            fn residual(scale: &Option<GpuBuffer>) -> LinearOutput<'_> {
-                match scale {
-                    Some(sc) => LinearOutput::AccumulateScaled { scale: sc.view() },
-                    None => LinearOutput::Accumulate,
-                }
-            }
-            // x += ls1 ⊙ out_proj(attention(in_proj(norm1(x)))): norm fused into in_proj,
-            // RoPE into the cache write and the query load, the residual into out_proj.
-            // The KV append is fused into in_proj too where the cache layout allows.
-            let kv = self
+            // Few heads and short windows (Mimi): in_proj, the KV append and the attention in
+            // one launch, then out_proj (+ residual).
+            let qkv_attn = self
                 .attn
-                .fused_append(rec.ctx(), layer.cache.view(), self.pos)
-                .filter(|_| w.in_proj.fusable() && !w.in_proj.has_bias());
-            if let Some(kv) = kv {
-                w.in_proj.forward_with(
+                .fused_qkv(rec.ctx(), layer.cache.view(), t, self.pos)
+                .filter(|_| {
+                    self.cfg.qkv_attention
+                        && w.in_proj.fusable()
+                        && !w.in_proj.has_bias()
+                        && w.in_proj.weights().part_count() == 1
+                });
+            if let Some(a) = qkv_attn {
+                linear::qkv_attention(
                     rec,
+                    w.in_proj.weights(),
                     x,
-                    s.qkv.view(),
+                    s.attn.view(),
                     t,
                     layer.norm1.as_linear_input(),
-                    LinearOutput::StoreKv(kv),
-                )?;
-            } else {
-                if w.in_proj.fusable() {
-                    w.in_proj.forward_with(
-                        rec,
-                        x,
-                        s.qkv.view(),
-                        t,
-                        layer.norm1.as_linear_input(),
-                        LinearOutput::Store,
-                    )?;
-                } else {
-                    layer.norm1.forward(rec, x, s.h.view(), t)?;
-                    w.in_proj.forward(rec, s.h.view(), s.qkv.view(), t)?;
-                }
-                self.attn
-                    .kv_append(rec, s.qkv.view(), layer.cache.view(), t, self.pos)?;
-            }
-            // Short windows (the depformer): the attention is computed inside out_proj.
-            let fused_attn = self
-                .attn
-                .fused_input(rec.ctx(), layer.cache.view(), t, self.pos)
-                .filter(|_| w.out_proj.fusable() && !w.out_proj.has_bias());
-            if let Some(a) = fused_attn {
-                w.out_proj.forward_with(
-                    rec,
-                    s.qkv.view(),
-                    x,
-                    t,
-                    LinearInput::Attention(a),
-                    residual(&layer.scale1),
-                )?;
-            } else {
-                self.attn.attention_with(
-                    rec,
-                    &AttnBuffers {
-                        qkv: s.qkv.view(),
-                        cache: layer.cache.view(),
-                        out: s.attn.view(),
-                        scratch: Some(s.split.view()),
-                    },
-                    t,
-                    self.pos,
+                    &a,
                 )?;
                 w.out_proj.forward_with(
                     rec,
@@ -558,6 +608,8 @@ impl Transformer {
                     LinearInput::Plain,
                     residual(&layer.scale1),
                 )?;
+            } else {
+                self.attention_block(rec, x, layer, w, t)?;
             }
             // x += ls2 ⊙ mlp(norm2(x)): norm fused into the first linear, the activation into
             // the second (when its input is not padded), the residual into its output.

@@ -4,6 +4,7 @@ pub mod conv;
 pub mod elementwise;
 pub mod embed;
 pub mod fused;
+pub mod fused_qkv;
 pub mod linear;
 pub mod norm;
 pub mod rope;
@@ -29,5 +30,6 @@ pub fn all() -> Vec<(&'static str, &'static [(&'static str, CaseFn)])> {
         ("sampling", sampling::CASES),
         ("sample_embed", sample_embed::CASES),
         ("fused", fused::CASES),
+        ("fused_qkv", fused_qkv::CASES),
     ]
 }

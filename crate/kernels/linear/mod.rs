@@ -36,6 +36,10 @@
 //! gated FFN out + residual. Every workgroup recomputes its rows' statistics and activations
 //! (K values each): cheap next to the weight stream on a GPU; on CPU rasterizers (lavapipe) the
 //! fused forms cost more than a separate norm dispatch.
+//!
+//! [`qkv_attention`] (`qkv_attn.rs`, the `qkv_attention` entry point of the same WGSL) runs a
+//! whole attention block but the out-projection in one launch, one workgroup per head, for
+//! few heads and short windows (Mimi's codec transformers).
 
 use bytemuck::{Pod, Zeroable};
 
@@ -43,9 +47,11 @@ use crate::gpu::{Binding, GpuError, GpuResult, Kernel, Recorder, Variant, View};
 use crate::weights::WeightFormat;
 
 mod buffers;
+mod qkv_attn;
 pub mod reference;
 
 pub use buffers::LinearWeights;
+pub use qkv_attn::{qkv_attention, QkvAttn, QA_LANES, QA_MAX_HEAD_DIM, QA_MAX_KEYS, QA_MAX_ROWS};
 
 const SRC: &str = include_str!("../../../shaders/linear.wgsl");
 /// Invocations per workgroup (injected into the WGSL as `WG`).
@@ -153,6 +159,8 @@ crate::params_struct! {
         kv_pos0: u32,
         kv_rope: u32,
         attn_window: u32,
+        attn_scale: f32,
+        _pad: [u32; 3],
     }
 }
 
@@ -231,6 +239,7 @@ pub fn variants(device: &[&str]) -> Vec<(&'static Kernel, Variant)> {
             out.push((&KERNEL_ATTN, with_cache(variant(f, "IN_ATTN", 1), kv16)));
         }
     }
+    out.extend(qkv_attn::variants(kv16s));
     out
 }
 
@@ -630,6 +639,7 @@ pub fn linear_with(
             kv_pos0: kv.map_or(attn.map_or(0, |a| a.pos0), |kv| kv.pos0),
             kv_rope: kv.is_some_and(|kv| kv.freqs.is_some()) as u32,
             attn_window: attn.map_or(0, |a| a.window),
+            ..Params::default()
         };
         let data = part.data.view();
         let scales = part.scales.as_ref().map(|s| s.view()).unwrap_or(data);

@@ -481,6 +481,7 @@ impl LmConfig {
             rows: 1,
             schedule: Vec::new(),
             f32_cache: false,
+            qkv_attention: false,
         }
     }
 
@@ -505,6 +506,7 @@ impl LmConfig {
             rows: 1,
             schedule,
             f32_cache: false,
+            qkv_attention: false,
         }
     }
 }
