@@ -16,6 +16,8 @@
 //   residual_add: y[i] += (p.use_scale != 0 ? b[channel(i)] : 1) * a[i]
 //                 channel(i) = (i / p.channel_stride) % p.channels  (channel_stride 1: [T, C] layout;
 //                 channel_stride T: [C, T] layout)
+//   residual_sum: y[i] += (p.use_scale != 0 ? b[i % p.channels] : 1) · Σ_{j < p.parts} a[j·p.n + i]
+//                 (the partial outputs of linear.wgsl's mlp_split, [parts, n], summed in order j)
 //   transpose:    a = [rows = p.channels, cols = p.hidden] row-major, y = [cols, rows]: y[c * rows + r] = a[r * cols + c]
 //   copy:         (COPY define: a and y are array<vec4<f32>>) y[i] = a[i] for p.n vec4s, one vec4 per
 //                 invocation: the plain streaming copy that `parle bench kernels` measures every
@@ -27,7 +29,7 @@ struct Params {
     channels: u32,       // residual_add: number of channels of the scale
     channel_stride: u32, // residual_add: distance between consecutive channels
     use_scale: u32,      // residual_add: 1 = multiply the branch by b[channel]
-    _pad0: u32,
+    parts: u32,          // residual_sum: partial arrays summed
     _pad1: u32,
     _pad2: u32,
 }
@@ -94,6 +96,21 @@ fn residual_add(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) 
         s = b[(i / p.channel_stride) % p.channels];
     }
     y[i] = y[i] + s * a[i];
+}
+
+@compute @workgroup_size(WG)
+fn residual_sum(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+    let i = linear_index(wid, nwg, lid);
+    if (i >= p.n) { return; }
+    var t = 0.0;
+    for (var j = 0u; j < p.parts; j++) {
+        t += a[j * p.n + i];
+    }
+    var s = 1.0;
+    if (p.use_scale != 0u) {
+        s = b[i % p.channels];
+    }
+    y[i] = y[i] + s * t;
 }
 
 @compute @workgroup_size(WG)

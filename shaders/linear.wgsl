@@ -105,28 +105,34 @@ struct Params {
     kv_rope: u32,     // KV_OUT: 1 = rotate k
     attn_window: u32, // IN_ATTN, QKV_ATTN: keys with kv_pos0 − pk < attn_window
     attn_scale: f32,  // QKV_ATTN: the score scale 1/√Dh
-    _pad0: u32,
-    _pad1: u32,
-    _pad2: u32,
+    chunks2: u32,     // MLP_SPLIT: steps per row of w2 (hidden / E)
+    hidden: u32,      // MLP_SPLIT: hidden units H (the up rows of a gated w start at row_offset + H)
+    row_offset2: u32, // MLP_SPLIT: first row of w2 read
 }
 
 //#if W_F32
 @group(0) @binding(0) var<storage, read> w: array<vec4<u32>>; // one vec4 = 4 f32 weights
+alias WT = vec4<u32>;
 //#endif
 //#if W_BF16
 @group(0) @binding(0) var<storage, read> w: array<vec4<u32>>; // one vec4 = 8 bf16 weights
+alias WT = vec4<u32>;
 //#endif
 //#if W_Q8_0
 @group(0) @binding(0) var<storage, read> w: array<vec2<u32>>; // one vec2 = 8 int8 codes
+alias WT = vec2<u32>;
 //#endif
 //#if W_AFF8
 @group(0) @binding(0) var<storage, read> w: array<vec2<u32>>; // one vec2 = 8 uint8 codes
+alias WT = vec2<u32>;
 //#endif
 //#if W_AFF4
 @group(0) @binding(0) var<storage, read> w: array<u32>;       // one u32 = 8 uint4 codes
+alias WT = u32;
 //#endif
 //#if W_I8ROW
 @group(0) @binding(0) var<storage, read> w: array<vec2<u32>>; // one vec2 = 8 int8 codes
+alias WT = vec2<u32>;
 //#endif
 @group(0) @binding(1) var<storage, read> s: array<u32>;
 @group(0) @binding(2) var<storage, read> x: array<vec4<f32>>;
@@ -141,6 +147,11 @@ struct Params {
 @group(0) @binding(7) var<storage, read_write> cache: array<vec2<f32>>;
 //#endif
 //#else
+//#if MLP_SPLIT
+// MLP_SPLIT: the second weight (same format as w) and its scales.
+@group(0) @binding(3) var<storage, read> w2: array<WT>;
+@group(0) @binding(7) var<storage, read> s2: array<u32>;
+//#else
 //#if IN_ATTN
 //#if KV16
 @group(0) @binding(3) var<storage, read> kvc: array<vec4<u32>>;
@@ -152,7 +163,32 @@ struct Params {
 //#endif
 @group(0) @binding(7) var<storage, read> scale: array<f32>;
 //#endif
+//#endif
 @group(0) @binding(8) var<uniform> p: Params;
+
+// Weight and scale words (MLP_SPLIT: of the second weight w2 / s2 in its phase 2).
+//#if MLP_SPLIT
+var<private> ph2: bool;
+fn wld(i: u32) -> WT {
+    if (ph2) {
+        return w2[i];
+    }
+    return w[i];
+}
+fn sld(i: u32) -> u32 {
+    if (ph2) {
+        return s2[i];
+    }
+    return s[i];
+}
+//#else
+fn wld(i: u32) -> WT {
+    return w[i];
+}
+fn sld(i: u32) -> u32 {
+    return s[i];
+}
+//#endif
 
 // R rows are the 4 lanes of a vec4.
 const_assert R == 4u;
@@ -263,6 +299,11 @@ fn attend(lid: u32) {
 // Element group v (a vec4 index along K) of batch row m0 + i of X, the transformed input.
 fn xin(i: u32, m0: u32, v: u32) -> vec4<f32> {
     let b = min(m0 + i, p.m - 1u) * p.x_stride + v;
+//#if MLP_SPLIT
+    if (ph2) {
+        return ha[i * (MS_S / 4u) + v - p_xoff];
+    }
+//#endif
 //#if IN_ATTN
     return ax[v];
 //#endif
@@ -435,29 +476,33 @@ fn scale_bias(v: u32) -> vec2<f32> {
 //#if W_Q8_0
 // f16 scale of flat block f (two per word, even blocks in the low half).
 fn q8_scale(f: u32) -> f32 {
-    let pair = unpack2x16float(s[f >> 1u]);
+    let pair = unpack2x16float(sld(f >> 1u));
     return select(pair.x, pair.y, (f & 1u) != 0u);
 }
 //#endif
 
 // One step: elements E·c .. E·c + E − 1 of the 4 weight rows rw, for every batch row of the tile.
 fn step(c: u32, rw: vec4<u32>, m0: u32, acc: ptr<function, array<vec4<f32>, MT>>) {
+//#if MLP_SPLIT
+    let cs = select(p.chunks, p.chunks2, ph2); // steps per weight row
+//#else
     let cs = p.chunks;  // steps per weight row
+//#endif
 //#if W_F32
-    let w0 = bitcast<vec4<f32>>(w[rw.x * cs + c]);
-    let w1 = bitcast<vec4<f32>>(w[rw.y * cs + c]);
-    let w2 = bitcast<vec4<f32>>(w[rw.z * cs + c]);
-    let w3 = bitcast<vec4<f32>>(w[rw.w * cs + c]);
+    let w0 = bitcast<vec4<f32>>(wld(rw.x * cs + c));
+    let w1 = bitcast<vec4<f32>>(wld(rw.y * cs + c));
+    let w2 = bitcast<vec4<f32>>(wld(rw.z * cs + c));
+    let w3 = bitcast<vec4<f32>>(wld(rw.w * cs + c));
     for (var i = 0u; i < MT; i++) {
         let xv = xin(i, m0, c);
         (*acc)[i] += vec4<f32>(dot(w0, xv), dot(w1, xv), dot(w2, xv), dot(w3, xv));
     }
 //#endif
 //#if W_BF16
-    let w0 = w[rw.x * cs + c];
-    let w1 = w[rw.y * cs + c];
-    let w2 = w[rw.z * cs + c];
-    let w3 = w[rw.w * cs + c];
+    let w0 = wld(rw.x * cs + c);
+    let w1 = wld(rw.y * cs + c);
+    let w2 = wld(rw.z * cs + c);
+    let w3 = wld(rw.w * cs + c);
     for (var i = 0u; i < MT; i++) {
         let x0 = xin(i, m0, 2u * c);
         let x1 = xin(i, m0, 2u * c + 1u);
@@ -467,10 +512,10 @@ fn step(c: u32, rw: vec4<u32>, m0: u32, acc: ptr<function, array<vec4<f32>, MT>>
     }
 //#endif
 //#if W_Q8_0
-    let w0 = w[rw.x * cs + c];
-    let w1 = w[rw.y * cs + c];
-    let w2 = w[rw.z * cs + c];
-    let w3 = w[rw.w * cs + c];
+    let w0 = wld(rw.x * cs + c);
+    let w1 = wld(rw.y * cs + c);
+    let w2 = wld(rw.z * cs + c);
+    let w3 = wld(rw.w * cs + c);
     // 4 steps per 32-weight block.
     let b = c >> 2u;
     let bs = cs >> 2u;
@@ -482,10 +527,10 @@ fn step(c: u32, rw: vec4<u32>, m0: u32, acc: ptr<function, array<vec4<f32>, MT>>
     }
 //#endif
 //#if W_I8ROW
-    let w0 = w[rw.x * cs + c];
-    let w1 = w[rw.y * cs + c];
-    let w2 = w[rw.z * cs + c];
-    let w3 = w[rw.w * cs + c];
+    let w0 = wld(rw.x * cs + c);
+    let w1 = wld(rw.y * cs + c);
+    let w2 = wld(rw.z * cs + c);
+    let w3 = wld(rw.w * cs + c);
     for (var i = 0u; i < MT; i++) {
         let x0 = xin(i, m0, 2u * c) * X8;
         let x1 = xin(i, m0, 2u * c + 1u) * X8;
@@ -493,17 +538,17 @@ fn step(c: u32, rw: vec4<u32>, m0: u32, acc: ptr<function, array<vec4<f32>, MT>>
     }
 //#endif
 //#if W_AFF8
-    let w0 = w[rw.x * cs + c];
-    let w1 = w[rw.y * cs + c];
-    let w2 = w[rw.z * cs + c];
-    let w3 = w[rw.w * cs + c];
+    let w0 = wld(rw.x * cs + c);
+    let w1 = wld(rw.y * cs + c);
+    let w2 = wld(rw.z * cs + c);
+    let w3 = wld(rw.w * cs + c);
     // 4 << group_shift steps per group.
     let g = c >> (2u + p.group_shift);
     let gs = cs >> (2u + p.group_shift);
-    let sb0 = scale_bias(s[rw.x * gs + g]);
-    let sb1 = scale_bias(s[rw.y * gs + g]);
-    let sb2 = scale_bias(s[rw.z * gs + g]);
-    let sb3 = scale_bias(s[rw.w * gs + g]);
+    let sb0 = scale_bias(sld(rw.x * gs + g));
+    let sb1 = scale_bias(sld(rw.y * gs + g));
+    let sb2 = scale_bias(sld(rw.z * gs + g));
+    let sb3 = scale_bias(sld(rw.w * gs + g));
     let sc = vec4<f32>(sb0.x, sb1.x, sb2.x, sb3.x);
     let bi = vec4<f32>(sb0.y, sb1.y, sb2.y, sb3.y);
     for (var i = 0u; i < MT; i++) {
@@ -517,17 +562,17 @@ fn step(c: u32, rw: vec4<u32>, m0: u32, acc: ptr<function, array<vec4<f32>, MT>>
     }
 //#endif
 //#if W_AFF4
-    let w0 = w[rw.x * cs + c];
-    let w1 = w[rw.y * cs + c];
-    let w2 = w[rw.z * cs + c];
-    let w3 = w[rw.w * cs + c];
+    let w0 = wld(rw.x * cs + c);
+    let w1 = wld(rw.y * cs + c);
+    let w2 = wld(rw.z * cs + c);
+    let w3 = wld(rw.w * cs + c);
     // 4 << group_shift steps per group.
     let g = c >> (2u + p.group_shift);
     let gs = cs >> (2u + p.group_shift);
-    let sb0 = scale_bias(s[rw.x * gs + g]);
-    let sb1 = scale_bias(s[rw.y * gs + g]);
-    let sb2 = scale_bias(s[rw.z * gs + g]);
-    let sb3 = scale_bias(s[rw.w * gs + g]);
+    let sb0 = scale_bias(sld(rw.x * gs + g));
+    let sb1 = scale_bias(sld(rw.y * gs + g));
+    let sb2 = scale_bias(sld(rw.z * gs + g));
+    let sb3 = scale_bias(sld(rw.w * gs + g));
     let sc = vec4<f32>(sb0.x, sb1.x, sb2.x, sb3.x);
     let bi = vec4<f32>(sb0.y, sb1.y, sb2.y, sb3.y);
     for (var i = 0u; i < MT; i++) {
@@ -543,6 +588,7 @@ fn step(c: u32, rw: vec4<u32>, m0: u32, acc: ptr<function, array<vec4<f32>, MT>>
 }
 
 //#if !QKV_ATTN
+//#if !MLP_SPLIT
 @compute @workgroup_size(WG)
 fn linear(
     @builtin(workgroup_id) wid: vec3<u32>,
@@ -701,6 +747,139 @@ fn linear(
 //#endif
     }
 //#endif
+}
+//#endif
+//#endif
+
+//#if MLP_SPLIT
+// mlp_split (MLP_SPLIT; bindings: w = the MLP's first weight, s its scales, x [m, K] the input,
+// w2 / s2 the second weight [N, H] in the same format, y = part [J, m, N], nw / nb the norm):
+// workgroup j = wid.x (grid [J = H / MS_S, 1, 1]) computes hidden units [j·S, j·S + S) (S = MS_S)
+// of the m ≤ MT batch rows. Phase 1: rows row_offset + j·S + r of w (GELU), or the gate rows
+// row_offset + j·S + r and the up rows row_offset + H + j·S + r (ACT_SILU), r < S, as row quads
+// exactly like qkv_attention's in-projection (norm on load, QL lanes per quad, a tree over the
+// lanes) into hu, then the activation (GELU erf, or silu(g)·u: the formulas of IN_GELU / IN_SILU)
+// into ha. Phase 2 (ph2 = true: step() reads w2 / s2 through wld / sld and xin reads ha): one
+// invocation per row quad o of w2 sums its S / E steps of columns [j·S, j·S + S) and stores
+// part[j, m, o] = Σ_{i<S} w2[o, j·S + i] · a[m, i] (times the int8-row scale of row o).
+// S is a multiple of every format's block / group along K (32 or 64), so the column block is whole
+// blocks / groups and the per-format scale indexing of step() holds.
+var<workgroup> hu: array<f32, MT * 2u * MS_S>;        // per batch row: pre-activations (gate, up)
+var<workgroup> ha: array<vec4<f32>, MT * MS_S / 4u>; // per batch row: the S activations
+var<private> p_xoff: u32;                            // phase 2: first vec4 of the block along H
+const_assert WG % QL == 0u;
+const_assert MS_S % 64u == 0u;
+
+@compute @workgroup_size(WG)
+fn mlp_split(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+//#if SUBGROUPS
+    @builtin(subgroup_invocation_id) lane: u32,
+    @builtin(subgroup_size) sg_size: u32,
+//#endif
+) {
+    let j = wid.x;
+    let sq = MS_S / 4u; // quads per block
+//#if IN_LAYER
+//#if SUBGROUPS
+    norm_stats(0u, lid, lane, sg_size);
+//#else
+    norm_stats(0u, lid);
+//#endif
+//#endif
+//#if IN_RMS
+//#if SUBGROUPS
+    norm_stats(0u, lid, lane, sg_size);
+//#else
+    norm_stats(0u, lid);
+//#endif
+//#endif
+
+//#if ACT_SILU
+    let nq = 2u * sq;
+//#else
+    let nq = sq;
+//#endif
+    let slot_q = lid / QL;
+    let ql = lid % QL;
+    for (var q0 = 0u; q0 < nq; q0 += WG / QL) {
+        let qi = min(q0 + slot_q, nq - 1u);
+        let r0 = (qi / sq) * p.hidden + j * MS_S + 4u * (qi % sq) + p.row_offset;
+        let rw = vec4<u32>(r0) + vec4<u32>(0u, 1u, 2u, 3u);
+        var acc: array<vec4<f32>, MT>;
+        for (var c = ql; c < p.chunks; c += QL) {
+            step(c, rw, 0u, &acc);
+        }
+        for (var i = 0u; i < MT; i++) {
+            red[i * WG + lid] = acc[i];
+        }
+        workgroupBarrier();
+        for (var st = QL / 2u; st > 0u; st >>= 1u) {
+            if (ql < st) {
+                for (var i = 0u; i < MT; i++) {
+                    red[i * WG + lid] += red[i * WG + lid + st];
+                }
+            }
+            workgroupBarrier();
+        }
+        if (ql == 0u && q0 + slot_q < nq) {
+            for (var i = 0u; i < MT; i++) {
+                var v = red[i * WG + lid];
+//#if IN_RMS
+                v *= aux[i].w;
+//#endif
+//#if W_I8ROW
+                v *= vec4<f32>(bitcast<f32>(s[rw.x]), bitcast<f32>(s[rw.y]), bitcast<f32>(s[rw.z]),
+                    bitcast<f32>(s[rw.w])) * 0.007874015718698502;
+//#endif
+                let b = i * 2u * MS_S + 4u * qi;
+                hu[b] = v.x;
+                hu[b + 1u] = v.y;
+                hu[b + 2u] = v.z;
+                hu[b + 3u] = v.w;
+            }
+        }
+        workgroupBarrier();
+    }
+    for (var e = lid; e < MT * sq; e += WG) {
+        let b = (e / sq) * 2u * MS_S + 4u * (e % sq);
+        let g = vec4<f32>(hu[b], hu[b + 1u], hu[b + 2u], hu[b + 3u]);
+//#if ACT_SILU
+        let u = vec4<f32>(hu[b + MS_S], hu[b + MS_S + 1u], hu[b + MS_S + 2u], hu[b + MS_S + 3u]);
+        ha[e] = g / (1.0 + exp(-g)) * u;
+//#else
+        ha[e] = 0.5 * g * (1.0 + erf4(g * 0.70710678118654752));
+//#endif
+    }
+    workgroupBarrier();
+
+    ph2 = true;
+    p_xoff = j * sq;
+    let nc = MS_S * p.chunks2 / p.hidden; // steps of the block per w2 row
+    let c0 = j * nc;
+    for (var q = lid; 4u * q < p.n; q += WG) {
+        let rw = min(vec4<u32>(4u * q) + vec4<u32>(0u, 1u, 2u, 3u), vec4<u32>(p.n - 1u)) + vec4<u32>(p.row_offset2);
+        var acc: array<vec4<f32>, MT>;
+        for (var c = c0; c < c0 + nc; c++) {
+            step(c, rw, 0u, &acc);
+        }
+        for (var i = 0u; i < MT; i++) {
+            var v = acc[i];
+//#if W_I8ROW
+            v *= vec4<f32>(bitcast<f32>(s2[rw.x]), bitcast<f32>(s2[rw.y]), bitcast<f32>(s2[rw.z]),
+                bitcast<f32>(s2[rw.w])) * 0.007874015718698502;
+//#endif
+            if (i < p.m) {
+                let b = (j * p.m + i) * p.n;
+                for (var r = 0u; r < 4u; r++) {
+                    if (4u * q + r < p.n) {
+                        y[b + 4u * q + r] = v[r];
+                    }
+                }
+            }
+        }
+    }
 }
 //#endif
 

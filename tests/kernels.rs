@@ -43,7 +43,8 @@ family_tests!(
     sampling,
     sample_embed,
     fused,
-    fused_qkv
+    fused_qkv,
+    mlp_split
 );
 
 /// Every family is listed above exactly once.
@@ -63,6 +64,7 @@ fn all_families_have_tests() {
         "sample_embed",
         "fused",
         "fused_qkv",
+        "mlp_split",
     ];
     let all: Vec<&str> = cases::all().iter().map(|(n, _)| *n).collect();
     assert_eq!(all, listed);

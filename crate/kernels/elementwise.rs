@@ -30,13 +30,22 @@ static SILU_GATE: Kernel = kernel("silu_gate", &[]);
 static TRANSPOSE: Kernel = kernel("transpose", &[]);
 static COPY: Kernel = kernel("copy", &["COPY"]);
 static RESIDUAL: Kernel = kernel("residual_add", &[]);
+static RESIDUAL_SUM: Kernel = kernel("residual_sum", &[]);
 
 /// The kernel variants this module launches (for `tests/reflect.rs`).
 pub fn variants(_device: &[&str]) -> Vec<(&'static Kernel, Variant)> {
-    [&ELU, &GELU, &SILU_GATE, &TRANSPOSE, &COPY, &RESIDUAL]
-        .into_iter()
-        .map(|k| (k, Variant::none()))
-        .collect()
+    [
+        &ELU,
+        &GELU,
+        &SILU_GATE,
+        &TRANSPOSE,
+        &COPY,
+        &RESIDUAL,
+        &RESIDUAL_SUM,
+    ]
+    .into_iter()
+    .map(|k| (k, Variant::none()))
+    .collect()
 }
 
 crate::params_struct! {
@@ -47,7 +56,8 @@ crate::params_struct! {
         channels: u32,
         channel_stride: u32,
         use_scale: u32,
-        _pad: [u32; 3],
+        parts: u32,
+        _pad: [u32; 2],
     }
 }
 
@@ -147,6 +157,42 @@ pub fn residual_add(
         ..Default::default()
     };
     launch(rec, &RESIDUAL, [r, scale.unwrap_or(r), y], p)
+}
+
+/// `y[i] += scale[i % channels] · Σ_{j < parts} partials[j·n + i]` (or without the scale) over
+/// the `n` elements of `y` `[rows, channels]`, in place: the sum of [`crate::kernels::linear::mlp_split`]'s
+/// partial outputs `[parts, n]` added to the residual stream.
+pub fn residual_sum(
+    rec: &mut Recorder,
+    partials: View,
+    parts: u32,
+    scale: Option<View>,
+    y: View,
+    n: u32,
+    channels: u32,
+) -> GpuResult<()> {
+    if parts == 0 || partials.size < parts as u64 * n as u64 * 4 || y.size < n as u64 * 4 {
+        return Err(GpuError::Launch {
+            kernel: "residual_sum",
+            message: format!(
+                "needs ≥ 1 part, {parts} × {n} partial f32 and {n} outputs, got views of {} and {} bytes",
+                partials.size, y.size
+            ),
+        });
+    }
+    let p = Params {
+        n,
+        channels: channels.max(1),
+        use_scale: scale.is_some() as u32,
+        parts,
+        ..Default::default()
+    };
+    launch(
+        rec,
+        &RESIDUAL_SUM,
+        [partials, scale.unwrap_or(partials), y],
+        p,
+    )
 }
 
 /// `x` is `[rows, cols]` row-major; `y = xᵀ` is `[cols, rows]`. Converts between the codec's

@@ -6,6 +6,7 @@ pub mod embed;
 pub mod fused;
 pub mod fused_qkv;
 pub mod linear;
+pub mod mlp_split;
 pub mod norm;
 pub mod rope;
 pub mod rvq;
@@ -31,5 +32,6 @@ pub fn all() -> Vec<(&'static str, &'static [(&'static str, CaseFn)])> {
         ("sample_embed", sample_embed::CASES),
         ("fused", fused::CASES),
         ("fused_qkv", fused_qkv::CASES),
+        ("mlp_split", mlp_split::CASES),
     ]
 }

@@ -47,10 +47,12 @@ use crate::gpu::{Binding, GpuError, GpuResult, Kernel, Recorder, Variant, View};
 use crate::weights::WeightFormat;
 
 mod buffers;
+mod mlp_split;
 mod qkv_attn;
 pub mod reference;
 
 pub use buffers::LinearWeights;
+pub use mlp_split::{mlp_split, MlpAct, MS_BLOCK, MS_MAX_ROWS};
 pub use qkv_attn::{qkv_attention, QkvAttn, QA_LANES, QA_MAX_HEAD_DIM, QA_MAX_KEYS, QA_MAX_ROWS};
 
 const SRC: &str = include_str!("../../../shaders/linear.wgsl");
@@ -160,7 +162,9 @@ crate::params_struct! {
         kv_rope: u32,
         attn_window: u32,
         attn_scale: f32,
-        _pad: [u32; 3],
+        chunks2: u32,
+        hidden: u32,
+        row_offset2: u32,
     }
 }
 
@@ -240,6 +244,7 @@ pub fn variants(device: &[&str]) -> Vec<(&'static Kernel, Variant)> {
         }
     }
     out.extend(qkv_attn::variants(kv16s));
+    out.extend(mlp_split::variants());
     out
 }
 

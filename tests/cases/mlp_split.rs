@@ -1,0 +1,321 @@
+//! The MLP split by hidden units (`linear::mlp_split`: one launch, one workgroup per block of
+//! `MS_BLOCK` hidden units, partial outputs `[H / S, m, N]`) and the sum of its partials
+//! (`elementwise::residual_sum`), against the unfused launches (the first linear with the norm,
+//! the second with the activation on load) and the f64 reference, for every weight format, both
+//! activations, plain / RMSNorm / LayerNorm inputs and 1 or 2 rows.
+
+use parle::gpu::{BufferUsage, Context, Recorder};
+use parle::kernels::elementwise;
+use parle::kernels::linear::{
+    self, reference, LinearInput, LinearOpts, LinearOutput, LinearWeights, MlpAct, MS_BLOCK,
+};
+use parle::weights::{HostLinear, WeightFormat};
+
+use crate::cases;
+use crate::common::{assert_close, gpu, log, CaseResult, Rng, Size};
+
+cases!(mlp_split_formats, mlp_split_rejects);
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum NormIn {
+    Plain,
+    Rms,
+    Layer,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Case {
+    d: u32,
+    hidden: u32,
+    t: u32,
+    act: MlpAct,
+    norm: NormIn,
+    format: WeightFormat,
+}
+
+fn max_err(a: &[f32], b: &[f32]) -> f32 {
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max)
+}
+
+/// One launch; `Σ_j part[j]` equal to the unfused MLP and to the f64 reference within the
+/// stated tolerance, and `residual_sum` (`y = r + ls ⊙ Σ_j part[j]`) equal to the reference.
+async fn one_case(ctx: &Context, c: &Case, seed: u64) -> CaseResult {
+    let what = format!(
+        "d {}, hidden {}, t {}, {:?}, {:?}, {:?}",
+        c.d, c.hidden, c.t, c.act, c.norm, c.format
+    );
+    let (d, h, t) = (c.d as usize, c.hidden as usize, c.t as usize);
+    let rows1 = if c.act == MlpAct::Gelu { h } else { 2 * h };
+    let mut rng = Rng::new(seed);
+    let host1 = gpu(HostLinear::quantize(
+        c.format,
+        &rng.vec(rows1 * d, 1.5 / (d as f32).sqrt()),
+        rows1 as u32,
+        c.d,
+    ))?;
+    let host2 = gpu(HostLinear::quantize(
+        c.format,
+        &rng.vec(d * h, 1.5 / (h as f32).sqrt()),
+        c.d,
+        c.hidden,
+    ))?;
+    let (w1, w2) = (host1.dequantize(), host2.dequantize());
+    let wt1 = gpu(LinearWeights::upload(ctx, &host1, "w1"))?;
+    let wt2 = gpu(LinearWeights::upload(ctx, &host2, "w2"))?;
+    let nw: Vec<f32> = (0..d).map(|_| 1.0 + 0.3 * rng.uniform()).collect();
+    let nb = rng.vec(d, 0.2);
+    let ls = rng.vec(d, 0.5);
+    let eps = 1e-5;
+    let nwb = gpu(ctx.upload("nw", &nw))?;
+    let nbb = gpu(ctx.upload("nb", &nb))?;
+    let lsb = gpu(ctx.upload("ls", &ls))?;
+    let (input, how) = match c.norm {
+        NormIn::Plain => (LinearInput::Plain, reference::Input::Plain),
+        NormIn::Rms => (
+            LinearInput::RmsNorm {
+                weight: nwb.view(),
+                eps,
+            },
+            reference::Input::RmsNorm { weight: &nw, eps },
+        ),
+        NormIn::Layer => (
+            LinearInput::LayerNorm {
+                weight: nwb.view(),
+                bias: nbb.view(),
+                eps,
+            },
+            reference::Input::LayerNorm {
+                weight: &nw,
+                bias: &nb,
+                eps,
+            },
+        ),
+    };
+    // Rows with a mean far from 0 (LayerNorm's shifted statistics).
+    let x: Vec<f32> = rng.vec(t * d, 2.0).iter().map(|v| v + 0.7).collect();
+    let r = rng.vec(t * d, 1.0);
+    let xb = gpu(ctx.upload("x", &x))?;
+    let yb = gpu(ctx.upload("y", &r))?;
+    let blocks = c.hidden / MS_BLOCK;
+    let storage = |l: &str, floats: usize| {
+        gpu(ctx.create_buffer(l, (floats * 4) as u64, BufferUsage::Storage))
+    };
+    let part = storage("part", blocks as usize * t * d)?;
+    let u = storage("u", t * rows1)?;
+    let out = storage("unfused", t * d)?;
+
+    let mut rec = Recorder::new(ctx, "test");
+    gpu(linear::mlp_split(
+        &mut rec,
+        &wt1,
+        &wt2,
+        xb.view(),
+        part.view(),
+        c.t,
+        input,
+        c.act,
+    ))?;
+    if rec.dispatch_count() != 1 {
+        return Err(format!(
+            "{what}: the split MLP took {} dispatches, want 1",
+            rec.dispatch_count()
+        ));
+    }
+    gpu(elementwise::residual_sum(
+        &mut rec,
+        part.view(),
+        blocks,
+        Some(lsb.view()),
+        yb.view(),
+        c.t * c.d,
+        c.d,
+    ))?;
+    let opts1 = LinearOpts {
+        bias: None,
+        input,
+        out: LinearOutput::Store,
+    };
+    gpu(linear::linear_with(
+        &mut rec,
+        &wt1,
+        xb.view(),
+        u.view(),
+        c.t,
+        &opts1,
+    ))?;
+    let opts2 = LinearOpts {
+        bias: None,
+        input: match c.act {
+            MlpAct::Gelu => LinearInput::GeluErf,
+            MlpAct::SiluGate => LinearInput::SiluGate,
+        },
+        out: LinearOutput::Store,
+    };
+    gpu(linear::linear_with(
+        &mut rec,
+        &wt2,
+        u.view(),
+        out.view(),
+        c.t,
+        &opts2,
+    ))?;
+    gpu(rec.submit())?;
+    let parts = gpu(ctx.read_f32(&part).await)?;
+    let mut got = vec![0f32; t * d];
+    for j in 0..blocks as usize {
+        for (g, p) in got.iter_mut().zip(&parts[j * t * d..(j + 1) * t * d]) {
+            *g += p;
+        }
+    }
+    let unfused = gpu(ctx.read_f32(&out).await)?;
+    let summed = gpu(ctx.read_f32(&yb).await)?;
+    // The f64 reference: norm → first linear → activation → second linear.
+    let xin = reference::input(&x, t, d, how);
+    let pre = reference::linear(&xin, &w1, None, t, rows1, d);
+    let a = match c.act {
+        MlpAct::Gelu => reference::input(&pre, t, h, reference::Input::GeluErf),
+        MlpAct::SiluGate => reference::input(&pre, t, h, reference::Input::SiluGate),
+    };
+    let want = reference::linear(&a, &w2, None, t, d, h);
+    let mut want_sum = r.clone();
+    reference::output(&mut want_sum, &want, d, true, Some(&ls));
+    let (atol, rtol) = (3e-4, 1e-3);
+    assert_close(
+        &format!("{what}: Σ parts vs unfused"),
+        &got,
+        &unfused,
+        atol,
+        rtol,
+    )?;
+    assert_close(
+        &format!("{what}: Σ parts vs reference"),
+        &got,
+        &want,
+        atol,
+        rtol,
+    )?;
+    assert_close(
+        &format!("{what}: residual_sum vs reference"),
+        &summed,
+        &want_sum,
+        atol,
+        rtol,
+    )?;
+    log(&format!(
+        "     {what}: max |Σ parts − unfused| {:.2e}, − reference {:.2e}",
+        max_err(&got, &unfused),
+        max_err(&got, &want)
+    ));
+    Ok(())
+}
+
+async fn mlp_split_formats(ctx: &Context, size: Size) -> CaseResult {
+    let base = Case {
+        d: 64,
+        hidden: 192,
+        t: 2,
+        act: MlpAct::Gelu,
+        norm: NormIn::Layer,
+        format: WeightFormat::F32,
+    };
+    let formats = [
+        WeightFormat::F32,
+        WeightFormat::Bf16,
+        WeightFormat::Q8_0,
+        WeightFormat::MLX_Q4,
+        WeightFormat::Affine { bits: 4, group: 64 },
+        WeightFormat::Affine { bits: 8, group: 32 },
+        WeightFormat::Int8Row,
+    ];
+    let mut cases = Vec::new();
+    for (i, &format) in formats.iter().enumerate() {
+        // Mimi's MLP (LayerNorm, GELU, 2 rows) and the depformer's (RMSNorm, SiLU-gated, 1 row)
+        // in every format; affine group 64 needs K a multiple of 64.
+        let d = if matches!(format, WeightFormat::Affine { .. }) {
+            128
+        } else {
+            64
+        };
+        cases.push(Case { d, format, ..base });
+        cases.push(Case {
+            d,
+            format,
+            t: 1,
+            act: MlpAct::SiluGate,
+            norm: NormIn::Rms,
+            hidden: 128,
+        });
+        if i < 2 || size == Size::Full {
+            cases.push(Case {
+                d,
+                format,
+                t: 2,
+                act: MlpAct::SiluGate,
+                norm: NormIn::Plain,
+                hidden: 64,
+            });
+            cases.push(Case {
+                d,
+                format,
+                t: 1,
+                norm: NormIn::Rms,
+                ..base
+            });
+        }
+    }
+    for (i, c) in cases.iter().enumerate() {
+        one_case(ctx, c, 7000 + i as u64).await?;
+    }
+    Ok(())
+}
+
+/// Bad shapes are refused with a message naming the cause.
+async fn mlp_split_rejects(ctx: &Context, _size: Size) -> CaseResult {
+    let host = |rows: u32, k: u32| {
+        gpu(HostLinear::quantize(
+            WeightFormat::F32,
+            &vec![0.1; (rows * k) as usize],
+            rows,
+            k,
+        ))
+    };
+    let up = |h: &HostLinear| gpu(LinearWeights::upload(ctx, h, "w"));
+    let w1 = up(&host(128, 64)?)?;
+    let w2 = up(&host(64, 128)?)?;
+    let w2_odd = up(&host(64, 96)?)?;
+    let w2_bf = up(&gpu(HostLinear::quantize(
+        WeightFormat::Bf16,
+        &[0.1; 64 * 128],
+        64,
+        128,
+    ))?)?;
+    let x = gpu(ctx.create_buffer("x", 64 * 4 * 3, BufferUsage::Storage))?;
+    let part = gpu(ctx.create_buffer("part", 2 * 64 * 4 * 3, BufferUsage::Storage))?;
+    let tries: [(&str, &LinearWeights, u32, MlpAct, &str); 4] = [
+        ("3 rows", &w2, 3, MlpAct::Gelu, "1 to 2 rows"),
+        ("hidden 96", &w2_odd, 1, MlpAct::Gelu, "multiple of 64"),
+        ("gate rows", &w2, 1, MlpAct::SiluGate, "2 × hidden rows"),
+        ("mixed formats", &w2_bf, 1, MlpAct::Gelu, "one format"),
+    ];
+    for (what, second, m, act, want) in tries {
+        let mut rec = Recorder::new(ctx, "test");
+        match linear::mlp_split(
+            &mut rec,
+            &w1,
+            second,
+            x.view(),
+            part.view(),
+            m,
+            LinearInput::Plain,
+            act,
+        ) {
+            Ok(()) => return Err(format!("{what}: accepted")),
+            Err(e) if e.to_string().contains(want) => {}
+            Err(e) => return Err(format!("{what}: message {e:?} does not say {want:?}")),
+        }
+    }
+    Ok(())
+}
