@@ -108,6 +108,10 @@ struct Params {
     chunks2: u32,     // MLP_SPLIT: steps per row of w2 (hidden / E)
     hidden: u32,      // MLP_SPLIT: hidden units H (the up rows of a gated w start at row_offset + H)
     row_offset2: u32, // MLP_SPLIT: first row of w2 read
+    res_in: u32,      // RES_IN: first vec4 of the residual read (x_{l−1})
+    res_out: u32,     // RES_IN: first vec4 of the residual written (x_l)
+    parts: u32,       // RES_IN: partial outputs summed
+    _pad0: u32,
 }
 
 //#if W_F32
@@ -137,8 +141,36 @@ alias WT = vec2<u32>;
 @group(0) @binding(1) var<storage, read> s: array<u32>;
 @group(0) @binding(2) var<storage, read> x: array<vec4<f32>>;
 @group(0) @binding(4) var<storage, read_write> y: array<f32>;
+//#if RES_IN
+// RES_IN (qkv_attention only): x is the partial outputs [parts, m, K] of the previous layer's
+// mlp_split, res the residual stream pair (read at res_in, written at res_out: two disjoint
+// halves), pk [3, K] the norm weight, the norm bias and the previous layer's ls2 (packed at load).
+@group(0) @binding(5) var<storage, read_write> res: array<vec4<f32>>;
+@group(0) @binding(6) var<storage, read> pk: array<vec4<f32>>;
+var<workgroup> xr: array<vec4<f32>, RES_MAX / 4u>; // x_l [m, K]
+fn xld(b: u32) -> vec4<f32> {
+    return xr[b];
+}
+fn nwv(v: u32) -> vec4<f32> {
+    return pk[v];
+}
+fn nbv(v: u32) -> vec4<f32> {
+    return pk[p.k / 4u + v];
+}
+//#else
 @group(0) @binding(5) var<storage, read> nw: array<vec4<f32>>;
 @group(0) @binding(6) var<storage, read> nb: array<vec4<f32>>;
+// The input and the norm's weight and bias (RES_IN: from workgroup memory and pk).
+fn xld(b: u32) -> vec4<f32> {
+    return x[b];
+}
+fn nwv(v: u32) -> vec4<f32> {
+    return nw[v];
+}
+fn nbv(v: u32) -> vec4<f32> {
+    return nb[v];
+}
+//#endif
 //#if KV_OUT
 @group(0) @binding(3) var<storage, read> freqs: array<f32>;
 //#if KV16
@@ -308,24 +340,24 @@ fn xin(i: u32, m0: u32, v: u32) -> vec4<f32> {
     return ax[v];
 //#endif
 //#if IN_PLAIN
-    return x[b];
+    return xld(b);
 //#endif
 //#if IN_RMS
-    let xv = x[b];
+    let xv = xld(b);
     aux[i].z += dot(xv, xv);
-    return xv * nw[v];
+    return xv * nwv(v);
 //#endif
 //#if IN_LAYER
     let st = aux[i];
-    return (x[b] - vec4<f32>(st.x)) * st.y * nw[v] + nb[v];
+    return (xld(b) - vec4<f32>(st.x)) * st.y * nwv(v) + nbv(v);
 //#endif
 //#if IN_SILU
-    let g = x[b];
-    let u = x[b + p.k / 4u];
+    let g = xld(b);
+    let u = xld(b + p.k / 4u);
     return g / (1.0 + exp(-g)) * u;
 //#endif
 //#if IN_GELU
-    let xv = x[b];
+    let xv = xld(b);
     return 0.5 * xv * (1.0 + erf4(xv * 0.70710678118654752));
 //#endif
 }
@@ -393,14 +425,14 @@ fn norm_stats(m0: u32, lid: u32) {
     var sh: array<vec4<f32>, MT>;
 //#if IN_LAYER
     for (var i = 0u; i < MT; i++) {
-        sh[i] = vec4<f32>(x[min(m0 + i, p.m - 1u) * p.x_stride].x);
+        sh[i] = vec4<f32>(xld(min(m0 + i, p.m - 1u) * p.x_stride).x);
     }
 //#endif
     for (var v0 = 0u; v0 < kq; v0 += WG) {
         let v = v0 + lid;
         if (v < kq) {
             for (var i = 0u; i < MT; i++) {
-                let d = x[min(m0 + i, p.m - 1u) * p.x_stride + v] - sh[i];
+                let d = xld(min(m0 + i, p.m - 1u) * p.x_stride + v) - sh[i];
                 st[i] += vec4<f32>(d.x + d.y + d.z + d.w, dot(d, d), 0.0, 0.0);
             }
         }
@@ -940,6 +972,23 @@ fn qkv_attention(
     let dh = p.kv_head_dim;
     let hd = p.kv_hd;
     let np = dh / 2u;
+//#if RES_IN
+    // x_l = x_{l−1} + ls2 ⊙ Σ_j part[j] (the sum in order j, as residual_sum) into xr; workgroup 0
+    // also stores it for the launches after this one (res_out is never read here).
+    let kq = p.k / 4u;
+    for (var e = lid; e < p.m * kq; e += WG) {
+        var t = vec4<f32>(0.0);
+        for (var j = 0u; j < p.parts; j++) {
+            t += x[j * p.m * kq + e];
+        }
+        let v = res[p.res_in + e] + pk[2u * kq + e % kq] * t;
+        xr[e] = v;
+        if (h == 0u) {
+            res[p.res_out + e] = v;
+        }
+    }
+    workgroupBarrier();
+//#endif
 //#if IN_LAYER
 //#if SUBGROUPS
     norm_stats(0u, lid, lane, sg_size);

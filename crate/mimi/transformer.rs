@@ -44,6 +44,8 @@ pub fn nn_config(cfg: &TransformerConfig, t: u32) -> transformer::TransformerCon
         // 8 heads, a 250-key window, 2 rows: each head's attention runs inside the
         // in-projection (one launch instead of two).
         qkv_attention: true,
+        // 8 layers, GELU MLP of 2048: each layer in 3 launches (the MLP split by hidden units).
+        mlp_split: true,
     }
 }
 

@@ -99,6 +99,14 @@ impl Norm {
         })
     }
 
+    /// The weight (RMSNorm's alpha) and the LayerNorm bias, `[d]` each.
+    pub fn buffers(&self) -> (&GpuBuffer, Option<&GpuBuffer>) {
+        match &self.params {
+            Params::Rms { alpha, .. } => (alpha, None),
+            Params::Layer { weight, bias, .. } => (weight, Some(bias)),
+        }
+    }
+
     /// This norm as the fused input transform of the following linear layer.
     pub fn as_linear_input(&self) -> LinearInput<'_> {
         match &self.params {

@@ -24,6 +24,9 @@ use super::linear::Linear;
 use super::norm::{Norm, NormKind};
 use super::source::Scope;
 
+mod split;
+pub use split::{fits as split_fits, half_bytes as split_half_bytes};
+
 /// The feed-forward block (reference `gating`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Gating {
@@ -69,6 +72,10 @@ pub struct TransformerConfig {
     /// head ([`AttnConfig::fused_qkv`]), where the layer fits it: for few heads and short
     /// windows (Mimi). Layers it does not fit, and `false`, take the separate launches.
     pub qkv_attention: bool,
+    /// A layer in 3 launches where it fits: the MLP split by hidden units, its partial outputs
+    /// summed by the next layer's fused in-projection (which needs `qkv_attention`'s
+    /// conditions, whatever that flag says); see `nn::transformer::split`.
+    pub mlp_split: bool,
 }
 
 /// Hidden size of a SiLU-gated MLP for the reference's `dim_feedforward` (`gating.py`).
@@ -118,6 +125,7 @@ impl TransformerConfig {
             rope: self.positional == Positional::Rope,
             sin_rows: (self.positional == Positional::Sin).then_some(self.schedule.len()),
             f32_cache: self.f32_cache,
+            mlp_split: split::fits(self) && self.num_layers > 0,
         }
     }
 
@@ -161,6 +169,19 @@ enum Mlp {
         linear_in: Linear,
         linear_out: Linear,
     },
+}
+
+impl Mlp {
+    /// The input and output linears.
+    fn linears(&self) -> (&Linear, &Linear) {
+        match self {
+            Mlp::Gelu { linear1, linear2 } => (linear1, linear2),
+            Mlp::Silu {
+                linear_in,
+                linear_out,
+            } => (linear_in, linear_out),
+        }
+    }
 }
 
 /// One weight set of a layer.
@@ -258,6 +279,8 @@ pub struct Transformer {
     sin: Option<SinPositions>,
     layers: Vec<Layer>,
     s: Scratch,
+    /// The split layer form's buffers (`None`: the shape does not fit it).
+    split: Option<split::SplitState>,
     pos: u32,
 }
 
@@ -383,12 +406,18 @@ impl Transformer {
             }
             _ => None,
         };
+        let split = if split::fits(cfg) && !layers.is_empty() {
+            Some(split::SplitState::load(ctx, prefix, cfg, &layers)?)
+        } else {
+            None
+        };
         Ok(Self {
             cfg: cfg.clone(),
             attn,
             sin,
             layers,
             s,
+            split,
             pos: 0,
         })
     }
@@ -576,6 +605,11 @@ impl Transformer {
                 })?
         };
         self.add_positions(rec, x)?;
+        if self.split_usable(rec.ctx(), set) {
+            self.forward_split(rec, x, set)?;
+            self.pos += t;
+            return Ok(());
+        }
         let s = &self.s;
         for layer in &self.layers {
             let w = &layer.sets[set];

@@ -53,7 +53,10 @@ pub mod reference;
 
 pub use buffers::LinearWeights;
 pub use mlp_split::{mlp_split, MlpAct, MS_BLOCK, MS_MAX_ROWS};
-pub use qkv_attn::{qkv_attention, QkvAttn, QA_LANES, QA_MAX_HEAD_DIM, QA_MAX_KEYS, QA_MAX_ROWS};
+pub use qkv_attn::{
+    qkv_attention, qkv_attention_res, QkvAttn, ResidualIn, QA_LANES, QA_MAX_HEAD_DIM, QA_MAX_KEYS,
+    QA_MAX_ROWS, QA_RES_MAX,
+};
 
 const SRC: &str = include_str!("../../../shaders/linear.wgsl");
 /// Invocations per workgroup (injected into the WGSL as `WG`).
@@ -165,6 +168,10 @@ crate::params_struct! {
         chunks2: u32,
         hidden: u32,
         row_offset2: u32,
+        res_in: u32,
+        res_out: u32,
+        parts: u32,
+        _pad: u32,
     }
 }
 

@@ -37,6 +37,8 @@ pub const QA_MAX_HEAD_DIM: u32 = 128;
 pub const QA_MAX_KEYS: u32 = 512;
 /// Invocations per row quad in the in-projection loop (injected as `QL`).
 pub const QA_LANES: u32 = 16;
+/// Most input floats (`m · K`) [`qkv_attention_res`] forms in workgroup memory (`RES_MAX`).
+pub const QA_RES_MAX: u32 = 1024;
 
 // hq + qsc + qang + rr + op + red (MT = QA_MAX_ROWS), plus the KV_OUT epilogue's fin and ang
 // (declared in the module, unused here).
@@ -49,6 +51,7 @@ const _: () = assert!(
         + WG * QA_MAX_ROWS * 16
         + 4 * MAX_BATCH_TILE * 4
         + 16 * 4
+        + QA_RES_MAX * 4
         <= 16384
 );
 const _: () = assert!(WG.is_multiple_of(QA_LANES) && 2 * WG >= QA_MAX_HEAD_DIM);
@@ -58,6 +61,7 @@ const QA_CONSTS: &[(&str, u32)] = &[
     ("QL", QA_LANES),
     ("QA_MAX_DH", QA_MAX_HEAD_DIM),
     ("QA_MAX_KEYS", QA_MAX_KEYS),
+    ("RES_MAX", QA_RES_MAX),
 ];
 
 /// [`CONSTS`] followed by [`QA_CONSTS`] (one list: the kernel takes a static slice).
@@ -96,8 +100,31 @@ static KERNEL_QKV_ATTN: Kernel = Kernel {
     params: &Params::LAYOUT,
 };
 
+/// [`qkv_attention_res`]: binding 2 is the partial outputs, 5 the residual stream pair (written),
+/// 6 the packed norm weight, bias and layer scale.
+static KERNEL_QKV_RES: Kernel = Kernel {
+    name: "linear_qkv_attn_res",
+    source: super::SRC,
+    entry: "qkv_attention",
+    bindings: &[
+        Binding::Read,      // w
+        Binding::Read,      // s
+        Binding::Read,      // x (the partial outputs)
+        Binding::Read,      // freqs
+        Binding::ReadWrite, // out (y)
+        Binding::ReadWrite, // res
+        Binding::Read,      // pk
+        Binding::ReadWrite, // cache
+    ],
+    defines: &["KV_OUT", "QKV_ATTN", "RES_IN"],
+    consts: &ALL_CONSTS,
+    workgroup: [WG, 1, 1],
+    params: &Params::LAYOUT,
+};
+
 /// The variants [`qkv_attention`] launches: every weight format × {plain, RMSNorm, LayerNorm}
-/// input × batch tiles 1 and 2 × the cache precisions of `kv16s`.
+/// input × batch tiles 1 and 2 × the cache precisions of `kv16s`; and those of
+/// [`qkv_attention_res`] (RMSNorm or LayerNorm).
 pub(super) fn variants(kv16s: &[bool]) -> Vec<(&'static Kernel, Variant)> {
     let mut out = Vec::new();
     for f in FORMAT_DEFINES {
@@ -105,7 +132,11 @@ pub(super) fn variants(kv16s: &[bool]) -> Vec<(&'static Kernel, Variant)> {
             for mt in 1..=QA_MAX_ROWS {
                 for &kv16 in kv16s {
                     let v = variant(f, i, mt);
-                    out.push((&KERNEL_QKV_ATTN, if kv16 { v.define("KV16") } else { v }));
+                    let v = if kv16 { v.define("KV16") } else { v };
+                    if *i != INPUT_DEFINES[0] {
+                        out.push((&KERNEL_QKV_RES, v.clone()));
+                    }
+                    out.push((&KERNEL_QKV_ATTN, v));
                 }
             }
         }
@@ -197,6 +228,93 @@ pub fn qkv_attention(
     input: LinearInput,
     a: &QkvAttn,
 ) -> GpuResult<()> {
+    launch(rec, w, x, out, m, input, a, None)
+}
+
+/// The layer's input formed in the same launch (define `RES_IN`): the residual stream of a
+/// transformer whose MLPs are split ([`super::mlp_split`]).
+#[derive(Clone, Copy, Debug)]
+pub struct ResidualIn<'a> {
+    /// The residual stream: `x_{l−1}` `[m, K]` f32 at float `read`, and `x_l` is written at
+    /// float `write` (by workgroup 0; the two ranges must not overlap).
+    pub stream: View<'a>,
+    pub read: u32,
+    pub write: u32,
+    /// The previous layer's partial MLP outputs `[count, m, K]` f32.
+    pub parts: View<'a>,
+    pub count: u32,
+    /// `[3, K]` f32: the norm's weight, its bias (LayerNorm; zeros for RMSNorm) and the
+    /// previous layer's second layer scale (ones without).
+    pub packed: View<'a>,
+    /// LayerNorm (else RMSNorm).
+    pub layer_norm: bool,
+    pub eps: f32,
+}
+
+/// [`qkv_attention`] on `x_l = x_{l−1} + ls2 ⊙ Σ_j parts[j]` (see [`ResidualIn`]), which every
+/// workgroup forms in workgroup memory before the norm and workgroup 0 writes to the stream:
+/// the previous layer's MLP partials summed by this layer's launch. `m · K ≤ `[`QA_RES_MAX`].
+pub fn qkv_attention_res(
+    rec: &mut Recorder,
+    w: &LinearWeights,
+    res: &ResidualIn,
+    out: View,
+    m: u32,
+    a: &QkvAttn,
+) -> GpuResult<()> {
+    let k = w.k;
+    let rows = m as u64 * k as u64;
+    if rows > QA_RES_MAX as u64 || res.count == 0 {
+        return Err(err(format!(
+            "the fused residual input takes m · K ≤ {QA_RES_MAX} floats and ≥ 1 partial output, got {m} × {k} and {}",
+            res.count
+        )));
+    }
+    let (lo, hi) = (
+        res.read.min(res.write) as u64,
+        res.read.max(res.write) as u64,
+    );
+    if !res.read.is_multiple_of(4) || !res.write.is_multiple_of(4) || hi - lo < rows {
+        return Err(err(format!(
+            "the residual stream's read ({}) and write ({}) offsets must be multiples of 4, {rows} floats apart or more",
+            res.read, res.write
+        )));
+    }
+    if res.stream.size < (hi + rows) * 4
+        || res.parts.size < res.count as u64 * rows * 4
+        || res.packed.size < 3 * k as u64 * 4
+    {
+        return Err(err(format!(
+            "the residual stream ({} bytes), the partial outputs ({} bytes) or the packed norm ({} bytes) is too small for {} parts of {m} × {k}",
+            res.stream.size, res.parts.size, res.packed.size, res.count
+        )));
+    }
+    let input = if res.layer_norm {
+        LinearInput::LayerNorm {
+            weight: res.packed,
+            bias: res.packed,
+            eps: res.eps,
+        }
+    } else {
+        LinearInput::RmsNorm {
+            weight: res.packed,
+            eps: res.eps,
+        }
+    };
+    launch(rec, w, res.parts, out, m, input, a, Some(res))
+}
+
+#[allow(clippy::too_many_arguments)]
+fn launch(
+    rec: &mut Recorder,
+    w: &LinearWeights,
+    x: View,
+    out: View,
+    m: u32,
+    input: LinearInput,
+    a: &QkvAttn,
+    res: Option<&ResidualIn>,
+) -> GpuResult<()> {
     a.check(m)?;
     let hd = a.heads * a.head_dim;
     let k = w.k;
@@ -232,7 +350,14 @@ pub fn qkv_attention(
         ));
     };
     let reads = [
-        ("x", Some(x)),
+        (
+            if res.is_some() {
+                "the partial outputs"
+            } else {
+                "x"
+            },
+            Some(x),
+        ),
         ("the norm weight", norm_w),
         ("the norm bias", norm_b),
         ("the RoPE table", a.freqs),
@@ -250,6 +375,18 @@ pub fn qkv_attention(
     if out.buffer.id() == a.cache.buffer.id() {
         return Err(err("out must be a different buffer from the KV cache"));
     }
+    if let Some(r) = res {
+        let id = r.stream.buffer.id();
+        if [x, out, a.cache, r.packed]
+            .iter()
+            .any(|v| v.buffer.id() == id)
+            || a.freqs.is_some_and(|f| f.buffer.id() == id)
+        {
+            return Err(err(
+                "the residual stream must be a buffer of its own (it is written)",
+            ));
+        }
+    }
     let need = |v: &View, what: &str, floats: u64| -> GpuResult<()> {
         if v.size < floats * 4 {
             return Err(err(format!(
@@ -260,7 +397,9 @@ pub fn qkv_attention(
         }
         Ok(())
     };
-    need(&x, "x", m as u64 * k as u64)?;
+    if res.is_none() {
+        need(&x, "x", m as u64 * k as u64)?;
+    }
     need(&out, "out", m as u64 * hd as u64)?;
     for (v, what) in [(&norm_w, "norm weight"), (&norm_b, "norm bias")] {
         if let Some(v) = v {
@@ -281,7 +420,11 @@ pub fn qkv_attention(
     if a.kv16 {
         variant = variant.define("KV16");
     }
+    let (res_in, res_out, parts) = res.map_or((0, 0, 0), |r| (r.read / 4, r.write / 4, r.count));
     let p = Params {
+        res_in,
+        res_out,
+        parts,
         n: w.n,
         k,
         m,
@@ -306,22 +449,18 @@ pub fn qkv_attention(
     // For profiles: the weight rows, and the keys and values in range.
     let elem = if a.kv16 { 2 } else { 4 };
     let keys = a.window.min(a.capacity).min(a.pos0 + m) as u64;
-    rec.note_reads(w.bytes() + m as u64 * k as u64 * 4 + 2 * keys * hd as u64 * elem);
+    let xin = m as u64 * k as u64 * 4 * (1 + res.map_or(0, |r| r.count as u64));
+    rec.note_reads(w.bytes() + xin + 2 * keys * hd as u64 * elem);
     let data = part.data.view();
     let scales = part.scales.as_ref().map(|s| s.view()).unwrap_or(data);
+    let (kernel, b5, b6) = match res {
+        Some(r) => (&KERNEL_QKV_RES, r.stream, r.packed),
+        None => (&KERNEL_QKV_ATTN, norm_w.unwrap_or(x), norm_b.unwrap_or(x)),
+    };
     rec.launch(
-        &KERNEL_QKV_ATTN,
+        kernel,
         &variant,
-        &[
-            data,
-            scales,
-            x,
-            a.freqs.unwrap_or(x),
-            out,
-            norm_w.unwrap_or(x),
-            norm_b.unwrap_or(x),
-            a.cache,
-        ],
+        &[data, scales, x, a.freqs.unwrap_or(x), out, b5, b6, a.cache],
         &p,
         [a.heads, 1, 1],
     )

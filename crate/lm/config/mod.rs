@@ -482,6 +482,7 @@ impl LmConfig {
             schedule: Vec::new(),
             f32_cache: false,
             qkv_attention: false,
+            mlp_split: false,
         }
     }
 
@@ -507,6 +508,7 @@ impl LmConfig {
             schedule,
             f32_cache: false,
             qkv_attention: false,
+            mlp_split: false,
         }
     }
 }

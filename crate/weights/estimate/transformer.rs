@@ -31,6 +31,10 @@ pub struct TransformerShape {
     pub sin_rows: Option<usize>,
     /// KV cache in f32 on every device.
     pub f32_cache: bool,
+    /// The split layer form's buffers (`nn::transformer::split_fits`): the residual pair
+    /// (two 256-aligned halves of `rows · d_model` f32), the MLP partials `[hidden / MS_BLOCK, rows,
+    /// d_model]` and a packed `[3, d_model]` norm per layer.
+    pub mlp_split: bool,
 }
 
 /// What one transformer allocates, by part.
@@ -118,6 +122,12 @@ impl TransformerShape {
             SPLIT_TARGET_GROUPS,
             self.rows,
         ));
+        if self.mlp_split {
+            let half = (t * d * 4).next_multiple_of(256);
+            b.activations += buffer_bytes(2 * half)
+                + buffer_bytes(h as u64 / crate::kernels::linear::MS_BLOCK as u64 * t * d * 4);
+            b.activations += self.num_layers as u64 * buffer_bytes(3 * d * 4);
+        }
         if self.rope {
             b.weights += floats(self.head_dim() as u64 / 2);
         }
