@@ -508,7 +508,9 @@ impl LmConfig {
             schedule,
             f32_cache: false,
             qkv_attention: false,
-            mlp_split: false,
+            // 6 layers, ≤ 8 keys, one row: each layer in 3 launches (the attention inside the
+            // in-projection, the MLP split by hidden units and summed by the next layer).
+            mlp_split: true,
         }
     }
 }
