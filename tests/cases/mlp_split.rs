@@ -2,19 +2,27 @@
 //! `MS_BLOCK` hidden units, partial outputs `[H / S, m, N]`) and the sum of its partials
 //! (`elementwise::residual_sum`), against the unfused launches (the first linear with the norm,
 //! the second with the activation on load) and the f64 reference, for every weight format, both
-//! activations, plain / RMSNorm / LayerNorm inputs and 1 or 2 rows.
+//! activations, plain / RMSNorm / LayerNorm inputs and 1 or 2 rows; and the fused in-projection
+//! that sums them (`linear::qkv_attention_res`) against `residual_sum` + `qkv_attention`.
 
 use parle::gpu::{BufferUsage, Context, Recorder};
+use parle::kernels::attention::AttnConfig;
 use parle::kernels::elementwise;
 use parle::kernels::linear::{
-    self, reference, LinearInput, LinearOpts, LinearOutput, LinearWeights, MlpAct, MS_BLOCK,
+    self, reference, LinearInput, LinearOpts, LinearOutput, LinearWeights, MlpAct, ResidualIn,
+    MS_BLOCK,
 };
+use parle::kernels::rope::Rope;
 use parle::weights::{HostLinear, WeightFormat};
 
 use crate::cases;
 use crate::common::{assert_close, gpu, log, CaseResult, Rng, Size};
 
-cases!(mlp_split_formats, mlp_split_rejects);
+cases!(
+    mlp_split_formats,
+    mlp_split_rejects,
+    qkv_attention_res_stream
+);
 
 #[derive(Clone, Copy, Debug, PartialEq)]
 enum NormIn {
@@ -316,6 +324,158 @@ async fn mlp_split_rejects(ctx: &Context, _size: Size) -> CaseResult {
             Err(e) if e.to_string().contains(want) => {}
             Err(e) => return Err(format!("{what}: message {e:?} does not say {want:?}")),
         }
+    }
+    Ok(())
+}
+
+/// `qkv_attention_res` (the layer input `r + ls ⊙ Σ_j part[j]` formed inside the launch, stored
+/// by workgroup 0) over a stream of calls equals `residual_sum` into a copy of `r` followed by
+/// `qkv_attention` on it: the attention output, the KV caches and the stored layer input, within
+/// 1e-5 + 1e-5·|x| (only the order of float sums differs).
+async fn qkv_attention_res_stream(ctx: &Context, _size: Size) -> CaseResult {
+    // (format, LayerNorm, rows, RoPE)
+    let cases = [
+        (WeightFormat::F32, true, 2u32, true),
+        (WeightFormat::Q8_0, false, 1, false),
+        (WeightFormat::Bf16, true, 1, true),
+    ];
+    for (ci, &(format, layer_norm, t, rope)) in cases.iter().enumerate() {
+        let what = format!("{format:?}, layer norm {layer_norm}, t {t}, rope {rope}");
+        let (heads, dh, k, count) = (2u32, 16u32, 64u32, 3u32);
+        let hd = heads * dh;
+        let (ku, tu) = (k as usize, t as usize);
+        let mut rng = Rng::new(9100 + ci as u64);
+        let host = gpu(HostLinear::quantize(
+            format,
+            &rng.vec((3 * hd * k) as usize, 1.5 / (k as f32).sqrt()),
+            3 * hd,
+            k,
+        ))?;
+        let wt = gpu(LinearWeights::upload(ctx, &host, "w"))?;
+        let nw: Vec<f32> = (0..ku).map(|_| 1.0 + 0.3 * rng.uniform()).collect();
+        let nb = if layer_norm {
+            rng.vec(ku, 0.2)
+        } else {
+            vec![0.0; ku]
+        };
+        let ls = rng.vec(ku, 0.5);
+        let packed: Vec<f32> = nw.iter().chain(&nb).chain(&ls).copied().collect();
+        let packedb = gpu(ctx.upload("packed", &packed))?;
+        let (nwb, nbb, lsb) = (
+            gpu(ctx.upload("nw", &nw))?,
+            gpu(ctx.upload("nb", &nb))?,
+            gpu(ctx.upload("ls", &ls))?,
+        );
+        let eps = 1e-5;
+        let input = if layer_norm {
+            LinearInput::LayerNorm {
+                weight: nwb.view(),
+                bias: nbb.view(),
+                eps,
+            }
+        } else {
+            LinearInput::RmsNorm {
+                weight: nwb.view(),
+                eps,
+            }
+        };
+        let mut cfg = AttnConfig::new(heads, dh, 5, 4).with_f32_cache();
+        if rope {
+            cfg = cfg.with_rope(&gpu(Rope::new(ctx, dh, 10000.0))?);
+        }
+        let bytes = cfg.cache_bytes(ctx);
+        let storage = |l: &str, b: u64| gpu(ctx.create_buffer(l, b, BufferUsage::Storage));
+        let (cache_a, cache_b) = (storage("cache a", bytes)?, storage("cache b", bytes)?);
+        let (out_a, out_b) = (
+            storage("out a", (t * hd * 4) as u64)?,
+            storage("out b", (t * hd * 4) as u64)?,
+        );
+        // The stream: x_{l−1} at float 0, x_l written at float 256 (1 KiB).
+        let write = 256u32;
+        for call in 0..4u32 {
+            let pos0 = call * t;
+            let r: Vec<f32> = rng.vec(tu * ku, 2.0).iter().map(|v| v + 0.7).collect();
+            let parts = rng.vec(count as usize * tu * ku, 1.0);
+            let mut stream = vec![0f32; write as usize + tu * ku];
+            stream[..tu * ku].copy_from_slice(&r);
+            let streamb = gpu(ctx.upload("stream", &stream))?;
+            let partsb = gpu(ctx.upload("parts", &parts))?;
+            let yb = gpu(ctx.upload("y", &r))?;
+            let mut rec = Recorder::new(ctx, "test");
+            let a = cfg
+                .fused_qkv(ctx, cache_a.view(), t, pos0)
+                .ok_or(format!("{what}: no fused form"))?;
+            let res = ResidualIn {
+                stream: streamb.view(),
+                read: 0,
+                write,
+                parts: partsb.view(),
+                count,
+                packed: packedb.view(),
+                layer_norm,
+                eps,
+            };
+            gpu(linear::qkv_attention_res(
+                &mut rec,
+                &wt,
+                &res,
+                out_a.view(),
+                t,
+                &a,
+            ))?;
+            if rec.dispatch_count() != 1 {
+                return Err(format!(
+                    "{what}: {} dispatches, want 1",
+                    rec.dispatch_count()
+                ));
+            }
+            gpu(elementwise::residual_sum(
+                &mut rec,
+                partsb.view(),
+                count,
+                Some(lsb.view()),
+                yb.view(),
+                t * k,
+                k,
+            ))?;
+            let b = cfg
+                .fused_qkv(ctx, cache_b.view(), t, pos0)
+                .ok_or(format!("{what}: no fused form"))?;
+            gpu(linear::qkv_attention(
+                &mut rec,
+                &wt,
+                yb.view(),
+                out_b.view(),
+                t,
+                input,
+                &b,
+            ))?;
+            gpu(rec.submit())?;
+            let at = format!("{what}: call {call}");
+            let s = gpu(ctx.read_f32(&streamb).await)?;
+            let y = gpu(ctx.read_f32(&yb).await)?;
+            assert_close(
+                &format!("{at}: stored layer input"),
+                &s[write as usize..],
+                &y,
+                1e-5,
+                1e-5,
+            )?;
+            if s[..tu * ku] != r[..] {
+                return Err(format!("{at}: the read half of the stream was changed"));
+            }
+            let (oa, ob) = (
+                gpu(ctx.read_f32(&out_a).await)?,
+                gpu(ctx.read_f32(&out_b).await)?,
+            );
+            assert_close(&format!("{at}: attention output"), &oa, &ob, 1e-5, 1e-5)?;
+        }
+        let ca = gpu(ctx.read_f32(&cache_a).await)?;
+        let cb = gpu(ctx.read_f32(&cache_b).await)?;
+        assert_close(&format!("{what}: caches"), &ca, &cb, 1e-5, 1e-5)?;
+        log(&format!(
+            "     {what}: fused residual input equal to residual_sum + qkv_attention"
+        ));
     }
     Ok(())
 }
