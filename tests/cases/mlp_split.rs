@@ -3,7 +3,8 @@
 //! (`elementwise::residual_sum`), against the unfused launches (the first linear with the norm,
 //! the second with the activation on load) and the f64 reference, for every weight format, both
 //! activations, plain / RMSNorm / LayerNorm inputs and 1 or 2 rows; and the fused in-projection
-//! that sums them (`linear::qkv_attention_res`) against `residual_sum` + `qkv_attention`.
+//! that sums them (`linear::qkv_attention_res`) against `residual_sum` + `qkv_attention`; and
+//! whole transformers in the 3-launch form against the 4-launch form on the same weights.
 
 use parle::gpu::{BufferUsage, Context, Recorder};
 use parle::kernels::attention::AttnConfig;
@@ -13,6 +14,7 @@ use parle::kernels::linear::{
     MS_BLOCK,
 };
 use parle::kernels::rope::Rope;
+use parle::nn::{Gating, NormKind, Positional, Transformer, TransformerConfig, Weights};
 use parle::weights::{HostLinear, WeightFormat};
 
 use crate::cases;
@@ -21,7 +23,8 @@ use crate::common::{assert_close, gpu, log, CaseResult, Rng, Size};
 cases!(
     mlp_split_formats,
     mlp_split_rejects,
-    qkv_attention_res_stream
+    qkv_attention_res_stream,
+    transformer_split_stream
 );
 
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -475,6 +478,92 @@ async fn qkv_attention_res_stream(ctx: &Context, _size: Size) -> CaseResult {
         assert_close(&format!("{what}: caches"), &ca, &cb, 1e-5, 1e-5)?;
         log(&format!(
             "     {what}: fused residual input equal to residual_sum + qkv_attention"
+        ));
+    }
+    Ok(())
+}
+
+/// A Mimi-like transformer (LayerNorm, GELU, layer scale, RoPE, 2 rows) and a depformer-like one
+/// (RMSNorm, SiLU-gated, 2 weight sets by schedule, 1 row), pseudo-random bf16 weights: the
+/// 3-launch layers (`mlp_split: true`, 3·L + 1 launches per call) equal the 4-launch layers
+/// over a stream of calls within 1e-4 + 1e-4·|x|.
+async fn transformer_split_stream(ctx: &Context, _size: Size) -> CaseResult {
+    let mimi = TransformerConfig {
+        d_model: 64,
+        num_heads: 4,
+        num_layers: 3,
+        dim_feedforward: 128,
+        norm: NormKind::LayerNorm { eps: 1e-5 },
+        gating: Gating::None,
+        positional: Positional::Rope,
+        max_period: 10000.0,
+        layer_scale: true,
+        context: 5,
+        rows: 2,
+        schedule: Vec::new(),
+        f32_cache: true,
+        qkv_attention: true,
+        mlp_split: true,
+    };
+    let dep = TransformerConfig {
+        d_model: 128,
+        num_heads: 16,
+        num_layers: 3,
+        dim_feedforward: 576,
+        norm: NormKind::RmsNorm { eps: 1e-8 },
+        gating: Gating::Silu,
+        positional: Positional::None,
+        layer_scale: false,
+        context: 8,
+        rows: 1,
+        schedule: vec![0, 1, 1, 1, 1, 1, 1, 1],
+        f32_cache: false,
+        qkv_attention: false,
+        ..mimi.clone()
+    };
+    for (name, cfg, calls) in [("mimi-like", mimi, 6u32), ("depformer-like", dep, 8)] {
+        let w = Weights::Random {
+            format: WeightFormat::Bf16,
+            seed: 17,
+        };
+        let scope = w.pp("t");
+        let mut split = gpu(Transformer::load(ctx, &scope, &cfg))?;
+        let mut plain = gpu(Transformer::load(
+            ctx,
+            &scope,
+            &TransformerConfig {
+                mlp_split: false,
+                ..cfg.clone()
+            },
+        ))?;
+        let (t, d, l) = (cfg.rows, cfg.d_model as u32, cfg.num_layers as u32);
+        let mut rng = Rng::new(4242);
+        for call in 0..calls {
+            let x = rng.vec((t * d) as usize, 1.0);
+            let (xa, xb) = (gpu(ctx.upload("xa", &x))?, gpu(ctx.upload("xb", &x))?);
+            let mut rec = Recorder::new(ctx, "test");
+            gpu(split.forward(&mut rec, &xa))?;
+            let n_split = rec.dispatch_count();
+            gpu(plain.forward(&mut rec, &xb))?;
+            let n_plain = rec.dispatch_count() - n_split;
+            gpu(rec.submit())?;
+            if n_split != 3 * l + 1 || n_plain != 4 * l {
+                return Err(format!(
+                    "{name}: {n_split} launches split and {n_plain} unsplit, want {} and {}",
+                    3 * l + 1,
+                    4 * l
+                ));
+            }
+            let (a, b) = (gpu(ctx.read_f32(&xa).await)?, gpu(ctx.read_f32(&xb).await)?);
+            if a == x {
+                return Err(format!(
+                    "{name}: call {call}: the split form left x unchanged"
+                ));
+            }
+            assert_close(&format!("{name}: call {call}"), &a, &b, 1e-4, 1e-4)?;
+        }
+        log(&format!(
+            "     {name}: 3-launch layers equal to 4-launch layers over {calls} calls"
         ));
     }
     Ok(())
