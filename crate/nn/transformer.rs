@@ -125,7 +125,11 @@ impl TransformerConfig {
             rope: self.positional == Positional::Rope,
             sin_rows: (self.positional == Positional::Sin).then_some(self.schedule.len()),
             f32_cache: self.f32_cache,
-            mlp_split: split::fits(self) && self.num_layers > 0,
+            mlp_split_parts: if split::fits(self) && self.num_layers > 0 {
+                (self.hidden() / linear::MS_BLOCK as usize) as u64
+            } else {
+                0
+            },
         }
     }
 

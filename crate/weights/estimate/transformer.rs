@@ -31,10 +31,11 @@ pub struct TransformerShape {
     pub sin_rows: Option<usize>,
     /// KV cache in f32 on every device.
     pub f32_cache: bool,
-    /// The split layer form's buffers (`nn::transformer::split_fits`): the residual pair
-    /// (two 256-aligned halves of `rows · d_model` f32), the MLP partials `[hidden / MS_BLOCK, rows,
-    /// d_model]` and a packed `[3, d_model]` norm per layer.
-    pub mlp_split: bool,
+    /// The split layer form's partial outputs per call (`hidden / 64`; 0: not split, see
+    /// `nn::transformer::split_fits`): its buffers are the residual pair (two 256-aligned halves
+    /// of `rows · d_model` f32), the MLP partials `[parts, rows, d_model]` and a packed
+    /// `[3, d_model]` norm per layer.
+    pub mlp_split_parts: u64,
 }
 
 /// What one transformer allocates, by part.
@@ -122,10 +123,10 @@ impl TransformerShape {
             SPLIT_TARGET_GROUPS,
             self.rows,
         ));
-        if self.mlp_split {
+        if self.mlp_split_parts > 0 {
             let half = (t * d * 4).next_multiple_of(256);
-            b.activations += buffer_bytes(2 * half)
-                + buffer_bytes(h as u64 / crate::kernels::linear::MS_BLOCK as u64 * t * d * 4);
+            b.activations +=
+                buffer_bytes(2 * half) + buffer_bytes(self.mlp_split_parts * t * d * 4);
             b.activations += self.num_layers as u64 * buffer_bytes(3 * d * 4);
         }
         if self.rope {
