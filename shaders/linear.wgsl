@@ -160,16 +160,6 @@ fn nbv(v: u32) -> vec4<f32> {
 //#else
 @group(0) @binding(5) var<storage, read> nw: array<vec4<f32>>;
 @group(0) @binding(6) var<storage, read> nb: array<vec4<f32>>;
-// The input and the norm's weight and bias (RES_IN: from workgroup memory and pk).
-fn xld(b: u32) -> vec4<f32> {
-    return x[b];
-}
-fn nwv(v: u32) -> vec4<f32> {
-    return nw[v];
-}
-fn nbv(v: u32) -> vec4<f32> {
-    return nb[v];
-}
 //#endif
 //#if KV_OUT
 @group(0) @binding(3) var<storage, read> freqs: array<f32>;
@@ -340,24 +330,34 @@ fn xin(i: u32, m0: u32, v: u32) -> vec4<f32> {
     return ax[v];
 //#endif
 //#if IN_PLAIN
-    return xld(b);
+    return x[b];
 //#endif
 //#if IN_RMS
+//#if RES_IN
     let xv = xld(b);
     aux[i].z += dot(xv, xv);
     return xv * nwv(v);
+//#else
+    let xv = x[b];
+    aux[i].z += dot(xv, xv);
+    return xv * nw[v];
+//#endif
 //#endif
 //#if IN_LAYER
     let st = aux[i];
+//#if RES_IN
     return (xld(b) - vec4<f32>(st.x)) * st.y * nwv(v) + nbv(v);
+//#else
+    return (x[b] - vec4<f32>(st.x)) * st.y * nw[v] + nb[v];
+//#endif
 //#endif
 //#if IN_SILU
-    let g = xld(b);
-    let u = xld(b + p.k / 4u);
+    let g = x[b];
+    let u = x[b + p.k / 4u];
     return g / (1.0 + exp(-g)) * u;
 //#endif
 //#if IN_GELU
-    let xv = xld(b);
+    let xv = x[b];
     return 0.5 * xv * (1.0 + erf4(xv * 0.70710678118654752));
 //#endif
 }
@@ -425,14 +425,22 @@ fn norm_stats(m0: u32, lid: u32) {
     var sh: array<vec4<f32>, MT>;
 //#if IN_LAYER
     for (var i = 0u; i < MT; i++) {
+//#if RES_IN
         sh[i] = vec4<f32>(xld(min(m0 + i, p.m - 1u) * p.x_stride).x);
+//#else
+        sh[i] = vec4<f32>(x[min(m0 + i, p.m - 1u) * p.x_stride].x);
+//#endif
     }
 //#endif
     for (var v0 = 0u; v0 < kq; v0 += WG) {
         let v = v0 + lid;
         if (v < kq) {
             for (var i = 0u; i < MT; i++) {
+//#if RES_IN
                 let d = xld(min(m0 + i, p.m - 1u) * p.x_stride + v) - sh[i];
+//#else
+                let d = x[min(m0 + i, p.m - 1u) * p.x_stride + v] - sh[i];
+//#endif
                 st[i] += vec4<f32>(d.x + d.y + d.z + d.w, dot(d, d), 0.0, 0.0);
             }
         }
@@ -840,6 +848,10 @@ fn mlp_split(
         let r0 = (qi / sq) * p.hidden + j * MS_S + 4u * (qi % sq) + p.row_offset;
         let rw = vec4<u32>(r0) + vec4<u32>(0u, 1u, 2u, 3u);
         var acc: array<vec4<f32>, MT>;
+        // Zeroed explicitly: a declaration inside a loop is not re-zeroed by every compiler.
+        for (var i = 0u; i < MT; i++) {
+            acc[i] = vec4<f32>(0.0);
+        }
         for (var c = ql; c < p.chunks; c += QL) {
             step(c, rw, 0u, &acc);
         }
@@ -893,6 +905,10 @@ fn mlp_split(
     for (var q = lid; 4u * q < p.n; q += WG) {
         let rw = min(vec4<u32>(4u * q) + vec4<u32>(0u, 1u, 2u, 3u), vec4<u32>(p.n - 1u)) + vec4<u32>(p.row_offset2);
         var acc: array<vec4<f32>, MT>;
+        // Zeroed explicitly: a declaration inside a loop is not re-zeroed by every compiler.
+        for (var i = 0u; i < MT; i++) {
+            acc[i] = vec4<f32>(0.0);
+        }
         for (var c = c0; c < c0 + nc; c++) {
             step(c, rw, 0u, &acc);
         }
