@@ -18,10 +18,11 @@
 //! [`decode_streams`] one. [`encode`] and [`decode`] are the one-stream case.
 //!
 //! Dispatch (encode, `levels + 1` launches): `rvq_level` for each level, workgroups of 256 =
-//! 16 codebook rows × 16 lanes, grid `[ceil(bins / 16), T, 1]`: every workgroup first finishes the
-//! previous level (argmin over its `ceil(bins / 16)` group minima, `r ← r − E[code]`; workgroup 0
-//! stores the code and the residual), then computes its 16 squared distances and their minimum;
-//! `rvq_finish`, one workgroup of 256 per frame, finishes the last level. Redoing the small
+//! 16 codebook rows × 16 lanes, grid `[ceil(bins / 16), T, streams]`: every workgroup first
+//! finishes the previous level (argmin over its `ceil(bins / 16)` group minima,
+//! `r ← r − E[code]`; workgroup 0 stores the code and the residual), then computes its 16 squared
+//! distances and their minimum (a stream whose levels are done returns at once);
+//! `rvq_finish`, one workgroup of 256 per frame and stream, finishes each stream's last level. Redoing the small
 //! argmin in every workgroup replaces a separate argmin launch per level (2·levels launches).
 //!
 //! Why direct distances `Σ_d (r_d − E_d)²` rather than `||E||² − 2 r·E` with precomputed norms
