@@ -14,13 +14,15 @@
 // holds ELU'd samples: the call computes conv(ELU(x)) exactly as an ELU module before the conv.
 // With ACCUMULATE the result is added to y (y += conv(...)), e.g. a residual branch.
 // With X_ROWS x is time-major, [T_in, C_in] (a transformer's rows): x[ci, t] is read at t·C_in + ci.
+// With Y_ROWS y is time-major, [T_out, C_out] (the rows a transformer runs on): y[co, t] is
+// stored at t·C_out + co.
 //
 // Bindings (group 0):
 //   0 x:         array<f32>, read        [C_in, T_in] ([T_in, C_in] with X_ROWS)
 //   1 state_in:  array<f32>, read        [C_in, P] (not read with FIRST; any 4-byte buffer when P = 0)
 //   2 w:         array<f32>, read        [C_out, C_in/G, K]
 //   3 bias:      array<f32>, read        [C_out] (not read without HAS_BIAS)
-//   4 y:         array<f32>, read_write  [C_out, T_out]
+//   4 y:         array<f32>, read_write  [C_out, T_out] ([T_out, C_out] with Y_ROWS)
 //   5 state_out: array<f32>, read_write  [C_in, P]; a different buffer from state_in (ping-pong)
 //   6 p:         Params (uniform, dynamic offset)
 // Dispatch: @workgroup_size(WG); linear workgroup index g = wid.y · nwg.x + wid.x (2-D grid
@@ -55,7 +57,7 @@ struct Params {
     pad: u32,         // P
     t_in: u32,
     t_out: u32,
-    flags: u32,       // HAS_BIAS | FIRST | REPLICATE | ELU_IN | ACCUMULATE | X_ROWS
+    flags: u32,       // HAS_BIAS | FIRST | REPLICATE | ELU_IN | ACCUMULATE | X_ROWS | Y_ROWS
     main_groups: u32, // workgroups that compute y; the rest update the state
     tiles_t: u32,     // direct, tiled: number of 64-wide time tiles; rows: of 8-wide ones
     state_n: u32,     // C_in · P
@@ -66,7 +68,7 @@ struct Params {
 // Injected from the launcher: WG, the tile geometry TILE_T (times per conv1d_direct and
 // conv1d_tiled workgroup), TILE_CO (channels per conv1d_tiled workgroup), ROWS_CO and ROWS_T
 // (channels and times per conv1d_rows workgroup), and the p.flags bits HAS_BIAS, FIRST,
-// REPLICATE, ELU_IN, ACCUMULATE, X_ROWS. The kernel bodies are written for these values:
+// REPLICATE, ELU_IN, ACCUMULATE, X_ROWS, Y_ROWS. The kernel bodies are written for these values:
 const_assert WG == 256u && TILE_T == 64u && TILE_CO == 32u && ROWS_CO == 4u && ROWS_T == 8u;
 
 @group(0) @binding(0) var<storage, read> x: array<f32>;
@@ -118,7 +120,10 @@ fn store(co: u32, t: u32, acc: f32) {
     if ((p.flags & HAS_BIAS) != 0u) {
         v += bias[co];
     }
-    let i = co * p.t_out + t;
+    var i = co * p.t_out + t;
+    if ((p.flags & Y_ROWS) != 0u) {
+        i = t * p.c_out + co;
+    }
     if ((p.flags & ACCUMULATE) != 0u) {
         v += y[i];
     }

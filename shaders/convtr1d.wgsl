@@ -12,13 +12,15 @@
 // the call emits y[co, o] = z[co, o] + bias[co] for o < T·S and keeps
 // partial_out[co, j] = z[co, T·S + j] for j < K − S (no bias). With FIRST (stream start)
 // partial_in is not read (zeros). With ELU_IN every x sample goes through ELU (alpha 1) as it is read.
+// With Y_ROWS y is time-major, [T·S, C_out] (the rows a transformer runs on): y[co, o] is stored
+// at o·C_out + co.
 //
 // Bindings (group 0):
 //   0 x:           array<f32>, read        [C_in, T]
 //   1 partial_in:  array<f32>, read        [C_out, K − S] (not read with FIRST; any 4-byte buffer when K = S)
 //   2 w:           array<f32>, read        [C_in, C_out/G, K]
 //   3 bias:        array<f32>, read        [C_out] (not read without HAS_BIAS)
-//   4 y:           array<f32>, read_write  [C_out, T·S]
+//   4 y:           array<f32>, read_write  [C_out, T·S] ([T·S, C_out] with Y_ROWS)
 //   5 partial_out: array<f32>, read_write  [C_out, K − S]; a different buffer from partial_in (ping-pong)
 //   6 p:           Params (uniform, dynamic offset)
 // Dispatch: @workgroup_size(WG); linear workgroup index g = wid.y · nwg.x + wid.x (2-D grid
@@ -46,7 +48,7 @@ struct Params {
     l_full: u32,    // L = (T − 1)·S + K
     emit: u32,      // T·S
     pk: u32,        // K − S
-    flags: u32,     // HAS_BIAS | FIRST | ELU_IN
+    flags: u32,     // HAS_BIAS | FIRST | ELU_IN | Y_ROWS
     co_per_wg: u32, // convtr_cols: output channels per workgroup
     n_cols: u32,    // convtr_cols: co_per_wg · K
     n_out: u32,     // convtr_direct: C_out · L
@@ -55,7 +57,7 @@ struct Params {
 }
 
 // Injected from the launcher: WG, COLS (weight columns per convtr_cols pass), ZC (the floats
-// of zc) and the p.flags bits HAS_BIAS, FIRST, ELU_IN. The kernel bodies are written for:
+// of zc) and the p.flags bits HAS_BIAS, FIRST, ELU_IN, Y_ROWS. The kernel bodies are written for:
 const_assert WG == 256u && COLS == 32u;
 
 @group(0) @binding(0) var<storage, read> x: array<f32>;
@@ -92,7 +94,11 @@ fn finish(co: u32, o: u32, z: f32) {
         if ((p.flags & HAS_BIAS) != 0u) {
             v += bias[co];
         }
-        y[co * p.emit + o] = v;
+        if ((p.flags & Y_ROWS) != 0u) {
+            y[o * p.c_out + co] = v;
+        } else {
+            y[co * p.emit + o] = v;
+        }
     } else {
         partial_out[co * p.pk + o - p.emit] = v;
     }

@@ -1028,7 +1028,11 @@ fn qkv_attention(
         let qi = min(q0 + slot_q, nq - 1u);
         let r0 = ((4u * qi) / dh) * hd + h * dh + (4u * qi) % dh + p.row_offset;
         let rw = vec4<u32>(r0) + vec4<u32>(0u, 1u, 2u, 3u);
+        // Zeroed explicitly: a declaration inside a loop is not re-zeroed by every compiler.
         var acc: array<vec4<f32>, MT>;
+        for (var i = 0u; i < MT; i++) {
+            acc[i] = vec4<f32>(0.0);
+        }
         for (var c = ql; c < p.chunks; c += QL) {
             step(c, rw, 0u, &acc);
         }

@@ -21,18 +21,21 @@ const SEVEN_B_STRUCTURE: &str = r#"{
 /// before the fused KV write and the depformer's fused attention, 518 before the depformer's
 /// stacked input projections, the sampler's fused embedding gather and the codec transformers'
 /// rows read by the next conv, 501 before the input embedding's 17 streams went into one launch,
-/// 500 before Mimi's attention moved into its in-projection's launch: Mimi encode 68 → 60, decode
-/// 60 → 52; 484 before Mimi's layers took 3 launches, the MLP split by hidden units and summed by
-/// the next layer's in-projection: encode 60 → 53, decode 52 → 45; 470 before the depformer's
-/// did: 25 → 20 per step). Issue 14's target of 450 is reached. Past position 256 the temporal attention
-/// splits its key range and adds one combine per layer (32 more).
-const MAX_DISPATCHES: u32 = 430;
+/// 500 before Mimi's attention moved into its in-projection's launch (Mimi encode 68 → 60, decode
+/// 60 → 52), 484 before the convs wrote the codec transformers' rows and Mimi's semantic and
+/// acoustic RVQs shared their launches (encode −4, decode −3), 477 before Mimi's and the
+/// depformer's layers took 3 launches, the MLP split by hidden units and summed by the next
+/// layer's in-projection (Mimi −7 per transformer call, depformer 25 → 20 per step). Issue 14's
+/// target of 450 is reached. Past position 256 the temporal attention splits its key range and
+/// adds one combine per layer (32 more).
+const MAX_DISPATCHES: u32 = 423;
 /// The same for the tiny fixture (236 before the first two fusions, 198 before the next three, 188
-/// before the one-launch embedding, 187 before Mimi's fused attention: its codec transformers have
-/// 2 layers each).
+/// before the one-launch embedding, 187 before Mimi's fused attention (its codec transformers have
+/// 2 layers each), 183 before the rows-out convs and shared RVQ launches, 176 before the 3-launch
+/// layers: Mimi encode and decode −1 each).
 /// Its depformer rows (32 floats, 128 bytes) are not a multiple of 256 bytes, so its per-step
-/// inputs are not stacked on any adapter (181 where lavapipe's smaller alignment let them be).
-const MAX_TINY_DISPATCHES: u32 = 183;
+/// inputs are not stacked on any adapter.
+const MAX_TINY_DISPATCHES: u32 = 174;
 
 fn context() -> Context {
     pollster::block_on(Context::new(&Options::from_env())).expect("no GPU adapter")

@@ -106,6 +106,7 @@ fn golden(name: &str) {
     let ctx = context();
     let r = Reference::open(name);
     let mut mimi = Mimi::load_dir(&ctx, &fixture(name), None).unwrap();
+    mimi.keep_intermediates(&ctx).unwrap();
     let audio = r.f32("audio");
     let (want_codes, n_q, t) = r.codes("codes");
     assert_eq!(n_q, mimi.num_codebooks());

@@ -11,11 +11,18 @@
 //! after the encode its first `[T, dim]` holds the final residual `x − Σ_l E_l[code_l]`) and
 //! `parts` `[2, T, ceil(bins / 16)]` pairs of u32 (per group of 16 rows: smallest distance, row).
 //!
+//! Streams ([`RvqStream`]): one launch may run two independent RVQs (Mimi's semantic and
+//! acoustic halves) over one codebook buffer, grid z = stream: each stream has its own first
+//! codebook level (`book`), number of levels, input/output offset and codes offset, and its own
+//! scratch rows (`s·T + t`). [`encode_streams`] records `max(levels) + 1` launches for both;
+//! [`decode_streams`] one. [`encode`] and [`decode`] are the one-stream case.
+//!
 //! Dispatch (encode, `levels + 1` launches): `rvq_level` for each level, workgroups of 256 =
-//! 16 codebook rows × 16 lanes, grid `[ceil(bins / 16), T, 1]`: every workgroup first finishes the
-//! previous level (argmin over its `ceil(bins / 16)` group minima, `r ← r − E[code]`; workgroup 0
-//! stores the code and the residual), then computes its 16 squared distances and their minimum;
-//! `rvq_finish`, one workgroup of 256 per frame, finishes the last level. Redoing the small
+//! 16 codebook rows × 16 lanes, grid `[ceil(bins / 16), T, streams]`: every workgroup first
+//! finishes the previous level (argmin over its `ceil(bins / 16)` group minima,
+//! `r ← r − E[code]`; workgroup 0 stores the code and the residual), then computes its 16 squared
+//! distances and their minimum (a stream whose levels are done returns at once);
+//! `rvq_finish`, one workgroup of 256 per frame and stream, finishes each stream's last level. Redoing the small
 //! argmin in every workgroup replaces a separate argmin launch per level (2·levels launches).
 //!
 //! Why direct distances `Σ_d (r_d − E_d)²` rather than `||E||² − 2 r·E` with precomputed norms
@@ -27,9 +34,9 @@
 //! bit-identical distances, and `(distance, row)` is compared lexicographically in every
 //! reduction, so exact ties return the lowest row.
 //!
-//! Decode: `rvq_decode`, one invocation per `(t, d)`, workgroups of 256, grid
-//! `[ceil(dim / 256), T, 1]`; levels summed in order in f32; a code `≥ bins` (e.g. `0xFFFFFFFF`)
-//! adds zero.
+//! Decode: `rvq_decode`, one invocation per `(stream, t, d)`, workgroups of 256, grid
+//! `[ceil(dim / 256), T, streams]`; levels summed in order in f32; a code `≥ bins` (e.g.
+//! `0xFFFFFFFF`) adds zero.
 
 use bytemuck::{Pod, Zeroable};
 
@@ -106,7 +113,38 @@ crate::params_struct! {
         code_offset: u32,
         code_l_stride: u32,
         code_t_stride: u32,
-        _pad: u32,
+        book: u32,
+        levels1: u32,
+        io_offset1: u32,
+        code_offset1: u32,
+        book1: u32,
+        _pad: [u32; 3],
+    }
+}
+
+/// Streams one launch runs at most.
+pub const MAX_STREAMS: usize = 2;
+
+/// One RVQ of a launch: the codebook levels `book .. book + levels`, its input (encode) or output
+/// (decode) starting `io_offset` elements after the frames' layout offset, and its codes
+/// starting `code_offset` elements after the codes' layout offset.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RvqStream {
+    pub book: u32,
+    pub levels: u32,
+    pub io_offset: u32,
+    pub code_offset: u32,
+}
+
+impl RvqStream {
+    /// The first `levels` codebooks, at the layouts' offsets.
+    pub fn levels(levels: u32) -> Self {
+        Self {
+            book: 0,
+            levels,
+            io_offset: 0,
+            code_offset: 0,
+        }
     }
 }
 
@@ -184,12 +222,14 @@ pub struct Codebooks<'a> {
     pub dim: u32,
 }
 
-/// Bytes of the `residual` scratch (`[2, t, dim]` f32) for `t` frames.
+/// Bytes of the `residual` scratch (`[2, t, dim]` f32) for `t` frames (`streams · frames` when
+/// several streams share a launch).
 pub fn residual_bytes(t: u32, dim: u32) -> u64 {
     2 * t as u64 * dim as u64 * 4
 }
 
-/// Bytes of the `parts` scratch (`[2, t, ceil(bins / 16)]` u32 pairs) for `t` frames.
+/// Bytes of the `parts` scratch (`[2, t, ceil(bins / 16)]` u32 pairs) for `t` frames
+/// (`streams · frames` when several streams share a launch).
 pub fn parts_bytes(t: u32, bins: u32) -> u64 {
     2 * t as u64 * bins.div_ceil(BINS_PER_GROUP) as u64 * 8
 }
@@ -271,74 +311,177 @@ pub fn encode(
     codes: CodesView,
     scratch: EncodeScratch,
 ) -> GpuResult<()> {
-    let Frames {
-        view: x,
-        layout: x_layout,
-        frames: t,
-    } = x;
-    let CodesView {
-        view: codes,
-        layout: codes_layout,
-    } = codes;
-    let EncodeScratch { residual, parts } = scratch;
+    encode_streams(
+        rec,
+        codebooks,
+        &[RvqStream::levels(levels)],
+        x,
+        codes,
+        scratch,
+    )
+}
+
+/// Element ranges `[first, last]` of two streams that one launch writes must not meet.
+fn check_disjoint(kernel: &'static str, what: &str, ranges: &[(u64, u64)]) -> GpuResult<()> {
+    if let [(a0, a1), (b0, b1)] = ranges[..] {
+        if a0 <= b1 && b0 <= a1 {
+            return Err(GpuError::Launch {
+                kernel,
+                message: format!(
+                    "the streams' {what} overlap (elements {a0}..={a1} and {b0}..={b1})"
+                ),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Check the streams against the codebooks, and each stream's frames and codes against their
+/// views (the codes must not overlap; the frames neither when `frames_written`, a decode's
+/// output); returns the largest `levels`.
+fn check_streams(
+    kernel: &'static str,
+    rec: &Recorder,
+    codebooks: &Codebooks,
+    streams: &[RvqStream],
+    (frames, frames_written): (&Frames, bool),
+    codes: &CodesView,
+) -> GpuResult<u32> {
+    let bad = |message: String| GpuError::Launch { kernel, message };
+    if streams.is_empty() || streams.len() > MAX_STREAMS {
+        return Err(bad(format!(
+            "{} streams given, a launch runs 1 to {MAX_STREAMS}",
+            streams.len()
+        )));
+    }
+    let t = frames.frames;
+    let max_groups = rec.ctx().caps().max_workgroups_per_dimension;
+    let (mut code_ranges, mut io_ranges) = (Vec::new(), Vec::new());
+    for (i, st) in streams.iter().enumerate() {
+        if st.levels == 0 {
+            return Err(bad(format!("stream {i} has no levels")));
+        }
+        let end = st.book as u64 + st.levels as u64;
+        if end > codebooks.levels as u64 {
+            return Err(bad(format!(
+                "stream {i} uses codebook levels {}..{end}, the codebooks have {}",
+                st.book, codebooks.levels
+            )));
+        }
+        check_codebooks(kernel, codebooks, st.levels, t, max_groups)?;
+        let io = IoLayout {
+            offset: frames.layout.offset + st.io_offset,
+            ..frames.layout
+        };
+        io_ranges.push((io.offset as u64, io.last(t, codebooks.dim)));
+        if (io.last(t, codebooks.dim) + 1) * 4 > frames.view.size {
+            return Err(bad(format!(
+                "frames view ({} bytes) is too small for stream {i}: {t} frames of {} with {io:?}",
+                frames.view.size, codebooks.dim
+            )));
+        }
+        let cl = CodesLayout {
+            offset: codes.layout.offset + st.code_offset,
+            ..codes.layout
+        };
+        let last = cl.last(st.levels, t);
+        if (last + 1) * 4 > codes.view.size {
+            return Err(bad(format!(
+                "codes view ({} bytes) is too small for stream {i}: {} levels × {t} frames with {cl:?}",
+                codes.view.size, st.levels
+            )));
+        }
+        code_ranges.push((cl.offset as u64, last));
+    }
+    check_disjoint(kernel, "codes", &code_ranges)?;
+    if frames_written {
+        check_disjoint(kernel, "outputs", &io_ranges)?;
+    }
+    Ok(streams.iter().map(|s| s.levels).max().unwrap_or(0))
+}
+
+/// Params for `streams` (one or two) over `frames` and `codes` (the layouts' strides; each
+/// stream's offsets added to the layouts' offsets).
+fn stream_params(
+    codebooks: &Codebooks,
+    streams: &[RvqStream],
+    frames: &Frames,
+    codes: &CodesView,
+) -> Params {
+    let (s0, s1) = (streams[0], streams.get(1).copied());
+    let (io, cl) = (frames.layout, codes.layout);
+    Params {
+        t: frames.frames,
+        dc: codebooks.dim,
+        bins: codebooks.bins,
+        level: 0,
+        levels: s0.levels,
+        io_offset: io.offset + s0.io_offset,
+        io_t_stride: io.t_stride,
+        io_d_stride: io.d_stride,
+        code_offset: cl.offset + s0.code_offset,
+        code_l_stride: cl.level_stride,
+        code_t_stride: cl.t_stride,
+        book: s0.book,
+        levels1: s1.map_or(0, |s| s.levels),
+        io_offset1: s1.map_or(0, |s| io.offset + s.io_offset),
+        code_offset1: s1.map_or(0, |s| cl.offset + s.code_offset),
+        book1: s1.map_or(0, |s| s.book),
+        _pad: [0; 3],
+    }
+}
+
+/// Encode one or two independent RVQs ([`RvqStream`]) over one codebook buffer in
+/// `max(levels) + 1` launches: stream `s` quantizes the frames of `x` at its `io_offset` with its
+/// codebooks `book ..`, writes its codes at its `code_offset` and leaves its final residual in
+/// rows `s·frames ..` of `scratch.residual`, which must hold [`residual_bytes`] and
+/// [`parts_bytes`] of `streams · frames` frames. Each stream's codes are those [`encode`] gives
+/// it alone (same arithmetic, same tie rule); the streams' codes may not overlap.
+pub fn encode_streams(
+    rec: &mut Recorder,
+    codebooks: &Codebooks,
+    streams: &[RvqStream],
+    x: Frames,
+    codes: CodesView,
+    scratch: EncodeScratch,
+) -> GpuResult<()> {
     let bad = |message: String| GpuError::Launch {
         kernel: LEVEL.name,
         message,
     };
+    let max_levels = check_streams(LEVEL.name, rec, codebooks, streams, (&x, false), &codes)?;
     let max_groups = rec.ctx().caps().max_workgroups_per_dimension;
-    check_codebooks(LEVEL.name, codebooks, levels, t, max_groups)?;
-    let (dim, bins) = (codebooks.dim, codebooks.bins);
-    if (x_layout.last(t, dim) + 1) * 4 > x.size {
+    let (dim, bins, t) = (codebooks.dim, codebooks.bins, x.frames);
+    let ns = streams.len() as u32;
+    let EncodeScratch { residual, parts } = scratch;
+    if residual.size < residual_bytes(ns * t, dim) || parts.size < parts_bytes(ns * t, bins) {
         return Err(bad(format!(
-            "x view ({} bytes) is too small for {t} frames of {dim} with {x_layout:?}",
-            x.size
-        )));
-    }
-    if (codes_layout.last(levels, t) + 1) * 4 > codes.size {
-        return Err(bad(format!(
-            "codes view ({} bytes) is too small for {levels} levels × {t} frames with {codes_layout:?}",
-            codes.size
-        )));
-    }
-    if residual.size < residual_bytes(t, dim) || parts.size < parts_bytes(t, bins) {
-        return Err(bad(format!(
-            "scratch too small: residual {} of {} bytes, parts {} of {} bytes",
+            "scratch too small for {ns} × {t} frames: residual {} of {} bytes, parts {} of {} bytes",
             residual.size,
-            residual_bytes(t, dim),
+            residual_bytes(ns * t, dim),
             parts.size,
-            parts_bytes(t, bins)
+            parts_bytes(ns * t, bins)
         )));
     }
-    let mut p = Params {
-        t,
-        dc: dim,
-        bins,
-        io_offset: x_layout.offset,
-        io_t_stride: x_layout.t_stride,
-        io_d_stride: x_layout.d_stride,
-        code_offset: codes_layout.offset,
-        code_l_stride: codes_layout.level_stride,
-        code_t_stride: codes_layout.t_stride,
-        ..Default::default()
-    };
-    let views = [x, codebooks.view, residual, parts, codes];
-    let v = Variant::none();
     let groups = bins.div_ceil(BINS_PER_GROUP);
     if groups > max_groups {
         return Err(bad(format!(
             "{bins} bins need more than {max_groups} workgroups"
         )));
     }
-    // For profiles: a level reads its own codebook and the frames, not every level's codebook.
+    let mut p = stream_params(codebooks, streams, &x, &codes);
+    let views = [x.view, codebooks.view, residual, parts, codes.view];
+    let v = Variant::none();
+    // For profiles: a level reads its own codebooks and the frames, not every level's codebook.
     let frame_bytes = t as u64 * dim as u64 * 4;
-    for level in 0..levels {
+    for level in 0..max_levels {
         p.level = level;
-        rec.note_reads(bins as u64 * dim as u64 * 4 + frame_bytes);
-        rec.launch(&LEVEL, &v, &views, &p, [groups, t, 1])?;
+        let active = streams.iter().filter(|s| s.levels > level).count() as u64;
+        rec.note_reads(active * (bins as u64 * dim as u64 * 4 + frame_bytes));
+        rec.launch(&LEVEL, &v, &views, &p, [groups, t, ns])?;
     }
-    p.level = levels - 1;
-    rec.note_reads(2 * frame_bytes);
-    rec.launch(&FINISH, &v, &views, &p, [t, 1, 1])
+    rec.note_reads(2 * ns as u64 * frame_bytes);
+    rec.launch(&FINISH, &v, &views, &p, [t, 1, ns])
 }
 
 /// Decode: `out(t, d) = Σ_{l < levels} E_l[code(l, t), d]` for the `out.frames` frames. One
@@ -350,55 +493,30 @@ pub fn decode(
     codes: CodesView,
     out: Frames,
 ) -> GpuResult<()> {
-    let CodesView {
-        view: codes,
-        layout: codes_layout,
-    } = codes;
-    let Frames {
-        view: out,
-        layout: out_layout,
-        frames: t,
-    } = out;
-    let bad = |message: String| GpuError::Launch {
-        kernel: DECODE.name,
-        message,
-    };
-    let max_groups = rec.ctx().caps().max_workgroups_per_dimension;
-    check_codebooks(DECODE.name, codebooks, levels, t, max_groups)?;
-    let dim = codebooks.dim;
-    if (codes_layout.last(levels, t) + 1) * 4 > codes.size {
-        return Err(bad(format!(
-            "codes view ({} bytes) is too small for {levels} levels × {t} frames with {codes_layout:?}",
-            codes.size
-        )));
-    }
-    if (out_layout.last(t, dim) + 1) * 4 > out.size {
-        return Err(bad(format!(
-            "out view ({} bytes) is too small for {t} frames of {dim} with {out_layout:?}",
-            out.size
-        )));
-    }
-    let p = Params {
-        t,
-        dc: dim,
-        bins: codebooks.bins,
-        levels,
-        io_offset: out_layout.offset,
-        io_t_stride: out_layout.t_stride,
-        io_d_stride: out_layout.d_stride,
-        code_offset: codes_layout.offset,
-        code_l_stride: codes_layout.level_stride,
-        code_t_stride: codes_layout.t_stride,
-        ..Default::default()
-    };
+    decode_streams(rec, codebooks, &[RvqStream::levels(levels)], codes, out)
+}
+
+/// Decode one or two RVQs ([`RvqStream`]) in one launch: stream `s` writes
+/// `Σ_{l < levels} E_{book + l}[code_s(l, t), d]` at its `io_offset` of `out`.
+pub fn decode_streams(
+    rec: &mut Recorder,
+    codebooks: &Codebooks,
+    streams: &[RvqStream],
+    codes: CodesView,
+    out: Frames,
+) -> GpuResult<()> {
+    check_streams(DECODE.name, rec, codebooks, streams, (&out, true), &codes)?;
+    let (dim, t) = (codebooks.dim, out.frames);
+    let p = stream_params(codebooks, streams, &out, &codes);
     // For profiles: one codebook row per level and frame, not the whole codebooks.
-    rec.note_reads(levels as u64 * t as u64 * (dim as u64 * 4 + 4));
+    let levels: u64 = streams.iter().map(|s| s.levels as u64).sum();
+    rec.note_reads(levels * t as u64 * (dim as u64 * 4 + 4));
     rec.launch(
         &DECODE,
         &Variant::none(),
-        &[codebooks.view, codes, out],
+        &[codebooks.view, codes.view, out.view],
         &p,
-        [dim.div_ceil(WG), t, 1],
+        [dim.div_ceil(WG), t, streams.len() as u32],
     )
 }
 

@@ -24,6 +24,13 @@ use super::seanet::{SeanetDecoder, SeanetEncoder};
 use super::streaming::Streaming;
 use super::transformer::CodecTransformer;
 
+/// The `[steps, D]` rows SEANet's encoder and the upsampling wrote, copied before the codec
+/// transformers overwrite them.
+struct Taps {
+    enc_seanet: GpuBuffer,
+    dec_upsampled: GpuBuffer,
+}
+
 /// Streaming Mimi on the GPU.
 pub struct Mimi {
     pub cfg: MimiConfig,
@@ -42,6 +49,9 @@ pub struct Mimi {
     decoder: SeanetDecoder,
     codes_readback: FrameReadback,
     pcm_readback: FrameReadback,
+    /// Copies of the codec transformers' inputs for [`Mimi::debug_read`] (the transformers run
+    /// in place on them), made only after [`Mimi::keep_intermediates`].
+    taps: Option<Taps>,
     /// Kernel launches recorded by the last encode and decode.
     pub last_dispatches: (u32, u32),
 }
@@ -106,14 +116,25 @@ impl Mimi {
             .into());
         }
         let tr = &cfg.transformer;
-        let encoder_transformer =
-            CodecTransformer::load(ctx, &w.pp("encoder_transformer"), tr, steps)?;
+        // The codec transformers run in place on the rows the conv before them writes.
+        let encoder_transformer = CodecTransformer::load(
+            ctx,
+            &w.pp("encoder_transformer"),
+            tr,
+            steps,
+            encoder.output(),
+        )?;
         let downsample = Downsample::load(ctx, &w.pp("downsample"), d, steps)?;
         let (rvq_encoder, rvq_decoder) =
             quantizer::load(ctx, &w.pp("quantizer"), &cfg.quantizer, d, n_q as u32)?;
         let upsample = Upsample::load(ctx, &w.pp("upsample"), d, steps)?;
-        let decoder_transformer =
-            CodecTransformer::load(ctx, &w.pp("decoder_transformer"), tr, steps)?;
+        let decoder_transformer = CodecTransformer::load(
+            ctx,
+            &w.pp("decoder_transformer"),
+            tr,
+            steps,
+            upsample.output(),
+        )?;
         let decoder = SeanetDecoder::load(ctx, &w.pp("decoder"), &cfg.seanet, steps)?;
 
         Ok(Self {
@@ -130,6 +151,7 @@ impl Mimi {
             decoder,
             codes_readback: FrameReadback::new(ctx, "codes", n_q as u64 * 4)?,
             pcm_readback: FrameReadback::new(ctx, "pcm", frame as u64 * 4)?,
+            taps: None,
             last_dispatches: (0, 0),
             cfg,
         })
@@ -183,9 +205,24 @@ impl Mimi {
         self.decoder.output()
     }
 
+    /// Keep copies of the codec transformers' inputs (`enc_seanet`, `dec_upsampled`) for
+    /// [`Mimi::debug_read`] from the next frame on: two buffers and a copy per call (tests).
+    pub fn keep_intermediates(&mut self, ctx: &Context) -> crate::Result<()> {
+        let bytes = self.encoder.output().size();
+        let buffer = |label| ctx.create_buffer(label, bytes, BufferUsage::Storage);
+        self.taps = Some(Taps {
+            enc_seanet: buffer("enc seanet tap")?,
+            dec_upsampled: buffer("dec upsampled tap")?,
+        });
+        Ok(())
+    }
+
     /// Record the encoding of the frame in [`Mimi::pcm_in`] into [`Mimi::codes`].
     pub fn record_encode(&mut self, rec: &mut Recorder) -> crate::Result<()> {
         self.encoder.record(rec, &self.pcm_in)?;
+        if let Some(taps) = &self.taps {
+            rec.copy(self.encoder.output().view(), taps.enc_seanet.view());
+        }
         self.encoder_transformer
             .record(rec, self.encoder.output())?;
         self.downsample
@@ -197,6 +234,9 @@ impl Mimi {
     pub fn record_decode(&mut self, rec: &mut Recorder) -> crate::Result<()> {
         self.rvq_decoder.record(rec, &self.codes_in)?;
         self.upsample.record(rec, self.rvq_decoder.output())?;
+        if let Some(taps) = &self.taps {
+            rec.copy(self.upsample.output().view(), taps.dec_upsampled.view());
+        }
         self.decoder_transformer
             .record(rec, self.upsample.output())?;
         self.decoder.record(rec, self.decoder_transformer.output())
@@ -259,22 +299,38 @@ impl Mimi {
     }
 
     /// Read back an intermediate for debugging and tests, channel-major `[channels, steps]`
-    /// (the codec transformers' `[steps, D]` rows are transposed here).
+    /// (the `[steps, D]` rows around the codec transformers are transposed here).
+    /// `enc_seanet` and `dec_upsampled` need [`Mimi::keep_intermediates`] before the frame.
     pub async fn debug_read(&self, ctx: &Context, what: &str) -> crate::Result<Vec<f32>> {
-        let (first_in, rest_in) = self.rvq_encoder.projected();
+        let tap = |pick: fn(&Taps) -> &GpuBuffer| {
+            self.taps.as_ref().map(pick).ok_or_else(|| {
+                GpuError::Readback(format!(
+                    "{what} is overwritten in place by the codec transformer: call keep_intermediates before the frame"
+                ))
+            })
+        };
         let b = match what {
-            "enc_seanet" => self.encoder.output(),
+            "enc_seanet" => tap(|t| &t.enc_seanet)?,
             "enc_transformer" => self.encoder_transformer.output(),
             "latent" => self.downsample.output(),
             "quantized" => self.rvq_decoder.output(),
-            "dec_upsampled" => self.upsample.output(),
+            "dec_upsampled" => tap(|t| &t.dec_upsampled)?,
             "dec_transformer" => self.decoder_transformer.output(),
-            "rvq_first_in" => first_in,
-            "rvq_rest_in" => rest_in,
+            "rvq_first_in" | "rvq_rest_in" => self.rvq_encoder.projected(),
             _ => return Err(GpuError::Readback(format!("unknown intermediate {what}")).into()),
         };
         let v = ctx.read_f32(b).await?;
-        if !matches!(what, "enc_transformer" | "dec_transformer") {
+        // The projected latents are stacked `[first; rest]`.
+        let qd = self.cfg.quantizer.dimension;
+        match what {
+            "rvq_first_in" => return Ok(v[..qd].to_vec()),
+            "rvq_rest_in" => return Ok(v[qd..2 * qd].to_vec()),
+            _ => {}
+        }
+        if !matches!(
+            what,
+            "enc_seanet" | "enc_transformer" | "dec_upsampled" | "dec_transformer"
+        ) {
             return Ok(v);
         }
         let d = self.cfg.transformer.d_model;

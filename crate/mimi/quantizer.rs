@@ -2,13 +2,20 @@
 //! encoder projects the frame's latent and quantizes it into `n_q` codes (one semantic level
 //! `rvq_first`, `n_q − 1` acoustic levels `rvq_rest`, both from the same latent); the decoder
 //! looks the codes up, projects both sums back and adds them.
+//!
+//! Both halves run together, as the two streams of one RVQ launch ([`RvqStream`]) over one
+//! codebook buffer `[n_q, bins, dim]` (level 0 semantic, levels 1.. acoustic): encode is one
+//! input projection (the two weights stacked at load, output `[first; rest]`), `n_q − 1` level
+//! launches (the semantic level runs beside acoustic level 0) and one finish; decode is one
+//! gather of both sums into `[q_first; q_rest]` and one output projection (weights
+//! `[W_first | W_rest]` joined at load, which adds the two projections in its reduction).
 
 use crate::gpu::{BufferUsage, Context, GpuBuffer, Recorder};
 use crate::kernels::conv::Conv1d;
 use crate::kernels::rvq::{
-    self, Codebooks, CodesLayout, CodesView, EncodeScratch, Frames, IoLayout,
+    self, Codebooks, CodesLayout, CodesView, EncodeScratch, Frames, IoLayout, RvqStream,
 };
-use crate::nn::conv::{Bias, ConvLayer, ConvRun};
+use crate::nn::conv::{ConvLayer, ConvRun, Join};
 use crate::nn::Scope;
 
 use super::config::QuantizerConfig;
@@ -27,24 +34,23 @@ fn codes_at(offset: u32) -> CodesLayout {
     }
 }
 
-/// The semantic and acoustic codebooks on the GPU (cheap shared handles, one copy for both
-/// halves).
+/// The semantic and acoustic codebooks on the GPU in one buffer (a cheap shared handle, one copy
+/// for both parts).
 #[derive(Clone)]
 struct SplitCodebooks {
-    first: GpuBuffer,
-    rest: GpuBuffer,
+    all: GpuBuffer,
     n_q: u32,
     bins: u32,
     dim: u32,
 }
 
 impl SplitCodebooks {
-    /// `vq.layers.{l}._codebook` of `rvq_first` (1 level) and `rvq_rest` (`n_q − 1` levels):
+    /// `vq.layers.{l}._codebook` of `rvq_first` (1 level) then `rvq_rest` (`n_q − 1` levels):
     /// each codebook is `embedding_sum / max(cluster_usage, 1e-5)`.
     fn load(ctx: &Context, w: &Scope, q: &QuantizerConfig, n_q: u32) -> crate::Result<Self> {
         let (bins, dim) = (q.bins, q.dimension);
-        let load = |rvq: &str, levels: u32| -> crate::Result<GpuBuffer> {
-            let mut all = Vec::with_capacity(levels as usize * bins * dim);
+        let mut all = Vec::with_capacity(n_q as usize * bins * dim);
+        for (rvq, levels) in [("rvq_first", 1), ("rvq_rest", n_q - 1)] {
             for l in 0..levels {
                 let book = w.pp(rvq).pp("vq").pp("layers").pp(l).pp("_codebook");
                 let sum = book.values("embedding_sum", &[bins, dim], 0.0)?;
@@ -54,44 +60,48 @@ impl SplitCodebooks {
                     all.extend(row.iter().map(|v| v / u));
                 }
             }
-            Ok(ctx.upload(&format!("{rvq} codebooks"), &all)?)
-        };
+        }
         Ok(Self {
-            first: load("rvq_first", 1)?,
-            rest: load("rvq_rest", n_q - 1)?,
+            all: ctx.upload("rvq codebooks", &all)?,
             n_q,
             bins: bins as u32,
             dim: dim as u32,
         })
     }
 
-    /// The semantic and acoustic codebooks, and the `[1, dim]` input/output layout.
-    fn views(&self) -> (Codebooks<'_>, Codebooks<'_>, IoLayout) {
-        let first = Codebooks {
-            view: self.first.view(),
-            levels: 1,
+    /// The codebooks, the two streams (semantic: level 0, its input/output at 0 and its code
+    /// first; acoustic: levels 1.., at `dim` and codes 1..) and the `[1, dim]` layout of each.
+    fn views(&self) -> (Codebooks<'_>, [RvqStream; 2], IoLayout) {
+        let books = Codebooks {
+            view: self.all.view(),
+            levels: self.n_q,
             bins: self.bins,
             dim: self.dim,
         };
-        let rest = Codebooks {
-            view: self.rest.view(),
-            levels: self.n_q - 1,
-            bins: self.bins,
-            dim: self.dim,
-        };
-        (first, rest, IoLayout::time_major(self.dim))
+        let streams = [
+            RvqStream::levels(1),
+            RvqStream {
+                book: 1,
+                levels: self.n_q - 1,
+                io_offset: self.dim,
+                code_offset: 1,
+            },
+        ];
+        (books, streams, IoLayout::time_major(self.dim))
     }
 }
 
-/// The quantizer's projection `{rvq}.{which}` (a 1×1 conv, no bias).
-fn projection(
+/// The quantizer's projections `{rvq_first, rvq_rest}.{which}` (1×1 convs, no bias) joined into
+/// one conv.
+fn projections(
     ctx: &Context,
     w: &Scope,
-    rvq: &str,
     which: &str,
     conv: Conv1d,
+    join: Join,
 ) -> crate::Result<ConvLayer> {
-    ConvLayer::load(ctx, &w.pp(rvq).pp(which), conv, Bias::Without, 1)
+    let parts = [w.pp("rvq_first").pp(which), w.pp("rvq_rest").pp(which)];
+    ConvLayer::load_joined(ctx, &parts, conv, join, 1)
 }
 
 /// Load both halves from the scope `w` (the reference's `quantizer`) for latents of `d`
@@ -105,29 +115,37 @@ pub fn load(
 ) -> crate::Result<(RvqEncoder, RvqDecoder)> {
     let qd = q.dimension as u32;
     let encoder = RvqEncoder {
-        proj_first: projection(ctx, w, "rvq_first", "input_proj", Conv1d::new(d, qd, 1))?,
-        proj_rest: projection(ctx, w, "rvq_rest", "input_proj", Conv1d::new(d, qd, 1))?,
-        first_in: fbuf(ctx, "rvq first in", qd)?,
-        rest_in: fbuf(ctx, "rvq rest in", qd)?,
+        proj: projections(
+            ctx,
+            w,
+            "input_proj",
+            Conv1d::new(d, 2 * qd, 1),
+            Join::Outputs,
+        )?,
+        projected: fbuf(ctx, "rvq in", 2 * qd)?,
         books: SplitCodebooks::load(ctx, w, q, n_q)?,
         residual: ctx.create_buffer(
             "rvq residual",
-            rvq::residual_bytes(1, qd),
+            rvq::residual_bytes(2, qd),
             BufferUsage::Storage,
         )?,
         parts: ctx.create_buffer(
             "rvq parts",
-            rvq::parts_bytes(1, q.bins as u32),
+            rvq::parts_bytes(2, q.bins as u32),
             BufferUsage::Storage,
         )?,
         codes: ctx.create_buffer("codes", n_q as u64 * 4, BufferUsage::Storage)?,
     };
     let decoder = RvqDecoder {
         books: encoder.books.clone(),
-        q_first: fbuf(ctx, "q first", qd)?,
-        q_rest: fbuf(ctx, "q rest", qd)?,
-        out_first: projection(ctx, w, "rvq_first", "output_proj", Conv1d::new(qd, d, 1))?,
-        out_rest: projection(ctx, w, "rvq_rest", "output_proj", Conv1d::new(qd, d, 1))?,
+        q: fbuf(ctx, "q first, rest", 2 * qd)?,
+        out: projections(
+            ctx,
+            w,
+            "output_proj",
+            Conv1d::new(2 * qd, d, 1),
+            Join::Inputs,
+        )?,
         quantized: fbuf(ctx, "quantized", d)?,
     };
     Ok((encoder, decoder))
@@ -135,10 +153,9 @@ pub fn load(
 
 /// The frame's latent `[d]` → its `n_q` codes (u32).
 pub struct RvqEncoder {
-    proj_first: ConvLayer,
-    proj_rest: ConvLayer,
-    first_in: GpuBuffer,
-    rest_in: GpuBuffer,
+    /// Both input projections: latent → `[first; rest]`.
+    proj: ConvLayer,
+    projected: GpuBuffer,
     books: SplitCodebooks,
     residual: GpuBuffer,
     parts: GpuBuffer,
@@ -146,40 +163,36 @@ pub struct RvqEncoder {
 }
 
 impl RvqEncoder {
-    /// The projected latents the semantic and the acoustic RVQ quantize (`[dimension]` each).
-    pub fn projected(&self) -> (&GpuBuffer, &GpuBuffer) {
-        (&self.first_in, &self.rest_in)
+    /// The projected latents the semantic and the acoustic RVQ quantize, `[first; rest]`
+    /// (`[dimension]` each).
+    pub fn projected(&self) -> &GpuBuffer {
+        &self.projected
     }
 }
 
 impl Streaming for RvqEncoder {
     fn record(&mut self, rec: &mut Recorder, input: &GpuBuffer) -> crate::Result<()> {
-        let x = input.view();
-        self.proj_first
-            .run(rec, x, self.first_in.view(), ConvRun::PLAIN)?;
-        self.proj_rest
-            .run(rec, x, self.rest_in.view(), ConvRun::PLAIN)?;
-        let (first, rest, io) = self.books.views();
-        for (books, input, offset) in [(&first, &self.first_in, 0), (&rest, &self.rest_in, 1)] {
-            rvq::encode(
-                rec,
-                books,
-                books.levels,
-                Frames {
-                    view: input.view(),
-                    layout: io,
-                    frames: 1,
-                },
-                CodesView {
-                    view: self.codes.view(),
-                    layout: codes_at(offset),
-                },
-                EncodeScratch {
-                    residual: self.residual.view(),
-                    parts: self.parts.view(),
-                },
-            )?;
-        }
+        self.proj
+            .run(rec, input.view(), self.projected.view(), ConvRun::PLAIN)?;
+        let (books, streams, io) = self.books.views();
+        rvq::encode_streams(
+            rec,
+            &books,
+            &streams,
+            Frames {
+                view: self.projected.view(),
+                layout: io,
+                frames: 1,
+            },
+            CodesView {
+                view: self.codes.view(),
+                layout: codes_at(0),
+            },
+            EncodeScratch {
+                residual: self.residual.view(),
+                parts: self.parts.view(),
+            },
+        )?;
         Ok(())
     }
 
@@ -188,45 +201,39 @@ impl Streaming for RvqEncoder {
     }
 
     fn reset(&mut self) {
-        self.proj_first.reset();
-        self.proj_rest.reset();
+        self.proj.reset();
     }
 }
 
 /// A frame's `n_q` codes (u32) → its quantized latent `[d]`.
 pub struct RvqDecoder {
     books: SplitCodebooks,
-    q_first: GpuBuffer,
-    q_rest: GpuBuffer,
-    out_first: ConvLayer,
-    out_rest: ConvLayer,
+    /// `[q_first; q_rest]`: the semantic and acoustic sums of codebook rows.
+    q: GpuBuffer,
+    /// Both output projections, summed: `[q_first; q_rest]` → latent.
+    out: ConvLayer,
     quantized: GpuBuffer,
 }
 
 impl Streaming for RvqDecoder {
     fn record(&mut self, rec: &mut Recorder, input: &GpuBuffer) -> crate::Result<()> {
-        let (first, rest, io) = self.books.views();
-        for (books, output, offset) in [(&first, &self.q_first, 0), (&rest, &self.q_rest, 1)] {
-            rvq::decode(
-                rec,
-                books,
-                books.levels,
-                CodesView {
-                    view: input.view(),
-                    layout: codes_at(offset),
-                },
-                Frames {
-                    view: output.view(),
-                    layout: io,
-                    frames: 1,
-                },
-            )?;
-        }
-        let y = self.quantized.view();
-        self.out_first
-            .run(rec, self.q_first.view(), y, ConvRun::PLAIN)?;
-        self.out_rest
-            .run(rec, self.q_rest.view(), y, ConvRun::ACCUMULATE)
+        let (books, streams, io) = self.books.views();
+        rvq::decode_streams(
+            rec,
+            &books,
+            &streams,
+            CodesView {
+                view: input.view(),
+                layout: codes_at(0),
+            },
+            Frames {
+                view: self.q.view(),
+                layout: io,
+                frames: 1,
+            },
+        )?;
+        self.out
+            .run(rec, self.q.view(), self.quantized.view(), ConvRun::PLAIN)
     }
 
     fn output(&self) -> &GpuBuffer {
@@ -234,7 +241,6 @@ impl Streaming for RvqDecoder {
     }
 
     fn reset(&mut self) {
-        self.out_first.reset();
-        self.out_rest.reset();
+        self.out.reset();
     }
 }

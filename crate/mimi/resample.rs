@@ -49,7 +49,8 @@ impl Streaming for Downsample {
     }
 }
 
-/// The frame's quantized latent `[d, 1]` → `[d, steps]`.
+/// The frame's quantized latent `[d, 1]` → `[steps, d]` rows (stored time-major for the decoder
+/// transformer, `ConvRun::ROWS_OUTPUT`).
 pub struct Upsample {
     convtr: ConvTrLayer,
     out: GpuBuffer,
@@ -63,7 +64,7 @@ impl Upsample {
         let scope = w.pp("convtr").pp("convtr").pp("convtr");
         Ok(Self {
             convtr: ConvTrLayer::load(ctx, &scope, conv, Bias::Without, 1)?,
-            out: fbuf(ctx, "dec up", d * steps)?,
+            out: fbuf(ctx, "dec up rows", d * steps)?,
         })
     }
 }
@@ -71,7 +72,7 @@ impl Upsample {
 impl Streaming for Upsample {
     fn record(&mut self, rec: &mut Recorder, input: &GpuBuffer) -> crate::Result<()> {
         self.convtr
-            .run(rec, input.view(), self.out.view(), ConvRun::PLAIN)
+            .run(rec, input.view(), self.out.view(), ConvRun::ROWS_OUTPUT)
     }
 
     fn output(&self) -> &GpuBuffer {

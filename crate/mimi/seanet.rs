@@ -1,6 +1,7 @@
 //! SEANet, Mimi's convolutional encoder and decoder (spec §1.3–§1.5), each a streaming part:
-//! the encoder turns one frame of samples into `[dimension, steps]` at 25 Hz, the decoder
-//! `[dimension, steps]` back into one frame of samples. Weight names are the reference's
+//! the encoder turns one frame of samples into `[steps, dimension]` rows at 25 Hz (the rows the
+//! encoder transformer runs on), the decoder the decoder transformer's `[steps, dimension]` rows
+//! back into one frame of samples. Weight names are the reference's
 //! `model.{i}` (a `StreamingConv1d` is `model.{i}.conv.conv`, a transposed one
 //! `model.{i}.convtr.convtr`, a residual block `model.{i}.block.{1,3}.conv.conv`).
 
@@ -38,7 +39,8 @@ struct EncStage {
     out: GpuBuffer,
 }
 
-/// SEANet encoder: one frame of samples → `[dimension, steps]`.
+/// SEANet encoder: one frame of samples → `[steps, dimension]` rows (its last conv stores
+/// time-major, `ConvRun::ELU_ROWS_OUTPUT`).
 pub struct SeanetEncoder {
     first: ConvLayer,
     first_out: GpuBuffer,
@@ -90,7 +92,7 @@ impl SeanetEncoder {
             first_out,
             stages,
             last,
-            out: fbuf(ctx, "enc seanet", d * t)?,
+            out: fbuf(ctx, "enc seanet rows", d * t)?,
             steps: t,
         })
     }
@@ -114,9 +116,10 @@ impl Streaming for SeanetEncoder {
             x = &s.out;
         }
         self.last
-            .run(rec, x.view(), self.out.view(), ConvRun::ELU_INPUT)
+            .run(rec, x.view(), self.out.view(), ConvRun::ELU_ROWS_OUTPUT)
     }
 
+    /// `[steps, dimension]` rows.
     fn output(&self) -> &GpuBuffer {
         &self.out
     }

@@ -1,23 +1,22 @@
 //! Mimi's codec transformer (`ProjectedTransformer` with d_model = dimension, no projections):
 //! the shared [`crate::nn::Transformer`] with LayerNorm, layer scale, interleaved RoPE, a plain
 //! GELU MLP and an f32 ring KV cache, run on the `[T, D]` rows of one frame (T = 25 Hz steps).
-//! The codec keeps channel-major `[D, T]` activations: this part transposes its input into rows;
-//! its output stays `[T, D]` rows, which the next conv reads as such (`ConvRun::ROWS_INPUT`).
+//! The codec keeps channel-major `[D, T]` activations elsewhere; around its transformers the
+//! convs read and write rows instead: the conv before it writes its output as `[T, D]` rows
+//! (`ConvRun::ROWS_OUTPUT`), this part runs in place on that buffer, and the next conv reads the
+//! rows as such (`ConvRun::ROWS_INPUT`), so no transpose is launched.
 
-use crate::gpu::{BufferUsage, Context, GpuBuffer, Recorder};
-use crate::kernels::elementwise;
+use crate::gpu::{Context, GpuBuffer, GpuError, Recorder};
 use crate::nn::transformer::{self, Gating, Positional};
 use crate::nn::{NormKind, Scope};
 
 use super::config::TransformerConfig;
 use super::streaming::Streaming;
 
-/// `encoder_transformer` or `decoder_transformer`: `[D, t]` in, `[t, D]` rows out.
+/// `encoder_transformer` or `decoder_transformer`: the previous part's `[t, D]` rows, in place.
 pub struct CodecTransformer {
     inner: transformer::Transformer,
-    d: u32,
-    t: u32,
-    /// The `[t, D]` rows the layers run on, and the output.
+    /// The previous part's output, `[t, D]` rows: the layers run on them in place.
     rows: GpuBuffer,
 }
 
@@ -50,32 +49,53 @@ pub fn nn_config(cfg: &TransformerConfig, t: u32) -> transformer::TransformerCon
 }
 
 impl CodecTransformer {
-    /// Load `transformer.layers.{l}.*` of the scope `w` for a call of `t` rows (25 Hz steps).
-    pub fn load(ctx: &Context, w: &Scope, cfg: &TransformerConfig, t: u32) -> crate::Result<Self> {
+    /// Load `transformer.layers.{l}.*` of the scope `w` for a call of `t` rows (25 Hz steps)
+    /// that run in place on `rows`, the previous part's output (`[t, D]` f32).
+    pub fn load(
+        ctx: &Context,
+        w: &Scope,
+        cfg: &TransformerConfig,
+        t: u32,
+        rows: &GpuBuffer,
+    ) -> crate::Result<Self> {
+        let need = t as u64 * cfg.d_model as u64 * 4;
+        if rows.size() < need {
+            return Err(GpuError::Launch {
+                kernel: "codec transformer",
+                message: format!(
+                    "{}: its rows buffer '{}' has {} bytes, {t} rows of {} f32 need {need}",
+                    w.prefix(),
+                    rows.label(),
+                    rows.size(),
+                    cfg.d_model
+                ),
+            }
+            .into());
+        }
         let nn_cfg = nn_config(cfg, t);
         let inner = transformer::Transformer::load(ctx, &w.pp("transformer"), &nn_cfg)?;
-        let bytes = (t as usize * cfg.d_model * 4) as u64;
-        let buffer = |what: &str| {
-            ctx.create_buffer(
-                &format!("{} {what}", w.prefix()),
-                bytes,
-                BufferUsage::Storage,
-            )
-        };
         Ok(Self {
             inner,
-            d: cfg.d_model as u32,
-            t,
-            rows: buffer("rows")?,
+            rows: rows.clone(),
         })
     }
 }
 
 impl Streaming for CodecTransformer {
-    /// Channel-major `input` = `[D, t]` (the codec's conv layout): transpose to rows, all layers,
-    /// in place; the output is those `[t, D]` rows.
+    /// `input` = the `[t, D]` rows it was loaded with: all layers, in place; the output is
+    /// those rows.
     fn record(&mut self, rec: &mut Recorder, input: &GpuBuffer) -> crate::Result<()> {
-        elementwise::transpose(rec, input.view(), self.rows.view(), self.d, self.t)?;
+        if input.id() != self.rows.id() {
+            return Err(GpuError::Launch {
+                kernel: "codec transformer",
+                message: format!(
+                    "it runs in place on '{}', the buffer it was loaded with, not '{}'",
+                    self.rows.label(),
+                    input.label()
+                ),
+            }
+            .into());
+        }
         self.inner.forward(rec, &self.rows)?;
         Ok(())
     }

@@ -5,7 +5,7 @@
 //! Layers load from the [`Scope`] that holds their `weight` (and `bias`): the caller scopes into
 //! the reference's module names (`….conv.conv` for a `StreamingConv1d`).
 
-use crate::gpu::{BufferUsage, Context, GpuBuffer, Recorder, View};
+use crate::gpu::{BufferUsage, Context, GpuBuffer, GpuError, Recorder, View};
 use crate::kernels::conv::{
     self, Conv1d, Conv1dState, ConvOpts, ConvTr1d, ConvTr1dState, ConvWeights,
 };
@@ -21,6 +21,8 @@ pub struct ConvRun {
     pub accumulate: bool,
     /// `x` is time-major `[t, channels]`, a transformer's rows (conv only).
     pub input_rows: bool,
+    /// `y` is written time-major, `[t, channels]`: the rows the next codec transformer runs on.
+    pub output_rows: bool,
 }
 
 impl ConvRun {
@@ -29,24 +31,28 @@ impl ConvRun {
         elu_input: false,
         accumulate: false,
         input_rows: false,
+        output_rows: false,
     };
     /// `y = conv(ELU(x))`.
     pub const ELU_INPUT: Self = Self {
         elu_input: true,
         accumulate: false,
         input_rows: false,
+        output_rows: false,
     };
     /// `y += conv(x)`.
     pub const ACCUMULATE: Self = Self {
         elu_input: false,
         accumulate: true,
         input_rows: false,
+        output_rows: false,
     };
     /// `y += conv(ELU(x))` (the residual block's last conv).
     pub const ELU_ACCUMULATE: Self = Self {
         elu_input: true,
         accumulate: true,
         input_rows: false,
+        output_rows: false,
     };
 
     /// `y = conv(x)` with `x` given as `[t, channels]` rows.
@@ -54,6 +60,18 @@ impl ConvRun {
         elu_input: false,
         accumulate: false,
         input_rows: true,
+        output_rows: false,
+    };
+
+    /// `y = conv(x)` written as `[t, channels]` rows.
+    pub const ROWS_OUTPUT: Self = Self {
+        output_rows: true,
+        ..Self::PLAIN
+    };
+    /// `y = conv(ELU(x))` written as `[t, channels]` rows (SEANet's last encoder conv).
+    pub const ELU_ROWS_OUTPUT: Self = Self {
+        output_rows: true,
+        ..Self::ELU_INPUT
     };
 
     fn opts(self) -> ConvOpts {
@@ -61,6 +79,7 @@ impl ConvRun {
             elu_input: self.elu_input,
             accumulate: self.accumulate,
             input_rows: self.input_rows,
+            output_rows: self.output_rows,
             ..Default::default()
         }
     }
@@ -105,6 +124,17 @@ impl Params {
     }
 }
 
+/// How [`ConvLayer::load_joined`] joins its parts' weights into one conv.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Join {
+    /// Output channels stacked: part `i` computes the outputs `[i·C_out/n, (i+1)·C_out/n)` of
+    /// the one input (weights `[W_0; W_1; …]`).
+    Outputs,
+    /// Input channels concatenated: one conv of the stacked inputs `[x_0; x_1; …]` computes
+    /// `Σ_i conv_i(x_i)` (each weight row `[W_0[co] | W_1[co] | …]`).
+    Inputs,
+}
+
 /// A conv layer with its weights, its streaming state and its input samples per call.
 pub struct ConvLayer {
     params: Params,
@@ -130,6 +160,62 @@ impl ConvLayer {
         Ok(Self {
             params: Params::load(ctx, w, &shape, bias, conv.c_out)?,
             state: Conv1dState::new(ctx, w.prefix(), conv)?,
+            t_in,
+        })
+    }
+
+    /// One conv (no bias, no groups) whose weight joins the `weight`s of the scopes `parts`, as
+    /// `join` says, at load: `conv` is the joined shape, so one launch does the parts' work
+    /// (Mimi's quantizer projections). The joined weight has the parts' bytes.
+    pub fn load_joined(
+        ctx: &Context,
+        parts: &[Scope],
+        conv: Conv1d,
+        join: Join,
+        t_in: u32,
+    ) -> crate::Result<Self> {
+        let n = parts.len() as u32;
+        let (c_out, c_in, k) = (conv.c_out, conv.c_in, conv.kernel);
+        let split = match join {
+            Join::Outputs => c_out,
+            Join::Inputs => c_in,
+        };
+        if n == 0 || conv.groups != 1 || !split.is_multiple_of(n) {
+            return Err(GpuError::Launch {
+                kernel: "conv layer",
+                message: format!(
+                    "cannot join {n} weights into {conv:?} by {join:?}: needs one group and channels divisible by {n}"
+                ),
+            }
+            .into());
+        }
+        let (po, pi) = match join {
+            Join::Outputs => (c_out / n, c_in),
+            Join::Inputs => (c_out, c_in / n),
+        };
+        let shape = [po as usize, pi as usize, k as usize];
+        let weights = parts
+            .iter()
+            .map(|w| w.values("weight", &shape, 0.0))
+            .collect::<crate::Result<Vec<_>>>()?;
+        let joined: Vec<f32> = match join {
+            Join::Outputs => weights.concat(),
+            Join::Inputs => {
+                let row = (pi * k) as usize;
+                (0..c_out as usize)
+                    .flat_map(|co| weights.iter().flat_map(move |w| &w[co * row..][..row]))
+                    .copied()
+                    .collect()
+            }
+        };
+        let names: Vec<&str> = parts.iter().map(|w| w.prefix()).collect();
+        let label = names.join(" + ");
+        Ok(Self {
+            params: Params {
+                w: ctx.upload(&format!("{label} weight"), &joined)?,
+                b: None,
+            },
+            state: Conv1dState::new(ctx, &label, conv)?,
             t_in,
         })
     }

@@ -22,6 +22,7 @@ cases!(
     conv1d_decoder_k7,
     conv1d_resample_replicate,
     conv1d_rows_input,
+    conv1d_rows_output,
     conv1d_dilated,
     conv1d_groups,
     conv1d_pointwise,
@@ -32,6 +33,7 @@ cases!(
     convtr_up_s5,
     convtr_depthwise,
     convtr_long_partial,
+    convtr_rows_output,
     convtr_groups,
     convtr_reset,
     convtr_bad_args,
@@ -53,6 +55,13 @@ fn slice_cols(x: &[f32], rows: usize, total: usize, off: usize, len: usize) -> V
         out.extend_from_slice(&x[r * total + off..r * total + off + len]);
     }
     out
+}
+
+/// `[rows, cols]` → `[cols, rows]`.
+fn transpose(x: &[f32], rows: usize, cols: usize) -> Vec<f32> {
+    (0..rows * cols)
+        .map(|i| x[(i % rows) * cols + i / rows])
+        .collect()
 }
 
 struct Conv1dRun<'a> {
@@ -106,7 +115,12 @@ async fn run_conv1d(ctx: &Context, r: Conv1dRun<'_>) -> CaseResult {
                 .collect();
         }
         let xb = gpu(ctx.upload("x", &xc))?;
-        let yb = gpu(ctx.upload("y", &slice_cols(&y0, c_out, t_out_total, off_out, tc_out)))?;
+        let mut y0c = slice_cols(&y0, c_out, t_out_total, off_out, tc_out);
+        if r.opts.output_rows {
+            // Time-major [tc_out, c_out]: what an accumulating conv adds to, too.
+            y0c = transpose(&y0c, c_out, tc_out);
+        }
+        let yb = gpu(ctx.upload("y", &y0c))?;
         gpu(conv::conv1d(
             &mut rec,
             &mut state,
@@ -129,7 +143,10 @@ async fn run_conv1d(ctx: &Context, r: Conv1dRun<'_>) -> CaseResult {
     }
     gpu(rec.submit())?;
     for (i, (_, yb, o, n)) in bufs.iter().enumerate() {
-        let got = gpu(ctx.read_f32(yb).await)?;
+        let mut got = gpu(ctx.read_f32(yb).await)?;
+        if r.opts.output_rows {
+            got = transpose(&got, *n, c_out);
+        }
         let want_i = slice_cols(&want, c_out, t_out_total, *o, *n);
         assert_close(
             &format!(
@@ -364,6 +381,46 @@ async fn conv1d_rows_input(ctx: &Context, size: Size) -> CaseResult {
         &[2, 3, 2],
         ConvOpts {
             elu_input: true,
+            ..rows
+        },
+        &ALGOS1,
+    )
+    .await
+}
+
+/// A time-major `[T_out, C_out]` output (the rows a codec transformer runs on,
+/// `ConvOpts::output_rows`) holds the channel-major reference's result: SEANet's last encoder
+/// conv (K = 3, ELU input) with every kernel, and accumulating into rows (rows in and out, as a
+/// conv between two transformers would), odd channel counts at the small size.
+async fn conv1d_rows_output(ctx: &Context, size: Size) -> CaseResult {
+    let last = match size {
+        Size::Small => Conv1d::new(24, 13, 3),
+        Size::Full => Conv1d::new(1024, 512, 3),
+    };
+    let rows = ConvOpts {
+        output_rows: true,
+        ..Default::default()
+    };
+    conv1d_both(
+        ctx,
+        "rows output k3 elu",
+        last,
+        &[2, 3, 2],
+        ConvOpts {
+            elu_input: true,
+            ..rows
+        },
+        &ALGOS1,
+    )
+    .await?;
+    conv1d_both(
+        ctx,
+        "rows in and out, accumulate",
+        Conv1d::new(13, 7, 2).stride(2),
+        &[4, 2, 2],
+        ConvOpts {
+            input_rows: true,
+            accumulate: true,
             ..rows
         },
         &ALGOS1,
@@ -666,7 +723,10 @@ async fn run_convtr(ctx: &Context, r: ConvTrRun<'_>) -> CaseResult {
     }
     gpu(rec.submit())?;
     for (i, (_, yb, o, n)) in bufs.iter().enumerate() {
-        let got = gpu(ctx.read_f32(yb).await)?;
+        let mut got = gpu(ctx.read_f32(yb).await)?;
+        if r.opts.output_rows {
+            got = transpose(&got, *n, c_out);
+        }
         let want_i = slice_cols(&want, c_out, out_total, *o, *n);
         assert_close(
             &format!(
@@ -708,6 +768,38 @@ async fn convtr_both(
         }
     }
     Ok(())
+}
+
+/// A time-major `[T·S, C_out]` output (`ConvOpts::output_rows`): Mimi's upsampling, a depthwise
+/// conv-transpose (K = 2S) called with one input at a time, and a dense one with partials carried.
+async fn convtr_rows_output(ctx: &Context, size: Size) -> CaseResult {
+    let (up, dense) = match size {
+        Size::Small => (
+            ConvTr1d::new(12, 12, 4, 2).groups(12),
+            ConvTr1d::new(10, 6, 6, 2),
+        ),
+        Size::Full => (
+            ConvTr1d::new(512, 512, 4, 2).groups(512),
+            ConvTr1d::new(64, 40, 6, 2),
+        ),
+    };
+    let rows = ConvOpts {
+        output_rows: true,
+        ..Default::default()
+    };
+    convtr_both(ctx, "rows output upsample", up, &[1, 1, 1, 1], rows, &ALGOS).await?;
+    convtr_both(
+        ctx,
+        "rows output elu",
+        dense,
+        &[2, 1, 3],
+        ConvOpts {
+            elu_input: true,
+            ..rows
+        },
+        &ALGOS,
+    )
+    .await
 }
 
 async fn convtr_up_s8(ctx: &Context, size: Size) -> CaseResult {

@@ -6,8 +6,13 @@ use parle::kernels::rvq::{
 use crate::cases;
 use crate::common::{assert_close, gpu, CaseResult, Rng, Size};
 
+mod streams;
+use streams::{bad_streams, split_streams};
+
 cases!(
     mimi_split_rvq_t1,
+    split_streams,
+    bad_streams,
     channel_major_t3_strided_codes,
     exact_ties_lowest_index,
     levels_32_small,

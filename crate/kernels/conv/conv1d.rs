@@ -7,7 +7,7 @@ use super::{
     check_views, direct_variant, launch_err, rows_variant, Conv1dState, ConvAlgo, ConvOpts,
     ConvWeights, PadMode, AUTO_REDUCE_MAX_T, AUTO_REDUCE_MIN_R, CONV1D_DIRECT, CONV1D_ROWS,
     CONV1D_TILED, DIRECT_CO_PER_WG, DIRECT_MIN_GROUPS, DIRECT_TILE_T, F_ACCUMULATE, F_ELU_IN,
-    F_FIRST, F_HAS_BIAS, F_REPLICATE, F_X_ROWS, ROWS_PER_WG, ROWS_TILE_T, TILE_CO, WG,
+    F_FIRST, F_HAS_BIAS, F_REPLICATE, F_X_ROWS, F_Y_ROWS, ROWS_PER_WG, ROWS_TILE_T, TILE_CO, WG,
 };
 use crate::gpu::{GpuResult, Recorder, Variant, View};
 
@@ -128,6 +128,9 @@ pub fn conv1d(
     }
     if opts.input_rows {
         flags |= F_X_ROWS;
+    }
+    if opts.output_rows {
+        flags |= F_Y_ROWS;
     }
     let p = Conv1dParams {
         c_in: c.c_in,

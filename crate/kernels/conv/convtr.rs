@@ -5,7 +5,8 @@ use bytemuck::{Pod, Zeroable};
 
 use super::{
     check_views, launch_err, ConvAlgo, ConvOpts, ConvTr1dState, ConvWeights, AUTO_REDUCE_MAX_T,
-    COLS, COLS_MAX_K, CONVTR_COLS, CONVTR_DIRECT, F_ELU_IN, F_FIRST, F_HAS_BIAS, WG, ZC_CAPACITY,
+    COLS, COLS_MAX_K, CONVTR_COLS, CONVTR_DIRECT, F_ELU_IN, F_FIRST, F_HAS_BIAS, F_Y_ROWS, WG,
+    ZC_CAPACITY,
 };
 use crate::gpu::{GpuResult, Recorder, Variant, View};
 
@@ -32,7 +33,8 @@ crate::params_struct! {
 
 /// Streaming causal ConvTranspose1d: `y [C_out, T·S]` from `x [C_in, T]`; updates the partial.
 /// `weights.weight` is `[C_in, C_out/G, K]`, `weights.bias` `[C_out]`. `x` and the weights must
-/// not share a buffer with `y`. `opts.accumulate` is not supported.
+/// not share a buffer with `y`. `opts.accumulate` and `opts.input_rows` are not supported;
+/// `opts.output_rows` writes `y` as `[T·S, C_out]` rows.
 pub fn conv_tr1d(
     rec: &mut Recorder,
     state: &mut ConvTr1dState,
@@ -113,6 +115,9 @@ pub fn conv_tr1d(
     }
     if opts.elu_input {
         flags |= F_ELU_IN;
+    }
+    if opts.output_rows {
+        flags |= F_Y_ROWS;
     }
     let p = ConvTrParams {
         c_in: c.c_in,

@@ -25,7 +25,9 @@
 //! **Fusions**: [`ConvOpts::elu_input`] applies ELU (alpha 1) to every input sample as it is
 //! read (SEANet's `ELU → conv`; the state holds ELU'd samples, as PyTorch's conv state does).
 //! [`ConvOpts::accumulate`] (Conv1d only) adds the result to `y` (`y += conv(x)`), for residual
-//! branches.
+//! branches. [`ConvOpts::input_rows`] (Conv1d only) reads `x` as time-major `[T, C_in]` rows and
+//! [`ConvOpts::output_rows`] (both) writes `y` as `[T_out, C_out]` rows, so Mimi's codec
+//! transformers need no transpose on either side.
 //!
 //! **Dispatch geometry** (workgroups of 256; linear group index via [`crate::kernels::grid_1d`]):
 //! * `conv1d_direct` ([`ConvAlgo::Direct`]): one invocation per output time and `COT` output
@@ -109,6 +111,7 @@ const F_REPLICATE: u32 = 4;
 const F_ELU_IN: u32 = 8;
 const F_ACCUMULATE: u32 = 16;
 const F_X_ROWS: u32 = 32;
+const F_Y_ROWS: u32 = 64;
 
 const CONSTS1: &[(&str, u32)] = &[
     ("WG", WG),
@@ -122,6 +125,7 @@ const CONSTS1: &[(&str, u32)] = &[
     ("ELU_IN", F_ELU_IN),
     ("ACCUMULATE", F_ACCUMULATE),
     ("X_ROWS", F_X_ROWS),
+    ("Y_ROWS", F_Y_ROWS),
 ];
 const CONSTST: &[(&str, u32)] = &[
     ("WG", WG),
@@ -130,6 +134,7 @@ const CONSTST: &[(&str, u32)] = &[
     ("HAS_BIAS", F_HAS_BIAS),
     ("FIRST", F_FIRST),
     ("ELU_IN", F_ELU_IN),
+    ("Y_ROWS", F_Y_ROWS),
 ];
 
 const BINDINGS: &[Binding] = &[
@@ -266,6 +271,10 @@ pub struct ConvOpts {
     /// `[C_in, T_in]`: the transpose between a codec transformer and the next conv is folded
     /// into the conv's loads.
     pub input_rows: bool,
+    /// `y` is time-major, `[T_out, C_out]` (the rows a codec transformer runs on), instead of
+    /// `[C_out, T_out]`: the transpose between a conv and the next codec transformer is folded
+    /// into the conv's stores.
+    pub output_rows: bool,
     pub algo: ConvAlgo,
 }
 

@@ -77,26 +77,28 @@ impl MimiShape {
         }
         a.conv1d(c, d, self.last_kernel, 1, true);
         a.activations += floats(d * t);
-        // Codec transformers (f32 caches), each with its row-major input and output copies.
+        // Codec transformers (f32 caches), each running in place on the rows the conv before it
+        // writes (counted there), plus one rows-sized buffer.
         let tr = self
             .transformer
             .bytes(LinearSource::Random(WeightFormat::F32), false);
-        let rows = 2 * buffer_bytes(self.steps * self.transformer.d_model as u64 * 4);
+        let rows = buffer_bytes(self.steps * self.transformer.d_model as u64 * 4);
         e.mimi_weights += 2 * tr.weights;
         e.mimi_kv_cache += 2 * tr.kv_cache;
         a.activations += 2 * (tr.activations + rows);
         // Downsample (replicate-padded, no bias) and its latent.
         a.conv1d(d, d, 2 * self.steps, self.steps, false);
         a.activations += floats(d);
-        // Split RVQ: projections (1×1, no bias), inputs, codebooks, scratch, codes.
+        // Split RVQ, both halves in the same launches: the joined projections (1×1, no bias),
+        // the stacked inputs `[first; rest]` and sums, the codebooks in one buffer, scratch for
+        // two streams, codes.
         let qd = self.q_dim;
-        for _ in 0..2 {
-            a.conv1d(d, qd, 1, 1, false);
-            a.conv1d(qd, d, 1, 1, false);
-        }
-        a.activations += 4 * floats(qd) + floats(d);
-        a.weights += floats(self.bins * qd) + floats(self.bins * qd * self.n_q.saturating_sub(1));
-        a.activations += buffer_bytes(2 * qd * 4) + buffer_bytes(2 * self.bins.div_ceil(16) * 8);
+        a.conv1d(d, 2 * qd, 1, 1, false);
+        a.conv1d(2 * qd, d, 1, 1, false);
+        a.activations += 2 * floats(2 * qd) + floats(d);
+        a.weights += floats(self.bins * qd * self.n_q);
+        a.activations +=
+            buffer_bytes(2 * 2 * qd * 4) + buffer_bytes(2 * 2 * self.bins.div_ceil(16) * 8);
         a.activations += floats(self.n_q);
         // Upsample: a depthwise conv-transpose (no bias), partial `[d, steps]`.
         a.conv(d * 2 * self.steps, 0, d * self.steps);
