@@ -22,6 +22,10 @@ const SHARED: &[(&str, &str)] = &[
         "common/table.wgsl",
         include_str!("../../shaders/common/table.wgsl"),
     ),
+    (
+        "common/linear_core.wgsl",
+        include_str!("../../shaders/common/linear_core.wgsl"),
+    ),
 ];
 
 /// Includes nest at most this deep (an include cycle is an error, not a hang).

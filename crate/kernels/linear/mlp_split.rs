@@ -1,4 +1,4 @@
-//! A transformer's MLP split by hidden units (`linear.wgsl`'s `mlp_split` entry point, define
+//! A transformer's MLP split by hidden units (`layer.wgsl`'s `mlp_split` entry point, define
 //! `MLP_SPLIT`): one launch computes `part[j] = W2[:, j·S ..+S] · act(W1[j·S ..+S, :] · norm(x))`
 //! for every block `j` of [`MS_BLOCK`] hidden units, one workgroup per block, so that the MLP's
 //! output is `Σ_j part[j]`, summed by whatever reads it next (a few-workgroup launch that can
@@ -48,7 +48,7 @@ const ALL_CONSTS: [(&str, u32); CONSTS.len() + MS_CONSTS.len()] = {
 
 static KERNEL_MLP_SPLIT: Kernel = Kernel {
     name: "linear_mlp_split",
-    source: super::SRC,
+    source: super::LAYER_SRC,
     entry: "mlp_split",
     bindings: &[
         Binding::Read,      // w (W1)

@@ -59,6 +59,9 @@ pub use qkv_attn::{
 };
 
 const SRC: &str = include_str!("../../../shaders/linear.wgsl");
+/// The transformer-layer entry points (`qkv_attention`, `mlp_split`) on the same shared core
+/// (`shaders/common/linear_core.wgsl`).
+const LAYER_SRC: &str = include_str!("../../../shaders/layer.wgsl");
 /// Invocations per workgroup (injected into the WGSL as `WG`).
 pub const WG: u32 = 64;
 /// Output rows per workgroup (injected as `R`; one vec4 lane each, so 4).

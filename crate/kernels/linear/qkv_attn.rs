@@ -1,5 +1,5 @@
 //! The attention in-projection, the KV append and the attention in one launch, one workgroup per
-//! head (`linear.wgsl`'s `qkv_attention` entry point, defines `KV_OUT` + `QKV_ATTN`): for
+//! head (`layer.wgsl`'s `qkv_attention` entry point, defines `KV_OUT` + `QKV_ATTN`): for
 //! transformers with few heads and short windows (Mimi's codec transformers: 8 heads of 64, a
 //! 250-key window, 2 rows per call), where the separate attention launch costs more than it
 //! computes.
@@ -82,7 +82,7 @@ const ALL_CONSTS: [(&str, u32); CONSTS.len() + QA_CONSTS.len()] = {
 
 static KERNEL_QKV_ATTN: Kernel = Kernel {
     name: "linear_qkv_attn",
-    source: super::SRC,
+    source: super::LAYER_SRC,
     entry: "qkv_attention",
     bindings: &[
         Binding::Read,      // w
@@ -104,7 +104,7 @@ static KERNEL_QKV_ATTN: Kernel = Kernel {
 /// 6 the packed norm weight, bias and layer scale.
 static KERNEL_QKV_RES: Kernel = Kernel {
     name: "linear_qkv_attn_res",
-    source: super::SRC,
+    source: super::LAYER_SRC,
     entry: "qkv_attention",
     bindings: &[
         Binding::Read,      // w
