@@ -8,6 +8,49 @@
 
 //#include "common/linear_core.wgsl"
 
+// The sums over K of the 4 weight rows rw for the tile's batch rows, by QL lanes per row quad (lane
+// ql takes steps ql, ql + QL, … through step(), then a shared-memory tree over the lanes), scaled
+// as the linear entry point scales its sums (IN_RMS: 1/rms; int8 rows: scb/127). Called in uniform
+// control flow by every invocation (the row quad of each group of QL lanes); the result is valid in
+// each quad's lane 0. red is free again when it returns.
+fn quad_sums(rw: vec4<u32>, ql: u32, lid: u32) -> array<vec4<f32>, MT> {
+    // Zeroed explicitly: a declaration inside a loop is not re-zeroed by every compiler.
+    var acc: array<vec4<f32>, MT>;
+    for (var i = 0u; i < MT; i++) {
+        acc[i] = vec4<f32>(0.0);
+    }
+    for (var c = ql; c < p.chunks; c += QL) {
+        step(c, rw, 0u, &acc);
+    }
+    for (var i = 0u; i < MT; i++) {
+        red[i * WG + lid] = acc[i];
+    }
+    workgroupBarrier();
+    for (var st = QL / 2u; st > 0u; st >>= 1u) {
+        if (ql < st) {
+            for (var i = 0u; i < MT; i++) {
+                red[i * WG + lid] += red[i * WG + lid + st];
+            }
+        }
+        workgroupBarrier();
+    }
+    var out: array<vec4<f32>, MT>;
+    for (var i = 0u; i < MT; i++) {
+        var v = red[i * WG + lid];
+//#if IN_RMS
+        v *= aux[i].w;
+//#endif
+//#if W_I8ROW
+        // bitsandbytes' 1/127, rounded to f32 (as the linear entry point).
+        v *= vec4<f32>(bitcast<f32>(s[rw.x]), bitcast<f32>(s[rw.y]), bitcast<f32>(s[rw.z]),
+            bitcast<f32>(s[rw.w])) * 0.007874015718698502;
+//#endif
+        out[i] = v;
+    }
+    workgroupBarrier();
+    return out;
+}
+
 //#if MLP_SPLIT
 // mlp_split (MLP_SPLIT; bindings: w = the MLP's first weight, s its scales, x [m, K] the input,
 // w2 / s2 the second weight [N, H] in the same format, y = part [J, m, N], nw / nb the norm):
@@ -64,36 +107,10 @@ fn mlp_split(
         let qi = min(q0 + slot_q, nq - 1u);
         let r0 = (qi / sq) * p.hidden + j * MS_S + 4u * (qi % sq) + p.row_offset;
         let rw = vec4<u32>(r0) + vec4<u32>(0u, 1u, 2u, 3u);
-        var acc: array<vec4<f32>, MT>;
-        // Zeroed explicitly: a declaration inside a loop is not re-zeroed by every compiler.
-        for (var i = 0u; i < MT; i++) {
-            acc[i] = vec4<f32>(0.0);
-        }
-        for (var c = ql; c < p.chunks; c += QL) {
-            step(c, rw, 0u, &acc);
-        }
-        for (var i = 0u; i < MT; i++) {
-            red[i * WG + lid] = acc[i];
-        }
-        workgroupBarrier();
-        for (var st = QL / 2u; st > 0u; st >>= 1u) {
-            if (ql < st) {
-                for (var i = 0u; i < MT; i++) {
-                    red[i * WG + lid] += red[i * WG + lid + st];
-                }
-            }
-            workgroupBarrier();
-        }
+        let sums = quad_sums(rw, ql, lid);
         if (ql == 0u && q0 + slot_q < nq) {
             for (var i = 0u; i < MT; i++) {
-                var v = red[i * WG + lid];
-//#if IN_RMS
-                v *= aux[i].w;
-//#endif
-//#if W_I8ROW
-                v *= vec4<f32>(bitcast<f32>(s[rw.x]), bitcast<f32>(s[rw.y]), bitcast<f32>(s[rw.z]),
-                    bitcast<f32>(s[rw.w])) * 0.007874015718698502;
-//#endif
+                let v = sums[i];
                 let b = i * 2u * MS_S + 4u * qi;
                 hu[b] = v.x;
                 hu[b + 1u] = v.y;
@@ -245,37 +262,10 @@ fn qkv_attention(
         let qi = min(q0 + slot_q, nq - 1u);
         let r0 = ((4u * qi) / dh) * hd + h * dh + (4u * qi) % dh + p.row_offset;
         let rw = vec4<u32>(r0) + vec4<u32>(0u, 1u, 2u, 3u);
-        // Zeroed explicitly: a declaration inside a loop is not re-zeroed by every compiler.
-        var acc: array<vec4<f32>, MT>;
-        for (var i = 0u; i < MT; i++) {
-            acc[i] = vec4<f32>(0.0);
-        }
-        for (var c = ql; c < p.chunks; c += QL) {
-            step(c, rw, 0u, &acc);
-        }
-        for (var i = 0u; i < MT; i++) {
-            red[i * WG + lid] = acc[i];
-        }
-        workgroupBarrier();
-        for (var st = QL / 2u; st > 0u; st >>= 1u) {
-            if (ql < st) {
-                for (var i = 0u; i < MT; i++) {
-                    red[i * WG + lid] += red[i * WG + lid + st];
-                }
-            }
-            workgroupBarrier();
-        }
+        let sums = quad_sums(rw, ql, lid);
         if (ql == 0u && q0 + slot_q < nq) {
             for (var i = 0u; i < MT; i++) {
-                var v = red[i * WG + lid];
-//#if IN_RMS
-                v *= aux[i].w;
-//#endif
-//#if W_I8ROW
-                // bitsandbytes' 1/127, rounded to f32 (as the linear entry point).
-                v *= vec4<f32>(bitcast<f32>(s[rw.x]), bitcast<f32>(s[rw.y]), bitcast<f32>(s[rw.z]),
-                    bitcast<f32>(s[rw.w])) * 0.007874015718698502;
-//#endif
+                let v = sums[i];
                 let b = i * 3u * dh + 4u * qi;
                 hq[b] = v.x;
                 hq[b + 1u] = v.y;
