@@ -30,21 +30,8 @@ const _: () = assert!(
 
 const MS_CONSTS: &[(&str, u32)] = &[("QL", QA_LANES), ("MS_S", MS_BLOCK)];
 
-/// [`CONSTS`] followed by [`MS_CONSTS`] (one list: the kernel takes a static slice).
-const ALL_CONSTS: [(&str, u32); CONSTS.len() + MS_CONSTS.len()] = {
-    let mut out = [("", 0u32); CONSTS.len() + MS_CONSTS.len()];
-    let mut i = 0;
-    while i < CONSTS.len() {
-        out[i] = CONSTS[i];
-        i += 1;
-    }
-    let mut j = 0;
-    while j < MS_CONSTS.len() {
-        out[i + j] = MS_CONSTS[j];
-        j += 1;
-    }
-    out
-};
+/// [`CONSTS`] followed by [`MS_CONSTS`].
+const ALL_CONSTS: [(&str, u32); CONSTS.len() + MS_CONSTS.len()] = super::consts_with(MS_CONSTS);
 
 static KERNEL_MLP_SPLIT: Kernel = Kernel {
     name: "linear_mlp_split",

@@ -72,7 +72,7 @@ pub const MAX_BATCH_TILE: u32 = 8;
 const _: () = assert!(WG * MAX_BATCH_TILE * 16 <= 16384);
 const _: () = assert!(WG.is_power_of_two());
 
-/// The constants injected into `linear.wgsl`, the same for its three kernels.
+/// The constants injected into `linear.wgsl` (its three kernels) and `layer.wgsl` (with more).
 const CONSTS: &[(&str, u32)] = &[
     ("WG", WG),
     ("R", ROWS_PER_GROUP),
@@ -80,6 +80,26 @@ const CONSTS: &[(&str, u32)] = &[
     ("ATTN_MAX_SCORES", ATTN_MAX_SCORES),
     ("ATTN_MAX_HD", ATTN_MAX_HD),
 ];
+
+/// [`CONSTS`] followed by `extra`, as one array of `N = CONSTS.len() + extra.len()` entries (a
+/// kernel takes one static slice of constants).
+pub(super) const fn consts_with<const N: usize>(
+    extra: &[(&'static str, u32)],
+) -> [(&'static str, u32); N] {
+    assert!(N == CONSTS.len() + extra.len());
+    let mut out = [("", 0u32); N];
+    let mut i = 0;
+    while i < CONSTS.len() {
+        out[i] = CONSTS[i];
+        i += 1;
+    }
+    let mut j = 0;
+    while j < extra.len() {
+        out[i + j] = extra[j];
+        j += 1;
+    }
+    out
+}
 
 static KERNEL: Kernel = Kernel {
     name: "linear",

@@ -64,21 +64,8 @@ const QA_CONSTS: &[(&str, u32)] = &[
     ("RES_MAX", QA_RES_MAX),
 ];
 
-/// [`CONSTS`] followed by [`QA_CONSTS`] (one list: the kernel takes a static slice).
-const ALL_CONSTS: [(&str, u32); CONSTS.len() + QA_CONSTS.len()] = {
-    let mut out = [("", 0u32); CONSTS.len() + QA_CONSTS.len()];
-    let mut i = 0;
-    while i < CONSTS.len() {
-        out[i] = CONSTS[i];
-        i += 1;
-    }
-    let mut j = 0;
-    while j < QA_CONSTS.len() {
-        out[i + j] = QA_CONSTS[j];
-        j += 1;
-    }
-    out
-};
+/// [`CONSTS`] followed by [`QA_CONSTS`].
+const ALL_CONSTS: [(&str, u32); CONSTS.len() + QA_CONSTS.len()] = super::consts_with(QA_CONSTS);
 
 static KERNEL_QKV_ATTN: Kernel = Kernel {
     name: "linear_qkv_attn",
