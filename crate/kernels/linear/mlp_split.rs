@@ -141,21 +141,15 @@ pub fn mlp_split(
             w1.format, w2.format
         )));
     }
-    let (input_define, norm_w, norm_b, eps) = match input {
-        LinearInput::Plain => (INPUT_DEFINES[0], None, None, 0.0),
-        LinearInput::RmsNorm { weight, eps } => (INPUT_DEFINES[1], Some(weight), None, eps),
-        LinearInput::LayerNorm { weight, bias, eps } => {
-            (INPUT_DEFINES[2], Some(weight), Some(bias), eps)
-        }
-        other => {
-            return Err(err(format!(
-                "the split MLP takes a plain, RMSNorm or LayerNorm input, got {other:?}"
-            )))
-        }
-    };
-    if !eps.is_finite() || eps < 0.0 {
-        return Err(err(format!("norm eps {eps} must be finite and ≥ 0")));
+    if !matches!(
+        input,
+        LinearInput::Plain | LinearInput::RmsNorm { .. } | LinearInput::LayerNorm { .. }
+    ) {
+        return Err(err(format!(
+            "the split MLP takes a plain, RMSNorm or LayerNorm input, got {input:?}"
+        )));
     }
+    let (input_define, norm_w, norm_b, eps) = super::input_parts(input)?;
     let (p1, p2) = (
         one_part(w1, "the first weight")?,
         one_part(w2, "the second weight")?,

@@ -198,6 +198,27 @@ crate::params_struct! {
     }
 }
 
+/// An input transform's WGSL define, the norm's weight and bias views (`None` where it has none)
+/// and its eps (0 without a norm), checked finite and ≥ 0.
+fn input_parts<'a>(
+    input: LinearInput<'a>,
+) -> GpuResult<(&'static str, Option<View<'a>>, Option<View<'a>>, f32)> {
+    let (define, weight, bias, eps) = match input {
+        LinearInput::Plain => (INPUT_DEFINES[0], None, None, 0.0),
+        LinearInput::RmsNorm { weight, eps } => (INPUT_DEFINES[1], Some(weight), None, eps),
+        LinearInput::LayerNorm { weight, bias, eps } => {
+            (INPUT_DEFINES[2], Some(weight), Some(bias), eps)
+        }
+        LinearInput::SiluGate => (INPUT_DEFINES[3], None, None, 0.0),
+        LinearInput::GeluErf => (INPUT_DEFINES[4], None, None, 0.0),
+        LinearInput::Attention(_) => ("IN_ATTN", None, None, 0.0),
+    };
+    if !eps.is_finite() || eps < 0.0 {
+        return Err(err(format!("norm eps {eps} must be finite and ≥ 0")));
+    }
+    Ok((define, weight, bias, eps))
+}
+
 fn err(message: impl Into<String>) -> GpuError {
     GpuError::Launch {
         kernel: "linear",
@@ -522,16 +543,7 @@ pub fn linear_with(
         }
         Ok(())
     };
-    let (input_define, norm_w, norm_b, eps) = match opts.input {
-        LinearInput::Plain => (INPUT_DEFINES[0], None, None, 0.0),
-        LinearInput::RmsNorm { weight, eps } => (INPUT_DEFINES[1], Some(weight), None, eps),
-        LinearInput::LayerNorm { weight, bias, eps } => {
-            (INPUT_DEFINES[2], Some(weight), Some(bias), eps)
-        }
-        LinearInput::SiluGate => (INPUT_DEFINES[3], None, None, 0.0),
-        LinearInput::GeluErf => (INPUT_DEFINES[4], None, None, 0.0),
-        LinearInput::Attention(_) => ("IN_ATTN", None, None, 0.0),
-    };
+    let (input_define, norm_w, norm_b, eps) = input_parts(opts.input)?;
     let attn = match opts.input {
         LinearInput::Attention(a) => Some(a),
         _ => None,
@@ -558,9 +570,6 @@ pub fn linear_with(
         if a.cache.buffer.id() == y.buffer.id() {
             return Err(err("y must be a different buffer from the KV cache"));
         }
-    }
-    if !eps.is_finite() || eps < 0.0 {
-        return Err(err(format!("norm eps {eps} must be finite and ≥ 0")));
     }
     let x_cols = match opts.input {
         LinearInput::SiluGate => 2 * k as u64,

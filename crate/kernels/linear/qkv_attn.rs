@@ -311,21 +311,15 @@ fn launch(
             w.n
         )));
     }
-    let (input_define, norm_w, norm_b, eps) = match input {
-        LinearInput::Plain => (INPUT_DEFINES[0], None, None, 0.0),
-        LinearInput::RmsNorm { weight, eps } => (INPUT_DEFINES[1], Some(weight), None, eps),
-        LinearInput::LayerNorm { weight, bias, eps } => {
-            (INPUT_DEFINES[2], Some(weight), Some(bias), eps)
-        }
-        other => {
-            return Err(err(format!(
-                "the fused qkv attention takes a plain, RMSNorm or LayerNorm input, got {other:?}"
-            )))
-        }
-    };
-    if !eps.is_finite() || eps < 0.0 {
-        return Err(err(format!("norm eps {eps} must be finite and ≥ 0")));
+    if !matches!(
+        input,
+        LinearInput::Plain | LinearInput::RmsNorm { .. } | LinearInput::LayerNorm { .. }
+    ) {
+        return Err(err(format!(
+            "the fused qkv attention takes a plain, RMSNorm or LayerNorm input, got {input:?}"
+        )));
     }
+    let (input_define, norm_w, norm_b, eps) = super::input_parts(input)?;
     let (lo, hi) = (w.row_offset, w.row_offset + w.n);
     let Some(part) = w
         .parts
