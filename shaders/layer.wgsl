@@ -2,9 +2,11 @@
 // input transforms (common/linear_core.wgsl; layouts, bindings, Params and defines in linear.wgsl's
 // header): mlp_split (define MLP_SPLIT), a transformer MLP split by hidden units into partial
 // outputs; qkv_attention (defines KV_OUT + QKV_ATTN, with RES_IN the previous layer's partials
-// summed on load), one workgroup per head: in-projection, KV append and attention. Each entry
+// summed on load), one workgroup per head: in-projection, KV append and attention; res_linear
+// (RES_LINEAR + RES_IN), a linear on the residual stream summed from the last layer's partials
+// (the depformer's head). Each entry
 // point's dispatch geometry is documented above it and in its launcher
-// (crate/kernels/linear/mlp_split.rs, qkv_attn.rs).
+// (crate/kernels/linear/mlp_split.rs, qkv_attn.rs, res_linear.rs).
 
 //#include "common/linear_core.wgsl"
 
@@ -50,6 +52,69 @@ fn quad_sums(rw: vec4<u32>, ql: u32, lid: u32) -> array<vec4<f32>, MT> {
     workgroupBarrier();
     return out;
 }
+
+//#if RES_IN
+// x_l = x_{l−1} + ls2 ⊙ Σ_j part[j] (the sum in order j, as residual_sum) into xr, for the m batch
+// rows (x = the partials [parts, m, K], ls2 = pk's third row); with `store` (one workgroup of the
+// grid) also into res at res_out for the launches after this one (res_out is never read here).
+// Called in uniform control flow; ends with a barrier.
+fn form_residual(lid: u32, store: bool) {
+    let kq = p.k / 4u;
+    for (var e = lid; e < p.m * kq; e += WG) {
+        var t = vec4<f32>(0.0);
+        for (var j = 0u; j < p.parts; j++) {
+            t += x[j * p.m * kq + e];
+        }
+        let v = res[p.res_in + e] + pk[2u * kq + e % kq] * t;
+        xr[e] = v;
+        if (store) {
+            res[p.res_out + e] = v;
+        }
+    }
+    workgroupBarrier();
+}
+//#endif
+
+//#if RES_LINEAR
+// res_linear (RES_LINEAR + RES_IN, IN_PLAIN; bindings as qkv_attention_res's, y = [m, N], bias and
+// scale unbound): y[i, n] = Σ_k W[row_offset + n, k] · x_l[i, k] for the m ≤ MT rows of the residual
+// stream x_l that form_residual sums from the last layer's MLP partials (a head reading a split
+// transformer's output without a residual_sum launch before it). Workgroup t = wid.y · nwg.x + wid.x
+// computes output rows [t·RL, t·RL + RL) (RL = RL_ROWS, a multiple of 4 · WG / QL): every workgroup
+// sums the partials itself (parts · m · K floats), so the tile is tall to keep the groups few;
+// its RL / 4 row quads go WG / QL at a time through quad_sums (QL lanes per quad, as
+// qkv_attention's in-projection). Rows past N are clamped on load and skipped on store; workgroup
+// 0 also stores x_l at res_out.
+const_assert RL_ROWS % (4u * WG / QL) == 0u;
+
+@compute @workgroup_size(WG)
+fn res_linear(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let t = wid.y * nwg.x + wid.x;
+    form_residual(lid, t == 0u);
+    let slot_q = lid / QL;
+    let ql = lid % QL;
+    for (var q0 = 0u; q0 < RL_ROWS / 4u; q0 += WG / QL) {
+        let n0 = t * RL_ROWS + 4u * (q0 + slot_q);
+        let rw = min(vec4<u32>(n0) + vec4<u32>(0u, 1u, 2u, 3u), vec4<u32>(p.n - 1u)) + vec4<u32>(p.row_offset);
+        let sums = quad_sums(rw, ql, lid);
+        if (ql == 0u) {
+            for (var i = 0u; i < MT; i++) {
+                if (i < p.m) {
+                    for (var r = 0u; r < 4u; r++) {
+                        if (n0 + r < p.n) {
+                            y[i * p.y_stride + p.y_col + n0 + r] = sums[i][r];
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+//#endif
 
 //#if MLP_SPLIT
 // mlp_split (MLP_SPLIT; bindings: w = the MLP's first weight, s its scales, x [m, K] the input,
@@ -223,21 +288,7 @@ fn qkv_attention(
     let hd = p.kv_hd;
     let np = dh / 2u;
 //#if RES_IN
-    // x_l = x_{l−1} + ls2 ⊙ Σ_j part[j] (the sum in order j, as residual_sum) into xr; workgroup 0
-    // also stores it for the launches after this one (res_out is never read here).
-    let kq = p.k / 4u;
-    for (var e = lid; e < p.m * kq; e += WG) {
-        var t = vec4<f32>(0.0);
-        for (var j = 0u; j < p.parts; j++) {
-            t += x[j * p.m * kq + e];
-        }
-        let v = res[p.res_in + e] + pk[2u * kq + e % kq] * t;
-        xr[e] = v;
-        if (h == 0u) {
-            res[p.res_out + e] = v;
-        }
-    }
-    workgroupBarrier();
+    form_residual(lid, h == 0u);
 //#endif
 //#if IN_LAYER
 //#if SUBGROUPS

@@ -25,10 +25,16 @@ const SEVEN_B_STRUCTURE: &str = r#"{
 /// 60 → 52), 484 before the convs wrote the codec transformers' rows and Mimi's semantic and
 /// acoustic RVQs shared their launches (encode −4, decode −3), 477 before Mimi's and the
 /// depformer's layers took 3 launches, the MLP split by hidden units and summed by the next
-/// layer's in-projection (Mimi −7 per transformer call, depformer 25 → 20 per step). Issue 14's
-/// target of 450 is reached. Past position 256 the temporal attention splits its key range and
-/// adds one combine per layer (32 more).
-const MAX_DISPATCHES: u32 = 423;
+/// layer's in-projection (Mimi −7 per transformer call, depformer 25 → 20 per step), 423 before
+/// the depformer's head read the last layer's partials itself (depformer 20 → 19 per step).
+/// Issue 14's target of 450 is reached. Past position 256 the temporal attention splits its key
+/// range and adds one combine per layer (32 more): [`MAX_STEADY_DISPATCHES`].
+const MAX_DISPATCHES: u32 = 415;
+/// The same past position 256 (455 before the depformer's head read the partials): also within
+/// issue 14's 450.
+const MAX_STEADY_DISPATCHES: u32 = 447;
+/// Frames pushed after the first full one to get past 256 temporal keys.
+const STEADY_FRAMES: usize = 260;
 /// The same for the tiny fixture (236 before the first two fusions, 198 before the next three, 188
 /// before the one-launch embedding, 187 before Mimi's fused attention (its codec transformers have
 /// 2 layers each), 183 before the rows-out convs and shared RVQ launches, 176 before the 3-launch
@@ -80,6 +86,67 @@ fn seven_b_structure_frame_dispatches() {
     let line = report("7B structure + real-size Mimi (q4)", &f);
     println!("{line}");
     check(&f, &line, MAX_DISPATCHES);
+}
+
+/// Past 256 keys the temporal attention splits its key range over several workgroups and adds
+/// one combine launch per layer. Measured after 260 frames of the same LM structure with the tiny
+/// fixtures' Mimi (`tests/fixtures/lm/delay1`'s, 64 bins = the structure's card; real-size Mimi
+/// takes ~1.6 s per frame on lavapipe), whose launch counts do not depend on the position (its
+/// window stays under its fused attention's key limit): the frame's count is real-size Mimi's,
+/// measured on the first frame, plus the LM's there.
+#[test]
+fn seven_b_structure_steady_state_dispatches() {
+    let ctx = context();
+    let real = Preset::Custom {
+        config: Some(SEVEN_B_STRUCTURE.into()),
+        lm: true,
+    };
+    let mut session = real.load(&ctx, WeightFormat::MLX_Q4).expect("load");
+    let f0 = full_frame(&ctx, &mut session);
+    drop(session);
+
+    let mut config: serde_json::Value = serde_json::from_str(SEVEN_B_STRUCTURE).unwrap();
+    let fixture: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("tests/fixtures/lm/delay1/config.json"),
+        )
+        .expect("tests/fixtures/lm/delay1/config.json"),
+    )
+    .expect("the fixture's config.json");
+    config["mimi"] = fixture["mimi"].clone();
+    let small = Preset::Custom {
+        config: Some(config.to_string()),
+        lm: true,
+    };
+    let mut session = small.load(&ctx, WeightFormat::MLX_Q4).expect("load");
+    let first = full_frame(&ctx, &mut session);
+    assert_eq!(
+        first.lm, f0.lm,
+        "the LM's launches do not depend on Mimi's size"
+    );
+    let pcm = chirp(session.frame_size());
+    for _ in 0..STEADY_FRAMES {
+        session.push(&ctx, &pcm).expect("push");
+        pollster::block_on(session.pull(&ctx)).expect("pull");
+    }
+    let lm = session.last_frame().lm;
+    assert_eq!(
+        lm.temporal,
+        first.lm.temporal + 32,
+        "past 256 keys each of the 32 temporal layers adds one combine launch"
+    );
+    let f = FrameStats {
+        dispatches: f0.mimi_encode + lm.total() + f0.mimi_decode,
+        lm,
+        ..f0
+    };
+    let line = report(
+        &format!("7B structure + real-size Mimi (q4), {STEADY_FRAMES} frames on (past 256 keys)"),
+        &f,
+    );
+    println!("{line}");
+    check(&f, &line, MAX_STEADY_DISPATCHES);
 }
 
 #[test]

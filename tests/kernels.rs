@@ -44,7 +44,8 @@ family_tests!(
     sample_embed,
     fused,
     fused_qkv,
-    mlp_split
+    mlp_split,
+    res_linear
 );
 
 /// Every family is listed above exactly once.
@@ -65,6 +66,7 @@ fn all_families_have_tests() {
         "fused",
         "fused_qkv",
         "mlp_split",
+        "res_linear",
     ];
     let all: Vec<&str> = cases::all().iter().map(|(n, _)| *n).collect();
     assert_eq!(all, listed);

@@ -591,6 +591,28 @@ impl Transformer {
     /// [`Transformer::forward`] on the rows in the view `x` (e.g. one row of a buffer holding
     /// several steps' inputs).
     pub fn forward_view(&mut self, rec: &mut Recorder, x: View) -> crate::Result<()> {
+        self.forward_then(rec, x, None)
+    }
+
+    /// [`Transformer::forward_view`], then `out = head(x)` (`out` `[rows, head.out_features]`).
+    /// In the split layer form the head sums the last layer's partial outputs itself where it
+    /// can (one launch fewer); `x` then does not receive the transformer's output: read `out`.
+    pub fn forward_view_head(
+        &mut self,
+        rec: &mut Recorder,
+        x: View,
+        head: &Linear,
+        out: View,
+    ) -> crate::Result<()> {
+        self.forward_then(rec, x, Some((head, out)))
+    }
+
+    fn forward_then(
+        &mut self,
+        rec: &mut Recorder,
+        x: View,
+        head: Option<(&Linear, View)>,
+    ) -> crate::Result<()> {
         let t = self.cfg.rows;
         let set = if self.cfg.schedule.is_empty() {
             0
@@ -610,7 +632,7 @@ impl Transformer {
         };
         self.add_positions(rec, x)?;
         if self.split_usable(rec.ctx(), set) {
-            self.forward_split(rec, x, set)?;
+            self.forward_split(rec, x, set, head)?;
             self.pos += t;
             return Ok(());
         }
@@ -687,6 +709,9 @@ impl Transformer {
             second.forward_with(rec, act.view(), x, t, input, residual(&layer.scale2))?;
         }
         self.pos += t;
+        if let Some((w, out)) = head {
+            w.forward(rec, x, out, t)?;
+        }
         Ok(())
     }
 }

@@ -63,7 +63,7 @@ alias WT = vec2<u32>;
 @group(0) @binding(2) var<storage, read> x: array<vec4<f32>>;
 @group(0) @binding(4) var<storage, read_write> y: array<f32>;
 //#if RES_IN
-// RES_IN (qkv_attention only): x is the partial outputs [parts, m, K] of the previous layer's
+// RES_IN (qkv_attention, res_linear): x is the partial outputs [parts, m, K] of the previous layer's
 // mlp_split, res the residual stream pair (read at res_in, written at res_out: two disjoint
 // halves), pk [3, K] the norm weight, the norm bias and the previous layer's ls2 (packed at load).
 @group(0) @binding(5) var<storage, read_write> res: array<vec4<f32>>;
@@ -251,7 +251,11 @@ fn xin(i: u32, m0: u32, v: u32) -> vec4<f32> {
     return ax[v];
 //#endif
 //#if IN_PLAIN
+//#if RES_IN
+    return xld(b);
+//#else
     return x[b];
+//#endif
 //#endif
 //#if IN_RMS
 //#if RES_IN

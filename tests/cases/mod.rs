@@ -8,6 +8,7 @@ pub mod fused_qkv;
 pub mod linear;
 pub mod mlp_split;
 pub mod norm;
+pub mod res_linear;
 pub mod rope;
 pub mod rvq;
 pub mod sample_embed;
@@ -33,5 +34,6 @@ pub fn all() -> Vec<(&'static str, &'static [(&'static str, CaseFn)])> {
         ("fused", fused::CASES),
         ("fused_qkv", fused_qkv::CASES),
         ("mlp_split", mlp_split::CASES),
+        ("res_linear", res_linear::CASES),
     ]
 }

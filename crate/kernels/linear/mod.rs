@@ -50,6 +50,7 @@ mod buffers;
 mod mlp_split;
 mod qkv_attn;
 pub mod reference;
+mod res_linear;
 
 pub use buffers::LinearWeights;
 pub use mlp_split::{mlp_split, MlpAct, MS_BLOCK, MS_MAX_ROWS};
@@ -57,9 +58,10 @@ pub use qkv_attn::{
     qkv_attention, qkv_attention_res, QkvAttn, ResidualIn, QA_LANES, QA_MAX_HEAD_DIM, QA_MAX_KEYS,
     QA_MAX_ROWS, QA_RES_MAX,
 };
+pub use res_linear::{linear_res, RL_MAX_ROWS, RL_ROWS};
 
 const SRC: &str = include_str!("../../../shaders/linear.wgsl");
-/// The transformer-layer entry points (`qkv_attention`, `mlp_split`) on the same shared core
+/// The transformer-layer entry points (`qkv_attention`, `mlp_split`, `res_linear`) on the same shared core
 /// (`shaders/common/linear_core.wgsl`).
 const LAYER_SRC: &str = include_str!("../../../shaders/layer.wgsl");
 /// Invocations per workgroup (injected into the WGSL as `WG`).
@@ -296,6 +298,7 @@ pub fn variants(device: &[&str]) -> Vec<(&'static Kernel, Variant)> {
     }
     out.extend(qkv_attn::variants(kv16s));
     out.extend(mlp_split::variants());
+    out.extend(res_linear::variants());
     out
 }
 

@@ -238,6 +238,45 @@ pub struct ResidualIn<'a> {
     pub eps: f32,
 }
 
+impl ResidualIn<'_> {
+    /// The sizes, offsets and buffers for `m` rows of `k` features (both launches that read it).
+    pub(super) fn check(&self, k: u32, m: u32) -> GpuResult<()> {
+        let rows = m as u64 * k as u64;
+        if rows > QA_RES_MAX as u64 || self.count == 0 || !k.is_multiple_of(4) {
+            return Err(err(format!(
+                "the fused residual input takes m · K ≤ {QA_RES_MAX} floats (K a multiple of 4) and ≥ 1 partial output, got {m} × {k} and {}",
+                self.count
+            )));
+        }
+        let (lo, hi) = (
+            self.read.min(self.write) as u64,
+            self.read.max(self.write) as u64,
+        );
+        if !self.read.is_multiple_of(4) || !self.write.is_multiple_of(4) || hi - lo < rows {
+            return Err(err(format!(
+                "the residual stream's read ({}) and write ({}) offsets must be multiples of 4, {rows} floats apart or more",
+                self.read, self.write
+            )));
+        }
+        if self.stream.size < (hi + rows) * 4
+            || self.parts.size < self.count as u64 * rows * 4
+            || self.packed.size < 3 * k as u64 * 4
+        {
+            return Err(err(format!(
+                "the residual stream ({} bytes), the partial outputs ({} bytes) or the packed norm ({} bytes) is too small for {} parts of {m} × {k}",
+                self.stream.size, self.parts.size, self.packed.size, self.count
+            )));
+        }
+        let id = self.stream.buffer.id();
+        if self.parts.buffer.id() == id || self.packed.buffer.id() == id {
+            return Err(err(
+                "the residual stream must be a buffer of its own (it is written)",
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// [`qkv_attention`] on `x_l = x_{l−1} + ls2 ⊙ Σ_j parts[j]` (see [`ResidualIn`]), which every
 /// workgroup forms in workgroup memory before the norm and workgroup 0 writes to the stream:
 /// the previous layer's MLP partials summed by this layer's launch. `m · K ≤ `[`QA_RES_MAX`].
@@ -249,33 +288,7 @@ pub fn qkv_attention_res(
     m: u32,
     a: &QkvAttn,
 ) -> GpuResult<()> {
-    let k = w.k;
-    let rows = m as u64 * k as u64;
-    if rows > QA_RES_MAX as u64 || res.count == 0 {
-        return Err(err(format!(
-            "the fused residual input takes m · K ≤ {QA_RES_MAX} floats and ≥ 1 partial output, got {m} × {k} and {}",
-            res.count
-        )));
-    }
-    let (lo, hi) = (
-        res.read.min(res.write) as u64,
-        res.read.max(res.write) as u64,
-    );
-    if !res.read.is_multiple_of(4) || !res.write.is_multiple_of(4) || hi - lo < rows {
-        return Err(err(format!(
-            "the residual stream's read ({}) and write ({}) offsets must be multiples of 4, {rows} floats apart or more",
-            res.read, res.write
-        )));
-    }
-    if res.stream.size < (hi + rows) * 4
-        || res.parts.size < res.count as u64 * rows * 4
-        || res.packed.size < 3 * k as u64 * 4
-    {
-        return Err(err(format!(
-            "the residual stream ({} bytes), the partial outputs ({} bytes) or the packed norm ({} bytes) is too small for {} parts of {m} × {k}",
-            res.stream.size, res.parts.size, res.packed.size, res.count
-        )));
-    }
+    res.check(w.k, m)?;
     let input = if res.layer_norm {
         LinearInput::LayerNorm {
             weight: res.packed,

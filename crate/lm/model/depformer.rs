@@ -182,8 +182,8 @@ impl Lm {
                 .emb
                 .sum(rec, self.tokens.view(), &[(k, prev)], x, true)?,
         }
-        dep.transformer.forward_view(rec, x)?;
-        dep.heads[k].forward(rec, x, logits, 1)?;
+        dep.transformer
+            .forward_view_head(rec, x, &dep.heads[k], logits)?;
         Ok(())
     }
 

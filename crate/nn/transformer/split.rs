@@ -2,7 +2,8 @@
 //! partial outputs `[H / S, t, d]`), its partials summed by the next layer's fused
 //! in-projection ([`linear::qkv_attention_res`], which forms `x_l = x_{l−1} + ls2 ⊙ Σ_j part[j]`
 //! and stores it), and after the last layer one [`elementwise::residual_sum`]. Per call `3·L + 1`
-//! launches instead of `4·L`.
+//! launches instead of `4·L`. A head after the transformer (the depformer's) can take the
+//! `residual_sum`'s place: [`linear::linear_res`] sums the partials as it loads them.
 //!
 //! The residual stream lives in a ping-pong pair inside one buffer (layer `l` writes half
 //! `l % 2`, reads half `(l − 1) % 2`), so that the fused launch never reads what it writes. The
@@ -12,10 +13,10 @@
 use crate::gpu::{BufferUsage, Context, GpuBuffer, GpuError, Recorder, View};
 use crate::kernels::elementwise;
 use crate::kernels::linear::{
-    self, LinearInput, MlpAct, ResidualIn, MS_BLOCK, MS_MAX_ROWS, QA_RES_MAX,
+    self, LinearInput, MlpAct, ResidualIn, MS_BLOCK, MS_MAX_ROWS, QA_RES_MAX, RL_MAX_ROWS,
 };
 
-use super::{residual, Layer, Mlp, NormKind, Transformer, TransformerConfig};
+use super::{residual, Layer, Linear, Mlp, NormKind, Transformer, TransformerConfig};
 
 /// The buffers of the split form (allocated at load when the shape fits, [`fits`]).
 pub(super) struct SplitState {
@@ -25,6 +26,9 @@ pub(super) struct SplitState {
     parts: GpuBuffer,
     blocks: u32,
     packed: Vec<GpuBuffer>,
+    /// `[3, d]`: zeros, zeros and the last layer's `ls2` (ones without): what a head reading the
+    /// last layer's partials ([`linear::linear_res`]) takes.
+    packed_out: GpuBuffer,
 }
 
 /// Whether a transformer of this shape gets the split form's buffers: `mlp_split` set, the
@@ -87,6 +91,16 @@ impl SplitState {
             }
             packed.push(buf);
         }
+        let packed_out = ctx.create_buffer(
+            &format!("{prefix} packed output scale"),
+            3 * row,
+            BufferUsage::Storage,
+        )?;
+        ctx.write(&packed_out, 0, bytemuck::cast_slice(&vec![0f32; 2 * d]));
+        match layers.last().and_then(|l| l.scale2.as_ref()) {
+            Some(s) => rec.copy(s.view(), packed_out.slice(2 * row, row)),
+            None => ctx.write(&packed_out, 2 * row, bytemuck::cast_slice(&vec![1f32; d])),
+        }
         rec.submit()?;
         Ok(Self {
             stream,
@@ -94,6 +108,7 @@ impl SplitState {
             parts,
             blocks,
             packed,
+            packed_out,
         })
     }
 }
@@ -122,12 +137,16 @@ impl Transformer {
             })
     }
 
-    /// Every layer on `x` in `3·L + 1` launches (see the module doc).
+    /// Every layer on `x` in `3·L + 1` launches (see the module doc), then with `head` = `(W,
+    /// out)`: `out = W · x_L`, by a [`linear::linear_res`] that sums the last layer's partials
+    /// itself where `W` fits it (`3·L + 1` launches with the head; `x` is not written then), else
+    /// after the `residual_sum`.
     pub(super) fn forward_split(
         &self,
         rec: &mut Recorder,
         x: View,
         set: usize,
+        head: Option<(&Linear, View)>,
     ) -> crate::Result<()> {
         let sp = self.split.as_ref().expect("split_usable");
         let (t, d) = (self.cfg.rows, self.cfg.d_model as u32);
@@ -197,6 +216,20 @@ impl Transformer {
             )?;
         }
         let last = self.layers.len() - 1;
+        if let Some((w, out)) = head.filter(|(w, _)| head_fits(w, t)) {
+            let res = ResidualIn {
+                stream: sp.stream.view(),
+                read: (last % 2) as u32 * half_floats,
+                write: ((last + 1) % 2) as u32 * half_floats,
+                parts: sp.parts.view(),
+                count: sp.blocks,
+                packed: sp.packed_out.view(),
+                layer_norm,
+                eps,
+            };
+            linear::linear_res(rec, w.weights(), &res, out, t)?;
+            return Ok(());
+        }
         rec.copy(half(last), x);
         elementwise::residual_sum(
             rec,
@@ -207,6 +240,15 @@ impl Transformer {
             t * d,
             d,
         )?;
+        if let Some((w, out)) = head {
+            w.forward(rec, x, out, t)?;
+        }
         Ok(())
     }
+}
+
+/// Whether a head `w` on `t` rows can read the last layer's partials itself
+/// ([`linear::linear_res`]: one weight part, unpadded K, no bias).
+fn head_fits(w: &Linear, t: u32) -> bool {
+    w.fusable() && !w.has_bias() && w.weights().part_count() == 1 && t <= RL_MAX_ROWS
 }

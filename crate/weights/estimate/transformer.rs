@@ -34,7 +34,7 @@ pub struct TransformerShape {
     /// The split layer form's partial outputs per call (`hidden / 64`; 0: not split, see
     /// `nn::transformer::split_fits`): its buffers are the residual pair (two 256-aligned halves
     /// of `rows · d_model` f32), the MLP partials `[parts, rows, d_model]` and a packed
-    /// `[3, d_model]` norm per layer.
+    /// `[3, d_model]` norm per layer, plus one `[3, d_model]` with the last layer's scale.
     pub mlp_split_parts: u64,
 }
 
@@ -127,7 +127,8 @@ impl TransformerShape {
             let half = (t * d * 4).next_multiple_of(256);
             b.activations +=
                 buffer_bytes(2 * half) + buffer_bytes(self.mlp_split_parts * t * d * 4);
-            b.activations += self.num_layers as u64 * buffer_bytes(3 * d * 4);
+            // A packed norm per layer, and the last layer's scale for a head on the partials.
+            b.activations += (self.num_layers as u64 + 1) * buffer_bytes(3 * d * 4);
         }
         if self.rope {
             b.weights += floats(self.head_dim() as u64 / 2);
