@@ -81,6 +81,107 @@ fn delay2_forced_logits() {
     forced(&moshi_fixture!("delay2"));
 }
 
+#[test]
+fn depsplit_greedy() {
+    greedy(&moshi_fixture!("depsplit"));
+}
+
+#[test]
+fn depsplit_forced_logits() {
+    forced(&moshi_fixture!("depsplit"));
+}
+
+/// The profile kernel of the split form's MLP (`crate/nn/transformer/split.rs`).
+const MLP_SPLIT_KERNEL: &str = "linear_mlp_split";
+
+/// Launches of [`MLP_SPLIT_KERNEL`] in the depformer group of one profiled frame (the fixture's
+/// second input frame, through a greedy `Session`), and the group's total.
+fn depformer_mlp_split_launches(
+    ctx: &Context,
+    fx: &golden::MoshiFixture,
+    f32_cache: bool,
+) -> (u32, u32) {
+    use parle::lm::{groups, LmOptions, Sampling};
+    use parle::session::SessionOptions;
+    let opts = SessionOptions {
+        sampling: Sampling::greedy().into(),
+        lm: LmOptions {
+            tables: None,
+            f32_cache,
+        },
+        ..SessionOptions::default()
+    };
+    let model = golden::FixtureModel {
+        config: fx.config,
+        model: fx.model,
+        mimi: fx.mimi,
+        tokenizer: fx.tokenizer,
+    };
+    let mut session = golden::fixture_session(ctx, &model, &opts);
+    let r = golden::Tensors::new("reference.safetensors", fx.reference);
+    let input = r.f32("input_pcm");
+    let mut frames = input.chunks(session.frame_size());
+    session.push(ctx, frames.next().unwrap()).unwrap();
+    pollster::block_on(session.pull(ctx)).unwrap();
+    session.set_profiling(ctx, true);
+    session.push(ctx, frames.next().unwrap()).unwrap();
+    pollster::block_on(session.pull(ctx)).unwrap();
+    let p = pollster::block_on(session.read_profile(ctx)).unwrap();
+    let split = p
+        .segments
+        .iter()
+        .filter(|s| s.group == groups::DEPFORMER && s.kernel == MLP_SPLIT_KERNEL)
+        .map(|s| s.launches)
+        .sum();
+    (split, p.launches(groups::DEPFORMER))
+}
+
+/// Which layer form each fixture's depformer runs, counted in one profiled frame: depsplit's
+/// gated hidden 128 (2 blocks of 64) takes the 3-launch form in every layer of every codebook
+/// step (one split-MLP launch each: `dep_q · depformer_num_layers`), so its greedy and forced
+/// goldens above cover that path; delay1's 88 and delay2's 66 fall back to 4 launches per layer
+/// (none). With f32 and device-default KV caches.
+#[test]
+fn depformer_layer_form_by_fixture() {
+    let ctx = context();
+    for (fx, split) in [
+        (moshi_fixture!("depsplit"), true),
+        (moshi_fixture!("delay1"), false),
+        (moshi_fixture!("delay2"), false),
+    ] {
+        let cfg = parle::lm::LmConfig::from_json(fx.config).unwrap();
+        let want = if split {
+            (cfg.dep_q * cfg.depformer_num_layers) as u32
+        } else {
+            0
+        };
+        for f32_cache in [true, false] {
+            let (got, total) = depformer_mlp_split_launches(&ctx, &fx, f32_cache);
+            println!(
+                "{} (f32 KV {f32_cache}): {got} {MLP_SPLIT_KERNEL} launches of {total} in the depformer",
+                fx.name
+            );
+            assert!(total > 0, "{}: no depformer launches profiled", fx.name);
+            assert_eq!(
+                got,
+                want,
+                "{} (f32 KV {f32_cache}): split-MLP launches in the depformer ({}, want {})",
+                fx.name,
+                if split {
+                    "the 3-launch form"
+                } else {
+                    "4 launches per layer"
+                },
+                if split {
+                    "every layer of every step"
+                } else {
+                    "none"
+                }
+            );
+        }
+    }
+}
+
 /// The same reference with the tables dequantized exactly at load (f32) still agrees, while
 /// rounding the MLX q4 / q8 tables to bf16 (what parle did before its gather read quantized
 /// tables) changes a greedy token within the 12 steps: the reference is the exact one, and the

@@ -70,6 +70,7 @@ fn estimate_matches_allocated_bytes() {
         "mimi/tiny_c",
         "lm/delay1",
         "lm/delay2",
+        "lm/depsplit",
         "stt/tiny",
         "stt/tiny_mlx_q4",
     ] {
