@@ -93,14 +93,17 @@ fn depsplit_forced_logits() {
 
 /// The profile kernel of the split form's MLP (`crate/nn/transformer/split.rs`).
 const MLP_SPLIT_KERNEL: &str = "linear_mlp_split";
+/// The profile kernel of a head that reads the split form's last partials (`linear::linear_res`).
+const RES_HEAD_KERNEL: &str = "linear_res";
 
-/// Launches of [`MLP_SPLIT_KERNEL`] in the depformer group of one profiled frame (the fixture's
-/// second input frame, through a greedy `Session`), and the group's total.
-fn depformer_mlp_split_launches(
+/// Launches of [`MLP_SPLIT_KERNEL`] and of [`RES_HEAD_KERNEL`] in the depformer group of one
+/// profiled frame (the fixture's second input frame, through a greedy `Session`), and the
+/// group's total.
+fn depformer_launches(
     ctx: &Context,
     fx: &golden::MoshiFixture,
     f32_cache: bool,
-) -> (u32, u32) {
+) -> (u32, u32, u32) {
     use parle::lm::{groups, LmOptions, Sampling};
     use parle::session::SessionOptions;
     let opts = SessionOptions {
@@ -127,20 +130,26 @@ fn depformer_mlp_split_launches(
     session.push(ctx, frames.next().unwrap()).unwrap();
     pollster::block_on(session.pull(ctx)).unwrap();
     let p = pollster::block_on(session.read_profile(ctx)).unwrap();
-    let split = p
-        .segments
-        .iter()
-        .filter(|s| s.group == groups::DEPFORMER && s.kernel == MLP_SPLIT_KERNEL)
-        .map(|s| s.launches)
-        .sum();
-    (split, p.launches(groups::DEPFORMER))
+    let count = |kernel: &str| {
+        p.segments
+            .iter()
+            .filter(|s| s.group == groups::DEPFORMER && s.kernel == kernel)
+            .map(|s| s.launches)
+            .sum()
+    };
+    (
+        count(MLP_SPLIT_KERNEL),
+        count(RES_HEAD_KERNEL),
+        p.launches(groups::DEPFORMER),
+    )
 }
 
 /// Which layer form each fixture's depformer runs, counted in one profiled frame: depsplit's
 /// gated hidden 128 (2 blocks of 64) takes the 3-launch form in every layer of every codebook
 /// step (one split-MLP launch each: `dep_q · depformer_num_layers`), so its greedy and forced
 /// goldens above cover that path; delay1's 88 and delay2's 66 fall back to 4 launches per layer
-/// (none). With f32 and device-default KV caches.
+/// (none). Where the layers are split, each step's head reads the last layer's partials itself
+/// (one `linear_res` per step, no `residual_sum`). With f32 and device-default KV caches.
 #[test]
 fn depformer_layer_form_by_fixture() {
     let ctx = context();
@@ -156,9 +165,15 @@ fn depformer_layer_form_by_fixture() {
             0
         };
         for f32_cache in [true, false] {
-            let (got, total) = depformer_mlp_split_launches(&ctx, &fx, f32_cache);
+            let (got, heads, total) = depformer_launches(&ctx, &fx, f32_cache);
             println!(
-                "{} (f32 KV {f32_cache}): {got} {MLP_SPLIT_KERNEL} launches of {total} in the depformer",
+                "{} (f32 KV {f32_cache}): {got} {MLP_SPLIT_KERNEL} and {heads} {RES_HEAD_KERNEL} launches of {total} in the depformer",
+                fx.name
+            );
+            assert_eq!(
+                heads,
+                if split { cfg.dep_q as u32 } else { 0 },
+                "{} (f32 KV {f32_cache}): heads reading the partials (one per step where split)",
                 fx.name
             );
             assert!(total > 0, "{}: no depformer launches profiled", fx.name);
