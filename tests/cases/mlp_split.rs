@@ -483,6 +483,50 @@ async fn qkv_attention_res_stream(ctx: &Context, _size: Size) -> CaseResult {
     Ok(())
 }
 
+/// A depformer-like transformer: RMSNorm, SiLU-gated with hidden 6 × 64, no positions, 2 weight
+/// sets by an 8-step schedule, 1 row per call.
+pub fn depformer_like() -> TransformerConfig {
+    TransformerConfig {
+        d_model: 128,
+        num_heads: 16,
+        num_layers: 3,
+        dim_feedforward: 576,
+        norm: NormKind::RmsNorm { eps: 1e-8 },
+        gating: Gating::Silu,
+        positional: Positional::None,
+        max_period: 10000.0,
+        layer_scale: false,
+        context: 8,
+        rows: 1,
+        schedule: vec![0, 1, 1, 1, 1, 1, 1, 1],
+        f32_cache: false,
+        qkv_attention: false,
+        mlp_split: true,
+    }
+}
+
+/// `cfg` loaded twice on the same pseudo-random weights (`format`, `seed`): with the split layer
+/// form (as `cfg` says) and without it.
+pub fn split_and_unsplit(
+    ctx: &Context,
+    cfg: &TransformerConfig,
+    format: WeightFormat,
+    seed: u32,
+) -> Result<(Transformer, Transformer), String> {
+    let w = Weights::Random { format, seed };
+    let scope = w.pp("t");
+    let split = gpu(Transformer::load(ctx, &scope, cfg))?;
+    let plain = gpu(Transformer::load(
+        ctx,
+        &scope,
+        &TransformerConfig {
+            mlp_split: false,
+            ..cfg.clone()
+        },
+    ))?;
+    Ok((split, plain))
+}
+
 /// A Mimi-like transformer (LayerNorm, GELU, layer scale, RoPE, 2 rows) and a depformer-like one
 /// (RMSNorm, SiLU-gated, 2 weight sets by schedule, 1 row), pseudo-random bf16 weights: the
 /// 3-launch layers (`mlp_split: true`, 3·L + 1 launches per call) equal the 4-launch layers
@@ -505,37 +549,11 @@ async fn transformer_split_stream(ctx: &Context, _size: Size) -> CaseResult {
         qkv_attention: true,
         mlp_split: true,
     };
-    let dep = TransformerConfig {
-        d_model: 128,
-        num_heads: 16,
-        num_layers: 3,
-        dim_feedforward: 576,
-        norm: NormKind::RmsNorm { eps: 1e-8 },
-        gating: Gating::Silu,
-        positional: Positional::None,
-        layer_scale: false,
-        context: 8,
-        rows: 1,
-        schedule: vec![0, 1, 1, 1, 1, 1, 1, 1],
-        f32_cache: false,
-        qkv_attention: false,
-        ..mimi.clone()
-    };
-    for (name, cfg, calls) in [("mimi-like", mimi, 6u32), ("depformer-like", dep, 8)] {
-        let w = Weights::Random {
-            format: WeightFormat::Bf16,
-            seed: 17,
-        };
-        let scope = w.pp("t");
-        let mut split = gpu(Transformer::load(ctx, &scope, &cfg))?;
-        let mut plain = gpu(Transformer::load(
-            ctx,
-            &scope,
-            &TransformerConfig {
-                mlp_split: false,
-                ..cfg.clone()
-            },
-        ))?;
+    for (name, cfg, calls) in [
+        ("mimi-like", mimi, 6u32),
+        ("depformer-like", depformer_like(), 8),
+    ] {
+        let (mut split, mut plain) = split_and_unsplit(ctx, &cfg, WeightFormat::Bf16, 17)?;
         let (t, d, l) = (cfg.rows, cfg.d_model as u32, cfg.num_layers as u32);
         let mut rng = Rng::new(4242);
         for call in 0..calls {

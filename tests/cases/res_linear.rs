@@ -8,10 +8,11 @@
 use parle::gpu::{BufferUsage, Context, Recorder};
 use parle::kernels::elementwise;
 use parle::kernels::linear::{self, reference, LinearWeights, ResidualIn, RL_ROWS};
-use parle::nn::{Gating, Linear, NormKind, Positional, Transformer, TransformerConfig, Weights};
+use parle::nn::Linear;
 use parle::weights::{HostLinear, WeightFormat};
 
 use crate::cases;
+use crate::cases::mlp_split::{depformer_like, split_and_unsplit};
 use crate::common::{assert_close, gpu, log, CaseResult, Rng, Size};
 
 cases!(
@@ -215,41 +216,14 @@ async fn linear_res_rejects(ctx: &Context, _size: Size) -> CaseResult {
     Ok(())
 }
 
-/// A depformer-like transformer (RMSNorm, SiLU-gated, hidden 4 × 64, 2 weight sets by
-/// schedule, 1 row) with a head of 130 rows, pseudo-random weights in bf16 and q4: the 3-launch
-/// layers with the head reading the last layer's partials (`forward_view_head`, 3·L + 1
-/// launches with the head) equal the 4-launch layers followed by the head (4·L + 1) over a
-/// stream of calls within 1e-4 + 1e-4·|y|.
+/// The depformer-like transformer of the split-MLP tests with a head of 130 rows, pseudo-random
+/// weights in bf16 and q4: the 3-launch layers with the head reading the last layer's partials
+/// (`forward_view_head`, 3·L + 1 launches with the head) equal the 4-launch layers followed by
+/// the head (4·L + 1) over a stream of calls within 1e-4 + 1e-4·|y|.
 async fn transformer_head_stream(ctx: &Context, _size: Size) -> CaseResult {
-    let cfg = TransformerConfig {
-        d_model: 128,
-        num_heads: 16,
-        num_layers: 3,
-        dim_feedforward: 384,
-        norm: NormKind::RmsNorm { eps: 1e-8 },
-        gating: Gating::Silu,
-        positional: Positional::None,
-        max_period: 10000.0,
-        layer_scale: false,
-        context: 8,
-        rows: 1,
-        schedule: vec![0, 1, 1, 1, 1, 1, 1, 1],
-        f32_cache: false,
-        qkv_attention: false,
-        mlp_split: true,
-    };
+    let cfg = depformer_like();
     for format in [WeightFormat::Bf16, WeightFormat::MLX_Q4] {
-        let w = Weights::Random { format, seed: 23 };
-        let scope = w.pp("t");
-        let mut split = gpu(Transformer::load(ctx, &scope, &cfg))?;
-        let mut plain = gpu(Transformer::load(
-            ctx,
-            &scope,
-            &TransformerConfig {
-                mlp_split: false,
-                ..cfg.clone()
-            },
-        ))?;
+        let (mut split, mut plain) = split_and_unsplit(ctx, &cfg, format, 23)?;
         let (d, l) = (cfg.d_model as u32, cfg.num_layers as u32);
         let n = 130u32;
         let head = gpu(Linear::random(ctx, "head", format, n, d, 5))?;
