@@ -3,6 +3,13 @@
 random values, for the real-size benchmark (scripts/bench-real-size.mjs). Not used by CI.
 
     python3 scripts/make-real-size.py OUT_DIR [q4] [q8] [bf16]     (default: q4 q8)
+    python3 scripts/make-real-size.py OUT_DIR bf16 --temporal-layers 2
+
+--temporal-layers N keeps N of the 32 temporal layers (every other tensor at its published size,
+the largest ones included) and writes OUT_DIR/moshiko-mlx-<format>-<N>-layers/ with a config.json
+of one key, {"num_layers": N} (absent keys are the 7B's): the wasm heap's bound depends on the
+largest tensor, not on the count, so this measures bf16's heap (a 15 GB file whose weights would
+not fit a small machine's RAM in SwiftShader) at its real tensor sizes.
 
 writes, per format, OUT_DIR/moshiko-mlx-<format>/ laid out as Kyutai's Hugging Face repos
 `kyutai/moshiko-mlx-q4`, `-q8` and `-bf16` are (no config.json: moshi_mlx's `config_v0_1` is the
@@ -50,14 +57,17 @@ def log(msg: str):
     print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
 
 
-def write_lm(path: Path, bits, group):
+def write_lm(path: Path, bits, group, temporal_layers=None):
     import mlx.core as mx
     import mlx.nn as nn
     from mlx.utils import tree_flatten
     from moshi_mlx import models
 
     mx.random.seed(SEED)
-    model = models.Lm(models.config_v0_1())
+    cfg = models.config_v0_1()
+    if temporal_layers is not None:
+        cfg.transformer.num_layers = temporal_layers
+    model = models.Lm(cfg)
     model.set_dtype(mx.bfloat16)
     if bits is not None:
         nn.quantize(model, bits=bits, group_size=group)
@@ -153,7 +163,18 @@ def main():
         print(__doc__)
         sys.exit(0 if len(sys.argv) >= 2 else 2)
     out = Path(sys.argv[1])
-    formats = sys.argv[2:] or ["q4", "q8"]
+    args = sys.argv[2:]
+    layers = None
+    if "--temporal-layers" in args:
+        i = args.index("--temporal-layers")
+        try:
+            layers = int(args[i + 1])
+        except (IndexError, ValueError):
+            sys.exit("--temporal-layers takes a whole number of layers (1 to 32)")
+        if not 1 <= layers <= 32:
+            sys.exit(f"--temporal-layers takes 1 to 32 layers, got {layers}")
+        del args[i : i + 2]
+    formats = args or ["q4", "q8"]
     for f in formats:
         if f not in FORMATS:
             sys.exit(f"unknown format '{f}' (formats: {', '.join(FORMATS)})")
@@ -168,8 +189,10 @@ def main():
         write_tokenizer(shared / TOKENIZER_FILE)
     for f in formats:
         bits, group, name = FORMATS[f]
-        d = out / f"moshiko-mlx-{f}"
+        d = out / (f"moshiko-mlx-{f}" if layers is None else f"moshiko-mlx-{f}-{layers}-layers")
         d.mkdir(exist_ok=True)
+        if layers is not None:
+            (d / "config.json").write_text(f'{{"num_layers": {layers}}}\n')
         for s in (MIMI_FILE, TOKENIZER_FILE):
             if not (d / s).exists():
                 os.link(shared / s, d / s)
@@ -178,9 +201,9 @@ def main():
             continue
         log(f"moshiko-mlx-{f}: {name}")
         tmp = d / (name + ".partial.safetensors")
-        write_lm(tmp, bits, group)
+        write_lm(tmp, bits, group, layers)
         tmp.rename(d / name)
-    log(f"done: {', '.join(str(out / f'moshiko-mlx-{f}') for f in formats)}")
+    log(f"done: {', '.join(str(d) for d in sorted(out.glob('moshiko-mlx-*')))}")
 
 
 if __name__ == "__main__":
