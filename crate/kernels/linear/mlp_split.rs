@@ -12,10 +12,10 @@
 //! reads its column block of `W2` (`[N, H]`, the same format) with the same per-format loads and
 //! writes `part` `[H / S, m, N]` f32.
 
-use super::{define, err, step, variant, Params, CONSTS, INPUT_DEFINES};
+use super::{define, err, group_shift, need, one_part, step, variant, within_binding};
 use super::{LinearInput, LinearWeights, FORMAT_DEFINES, QA_LANES, WG};
+use super::{Params, CONSTS, INPUT_DEFINES};
 use crate::gpu::{Binding, GpuResult, Kernel, Recorder, Variant, View};
-use crate::weights::WeightFormat;
 
 /// Hidden units per workgroup (`S`, injected as `MS_S`): a multiple of every format's block or
 /// group along K (32 or 64 weights).
@@ -82,26 +82,6 @@ pub(super) fn variants() -> Vec<(&'static Kernel, Variant)> {
     out
 }
 
-/// The one weight part holding `w`'s rows.
-fn one_part<'w>(w: &'w LinearWeights, what: &str) -> GpuResult<&'w super::buffers::Part> {
-    let (lo, hi) = (w.row_offset, w.row_offset + w.n);
-    w.parts
-        .iter()
-        .find(|p| p.first_row <= lo && hi <= p.first_row + p.rows)
-        .ok_or_else(|| {
-            err(format!(
-                "the split MLP needs {what}'s rows in one weight part"
-            ))
-        })
-}
-
-fn group_shift(format: WeightFormat) -> u32 {
-    match format {
-        WeightFormat::Affine { group: 64, .. } => 1,
-        _ => 0,
-    }
-}
-
 /// `part[j, i, :] = w2[:, jS..jS+S] · act(w1 rows of block j · norm(x[i]))` for the `m ≤
 /// `[`MS_MAX_ROWS`] rows of `x` `[m, K]` (see the module doc): `w1` `[H, K]` (GELU) or `[2H, K]`
 /// (SiLU-gated), `w2` `[N, H]` in the same format, `H` a multiple of [`MS_BLOCK`]; `part`
@@ -151,8 +131,8 @@ pub fn mlp_split(
     }
     let (input_define, norm_w, norm_b, eps) = super::input_parts(input)?;
     let (p1, p2) = (
-        one_part(w1, "the first weight")?,
-        one_part(w2, "the second weight")?,
+        one_part(w1, "the split MLP needs the first weight's rows")?,
+        one_part(w2, "the split MLP needs the second weight's rows")?,
     );
     for (what, v) in [
         ("x", Some(x)),
@@ -168,16 +148,6 @@ pub fn mlp_split(
         }
     }
     let blocks = hidden / MS_BLOCK;
-    let need = |v: &View, what: &str, floats: u64| -> GpuResult<()> {
-        if v.size < floats * 4 {
-            return Err(err(format!(
-                "{what} needs {} bytes ({floats} f32), view has {}",
-                floats * 4,
-                v.size
-            )));
-        }
-        Ok(())
-    };
     need(&x, "x", m as u64 * k as u64)?;
     need(&part, "part", blocks as u64 * m as u64 * n as u64)?;
     for (v, what) in [(&norm_w, "norm weight"), (&norm_b, "norm bias")] {
@@ -186,18 +156,8 @@ pub fn mlp_split(
         }
     }
     let max_binding = rec.ctx().caps().max_storage_binding;
-    for buf in [p1, p2]
-        .into_iter()
-        .flat_map(|p| std::iter::once(&p.data).chain(p.scales.iter()))
-    {
-        if buf.size() > max_binding {
-            return Err(err(format!(
-                "weight buffer '{}' ({} bytes) exceeds this GPU's storage binding limit of {max_binding} bytes",
-                buf.label(),
-                buf.size()
-            )));
-        }
-    }
+    within_binding(p1, max_binding)?;
+    within_binding(p2, max_binding)?;
     let mut variant = variant(define(w1.format), input_define, m);
     if act == MlpAct::SiluGate {
         variant = variant.define("ACT_SILU");

@@ -228,6 +228,50 @@ fn err(message: impl Into<String>) -> GpuError {
     }
 }
 
+/// `v` holds at least `floats` f32, else a refusal naming `what`.
+fn need(v: &View, what: &str, floats: u64) -> GpuResult<()> {
+    if v.size < floats * 4 {
+        return Err(err(format!(
+            "{what} needs {} bytes ({floats} f32), view has {}",
+            floats * 4,
+            v.size
+        )));
+    }
+    Ok(())
+}
+
+/// The kernel's `group_shift` for `format`: affine group size = 32 << shift (0 otherwise).
+fn group_shift(format: WeightFormat) -> u32 {
+    match format {
+        WeightFormat::Affine { group: 64, .. } => 1,
+        _ => 0,
+    }
+}
+
+/// The one weight part holding all of `w`'s selected rows (the fused launchers bind one part);
+/// refused as "`needs` in one weight part".
+fn one_part<'w>(w: &'w LinearWeights, needs: &str) -> GpuResult<&'w buffers::Part> {
+    let (lo, hi) = (w.row_offset, w.row_offset + w.n);
+    w.parts
+        .iter()
+        .find(|p| p.first_row <= lo && hi <= p.first_row + p.rows)
+        .ok_or_else(|| err(format!("{needs} in one weight part")))
+}
+
+/// `part`'s code and scale buffers each fit one storage binding of `max_binding` bytes.
+fn within_binding(part: &buffers::Part, max_binding: u64) -> GpuResult<()> {
+    for buf in std::iter::once(&part.data).chain(part.scales.iter()) {
+        if buf.size() > max_binding {
+            return Err(err(format!(
+                "weight buffer '{}' ({} bytes) exceeds this GPU's storage binding limit of {max_binding} bytes",
+                buf.label(),
+                buf.size()
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// Weights per kernel step of `format`.
 fn step(format: WeightFormat) -> u32 {
     match format {
@@ -536,16 +580,6 @@ pub fn linear_with(
     if m == 0 {
         return Ok(());
     }
-    let need = |v: &View, what: &str, floats: u64| -> GpuResult<()> {
-        if v.size < floats * 4 {
-            return Err(err(format!(
-                "{what} needs {} bytes ({floats} f32), view has {}",
-                floats * 4,
-                v.size
-            )));
-        }
-        Ok(())
-    };
     let (input_define, norm_w, norm_b, eps) = input_parts(opts.input)?;
     let attn = match opts.input {
         LinearInput::Attention(a) => Some(a),
@@ -668,10 +702,7 @@ pub fn linear_with(
             m,
             row_offset: a - part.first_row,
             chunks: k / step(w.format),
-            group_shift: match w.format {
-                WeightFormat::Affine { group: 64, .. } => 1,
-                _ => 0,
-            },
+            group_shift: group_shift(w.format),
             has_bias: opts.bias.is_some() as u32,
             y_stride: n,
             y_col: a - lo,

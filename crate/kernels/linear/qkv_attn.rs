@@ -23,9 +23,9 @@
 //! `MT·`[`QA_MAX_HEAD_DIM`]`/2` + `WG` f32, `WG` vec2 and `WG·MT` vec4 — under 16 KiB (asserted
 //! below).
 
-use super::{define, err, step, variant, Params, CONSTS, INPUT_DEFINES, WG};
+use super::{define, err, group_shift, need, one_part, step, variant, within_binding};
+use super::{Params, CONSTS, INPUT_DEFINES, WG};
 use crate::gpu::{Binding, GpuResult, Kernel, Recorder, Variant, View};
-use crate::weights::WeightFormat;
 
 use super::{LinearInput, LinearWeights, FORMAT_DEFINES, MAX_BATCH_TILE};
 
@@ -333,16 +333,7 @@ fn launch(
         )));
     }
     let (input_define, norm_w, norm_b, eps) = super::input_parts(input)?;
-    let (lo, hi) = (w.row_offset, w.row_offset + w.n);
-    let Some(part) = w
-        .parts
-        .iter()
-        .find(|p| p.first_row <= lo && hi <= p.first_row + p.rows)
-    else {
-        return Err(err(
-            "the fused qkv attention needs the in-projection's rows in one weight part",
-        ));
-    };
+    let part = one_part(w, "the fused qkv attention needs the in-projection's rows")?;
     let reads = [
         (
             if res.is_some() {
@@ -381,16 +372,6 @@ fn launch(
             ));
         }
     }
-    let need = |v: &View, what: &str, floats: u64| -> GpuResult<()> {
-        if v.size < floats * 4 {
-            return Err(err(format!(
-                "{what} needs {} bytes ({floats} f32), view has {}",
-                floats * 4,
-                v.size
-            )));
-        }
-        Ok(())
-    };
     if res.is_none() {
         need(&x, "x", m as u64 * k as u64)?;
     }
@@ -400,16 +381,7 @@ fn launch(
             need(v, what, k as u64)?;
         }
     }
-    let max_binding = rec.ctx().caps().max_storage_binding;
-    for buf in std::iter::once(&part.data).chain(part.scales.iter()) {
-        if buf.size() > max_binding {
-            return Err(err(format!(
-                "weight buffer '{}' ({} bytes) exceeds this GPU's storage binding limit of {max_binding} bytes",
-                buf.label(),
-                buf.size()
-            )));
-        }
-    }
+    within_binding(part, rec.ctx().caps().max_storage_binding)?;
     let mut variant = variant(define(w.format), input_define, m);
     if a.kv16 {
         variant = variant.define("KV16");
@@ -422,12 +394,9 @@ fn launch(
         n: w.n,
         k,
         m,
-        row_offset: lo - part.first_row,
+        row_offset: w.row_offset - part.first_row,
         chunks: k / step(w.format),
-        group_shift: match w.format {
-            WeightFormat::Affine { group: 64, .. } => 1,
-            _ => 0,
-        },
+        group_shift: group_shift(w.format),
         y_stride: hd,
         x_stride: k / 4,
         eps,

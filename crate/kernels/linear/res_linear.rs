@@ -12,10 +12,10 @@
 //! `step`, `WG / QA_LANES` quads at a time, a shared-memory tree over the lanes. Workgroup 0 also
 //! stores `x_L` at the stream's `write` offset. Plain input (no norm), no bias, store only.
 
-use super::{define, err, step, variant, Params, CONSTS, INPUT_DEFINES};
+use super::{define, err, group_shift, need, one_part, step, variant, within_binding};
 use super::{LinearWeights, ResidualIn, FORMAT_DEFINES, QA_LANES, QA_RES_MAX, WG};
+use super::{Params, CONSTS, INPUT_DEFINES};
 use crate::gpu::{Binding, GpuResult, Kernel, Recorder, Variant, View};
-use crate::weights::WeightFormat;
 
 /// Output rows per workgroup (injected as `RL_ROWS`): 16 row quads, 4 rounds of
 /// `WG / QA_LANES` quads.
@@ -86,16 +86,7 @@ pub fn linear_res(
         )));
     }
     res.check(k, m)?;
-    let (lo, hi) = (w.row_offset, w.row_offset + n);
-    let Some(part) = w
-        .parts
-        .iter()
-        .find(|p| p.first_row <= lo && hi <= p.first_row + p.rows)
-    else {
-        return Err(err(
-            "the residual-input linear needs its weight rows in one weight part",
-        ));
-    };
+    let part = one_part(w, "the residual-input linear needs its weight rows")?;
     let id = y.buffer.id();
     for (what, v) in [
         ("the partial outputs", res.parts),
@@ -108,34 +99,16 @@ pub fn linear_res(
             )));
         }
     }
-    if y.size < m as u64 * n as u64 * 4 {
-        return Err(err(format!(
-            "y needs {} bytes ({m} × {n} f32), view has {}",
-            m as u64 * n as u64 * 4,
-            y.size
-        )));
-    }
+    need(&y, "y", m as u64 * n as u64)?;
     let caps = rec.ctx().caps();
-    for buf in std::iter::once(&part.data).chain(part.scales.iter()) {
-        if buf.size() > caps.max_storage_binding {
-            return Err(err(format!(
-                "weight buffer '{}' ({} bytes) exceeds this GPU's storage binding limit of {} bytes",
-                buf.label(),
-                buf.size(),
-                caps.max_storage_binding
-            )));
-        }
-    }
+    within_binding(part, caps.max_storage_binding)?;
     let p = Params {
         n,
         k,
         m,
-        row_offset: lo - part.first_row,
+        row_offset: w.row_offset - part.first_row,
         chunks: k / step(w.format),
-        group_shift: match w.format {
-            WeightFormat::Affine { group: 64, .. } => 1,
-            _ => 0,
-        },
+        group_shift: group_shift(w.format),
         y_stride: n,
         x_stride: k / 4,
         res_in: res.read / 4,
